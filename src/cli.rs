@@ -1,0 +1,273 @@
+//! The command line: clap derive definitions only.
+//!
+//! Doc comments are the help text. Every job key people change per run has a
+//! flag here; `job::Job::load` merges these over the job file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Run large batches of prompts through an OpenAI-compatible chat-completions endpoint.
+///
+/// Reads rows from JSONL or CSV, sends one request per row and parameter set with
+/// bounded concurrency, rate limits and retries, and writes one JSON line per request
+/// plus a cost and latency summary.
+#[derive(Debug, Parser)]
+#[command(name = "promptbatch", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a job; an existing output is resumed (only missing, failed or edited requests are sent).
+    ///
+    /// Examples:
+    ///   promptbatch run samples/quickstart.toml --simulate
+    ///   promptbatch run job.toml --limit 10 --param temperature=0.3
+    ///   promptbatch run --input rows.jsonl --model google/gemma-3-4b-it --output out.jsonl
+    Run(RunArgs),
+    /// Check the job and every input row, count requests and estimate tokens and cost; sends nothing.
+    ///
+    /// Example:
+    ///   promptbatch validate samples/quickstart.toml
+    Validate(JobArgs),
+    /// Print a usage report (tokens, cost, latency, errors) over one or more output files.
+    ///
+    /// Example:
+    ///   promptbatch report out/faq-2026-11-24.jsonl out/faq-2026-11-25.jsonl
+    Report(ReportArgs),
+    /// Serve the built-in simulated chat-completions endpoint on loopback.
+    ///
+    /// Example:
+    ///   promptbatch mock-server --port 8089 --latency-ms 50
+    MockServer(MockArgs),
+}
+
+/// The job: a job file and the flags that override its keys.
+#[derive(Debug, Clone, Default, Args)]
+pub struct JobArgs {
+    /// Job file (TOML). Optional: every key people change per run has a flag.
+    #[arg(value_name = "JOB.toml")]
+    pub job: Option<PathBuf>,
+
+    /// Job name, used in output names and request ids [default: the job file's stem, else the input's stem].
+    #[arg(long, value_name = "NAME", help_heading = "Job")]
+    pub name: Option<String>,
+
+    /// Input rows: a .jsonl or .csv file, or - for standard input (e.g. --input questions.csv).
+    #[arg(long, value_name = "PATH|-", help_heading = "Input")]
+    pub input: Option<String>,
+
+    /// Input format [default: from the file extension; JSONL for standard input].
+    #[arg(long, value_enum, value_name = "FORMAT", help_heading = "Input")]
+    pub format: Option<FormatArg>,
+
+    /// Row id template, e.g. --id '{{qid}}' [default: the "id" field, else the 1-based row number].
+    #[arg(long, value_name = "TEMPLATE", help_heading = "Input")]
+    pub id: Option<String>,
+
+    /// System message sent with prompt and template rows, e.g. --system 'You are concise.'
+    #[arg(long, value_name = "TEXT", help_heading = "Input")]
+    pub system: Option<String>,
+
+    /// How the system message is sent: auto folds it into the first user turn for Gemma models.
+    #[arg(long, value_enum, value_name = "MODE", help_heading = "Input")]
+    pub system_mode: Option<SystemModeArg>,
+
+    /// User message template over the row's fields, e.g. --template 'Answer briefly: {{question}}'
+    #[arg(long, value_name = "TEXT", help_heading = "Input")]
+    pub template: Option<String>,
+
+    /// Use only the first N rows, e.g. --limit 10 for a trial run.
+    #[arg(long, value_name = "N", help_heading = "Input")]
+    pub limit: Option<u64>,
+
+    /// Output JSONL, one line per request; {name} and {date} are expanded [default: {name}.jsonl].
+    #[arg(long, value_name = "PATH", help_heading = "Output")]
+    pub output: Option<String>,
+
+    /// Summary JSON [default: the output path with .jsonl replaced by .summary.json].
+    #[arg(long, value_name = "PATH", help_heading = "Output")]
+    pub summary: Option<String>,
+
+    /// Chat-completions URL, e.g. --endpoint http://127.0.0.1:8000/v1/chat/completions
+    #[arg(long, value_name = "URL", help_heading = "Endpoint")]
+    pub endpoint: Option<String>,
+
+    /// Environment variable holding the API key; "" sends no Authorization header [default: AIMLAPI_API_KEY].
+    #[arg(long, value_name = "NAME", help_heading = "Endpoint")]
+    pub api_key_env: Option<String>,
+
+    /// Extra HTTP header, repeatable, e.g. --header X-Title=faq
+    #[arg(long = "header", value_name = "K=V", help_heading = "Endpoint")]
+    pub headers: Vec<String>,
+
+    /// Per-attempt timeout in seconds (streams: per read), e.g. --timeout 60
+    #[arg(long, value_name = "SECS", help_heading = "Endpoint")]
+    pub timeout: Option<f64>,
+
+    /// Model for every request; the same as --param model=ID, so it beats the parameter sets.
+    #[arg(long, value_name = "ID", help_heading = "Parameters")]
+    pub model: Option<String>,
+
+    /// Chat parameter for every request, repeatable; JSON values allowed, unknown keys go to extra,
+    /// e.g. --param temperature=0.2 --param 'stop=["\n\n"]'
+    #[arg(long = "param", value_name = "KEY=VALUE", help_heading = "Parameters")]
+    pub params: Vec<String>,
+
+    /// Most requests in flight at once, e.g. --concurrency 32 [default: 16].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub concurrency: Option<usize>,
+
+    /// Requests per minute; 0 = no limit, e.g. --rpm 600
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub rpm: Option<u32>,
+
+    /// Tokens per minute (prompt bound + max tokens); 0 = no limit, e.g. --tpm 200000
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub tpm: Option<u64>,
+
+    /// Total attempts per request, the first included, e.g. --max-attempts 3 [default: 5].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub max_attempts: Option<u32>,
+
+    /// Stop dispatching before the recorded cost could pass this many USD, e.g. --max-cost 2.50
+    #[arg(long, value_name = "USD", help_heading = "Limits")]
+    pub max_cost: Option<f64>,
+
+    /// Send to the built-in simulated endpoint on loopback; no API key needed.
+    #[arg(long, help_heading = "Endpoint")]
+    pub simulate: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub job: JobArgs,
+
+    /// Start over: move an existing output to <output>.bak instead of resuming it.
+    #[arg(long, help_heading = "Output")]
+    pub fresh: bool,
+
+    /// Progress display: a bar on a terminal, plain log lines otherwise [default: auto].
+    #[arg(long, value_enum, default_value_t = ProgressArg::Auto, help_heading = "Output")]
+    pub progress: ProgressArg,
+
+    /// Print nothing but errors (no progress, no summary table).
+    #[arg(long, short, help_heading = "Output")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// Output files written by `promptbatch run`.
+    #[arg(value_name = "OUTPUT.jsonl", required = true)]
+    pub outputs: Vec<PathBuf>,
+
+    /// Print the report as JSON (the summary's shape) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MockArgs {
+    /// Loopback port to listen on; 0 picks a free one, e.g. --port 8089
+    #[arg(long, default_value_t = 8089)]
+    pub port: u16,
+
+    /// Base latency of every reply in milliseconds, e.g. --latency-ms 50
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+
+    /// Random extra latency, uniform in 0..=N milliseconds, e.g. --jitter-ms 20
+    #[arg(long, default_value_t = 0)]
+    pub jitter_ms: u64,
+
+    /// Fraction of requests answered 429 with Retry-After, e.g. --rate-429 0.05
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_429: f64,
+
+    /// Fraction of requests answered 500, e.g. --rate-500 0.02
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_500: f64,
+
+    /// Enforced limit: at most N requests per window (429 beyond it); 0 = none, e.g. --limit-requests 600
+    #[arg(long, default_value_t = 0)]
+    pub limit_requests: u64,
+
+    /// The enforced limit's window in milliseconds, e.g. --limit-window-ms 60000
+    #[arg(long, default_value_t = 60_000)]
+    pub limit_window_ms: u64,
+
+    /// Answer with the AI/ML API's cost header x-aimlapi-usd-spent at this USD per 1M tokens.
+    #[arg(long)]
+    pub usd_per_million: Option<f64>,
+
+    /// Require this bearer key (401 otherwise), e.g. --require-key test-key
+    #[arg(long)]
+    pub require_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    Jsonl,
+    Csv,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SystemModeArg {
+    Auto,
+    Message,
+    Fold,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressArg {
+    Auto,
+    Bar,
+    Log,
+    Off,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_parse_into_job_args() {
+        let cli = Cli::try_parse_from([
+            "promptbatch",
+            "run",
+            "job.toml",
+            "--param",
+            "temperature=0.2",
+            "--param",
+            "seed=7",
+            "--header",
+            "X-Title=faq",
+            "--concurrency",
+            "4",
+            "--fresh",
+        ])
+        .expect("valid flags");
+        let Command::Run(run) = cli.command else {
+            panic!("expected run")
+        };
+        assert_eq!(
+            run.job.job.as_deref(),
+            Some(std::path::Path::new("job.toml"))
+        );
+        assert_eq!(run.job.params, vec!["temperature=0.2", "seed=7"]);
+        assert_eq!(run.job.headers, vec!["X-Title=faq"]);
+        assert_eq!(run.job.concurrency, Some(4));
+        assert!(run.fresh);
+    }
+}

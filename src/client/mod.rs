@@ -1,0 +1,115 @@
+//! The HTTP client: one attempt of one request, streaming or not.
+//!
+//! Knows nothing of retries, progress or files: `send` turns a [`Request`]
+//! into a [`Reply`] or a classified [`Failure`] that the scheduler decides on.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The error kinds of the output record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    RateLimited,
+    Server,
+    Timeout,
+    Connection,
+    InvalidRequest,
+    Auth,
+    NotFound,
+    BadResponse,
+    BadOutput,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::Server => "server",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Connection => "connection",
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::Auth => "auth",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::BadResponse => "bad_response",
+            ErrorKind::BadOutput => "bad_output",
+        }
+    }
+}
+
+/// Token usage as the provider reported it; never recounted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<u64>,
+}
+
+/// A successful attempt (any 2xx with a parseable completion).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reply {
+    /// The reply's text; None only when the reply is nothing but tool calls.
+    pub content: Option<String>,
+    pub finish_reason: Option<String>,
+    pub usage: Option<Usage>,
+    /// The provider's own figure in USD (AI/ML API header/body, OpenRouter usage.cost).
+    pub provider_cost_usd: Option<f64>,
+    pub response_id: Option<String>,
+    /// OpenRouter's `provider`.
+    pub provider: Option<String>,
+    /// The model the server named, when it differs from the one requested.
+    pub response_model: Option<String>,
+    pub tool_calls: Option<Value>,
+    /// Send to last byte.
+    pub latency_ms: f64,
+    /// First content byte; streaming only.
+    pub ttft_ms: Option<f64>,
+}
+
+/// A failed attempt, classified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub kind: ErrorKind,
+    pub status: Option<u16>,
+    /// Human-readable, from the error body when there is one; never contains the key.
+    pub message: String,
+    /// From `retry-after-ms` or `Retry-After` (seconds or HTTP date).
+    pub retry_after: Option<Duration>,
+    /// From `x-should-retry: true|false`.
+    pub should_retry: Option<bool>,
+    /// The error's `type` or `code` when given (e.g. `insufficient_quota`).
+    pub error_code: Option<String>,
+    /// The request was fully sent and no answer came (timeout, reset): the provider may have billed it.
+    pub uncertain: bool,
+}
+
+impl Failure {
+    pub fn new(kind: ErrorKind, status: Option<u16>, message: impl Into<String>) -> Self {
+        Failure {
+            kind,
+            status,
+            message: message.into(),
+            retry_after: None,
+            should_retry: None,
+            error_code: None,
+            uncertain: false,
+        }
+    }
+}
+
+/// Building the client failed (bad header, bad URL): a job error, reported before anything is sent.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid header {name:?}: {reason}")]
+    Header { name: String, reason: String },
+    #[error("invalid endpoint URL {url:?}: {reason}")]
+    Url { url: String, reason: String },
+    #[error("could not build the HTTP client: {0}")]
+    Build(String),
+}

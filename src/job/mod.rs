@@ -1,0 +1,128 @@
+//! The job: the TOML job file merged with flags, validated as a whole.
+//!
+//! Everything downstream works from a [`Job`]; nothing else reads the job file
+//! or the flags. `load` reports every problem at once (file, key, what to do).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+pub mod params;
+pub mod template;
+
+pub const DEFAULT_ENDPOINT: &str = "https://api.aimlapi.com/v1/chat/completions";
+pub const DEFAULT_KEY_ENV: &str = "AIMLAPI_API_KEY";
+
+/// A validated job, ready to plan requests from.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    pub endpoint: EndpointConfig,
+    pub input: InputConfig,
+    pub output: OutputConfig,
+    pub limits: Limits,
+    pub retry: RetryConfig,
+    /// `[defaults]`: the first layer of every request's parameters.
+    pub defaults: ParamLayer,
+    /// `[[params]]`, or one set named `default` when the job has none.
+    pub param_sets: Vec<ParamSet>,
+    /// `--param` and `--model`: the last layer, above a row's own `params`.
+    pub overrides: ParamLayer,
+    pub pricing: Pricing,
+    /// `--limit N`: only the first N rows.
+    pub row_limit: Option<u64>,
+    /// `--simulate`: the endpoint is the built-in mock, no key needed.
+    pub simulate: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    pub url: String,
+    /// "" = send no Authorization header.
+    pub api_key_env: String,
+    pub timeout: Duration,
+    pub headers: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct InputConfig {
+    pub source: InputSource,
+    pub format: Format,
+    pub id: Option<crate::job::template::Template>,
+    pub system: Option<String>,
+    pub system_mode: SystemMode,
+    pub template: Option<crate::job::template::Template>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputSource {
+    File(PathBuf),
+    Stdin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Jsonl,
+    Csv,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SystemMode {
+    Auto,
+    Message,
+    Fold,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutputConfig {
+    pub path: PathBuf,
+    pub summary: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub concurrency: usize,
+    /// 0 = no limit.
+    pub requests_per_minute: u32,
+    /// 0 = no limit.
+    pub tokens_per_minute: u64,
+    /// 0 = no budget.
+    pub max_cost_usd: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RetryConfig {
+    /// Total attempts per request, the first included (>= 1).
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ParamSet {
+    pub name: String,
+    pub layer: ParamLayer,
+}
+
+/// One level of chat parameters. A `Value::Null` removes what an earlier level set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ParamLayer {
+    /// The chat parameters DESIGN.md names (`model`, `temperature`, ...), already validated.
+    pub named: BTreeMap<String, Value>,
+    /// Passed through untouched (`response_format`, `tools`, ...).
+    pub extra: Map<String, Value>,
+}
+
+/// USD per 1M tokens by requested model id.
+#[derive(Debug, Clone, Default)]
+pub struct Pricing {
+    pub models: BTreeMap<String, Price>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+}
