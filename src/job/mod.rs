@@ -9,8 +9,15 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+mod file;
+mod flags;
+pub mod load;
 pub mod params;
+mod settings;
 pub mod template;
+mod toml_walk;
+
+pub use load::{JobError, Problem};
 
 pub const DEFAULT_ENDPOINT: &str = "https://api.aimlapi.com/v1/chat/completions";
 pub const DEFAULT_KEY_ENV: &str = "AIMLAPI_API_KEY";

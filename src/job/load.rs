@@ -1,0 +1,343 @@
+//! Loading a job: the job file and the flags merged into one validated [`Job`].
+//!
+//! Every problem is collected and reported together, each with its place (file
+//! and key, or the flag) and what to do, because a user fixing a job one error
+//! per run would give up. Only an unreadable or unparseable job file stops
+//! early: nothing in it can be trusted then.
+//!
+//! Sources, each checked where it is written: [`super::file`] (the TOML file),
+//! [`super::flags`] (the command line); [`super::settings`] merges them, flags
+//! winning, and this file fills the defaults and checks what spans both.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use super::settings::{self, Settings};
+use super::toml_walk::Problems;
+use super::{
+    file, flags, EndpointConfig, Format, InputConfig, InputSource, Job, Limits, OutputConfig,
+    ParamLayer, ParamSet, Pricing, RetryConfig, SystemMode, DEFAULT_ENDPOINT, DEFAULT_KEY_ENV,
+};
+use crate::cli::JobArgs;
+
+/// One thing wrong with the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where: `faq.toml: [limits] concurrency`, `faq.toml:12:5`, `--param temperature`.
+    pub place: String,
+    /// What is wrong and what to do about it.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.place, self.message)
+    }
+}
+
+/// The job is invalid; nothing was sent. Lists every problem found.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", render(&self.problems))]
+pub struct JobError {
+    pub problems: Vec<Problem>,
+}
+
+fn render(problems: &[Problem]) -> String {
+    let mut out = match problems.len() {
+        1 => "the job has a problem:\n".to_string(),
+        n => format!("the job has {n} problems:\n"),
+    };
+    for (i, p) in problems.iter().enumerate() {
+        out.push_str(&format!("  {}. {p}\n", i + 1));
+    }
+    out.push_str(if problems.len() == 1 {
+        "Fix it"
+    } else {
+        "Fix them"
+    });
+    out.push_str(" and run again; `promptbatch validate` checks a job without sending anything.");
+    out
+}
+
+/// The set used when the job file has no `[[params]]`.
+const DEFAULT_SET: &str = "default";
+const FALLBACK_NAME: &str = "promptbatch";
+
+impl Job {
+    /// Reads the job file (if any), applies the flags over it and validates the result.
+    ///
+    /// `cwd`: where flag paths are relative to; `today`: UTC date of the run's
+    /// start as YYYY-MM-DD, for `{date}`. The API key is not read here.
+    pub fn load(args: &JobArgs, cwd: &Path, today: &str) -> Result<Job, JobError> {
+        let mut problems = Problems::default();
+        let file = match &args.job {
+            Some(path) => match file::read(path, cwd, &mut problems) {
+                Some(file) => file,
+                None => {
+                    return Err(JobError {
+                        problems: problems.0,
+                    })
+                }
+            },
+            None => file::FileJob {
+                params_ok: true,
+                ..Default::default()
+            },
+        };
+        let (flag_settings, overrides, flags_ok) = flags::read(args, cwd, &mut problems);
+        let s = flag_settings.over(file.settings);
+        let label = args.job.as_ref().map(|p| p.display().to_string());
+        // Where a problem that spans sources is reported: the job file's key
+        // when there is a file, else the flag.
+        let at = |key: &str, flag: &str| match &label {
+            Some(label) => format!("{label}: {key}"),
+            None => flag.to_string(),
+        };
+
+        let name = job_name(&s, args, &mut problems);
+        let input = input_config(&s, &at, &mut problems);
+        let output = output_config(&s, &name, cwd, today, input.as_ref(), &at, &mut problems);
+
+        if args.limit == Some(0) {
+            problems.push(
+                "--limit",
+                "must be at least 1 (the number of rows to use); leave it out to use every row",
+            );
+        }
+        let param_sets = if file.param_sets.is_empty() {
+            vec![ParamSet {
+                name: DEFAULT_SET.into(),
+                layer: ParamLayer::default(),
+            }]
+        } else {
+            file.param_sets
+        };
+        let limits = Limits {
+            concurrency: s.concurrency.unwrap_or(settings::DEFAULT_CONCURRENCY),
+            requests_per_minute: s.requests_per_minute.unwrap_or(0),
+            tokens_per_minute: s.tokens_per_minute.unwrap_or(0),
+            max_cost_usd: s.max_cost_usd.unwrap_or(0.0),
+        };
+        if limits.max_cost_usd > 0.0 && file.params_ok && flags_ok {
+            check_budget(
+                &file.defaults,
+                &param_sets,
+                &overrides,
+                &file.pricing,
+                &at,
+                &mut problems,
+            );
+        }
+        let (Some(input), Some(output), true) = (input, output, problems.0.is_empty()) else {
+            return Err(JobError {
+                problems: problems.0,
+            });
+        };
+        Ok(Job {
+            name,
+            endpoint: EndpointConfig {
+                url: s.url.unwrap_or_else(|| DEFAULT_ENDPOINT.into()),
+                api_key_env: s.api_key_env.unwrap_or_else(|| DEFAULT_KEY_ENV.into()),
+                timeout: s.timeout.unwrap_or(settings::DEFAULT_TIMEOUT),
+                headers: s.headers,
+            },
+            input,
+            output,
+            limits,
+            retry: RetryConfig {
+                max_attempts: s.max_attempts.unwrap_or(settings::DEFAULT_MAX_ATTEMPTS),
+                initial_backoff: std::time::Duration::from_millis(
+                    s.initial_backoff_ms
+                        .unwrap_or(settings::DEFAULT_INITIAL_BACKOFF_MS),
+                ),
+                max_backoff: std::time::Duration::from_millis(
+                    s.max_backoff_ms.unwrap_or(settings::DEFAULT_MAX_BACKOFF_MS),
+                ),
+            },
+            defaults: file.defaults,
+            param_sets,
+            overrides,
+            pricing: file.pricing,
+            row_limit: args.limit,
+            simulate: args.simulate,
+        })
+    }
+}
+
+/// `--name`, else `name`, else the job file's stem, else the input file's stem, else `promptbatch`.
+fn job_name(s: &Settings, args: &JobArgs, problems: &mut Problems) -> String {
+    if let Some(name) = &s.name {
+        return name.clone();
+    }
+    let stem = |p: &Path| p.file_stem().map(|s| s.to_string_lossy().into_owned());
+    let derived = args
+        .job
+        .as_deref()
+        .and_then(stem)
+        .or_else(|| match &s.input {
+            Some(InputSource::File(p)) => stem(p),
+            _ => None,
+        })
+        .unwrap_or_else(|| FALLBACK_NAME.into());
+    if let Err(message) = settings::check_name(&derived) {
+        problems.push(
+            "name",
+            format!(
+                "the name taken from a file name {message}; set one with --name or name = \"...\""
+            ),
+        );
+    }
+    derived
+}
+
+fn input_config(
+    s: &Settings,
+    at: &dyn Fn(&str, &str) -> String,
+    problems: &mut Problems,
+) -> Option<InputConfig> {
+    let Some(source) = s.input.clone() else {
+        problems.push(
+            at("[input] path", "--input"),
+            "no input: set [input] path in the job file or pass --input PATH",
+        );
+        return None;
+    };
+    let format = match (&s.format, &source) {
+        (Some(f), _) => *f,
+        (None, InputSource::Stdin) => Format::Jsonl,
+        (None, InputSource::File(path)) => match settings::format_from_extension(path) {
+            Some(f) => f,
+            None => {
+                problems.push(
+                    at("[input] format", "--format"),
+                    format!(
+                        "cannot tell the format of {} from its extension; set [input] format = \"jsonl\" or \"csv\", or pass --format jsonl|csv",
+                        path.display()
+                    ),
+                );
+                return None;
+            }
+        },
+    };
+    Some(InputConfig {
+        source,
+        format,
+        id: s.id.clone(),
+        // `--system ''` clears a system message the job file sets.
+        system: s.system.clone().filter(|text| !text.is_empty()),
+        system_mode: s.system_mode.unwrap_or(SystemMode::Auto),
+        template: s.template.clone(),
+    })
+}
+
+fn output_config(
+    s: &Settings,
+    name: &str,
+    cwd: &Path,
+    today: &str,
+    input: Option<&InputConfig>,
+    at: &dyn Fn(&str, &str) -> String,
+    problems: &mut Problems,
+) -> Option<OutputConfig> {
+    let path = match &s.output {
+        Some(spec) => spec.resolve(name, today),
+        None => cwd.join(format!("{name}.jsonl")),
+    };
+    let summary = match &s.summary {
+        Some(spec) => spec.resolve(name, today),
+        None => settings::summary_for(&path),
+    };
+    let mut ok = true;
+    if summary == path {
+        problems.push(
+            at("[output] summary", "--summary"),
+            format!(
+                "the summary path {} is the output path; pick another",
+                path.display()
+            ),
+        );
+        ok = false;
+    }
+    if let Some(InputSource::File(input)) = input.map(|i| &i.source) {
+        if same_file(input, &path) || same_file(input, &summary) {
+            problems.push(
+                at("[output] path", "--output"),
+                format!(
+                    "{} is both the input and an output, and writing it would destroy the input; pass --output PATH or set [output] path",
+                    input.display()
+                ),
+            );
+            ok = false;
+        }
+    }
+    ok.then_some(OutputConfig { path, summary })
+}
+
+/// Whether two paths name the same file, also through `..` or links when
+/// their folders exist (the output itself need not exist yet).
+fn same_file(a: &Path, b: &Path) -> bool {
+    if a == b {
+        return true;
+    }
+    let real = |p: &Path| {
+        let folder = std::fs::canonicalize(p.parent()?).ok()?;
+        Some(folder.join(p.file_name()?))
+    };
+    matches!((real(a), real(b)), (Some(x), Some(y)) if x == y)
+}
+
+/// With a budget, every model the job names needs a price and every set a
+/// token cap, or the worst case of a request cannot be bounded. Rows can still
+/// change both; the planner checks them.
+fn check_budget(
+    defaults: &ParamLayer,
+    sets: &[ParamSet],
+    overrides: &ParamLayer,
+    pricing: &Pricing,
+    at: &dyn Fn(&str, &str) -> String,
+    problems: &mut Problems,
+) {
+    let mut unpriced: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    let mut uncapped = Vec::new();
+    for set in sets {
+        let merged = ParamLayer::merged([defaults, &set.layer, overrides]);
+        if let Some(model) = merged.named.get("model").and_then(|m| m.as_str()) {
+            if !pricing.models.contains_key(model) {
+                unpriced
+                    .entry(model.to_string())
+                    .or_default()
+                    .push(&set.name);
+            }
+        }
+        let capped = ["max_tokens", "max_completion_tokens"]
+            .iter()
+            .any(|k| merged.named.contains_key(*k));
+        if !capped {
+            uncapped.push(format!("{:?}", set.name));
+        }
+    }
+    for (model, sets) in unpriced {
+        problems.push(
+            at("[pricing]", "--max-cost"),
+            format!(
+                "with max_cost_usd set, model {model:?} (parameter set {}) needs a [pricing] entry: add {model:?} = {{ input = USD per 1M tokens, output = USD per 1M tokens }} to the job file, or drop the budget",
+                sets.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ")
+            ),
+        );
+    }
+    if !uncapped.is_empty() {
+        problems.push(
+            at("[defaults]", "--max-cost"),
+            format!(
+                "with max_cost_usd set, every request needs a token cap, and parameter set {} has none: set max_tokens (or max_completion_tokens) in [defaults], the set, or with --param max_tokens=N",
+                uncapped.join(", ")
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_flags;

@@ -1,0 +1,452 @@
+//! `Job::load` over real job files in a temp dir: every key, type and place,
+//! and the helpers the flag tests share.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::cli::JobArgs;
+use crate::job::{Format, InputSource, Job, JobError, Price, Problem, SystemMode};
+
+pub(super) const TODAY: &str = "2026-11-24";
+
+pub(super) const DESIGN_JOB: &str = r#"
+name = "faq-nightly"
+
+[endpoint]
+url = "https://api.aimlapi.com/v1/chat/completions"
+api_key_env = "AIMLAPI_API_KEY"
+timeout_secs = 120
+headers = { "X-Title" = "faq" }
+
+[input]
+path = "questions.csv"
+format = "csv"
+id = "{{id}}"
+system = "You are concise."
+template = "Answer: {{question}}"
+
+[output]
+path = "out/{name}-{date}.jsonl"
+summary = "out/{name}-{date}.summary.json"
+
+[limits]
+concurrency = 16
+requests_per_minute = 0
+tokens_per_minute = 0
+max_cost_usd = 0
+
+[retry]
+max_attempts = 5
+initial_backoff_ms = 500
+max_backoff_ms = 60000
+
+[defaults]
+model = "google/gemma-3-4b-it"
+max_tokens = 512
+
+[[params]]
+name = "precise"
+temperature = 0.2
+
+[[params]]
+name = "creative"
+model = "google/gemma-3-27b-it"
+temperature = 1.1
+
+[pricing]
+"google/gemma-3-4b-it" = { input = 0.02, output = 0.04 }
+"#;
+
+pub(super) fn write(dir: &Path, rel: &str, text: &str) -> PathBuf {
+    let path = dir.join(rel);
+    std::fs::create_dir_all(path.parent().expect("has a folder")).expect("mkdir");
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+pub(super) fn job_args(job: Option<&str>) -> JobArgs {
+    JobArgs {
+        job: job.map(PathBuf::from),
+        ..JobArgs::default()
+    }
+}
+
+pub(super) fn load(args: &JobArgs, cwd: &Path) -> Result<Job, JobError> {
+    Job::load(args, cwd, TODAY)
+}
+
+pub(super) fn problems(args: &JobArgs, cwd: &Path) -> Vec<Problem> {
+    match load(args, cwd) {
+        Ok(job) => panic!("expected problems, got {job:?}"),
+        Err(e) => e.problems,
+    }
+}
+
+/// The problem at exactly `place`, whose message contains `needle`.
+pub(super) fn assert_problem(found: &[Problem], place: &str, needle: &str) {
+    assert!(
+        found
+            .iter()
+            .any(|p| p.place == place && p.message.contains(needle)),
+        "no problem at {place:?} containing {needle:?} in:\n{}",
+        found
+            .iter()
+            .map(|p| format!("  {p}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+#[test]
+fn design_job_file_loads_every_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "jobs/faq.toml", DESIGN_JOB);
+    let job = load(&job_args(Some("jobs/faq.toml")), dir.path()).expect("valid job");
+    let jobs = dir.path().join("jobs");
+
+    assert_eq!(job.name, "faq-nightly");
+    assert_eq!(
+        job.endpoint.url,
+        "https://api.aimlapi.com/v1/chat/completions"
+    );
+    assert_eq!(job.endpoint.api_key_env, "AIMLAPI_API_KEY");
+    assert_eq!(job.endpoint.timeout, Duration::from_secs(120));
+    assert_eq!(job.endpoint.headers, vec![("X-Title".into(), "faq".into())]);
+    assert_eq!(
+        job.input.source,
+        InputSource::File(jobs.join("questions.csv"))
+    );
+    assert_eq!(job.input.format, Format::Csv);
+    assert_eq!(job.input.id.as_ref().map(|t| t.source()), Some("{{id}}"));
+    assert_eq!(job.input.system.as_deref(), Some("You are concise."));
+    assert_eq!(job.input.system_mode, SystemMode::Auto);
+    assert_eq!(
+        job.input.template.as_ref().map(|t| t.source()),
+        Some("Answer: {{question}}")
+    );
+    assert_eq!(
+        job.output.path,
+        jobs.join("out/faq-nightly-2026-11-24.jsonl")
+    );
+    assert_eq!(
+        job.output.summary,
+        jobs.join("out/faq-nightly-2026-11-24.summary.json")
+    );
+    assert_eq!(job.limits.concurrency, 16);
+    assert_eq!(job.limits.requests_per_minute, 0);
+    assert_eq!(job.limits.tokens_per_minute, 0);
+    assert_eq!(job.limits.max_cost_usd, 0.0);
+    assert_eq!(job.retry.max_attempts, 5);
+    assert_eq!(job.retry.initial_backoff, Duration::from_millis(500));
+    assert_eq!(job.retry.max_backoff, Duration::from_secs(60));
+    assert_eq!(
+        job.defaults.named.get("model"),
+        Some(&json!("google/gemma-3-4b-it"))
+    );
+    assert_eq!(job.defaults.named.get("max_tokens"), Some(&json!(512)));
+    let names: Vec<_> = job.param_sets.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["precise", "creative"]);
+    assert_eq!(
+        job.param_sets[0].layer.named.get("temperature"),
+        Some(&json!(0.2))
+    );
+    assert!(!job.param_sets[0].layer.named.contains_key("name"));
+    assert_eq!(
+        job.param_sets[1].layer.named.get("model"),
+        Some(&json!("google/gemma-3-27b-it"))
+    );
+    assert!(job.overrides.named.is_empty() && job.overrides.extra.is_empty());
+    assert_eq!(
+        job.pricing.models.get("google/gemma-3-4b-it"),
+        Some(&Price {
+            input: 0.02,
+            output: 0.04
+        })
+    );
+    assert_eq!(job.row_limit, None);
+    assert!(!job.simulate);
+}
+
+#[test]
+fn unknown_keys_at_every_depth_are_reported_together() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "faq.toml",
+        r#"
+endpont = "x"
+[input]
+path = "q.jsonl"
+[limits]
+concurency = 8
+[endpoint]
+timeout = 3
+[[params]]
+name = "precise"
+temprature = 0.2
+[pricing]
+"m" = { input = 1, outptu = 2 }
+"#,
+    );
+    let found = problems(&job_args(Some("faq.toml")), dir.path());
+    assert_problem(&found, "faq.toml: endpont", r#"did you mean "endpoint"?"#);
+    assert_problem(
+        &found,
+        "faq.toml: [limits] concurency",
+        r#"unknown key "concurency"; did you mean "concurrency"?"#,
+    );
+    assert_problem(
+        &found,
+        "faq.toml: [endpoint] timeout",
+        r#"did you mean "timeout_secs"?"#,
+    );
+    assert_problem(
+        &found,
+        r#"faq.toml: [[params]] #1 ("precise") temprature"#,
+        r#"did you mean "temperature"?"#,
+    );
+    assert_problem(
+        &found,
+        r#"faq.toml: [pricing] "m" outptu"#,
+        r#"did you mean "output"?"#,
+    );
+    // The price lacks its output, so that is a problem too.
+    assert_problem(&found, r#"faq.toml: [pricing] "m" output"#, "is missing");
+    assert_eq!(found.len(), 6, "{found:#?}");
+}
+
+#[test]
+fn unknown_key_far_from_every_valid_one_gets_no_guess() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "j.toml",
+        "[input]\npath = \"q.jsonl\"\n[limits]\nxyzzy = 1\n",
+    );
+    let found = problems(&job_args(Some("j.toml")), dir.path());
+    assert_eq!(found.len(), 1);
+    assert!(!found[0].message.contains("did you mean"), "{}", found[0]);
+}
+
+#[test]
+fn wrong_types_name_the_key_and_the_value() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "j.toml",
+        r#"
+name = 7
+input = "q.jsonl"
+[endpoint]
+timeout_secs = "60"
+headers = { "X-Title" = 1 }
+[limits]
+concurrency = "8"
+tokens_per_minute = 8.0
+max_cost_usd = -1
+[retry]
+max_attempts = 0
+[defaults]
+max_tokens = "512"
+temperature = nan
+extra = { bias = inf }
+"#,
+    );
+    let found = problems(&job_args(Some("j.toml")), dir.path());
+    assert_problem(&found, "j.toml: name", "must be a string, got the number 7");
+    assert_problem(&found, "j.toml: input", "must be a table");
+    assert_problem(
+        &found,
+        "j.toml: [endpoint] timeout_secs",
+        "the string \"60\"",
+    );
+    assert_problem(
+        &found,
+        "j.toml: [endpoint] headers \"X-Title\"",
+        "must be a string",
+    );
+    assert_problem(
+        &found,
+        "j.toml: [limits] concurrency",
+        "must be a whole number between 1 and 10000, got the string \"8\"",
+    );
+    assert_problem(&found, "j.toml: [limits] max_cost_usd", "got -1");
+    assert_problem(
+        &found,
+        "j.toml: [limits] tokens_per_minute",
+        "whole number >= 0, got the number 8.0",
+    );
+    assert_problem(
+        &found,
+        "j.toml: [retry] max_attempts",
+        "between 1 and 100, got 0",
+    );
+    assert_problem(&found, "j.toml: [defaults] max_tokens", "integer");
+    assert_problem(&found, "j.toml: [defaults] temperature", "finite number");
+    assert_problem(&found, "j.toml: [defaults] extra.bias", "finite number");
+}
+
+#[test]
+fn toml_syntax_error_names_line_and_column_and_stops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "bad.toml",
+        "name = \"x\"\n[limits]\nconcurrency = = 3\n",
+    );
+    let found = problems(&job_args(Some("bad.toml")), dir.path());
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].place, "bad.toml:3:15");
+    assert!(
+        found[0].message.starts_with("TOML syntax error"),
+        "{}",
+        found[0]
+    );
+}
+
+#[test]
+fn missing_job_file_is_one_problem_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let found = problems(&job_args(Some("nope.toml")), dir.path());
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].place, "nope.toml");
+    assert!(found[0].message.contains("cannot read"), "{}", found[0]);
+}
+
+#[test]
+fn set_names_must_be_present_unique_and_slash_free() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "j.toml",
+        r#"
+[input]
+path = "q.jsonl"
+[[params]]
+name = "a"
+[[params]]
+name = "a"
+[[params]]
+name = " "
+[[params]]
+name = "x/y"
+[[params]]
+temperature = 0.1
+[[params]]
+name = 3
+"#,
+    );
+    let found = problems(&job_args(Some("j.toml")), dir.path());
+    assert_problem(&found, r#"j.toml: [[params]] #2 ("a") name"#, "earlier set");
+    assert_problem(
+        &found,
+        r#"j.toml: [[params]] #3 (" ") name"#,
+        "must not be empty",
+    );
+    assert_problem(
+        &found,
+        r#"j.toml: [[params]] #4 ("x/y") name"#,
+        "contains '/'",
+    );
+    assert_problem(&found, "j.toml: [[params]] #5 name", "needs a name");
+    assert_problem(&found, "j.toml: [[params]] #6 name", "must be a string");
+    assert_eq!(found.len(), 5, "{found:#?}");
+
+    write(
+        dir.path(),
+        "k.toml",
+        "params = 3\n[input]\npath = \"q.jsonl\"\n",
+    );
+    let found = problems(&job_args(Some("k.toml")), dir.path());
+    assert_problem(&found, "k.toml: params", "list of [[params]] tables");
+    write(
+        dir.path(),
+        "k.toml",
+        "[params]\nname = \"a\"\n[input]\npath = \"q.jsonl\"\n",
+    );
+    let found = problems(&job_args(Some("k.toml")), dir.path());
+    assert_problem(
+        &found,
+        "k.toml: params",
+        "write [[params]] (double brackets)",
+    );
+}
+
+#[test]
+fn retry_backoff_max_must_not_be_below_initial() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "j.toml",
+        "[input]\npath = \"q.jsonl\"\n[retry]\nmax_backoff_ms = 100\n",
+    );
+    let found = problems(&job_args(Some("j.toml")), dir.path());
+    assert_problem(
+        &found,
+        "j.toml: [retry] max_backoff_ms",
+        "at least initial_backoff_ms (500)",
+    );
+}
+
+#[test]
+fn a_budget_needs_prices_and_token_caps_for_the_jobs_models() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let budget_job = DESIGN_JOB.replace("max_cost_usd = 0", "max_cost_usd = 5");
+    write(dir.path(), "j.toml", &budget_job);
+    // "creative" asks for the 27b model, which has no price.
+    let found = problems(&job_args(Some("j.toml")), dir.path());
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_problem(
+        &found,
+        "j.toml: [pricing]",
+        "model \"google/gemma-3-27b-it\" (parameter set \"creative\") needs a [pricing] entry",
+    );
+
+    let priced = format!("{budget_job}\"google/gemma-3-27b-it\" = {{ input = 0, output = 1 }}\n");
+    write(dir.path(), "j.toml", &priced);
+    let job = load(&job_args(Some("j.toml")), dir.path()).expect("priced and capped");
+    assert_eq!(job.limits.max_cost_usd, 5.0);
+
+    // --max-tokens removed by --param max_tokens=null leaves no cap.
+    let args = JobArgs {
+        params: vec!["max_tokens=null".into()],
+        ..job_args(Some("j.toml"))
+    };
+    let found = problems(&args, dir.path());
+    assert_problem(
+        &found,
+        "j.toml: [defaults]",
+        "\"precise\", \"creative\" has none",
+    );
+
+    // Without a job file, an unpriced --model under --max-cost is placed at the flag.
+    let args = JobArgs {
+        input: Some("in/q.jsonl".into()),
+        model: Some("m".into()),
+        params: vec!["max_completion_tokens=64".into()],
+        max_cost: Some(1.0),
+        ..JobArgs::default()
+    };
+    let found = problems(&args, dir.path());
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_problem(
+        &found,
+        "--max-cost",
+        "model \"m\" (parameter set \"default\")",
+    );
+}
+
+#[test]
+fn prices_must_be_non_negative_numbers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "j.toml",
+        "[input]\npath = \"q.jsonl\"\n[pricing]\n\"a\" = { input = -1, output = 2 }\n\"b\" = 3\n\"c\" = { input = 1, output = 2.5 }\n",
+    );
+    let found = problems(&job_args(Some("j.toml")), dir.path());
+    assert_problem(&found, r#"j.toml: [pricing] "a" input"#, ">= 0");
+    assert_problem(&found, r#"j.toml: [pricing] "b""#, "must be { input");
+    assert_eq!(found.len(), 2, "{found:#?}");
+}
