@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 pub mod params;
+pub mod plan;
 pub mod template;
 
 pub const DEFAULT_ENDPOINT: &str = "https://api.aimlapi.com/v1/chat/completions";
