@@ -4,9 +4,56 @@
 //! a temporary file so that the validation pass and the run read the same rows.
 
 use std::fmt;
+use std::fs::File;
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
+
+use crate::job::Format;
+
+mod csv;
+mod jsonl;
+mod spool;
+
+pub use spool::{resolve, Spooled};
+
+/// The rows of one input, read one at a time. A row error does not end the
+/// stream (the next row follows); an I/O error is the last item.
+pub type Rows = Box<dyn Iterator<Item = Result<RawRow, InputError>> + Send>;
+
+/// Read buffer: large enough that reading is not the bottleneck, small enough to never matter.
+const READ_BUFFER: usize = 256 * 1024;
+
+/// Opens an input for streaming. A CSV header is read and checked here, so a
+/// bad header is an error before the first row.
+pub fn open(file: &InputFile, format: Format) -> Result<Rows, InputError> {
+    let handle = File::open(&file.path).map_err(|e| {
+        InputError::new(
+            file.display.clone(),
+            None,
+            format!(
+                "cannot open {}: {}; check [input] path or --input",
+                file.display,
+                io_message(&e)
+            ),
+        )
+    })?;
+    let reader = BufReader::with_capacity(READ_BUFFER, handle);
+    match format {
+        Format::Csv => csv::rows(reader, &file.display),
+        Format::Jsonl => Ok(jsonl::rows(reader, &file.display)),
+    }
+}
+
+/// An I/O error's text without the "(os error N)" suffix, which tells a user nothing.
+pub(crate) fn io_message(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" (os error ") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    }
+}
 
 /// One row as read: its fields and the 1-based line where it starts.
 #[derive(Debug, Clone, PartialEq)]

@@ -13,6 +13,7 @@ mod file;
 mod flags;
 pub mod load;
 pub mod params;
+pub mod plan;
 mod settings;
 pub mod template;
 mod toml_walk;

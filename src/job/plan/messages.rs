@@ -1,0 +1,240 @@
+//! The `messages` of a request: checking a row's own conversation, building
+//! one from a prompt, and folding system text into the first user turn.
+//!
+//! Gemma's chat template has no system role (the AI/ML API answers 400 to a
+//! `system` message for some Gemma models), so in fold mode every system
+//! message is removed and its text prepended to the first user message.
+
+use serde_json::{json, Map, Value};
+
+use crate::job::params::describe;
+
+/// What a problem is about (`messages[2].content`) and what is wrong.
+pub(super) type Problem = (Option<String>, String);
+
+/// The messages of one request, as sent, and their size.
+#[derive(Debug, Clone)]
+pub(super) struct Built {
+    pub messages: Value,
+    /// UTF-8 bytes of the texts; other content as its compact JSON.
+    pub prompt_bytes: u64,
+    pub count: u64,
+}
+
+/// Messages for a `prompt` or template row: the job's system text, then the user text.
+pub(super) fn from_text(system: Option<&str>, text: &str, fold: bool) -> Built {
+    let messages = match system {
+        Some(system) if fold => vec![user(format!("{system}\n\n{text}"))],
+        Some(system) => vec![
+            json!({"role": "system", "content": system}),
+            user(text.to_string()),
+        ],
+        None => vec![user(text.to_string())],
+    };
+    built(messages)
+}
+
+/// Messages for a row that brings its own (already checked by [`check`]):
+/// as given, or with the system messages folded into the first user message.
+pub(super) fn from_row(messages: &[Value], fold: bool) -> Result<Built, Problem> {
+    if !fold || !messages.iter().any(is_system) {
+        return Ok(built(messages.to_vec()));
+    }
+    let mut texts = Vec::new();
+    let mut rest = Vec::with_capacity(messages.len());
+    for (i, message) in messages.iter().enumerate() {
+        if !is_system(message) {
+            rest.push(message.clone());
+            continue;
+        }
+        match message.get("content").unwrap_or(&Value::Null) {
+            Value::String(text) => texts.push(text.as_str()),
+            Value::Array(parts) => {
+                for (j, part) in parts.iter().enumerate() {
+                    match part_text(part) {
+                        Some(text) => texts.push(text),
+                        None => {
+                            return Err((
+                                Some(format!("messages[{i}].content[{j}]")),
+                                "a system message can only hold text parts when it is folded into the first user message (system_mode fold, or a Gemma model)".into(),
+                            ))
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    texts.retain(|t| !t.is_empty());
+    if texts.is_empty() {
+        return Ok(built(rest));
+    }
+    let system = texts.join("\n\n");
+    let first_user = rest
+        .iter_mut()
+        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"));
+    let Some(Value::Object(first_user)) = first_user else {
+        return Err((
+            Some("messages".into()),
+            "the system text is folded into the first user message (system_mode fold, or a Gemma model), but this conversation has no user message".into(),
+        ));
+    };
+    let content = first_user.entry("content").or_insert(Value::Null);
+    *content = match std::mem::take(content) {
+        Value::String(text) => Value::String(format!("{system}\n\n{text}")),
+        Value::Array(mut parts) => {
+            parts.insert(0, json!({"type": "text", "text": format!("{system}\n\n")}));
+            Value::Array(parts)
+        }
+        _ => Value::String(system),
+    };
+    Ok(built(rest))
+}
+
+/// Checks a row's `messages`: a non-empty list of objects, each with a string
+/// `role` and a `content` that is a string, a list of parts, or null beside
+/// `tool_calls`. Returns every problem, not the first.
+pub(super) fn check(value: &Value) -> Result<&[Value], Vec<Problem>> {
+    let Value::Array(messages) = value else {
+        return Err(vec![(
+            Some("messages".into()),
+            format!(
+                "must be a list of messages like [{{\"role\": \"user\", \"content\": \"...\"}}], not {}",
+                describe(value)
+            ),
+        )]);
+    };
+    if messages.is_empty() {
+        return Err(vec![(
+            Some("messages".into()),
+            "is empty; a conversation needs at least one message".into(),
+        )]);
+    }
+    let mut problems = Vec::new();
+    for (i, message) in messages.iter().enumerate() {
+        let Value::Object(message) = message else {
+            problems.push((
+                Some(format!("messages[{i}]")),
+                format!(
+                    "must be an object with role and content, not {}",
+                    describe(message)
+                ),
+            ));
+            continue;
+        };
+        if !message.get("role").is_some_and(Value::is_string) {
+            problems.push((
+                Some(format!("messages[{i}].role")),
+                "must be a string such as \"user\", \"assistant\" or \"system\"".into(),
+            ));
+        }
+        check_content(message, i, &mut problems);
+    }
+    if problems.is_empty() {
+        Ok(messages)
+    } else {
+        Err(problems)
+    }
+}
+
+fn check_content(message: &Map<String, Value>, i: usize, problems: &mut Vec<Problem>) {
+    let has_tool_calls = message.get("tool_calls").is_some_and(|v| !v.is_null());
+    match message.get("content").unwrap_or(&Value::Null) {
+        Value::String(_) => {}
+        Value::Null if has_tool_calls => {}
+        Value::Array(parts) => {
+            for (j, part) in parts.iter().enumerate() {
+                match part {
+                    Value::Object(p) => {
+                        let is_text = p.get("type").and_then(Value::as_str) == Some("text");
+                        if is_text && !p.get("text").is_some_and(Value::is_string) {
+                            problems.push((
+                                Some(format!("messages[{i}].content[{j}].text")),
+                                "a text part needs a string \"text\"".into(),
+                            ));
+                        }
+                    }
+                    other => problems.push((
+                        Some(format!("messages[{i}].content[{j}]")),
+                        format!(
+                            "must be a part like {{\"type\": \"text\", \"text\": \"...\"}}, not {}",
+                            describe(other)
+                        ),
+                    )),
+                }
+            }
+        }
+        other => problems.push((
+            Some(format!("messages[{i}].content")),
+            format!(
+                "must be a string or a list of parts (null only beside tool_calls), not {}",
+                describe(other)
+            ),
+        )),
+    }
+}
+
+fn is_system(message: &Value) -> bool {
+    message.get("role").and_then(Value::as_str) == Some("system")
+}
+
+fn part_text(part: &Value) -> Option<&str> {
+    if part.get("type").and_then(Value::as_str) == Some("text") {
+        part.get("text").and_then(Value::as_str)
+    } else {
+        None
+    }
+}
+
+fn user(text: String) -> Value {
+    json!({"role": "user", "content": text})
+}
+
+fn built(messages: Vec<Value>) -> Built {
+    let prompt_bytes = messages.iter().map(message_bytes).sum();
+    Built {
+        count: messages.len() as u64,
+        messages: Value::Array(messages),
+        prompt_bytes,
+    }
+}
+
+/// The bytes of one message that become prompt tokens: its texts, the compact
+/// JSON of non-text parts, and of anything beside role and content
+/// (`tool_calls`, `name`, ...), which the model reads too. An over-count is
+/// harmless (this bounds tokens from above); an under-count would not be.
+fn message_bytes(message: &Value) -> u64 {
+    let Value::Object(message) = message else {
+        return json_len(message);
+    };
+    message
+        .iter()
+        .map(|(key, value)| match (key.as_str(), value) {
+            ("role", _) => 0,
+            ("content", Value::String(text)) => text.len() as u64,
+            ("content", Value::Array(parts)) => parts
+                .iter()
+                .map(|part| part_text(part).map_or_else(|| json_len(part), |t| t.len() as u64))
+                .sum(),
+            ("content", Value::Null) => 0,
+            (_, other) => json_len(other),
+        })
+        .sum()
+}
+
+/// Length of a value's compact JSON, without building the string.
+fn json_len(value: &Value) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).expect("writing JSON to a counter cannot fail");
+    count.0
+}
