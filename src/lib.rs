@@ -4,4 +4,5 @@ pub mod cli;
 pub mod client;
 pub mod input;
 pub mod job;
+pub mod mock;
 pub mod request;
