@@ -64,7 +64,9 @@ impl fmt::Debug for Client {
 
 impl Client {
     /// Builds the client once: URL checked, default headers prepared (the
-    /// key's marked sensitive), connection pool sized for the concurrency.
+    /// key's marked sensitive). `pool_size` is the number of idle connections
+    /// kept per host: pass the concurrency, or connections beyond it are closed
+    /// after each request and reopened for the next.
     pub fn new(
         endpoint: &EndpointConfig,
         api_key: Option<&str>,
@@ -214,9 +216,8 @@ impl Client {
         let mut whole = Vec::new();
         let mut ttft_ms = None;
         let mut last_byte = started.elapsed();
-        let mut done = false;
         loop {
-            let read_timeout = if done {
+            let read_timeout = if assembler.is_done() {
                 inner.timeout.min(AFTER_DONE_GRACE)
             } else {
                 inner.timeout
@@ -224,8 +225,9 @@ impl Client {
             let chunk: Bytes = match timeout(read_timeout, response.chunk()).await {
                 Ok(Ok(Some(chunk))) => chunk,
                 Ok(Ok(None)) => break,
-                // Everything needed has arrived; a server that lingers after [DONE] costs only the grace.
-                _ if done => break,
+                // Everything needed has arrived: a server that lingers or drops the
+                // connection after [DONE] or a finish reason does not spoil the reply.
+                _ if assembler.is_complete() => break,
                 Err(_) => return Err(transport::timed_out(inner.timeout, Phase::StreamRead)),
                 Ok(Err(err)) => {
                     return Err(transport::failure(
@@ -257,7 +259,6 @@ impl Client {
                     ttft_ms = Some(millis(started.elapsed()));
                 }
             }
-            done = assembler.is_done();
         }
         let latency_ms = millis(last_byte);
         if is_sse != Some(true) {

@@ -107,6 +107,11 @@ impl StreamAssembler {
         self.done
     }
 
+    /// The reply is whole: `[DONE]`, or a finish reason (some servers never send `[DONE]`).
+    pub fn is_complete(&self) -> bool {
+        self.done || self.finish_reason.is_some()
+    }
+
     fn merge_tool_call(&mut self, delta: &Value) {
         let id = delta.get("id").and_then(Value::as_str);
         // Servers that send whole calls may omit the index: place them by id.
@@ -151,7 +156,7 @@ impl StreamAssembler {
         requested_model: &str,
         status: u16,
     ) -> Result<Reply, Failure> {
-        if !self.done && self.finish_reason.is_none() {
+        if !self.is_complete() {
             let message = format!(
                 "stream cut short after {} chunk(s): it ended without [DONE] or a finish reason",
                 self.chunks

@@ -482,3 +482,24 @@ async fn a_stream_cut_mid_way_is_an_uncertain_connection_error() {
         (ErrorKind::Connection, true)
     );
 }
+
+#[tokio::test]
+async fn a_stream_dropped_after_its_finish_reason_is_accepted() {
+    let (url, _heads) = serve(|mut stream: TcpStream| async move {
+        let last = chunk(
+            "data: {\"choices\":[{\"delta\":{\"content\":\"ok\"},\"finish_reason\":\"stop\"}]}\n\n",
+        );
+        stream
+            .write_all(format!("{SSE_HEAD}{last}").as_bytes())
+            .await
+            .unwrap();
+        // Dropped without [DONE] or the terminating chunk.
+    })
+    .await;
+    let reply = client(&url, Duration::from_secs(5))
+        .send(&request(true), 1)
+        .await
+        .unwrap();
+    assert_eq!(reply.content.as_deref(), Some("ok"));
+    assert_eq!(reply.finish_reason.as_deref(), Some("stop"));
+}
