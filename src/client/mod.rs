@@ -5,6 +5,19 @@
 
 use std::time::Duration;
 
+mod classify;
+mod error_body;
+mod http;
+mod reply;
+mod retry_after;
+mod sse;
+mod stream;
+mod transport;
+mod wire;
+
+pub use http::Client;
+pub use sse::{SseEvent, SseParser};
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

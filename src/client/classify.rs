@@ -1,0 +1,272 @@
+//! Turning an HTTP status, an error body or an in-band error object into a [`Failure`].
+//!
+//! Pure functions, tested over tables, so the retry policy upstream can trust
+//! the kinds: what is retried and what stops a run is decided from them.
+
+use chrono::{DateTime, Utc};
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+use super::error_body::{self, ErrorInfo};
+use super::retry_after;
+use super::{ErrorKind, Failure};
+
+/// The kind of a non-2xx status.
+pub fn status_kind(status: u16) -> ErrorKind {
+    match status {
+        429 => ErrorKind::RateLimited,
+        408 => ErrorKind::Timeout,
+        409 | 500..=599 => ErrorKind::Server,
+        401..=403 => ErrorKind::Auth,
+        404 => ErrorKind::NotFound,
+        // A redirect we did not follow (see `http`): the URL needs fixing, retrying will not help.
+        300..=499 => ErrorKind::InvalidRequest,
+        _ => ErrorKind::Server,
+    }
+}
+
+/// A non-2xx response, with the server's message and retry hints.
+///
+/// `key_env` names the variable holding the API key, for the 401 hint.
+pub fn http_failure(
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+    key_env: &str,
+    now: DateTime<Utc>,
+) -> Failure {
+    let ErrorInfo { message, code } = error_body::parse_error_body(body);
+    let mut message = if message.is_empty() {
+        format!("HTTP {status}{} with an empty body", reason_suffix(status))
+    } else {
+        message
+    };
+    if (300..400).contains(&status) {
+        let location = headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("another URL");
+        message = format!("the endpoint redirects to {location} (HTTP {status}): set the endpoint URL to the final address");
+    } else if let Some(hint) = hint(status, key_env) {
+        message = format!("{message} ({hint})");
+    }
+    Failure {
+        retry_after: retry_after::retry_after(headers, now),
+        should_retry: retry_after::should_retry(headers),
+        error_code: code,
+        ..Failure::new(status_kind(status), Some(status), message)
+    }
+}
+
+/// What to do next, for statuses where the user (not the server) must act.
+fn hint(status: u16, key_env: &str) -> Option<String> {
+    Some(match status {
+        401 if key_env.is_empty() => {
+            "the endpoint wants an API key: set endpoint.api_key_env to the variable holding it"
+                .to_string()
+        }
+        401 => format!("check the API key in ${key_env}"),
+        402 => "the account is out of credits: top it up".to_string(),
+        403 => {
+            "the key may lack access to this model, or the account is out of credits".to_string()
+        }
+        404 => "check the endpoint URL and the model name".to_string(),
+        _ => return None,
+    })
+}
+
+fn reason_suffix(status: u16) -> String {
+    reqwest::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .map(|reason| format!(" {reason}"))
+        .unwrap_or_default()
+}
+
+/// An `error` object inside a 2xx body or a stream: the status was 200, so the
+/// kind comes from its code or type. Rate limits and server errors stay
+/// retryable; anything else is a response we cannot use.
+pub fn in_band_failure(document: &Value, status: u16, uncertain: bool) -> Failure {
+    let error = document.get("error").unwrap_or(document);
+    let numeric = error.get("code").and_then(|code| match code {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    });
+    let words = ["type", "code"]
+        .iter()
+        .filter_map(|field| error.get(*field).and_then(Value::as_str))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase();
+    let kind = match numeric {
+        Some(429) => ErrorKind::RateLimited,
+        Some(500..=599) => ErrorKind::Server,
+        _ if words.contains("rate_limit") || words.contains("rate limit") => ErrorKind::RateLimited,
+        _ if words.contains("server_error") || words.contains("overloaded") => ErrorKind::Server,
+        _ => ErrorKind::BadResponse,
+    };
+    let ErrorInfo { message, code } = error_body::from_json(document);
+    Failure {
+        error_code: code,
+        uncertain,
+        ..Failure::new(
+            kind,
+            Some(status),
+            format!("the server answered {status} but sent an error: {message}"),
+        )
+    }
+}
+
+/// Removes secrets (the API key, sensitive header values) from every message
+/// built here: servers sometimes echo the key ("Incorrect API key provided: sk-...").
+#[derive(Debug, Clone, Default)]
+pub struct Scrubber {
+    secrets: Vec<String>,
+}
+
+impl Scrubber {
+    pub fn new(secrets: Vec<String>) -> Self {
+        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
+        // Longest first, so a secret containing another is removed whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Scrubber { secrets }
+    }
+
+    pub fn scrub(&self, text: &mut String) {
+        for secret in &self.secrets {
+            if text.contains(secret.as_str()) {
+                *text = text.replace(secret.as_str(), "[redacted]");
+            }
+        }
+    }
+
+    pub fn failure(&self, mut failure: Failure) -> Failure {
+        self.scrub(&mut failure.message);
+        if let Some(code) = failure.error_code.as_mut() {
+            self.scrub(code);
+        }
+        failure
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+    use std::time::Duration;
+
+    #[test]
+    fn status_kinds() {
+        use ErrorKind::*;
+        let table = [
+            (429, RateLimited),
+            (408, Timeout),
+            (409, Server),
+            (500, Server),
+            (502, Server),
+            (503, Server),
+            (529, Server),
+            (401, Auth),
+            (402, Auth),
+            (403, Auth),
+            (404, NotFound),
+            (400, InvalidRequest),
+            (413, InvalidRequest),
+            (422, InvalidRequest),
+            (301, InvalidRequest),
+        ];
+        for (status, kind) in table {
+            assert_eq!(status_kind(status), kind, "{status}");
+        }
+    }
+
+    #[test]
+    fn http_failure_carries_code_and_hints() {
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", HeaderValue::from_static("7"));
+        headers.insert("x-should-retry", HeaderValue::from_static("false"));
+        let body = br#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota"}}"#;
+        let failure = http_failure(429, &headers, body, "KEY", Utc::now());
+        assert_eq!(failure.kind, ErrorKind::RateLimited);
+        assert_eq!(failure.status, Some(429));
+        assert_eq!(failure.error_code.as_deref(), Some("insufficient_quota"));
+        assert_eq!(failure.retry_after, Some(Duration::from_secs(7)));
+        assert_eq!(failure.should_retry, Some(false));
+        assert!(!failure.uncertain);
+
+        let failure = http_failure(401, &HeaderMap::new(), b"", "MY_KEY", Utc::now());
+        assert_eq!(failure.kind, ErrorKind::Auth);
+        assert_eq!(
+            failure.message,
+            "HTTP 401 Unauthorized with an empty body (check the API key in $MY_KEY)"
+        );
+
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "location",
+            HeaderValue::from_static("https://example.com/v1/chat/completions"),
+        );
+        let failure = http_failure(301, &headers, b"moved", "K", Utc::now());
+        assert!(failure
+            .message
+            .contains("redirects to https://example.com/v1/chat/completions"));
+    }
+
+    #[test]
+    fn in_band_errors() {
+        let cases = [
+            (
+                r#"{"error":{"message":"slow down","code":429}}"#,
+                ErrorKind::RateLimited,
+            ),
+            (
+                r#"{"error":{"message":"busy","code":"503"}}"#,
+                ErrorKind::Server,
+            ),
+            (
+                r#"{"error":{"message":"x","type":"server_error"}}"#,
+                ErrorKind::Server,
+            ),
+            (
+                r#"{"error":{"message":"x","type":"rate_limit_exceeded"}}"#,
+                ErrorKind::RateLimited,
+            ),
+            (
+                r#"{"error":{"message":"x","code":400}}"#,
+                ErrorKind::BadResponse,
+            ),
+            (r#"{"error":"plain"}"#, ErrorKind::BadResponse),
+        ];
+        for (body, kind) in cases {
+            let value: Value = serde_json::from_str(body).unwrap();
+            let failure = in_band_failure(&value, 200, true);
+            assert_eq!(failure.kind, kind, "{body}");
+            assert_eq!(failure.status, Some(200));
+            assert!(failure.uncertain);
+        }
+    }
+
+    #[test]
+    fn scrubber_removes_every_secret() {
+        let scrubber = Scrubber::new(vec![
+            "sk-secret".into(),
+            String::new(),
+            "sk-secret-longer".into(),
+        ]);
+        let failure = Failure {
+            error_code: Some("bad key sk-secret".into()),
+            ..Failure::new(
+                ErrorKind::Auth,
+                Some(401),
+                "Incorrect API key provided: sk-secret-longer and sk-secret",
+            )
+        };
+        let failure = scrubber.failure(failure);
+        assert_eq!(
+            failure.message,
+            "Incorrect API key provided: [redacted] and [redacted]"
+        );
+        assert_eq!(failure.error_code.as_deref(), Some("bad key [redacted]"));
+    }
+}

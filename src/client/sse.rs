@@ -1,0 +1,237 @@
+//! A server-sent events parser, fed arbitrary byte chunks.
+//!
+//! Pure and incremental: network chunks split lines anywhere, even inside a
+//! UTF-8 character, so bytes are buffered until a line ends (a line end is
+//! never inside a character). Follows the WHATWG event-stream rules the
+//! providers rely on: LF, CRLF or CR line ends; `data:` with or without the
+//! space; multi-line `data` joined with "\n"; `:` comments; `event`/`id`;
+//! dispatch on a blank line. `retry` is read and ignored: a failed stream is
+//! retried by the scheduler as a whole request, never resumed.
+
+/// One dispatched event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SseEvent {
+    /// The `event:` field; `None` for the default "message".
+    pub event: Option<String>,
+    pub data: String,
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct SseParser {
+    /// Bytes of a line not yet ended.
+    partial: Vec<u8>,
+    /// The previous chunk ended in CR: a LF opening the next one belongs to it.
+    after_cr: bool,
+    /// Whether a line was read (a BOM is only skipped before the first one).
+    past_first_line: bool,
+    data: String,
+    has_data: bool,
+    event: Option<String>,
+    id: Option<String>,
+}
+
+impl SseParser {
+    /// Feeds one chunk; complete events are appended to `out`.
+    pub fn feed(&mut self, mut chunk: &[u8], out: &mut Vec<SseEvent>) {
+        if self.after_cr && !chunk.is_empty() {
+            self.after_cr = false;
+            chunk = chunk.strip_prefix(b"\n".as_slice()).unwrap_or(chunk);
+        }
+        while let Some(end) = chunk.iter().position(|&b| b == b'\n' || b == b'\r') {
+            let (line, rest) = chunk.split_at(end);
+            if self.partial.is_empty() {
+                self.line(line, out);
+            } else {
+                self.partial.extend_from_slice(line);
+                let whole = std::mem::take(&mut self.partial);
+                self.line(&whole, out);
+                // Keep the allocation for the next split line.
+                self.partial = whole;
+                self.partial.clear();
+            }
+            chunk = match rest {
+                [b'\r', b'\n', tail @ ..] => tail,
+                [b'\r'] => {
+                    self.after_cr = true;
+                    &[]
+                }
+                [_, tail @ ..] => tail,
+                [] => &[],
+            };
+        }
+        self.partial.extend_from_slice(chunk);
+    }
+
+    /// The end of the stream: an event whose lines all ended but that lacks the
+    /// closing blank line is still dispatched (some servers omit it); a line
+    /// cut mid-way is dropped, since it is most likely a truncated JSON chunk.
+    pub fn finish(&mut self, out: &mut Vec<SseEvent>) {
+        self.partial.clear();
+        self.dispatch(out);
+    }
+
+    fn line(&mut self, mut line: &[u8], out: &mut Vec<SseEvent>) {
+        if !self.past_first_line {
+            self.past_first_line = true;
+            line = line
+                .strip_prefix(b"\xEF\xBB\xBF".as_slice())
+                .unwrap_or(line);
+        }
+        if line.is_empty() {
+            return self.dispatch(out);
+        }
+        if line[0] == b':' {
+            return;
+        }
+        let (field, value) = match line.iter().position(|&b| b == b':') {
+            Some(colon) => {
+                let value = &line[colon + 1..];
+                (
+                    &line[..colon],
+                    value.strip_prefix(b" ".as_slice()).unwrap_or(value),
+                )
+            }
+            None => (line, &[][..]),
+        };
+        let value = String::from_utf8_lossy(value);
+        match field {
+            b"data" => {
+                if self.has_data {
+                    self.data.push('\n');
+                }
+                self.data.push_str(&value);
+                self.has_data = true;
+            }
+            b"event" => self.event = Some(value.into_owned()),
+            b"id" if !value.contains('\0') => self.id = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+
+    fn dispatch(&mut self, out: &mut Vec<SseEvent>) {
+        let event = self.event.take();
+        if !std::mem::take(&mut self.has_data) {
+            return;
+        }
+        out.push(SseEvent {
+            event,
+            data: std::mem::take(&mut self.data),
+            id: self.id.clone(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_in(chunks: &[&[u8]]) -> Vec<SseEvent> {
+        let mut parser = SseParser::default();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            parser.feed(chunk, &mut out);
+        }
+        parser.finish(&mut out);
+        out
+    }
+
+    fn data(events: &[SseEvent]) -> Vec<&str> {
+        events.iter().map(|e| e.data.as_str()).collect()
+    }
+
+    const STREAM: &str = ": OPENROUTER PROCESSING\n\n\
+        data: {\"a\":\"h\u{e9}llo \u{1F600}\"}\n\n\
+        data:{\"b\":2}\r\n\r\n\
+        event: error\ndata: first\ndata: second\nid: 7\nretry: 1000\n\n\
+        data: [DONE]\n\n";
+
+    fn expected() -> Vec<SseEvent> {
+        vec![
+            SseEvent {
+                data: "{\"a\":\"h\u{e9}llo \u{1F600}\"}".into(),
+                ..SseEvent::default()
+            },
+            SseEvent {
+                data: "{\"b\":2}".into(),
+                ..SseEvent::default()
+            },
+            SseEvent {
+                event: Some("error".into()),
+                data: "first\nsecond".into(),
+                id: Some("7".into()),
+            },
+            SseEvent {
+                data: "[DONE]".into(),
+                id: Some("7".into()),
+                ..SseEvent::default()
+            },
+        ]
+    }
+
+    #[test]
+    fn whole_stream() {
+        assert_eq!(parse_in(&[STREAM.as_bytes()]), expected());
+    }
+
+    #[test]
+    fn byte_by_byte() {
+        let chunks: Vec<&[u8]> = STREAM.as_bytes().chunks(1).collect();
+        assert_eq!(parse_in(&chunks), expected());
+    }
+
+    #[test]
+    fn random_splits() {
+        // A small deterministic generator: the splits differ per round, the test does not.
+        let bytes = STREAM.as_bytes();
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..500 {
+            let mut chunks = Vec::new();
+            let mut at = 0;
+            while at < bytes.len() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let len = 1 + (state % 9) as usize;
+                let end = (at + len).min(bytes.len());
+                chunks.push(&bytes[at..end]);
+                at = end;
+            }
+            assert_eq!(parse_in(&chunks), expected());
+        }
+    }
+
+    #[test]
+    fn line_ends_of_every_kind() {
+        let events = parse_in(&[b"data: a\r", b"\ndata: b\r", b"\r", b"data: c\rdata: d\n\n"]);
+        assert_eq!(data(&events), ["a\nb", "c\nd"]);
+        assert_eq!(data(&parse_in(&[b"data: x\r\n\r\n"])), ["x"]);
+    }
+
+    #[test]
+    fn edge_fields() {
+        // No colon: the whole line is the field name, with an empty value.
+        assert_eq!(data(&parse_in(&[b"data\n\n"])), [""]);
+        // Only one leading space is stripped.
+        assert_eq!(data(&parse_in(&[b"data:  two\n\n"])), [" two"]);
+        // Comments and unknown fields change nothing; an event without data is not dispatched.
+        assert!(parse_in(&[b": keep-alive\nfoo: bar\nevent: ping\n\n"]).is_empty());
+        // The event name does not leak into the next event.
+        let events = parse_in(&[b"event: x\ndata: 1\n\ndata: 2\n\n"]);
+        assert_eq!(
+            (events[0].event.as_deref(), events[1].event.as_deref()),
+            (Some("x"), None)
+        );
+        // A leading BOM is skipped.
+        assert_eq!(data(&parse_in(&[b"\xEF\xBB", b"\xBFdata: 1\n\n"])), ["1"]);
+    }
+
+    #[test]
+    fn end_of_stream() {
+        // All lines ended, blank line missing: dispatched.
+        assert_eq!(data(&parse_in(&[b"data: {}\n"])), ["{}"]);
+        // A line cut mid-way: dropped.
+        assert!(parse_in(&[b"data: {\"cho"]).is_empty());
+        assert_eq!(data(&parse_in(&[b"data: 1\n\ndata: {\"cho"])), ["1"]);
+    }
+}

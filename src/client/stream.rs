@@ -1,0 +1,214 @@
+//! Assembling a streamed completion from its SSE events.
+//!
+//! Content deltas are joined, tool-call deltas merged by index, the last
+//! non-null finish reason and usage kept (a final chunk with empty `choices`
+//! carrying only usage is normal with `stream_options.include_usage`). A
+//! stream is complete at `[DONE]`, or at its end when a finish reason came
+//! (some servers omit `[DONE]`); otherwise it was cut short.
+
+use std::collections::BTreeMap;
+
+use reqwest::header::HeaderMap;
+use serde_json::{json, Value};
+
+use super::classify;
+use super::reply::bad_response;
+use super::sse::SseEvent;
+use super::wire::{self, BodyCost, Completion};
+use super::{ErrorKind, Failure, Reply, Usage};
+
+#[derive(Debug, Default)]
+pub struct StreamAssembler {
+    content: String,
+    tool_calls: BTreeMap<u64, ToolCall>,
+    finish_reason: Option<String>,
+    usage: Option<Usage>,
+    cost: BodyCost,
+    id: Option<String>,
+    model: Option<Value>,
+    provider: Option<String>,
+    chunks: u64,
+    done: bool,
+}
+
+/// One tool call as its deltas arrive.
+#[derive(Debug, Default)]
+struct ToolCall {
+    id: Option<String>,
+    kind: Option<String>,
+    name: String,
+    arguments: String,
+}
+
+impl StreamAssembler {
+    /// Takes one event. `Ok(true)` when it carried the first non-empty content
+    /// (the time to first token); an error event or a non-JSON line fails the attempt.
+    pub fn push(&mut self, event: &SseEvent, status: u16) -> Result<bool, Failure> {
+        let data = event.data.trim();
+        if self.done || data.is_empty() {
+            return Ok(false);
+        }
+        if data == "[DONE]" {
+            self.done = true;
+            return Ok(false);
+        }
+        let chunk: Completion = serde_json::from_str(data).map_err(|err| Failure {
+            uncertain: true,
+            ..bad_response(
+                status,
+                &format!("the stream sent data that is not a JSON chunk ({err})"),
+                data.as_bytes(),
+            )
+        })?;
+        if chunk.error.as_ref().is_some_and(|e| !e.is_null())
+            || event.event.as_deref() == Some("error")
+        {
+            let document: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+            return Err(classify::in_band_failure(&document, status, true));
+        }
+        self.chunks += 1;
+        self.cost
+            .update(BodyCost::of(chunk.meta.as_ref(), chunk.usage.as_ref()));
+        if let Some(usage) = chunk.usage.as_ref().and_then(wire::usage) {
+            self.usage = Some(usage);
+        }
+        if let Some(id) = wire::string(chunk.id) {
+            self.id = Some(id);
+        }
+        if let Some(model @ Value::String(_)) = chunk.model {
+            self.model = Some(model);
+        }
+        if let Some(provider) = wire::string(chunk.provider) {
+            self.provider = Some(provider);
+        }
+        let had_content = !self.content.is_empty();
+        for choice in chunk.choices.into_iter().flatten().filter(|c| c.is_first()) {
+            if let Some(reason) = wire::string(choice.finish_reason) {
+                self.finish_reason = Some(reason);
+            }
+            // Some servers put the last part in `message` rather than `delta`.
+            let Some(delta) = choice.delta.or(choice.message) else {
+                continue;
+            };
+            if let Some(text) = wire::content_text(delta.content) {
+                self.content.push_str(&text);
+            }
+            if let Some(Value::Array(calls)) = delta.tool_calls {
+                for call in &calls {
+                    self.merge_tool_call(call);
+                }
+            }
+        }
+        Ok(!had_content && !self.content.is_empty())
+    }
+
+    /// `[DONE]` was seen: nothing after it counts.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The reply is whole: `[DONE]`, or a finish reason (some servers never send `[DONE]`).
+    pub fn is_complete(&self) -> bool {
+        self.done || self.finish_reason.is_some()
+    }
+
+    fn merge_tool_call(&mut self, delta: &Value) {
+        let id = delta.get("id").and_then(Value::as_str);
+        // Servers that send whole calls may omit the index: place them by id.
+        let index = delta
+            .get("index")
+            .and_then(wire::as_u64)
+            .unwrap_or_else(|| {
+                let known = id.and_then(|id| {
+                    self.tool_calls
+                        .iter()
+                        .find(|(_, c)| c.id.as_deref() == Some(id))
+                });
+                match (known, id) {
+                    (Some((index, _)), _) => *index,
+                    (None, Some(_)) => self
+                        .tool_calls
+                        .keys()
+                        .next_back()
+                        .map_or(0, |last| last + 1),
+                    (None, None) => self.tool_calls.keys().next_back().copied().unwrap_or(0),
+                }
+            });
+        let call = self.tool_calls.entry(index).or_default();
+        if let Some(id) = id.filter(|id| !id.is_empty()) {
+            call.id = Some(id.to_string());
+        }
+        if let Some(kind) = delta.get("type").and_then(Value::as_str) {
+            call.kind = Some(kind.to_string());
+        }
+        if let Some(name) = delta.pointer("/function/name").and_then(Value::as_str) {
+            call.name.push_str(name);
+        }
+        if let Some(arguments) = delta.pointer("/function/arguments").and_then(Value::as_str) {
+            call.arguments.push_str(arguments);
+        }
+    }
+
+    /// The end of the body: the reply, or why the stream is unusable. Latency is the caller's.
+    pub fn finish(
+        self,
+        headers: &HeaderMap,
+        requested_model: &str,
+        status: u16,
+    ) -> Result<Reply, Failure> {
+        if !self.is_complete() {
+            let message = format!(
+                "stream cut short after {} chunk(s): it ended without [DONE] or a finish reason",
+                self.chunks
+            );
+            return Err(Failure {
+                uncertain: true,
+                ..Failure::new(ErrorKind::Connection, Some(status), message)
+            });
+        }
+        if self.chunks == 0 {
+            return Err(Failure {
+                uncertain: true,
+                ..Failure::new(
+                    ErrorKind::BadResponse,
+                    Some(status),
+                    "the stream ended without any completion chunk",
+                )
+            });
+        }
+        let tool_calls = (!self.tool_calls.is_empty()).then(|| {
+            Value::Array(
+                self.tool_calls
+                    .into_values()
+                    .map(|call| {
+                        json!({
+                            "id": call.id,
+                            "type": call.kind.unwrap_or_else(|| "function".to_string()),
+                            "function": {"name": call.name, "arguments": call.arguments},
+                        })
+                    })
+                    .collect(),
+            )
+        });
+        let content = if self.content.is_empty() && tool_calls.is_some() {
+            None
+        } else {
+            Some(self.content)
+        };
+        Ok(Reply {
+            content,
+            finish_reason: self.finish_reason,
+            usage: self.usage,
+            provider_cost_usd: wire::provider_cost(headers, &self.cost),
+            response_id: self.id,
+            provider: self.provider,
+            response_model: wire::response_model(self.model, requested_model),
+            tool_calls,
+            latency_ms: 0.0,
+            ttft_ms: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

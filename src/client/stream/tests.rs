@@ -1,0 +1,186 @@
+//! Stream assembly over hand-written SSE bodies, fed through the real parser.
+
+use super::*;
+use crate::client::sse::SseParser;
+use reqwest::header::HeaderValue;
+
+fn assemble_with(body: &str, headers: &HeaderMap) -> Result<(Reply, bool), Failure> {
+    let mut parser = SseParser::default();
+    let mut events = Vec::new();
+    parser.feed(body.as_bytes(), &mut events);
+    parser.finish(&mut events);
+    let mut assembler = StreamAssembler::default();
+    let mut first_content = false;
+    for event in &events {
+        first_content |= assembler.push(event, 200)?;
+    }
+    Ok((
+        assembler.finish(headers, "google/gemma-3-4b-it", 200)?,
+        first_content,
+    ))
+}
+
+fn assemble(body: &str) -> Result<Reply, Failure> {
+    assemble_with(body, &HeaderMap::new()).map(|(reply, _)| reply)
+}
+
+const OPENAI_STREAM: &str = r#"data: {"id":"c1","model":"google/gemma-3-4b-it","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}],"usage":null}
+
+data: {"id":"c1","model":"google/gemma-3-4b-it","choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}],"usage":null}
+
+data: {"id":"c1","model":"google/gemma-3-4b-it","choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":null}],"usage":null}
+
+data: {"id":"c1","model":"google/gemma-3-4b-it","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}
+
+data: {"id":"c1","model":"google/gemma-3-4b-it","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11,"prompt_tokens_details":{"cached_tokens":4}}}
+
+data: [DONE]
+
+"#;
+
+#[test]
+fn joins_content_and_keeps_the_usage_only_final_chunk() {
+    let (reply, first_content) = assemble_with(OPENAI_STREAM, &HeaderMap::new()).unwrap();
+    assert!(first_content);
+    assert_eq!(reply.content.as_deref(), Some("Hello"));
+    assert_eq!(reply.finish_reason.as_deref(), Some("stop"));
+    assert_eq!(
+        reply.usage,
+        Some(Usage {
+            prompt_tokens: 9,
+            completion_tokens: 2,
+            total_tokens: 11,
+            cached_tokens: Some(4),
+            reasoning_tokens: None
+        })
+    );
+    assert_eq!(reply.response_id.as_deref(), Some("c1"));
+    assert_eq!(reply.response_model, None);
+    assert_eq!(reply.provider_cost_usd, None);
+    assert_eq!(reply.tool_calls, None);
+}
+
+#[test]
+fn missing_usage_stays_none() {
+    let body = "data: {\"choices\":[{\"delta\":{\"content\":\"x\"},\"finish_reason\":\"length\"}]}\n\ndata: [DONE]\n\n";
+    let reply = assemble(body).unwrap();
+    assert_eq!(reply.usage, None);
+    assert_eq!(reply.finish_reason.as_deref(), Some("length"));
+}
+
+#[test]
+fn cost_from_header_else_last_chunk() {
+    let body = "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}],\"meta\":{\"usage\":{\"credits_used\":100}}}\n\n\
+        data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}],\"meta\":{\"usage\":{\"credits_used\":2000}}}\n\n\
+        data: [DONE]\n\n";
+    assert_eq!(assemble(body).unwrap().provider_cost_usd, Some(0.001));
+    let mut headers = HeaderMap::new();
+    headers.insert("x-aimlapi-usd-spent", HeaderValue::from_static("0.5"));
+    assert_eq!(
+        assemble_with(body, &headers).unwrap().0.provider_cost_usd,
+        Some(0.5)
+    );
+    let openrouter = "data: {\"provider\":\"P\",\"model\":\"other\",\"choices\":[{\"delta\":{\"content\":\"x\"},\"finish_reason\":\"stop\"}]}\n\n\
+        data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1,\"total_tokens\":2,\"cost\":0}}\n\n";
+    let reply = assemble(openrouter).unwrap();
+    assert_eq!(reply.provider_cost_usd, Some(0.0));
+    assert_eq!(reply.provider.as_deref(), Some("P"));
+    assert_eq!(reply.response_model.as_deref(), Some("other"));
+}
+
+#[test]
+fn error_event_after_200() {
+    let body = "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n\
+        data: {\"error\":{\"message\":\"Provider overloaded\",\"code\":502}}\n\n";
+    let failure = assemble(body).unwrap_err();
+    assert_eq!(
+        (failure.kind, failure.status, failure.uncertain),
+        (ErrorKind::Server, Some(200), true)
+    );
+    assert!(
+        failure.message.contains("Provider overloaded"),
+        "{}",
+        failure.message
+    );
+    let body =
+        "event: error\ndata: {\"message\":\"rate limit hit\",\"type\":\"rate_limit_error\"}\n\n";
+    assert_eq!(assemble(body).unwrap_err().kind, ErrorKind::RateLimited);
+    let body = "data: {\"error\":{\"message\":\"bad\"}}\n\n";
+    assert_eq!(assemble(body).unwrap_err().kind, ErrorKind::BadResponse);
+}
+
+#[test]
+fn cut_stream_and_servers_without_done() {
+    let cut = "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n";
+    let failure = assemble(cut).unwrap_err();
+    assert_eq!(
+        (failure.kind, failure.uncertain),
+        (ErrorKind::Connection, true)
+    );
+    assert!(
+        failure.message.contains("stream cut short after 1 chunk"),
+        "{}",
+        failure.message
+    );
+    // Cut in the middle of a line: also cut short, not a JSON error.
+    let failure = assemble("data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\ndata: {\"cho")
+        .unwrap_err();
+    assert_eq!(failure.kind, ErrorKind::Connection);
+    // A finish reason without [DONE] is a complete reply.
+    let body =
+        "data: {\"choices\":[{\"delta\":{\"content\":\"x\"},\"finish_reason\":\"stop\"}]}\n\n";
+    assert_eq!(assemble(body).unwrap().content.as_deref(), Some("x"));
+    // [DONE] alone is no reply.
+    assert_eq!(
+        assemble("data: [DONE]\n\n").unwrap_err().kind,
+        ErrorKind::BadResponse
+    );
+}
+
+#[test]
+fn non_json_data_is_a_bad_response() {
+    let failure = assemble("data: hello\n\n").unwrap_err();
+    assert_eq!(
+        (failure.kind, failure.status),
+        (ErrorKind::BadResponse, Some(200))
+    );
+    assert!(failure.message.contains("hello"), "{}", failure.message);
+}
+
+#[test]
+fn tool_call_deltas_merge_by_index() {
+    let body = r#"data: {"choices":[{"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"get_weather","arguments":""}}]}}]}
+
+data: {"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\":"}}]}}]}
+
+data: {"choices":[{"delta":{"tool_calls":[{"index":1,"id":"call_b","type":"function","function":{"name":"get_time","arguments":"{}"}}]}}]}
+
+data: {"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"Paris\"}"}}]}}]}
+
+data: {"choices":[{"delta":{},"finish_reason":"tool_calls"}]}
+
+data: [DONE]
+
+"#;
+    let (reply, first_content) = assemble_with(body, &HeaderMap::new()).unwrap();
+    assert!(!first_content);
+    assert_eq!(reply.content, None);
+    assert_eq!(reply.finish_reason.as_deref(), Some("tool_calls"));
+    assert_eq!(
+        reply.tool_calls,
+        Some(serde_json::json!([
+            {"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+            {"id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
+        ]))
+    );
+}
+
+#[test]
+fn content_parts_and_other_choices() {
+    let body = r#"data: {"choices":[{"index":1,"delta":{"content":"not ours"}},{"index":0,"delta":{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}}]}
+
+data: {"choices":[{"index":0,"delta":{"content":"c"},"finish_reason":"stop"}]}
+
+"#;
+    assert_eq!(assemble(body).unwrap().content.as_deref(), Some("abc"));
+}

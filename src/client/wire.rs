@@ -1,0 +1,317 @@
+//! Wire types of chat completions (whole replies and stream chunks), read leniently.
+//!
+//! Every field is optional and every field whose type varies between providers
+//! is a `serde_json::Value`, so unknown fields, nulls and numbers-as-strings
+//! never fail a reply that has what we need. Usage is kept as reported, never
+//! recounted; a missing usage stays `None`, never zeros.
+
+use reqwest::header::HeaderMap;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::Usage;
+
+/// $1 is 2,000,000 AI/ML API credits.
+pub const CREDITS_PER_USD: f64 = 2_000_000.0;
+
+/// A whole completion or one stream chunk: the two share their outer shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Completion {
+    pub id: Option<Value>,
+    pub model: Option<Value>,
+    /// OpenRouter: the upstream provider that served the request.
+    pub provider: Option<Value>,
+    pub choices: Option<Vec<Choice>>,
+    pub usage: Option<Value>,
+    /// AI/ML API: `meta.usage.usd_spent` / `credits_used`.
+    pub meta: Option<Value>,
+    pub error: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Choice {
+    pub index: Option<Value>,
+    pub message: Option<Message>,
+    pub delta: Option<Message>,
+    pub finish_reason: Option<Value>,
+}
+
+/// A message or a delta. `reasoning`, `refusal` and the rest are ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Message {
+    pub content: Option<Value>,
+    pub tool_calls: Option<Value>,
+}
+
+impl Choice {
+    /// The first choice of a reply (`n` > 1 is not ours to merge).
+    pub fn is_first(&self) -> bool {
+        self.index.as_ref().and_then(Value::as_u64).unwrap_or(0) == 0
+    }
+}
+
+/// A string field, or None for anything else.
+pub fn string(value: Option<Value>) -> Option<String> {
+    match value {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// Message content: a string, or parts whose `text` is joined. `None` when absent or null.
+pub fn content_text(content: Option<Value>) -> Option<String> {
+    match content? {
+        Value::String(s) => Some(s),
+        Value::Array(parts) => {
+            let mut text = String::new();
+            for part in &parts {
+                match part {
+                    Value::String(s) => text.push_str(s),
+                    Value::Object(map) => {
+                        let kind = map.get("type").and_then(Value::as_str);
+                        let is_text = matches!(kind, None | Some("text") | Some("output_text"));
+                        if let (true, Some(s)) = (is_text, map.get("text").and_then(Value::as_str))
+                        {
+                            text.push_str(s);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Some(text)
+        }
+        _ => None,
+    }
+}
+
+/// A non-negative integer, from a number (integer or float) or a numeric string.
+pub fn as_u64(value: &Value) -> Option<u64> {
+    match value {
+        Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite() && *f >= 0.0)
+                .map(|f| f.round() as u64)
+        }),
+        Value::String(s) => s
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .and_then(|f| as_u64(&Value::from(f))),
+        _ => None,
+    }
+}
+
+/// A usable amount: finite and non-negative, from a number or a numeric string.
+pub fn as_amount(value: &Value) -> Option<f64> {
+    let amount = match value {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    (amount.is_finite() && amount >= 0.0).then_some(amount)
+}
+
+/// Usage as reported. `None` unless at least one token count is present; a
+/// missing total is prompt + completion (the one sum a server may leave to us).
+pub fn usage(usage: &Value) -> Option<Usage> {
+    let count = |field: &str| usage.get(field).and_then(as_u64);
+    let prompt = count("prompt_tokens");
+    let completion = count("completion_tokens");
+    let total = count("total_tokens");
+    if prompt.is_none() && completion.is_none() && total.is_none() {
+        return None;
+    }
+    let (prompt, completion) = (prompt.unwrap_or(0), completion.unwrap_or(0));
+    Some(Usage {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        total_tokens: total.unwrap_or(prompt + completion),
+        cached_tokens: usage
+            .pointer("/prompt_tokens_details/cached_tokens")
+            .and_then(as_u64),
+        reasoning_tokens: usage
+            .pointer("/completion_tokens_details/reasoning_tokens")
+            .and_then(as_u64),
+    })
+}
+
+/// The cost figures a body may carry, before the header/body precedence is applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BodyCost {
+    /// AI/ML API `meta.usage.usd_spent`.
+    pub usd_spent: Option<f64>,
+    /// AI/ML API `meta.usage.credits_used`.
+    pub credits_used: Option<f64>,
+    /// OpenRouter `usage.cost` (+ upstream cost for bring-your-own-key).
+    pub openrouter: Option<f64>,
+}
+
+impl BodyCost {
+    pub fn of(meta: Option<&Value>, usage: Option<&Value>) -> BodyCost {
+        let meta_usage = |field: &str| {
+            meta.and_then(|m| m.get("usage"))
+                .and_then(|u| u.get(field))
+                .and_then(as_amount)
+        };
+        let openrouter = usage.and_then(|usage| {
+            let cost = usage.get("cost").and_then(as_amount)?;
+            let byok = usage.get("is_byok").and_then(Value::as_bool) == Some(true);
+            let upstream = usage
+                .pointer("/cost_details/upstream_inference_cost")
+                .and_then(as_amount)
+                .filter(|_| byok);
+            Some(cost + upstream.unwrap_or(0.0))
+        });
+        BodyCost {
+            usd_spent: meta_usage("usd_spent"),
+            credits_used: meta_usage("credits_used"),
+            openrouter,
+        }
+    }
+
+    /// Keeps, field by field, the figure of the later chunk when it has one.
+    pub fn update(&mut self, later: BodyCost) {
+        self.usd_spent = later.usd_spent.or(self.usd_spent);
+        self.credits_used = later.credits_used.or(self.credits_used);
+        self.openrouter = later.openrouter.or(self.openrouter);
+    }
+}
+
+/// The provider's cost in USD, the first that applies: `x-aimlapi-usd-spent`,
+/// `meta.usage.usd_spent`, `x-aimlapi-credits-used`, `meta.usage.credits_used`
+/// (credits / 2M), OpenRouter's `usage.cost`.
+pub fn provider_cost(headers: &HeaderMap, body: &BodyCost) -> Option<f64> {
+    let header = |name: &str| {
+        let value: f64 = headers.get(name)?.to_str().ok()?.trim().parse().ok()?;
+        (value.is_finite() && value >= 0.0).then_some(value)
+    };
+    header("x-aimlapi-usd-spent")
+        .or(body.usd_spent)
+        .or_else(|| header("x-aimlapi-credits-used").map(|c| c / CREDITS_PER_USD))
+        .or(body.credits_used.map(|c| c / CREDITS_PER_USD))
+        .or(body.openrouter)
+}
+
+/// The server's model name, only when it differs from the one requested.
+pub fn response_model(model: Option<Value>, requested: &str) -> Option<String> {
+    string(model).filter(|model| model != requested)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+    use serde_json::json;
+
+    #[test]
+    fn cost_precedence() {
+        let full_body = BodyCost::of(
+            Some(&json!({"usage": {"usd_spent": "0.5", "credits_used": 4000000}})),
+            Some(&json!({"cost": 0.25})),
+        );
+        let all_headers = [
+            ("x-aimlapi-usd-spent", "0.75"),
+            ("x-aimlapi-credits-used", "6000000"),
+        ];
+        let credits_header = [("x-aimlapi-credits-used", "6000000")];
+        let no_usd = BodyCost {
+            usd_spent: None,
+            ..full_body
+        };
+        let only_credits = BodyCost {
+            usd_spent: None,
+            openrouter: None,
+            ..full_body
+        };
+        let only_openrouter = BodyCost {
+            openrouter: Some(0.25),
+            ..BodyCost::default()
+        };
+        type Headers<'a> = &'a [(&'a str, &'a str)];
+        let table: &[(Headers, BodyCost, Option<f64>)] = &[
+            (&all_headers, full_body, Some(0.75)),
+            (&credits_header, full_body, Some(0.5)),
+            (&credits_header, no_usd, Some(3.0)),
+            (&[], no_usd, Some(2.0)),
+            (&[], only_credits, Some(2.0)),
+            (&[], only_openrouter, Some(0.25)),
+            (
+                &[("x-aimlapi-usd-spent", "-1")],
+                only_openrouter,
+                Some(0.25),
+            ),
+            (&[("x-aimlapi-usd-spent", "NaN")], BodyCost::default(), None),
+            (&[], BodyCost::default(), None),
+        ];
+        for (pairs, body, expected) in table {
+            let mut headers = HeaderMap::new();
+            for (name, value) in *pairs {
+                headers.insert(
+                    reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            assert_eq!(
+                provider_cost(&headers, body),
+                *expected,
+                "{pairs:?} {body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn openrouter_cost_forms() {
+        let cost = |usage: Value| BodyCost::of(None, Some(&usage)).openrouter;
+        assert_eq!(cost(json!({"cost": 0})), Some(0.0));
+        assert_eq!(cost(json!({"cost": "0.002"})), Some(0.002));
+        assert_eq!(
+            cost(
+                json!({"cost": 0.001, "is_byok": true, "cost_details": {"upstream_inference_cost": 0.01}})
+            ),
+            Some(0.011)
+        );
+        assert_eq!(
+            cost(
+                json!({"cost": 0.001, "is_byok": false, "cost_details": {"upstream_inference_cost": 0.01}})
+            ),
+            Some(0.001)
+        );
+        assert_eq!(cost(json!({"cost": -3})), None);
+        assert_eq!(cost(json!({"prompt_tokens": 3})), None);
+    }
+
+    #[test]
+    fn usage_forms() {
+        let u = usage(&json!({"prompt_tokens": 5, "completion_tokens": "7"})).unwrap();
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            (5, 7, 12)
+        );
+        assert_eq!((u.cached_tokens, u.reasoning_tokens), (None, None));
+        let u = usage(&json!({"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 20,
+            "prompt_tokens_details": {"cached_tokens": 2}, "completion_tokens_details": {"reasoning_tokens": 3}}))
+        .unwrap();
+        assert_eq!(
+            (u.total_tokens, u.cached_tokens, u.reasoning_tokens),
+            (20, Some(2), Some(3))
+        );
+        assert_eq!(usage(&json!({"cost": 0})), None);
+        assert_eq!(usage(&Value::Null), None);
+    }
+
+    #[test]
+    fn content_forms() {
+        assert_eq!(content_text(Some(json!("hi"))), Some("hi".into()));
+        assert_eq!(
+            content_text(Some(
+                json!([{"type": "text", "text": "a"}, {"type": "image_url"}, {"text": "b"}, {"type": "thinking", "text": "no"}])
+            )),
+            Some("ab".into())
+        );
+        assert_eq!(content_text(Some(Value::Null)), None);
+        assert_eq!(content_text(None), None);
+    }
+}
