@@ -1,1 +1,21 @@
-fn main() {}
+//! The thin binary: parse flags, build the runtime, map the exit status to the process exit code.
+
+use clap::Parser;
+
+fn main() {
+    let cli = promptbatch::cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(promptbatch::ExitStatus::Invalid.code());
+        }
+    };
+    let status = runtime.block_on(promptbatch::main(cli));
+    // Requests still running at this point were abandoned on purpose (interrupt).
+    runtime.shutdown_background();
+    std::process::exit(status.code());
+}

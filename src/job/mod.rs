@@ -14,6 +14,7 @@ mod flags;
 pub mod load;
 pub mod params;
 pub mod plan;
+pub mod pricing;
 mod settings;
 pub mod template;
 mod toml_walk;

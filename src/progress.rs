@@ -1,0 +1,161 @@
+//! The progress display: consumes events, never called by the core.
+//!
+//! On a terminal an indicatif bar; otherwise (cron, CI, a pipe) one plain log
+//! line every few seconds, so logs stay readable. Redraws are throttled: at
+//! tens of thousands of requests per second, formatting every event would
+//! cost more than the requests.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::cli::ProgressArg;
+use crate::report::table::usd;
+use crate::sink::{Record, Status};
+
+const LOG_EVERY: Duration = Duration::from_secs(5);
+const MESSAGE_EVERY: Duration = Duration::from_millis(200);
+
+enum Display {
+    Bar(ProgressBar),
+    Log { last: Instant },
+    Off,
+}
+
+pub struct Progress {
+    display: Display,
+    total: u64,
+    done: u64,
+    ok: u64,
+    failed: u64,
+    retries: u64,
+    tokens: u64,
+    cost: f64,
+    start: Instant,
+    last_message: Instant,
+}
+
+impl Progress {
+    /// `total`: the requests this run will send (resumed ones excluded).
+    pub fn new(mode: ProgressArg, quiet: bool, total: u64) -> Progress {
+        let terminal = std::io::stderr().is_terminal();
+        let display = match (mode, quiet) {
+            (_, true) | (ProgressArg::Off, _) => Display::Off,
+            (ProgressArg::Bar, _) | (ProgressArg::Auto, _)
+                if terminal || mode == ProgressArg::Bar =>
+            {
+                let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{bar:30.cyan/blue} {pos}/{len} {per_sec} eta {eta} {msg}",
+                    )
+                    .expect("the template is valid")
+                    .progress_chars("█▉▊▋▌▍▎▏ "),
+                );
+                Display::Bar(bar)
+            }
+            _ => Display::Log {
+                last: Instant::now(),
+            },
+        };
+        let now = Instant::now();
+        Progress {
+            display,
+            total,
+            done: 0,
+            ok: 0,
+            failed: 0,
+            retries: 0,
+            tokens: 0,
+            cost: 0.0,
+            start: now,
+            last_message: now,
+        }
+    }
+
+    pub fn on_retry(&mut self) {
+        self.retries += 1;
+    }
+
+    pub fn on_record(&mut self, r: &Record) {
+        self.done += 1;
+        match r.status {
+            Status::Ok => self.ok += 1,
+            Status::Error => self.failed += 1,
+        }
+        if let Some(u) = &r.usage {
+            self.tokens += u.total_tokens;
+        }
+        self.cost += r.cost_usd.unwrap_or(0.0);
+        let now = Instant::now();
+        match &self.display {
+            Display::Bar(bar) => {
+                bar.inc(1);
+                if now.duration_since(self.last_message) >= MESSAGE_EVERY {
+                    self.last_message = now;
+                    bar.set_message(self.counts());
+                }
+            }
+            Display::Log { last } => {
+                if now.duration_since(*last) >= LOG_EVERY {
+                    eprintln!("{}", self.log_line());
+                    self.display = Display::Log { last: now };
+                }
+            }
+            Display::Off => {}
+        }
+    }
+
+    /// Prints a line above the bar (or plainly), unless progress is off.
+    pub fn note(&self, text: &str) {
+        match &self.display {
+            Display::Bar(bar) => bar.suspend(|| eprintln!("{text}")),
+            Display::Log { .. } => eprintln!("{text}"),
+            Display::Off => {}
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let Display::Bar(bar) = &self.display {
+            bar.set_message(self.counts());
+            bar.finish_and_clear();
+        }
+    }
+
+    fn counts(&self) -> String {
+        format!(
+            "ok {} · failed {} · retries {} · {} tokens · {}",
+            self.ok,
+            self.failed,
+            self.retries,
+            self.tokens,
+            usd(self.cost)
+        )
+    }
+
+    fn log_line(&self) -> String {
+        let elapsed = self.start.elapsed().as_secs_f64();
+        let rate = if elapsed > 0.0 {
+            self.done as f64 / elapsed
+        } else {
+            0.0
+        };
+        let pct = if self.total > 0 {
+            self.done as f64 * 100.0 / self.total as f64
+        } else {
+            100.0
+        };
+        let eta = if rate > 0.0 {
+            format!("{:.0}s", self.total.saturating_sub(self.done) as f64 / rate)
+        } else {
+            "?".into()
+        };
+        format!(
+            "promptbatch: {}/{} ({pct:.0}%) · {rate:.1} req/s · eta {eta} · {}",
+            self.done,
+            self.total,
+            self.counts()
+        )
+    }
+}

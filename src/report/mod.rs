@@ -1,0 +1,104 @@
+//! Summaries and reports: statistics over records, written as JSON or as a table.
+//!
+//! Never calls HTTP: a report is a pure function of records.
+
+pub mod summary;
+pub mod table;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+
+pub use summary::{RequestCounts, Summary, Tally};
+
+use crate::sink::{Record, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: not a promptbatch record: {reason}")]
+    Record {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
+    #[error("no records in {0}")]
+    Empty(String),
+}
+
+/// Writes `summary` as pretty JSON to `path`, atomically (temp file + rename).
+pub fn write_summary(path: &Path, summary: &Summary) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+    serde_json::to_writer_pretty(&mut temp, summary)?;
+    std::io::Write::write_all(&mut temp, b"\n")?;
+    temp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// A usage report over output files: every record counts as sent; the time
+/// span runs from the earliest start to the latest finish.
+pub fn over_outputs(paths: &[PathBuf]) -> Result<Summary, ReportError> {
+    let mut tally = Tally::default();
+    let mut jobs: Vec<String> = Vec::new();
+    let mut first: Option<DateTime<Utc>> = None;
+    let mut last: Option<DateTime<Utc>> = None;
+    let mut counts = RequestCounts::default();
+    for path in paths {
+        let io = |source| ReportError::Io {
+            path: path.clone(),
+            source,
+        };
+        let reader = BufReader::new(File::open(path).map_err(io)?);
+        for (n, line) in reader.lines().enumerate() {
+            let line = line.map_err(io)?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let record: Record = serde_json::from_str(&line).map_err(|e| ReportError::Record {
+                path: path.clone(),
+                line: n as u64 + 1,
+                reason: e.to_string(),
+            })?;
+            if !jobs.contains(&record.job) {
+                jobs.push(record.job.clone());
+            }
+            let parse = |t: &Option<String>| {
+                t.as_deref()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&Utc))
+            };
+            if let Some(t) = parse(&record.started_at) {
+                first = Some(first.map_or(t, |f| f.min(t)));
+            }
+            if let Some(t) = parse(&record.finished_at) {
+                last = Some(last.map_or(t, |l| l.max(t)));
+            }
+            match record.status {
+                Status::Ok => counts.ok += 1,
+                Status::Error => counts.failed += 1,
+            }
+            tally.observe(&record);
+        }
+    }
+    counts.total = counts.ok + counts.failed;
+    if counts.total == 0 {
+        let names: Vec<_> = paths.iter().map(|p| p.display().to_string()).collect();
+        return Err(ReportError::Empty(names.join(", ")));
+    }
+    let now = Utc::now();
+    let started = first.unwrap_or(now);
+    let finished = last.unwrap_or(started).max(started);
+    Ok(tally.summary(&jobs.join(","), started, finished, counts, None))
+}

@@ -1,0 +1,301 @@
+//! `promptbatch run` and `validate`: the pipeline wired end to end.
+//!
+//! job -> input scan -> producer thread (rows -> requests) -> scheduler ->
+//! events -> collector (sink, tally, progress) -> compaction -> summary.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::mpsc;
+
+use crate::cli::{JobArgs, RunArgs};
+use crate::client::Client;
+use crate::input::{self, Spooled};
+use crate::job::plan::Planner;
+use crate::job::Job;
+use crate::mock::{MockConfig, MockServer};
+use crate::progress::Progress;
+use crate::report::{self, RequestCounts, Tally};
+use crate::scan::{scan, Scan};
+use crate::scheduler::{Event, Scheduler, StopReason, StopSignal};
+use crate::sink::{self, OutputLock, Record, ResumeState, Writer};
+use crate::ExitStatus;
+
+/// How long requests in flight may still finish after Ctrl-C or SIGTERM.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// A reason the run could not start: printed as is, exit 2, nothing sent.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+fn invalid(msg: impl Into<String>) -> anyhow::Error {
+    Invalid(msg.into()).into()
+}
+
+/// Loads the job; `--simulate` swaps the endpoint for the built-in mock.
+async fn prepare(args: &JobArgs) -> anyhow::Result<(Job, Option<MockServer>)> {
+    let cwd = std::env::current_dir()?;
+    let today = Utc::now().format("%Y-%m-%d").to_string();
+    let mut job = Job::load(args, &cwd, &today).map_err(|e| invalid(e.to_string()))?;
+    let mock = if job.simulate {
+        // Realistic enough to watch: some latency, and a cost figure the way the
+        // AI/ML API reports it (a nominal simulated price, not a real one).
+        let mock = MockServer::start(MockConfig {
+            latency: Duration::from_millis(20),
+            jitter: Duration::from_millis(30),
+            usd_per_million: Some(crate::mock::DEFAULT_USD_PER_MILLION),
+            ..MockConfig::default()
+        })
+        .await?;
+        job.endpoint.url = mock.url();
+        Some(mock)
+    } else {
+        None
+    };
+    Ok((job, mock))
+}
+
+/// The API key from the variable the job names; None for "" or `--simulate`.
+fn api_key(job: &Job) -> anyhow::Result<Option<String>> {
+    let name = &job.endpoint.api_key_env;
+    if job.simulate || name.is_empty() {
+        return Ok(None);
+    }
+    match std::env::var(name) {
+        Ok(key) if !key.trim().is_empty() => Ok(Some(key.trim().to_string())),
+        _ => Err(invalid(format!(
+            "the API key variable {name} is not set: export {name}=... (or set [endpoint] api_key_env / --api-key-env, \
+             \"\" for servers without a key, or try the job with --simulate)"
+        ))),
+    }
+}
+
+/// Scans the input on a blocking thread (it reads files).
+async fn scan_input(job: &Job, file: &Spooled, resume: &Arc<ResumeState>) -> anyhow::Result<Scan> {
+    let (job, file, resume) = (job.clone(), file.file.clone(), resume.clone());
+    let scan = tokio::task::spawn_blocking(move || scan(&job, &file, &resume)).await?;
+    if scan.problem_count > 0 {
+        return Err(invalid(scan.problem_report().trim_end().to_string()));
+    }
+    Ok(scan)
+}
+
+pub async fn validate(args: &JobArgs) -> anyhow::Result<ExitStatus> {
+    let (job, _mock) = prepare(args).await?;
+    let file = input::resolve(&job.input.source).map_err(|e| invalid(e.to_string()))?;
+    let resume = Arc::new(sink::scan(&job.output.path, false).map_err(|e| invalid(e.to_string()))?);
+    let scan = scan_input(&job, &file, &resume).await?;
+    print!("{}", crate::scan::describe(&job, &file.file.display, &scan));
+    if !job.simulate {
+        if let Err(e) = api_key(&job) {
+            println!("warning: {e}");
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
+pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
+    let started = Utc::now();
+    let (job, _mock) = prepare(&args.job).await?;
+    let key = api_key(&job)?;
+    let file = input::resolve(&job.input.source).map_err(|e| invalid(e.to_string()))?;
+    let _lock = OutputLock::acquire(&job.output.path).map_err(|e| invalid(e.to_string()))?;
+    let mut progress_notes = Vec::new();
+    if args.fresh {
+        if let Some(bak) = sink::move_aside(&job.output.path)? {
+            progress_notes.push(format!(
+                "--fresh: moved the old output to {}",
+                bak.display()
+            ));
+        }
+    }
+    let resume = Arc::new(sink::scan(&job.output.path, true).map_err(|e| invalid(e.to_string()))?);
+    if let Some((line, bytes)) = resume.cut {
+        progress_notes.push(format!(
+            "{}: cut off an incomplete last line ({line}, {bytes} bytes) left by an earlier run that was stopped mid-write",
+            job.output.path.display()
+        ));
+    }
+    let scan = scan_input(&job, &file, &resume).await?;
+    let client = Client::new(&job.endpoint, key.as_deref(), job.limits.concurrency)
+        .map_err(|e| invalid(e.to_string()))?;
+
+    let mut progress = Progress::new(args.progress, args.quiet, scan.to_send());
+    for note in &progress_notes {
+        progress.note(note);
+    }
+    let stop = Arc::new(StopSignal::new(GRACE));
+    let signals = tokio::spawn(watch_signals(stop.clone()));
+    let (request_tx, request_rx) = mpsc::channel(1024);
+    let (event_tx, mut event_rx) = mpsc::channel(4096);
+    let producer = spawn_producer(&job, &file, &resume, request_tx);
+    let scheduler = Scheduler::new(&job, client, stop, resume.recorded_cost_usd, event_tx);
+    let dispatch = tokio::spawn(scheduler.run(request_rx));
+
+    let mut writer = Writer::append(&job.output.path)?;
+    let mut collector = Collector {
+        job: &job,
+        writer: &mut writer,
+        tally: Tally::default(),
+        progress: &mut progress,
+        sent: HashMap::new(),
+    };
+    while let Some(event) = event_rx.recv().await {
+        collector.collect(event)?;
+        // Drain what is already waiting, then flush once: every ended request
+        // reaches the file promptly without a system call per line.
+        while let Ok(event) = event_rx.try_recv() {
+            collector.collect(event)?;
+        }
+        collector.writer.flush()?;
+    }
+    let Collector { tally, sent, .. } = collector;
+    writer.flush()?;
+    drop(writer);
+    let stopped = dispatch.await?;
+    signals.abort();
+    // The producer ends once the scheduler drops its receiver.
+    let _ = producer.await;
+    progress.finish();
+
+    sink::compact(&job.output.path)?;
+    let counts = count_requests(&scan, &resume, &sent);
+    let finished = Utc::now();
+    let summary = tally.summary(&job.name, started, finished, counts, stopped);
+    report::write_summary(&job.output.summary, &summary)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", job.output.summary.display()))?;
+    if !args.quiet {
+        eprint!("{}", report::table::render(&summary));
+        eprintln!(
+            "  output       {}\n  summary      {}",
+            job.output.path.display(),
+            job.output.summary.display()
+        );
+    }
+    Ok(exit_status(stopped, &summary.requests))
+}
+
+/// Consumes the scheduler's events: one output line, tally and progress update per ended request.
+struct Collector<'a> {
+    job: &'a Job,
+    writer: &'a mut Writer,
+    tally: Tally,
+    progress: &'a mut Progress,
+    /// Whether each request sent in this run ended ok.
+    sent: HashMap<String, bool>,
+}
+
+impl Collector<'_> {
+    fn collect(&mut self, event: Event) -> anyhow::Result<()> {
+        match event {
+            Event::Retrying { .. } => self.progress.on_retry(),
+            Event::Done(outcome) => {
+                let record = Record::from_outcome(&self.job.name, *outcome, &self.job.pricing);
+                self.writer.write(&record)?;
+                self.tally.observe(&record);
+                self.progress.on_record(&record);
+                self.sent
+                    .insert(record.key, record.status == crate::sink::Status::Ok);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads the rows again and feeds the scheduler, skipping what is already done.
+fn spawn_producer(
+    job: &Job,
+    file: &Spooled,
+    resume: &Arc<ResumeState>,
+    tx: mpsc::Sender<crate::request::Request>,
+) -> tokio::task::JoinHandle<()> {
+    let planner = Planner::new(job);
+    let format = job.input.format;
+    let limit = job.row_limit.unwrap_or(u64::MAX);
+    let file = file.file.clone();
+    let done = resume.clone();
+    tokio::task::spawn_blocking(move || {
+        // The scan already read every row without a problem.
+        let Ok(rows) = input::open(&file, format) else {
+            return;
+        };
+        for row in rows
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .flatten()
+        {
+            let Ok(requests) = planner.plan(row, &file.display) else {
+                continue;
+            };
+            for req in requests {
+                if done.is_done(&req.key, &req.sha256) {
+                    continue;
+                }
+                if tx.blocking_send(req).is_err() {
+                    return;
+                }
+            }
+        }
+    })
+}
+
+/// Counts over the job's keys as the output stands after the run.
+fn count_requests(
+    scan: &Scan,
+    resume: &ResumeState,
+    sent: &HashMap<String, bool>,
+) -> RequestCounts {
+    let mut counts = RequestCounts {
+        resumed: scan.resumed,
+        ..RequestCounts::default()
+    };
+    for key in scan.keys.keys() {
+        let ok = sent
+            .get(key)
+            .copied()
+            .or_else(|| resume.latest.get(key).map(|l| l.ok));
+        match ok {
+            Some(true) => counts.ok += 1,
+            Some(false) => counts.failed += 1,
+            None => counts.not_sent += 1,
+        }
+    }
+    counts.total = counts.ok + counts.failed + counts.not_sent;
+    counts
+}
+
+fn exit_status(stopped: Option<StopReason>, counts: &RequestCounts) -> ExitStatus {
+    match stopped {
+        Some(StopReason::Interrupted) => ExitStatus::Interrupted,
+        Some(StopReason::EndpointRefused) => ExitStatus::Refused,
+        Some(StopReason::Budget) => ExitStatus::Budget,
+        None if counts.failed > 0 || counts.not_sent > 0 => ExitStatus::Failed,
+        None => ExitStatus::Success,
+    }
+}
+
+async fn watch_signals(stop: Arc<StopSignal>) {
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    loop {
+        #[cfg(unix)]
+        let terminated = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminated = std::future::pending::<()>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminated => {}
+        }
+        eprintln!("promptbatch: stopping: nothing new is sent; requests in flight get {} s (press Ctrl-C again to stop at once)", GRACE.as_secs());
+        stop.interrupt();
+    }
+}

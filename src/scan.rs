@@ -1,0 +1,195 @@
+//! The validation pass: one streaming read of the whole input before anything is sent.
+//!
+//! Every row is planned (JSON, CSV shape, templates, parameters), every key
+//! collected, and every problem gathered, so a bad input costs nothing. The
+//! same pass counts what a run will send and what it may cost.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
+
+use crate::input::{self, InputError, InputFile};
+use crate::job::plan::Planner;
+use crate::job::Job;
+use crate::sink::ResumeState;
+
+/// How many problems are listed before the rest are only counted.
+pub const SHOWN_PROBLEMS: usize = 20;
+
+/// Requests of one parameter set.
+#[derive(Debug, Default, Clone)]
+pub struct SetCount {
+    pub requests: u64,
+    pub prompt_token_bound: u64,
+    /// Sum of token caps; requests without a cap are counted in `uncapped`.
+    pub output_token_caps: u64,
+    pub uncapped: u64,
+    /// Worst-case cost of the priced requests.
+    pub worst_usd: f64,
+    pub unpriced: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub rows: u64,
+    /// Every key of the job with the line of its row.
+    pub keys: HashMap<String, u64>,
+    pub by_set: BTreeMap<String, SetCount>,
+    /// Keys whose latest output line is `ok` for the same request: not sent again.
+    pub resumed: u64,
+    pub problems: Vec<InputError>,
+    pub problem_count: u64,
+}
+
+impl Scan {
+    pub fn requests(&self) -> u64 {
+        self.keys.len() as u64
+    }
+
+    pub fn to_send(&self) -> u64 {
+        self.requests() - self.resumed
+    }
+
+    fn problem(&mut self, e: InputError) {
+        self.problem_count += 1;
+        if self.problems.len() < SHOWN_PROBLEMS {
+            self.problems.push(e);
+        }
+    }
+
+    /// Every problem found, for the user: the first 20, then a count.
+    pub fn problem_report(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "error: the input has {} problem{}; nothing was sent:",
+            self.problem_count,
+            if self.problem_count == 1 { "" } else { "s" }
+        );
+        for p in &self.problems {
+            let _ = writeln!(out, "  {p}");
+        }
+        let more = self.problem_count - self.problems.len() as u64;
+        if more > 0 {
+            let _ = writeln!(out, "  ... and {more} more");
+        }
+        out
+    }
+}
+
+/// Reads every row of `file`, plans it, and checks keys; `resume` marks what is already done.
+pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
+    let mut scan = Scan::default();
+    let planner = Planner::new(job);
+    let rows = match input::open(file, job.input.format) {
+        Ok(rows) => rows,
+        Err(e) => {
+            scan.problem(e);
+            return scan;
+        }
+    };
+    let limit = job.row_limit.unwrap_or(u64::MAX);
+    for row in rows.take(usize::try_from(limit).unwrap_or(usize::MAX)) {
+        scan.rows += 1;
+        let row = match row {
+            Ok(row) => row,
+            Err(e) => {
+                scan.problem(e);
+                continue;
+            }
+        };
+        let line = row.line;
+        let requests = match planner.plan(row, &file.display) {
+            Ok(requests) => requests,
+            Err(problems) => {
+                for p in problems {
+                    scan.problem(p);
+                }
+                continue;
+            }
+        };
+        for req in requests {
+            if let Some(first) = scan.keys.get(&req.key) {
+                let e = InputError::new(
+                    file.display.clone(),
+                    Some(line),
+                    format!(
+                        "duplicate request key {:?}: line {first} has the same id; ids must be unique (set [input] id or --id)",
+                        req.key
+                    ),
+                )
+                .with_field("id");
+                scan.problem(e);
+                continue;
+            }
+            let set = scan.by_set.entry(req.param_set.to_string()).or_default();
+            set.requests += 1;
+            set.prompt_token_bound += req.prompt_token_bound();
+            match req.max_output_tokens {
+                Some(cap) => set.output_token_caps += cap,
+                None => set.uncapped += 1,
+            }
+            match job.pricing.worst_case(&req) {
+                Some(usd) => set.worst_usd += usd,
+                None => set.unpriced += 1,
+            }
+            if resume.is_done(&req.key, &req.sha256) {
+                scan.resumed += 1;
+            }
+            scan.keys.insert(req.key, line);
+        }
+    }
+    scan
+}
+
+/// What `validate` prints: rows, requests per set, token bounds, worst-case cost, resume state.
+pub fn describe(job: &Job, input: &str, scan: &Scan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "job {:?}: {} rows x {} parameter set{} = {} requests from {input}",
+        job.name,
+        scan.rows,
+        job.param_sets.len(),
+        if job.param_sets.len() == 1 { "" } else { "s" },
+        scan.requests()
+    );
+    let mut worst = 0.0;
+    let mut unpriced = 0;
+    let mut uncapped = 0;
+    for (name, set) in &scan.by_set {
+        let _ = writeln!(
+            out,
+            "  {name:<16} {:>8} requests, prompt tokens <= {}, completion tokens <= {}{}",
+            set.requests,
+            set.prompt_token_bound,
+            set.output_token_caps,
+            if set.uncapped > 0 {
+                format!(" ({} requests without max_tokens)", set.uncapped)
+            } else {
+                String::new()
+            }
+        );
+        worst += set.worst_usd;
+        unpriced += set.unpriced;
+        uncapped += set.uncapped;
+    }
+    let _ = write!(out, "worst-case cost: {}", crate::report::table::usd(worst));
+    if unpriced > 0 {
+        let _ =
+            write!(
+            out,
+            " + {unpriced} requests that cannot be priced (no [pricing] entry for their model{})",
+            if uncapped > 0 { ", or no token cap" } else { "" }
+        );
+    }
+    out.push('\n');
+    let _ = writeln!(
+        out,
+        "output {}: {} requests already done, {} to send",
+        job.output.path.display(),
+        scan.resumed,
+        scan.to_send()
+    );
+    out.push_str("nothing was sent\n");
+    out
+}

@@ -1,0 +1,242 @@
+//! The one dispatch loop: concurrency cap, rate limits, budget, retries, stop signals.
+//!
+//! Requests arrive on a channel (the scheduler knows nothing of files) and
+//! leave as [`Event`]s on another: every request that was sent ends as exactly
+//! one `Event::Done`, whatever happens.
+
+mod budget;
+mod limiter;
+pub mod retry;
+mod stop;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, Semaphore};
+
+pub use budget::Budget;
+pub use limiter::Limiter;
+pub use stop::StopSignal;
+
+use crate::client::{Client, ErrorKind, Failure, Reply};
+use crate::job::{Job, Pricing, RetryConfig};
+use crate::request::Request;
+use retry::{decide, Backoff, Verdict};
+
+/// Refusals in a row (bad key, out of credits) after which no request is dispatched.
+const REFUSALS_TO_STOP: u32 = 3;
+
+/// How one request ended.
+#[derive(Debug)]
+pub struct Outcome {
+    pub request: Request,
+    pub result: Result<Reply, Failure>,
+    pub attempts: u32,
+    pub uncertain_attempts: u32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// What the core tells its consumers (sink, summary, progress).
+#[derive(Debug)]
+pub enum Event {
+    /// An attempt failed and the request will be tried again.
+    Retrying { kind: ErrorKind },
+    /// A request ended; it becomes one output line.
+    Done(Box<Outcome>),
+}
+
+/// Why a run stopped before every request was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    Budget,
+    EndpointRefused,
+    Interrupted,
+}
+
+struct Shared {
+    client: Client,
+    retry: RetryConfig,
+    pricing: Pricing,
+    limiter: Limiter,
+    budget: Option<Budget>,
+    stop: Arc<StopSignal>,
+    refusals: AtomicU32,
+    events: mpsc::Sender<Event>,
+}
+
+pub struct Scheduler {
+    shared: Arc<Shared>,
+    concurrency: usize,
+}
+
+impl Scheduler {
+    /// `recorded_cost_usd`: the cost already in the output (for the budget).
+    pub fn new(
+        job: &Job,
+        client: Client,
+        stop: Arc<StopSignal>,
+        recorded_cost_usd: f64,
+        events: mpsc::Sender<Event>,
+    ) -> Scheduler {
+        let limits = &job.limits;
+        let budget = (limits.max_cost_usd > 0.0)
+            .then(|| Budget::new(limits.max_cost_usd, recorded_cost_usd));
+        Scheduler {
+            shared: Arc::new(Shared {
+                client,
+                retry: job.retry.clone(),
+                pricing: job.pricing.clone(),
+                limiter: Limiter::new(limits.requests_per_minute, limits.tokens_per_minute),
+                budget,
+                stop,
+                refusals: AtomicU32::new(0),
+                events,
+            }),
+            concurrency: limits.concurrency.max(1),
+        }
+    }
+
+    /// Dispatches every request from `requests` until it closes or a stop signal
+    /// comes, then waits for the requests in flight. Returns why it stopped early.
+    pub async fn run(self, mut requests: mpsc::Receiver<Request>) -> Option<StopReason> {
+        let shared = self.shared;
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let dispatching = shared.stop.dispatching();
+        loop {
+            let permit = tokio::select! {
+                biased;
+                _ = dispatching.cancelled() => break,
+                permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            };
+            let request = tokio::select! {
+                biased;
+                _ = dispatching.cancelled() => break,
+                request = requests.recv() => match request {
+                    Some(request) => request,
+                    None => break,
+                },
+            };
+            let worst = shared.pricing.worst_case(&request).unwrap_or(0.0);
+            if let Some(budget) = &shared.budget {
+                if !budget.try_reserve(worst) {
+                    shared.stop.stop(StopReason::Budget);
+                    break;
+                }
+            }
+            let tokens = token_estimate(&request);
+            tokio::select! {
+                biased;
+                _ = dispatching.cancelled() => {
+                    if let Some(budget) = &shared.budget {
+                        budget.settle(worst, Some(0.0), 0);
+                    }
+                    break;
+                }
+                _ = shared.limiter.acquire(tokens) => {}
+            }
+            let task = shared.clone();
+            tokio::spawn(async move {
+                let outcome = task.execute(request, worst, tokens).await;
+                // A closed channel means the collector is gone; nothing left to tell.
+                let _ = task.events.send(Event::Done(Box::new(outcome))).await;
+                drop(permit);
+            });
+        }
+        // Every task holds a slot until its outcome is sent: all slots back = all done.
+        let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
+        let _ = slots.acquire_many(all).await;
+        shared.stop.reason()
+    }
+}
+
+/// Tokens a request can use at most: its prompt bound plus its output cap.
+fn token_estimate(request: &Request) -> u64 {
+    request.prompt_token_bound() + request.max_output_tokens.unwrap_or(0)
+}
+
+impl Shared {
+    async fn execute(&self, request: Request, worst: f64, tokens: u64) -> Outcome {
+        let started_at = Utc::now();
+        let mut attempts = 0u32;
+        let mut uncertain = 0u32;
+        let mut backoff = Backoff::new(&self.retry);
+        let dispatching = self.stop.dispatching();
+        let in_flight = self.stop.in_flight();
+        let result = loop {
+            attempts += 1;
+            let sent = tokio::select! {
+                biased;
+                _ = in_flight.cancelled() => Err(self.stop.abandoned()),
+                result = self.client.send(&request, attempts) => result,
+            };
+            let failure = match sent {
+                Ok(reply) => {
+                    self.refusals.store(0, Ordering::Relaxed);
+                    self.limiter.on_success();
+                    if let Some(usage) = reply.usage {
+                        self.limiter
+                            .refund(tokens.saturating_sub(usage.total_tokens));
+                    }
+                    break Ok(reply);
+                }
+                Err(failure) => failure,
+            };
+            if failure.uncertain {
+                uncertain += 1;
+            }
+            if failure.status == Some(429) || failure.kind == ErrorKind::RateLimited {
+                self.limiter.on_rate_limited(failure.retry_after);
+            }
+            let verdict = decide(&failure);
+            if verdict == Verdict::Refused
+                && self.refusals.fetch_add(1, Ordering::Relaxed) + 1 >= REFUSALS_TO_STOP
+            {
+                self.stop.stop(StopReason::EndpointRefused);
+            }
+            if verdict != Verdict::Retry
+                || attempts >= self.retry.max_attempts
+                || dispatching.is_cancelled()
+            {
+                break Err(failure);
+            }
+            let _ = self
+                .events
+                .send(Event::Retrying { kind: failure.kind })
+                .await;
+            let delay = backoff.next_delay(&failure, fastrand::f64());
+            let resumed = tokio::select! {
+                biased;
+                _ = dispatching.cancelled() => false,
+                _ = async {
+                    tokio::time::sleep(delay).await;
+                    self.limiter.acquire(tokens).await;
+                } => true,
+            };
+            if !resumed {
+                break Err(failure);
+            }
+        };
+        if let Some(budget) = &self.budget {
+            let cost = match &result {
+                Ok(reply) => Some(Budget::worst_if_unknown(
+                    self.pricing.reply_cost(&request.model, reply).map(|c| c.0),
+                    worst,
+                )),
+                Err(_) => None,
+            };
+            budget.settle(worst, cost, uncertain);
+        }
+        Outcome {
+            request,
+            result,
+            attempts,
+            uncertain_attempts: uncertain,
+            started_at: Some(started_at),
+            finished_at: Some(Utc::now()),
+        }
+    }
+}

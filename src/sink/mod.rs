@@ -1,0 +1,91 @@
+//! The output JSONL: one lock per output, the resume scan, appending, compaction.
+//!
+//! A run only appends while it runs (a crash loses at most a half line, which
+//! the next scan cuts off) and compacts atomically when it ends.
+
+mod compact;
+mod lock;
+pub mod record;
+mod resume;
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+pub use compact::compact;
+pub use lock::OutputLock;
+pub use record::{Record, RecordHead, Status};
+pub use resume::{scan, Latest, ResumeState};
+
+/// Something went wrong with the output file itself (not with a request).
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is being written by another promptbatch run (process {pid}); wait for it to end or choose another --output")]
+    Locked { path: PathBuf, pid: String },
+    #[error("{path}:{line}: not a promptbatch record ({reason}); the file was edited by hand: fix or remove that line, or start over with --fresh")]
+    Corrupt {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
+}
+
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SinkError + '_ {
+    move |source| SinkError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// `--fresh`: moves an existing output to `<output>.bak` so the run starts over.
+pub fn move_aside(path: &Path) -> Result<Option<PathBuf>, SinkError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let mut bak = path.as_os_str().to_owned();
+    bak.push(".bak");
+    let bak = PathBuf::from(bak);
+    std::fs::rename(path, &bak).map_err(io_error(path))?;
+    Ok(Some(bak))
+}
+
+/// Appends records, one JSON line each. `flush` is called by the collector
+/// whenever no further record is waiting, so every ended request reaches the
+/// file promptly without a system call per line under load.
+pub struct Writer {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl Writer {
+    pub fn append(path: &Path) -> Result<Writer, SinkError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io_error(path))?;
+        Ok(Writer {
+            path: path.to_path_buf(),
+            out: BufWriter::with_capacity(256 * 1024, file),
+        })
+    }
+
+    pub fn write(&mut self, record: &Record) -> Result<(), SinkError> {
+        self.out
+            .write_all(&record.to_line())
+            .map_err(io_error(&self.path))
+    }
+
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        self.out.flush().map_err(io_error(&self.path))
+    }
+}

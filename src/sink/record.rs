@@ -1,0 +1,156 @@
+//! The output record: one JSON line per request, exactly the contract's fields.
+//!
+//! Built from a scheduler [`Outcome`]; read back (whole or just its head) by
+//! the resume scan and the usage report.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::client::{ErrorKind, Usage};
+pub use crate::job::pricing::CostSource;
+use crate::job::Pricing;
+use crate::scheduler::Outcome;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordError {
+    pub kind: ErrorKind,
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+/// One line of the output JSONL. Field order is the contract's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub key: String,
+    pub job: String,
+    pub id: String,
+    pub param_set: String,
+    pub status: Status,
+    pub model: String,
+    pub content: Option<String>,
+    pub finish_reason: Option<String>,
+    pub usage: Option<Usage>,
+    pub cost_usd: Option<f64>,
+    pub cost_source: Option<CostSource>,
+    pub latency_ms: Option<f64>,
+    pub ttft_ms: Option<f64>,
+    pub attempts: u32,
+    pub uncertain_attempts: u32,
+    pub client_request_id: String,
+    pub request_sha256: String,
+    pub error: Option<RecordError>,
+    pub response_id: Option<String>,
+    pub provider: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub params: Map<String, Value>,
+    pub input: Arc<Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Value>,
+}
+
+/// The few fields resume and compaction need; parsing skips the rest without allocating it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RecordHead {
+    pub key: String,
+    pub status: Status,
+    #[serde(default)]
+    pub request_sha256: String,
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
+}
+
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl Record {
+    pub fn from_outcome(job: &str, outcome: Outcome, pricing: &Pricing) -> Record {
+        let Outcome {
+            request: req,
+            result,
+            attempts,
+            uncertain_attempts,
+            started_at,
+            finished_at,
+        } = outcome;
+        let client_request_id = req.client_request_id(attempts.max(1));
+        let mut record = Record {
+            key: req.key,
+            job: job.to_string(),
+            id: req.id,
+            param_set: req.param_set.to_string(),
+            status: Status::Ok,
+            model: req.model,
+            content: None,
+            finish_reason: None,
+            usage: None,
+            cost_usd: None,
+            cost_source: None,
+            latency_ms: None,
+            ttft_ms: None,
+            attempts,
+            uncertain_attempts,
+            client_request_id,
+            request_sha256: req.sha256,
+            error: None,
+            response_id: None,
+            provider: None,
+            started_at: started_at.map(timestamp),
+            finished_at: finished_at.map(timestamp),
+            params: req.params,
+            input: req.input,
+            response_model: None,
+            tool_calls: None,
+        };
+        match result {
+            Ok(reply) => {
+                let (cost, source) = pricing.reply_cost(&record.model, &reply).unzip();
+                record.content = reply.content;
+                record.finish_reason = reply.finish_reason;
+                record.usage = reply.usage;
+                record.cost_usd = cost;
+                record.cost_source = source;
+                record.latency_ms = Some(round_ms(reply.latency_ms));
+                record.ttft_ms = reply.ttft_ms.map(round_ms);
+                record.response_id = reply.response_id;
+                record.provider = reply.provider;
+                record.response_model = reply.response_model;
+                record.tool_calls = reply.tool_calls;
+            }
+            Err(failure) => {
+                record.status = Status::Error;
+                record.error = Some(RecordError {
+                    kind: failure.kind,
+                    status: failure.status,
+                    message: failure.message,
+                });
+            }
+        }
+        record
+    }
+
+    /// The record as one JSON line, newline included.
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut line = serde_json::to_vec(self).expect("a record always serializes");
+        line.push(b'\n');
+        line
+    }
+}
+
+/// Latencies to 0.1 ms: finer figures are noise and only lengthen the line.
+fn round_ms(ms: f64) -> f64 {
+    (ms * 10.0).round() / 10.0
+}

@@ -1,0 +1,567 @@
+//! End-to-end tests: the real binary against the built-in mock on 127.0.0.1:0.
+//!
+//! Each test gets a fresh temp dir; every record and summary is validated
+//! against the contract's JSON Schemas (tests/fixtures).
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+fn job_toml(url: &str, extra: &str) -> String {
+    format!(
+        r#"name = "t"
+[endpoint]
+url = "{url}"
+api_key_env = ""
+timeout_secs = 5
+[retry]
+max_attempts = 4
+initial_backoff_ms = 1
+max_backoff_ms = 20
+{extra}"#
+    )
+}
+
+/// The request bodies the mock received, by X-Client-Request-Id.
+fn bodies(mock: &MockServer) -> HashMap<String, Value> {
+    mock.received()
+        .into_iter()
+        .map(|r| {
+            let id = r
+                .header("x-client-request-id")
+                .expect("every attempt carries X-Client-Request-Id")
+                .to_string();
+            (id, r.body)
+        })
+        .collect()
+}
+
+async fn mock(config: MockConfig) -> MockServer {
+    MockServer::start(MockConfig {
+        record: true,
+        ..config
+    })
+    .await
+    .expect("mock starts")
+}
+
+#[tokio::test]
+async fn records_match_prompts_and_only_set_parameters_are_sent() {
+    let mock = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    sb.write(
+        "rows.csv",
+        "id,question\r\na,What is 2+2?\r\nb,\"Name a colour, please\"\r\nc,\"Two\r\nlines\"\r\n",
+    );
+    sb.write(
+        "job.toml",
+        &job_toml(
+            &mock.url(),
+            r#"
+[input]
+path = "rows.csv"
+system = "Be brief."
+template = "Q: {{question}}"
+[defaults]
+model = "google/gemma-3-4b-it"
+max_tokens = 50
+[[params]]
+name = "precise"
+temperature = 0.2
+[[params]]
+name = "creative"
+model = "google/gemma-3-27b-it"
+temperature = 1.1
+top_k = 40
+"#,
+        ),
+    );
+    let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    let records = sb.records("t.jsonl");
+    assert_eq!(records.len(), 6);
+    let sent = bodies(&mock);
+    assert_eq!(sent.len(), 6, "one attempt per request");
+    for r in &records {
+        let body = &sent[r["client_request_id"].as_str().expect("id")];
+        let expected = promptbatch::mock::expected_reply(body);
+        assert_eq!(r["status"], "ok");
+        assert_eq!(r["content"], json!(expected.content), "{r}");
+        assert_eq!(
+            r["usage"]["completion_tokens"],
+            json!(expected.completion_tokens)
+        );
+        assert_eq!(r["usage"]["prompt_tokens"], json!(expected.prompt_tokens));
+        // Gemma: the system text is folded into the first user turn.
+        let messages = body["messages"].as_array().expect("messages");
+        assert_eq!(messages.len(), 1, "{body}");
+        let question = r["input"]["question"].as_str().expect("question");
+        assert_eq!(
+            messages[0],
+            json!({"role": "user", "content": format!("Be brief.\n\nQ: {question}")})
+        );
+        let mut keys: Vec<&str> = body
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        match r["param_set"].as_str().expect("set") {
+            "precise" => {
+                assert_eq!(keys, ["max_tokens", "messages", "model", "temperature"]);
+                assert_eq!(body["model"], "google/gemma-3-4b-it");
+                assert_eq!(body["temperature"], 0.2);
+            }
+            "creative" => {
+                assert_eq!(
+                    keys,
+                    ["max_tokens", "messages", "model", "temperature", "top_k"]
+                );
+                assert_eq!(body["model"], "google/gemma-3-27b-it");
+                assert_eq!(r["model"], "google/gemma-3-27b-it");
+                assert_eq!(body["top_k"], 40);
+            }
+            other => panic!("unexpected set {other}"),
+        }
+        assert_eq!(
+            r["key"],
+            format!(
+                "{}/{}",
+                r["id"].as_str().expect("id"),
+                r["param_set"].as_str().expect("set")
+            )
+        );
+    }
+    assert_eq!(
+        by_key(&records)["c/precise"]["input"]["question"],
+        "Two\r\nlines"
+    );
+
+    let summary = sb.summary("t.summary.json");
+    assert_eq!(summary["requests"]["total"], 6);
+    assert_eq!(summary["requests"]["ok"], 6);
+    assert_eq!(summary["attempts"], 6);
+    assert_eq!(summary["retries"], 0);
+    let completion: u64 = records
+        .iter()
+        .map(|r| r["usage"]["completion_tokens"].as_u64().expect("tokens"))
+        .sum();
+    assert_eq!(summary["tokens"]["completion"], completion);
+    assert_eq!(summary["cost_usd"]["unpriced_requests"], 6);
+    assert_eq!(summary["cost_usd"]["total"], 0.0);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_concurrency_cap_is_held_and_filled() {
+    let mock = mock(MockConfig {
+        latency: Duration::from_millis(40),
+        ..MockConfig::default()
+    })
+    .await;
+    let sb = Sandbox::new();
+    let rows: String = (1..=40)
+        .map(|i| format!("{{\"prompt\": \"question {i}\"}}\n"))
+        .collect();
+    sb.write("rows.jsonl", &rows);
+    sb.write("job.toml", &job_toml(&mock.url(), "[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\n[limits]\nconcurrency = 4\n"));
+    let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(sb.records("t.jsonl").len(), 40);
+    assert_eq!(mock.stats().requests(), 40);
+    assert_eq!(
+        mock.stats().max_in_flight(),
+        4,
+        "never more than the cap, and the cap is reached"
+    );
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn transient_errors_are_retried_to_success() {
+    let mock = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    sb.write(
+        "rows.jsonl",
+        concat!(
+            "{\"id\": \"r1\", \"prompt\": \"[mock:fail=429,500] hello [mock:retry-after-ms=5]\"}\n",
+            "{\"id\": \"r2\", \"prompt\": \"[mock:fail=503html,malformed,empty] there\"}\n",
+            "{\"id\": \"r3\", \"prompt\": \"plain\"}\n",
+        ),
+    );
+    sb.write(
+        "job.toml",
+        &job_toml(
+            &mock.url(),
+            "[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\n",
+        ),
+    );
+    let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let records = by_key(&sb.records("t.jsonl"));
+    assert_eq!(records["r1/default"]["status"], "ok");
+    assert_eq!(records["r1/default"]["attempts"], 3);
+    assert_eq!(records["r1/default"]["client_request_id"], "t:r1:default:3");
+    assert_eq!(records["r2/default"]["attempts"], 4);
+    assert_eq!(records["r3/default"]["attempts"], 1);
+    let summary = sb.summary("t.summary.json");
+    assert_eq!(summary["attempts"], 8);
+    assert_eq!(summary["retries"], 5);
+    assert_eq!(summary["requests"]["ok"], 3);
+    // Every attempt of r1 carried its own X-Client-Request-Id.
+    let ids: Vec<String> = bodies(&mock)
+        .into_keys()
+        .filter(|k| k.starts_with("t:r1:"))
+        .collect();
+    assert_eq!(ids.len(), 3);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_bad_request_is_recorded_once_and_not_retried() {
+    let mock = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    sb.write(
+        "rows.jsonl",
+        "{\"id\": \"bad\", \"prompt\": \"[mock:fail=400] x\"}\n{\"id\": \"good\", \"prompt\": \"y\"}\n",
+    );
+    sb.write(
+        "job.toml",
+        &job_toml(
+            &mock.url(),
+            "[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\n",
+        ),
+    );
+    let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
+    assert_eq!(code(&out), 1, "some requests failed: {}", stderr(&out));
+    let records = by_key(&sb.records("t.jsonl"));
+    let bad = &records["bad/default"];
+    assert_eq!(bad["status"], "error");
+    assert_eq!(bad["attempts"], 1);
+    assert_eq!(bad["content"], Value::Null);
+    assert_eq!(bad["error"]["kind"], "invalid_request");
+    assert_eq!(bad["error"]["status"], 400);
+    assert!(bad["error"]["message"]
+        .as_str()
+        .expect("message")
+        .contains("Invalid payload"));
+    assert_eq!(mock.stats().requests(), 2);
+    let summary = sb.summary("t.summary.json");
+    assert_eq!(summary["requests"]["failed"], 1);
+    assert_eq!(summary["errors"]["invalid_request"], 1);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_api_key_is_sent_but_never_written_or_printed() {
+    const KEY: &str = "sk-test-SECRET-0123456789abcdef";
+    let mock = mock(MockConfig {
+        require_key: Some(KEY.into()),
+        ..MockConfig::default()
+    })
+    .await;
+    let sb = Sandbox::new();
+    sb.write(
+        "rows.jsonl",
+        "{\"prompt\": \"hi\"}\n{\"prompt\": \"[mock:fail=500] there\"}\n",
+    );
+    let job = job_toml(
+        &mock.url(),
+        "[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\n",
+    )
+    .replace("api_key_env = \"\"", "api_key_env = \"TEST_KEY\"")
+    .replace("max_attempts = 4", "max_attempts = 1");
+    sb.write("job.toml", &job);
+    let mut cmd = sb.command(&["run", "job.toml", "--progress", "log"]);
+    cmd.env("TEST_KEY", KEY);
+    let out = output(cmd).await;
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    for r in mock.received() {
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {KEY}").as_str())
+        );
+    }
+    let everything = [
+        sb.read("t.jsonl"),
+        sb.read("t.summary.json"),
+        stderr(&out),
+        stdout(&out),
+    ]
+    .join("\n");
+    assert!(
+        !everything.contains("SECRET"),
+        "the key leaked:\n{everything}"
+    );
+    assert_eq!(sb.records("t.jsonl").len(), 2);
+
+    // Without the variable: exit 2, nothing sent, and the message says what to do.
+    let before = mock.stats().requests();
+    let out = output(sb.command(&["run", "job.toml"])).await;
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("TEST_KEY is not set"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(mock.stats().requests(), before);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn validate_sends_nothing_and_rejects_bad_parameters() {
+    let mock = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    sb.write(
+        "rows.jsonl",
+        "{\"id\": 1, \"prompt\": \"ok\"}\n{\"id\": 2, \"prompt\": \"x\", \"params\": {\"top_k\": -1}}\n{\"id\": 3}\n",
+    );
+    sb.write(
+        "job.toml",
+        &job_toml(
+            &mock.url(),
+            "[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\n",
+        ),
+    );
+
+    let out = output(sb.command(&["validate", "job.toml", "--param", "temperature=5"])).await;
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    assert!(err.contains("--param temperature"), "{err}");
+
+    let out = output(sb.command(&["validate", "job.toml"])).await;
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("rows.jsonl:2") && err.contains("top_k"),
+        "{err}"
+    );
+    assert!(err.contains("rows.jsonl:3"), "{err}");
+
+    let out = output(sb.command(&["run", "job.toml"])).await;
+    assert_eq!(code(&out), 2, "run checks the whole input first");
+    assert!(!sb.path("t.jsonl").exists() || sb.read("t.jsonl").is_empty());
+
+    sb.write(
+        "rows.jsonl",
+        "{\"id\": 1, \"prompt\": \"ok\"}\n{\"id\": 2, \"prompt\": \"fine\"}\n",
+    );
+    let out = output(sb.command(&["validate", "job.toml"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("2 requests"), "{}", stdout(&out));
+    assert_eq!(
+        mock.stats().requests(),
+        0,
+        "validate and a rejected run send nothing"
+    );
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rerun_resumes_sending_only_what_is_missing_failed_or_edited() {
+    let mock = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    sb.write(
+        "rows.jsonl",
+        "{\"id\": \"a\", \"prompt\": \"one\"}\n{\"id\": \"b\", \"prompt\": \"[mock:fail=400] two\"}\n{\"id\": \"c\", \"prompt\": \"three\"}\n",
+    );
+    sb.write(
+        "job.toml",
+        &job_toml(
+            &mock.url(),
+            "[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\n",
+        ),
+    );
+    let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
+    assert_eq!(code(&out), 1);
+    assert_eq!(mock.stats().requests(), 3);
+
+    // Edit row c, fix row b: a is skipped, b (failed) and c (edited) are sent.
+    sb.write(
+        "rows.jsonl",
+        "{\"id\": \"a\", \"prompt\": \"one\"}\n{\"id\": \"b\", \"prompt\": \"two\"}\n{\"id\": \"c\", \"prompt\": \"three, edited\"}\n",
+    );
+    let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(mock.stats().requests(), 5);
+    let records = sb.records("t.jsonl");
+    assert_eq!(records.len(), 3, "compacted to one line per key");
+    assert!(records.iter().all(|r| r["status"] == "ok"));
+    let summary = sb.summary("t.summary.json");
+    assert_eq!(summary["requests"]["resumed"], 1);
+    assert_eq!(summary["requests"]["ok"], 3);
+    assert_eq!(summary["attempts"], 2);
+
+    // Nothing left to do: nothing is sent.
+    let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
+    assert_eq!(code(&out), 0);
+    assert_eq!(mock.stats().requests(), 5);
+    assert_eq!(sb.summary("t.summary.json")["requests"]["resumed"], 3);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn repeated_refusals_stop_the_run_with_exit_4() {
+    let mock = mock(MockConfig {
+        require_key: Some("right".into()),
+        ..MockConfig::default()
+    })
+    .await;
+    let sb = Sandbox::new();
+    let rows: String = (1..=20)
+        .map(|i| format!("{{\"prompt\": \"q{i}\"}}\n"))
+        .collect();
+    sb.write("rows.jsonl", &rows);
+    let job = job_toml(
+        &mock.url(),
+        "[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\n[limits]\nconcurrency = 1\n",
+    )
+    .replace("api_key_env = \"\"", "api_key_env = \"TEST_KEY\"");
+    sb.write("job.toml", &job);
+    let mut cmd = sb.command(&["run", "job.toml", "--progress", "off"]);
+    cmd.env("TEST_KEY", "wrong");
+    let out = output(cmd).await;
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    assert_eq!(
+        mock.stats().requests(),
+        3,
+        "stops after 3 refusals in a row"
+    );
+    let summary = sb.summary("t.summary.json");
+    assert_eq!(summary["stopped"], "endpoint_refused");
+    assert_eq!(summary["requests"]["failed"], 3);
+    assert_eq!(summary["requests"]["not_sent"], 17);
+    let records = sb.records("t.jsonl");
+    assert!(records
+        .iter()
+        .all(|r| r["error"]["kind"] == "auth" && r["attempts"] == 1));
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn streaming_joins_deltas_and_keeps_usage() {
+    let mock = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    sb.write(
+        "rows.jsonl",
+        "{\"id\": \"s\", \"prompt\": \"stream me\"}\n{\"id\": \"n\", \"prompt\": \"[mock:no-usage] no usage here\"}\n",
+    );
+    sb.write(
+        "job.toml",
+        &job_toml(
+            &mock.url(),
+            "[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\nstream = true\n",
+        ),
+    );
+    let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let records = by_key(&sb.records("t.jsonl"));
+    let sent = bodies(&mock);
+    let s = &records["s/default"];
+    let body = &sent[s["client_request_id"].as_str().expect("id")];
+    assert_eq!(body["stream_options"], json!({"include_usage": true}));
+    let expected = promptbatch::mock::expected_reply(body);
+    assert_eq!(s["content"], json!(expected.content));
+    assert_eq!(
+        s["usage"]["completion_tokens"],
+        json!(expected.completion_tokens)
+    );
+    assert!(s["ttft_ms"].is_number());
+    assert_eq!(records["n/default"]["usage"], Value::Null);
+    let summary = sb.summary("t.summary.json");
+    assert_eq!(summary["tokens"]["unreported"], 1);
+    assert!(summary["ttft_ms"].is_object());
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_budget_stops_dispatch_with_exit_3() {
+    let mock = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    let rows: String = (1..=10)
+        .map(|i| format!("{{\"prompt\": \"question number {i}\"}}\n"))
+        .collect();
+    sb.write("rows.jsonl", &rows);
+    // Worst case per request: ~(30 bytes + 8) input tokens + 100 output tokens at $1 per 1M
+    // = about $0.00014; a $0.0005 budget allows 3 at a time at most.
+    sb.write(
+        "job.toml",
+        &job_toml(
+            &mock.url(),
+            "[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\nmax_tokens = 100\n[limits]\nconcurrency = 1\nmax_cost_usd = 0.0005\n[pricing]\nm = { input = 1.0, output = 1.0 }\n",
+        ),
+    );
+    let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let summary = sb.summary("t.summary.json");
+    assert_eq!(summary["stopped"], "budget");
+    let total = summary["cost_usd"]["total"].as_f64().expect("cost");
+    assert!(total > 0.0 && total <= 0.0005, "{total}");
+    assert!(summary["requests"]["not_sent"].as_u64().expect("n") > 0);
+    let sent = mock.stats().requests();
+    // A rerun with the same budget spends nothing more.
+    let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
+    assert_eq!(code(&out), 3);
+    assert_eq!(mock.stats().requests(), sent);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_second_run_on_the_same_output_is_refused() {
+    let sb = Sandbox::new();
+    sb.write("rows.jsonl", "{\"prompt\": \"hi\"}\n");
+    let _held = promptbatch::sink::OutputLock::acquire(&sb.path("rows-out.jsonl")).expect("lock");
+    let out = output(sb.command(&[
+        "run",
+        "--input",
+        "rows.jsonl",
+        "--model",
+        "m",
+        "--output",
+        "rows-out.jsonl",
+        "--simulate",
+    ]))
+    .await;
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("process {}", std::process::id())),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_readme_quickstart_runs_with_simulate() {
+    let sb = Sandbox::new();
+    let job = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/quickstart.toml");
+    let out = output(sb.command(&[
+        "run",
+        job,
+        "--simulate",
+        "--output",
+        "q.jsonl",
+        "--param",
+        "max_tokens=40",
+    ]))
+    .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let records = sb.records("q.jsonl");
+    assert_eq!(records.len(), 50);
+    let summary = sb.summary("q.summary.json");
+    assert_eq!(summary["requests"]["ok"], 50);
+    assert!(
+        stderr(&out).contains("latency ms"),
+        "the summary table is printed"
+    );
+
+    let job = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/conversations.toml");
+    let out = output(sb.command(&["run", job, "--simulate", "--output", "c.jsonl"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(sb.records("c.jsonl").len(), 7);
+}
