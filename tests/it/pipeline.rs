@@ -1,14 +1,9 @@
-//! End-to-end tests: the real binary against the built-in mock on 127.0.0.1:0.
-//!
-//! Each test gets a fresh temp dir; every record and summary is validated
-//! against the contract's JSON Schemas (tests/fixtures).
-
-mod common;
+//! The pipeline end to end: records, parameters, concurrency, retries, refusals, budget, resume.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 fn job_toml(url: &str, extra: &str) -> String {

@@ -1,0 +1,209 @@
+//! Interrupts, the report command, the standalone mock server and the README's examples.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+fn job(url: &str, rows: &str) -> String {
+    format!(
+        "name = \"t\"\n[endpoint]\nurl = \"{url}\"\napi_key_env = \"\"\ntimeout_secs = 30\n\
+         [input]\npath = \"{rows}\"\n[defaults]\nmodel = \"m\"\n[limits]\nconcurrency = 2\n"
+    )
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn sigterm_records_what_is_in_flight_and_exits_130() {
+    let mock = MockServer::start(MockConfig::default())
+        .await
+        .expect("mock");
+    let sb = Sandbox::new();
+    // Two requests in flight: one answers after 300 ms, one never does.
+    let mut rows = String::from(
+        "{\"id\": \"slow\", \"prompt\": \"[mock:latency=300] slow\"}\n{\"id\": \"hang\", \"prompt\": \"[mock:fail=hang] stuck\"}\n",
+    );
+    for i in 0..10 {
+        rows.push_str(&format!("{{\"id\": \"later{i}\", \"prompt\": \"q{i}\"}}\n"));
+    }
+    sb.write("rows.jsonl", &rows);
+    sb.write("job.toml", &job(&mock.url(), "rows.jsonl"));
+    let mut cmd = sb.command(&["run", "job.toml", "--progress", "off"]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().expect("spawn");
+    let pid = child.id();
+    wait_until("two requests in flight", || mock.stats().in_flight() == 2).await;
+    signal(pid, "TERM");
+    // The slow one finishes within the grace period; then a second signal abandons the other.
+    wait_until("the slow request to end", || mock.stats().successes() == 1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    signal(pid, "TERM");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait"))
+        .await
+        .expect("join");
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    assert_eq!(
+        mock.stats().requests(),
+        2,
+        "nothing new was sent after the signal"
+    );
+    let records = by_key(&sb.records("t.jsonl"));
+    assert_eq!(records.len(), 2);
+    assert_eq!(records["slow/default"]["status"], "ok");
+    let hang = &records["hang/default"];
+    assert_eq!(hang["error"]["kind"], "timeout");
+    assert_eq!(hang["uncertain_attempts"], 1);
+    let summary = sb.summary("t.summary.json");
+    assert_eq!(summary["stopped"], "interrupted");
+    assert_eq!(summary["requests"]["not_sent"], 10);
+    assert_eq!(summary["uncertain_attempts"], 1);
+
+    // A rerun resumes: the failed and the unsent requests are sent, the ok one is not
+    // (the mock hangs only the first time it sees that request).
+    let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(mock.stats().requests(), 2 + 11);
+    let summary = sb.summary("t.summary.json");
+    assert_eq!(summary["requests"]["resumed"], 1);
+    assert_eq!(summary["requests"]["ok"], 12);
+    assert_eq!(sb.records("t.jsonl").len(), 12);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn report_totals_one_or_more_outputs() {
+    let mock = MockServer::start(MockConfig {
+        usd_per_million: Some(2.0),
+        ..MockConfig::default()
+    })
+    .await
+    .expect("mock");
+    let sb = Sandbox::new();
+    sb.write("a.jsonl", "{\"prompt\": \"one\"}\n{\"prompt\": \"two\"}\n");
+    sb.write("b.jsonl", "{\"prompt\": \"[mock:fail=404] three\"}\n");
+    for name in ["a", "b"] {
+        sb.write(
+            &format!("{name}.toml"),
+            &job(&mock.url(), &format!("{name}.jsonl"))
+                .replace("name = \"t\"", &format!("name = \"{name}\"")),
+        );
+        let out = output(sb.command(&[
+            "run",
+            &format!("{name}.toml"),
+            "--output",
+            &format!("{name}-out.jsonl"),
+            "--quiet",
+        ]))
+        .await;
+        assert!(code(&out) <= 1, "{}", stderr(&out));
+        assert!(
+            stderr(&out).is_empty(),
+            "--quiet prints nothing: {}",
+            stderr(&out)
+        );
+    }
+    let records: Vec<_> = [sb.records("a-out.jsonl"), sb.records("b-out.jsonl")].concat();
+    let cost: f64 = records.iter().filter_map(|r| r["cost_usd"].as_f64()).sum();
+
+    let out = output(sb.command(&["report", "a-out.jsonl", "b-out.jsonl", "--json"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON report");
+    assert_eq!(report["requests"]["total"], 3);
+    assert_eq!(report["requests"]["failed"], 1);
+    assert_eq!(report["errors"]["not_found"], 1);
+    assert!((report["cost_usd"]["total"].as_f64().expect("cost") - cost).abs() < 1e-12);
+    assert_eq!(report["job"], "a,b");
+
+    let out = output(sb.command(&["report", "a-out.jsonl"])).await;
+    assert!(stdout(&out).contains("2 ok"), "{}", stdout(&out));
+    let out = output(sb.command(&["report", "missing.jsonl"])).await;
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("missing.jsonl"));
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_standalone_mock_server_serves_a_run() {
+    let sb = Sandbox::new();
+    // Port 0 would not tell us the port; pick a free one and hand it over.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut server = sb
+        .command(&["mock-server", "--port", &port.to_string()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+    wait_until("the mock server to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    sb.write("rows.jsonl", "{\"prompt\": \"hello\"}\n");
+    let out = output(sb.command(&[
+        "run",
+        "--input",
+        "rows.jsonl",
+        "--model",
+        "m",
+        "--endpoint",
+        &url,
+        "--api-key-env",
+        "",
+        "--output",
+        "o.jsonl",
+        "--progress",
+        "off",
+    ]))
+    .await;
+    signal(server.id(), "TERM");
+    let status = server.wait().expect("wait");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(sb.records("o.jsonl")[0]["content"]
+        .as_str()
+        .expect("content")
+        .contains("hello"));
+    assert!(status.success(), "the mock server stops cleanly on SIGTERM");
+}
+
+#[tokio::test]
+async fn the_readme_commands_and_job_file_are_real() {
+    let readme = include_str!("../../README.md");
+    assert!(readme.contains("cargo run --release -- run samples/quickstart.toml --simulate"));
+    assert!(readme.contains("\ncargo test "));
+    // The job file shown in the README loads and validates as it is.
+    let start = readme.find("## The job file").expect("section");
+    let block = &readme[start..];
+    let toml = &block[block.find("```toml\n").expect("toml block") + 8..];
+    let toml = &toml[..toml.find("```").expect("block end")];
+    let sb = Sandbox::new();
+    sb.write("faq-nightly.toml", toml);
+    sb.write("questions.csv", include_str!("../../samples/questions.csv"));
+    let out = output(sb.command(&["validate", "faq-nightly.toml"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("25 rows x 2 parameter sets = 50 requests"),
+        "{}",
+        stdout(&out)
+    );
+}

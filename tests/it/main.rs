@@ -1,0 +1,7 @@
+//! One integration test binary: the real `promptbatch` binary against the built-in
+//! mock on 127.0.0.1:0, a fresh temp dir per test, and every record and summary
+//! validated against the contract's JSON Schemas (tests/fixtures).
+
+mod common;
+mod lifecycle;
+mod pipeline;
