@@ -141,7 +141,9 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
         writer: &mut writer,
         tally: Tally::default(),
         progress: &mut progress,
+        resume: &resume,
         sent: HashMap::new(),
+        superseded: 0,
     };
     while let Some(event) = event_rx.recv().await {
         collector.collect(event)?;
@@ -152,7 +154,12 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
         }
         collector.writer.flush()?;
     }
-    let Collector { tally, sent, .. } = collector;
+    let Collector {
+        tally,
+        sent,
+        superseded,
+        ..
+    } = collector;
     writer.flush()?;
     drop(writer);
     let stopped = dispatch.await?;
@@ -161,7 +168,10 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
     let _ = producer.await;
     progress.finish();
 
-    sink::compact(&job.output.path)?;
+    // Compaction rereads the whole file: only worth it when a key has two lines.
+    if superseded > 0 || resume.lines > resume.latest.len() as u64 {
+        sink::compact(&job.output.path)?;
+    }
     let counts = count_requests(&scan, &resume, &sent);
     let finished = Utc::now();
     let summary = tally.summary(&job.name, started, finished, counts, stopped);
@@ -184,8 +194,11 @@ struct Collector<'a> {
     writer: &'a mut Writer,
     tally: Tally,
     progress: &'a mut Progress,
+    resume: &'a ResumeState,
     /// Whether each request sent in this run ended ok.
     sent: HashMap<String, bool>,
+    /// Lines written for keys that already had one.
+    superseded: u64,
 }
 
 impl Collector<'_> {
@@ -197,6 +210,9 @@ impl Collector<'_> {
                 self.writer.write(&record)?;
                 self.tally.observe(&record);
                 self.progress.on_record(&record);
+                if self.resume.latest.contains_key(&record.key) {
+                    self.superseded += 1;
+                }
                 self.sent
                     .insert(record.key, record.status == crate::sink::Status::Ok);
             }

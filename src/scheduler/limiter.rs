@@ -1,12 +1,18 @@
-//! The run-wide rate limiter: requests per minute, tokens per minute, and the slow-down after a 429.
+//! The run-wide rate limiter: requests per minute, tokens per minute, and the
+//! rate it learns from 429s.
 //!
-//! Both limits are GCRA schedules (a "theoretical arrival time" advanced by
-//! each request's weight), so requests are spread evenly over the minute
-//! instead of bursting at its start: a provider that counts per second or per
-//! sliding window sees the same even flow. A small burst allowance lets a
-//! coarse timer keep up at high rates. A 429 pauses every dispatch until the
-//! server's `Retry-After` and lowers the pace; the pace recovers slowly while
-//! requests succeed.
+//! Every limit is a GCRA schedule (a "theoretical arrival time" advanced by
+//! each request's weight), so requests are spread evenly instead of bursting
+//! at the start of a minute: a provider that counts per second, per minute or
+//! per sliding window sees the same even flow. A small burst allowance lets a
+//! coarse timer keep up at high rates.
+//!
+//! A 429 pauses every dispatch until the server's `Retry-After`, and teaches
+//! the limiter the provider's real rate: the requests that succeeded since the
+//! last pause, over the time until the next window opens. From then on
+//! requests are paced just under that rate, which is raised by 1 % a second
+//! while no 429 comes, so a limit that was lifted is found again. This is how
+//! a run with no configured limit stops bouncing off one it did not know of.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -17,24 +23,30 @@ use tokio::time::Instant;
 const BURST: Duration = Duration::from_millis(50);
 /// Pause after a 429 that names no Retry-After.
 const DEFAULT_COOLDOWN: Duration = Duration::from_secs(1);
-/// Each 429 multiplies the pace by this; successes recover it.
-const SLOWDOWN: f64 = 0.7;
-const MIN_PACE: f64 = 0.05;
-const RECOVERY_PER_SUCCESS: f64 = 0.01;
+/// The learned rate sits this far under the rate that was measured.
+const MARGIN: f64 = 0.95;
+/// The learned rate grows by this factor per second without a 429.
+const PROBE: f64 = 1.01;
+/// Never slower than one request a minute.
+const MIN_RATE_PER_S: f64 = 1.0 / 60.0;
 
 #[derive(Debug)]
 struct Gcra {
-    /// Time one unit of weight occupies at full pace.
+    /// Time one unit of weight occupies.
     per_unit: Duration,
     tat: Instant,
 }
 
 impl Gcra {
-    fn new(per_minute: u64, now: Instant) -> Option<Gcra> {
-        (per_minute > 0).then(|| Gcra {
-            per_unit: Duration::from_secs(60).div_f64(per_minute as f64),
+    fn per_second(rate: f64, now: Instant) -> Gcra {
+        Gcra {
+            per_unit: Duration::from_secs_f64(1.0 / rate.max(MIN_RATE_PER_S)),
             tat: now,
-        })
+        }
+    }
+
+    fn per_minute(per_minute: u64, now: Instant) -> Option<Gcra> {
+        (per_minute > 0).then(|| Gcra::per_second(per_minute as f64 / 60.0, now))
     }
 
     /// How long until the next request fits the schedule.
@@ -42,14 +54,28 @@ impl Gcra {
         self.tat.saturating_duration_since(now + BURST)
     }
 
-    fn take(&mut self, now: Instant, weight: u64, pace: f64) {
-        let cost = self.per_unit.mul_f64(weight as f64 / pace);
-        self.tat = self.tat.max(now) + cost;
+    fn take(&mut self, now: Instant, weight: u64) {
+        self.tat = self.tat.max(now) + self.per_unit.mul_f64(weight as f64);
     }
 
-    fn give_back(&mut self, weight: u64, pace: f64) {
-        let cost = self.per_unit.mul_f64(weight as f64 / pace);
+    fn give_back(&mut self, weight: u64) {
+        let cost = self.per_unit.mul_f64(weight as f64);
         self.tat = self.tat.checked_sub(cost).unwrap_or(self.tat);
+    }
+}
+
+/// The request rate learned from 429s.
+#[derive(Debug)]
+struct Learned {
+    rate_per_s: f64,
+    schedule: Gcra,
+    last_raise: Instant,
+}
+
+impl Learned {
+    fn set_rate(&mut self, rate_per_s: f64) {
+        self.rate_per_s = rate_per_s.max(MIN_RATE_PER_S);
+        self.schedule.per_unit = Duration::from_secs_f64(1.0 / self.rate_per_s);
     }
 }
 
@@ -57,8 +83,30 @@ impl Gcra {
 struct State {
     requests: Option<Gcra>,
     tokens: Option<Gcra>,
+    learned: Option<Learned>,
     cooldown_until: Instant,
-    pace: f64,
+    /// When the current window opened (the start, or the end of the last pause).
+    window_start: Instant,
+    /// Successes since `window_start`.
+    successes: u64,
+}
+
+impl State {
+    fn wait(&self, now: Instant) -> Duration {
+        [
+            self.cooldown_until.saturating_duration_since(now),
+            self.requests
+                .as_ref()
+                .map_or(Duration::ZERO, |g| g.wait(now)),
+            self.tokens.as_ref().map_or(Duration::ZERO, |g| g.wait(now)),
+            self.learned
+                .as_ref()
+                .map_or(Duration::ZERO, |l| l.schedule.wait(now)),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(Duration::ZERO)
+    }
 }
 
 /// Shared by the dispatcher and every retrying request.
@@ -72,35 +120,36 @@ impl Limiter {
         let now = Instant::now();
         Limiter {
             state: Mutex::new(State {
-                requests: Gcra::new(u64::from(requests_per_minute), now),
-                tokens: Gcra::new(tokens_per_minute, now),
+                requests: Gcra::per_minute(u64::from(requests_per_minute), now),
+                tokens: Gcra::per_minute(tokens_per_minute, now),
+                learned: None,
                 cooldown_until: now,
-                pace: 1.0,
+                window_start: now,
+                successes: 0,
             }),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("limiter lock is never poisoned")
     }
 
     /// Waits until one request of `tokens` estimated tokens may be sent, and books it.
     pub async fn acquire(&self, tokens: u64) {
         loop {
             let wait = {
-                let mut s = self.state.lock().expect("limiter lock is never poisoned");
+                let mut s = self.lock();
                 let now = Instant::now();
-                let pace = s.pace;
-                let wait = [
-                    s.cooldown_until.saturating_duration_since(now),
-                    s.requests.as_ref().map_or(Duration::ZERO, |g| g.wait(now)),
-                    s.tokens.as_ref().map_or(Duration::ZERO, |g| g.wait(now)),
-                ]
-                .into_iter()
-                .max()
-                .unwrap_or(Duration::ZERO);
+                let wait = s.wait(now);
                 if wait.is_zero() {
                     if let Some(g) = s.requests.as_mut() {
-                        g.take(now, 1, pace);
+                        g.take(now, 1);
                     }
                     if let Some(g) = s.tokens.as_mut() {
-                        g.take(now, tokens, pace);
+                        g.take(now, tokens);
+                    }
+                    if let Some(l) = s.learned.as_mut() {
+                        l.schedule.take(now, 1);
                     }
                     return;
                 }
@@ -112,34 +161,64 @@ impl Limiter {
 
     /// Returns tokens booked but not used (the reply was shorter than its cap).
     pub fn refund(&self, tokens: u64) {
-        let mut s = self.state.lock().expect("limiter lock is never poisoned");
-        let pace = s.pace;
-        if let Some(g) = s.tokens.as_mut() {
-            g.give_back(tokens, pace);
+        if let Some(g) = self.lock().tokens.as_mut() {
+            g.give_back(tokens);
         }
     }
 
-    /// A 429: pause everyone until the server's time, and slow the pace.
+    /// A 429: pause everyone until the server's time, and learn the rate it allows.
     pub fn on_rate_limited(&self, retry_after: Option<Duration>) {
-        let mut s = self.state.lock().expect("limiter lock is never poisoned");
-        let until = Instant::now() + retry_after.unwrap_or(DEFAULT_COOLDOWN);
-        s.cooldown_until = s.cooldown_until.max(until);
-        s.pace = (s.pace * SLOWDOWN).max(MIN_PACE);
+        let mut s = self.lock();
+        let now = Instant::now();
+        let pause = retry_after.unwrap_or(DEFAULT_COOLDOWN);
+        if now < s.cooldown_until {
+            // Another answer of the same burst: the window is already measured.
+            s.cooldown_until = s.cooldown_until.max(now + pause);
+            return;
+        }
+        let span = now.saturating_duration_since(s.window_start) + pause;
+        let measured = (s.successes > 0 && !span.is_zero())
+            .then(|| s.successes as f64 / span.as_secs_f64() * MARGIN);
+        let rate = match (&s.learned, measured) {
+            (Some(l), Some(m)) => Some(m.min(l.rate_per_s * MARGIN)),
+            (Some(l), None) => Some(l.rate_per_s / 2.0),
+            (None, m) => m,
+        };
+        if let Some(rate) = rate {
+            match s.learned.as_mut() {
+                Some(l) => {
+                    l.set_rate(rate);
+                    l.last_raise = now + pause;
+                }
+                None => {
+                    s.learned = Some(Learned {
+                        rate_per_s: rate.max(MIN_RATE_PER_S),
+                        schedule: Gcra::per_second(rate, now + pause),
+                        last_raise: now + pause,
+                    })
+                }
+            }
+        }
+        s.cooldown_until = now + pause;
+        s.window_start = s.cooldown_until;
+        s.successes = 0;
     }
 
     pub fn on_success(&self) {
-        let mut s = self.state.lock().expect("limiter lock is never poisoned");
-        if s.pace < 1.0 {
-            s.pace = (s.pace + RECOVERY_PER_SUCCESS).min(1.0);
+        let mut s = self.lock();
+        s.successes += 1;
+        if let Some(l) = s.learned.as_mut() {
+            let now = Instant::now();
+            if now.saturating_duration_since(l.last_raise) >= Duration::from_secs(1) {
+                l.set_rate(l.rate_per_s * PROBE);
+                l.last_raise = now;
+            }
         }
     }
 
-    /// The current pace, 1.0 = the configured limits (for progress and tests).
-    pub fn pace(&self) -> f64 {
-        self.state
-            .lock()
-            .expect("limiter lock is never poisoned")
-            .pace
+    /// The request rate learned from 429s, if any (for progress and tests).
+    pub fn learned_rate(&self) -> Option<f64> {
+        self.lock().learned.as_ref().map(|l| l.rate_per_s)
     }
 }
 
@@ -187,17 +266,57 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_429_pauses_everyone_and_slows_the_pace() {
+    async fn a_429_pauses_everyone() {
         let limiter = Limiter::new(0, 0);
         limiter.on_rate_limited(Some(Duration::from_secs(3)));
-        assert!(limiter.pace() < 1.0);
+        // Nothing succeeded before it: there is no rate to learn.
+        assert_eq!(limiter.learned_rate(), None);
         let start = Instant::now();
         limiter.acquire(1).await;
         assert!(start.elapsed() >= Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_of_a_window_limit_is_learned_from_its_429() {
+        // A provider allowing 100 requests per 1 s window: 100 pass at once,
+        // then a 429 says the window opens again in 1 s.
+        let limiter = Limiter::new(0, 0);
         for _ in 0..100 {
+            limiter.acquire(1).await;
             limiter.on_success();
         }
-        assert_eq!(limiter.pace(), 1.0);
+        limiter.on_rate_limited(Some(Duration::from_secs(1)));
+        // The other requests of the same burst teach nothing new.
+        limiter.on_rate_limited(Some(Duration::from_millis(990)));
+        let rate = limiter.learned_rate().expect("learned");
+        assert!((rate - 95.0).abs() < 0.5, "{rate}");
+        // From the next window on, at most ~95 requests pass per second.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let start = Instant::now();
+        for _ in 0..96 {
+            limiter.acquire(1).await;
+        }
+        let elapsed = start.elapsed();
+        assert!(elapsed >= Duration::from_millis(940), "{elapsed:?}");
+        // While no 429 comes, the rate is probed upwards.
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            limiter.on_success();
+        }
+        assert!(limiter.learned_rate().expect("learned") > rate * 1.02);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn another_429_at_the_learned_rate_lowers_it() {
+        let limiter = Limiter::new(0, 0);
+        for _ in 0..10 {
+            limiter.on_success();
+        }
+        limiter.on_rate_limited(Some(Duration::from_secs(1)));
+        let first = limiter.learned_rate().expect("learned");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        limiter.on_rate_limited(Some(Duration::from_secs(1)));
+        assert!(limiter.learned_rate().expect("learned") < first);
     }
 
     #[tokio::test(start_paused = true)]

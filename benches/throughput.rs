@@ -1,0 +1,226 @@
+//! The benchmark: `cargo bench` prints requests/s, CPU per request, peak memory,
+//! efficiency against the ideal, and 429 bounces under an enforced rate limit.
+//!
+//! The release `promptbatch` binary runs as a child process against the
+//! built-in mock served from this process on 127.0.0.1, so the client's CPU
+//! time and peak memory are its own (wait4's rusage), not the mock's. It
+//! prints figures; nothing here passes or fails on a wall-clock time.
+//! `PROMPTBATCH_BENCH_SCALE=0.2 cargo bench` runs a smaller version.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use promptbatch::mock::{MockConfig, MockServer};
+use serde_json::Value;
+
+struct Scenario {
+    name: &'static str,
+    requests: u64,
+    concurrency: u64,
+    mock: MockConfig,
+    /// Extra flags for the client.
+    flags: Vec<String>,
+    /// Requests per second at best (concurrency / latency, or the rate limit).
+    ideal_per_s: Option<f64>,
+}
+
+struct Figures {
+    wall: Duration,
+    cpu: Duration,
+    max_rss_kib: i64,
+    summary: Value,
+    limited: u64,
+    received: u64,
+}
+
+fn main() {
+    let scale: f64 = std::env::var("PROMPTBATCH_BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    let n = |base: f64| ((base * scale).round() as u64).max(10);
+    let scenarios = vec![
+        Scenario {
+            name: "instant server, concurrency 64",
+            requests: n(50_000.0),
+            concurrency: 64,
+            mock: MockConfig::default(),
+            flags: vec![],
+            ideal_per_s: None,
+        },
+        Scenario {
+            name: "50 ms server, concurrency 100",
+            requests: n(10_000.0),
+            concurrency: 100,
+            mock: MockConfig {
+                latency: Duration::from_millis(50),
+                ..MockConfig::default()
+            },
+            flags: vec![],
+            ideal_per_s: Some(100.0 / 0.050),
+        },
+        Scenario {
+            name: "50 ms server, 50 ms jitter, streaming, concurrency 100",
+            requests: n(10_000.0),
+            concurrency: 100,
+            mock: MockConfig {
+                latency: Duration::from_millis(50),
+                jitter: Duration::from_millis(50),
+                ..MockConfig::default()
+            },
+            flags: vec!["--param".into(), "stream=true".into()],
+            ideal_per_s: Some(100.0 / 0.075),
+        },
+        Scenario {
+            name: "limit 6000 req/min enforced, --rpm 6000, concurrency 64",
+            requests: n(1_500.0),
+            concurrency: 64,
+            mock: MockConfig {
+                limit_requests: 100,
+                limit_window: Duration::from_secs(1),
+                ..MockConfig::default()
+            },
+            flags: vec!["--rpm".into(), "6000".into()],
+            ideal_per_s: Some(100.0),
+        },
+        Scenario {
+            name: "limit 6000 req/min enforced, no --rpm (429s only), concurrency 64",
+            requests: n(1_500.0),
+            concurrency: 64,
+            mock: MockConfig {
+                limit_requests: 100,
+                limit_window: Duration::from_secs(1),
+                ..MockConfig::default()
+            },
+            flags: vec![],
+            ideal_per_s: Some(100.0),
+        },
+    ];
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!("promptbatch benchmark (client: release binary in a child process; server: built-in mock)\n");
+    for s in &scenarios {
+        let f = runtime.block_on(run(s));
+        print(s, &f);
+    }
+}
+
+async fn run(s: &Scenario) -> Figures {
+    let mock = MockServer::start(s.mock.clone())
+        .await
+        .expect("mock starts");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("rows.jsonl");
+    write_rows(&input, s.requests);
+    let out = dir.path().join("out.jsonl");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_promptbatch"));
+    cmd.args(["run", "--input"])
+        .arg(&input)
+        .args([
+            "--model",
+            "google/gemma-3-4b-it",
+            "--param",
+            "max_tokens=64",
+        ])
+        .args(["--endpoint", &mock.url(), "--api-key-env", ""])
+        .args(["--concurrency", &s.concurrency.to_string()])
+        .args(["--max-attempts", "10", "--quiet", "--output"])
+        .arg(&out)
+        .args(&s.flags);
+    let start = Instant::now();
+    // Reaped by wait4 below (std's wait would not give the child's rusage).
+    #[allow(clippy::zombie_processes)]
+    let child = cmd.spawn().expect("the binary runs");
+    let pid = child.id() as libc::pid_t;
+    let (status, usage) = tokio::task::spawn_blocking(move || wait4(pid))
+        .await
+        .expect("join");
+    let wall = start.elapsed();
+    assert!(
+        status == 0 || status == 1,
+        "promptbatch exited with {status}"
+    );
+    let summary: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("out.summary.json")).expect("summary"),
+    )
+    .expect("summary JSON");
+    let cpu = timeval(usage.ru_utime) + timeval(usage.ru_stime);
+    let figures = Figures {
+        wall,
+        cpu,
+        max_rss_kib: usage.ru_maxrss,
+        summary,
+        limited: mock.stats().status_count(429),
+        received: mock.stats().requests(),
+    };
+    mock.shutdown().await;
+    figures
+}
+
+fn write_rows(path: &Path, n: u64) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    for i in 0..n {
+        writeln!(
+            out,
+            "{{\"id\": \"r{i}\", \"prompt\": \"Question {i}: what is the capital of country number {i}?\"}}"
+        )
+        .expect("write");
+    }
+}
+
+fn wait4(pid: libc::pid_t) -> (i32, libc::rusage) {
+    // SAFETY: wait4 writes the status and rusage of our own child into the
+    // locals passed by pointer; both are plain C structs.
+    unsafe {
+        let mut status = 0;
+        let mut usage: libc::rusage = std::mem::zeroed();
+        let r = libc::wait4(pid, &mut status, 0, &mut usage);
+        assert_eq!(r, pid, "wait4 failed");
+        (libc::WEXITSTATUS(status), usage)
+    }
+}
+
+fn timeval(t: libc::timeval) -> Duration {
+    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+}
+
+fn print(s: &Scenario, f: &Figures) {
+    let sent = f.summary["requests"]["ok"].as_u64().unwrap_or(0)
+        + f.summary["requests"]["failed"].as_u64().unwrap_or(0);
+    let per_s = sent as f64 / f.wall.as_secs_f64();
+    println!("{}", s.name);
+    println!(
+        "  {sent} requests in {:.2} s = {per_s:.0} requests/s (whole process, start-up and input scan included)",
+        f.wall.as_secs_f64()
+    );
+    if let Some(ideal) = s.ideal_per_s {
+        println!(
+            "  efficiency {:.0} % of the ideal {ideal:.0} requests/s",
+            100.0 * per_s / ideal
+        );
+    }
+    println!(
+        "  client CPU {:.1} µs per request ({:.2} s total), peak memory {:.1} MiB",
+        f.cpu.as_secs_f64() * 1e6 / sent.max(1) as f64,
+        f.cpu.as_secs_f64(),
+        f.max_rss_kib as f64 / 1024.0
+    );
+    println!(
+        "  server saw {} requests, answered {} with 429 ({:.1} % bounced); ok {}, failed {}",
+        f.received,
+        f.limited,
+        100.0 * f.limited as f64 / f.received.max(1) as f64,
+        f.summary["requests"]["ok"],
+        f.summary["requests"]["failed"]
+    );
+    println!(
+        "  latency ms p50 {} p99 {}; summary throughput {} requests/s\n",
+        f.summary["latency_ms"]["p50"],
+        f.summary["latency_ms"]["p99"],
+        f.summary["throughput"]["requests_per_s"]
+    );
+}
