@@ -240,9 +240,21 @@ fn output_config(
     at: &dyn Fn(&str, &str) -> String,
     problems: &mut Problems,
 ) -> Option<OutputConfig> {
+    let input_path = match input.map(|i| &i.source) {
+        Some(InputSource::File(input)) => Some(input),
+        _ => None,
+    };
     let path = match &s.output {
         Some(spec) => spec.resolve(name, today),
-        None => cwd.join(format!("{name}.jsonl")),
+        None => {
+            // `--input rows.jsonl` names the job "rows", and "rows.jsonl" is the
+            // input itself: the default steps aside instead of refusing.
+            let default = cwd.join(format!("{name}.jsonl"));
+            match input_path {
+                Some(input) if same_file(input, &default) => cwd.join(format!("{name}.out.jsonl")),
+                _ => default,
+            }
+        }
     };
     let summary = match &s.summary {
         Some(spec) => spec.resolve(name, today),
@@ -259,7 +271,7 @@ fn output_config(
         );
         ok = false;
     }
-    if let Some(InputSource::File(input)) = input.map(|i| &i.source) {
+    if let Some(input) = input_path {
         if same_file(input, &path) || same_file(input, &summary) {
             problems.push(
                 at("[output] path", "--output"),

@@ -335,14 +335,16 @@ fn an_output_on_top_of_the_input_is_refused() {
     };
     let found = problems(&args, dir.path());
     assert_problem(&found, "--output", "destroy the input");
-    // The default output ({name}.jsonl in the working directory) can land on
-    // the input too: rows.jsonl -> name "rows" -> rows.jsonl.
+    // The default output ({name}.jsonl in the working directory) would land on
+    // the input (rows.jsonl -> name "rows" -> rows.jsonl): it steps aside.
     let args = JobArgs {
         output: None,
+        model: Some("m".into()),
         ..args
     };
-    let found = problems(&args, dir.path());
-    assert_problem(&found, "--output", "pass --output PATH");
+    let job = load(&args, dir.path()).expect("valid");
+    assert_eq!(job.output.path, dir.path().join("rows.out.jsonl"));
+    assert_eq!(job.output.summary, dir.path().join("rows.out.summary.json"));
     // Spelled differently, still the same file.
     std::fs::create_dir(dir.path().join("data")).expect("mkdir");
     let args = JobArgs {
