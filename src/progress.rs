@@ -47,11 +47,9 @@ impl Progress {
             {
                 let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
                 bar.set_style(
-                    ProgressStyle::with_template(
-                        "{bar:30.cyan/blue} {pos}/{len} {per_sec} eta {eta} {msg}",
-                    )
-                    .expect("the template is valid")
-                    .progress_chars("█▉▊▋▌▍▎▏ "),
+                    ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} eta {eta} {msg}")
+                        .expect("the template is valid")
+                        .progress_chars("█▉▊▋▌▍▎▏ "),
                 );
                 Display::Bar(bar)
             }
@@ -107,15 +105,6 @@ impl Progress {
         }
     }
 
-    /// Prints a line above the bar (or plainly), unless progress is off.
-    pub fn note(&self, text: &str) {
-        match &self.display {
-            Display::Bar(bar) => bar.suspend(|| eprintln!("{text}")),
-            Display::Log { .. } => eprintln!("{text}"),
-            Display::Off => {}
-        }
-    }
-
     pub fn finish(&mut self) {
         if let Display::Bar(bar) = &self.display {
             bar.set_message(self.counts());
@@ -123,9 +112,19 @@ impl Progress {
         }
     }
 
+    fn rate(&self) -> f64 {
+        let elapsed = self.start.elapsed().as_secs_f64();
+        if elapsed > 0.0 {
+            self.done as f64 / elapsed
+        } else {
+            0.0
+        }
+    }
+
     fn counts(&self) -> String {
         format!(
-            "ok {} · failed {} · retries {} · {} tokens · {}",
+            "{:.1} req/s · ok {} · failed {} · retries {} · {} tokens · {}",
+            self.rate(),
             self.ok,
             self.failed,
             self.retries,
@@ -135,12 +134,7 @@ impl Progress {
     }
 
     fn log_line(&self) -> String {
-        let elapsed = self.start.elapsed().as_secs_f64();
-        let rate = if elapsed > 0.0 {
-            self.done as f64 / elapsed
-        } else {
-            0.0
-        };
+        let rate = self.rate();
         let pct = if self.total > 0 {
             self.done as f64 * 100.0 / self.total as f64
         } else {
@@ -152,7 +146,7 @@ impl Progress {
             "?".into()
         };
         format!(
-            "promptbatch: {}/{} ({pct:.0}%) · {rate:.1} req/s · eta {eta} · {}",
+            "promptbatch: {}/{} ({pct:.0}%) · eta {eta} · {}",
             self.done,
             self.total,
             self.counts()

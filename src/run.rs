@@ -89,11 +89,8 @@ pub async fn validate(args: &JobArgs) -> anyhow::Result<ExitStatus> {
     let resume = Arc::new(sink::scan(&job.output.path, false).map_err(|e| invalid(e.to_string()))?);
     let scan = scan_input(&job, &file, &resume).await?;
     print!("{}", crate::scan::describe(&job, &file.file.display, &scan));
-    if !job.simulate {
-        if let Err(e) = api_key(&job) {
-            println!("warning: {e}");
-        }
-    }
+    // A run would stop here too: a preflight that passes must mean the run can start.
+    api_key(&job)?;
     Ok(ExitStatus::Success)
 }
 
@@ -123,10 +120,12 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
     let client = Client::new(&job.endpoint, key.as_deref(), job.limits.concurrency)
         .map_err(|e| invalid(e.to_string()))?;
 
-    let mut progress = Progress::new(args.progress, args.quiet, scan.to_send());
-    for note in &progress_notes {
-        progress.note(note);
+    if !args.quiet {
+        for note in &progress_notes {
+            eprintln!("promptbatch: {note}");
+        }
     }
+    let mut progress = Progress::new(args.progress, args.quiet, scan.to_send());
     let stop = Arc::new(StopSignal::new(GRACE));
     let signals = tokio::spawn(watch_signals(stop.clone()));
     let (request_tx, request_rx) = mpsc::channel(1024);

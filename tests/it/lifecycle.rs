@@ -200,6 +200,19 @@ async fn the_readme_commands_and_job_file_are_real() {
     sb.write("faq-nightly.toml", toml);
     sb.write("questions.csv", include_str!("../../samples/questions.csv"));
     let out = output(sb.command(&["validate", "faq-nightly.toml"])).await;
+    assert_eq!(
+        code(&out),
+        2,
+        "validate needs the key variable the run needs"
+    );
+    assert!(
+        stderr(&out).contains("AIMLAPI_API_KEY is not set"),
+        "{}",
+        stderr(&out)
+    );
+    let mut cmd = sb.command(&["validate", "faq-nightly.toml"]);
+    cmd.env("AIMLAPI_API_KEY", "test-key");
+    let out = output(cmd).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(
         stdout(&out).contains("25 rows x 2 parameter sets = 50 requests"),
