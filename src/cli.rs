@@ -22,37 +22,39 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a job; an existing output is resumed (only missing, failed or edited requests are sent).
-    ///
-    /// Examples:
-    ///   promptbatch run samples/quickstart.toml --simulate
-    ///   promptbatch run job.toml --limit 10 --param temperature=0.3
-    ///   promptbatch run --input rows.jsonl --model google/gemma-3-4b-it --output out.jsonl
+    #[command(after_help = "Examples:
+  promptbatch run samples/quickstart.toml --simulate
+  promptbatch run job.toml --limit 10 --param temperature=0.3
+  promptbatch run --input rows.jsonl --model google/gemma-3-4b-it --output out.jsonl
+
+Exit codes: 0 all ok, 1 some failed, 2 invalid job/input/key (nothing sent),
+3 budget reached, 4 endpoint refuses (key, credits), 130 interrupted.")]
     Run(RunArgs),
     /// Check the job and every input row, count requests and estimate tokens and cost; sends nothing.
-    ///
-    /// Example:
-    ///   promptbatch validate samples/quickstart.toml
+    #[command(after_help = "Example:
+  promptbatch validate samples/quickstart.toml --limit 100")]
     Validate(JobArgs),
     /// Print a usage report (tokens, cost, latency, errors) over one or more output files.
-    ///
-    /// Example:
-    ///   promptbatch report out/faq-2026-11-24.jsonl out/faq-2026-11-25.jsonl
+    #[command(after_help = "Example:
+  promptbatch report out/faq-2026-11-24.jsonl out/faq-2026-11-25.jsonl --json")]
     Report(ReportArgs),
     /// Serve the built-in simulated chat-completions endpoint on loopback.
-    ///
-    /// Example:
-    ///   promptbatch mock-server --port 8089 --latency-ms 50
+    #[command(after_help = "Example:
+  promptbatch mock-server --port 8089 --latency-ms 50 --rate-429 0.05
+  promptbatch run job.toml --endpoint http://127.0.0.1:8089/v1/chat/completions --api-key-env ''
+
+Per-prompt faults: put [mock:fail=429,500,reset,hang,malformed,...] in a prompt.")]
     MockServer(MockArgs),
 }
 
 /// The job: a job file and the flags that override its keys.
 #[derive(Debug, Clone, Default, Args)]
 pub struct JobArgs {
-    /// Job file (TOML). Optional: every key people change per run has a flag.
+    /// Job file (TOML), e.g. samples/quickstart.toml. Optional: every key people change per run has a flag.
     #[arg(value_name = "JOB.toml")]
     pub job: Option<PathBuf>,
 
-    /// Job name, used in output names and request ids [default: the job file's stem, else the input's stem].
+    /// Job name, used in output names and request ids, e.g. --name faq-nightly [default: the job file's stem, else the input's stem].
     #[arg(long, value_name = "NAME", help_heading = "Job")]
     pub name: Option<String>,
 
@@ -60,7 +62,7 @@ pub struct JobArgs {
     #[arg(long, value_name = "PATH|-", help_heading = "Input")]
     pub input: Option<String>,
 
-    /// Input format [default: from the file extension; JSONL for standard input].
+    /// Input format, e.g. --format csv [default: from the file extension; JSONL for standard input].
     #[arg(long, value_enum, value_name = "FORMAT", help_heading = "Input")]
     pub format: Option<FormatArg>,
 
@@ -72,7 +74,8 @@ pub struct JobArgs {
     #[arg(long, value_name = "TEXT", help_heading = "Input")]
     pub system: Option<String>,
 
-    /// How the system message is sent: auto folds it into the first user turn for Gemma models.
+    /// How the system message is sent: auto folds it into the first user turn for Gemma models,
+    /// message always sends a system message, fold always folds; e.g. --system-mode message
     #[arg(long, value_enum, value_name = "MODE", help_heading = "Input")]
     pub system_mode: Option<SystemModeArg>,
 
@@ -84,11 +87,12 @@ pub struct JobArgs {
     #[arg(long, value_name = "N", help_heading = "Input")]
     pub limit: Option<u64>,
 
-    /// Output JSONL, one line per request; {name} and {date} are expanded [default: {name}.jsonl].
+    /// Output JSONL, one line per request; {name} and {date} are expanded,
+    /// e.g. --output 'out/{name}-{date}.jsonl' [default: {name}.jsonl].
     #[arg(long, value_name = "PATH", help_heading = "Output")]
     pub output: Option<String>,
 
-    /// Summary JSON [default: the output path with .jsonl replaced by .summary.json].
+    /// Summary JSON, e.g. --summary reports/today.json [default: the output path with .jsonl replaced by .summary.json].
     #[arg(long, value_name = "PATH", help_heading = "Output")]
     pub summary: Option<String>,
 
@@ -96,7 +100,8 @@ pub struct JobArgs {
     #[arg(long, value_name = "URL", help_heading = "Endpoint")]
     pub endpoint: Option<String>,
 
-    /// Environment variable holding the API key; "" sends no Authorization header [default: AIMLAPI_API_KEY].
+    /// Environment variable holding the API key, e.g. --api-key-env OPENAI_API_KEY;
+    /// "" sends no Authorization header (local servers) [default: AIMLAPI_API_KEY].
     #[arg(long, value_name = "NAME", help_heading = "Endpoint")]
     pub api_key_env: Option<String>,
 
@@ -108,7 +113,8 @@ pub struct JobArgs {
     #[arg(long, value_name = "SECS", help_heading = "Endpoint")]
     pub timeout: Option<f64>,
 
-    /// Model for every request; the same as --param model=ID, so it beats the parameter sets.
+    /// Model for every request, e.g. --model google/gemma-3-27b-it; the same as --param model=ID,
+    /// so it beats the parameter sets.
     #[arg(long, value_name = "ID", help_heading = "Parameters")]
     pub model: Option<String>,
 
@@ -137,7 +143,8 @@ pub struct JobArgs {
     #[arg(long, value_name = "USD", help_heading = "Limits")]
     pub max_cost: Option<f64>,
 
-    /// Send to the built-in simulated endpoint on loopback; no API key needed.
+    /// Send to the built-in simulated endpoint on loopback instead; no API key needed,
+    /// e.g. promptbatch run job.toml --simulate --limit 5
     #[arg(long, help_heading = "Endpoint")]
     pub simulate: bool,
 }
@@ -147,26 +154,28 @@ pub struct RunArgs {
     #[command(flatten)]
     pub job: JobArgs,
 
-    /// Start over: move an existing output to <output>.bak instead of resuming it.
+    /// Start over: move an existing output to <output>.bak instead of resuming it,
+    /// e.g. promptbatch run job.toml --fresh
     #[arg(long, help_heading = "Output")]
     pub fresh: bool,
 
-    /// Progress display: a bar on a terminal, plain log lines otherwise [default: auto].
+    /// Progress display: auto is a bar on a terminal and a log line every 5 s otherwise,
+    /// e.g. --progress log in cron jobs.
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto, help_heading = "Output")]
     pub progress: ProgressArg,
 
-    /// Print nothing but errors (no progress, no summary table).
+    /// Print nothing but errors (no progress, no summary table), e.g. for cron: run job.toml -q
     #[arg(long, short, help_heading = "Output")]
     pub quiet: bool,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct ReportArgs {
-    /// Output files written by `promptbatch run`.
+    /// Output files written by `promptbatch run`, e.g. out/faq-2026-11-25.jsonl
     #[arg(value_name = "OUTPUT.jsonl", required = true)]
     pub outputs: Vec<PathBuf>,
 
-    /// Print the report as JSON (the summary's shape) instead of a table.
+    /// Print the report as JSON (the summary's shape) instead of a table, e.g. report out.jsonl --json
     #[arg(long)]
     pub json: bool,
 }
