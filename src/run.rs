@@ -310,7 +310,15 @@ async fn watch_signals(stop: Arc<StopSignal>) {
             _ = tokio::signal::ctrl_c() => {}
             _ = terminated => {}
         }
-        eprintln!("promptbatch: stopping: nothing new is sent; requests in flight get {} s (press Ctrl-C again to stop at once)", GRACE.as_secs());
-        stop.interrupt();
+        if stop.interrupt() {
+            eprintln!(
+                "promptbatch: stopping at once: requests in flight are recorded as abandoned"
+            );
+        } else {
+            eprintln!(
+                "promptbatch: stopping: nothing new is sent; requests in flight get {} s (press Ctrl-C again to stop at once)",
+                GRACE.as_secs()
+            );
+        }
     }
 }

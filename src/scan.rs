@@ -183,6 +183,14 @@ pub fn describe(job: &Job, input: &str, scan: &Scan) -> String {
         );
     }
     out.push('\n');
+    let budget = job.limits.max_cost_usd;
+    if budget > 0.0 && worst > budget {
+        let _ = writeln!(
+            out,
+            "budget {}: below the worst case; the run stops (exit 3) before it could pass it, and a rerun with a higher budget resumes",
+            crate::report::table::usd(budget)
+        );
+    }
     let _ = writeln!(
         out,
         "output {}: {} requests already done, {} to send",

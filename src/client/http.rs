@@ -189,7 +189,20 @@ impl Client {
             Ok(Ok(body)) => body,
         };
         let latency_ms = millis(started.elapsed());
-        let reply = reply::parse_reply(&body, status, &headers, &req.model)?;
+        // A server that streams although it was not asked to: read it as a stream.
+        let reply = if body.trim_ascii_start().first().is_some_and(|b| *b != b'{') {
+            let mut parser = SseParser::default();
+            let mut assembler = StreamAssembler::default();
+            let mut events = Vec::new();
+            parser.feed(&body, &mut events);
+            parser.finish(&mut events);
+            for event in events.drain(..) {
+                assembler.push(&event, status)?;
+            }
+            assembler.finish(&headers, &req.model, status)?
+        } else {
+            reply::parse_reply(&body, status, &headers, &req.model)?
+        };
         Ok(Reply {
             latency_ms,
             ..reply
@@ -254,9 +267,11 @@ impl Client {
                 continue;
             }
             parser.feed(&chunk, &mut events);
+            // The first content byte arrived with this chunk: the same clock as
+            // latency, so time to first token never exceeds it.
             for event in events.drain(..) {
                 if assembler.push(&event, status)? && ttft_ms.is_none() {
-                    ttft_ms = Some(millis(started.elapsed()));
+                    ttft_ms = Some(millis(last_byte));
                 }
             }
         }
@@ -271,7 +286,7 @@ impl Client {
         parser.finish(&mut events);
         for event in events.drain(..) {
             if assembler.push(&event, status)? && ttft_ms.is_none() {
-                ttft_ms = Some(millis(started.elapsed()));
+                ttft_ms = Some(millis(last_byte));
             }
         }
         let reply = assembler.finish(headers, &req.model, status)?;

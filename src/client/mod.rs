@@ -79,6 +79,8 @@ pub struct Reply {
     /// The model the server named, when it differs from the one requested.
     pub response_model: Option<String>,
     pub tool_calls: Option<Value>,
+    /// The model's refusal text (OpenAI `message.refusal`), when it gave one.
+    pub refusal: Option<String>,
     /// Send to last byte.
     pub latency_ms: f64,
     /// First content byte; streaming only.

@@ -66,6 +66,7 @@ pub fn parse_reply(
         provider: wire::string(completion.provider),
         response_model: wire::response_model(completion.model, requested_model),
         tool_calls,
+        refusal: wire::string(message.refusal).filter(|r| !r.is_empty()),
         latency_ms: 0.0,
         ttft_ms: None,
     })
@@ -191,6 +192,13 @@ mod tests {
             reply.response_id.as_deref(),
             Some("gen-1766960801-He9SRGgNx5QLMBSZW06F")
         );
+    }
+
+    #[test]
+    fn a_refusal_is_kept() {
+        let reply = parse(r#"{"choices":[{"message":{"content":null,"refusal":"I can't help with that."},"finish_reason":"stop"}]}"#).unwrap();
+        assert_eq!(reply.content.as_deref(), Some(""));
+        assert_eq!(reply.refusal.as_deref(), Some("I can't help with that."));
     }
 
     #[test]

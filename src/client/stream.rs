@@ -20,6 +20,7 @@ use super::{ErrorKind, Failure, Reply, Usage};
 #[derive(Debug, Default)]
 pub struct StreamAssembler {
     content: String,
+    refusal: String,
     tool_calls: BTreeMap<u64, ToolCall>,
     finish_reason: Option<String>,
     usage: Option<Usage>,
@@ -92,6 +93,9 @@ impl StreamAssembler {
             };
             if let Some(text) = wire::content_text(delta.content) {
                 self.content.push_str(&text);
+            }
+            if let Some(Value::String(text)) = delta.refusal {
+                self.refusal.push_str(&text);
             }
             if let Some(Value::Array(calls)) = delta.tool_calls {
                 for call in &calls {
@@ -204,6 +208,7 @@ impl StreamAssembler {
             provider: self.provider,
             response_model: wire::response_model(self.model, requested_model),
             tool_calls,
+            refusal: (!self.refusal.is_empty()).then_some(self.refusal),
             latency_ms: 0.0,
             ttft_ms: None,
         })

@@ -38,12 +38,14 @@ pub struct Choice {
     pub finish_reason: Option<Value>,
 }
 
-/// A message or a delta. `reasoning`, `refusal` and the rest are ignored.
+/// A message or a delta. `reasoning` and the rest are ignored.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Message {
     pub content: Option<Value>,
     pub tool_calls: Option<Value>,
+    /// OpenAI's refusal text, sent instead of content.
+    pub refusal: Option<Value>,
 }
 
 impl Choice {
@@ -114,17 +116,15 @@ pub fn as_amount(value: &Value) -> Option<f64> {
     (amount.is_finite() && amount >= 0.0).then_some(amount)
 }
 
-/// Usage as reported. `None` unless at least one token count is present; a
-/// missing total is prompt + completion (the one sum a server may leave to us).
+/// Usage as reported. `None` unless both prompt and completion counts are
+/// present: a half-reported usage filled with zeros would be a guess that
+/// the summary then adds up. A missing total is prompt + completion (the one
+/// sum a server may leave to us).
 pub fn usage(usage: &Value) -> Option<Usage> {
     let count = |field: &str| usage.get(field).and_then(as_u64);
-    let prompt = count("prompt_tokens");
-    let completion = count("completion_tokens");
+    let prompt = count("prompt_tokens")?;
+    let completion = count("completion_tokens")?;
     let total = count("total_tokens");
-    if prompt.is_none() && completion.is_none() && total.is_none() {
-        return None;
-    }
-    let (prompt, completion) = (prompt.unwrap_or(0), completion.unwrap_or(0));
     Some(Usage {
         prompt_tokens: prompt,
         completion_tokens: completion,
@@ -300,6 +300,12 @@ mod tests {
         );
         assert_eq!(usage(&json!({"cost": 0})), None);
         assert_eq!(usage(&Value::Null), None);
+        // Half a usage is not filled in with zeros.
+        assert_eq!(usage(&json!({"prompt_tokens": 11})), None);
+        assert_eq!(
+            usage(&json!({"completion_tokens": 3, "total_tokens": 3})),
+            None
+        );
     }
 
     #[test]

@@ -33,7 +33,13 @@ pub(super) fn rows<R: BufRead + Send + 'static>(input: R, path: &str) -> Result<
     };
     let names = match records.next_record() {
         Ok(Some(line)) => header_names(&records, line, path)?,
-        Ok(None) => Vec::new(),
+        Ok(None) => {
+            return Err(InputError::new(
+                path,
+                Some(1),
+                "the file is empty: a CSV file starts with a header row naming its columns",
+            ))
+        }
         Err(e) => return Err(read_error(path, &e, records.line)),
     };
     Ok(Box::new(CsvRows {
@@ -190,9 +196,15 @@ impl<R: BufRead> CsvRows<R> {
                 self.path.as_str(),
                 Some(line),
                 format!(
-                    "{} fields, but the header has {} columns",
+                    "{} field{}, but the header has {} columns{}",
                     records.len,
-                    self.names.len()
+                    if records.len == 1 { "" } else { "s" },
+                    self.names.len(),
+                    if records.len < self.names.len() {
+                        "; a value with a comma, quote or line break must be in double quotes, with any quote inside doubled (\"\")"
+                    } else {
+                        "; a value with a comma must be in double quotes"
+                    }
                 ),
             ));
         }
@@ -308,10 +320,15 @@ mod tests {
         assert_eq!(rows.len(), 3);
         let err = rows[1].clone().unwrap_err();
         assert_eq!(err.line, Some(3));
-        assert_eq!(err.message, "3 fields, but the header has 4 columns");
+        assert!(
+            err.message
+                .starts_with("3 fields, but the header has 4 columns; a value with a comma"),
+            "{}",
+            err.message
+        );
         assert_eq!(
             err.to_string(),
-            "q.csv:3: 3 fields, but the header has 4 columns"
+            "q.csv:3: 3 fields, but the header has 4 columns; a value with a comma, quote or line break must be in double quotes, with any quote inside doubled (\"\")"
         );
         assert_eq!(rows[2].clone().expect("fine").number, 3);
     }
@@ -337,7 +354,10 @@ mod tests {
 
     #[test]
     fn empty_and_header_only_files_have_no_rows() {
-        assert!(ok_rows(b"").is_empty());
+        let Err(err) = read(b"") else {
+            panic!("an empty file has no header")
+        };
+        assert!(err.message.contains("header row"), "{}", err.message);
         assert!(ok_rows(b"id,question\n").is_empty());
         assert!(ok_rows(b"id,question").is_empty());
     }

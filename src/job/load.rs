@@ -220,6 +220,14 @@ fn input_config(
             }
         },
     };
+    if format == Format::Csv && s.template.is_none() {
+        // Caught once here rather than on every row.
+        problems.push(
+            at("[input] template", "--template"),
+            "CSV rows are sent through a template over their columns, and the job has none: set [input] template or pass --template (e.g. --template 'Answer: {{question}}')",
+        );
+        return None;
+    }
     Some(InputConfig {
         source,
         format,

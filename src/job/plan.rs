@@ -212,9 +212,11 @@ impl Planner {
                 return messages::check(value).map(Content::Messages);
             }
         }
-        let prompt = match present("prompt") {
-            Some(Value::String(text)) => Some(text),
-            Some(other) => {
+        // CSV: every column is a template field; no column name is special.
+        let prompt = match (self.format, present("prompt")) {
+            (Format::Csv, _) | (_, None) => None,
+            (Format::Jsonl, Some(Value::String(text))) => Some(text),
+            (Format::Jsonl, Some(other)) => {
                 return Err(vec![(
                     Some("prompt".into()),
                     format!(
@@ -223,24 +225,20 @@ impl Planner {
                     ),
                 )])
             }
-            None => None,
         };
-        let template = self.template.as_ref();
-        match (prompt, template, self.format) {
-            (Some(text), _, Format::Jsonl) | (Some(text), None, Format::Csv) => {
-                Ok(Content::Text(Cow::Borrowed(text)))
-            }
-            (_, Some(template), _) => template
+        match (prompt, self.template.as_ref()) {
+            (Some(text), _) => Ok(Content::Text(Cow::Borrowed(text))),
+            (None, Some(template)) => template
                 .render(fields)
                 .map(|text| Content::Text(Cow::Owned(text)))
                 .map_err(|e| vec![(Some(e.field().to_string()), e.to_string())]),
-            (None, None, Format::Jsonl) => Err(vec![(
+            (None, None) if self.format == Format::Csv => Err(vec![(
+                None,
+                "CSV rows are sent through the template, and the job has none: set [input] template or --template (e.g. --template '{{question}}')".into(),
+            )]),
+            (None, None) => Err(vec![(
                 None,
                 "this row has no messages or prompt, and the job has no template: set [input] template or --template".into(),
-            )]),
-            (None, None, Format::Csv) => Err(vec![(
-                None,
-                "the job has no template and the file no prompt column: set [input] template or --template".into(),
             )]),
         }
     }

@@ -112,7 +112,10 @@ impl Distribution {
         if n == 0 {
             return None;
         }
-        let q = |q: f64| round1(self.hist.value_at_quantile(q) as f64 / 1000.0);
+        // A histogram bucket reports its upper edge: keep percentiles within the exact range.
+        let q = |q: f64| {
+            round1((self.hist.value_at_quantile(q) as f64 / 1000.0).clamp(self.min, self.max))
+        };
         Some(Spread {
             min: round1(self.min),
             mean: round1(self.sum / n as f64),
@@ -297,6 +300,7 @@ mod tests {
             input: Arc::new(Default::default()),
             response_model: None,
             tool_calls: None,
+            refusal: None,
         }
     }
 
@@ -309,6 +313,17 @@ mod tests {
         let s = t.latency.spread().expect("latencies");
         assert_eq!((s.min, s.max, s.mean), (1.0, 100.0, 50.5));
         assert_eq!((s.p50, s.p90, s.p95, s.p99), (50.0, 90.0, 95.0, 99.0));
+    }
+
+    #[test]
+    fn percentiles_never_pass_the_exact_max() {
+        let mut t = Tally::default();
+        for ms in [4613.1, 4000.0, 3000.0] {
+            t.observe(&record(Status::Ok, ms, None, None));
+        }
+        let s = t.latency.spread().expect("latencies");
+        assert_eq!(s.max, 4613.1);
+        assert!(s.p99 <= s.max && s.p95 <= s.max && s.p50 >= s.min, "{s:?}");
     }
 
     #[test]

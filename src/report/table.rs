@@ -17,7 +17,7 @@ pub fn render(s: &Summary) -> String {
     );
     let _ = writeln!(
         out,
-        "  this run     {} attempts, {} retries, {} uncertain (may be billed)",
+        "  attempts     {} ({} retries, {} uncertain: may be billed)",
         s.attempts, s.retries, s.uncertain_attempts
     );
     if let Some(stopped) = s.stopped {

@@ -122,7 +122,12 @@ impl Scheduler {
             };
             let worst = shared.pricing.worst_case(&request).unwrap_or(0.0);
             if let Some(budget) = &shared.budget {
-                if !budget.try_reserve(worst) {
+                let booked = tokio::select! {
+                    biased;
+                    _ = dispatching.cancelled() => break,
+                    booked = budget.reserve_when_possible(worst) => booked,
+                };
+                if !booked {
                     shared.stop.stop(StopReason::Budget);
                     break;
                 }
@@ -188,10 +193,13 @@ impl Shared {
             if failure.uncertain {
                 uncertain += 1;
             }
-            if failure.status == Some(429) || failure.kind == ErrorKind::RateLimited {
+            let verdict = decide(&failure);
+            // A quota 429 is a refusal, not a pace to slow down to.
+            if verdict != Verdict::Refused
+                && (failure.status == Some(429) || failure.kind == ErrorKind::RateLimited)
+            {
                 self.limiter.on_rate_limited(failure.retry_after);
             }
-            let verdict = decide(&failure);
             if verdict == Verdict::Refused
                 && self.refusals.fetch_add(1, Ordering::Relaxed) + 1 >= REFUSALS_TO_STOP
             {
@@ -203,10 +211,6 @@ impl Shared {
             {
                 break Err(failure);
             }
-            let _ = self
-                .events
-                .send(Event::Retrying { kind: failure.kind })
-                .await;
             let delay = backoff.next_delay(&failure, fastrand::f64());
             let resumed = tokio::select! {
                 biased;
@@ -219,6 +223,11 @@ impl Shared {
             if !resumed {
                 break Err(failure);
             }
+            // Told only now: a retry cut short by a stop never happened.
+            let _ = self
+                .events
+                .send(Event::Retrying { kind: failure.kind })
+                .await;
         };
         if let Some(budget) = &self.budget {
             let cost = match &result {

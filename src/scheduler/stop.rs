@@ -1,6 +1,7 @@
 //! Stop signals: stop dispatching (budget, refusals, interrupt) and, after a
 //! grace period, abandon the requests still in flight.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -15,6 +16,8 @@ pub struct StopSignal {
     dispatching: CancellationToken,
     in_flight: CancellationToken,
     grace: Duration,
+    /// A second interrupt came before the grace period ended.
+    cut_short: AtomicBool,
 }
 
 impl StopSignal {
@@ -25,6 +28,7 @@ impl StopSignal {
             dispatching: CancellationToken::new(),
             in_flight: CancellationToken::new(),
             grace,
+            cut_short: AtomicBool::new(false),
         }
     }
 
@@ -55,10 +59,14 @@ impl StopSignal {
 
     /// Ctrl-C or SIGTERM: the first stops dispatching and starts the grace
     /// period; a second abandons the requests in flight at once.
-    pub fn interrupt(self: &std::sync::Arc<Self>) {
+    /// Returns true for the second interrupt.
+    pub fn interrupt(self: &std::sync::Arc<Self>) -> bool {
         if self.dispatching.is_cancelled() && self.reason() == Some(StopReason::Interrupted) {
+            if !self.in_flight.is_cancelled() {
+                self.cut_short.store(true, Ordering::Relaxed);
+            }
             self.in_flight.cancel();
-            return;
+            return true;
         }
         self.stop(StopReason::Interrupted);
         let this = self.clone();
@@ -66,6 +74,7 @@ impl StopSignal {
             tokio::time::sleep(this.grace).await;
             this.in_flight.cancel();
         });
+        false
     }
 
     pub fn reason(&self) -> Option<StopReason> {
@@ -74,14 +83,16 @@ impl StopSignal {
 
     /// The failure recorded for a request abandoned at the end of the grace period.
     pub fn abandoned(&self) -> Failure {
-        let mut f = Failure::new(
-            ErrorKind::Timeout,
-            None,
+        let message = if self.cut_short.load(Ordering::Relaxed) {
+            "interrupted twice: abandoned without waiting for the answer; the provider may have billed it"
+                .to_string()
+        } else {
             format!(
                 "interrupted: no answer within the {} s grace period; the provider may have billed it",
                 self.grace.as_secs_f64()
-            ),
-        );
+            )
+        };
+        let mut f = Failure::new(ErrorKind::Timeout, None, message);
         f.uncertain = true;
         f
     }
@@ -112,9 +123,12 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(6)).await;
         assert!(s.in_flight().is_cancelled());
 
+        assert!(s.abandoned().message.contains("grace period"));
+
         let s = Arc::new(StopSignal::new(Duration::from_secs(5)));
-        s.interrupt();
-        s.interrupt();
+        assert!(!s.interrupt());
+        assert!(s.interrupt());
         assert!(s.in_flight().is_cancelled());
+        assert!(s.abandoned().message.contains("interrupted twice"));
     }
 }

@@ -59,6 +59,9 @@ pub struct Record {
     pub response_model: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Value>,
+    /// The model's refusal text, when it refused instead of answering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
 }
 
 /// The few fields resume and compaction need; parsing skips the rest without allocating it.
@@ -114,6 +117,7 @@ impl Record {
             input: req.input,
             response_model: None,
             tool_calls: None,
+            refusal: None,
         };
         match result {
             Ok(reply) => {
@@ -129,6 +133,7 @@ impl Record {
                 record.provider = reply.provider;
                 record.response_model = reply.response_model;
                 record.tool_calls = reply.tool_calls;
+                record.refusal = reply.refusal;
             }
             Err(failure) => {
                 record.status = Status::Error;

@@ -484,12 +484,13 @@ async fn the_budget_stops_dispatch_with_exit_3() {
         .collect();
     sb.write("rows.jsonl", &rows);
     // Worst case per request: ~(30 bytes + 8) input tokens + 100 output tokens at $1 per 1M
-    // = about $0.00014; a $0.0005 budget allows 3 at a time at most.
+    // = about $0.00013; a $0.0005 budget holds 3 worst cases, and more as replies settle below
+    // theirs. Four at a time must still leave nothing for a rerun with the same budget.
     sb.write(
         "job.toml",
         &job_toml(
             &mock.url(),
-            "[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\nmax_tokens = 100\n[limits]\nconcurrency = 1\nmax_cost_usd = 0.0005\n[pricing]\nm = { input = 1.0, output = 1.0 }\n",
+            "[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\nmax_tokens = 100\n[limits]\nconcurrency = 4\nmax_cost_usd = 0.0005\n[pricing]\nm = { input = 1.0, output = 1.0 }\n",
         ),
     );
     let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;

@@ -458,6 +458,23 @@ async fn the_body_not_the_content_type_decides_sse_or_json() {
 }
 
 #[tokio::test]
+async fn a_stream_answering_a_non_streaming_request_is_read_as_a_stream() {
+    let sse = "data: {\"choices\":[{\"delta\":{\"content\":\"he\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"llo\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+    let response = http_response("200 OK", &["content-type: text/event-stream"], sse);
+    let (url, _heads) = serve(respond(response)).await;
+    let reply = client(&url, Duration::from_secs(5))
+        .send(&request(false), 1)
+        .await
+        .unwrap();
+    assert_eq!(reply.content.as_deref(), Some("hello"));
+    assert_eq!(reply.finish_reason.as_deref(), Some("stop"));
+    assert_eq!(
+        reply.ttft_ms, None,
+        "time to first token is for streaming requests"
+    );
+}
+
+#[tokio::test]
 async fn a_stream_cut_mid_way_is_an_uncertain_connection_error() {
     let (url, _heads) = serve(|mut stream: TcpStream| async move {
         let first = chunk("data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n");

@@ -179,7 +179,7 @@ fn file_paths_are_relative_to_the_file_and_flag_paths_to_cwd() {
     write(
         dir.path(),
         "jobs/j.toml",
-        "[input]\npath = \"data/q.csv\"\n[output]\npath = \"out.jsonl\"\n",
+        "[input]\npath = \"data/q.csv\"\ntemplate = \"{{q}}\"\n[output]\npath = \"out.jsonl\"\n",
     );
     let cwd = dir.path().join("elsewhere");
     std::fs::create_dir(&cwd).expect("mkdir");
@@ -212,6 +212,7 @@ fn default_names_come_from_job_stem_then_input_stem_then_promptbatch() {
 
     let from_input = JobArgs {
         input: Some("data/questions.csv".into()),
+        template: Some("{{question}}".into()),
         ..JobArgs::default()
     };
     assert_eq!(
@@ -232,6 +233,18 @@ fn default_names_come_from_job_stem_then_input_stem_then_promptbatch() {
         job.output.summary,
         dir.path().join("promptbatch.summary.json")
     );
+}
+
+#[test]
+fn csv_input_needs_a_template() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = JobArgs {
+        input: Some("q.csv".into()),
+        model: Some("m".into()),
+        ..JobArgs::default()
+    };
+    let found = problems(&args, dir.path());
+    assert_problem(&found, "--template", "CSV rows are sent through a template");
 }
 
 #[test]
@@ -286,6 +299,7 @@ fn formats_come_from_the_flag_the_file_or_the_extension() {
         input: Some(input.into()),
         format,
         output: Some("out.jsonl".into()),
+        template: Some("{{q}}".into()),
         ..JobArgs::default()
     };
     let format = |args: &JobArgs| load(args, dir.path()).expect("valid").input.format;

@@ -154,21 +154,27 @@ fn messages_win_over_prompt_which_wins_over_the_template() {
 }
 
 #[test]
-fn csv_rows_use_the_template_else_the_prompt_column() {
+fn csv_rows_always_use_the_template_no_column_is_special() {
     let mut j = job();
     j.input.format = Format::Csv;
+    let problems = Planner::new(&j)
+        .plan(
+            RawRow {
+                line: 2,
+                number: 1,
+                fields: json!({"prompt": "p"}).as_object().expect("object").clone(),
+            },
+            "q.csv",
+        )
+        .expect_err("a CSV row needs the template");
+    assert!(problems[0].message.contains("--template"), "{problems:?}");
+    let j = with_template(j, "T: {{prompt}} {{messages}} {{params}}");
     let r = one(&j, json!({"prompt": "p", "messages": "[]", "params": "{}"}));
     assert_eq!(
         body(&r)["messages"],
-        json!([{"role": "user", "content": "p"}])
+        json!([{"role": "user", "content": "T: p [] {}"}])
     );
     assert!(r.params.is_empty(), "a CSV params column is just a field");
-    let j = with_template(j, "T: {{prompt}}");
-    let r = one(&j, json!({"prompt": "p"}));
-    assert_eq!(
-        body(&r)["messages"],
-        json!([{"role": "user", "content": "T: p"}])
-    );
 }
 
 #[test]
