@@ -561,3 +561,158 @@ async fn the_readme_quickstart_runs_with_simulate() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(sb.records("c.jsonl").len(), 7);
 }
+
+#[tokio::test]
+async fn provider_costs_models_and_tool_calls_are_recorded_as_sent() {
+    let mock = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    sb.write(
+        "rows.jsonl",
+        concat!(
+            "{\"id\": \"hdr\", \"prompt\": \"[mock:cost=aiml-header] a\"}\n",
+            "{\"id\": \"body\", \"prompt\": \"[mock:cost=aiml-body] b\"}\n",
+            "{\"id\": \"credits\", \"prompt\": \"[mock:cost=aiml-credits] c\"}\n",
+            "{\"id\": \"or\", \"prompt\": \"[mock:cost=openrouter] d\"}\n",
+            "{\"id\": \"priced\", \"prompt\": \"e\"}\n",
+            "{\"id\": \"other\", \"prompt\": \"[mock:model=someone/else] f\", \"params\": {\"model\": \"unpriced/model\"}}\n",
+            "{\"id\": \"tools\", \"prompt\": \"[mock:tools] g\"}\n",
+        ),
+    );
+    sb.write(
+        "job.toml",
+        &job_toml(
+            &mock.url(),
+            "[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\n[pricing]\nm = { input = 1.0, output = 2.0 }\n",
+        ),
+    );
+    let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let records = by_key(&sb.records("t.jsonl"));
+    let sent = bodies(&mock);
+    let expect = |key: &str| {
+        let r = &records[key];
+        let body = &sent[r["client_request_id"].as_str().expect("id")];
+        (r.clone(), promptbatch::mock::expected_reply(body))
+    };
+    for key in [
+        "hdr/default",
+        "body/default",
+        "credits/default",
+        "or/default",
+    ] {
+        let (r, e) = expect(key);
+        let cost = e
+            .cost_usd(&MockConfig::default())
+            .expect("the mock sent a cost");
+        assert_eq!(r["cost_source"], "provider", "{key}");
+        assert!(
+            (r["cost_usd"].as_f64().expect("cost") - cost).abs() < 1e-15,
+            "{key}: {r}"
+        );
+    }
+    assert_eq!(records["or/default"]["provider"], "MockProvider");
+    let (priced, e) = expect("priced/default");
+    assert_eq!(priced["cost_source"], "pricing");
+    let by_price = (e.prompt_tokens as f64 * 1.0 + e.completion_tokens as f64 * 2.0) / 1e6;
+    assert!((priced["cost_usd"].as_f64().expect("cost") - by_price).abs() < 1e-15);
+    let other = &records["other/default"];
+    assert_eq!(other["model"], "unpriced/model");
+    assert_eq!(other["response_model"], "someone/else");
+    assert_eq!(other["cost_usd"], Value::Null);
+    let tools = &records["tools/default"];
+    assert_eq!(tools["content"], Value::Null);
+    assert_eq!(tools["finish_reason"], "tool_calls");
+    assert!(
+        tools["tool_calls"][0]["function"]["name"].is_string(),
+        "{tools}"
+    );
+
+    let summary = sb.summary("t.summary.json");
+    let total: f64 = records
+        .values()
+        .filter_map(|r| r["cost_usd"].as_f64())
+        .sum();
+    assert!((summary["cost_usd"]["total"].as_f64().expect("total") - total).abs() < 1e-12);
+    assert_eq!(summary["cost_usd"]["unpriced_requests"], 1);
+    assert!(summary["cost_usd"]["by_model"]
+        .get("unpriced/model")
+        .is_none());
+    assert_eq!(summary["finish_reasons"]["tool_calls"], 1);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn stdin_limit_fresh_and_a_cut_last_line() {
+    let mock = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    let url = mock.url();
+    let args = [
+        "run",
+        "--input",
+        "-",
+        "--model",
+        "m",
+        "--endpoint",
+        url.as_str(),
+        "--api-key-env",
+        "",
+        "--output",
+        "o.jsonl",
+        "--limit",
+        "2",
+        "--progress",
+        "off",
+    ];
+    let run_with_stdin = |extra: &'static [&'static str]| {
+        let mut cmd = sb.command(&[&args[..], extra].concat());
+        cmd.stdin(std::process::Stdio::piped());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                use std::io::Write;
+                let mut child = cmd
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("spawn");
+                child
+                    .stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(b"{\"prompt\": \"a\"}\n\n{\"prompt\": \"b\"}\n{\"prompt\": \"c\"}\n")
+                    .expect("write");
+                child.wait_with_output().expect("wait")
+            })
+            .await
+            .expect("join")
+        }
+    };
+    let out = run_with_stdin(&[]).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let records = sb.records("o.jsonl");
+    assert_eq!(records.len(), 2, "--limit 2 takes the first two rows");
+    assert_eq!(
+        records[0]["job"], "promptbatch",
+        "stdin has no stem to name the job"
+    );
+
+    // A crash mid-write leaves half a line: the next run cuts it off and says so.
+    let mut text = sb.read("o.jsonl");
+    text.push_str("{\"key\":\"3/def");
+    sb.write("o.jsonl", &text);
+    let out = run_with_stdin(&[]).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cut off an incomplete last line"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sb.records("o.jsonl").len(), 2);
+    assert_eq!(mock.stats().requests(), 2, "both rows were already done");
+
+    // --fresh starts over and keeps the old output as .bak.
+    let out = run_with_stdin(&["--fresh"]).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(mock.stats().requests(), 4);
+    assert_eq!(sb.read("o.jsonl.bak").lines().count(), 2);
+    mock.shutdown().await;
+}
