@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client;
 pub mod input;
 pub mod job;
+pub mod keys;
 pub mod mock;
 pub mod progress;
 pub mod report;

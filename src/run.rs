@@ -3,7 +3,6 @@
 //! job -> input scan -> producer thread (rows -> requests) -> scheduler ->
 //! events -> collector (sink, tally, progress) -> compaction -> summary.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,10 +14,11 @@ use crate::client::Client;
 use crate::input::{self, Spooled};
 use crate::job::plan::Planner;
 use crate::job::Job;
+use crate::keys::{KeyId, KeyMap};
 use crate::mock::{MockConfig, MockServer};
 use crate::progress::Progress;
 use crate::report::{self, RequestCounts, Tally};
-use crate::scan::{scan, Scan};
+use crate::scan::{scan, Scan, Seen};
 use crate::scheduler::{Event, Scheduler, StopReason, StopSignal};
 use crate::sink::{self, OutputLock, Record, ResumeState, Writer};
 use crate::ExitStatus;
@@ -116,7 +116,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
             job.output.path.display()
         ));
     }
-    let scan = scan_input(&job, &file, &resume).await?;
+    let mut scan = scan_input(&job, &file, &resume).await?;
     let client = Client::new(&job.endpoint, key.as_deref(), job.limits.concurrency)
         .map_err(|e| invalid(e.to_string()))?;
 
@@ -141,7 +141,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
         tally: Tally::default(),
         progress: &mut progress,
         resume: &resume,
-        sent: HashMap::new(),
+        keys: &mut scan.keys,
         superseded: 0,
     };
     while let Some(event) = event_rx.recv().await {
@@ -154,10 +154,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
         collector.writer.flush()?;
     }
     let Collector {
-        tally,
-        sent,
-        superseded,
-        ..
+        tally, superseded, ..
     } = collector;
     writer.flush()?;
     drop(writer);
@@ -171,7 +168,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
     if superseded > 0 || resume.lines > resume.latest.len() as u64 {
         sink::compact(&job.output.path)?;
     }
-    let counts = count_requests(&scan, &resume, &sent);
+    let counts = count_requests(&scan, &resume);
     let finished = Utc::now();
     let summary = tally.summary(&job.name, started, finished, counts, stopped);
     report::write_summary(&job.output.summary, &summary)
@@ -194,8 +191,8 @@ struct Collector<'a> {
     tally: Tally,
     progress: &'a mut Progress,
     resume: &'a ResumeState,
-    /// Whether each request sent in this run ended ok.
-    sent: HashMap<String, bool>,
+    /// The job's keys; each request sent in this run notes how it ended.
+    keys: &'a mut KeyMap<Seen>,
     /// Lines written for keys that already had one.
     superseded: u64,
 }
@@ -209,11 +206,13 @@ impl Collector<'_> {
                 self.writer.write(&record)?;
                 self.tally.observe(&record);
                 self.progress.on_record(&record);
-                if self.resume.latest.contains_key(&record.key) {
+                let id = KeyId::of(&record.key);
+                if self.resume.latest.contains_key(&id) {
                     self.superseded += 1;
                 }
-                self.sent
-                    .insert(record.key, record.status == crate::sink::Status::Ok);
+                if let Some(seen) = self.keys.get_mut(&id) {
+                    seen.ok = Some(record.status == crate::sink::Status::Ok);
+                }
             }
         }
         Ok(())
@@ -257,20 +256,13 @@ fn spawn_producer(
 }
 
 /// Counts over the job's keys as the output stands after the run.
-fn count_requests(
-    scan: &Scan,
-    resume: &ResumeState,
-    sent: &HashMap<String, bool>,
-) -> RequestCounts {
+fn count_requests(scan: &Scan, resume: &ResumeState) -> RequestCounts {
     let mut counts = RequestCounts {
         resumed: scan.resumed,
         ..RequestCounts::default()
     };
-    for key in scan.keys.keys() {
-        let ok = sent
-            .get(key)
-            .copied()
-            .or_else(|| resume.latest.get(key).map(|l| l.ok));
+    for (id, seen) in &scan.keys {
+        let ok = seen.ok.or_else(|| resume.latest.get(id).map(|l| l.ok));
         match ok {
             Some(true) => counts.ok += 1,
             Some(false) => counts.failed += 1,

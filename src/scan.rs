@@ -4,12 +4,13 @@
 //! collected, and every problem gathered, so a bad input costs nothing. The
 //! same pass counts what a run will send and what it may cost.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::input::{self, InputError, InputFile};
 use crate::job::plan::Planner;
 use crate::job::Job;
+use crate::keys::{KeyId, KeyMap};
 use crate::sink::ResumeState;
 
 /// How many problems are listed before the rest are only counted.
@@ -28,11 +29,20 @@ pub struct SetCount {
     pub unpriced: u64,
 }
 
+/// One key of the job.
+#[derive(Debug, Clone, Copy)]
+pub struct Seen {
+    /// The line of its row.
+    pub line: u64,
+    /// How it ended in this run, once it has.
+    pub ok: Option<bool>,
+}
+
 #[derive(Debug, Default)]
 pub struct Scan {
     pub rows: u64,
-    /// Every key of the job with the line of its row.
-    pub keys: HashMap<String, u64>,
+    /// Every key of the job.
+    pub keys: KeyMap<Seen>,
     pub by_set: BTreeMap<String, SetCount>,
     /// Keys whose latest output line is `ok` for the same request: not sent again.
     pub resumed: u64,
@@ -108,7 +118,8 @@ pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
             }
         };
         for req in requests {
-            if let Some(first) = scan.keys.get(&req.key) {
+            let id = KeyId::of(&req.key);
+            if let Some(first) = scan.keys.get(&id).map(|seen| seen.line) {
                 let e = InputError::new(
                     file.display.clone(),
                     Some(line),
@@ -135,7 +146,7 @@ pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
             if resume.is_done(&req.key, &req.sha256) {
                 scan.resumed += 1;
             }
-            scan.keys.insert(req.key, line);
+            scan.keys.insert(id, Seen { line, ok: None });
         }
     }
     scan

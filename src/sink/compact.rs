@@ -3,18 +3,18 @@
 //! Two streaming passes (find each key's last line, then copy those lines in
 //! file order), so a large output is never held in memory.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 
 use super::record::RecordHead;
 use super::{io_error, SinkError};
+use crate::keys::{KeyId, KeyMap};
 
 /// Rewrites `path` to the latest line of every key, keeping keys the job no
 /// longer has. Returns the number of lines dropped.
 pub fn compact(path: &Path) -> Result<u64, SinkError> {
-    let mut last: HashMap<String, u64> = HashMap::new();
+    let mut last: KeyMap<u64> = KeyMap::default();
     let mut lines = 0u64;
     for_each_line(path, |n, line| {
         let head: RecordHead = serde_json::from_slice(line).map_err(|e| SinkError::Corrupt {
@@ -22,7 +22,7 @@ pub fn compact(path: &Path) -> Result<u64, SinkError> {
             line: n,
             reason: e.to_string(),
         })?;
-        last.insert(head.key, n);
+        last.insert(KeyId::of(&head.key), n);
         lines = n;
         Ok(())
     })?;

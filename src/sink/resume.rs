@@ -4,25 +4,26 @@
 //! scan cuts it off so the next append starts on a clean line. Anything
 //! unparseable elsewhere was edited by hand and stops the run.
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use super::record::{RecordHead, Status};
 use super::{io_error, SinkError};
+use crate::keys::{sha_prefix, KeyId, KeyMap};
 
 /// The latest line of one key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Latest {
     pub ok: bool,
-    pub sha256: String,
+    /// The first 128 bits of its `request_sha256` (None when the line has none).
+    pub sha: Option<u128>,
 }
 
 #[derive(Debug, Default)]
 pub struct ResumeState {
     /// Latest line per key, for every key in the file (the job's or not).
-    pub latest: HashMap<String, Latest>,
+    pub latest: KeyMap<Latest>,
     /// The cost recorded by every line of the file (the budget caps it).
     pub recorded_cost_usd: f64,
     pub lines: u64,
@@ -34,8 +35,8 @@ impl ResumeState {
     /// True when `key`'s latest line is ok and was made from the same request.
     pub fn is_done(&self, key: &str, sha256: &str) -> bool {
         self.latest
-            .get(key)
-            .is_some_and(|l| l.ok && l.sha256 == sha256)
+            .get(&KeyId::of(key))
+            .is_some_and(|l| l.ok && l.sha.is_some() && l.sha == sha_prefix(sha256))
     }
 }
 
@@ -80,10 +81,10 @@ pub fn scan(path: &Path, repair: bool) -> Result<ResumeState, SinkError> {
                 state.lines += 1;
                 state.recorded_cost_usd += head.cost_usd.unwrap_or(0.0);
                 state.latest.insert(
-                    head.key,
+                    KeyId::of(&head.key),
                     Latest {
                         ok: head.status == Status::Ok,
-                        sha256: head.request_sha256,
+                        sha: sha_prefix(&head.request_sha256),
                     },
                 );
             }
@@ -114,10 +115,9 @@ fn trim_newline(line: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
 
-    const OK: &str = r#"{"key":"a/default","status":"ok","request_sha256":"s1","cost_usd":0.5}"#;
-    const ERR: &str =
-        r#"{"key":"b/default","status":"error","request_sha256":"s2","cost_usd":null}"#;
-    const OK_B: &str = r#"{"key":"b/default","status":"ok","request_sha256":"s2","cost_usd":0.25}"#;
+    const OK: &str = r#"{"key":"a/default","status":"ok","request_sha256":"a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1","cost_usd":0.5}"#;
+    const ERR: &str = r#"{"key":"b/default","status":"error","request_sha256":"b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2","cost_usd":null}"#;
+    const OK_B: &str = r#"{"key":"b/default","status":"ok","request_sha256":"b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2","cost_usd":0.25}"#;
 
     fn write(content: &str) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -137,9 +137,9 @@ mod tests {
     fn latest_line_per_key_wins_and_cost_sums_every_line() {
         let (_d, path) = write(&format!("{OK}\n{ERR}\n{OK_B}\n"));
         let state = scan(&path, true).expect("scan");
-        assert!(state.is_done("a/default", "s1"));
-        assert!(!state.is_done("a/default", "edited"));
-        assert!(state.is_done("b/default", "s2"));
+        assert!(state.is_done("a/default", &"a1".repeat(32)));
+        assert!(!state.is_done("a/default", &"c3".repeat(32)));
+        assert!(state.is_done("b/default", &"b2".repeat(32)));
         assert_eq!(state.lines, 3);
         assert!((state.recorded_cost_usd - 0.75).abs() < 1e-12);
         assert_eq!(state.cut, None);
