@@ -168,7 +168,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
     if superseded > 0 || resume.lines > resume.latest.len() as u64 {
         sink::compact(&job.output.path)?;
     }
-    let counts = count_requests(&scan, &resume);
+    let counts = count_requests(&scan);
     let finished = Utc::now();
     let summary = tally.summary(&job.name, started, finished, counts, stopped);
     report::write_summary(&job.output.summary, &summary)
@@ -256,13 +256,14 @@ fn spawn_producer(
 }
 
 /// Counts over the job's keys as the output stands after the run.
-fn count_requests(scan: &Scan, resume: &ResumeState) -> RequestCounts {
+fn count_requests(scan: &Scan) -> RequestCounts {
     let mut counts = RequestCounts {
         resumed: scan.resumed,
         ..RequestCounts::default()
     };
-    for (id, seen) in &scan.keys {
-        let ok = seen.ok.or_else(|| resume.latest.get(id).map(|l| l.ok));
+    for seen in scan.keys.values() {
+        // A key edited since its line and not sent in this run is not sent.
+        let ok = seen.ok.or(seen.prior);
         match ok {
             Some(true) => counts.ok += 1,
             Some(false) => counts.failed += 1,

@@ -36,6 +36,8 @@ pub struct Seen {
     pub line: u64,
     /// How it ended in this run, once it has.
     pub ok: Option<bool>,
+    /// How its latest line in the output ended, when that line is of the same request.
+    pub prior: Option<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -143,10 +145,18 @@ pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
                 Some(usd) => set.worst_usd += usd,
                 None => set.unpriced += 1,
             }
-            if resume.is_done(&req.key, &req.sha256) {
+            let prior = resume.prior(&req.key, &req.sha256);
+            if prior == Some(true) {
                 scan.resumed += 1;
             }
-            scan.keys.insert(id, Seen { line, ok: None });
+            scan.keys.insert(
+                id,
+                Seen {
+                    line,
+                    ok: None,
+                    prior,
+                },
+            );
         }
     }
     scan

@@ -36,6 +36,7 @@ pub fn http_failure(
     now: DateTime<Utc>,
 ) -> Failure {
     let ErrorInfo { message, code } = error_body::parse_error_body(body);
+    let refused = is_refusal(status, &message, code.as_deref());
     let mut message = if message.is_empty() {
         format!("HTTP {status}{} with an empty body", reason_suffix(status))
     } else {
@@ -54,7 +55,37 @@ pub fn http_failure(
         retry_after: retry_after::retry_after(headers, now),
         should_retry: retry_after::should_retry(headers),
         error_code: code,
+        refused,
         ..Failure::new(status_kind(status), Some(status), message)
+    }
+}
+
+/// Whether an answer refuses the account rather than the request: 401, 402,
+/// a quota 429, and a 403 whose own words are about credits, quota or the key
+/// (OpenRouter also answers 403 to a prompt its moderation flags: that one
+/// request fails, the run goes on).
+fn is_refusal(status: u16, message: &str, code: Option<&str>) -> bool {
+    let text = format!("{} {}", message, code.unwrap_or("")).to_ascii_lowercase();
+    let about_account = [
+        "credit",
+        "quota",
+        "balance",
+        "billing",
+        "payment",
+        "insufficient",
+        "funds",
+        "api key",
+        "api_key",
+        "apikey",
+        "subscription",
+    ]
+    .iter()
+    .any(|word| text.contains(word));
+    match status {
+        401 | 402 => true,
+        403 => about_account,
+        429 => code.is_some_and(|c| c.eq_ignore_ascii_case("insufficient_quota")),
+        _ => false,
     }
 }
 
@@ -178,6 +209,36 @@ mod tests {
         ];
         for (status, kind) in table {
             assert_eq!(status_kind(status), kind, "{status}");
+        }
+    }
+
+    #[test]
+    fn refusals_are_about_the_account_not_the_request() {
+        let cases = [
+            (401, "Invalid API key", None, true),
+            (402, "Insufficient credits", None, true),
+            (403, "Insufficient balance, please top up", None, true),
+            (403, "Your request was flagged by moderation", None, false),
+            (
+                429,
+                "You exceeded your current quota",
+                Some("insufficient_quota"),
+                true,
+            ),
+            (
+                429,
+                "Rate limit reached",
+                Some("rate_limit_exceeded"),
+                false,
+            ),
+            (500, "quota service down", None, false),
+        ];
+        for (status, message, code, refused) in cases {
+            assert_eq!(
+                is_refusal(status, message, code),
+                refused,
+                "{status} {message}"
+            );
         }
     }
 

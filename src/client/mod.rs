@@ -102,6 +102,9 @@ pub struct Failure {
     pub error_code: Option<String>,
     /// The request was fully sent and no answer came (timeout, reset): the provider may have billed it.
     pub uncertain: bool,
+    /// The account or key is refused (bad key, out of credits or quota): no
+    /// further request can succeed until the user acts.
+    pub refused: bool,
 }
 
 impl Failure {
@@ -114,6 +117,7 @@ impl Failure {
             should_retry: None,
             error_code: None,
             uncertain: false,
+            refused: false,
         }
     }
 }

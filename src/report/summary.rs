@@ -301,6 +301,7 @@ mod tests {
             response_model: None,
             tool_calls: None,
             refusal: None,
+            budget_charge_usd: None,
         }
     }
 

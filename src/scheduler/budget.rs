@@ -64,28 +64,53 @@ impl Budget {
         }
     }
 
-    /// A request ended: its reservation becomes what it cost, plus its uncertain attempts at worst case.
-    pub fn settle(&self, worst_usd: f64, cost_usd: Option<f64>, uncertain_attempts: u32) {
+    /// Books one more worst case for a request, without waiting: the retry of
+    /// an attempt that may have been billed needs room of its own.
+    pub fn reserve_more(&self, worst_usd: f64) -> bool {
+        let mut s = self.spent.lock().expect("budget lock is never poisoned");
+        if s.recorded + s.in_flight + worst_usd > self.max_usd {
+            return false;
+        }
+        s.in_flight += worst_usd;
+        true
+    }
+
+    /// A request ended: what it booked is released and what it may have cost
+    /// ([`charge`]) is recorded.
+    pub fn settle(&self, booked_usd: f64, charge_usd: f64) {
         {
             let mut s = self.spent.lock().expect("budget lock is never poisoned");
-            s.in_flight = (s.in_flight - worst_usd).max(0.0);
+            s.in_flight = (s.in_flight - booked_usd).max(0.0);
             s.requests_in_flight = s.requests_in_flight.saturating_sub(1);
-            s.recorded += cost_usd.unwrap_or(0.0) + worst_usd * f64::from(uncertain_attempts);
+            s.recorded += charge_usd;
         }
         self.settled.notify_waiters();
     }
 
-    /// An answered request without a known cost counts at its worst case.
-    pub fn worst_if_unknown(cost_usd: Option<f64>, worst_usd: f64) -> f64 {
-        cost_usd.unwrap_or(worst_usd)
-    }
-
-    pub fn recorded(&self) -> f64 {
+    #[cfg(test)]
+    fn recorded(&self) -> f64 {
         self.spent
             .lock()
             .expect("budget lock is never poisoned")
             .recorded
     }
+}
+
+/// What a request counts against the budget: its cost, or its worst case when
+/// it was answered without a figure (no usage reported), plus its worst case
+/// for every attempt that may have been billed without an answer.
+pub fn charge(
+    answered: bool,
+    cost_usd: Option<f64>,
+    worst_usd: f64,
+    uncertain_attempts: u32,
+) -> f64 {
+    let answer = if answered {
+        cost_usd.unwrap_or(worst_usd)
+    } else {
+        0.0
+    };
+    answer + worst_usd * f64::from(uncertain_attempts)
 }
 
 #[cfg(test)]
@@ -98,7 +123,7 @@ mod tests {
         assert!(b.reserve(0.5).is_ok());
         // 0.25 recorded + 0.5 in flight + 0.5 next > 1.0
         assert!(b.reserve(0.5).is_err());
-        b.settle(0.5, Some(0.1), 0);
+        b.settle(0.5, charge(true, Some(0.1), 0.5, 0));
         assert!((b.recorded() - 0.35).abs() < 1e-12);
         assert!(b.reserve(0.5).is_ok());
     }
@@ -107,9 +132,27 @@ mod tests {
     fn uncertain_attempts_count_at_worst_case() {
         let b = Budget::new(1.0, 0.0);
         assert!(b.reserve(0.3).is_ok());
-        b.settle(0.3, None, 2);
+        // Two attempts lost without an answer, then a failure: 2 worst cases.
+        b.settle(0.3, charge(false, None, 0.3, 2));
         assert!((b.recorded() - 0.6).abs() < 1e-12);
         assert!(b.reserve(0.5).is_err());
+    }
+
+    #[test]
+    fn an_answer_without_a_figure_counts_at_its_worst_case() {
+        assert_eq!(charge(true, None, 0.3, 0), 0.3);
+        assert_eq!(charge(true, Some(0.1), 0.3, 1), 0.1 + 0.3);
+        assert_eq!(charge(false, None, 0.3, 0), 0.0);
+    }
+
+    #[test]
+    fn a_retry_after_an_uncertain_attempt_books_room_of_its_own() {
+        let b = Budget::new(1.0, 0.0);
+        assert!(b.reserve(0.4).is_ok());
+        assert!(b.reserve_more(0.4));
+        assert!(!b.reserve_more(0.4), "a third worst case does not fit");
+        b.settle(0.8, charge(true, Some(0.1), 0.4, 1));
+        assert!((b.recorded() - 0.5).abs() < 1e-12);
     }
 
     #[tokio::test]
@@ -123,10 +166,10 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
         // The first request cost far less than its worst case: the second fits.
-        b.settle(0.6, Some(0.1), 0);
+        b.settle(0.6, 0.1);
         assert!(waiting.await.expect("join"));
         // Nothing in flight and no room: give up at once.
-        b.settle(0.6, Some(0.6), 0);
+        b.settle(0.6, 0.6);
         assert!(!b.reserve_when_possible(0.6).await);
     }
 

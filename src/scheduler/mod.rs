@@ -4,15 +4,17 @@
 //! leave as [`Event`]s on another: every request that was sent ends as exactly
 //! one `Event::Done`, whatever happens.
 
-mod budget;
+pub mod budget;
 mod limiter;
 pub mod retry;
 mod stop;
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Semaphore};
 
@@ -37,6 +39,8 @@ pub struct Outcome {
     pub uncertain_attempts: u32,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// With a budget: what the request counts against it (see `budget::charge`).
+    pub budget_charge_usd: Option<f64>,
 }
 
 /// What the core tells its consumers (sink, summary, progress).
@@ -137,7 +141,7 @@ impl Scheduler {
                 biased;
                 _ = dispatching.cancelled() => {
                     if let Some(budget) = &shared.budget {
-                        budget.settle(worst, Some(0.0), 0);
+                        budget.settle(worst, 0.0);
                     }
                     break;
                 }
@@ -145,7 +149,25 @@ impl Scheduler {
             }
             let task = shared.clone();
             tokio::spawn(async move {
-                let outcome = task.execute(request, worst, tokens).await;
+                // A bug that panics still ends as a line, and frees its booking.
+                let ended = AssertUnwindSafe(task.execute(&request, worst, tokens))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| Ended::panicked(worst));
+                let budget_charge_usd = task.budget.as_ref().map(|budget| {
+                    let charge = ended.charge(&task.pricing, &request, worst);
+                    budget.settle(ended.booked, charge);
+                    charge
+                });
+                let outcome = Outcome {
+                    request,
+                    result: ended.result,
+                    attempts: ended.attempts,
+                    uncertain_attempts: ended.uncertain,
+                    started_at: Some(ended.started_at),
+                    finished_at: Some(ended.finished_at),
+                    budget_charge_usd,
+                };
                 // A closed channel means the collector is gone; nothing left to tell.
                 let _ = task.events.send(Event::Done(Box::new(outcome))).await;
                 drop(permit);
@@ -163,20 +185,66 @@ fn token_estimate(request: &Request) -> u64 {
     request.prompt_token_bound() + request.max_output_tokens.unwrap_or(0)
 }
 
+/// How the attempts of one request went.
+struct Ended {
+    result: Result<Reply, Failure>,
+    attempts: u32,
+    uncertain: u32,
+    started_at: DateTime<Utc>,
+    finished_at: DateTime<Utc>,
+    /// The budget booked for it: a worst case per attempt that could be billed.
+    booked: f64,
+}
+
+impl Ended {
+    fn panicked(worst: f64) -> Ended {
+        let now = Utc::now();
+        let mut failure = Failure::new(
+            ErrorKind::BadResponse,
+            None,
+            "internal error: the request's task panicked; please report this",
+        );
+        // Whether it was sent is unknown: assume it may have been billed.
+        failure.uncertain = true;
+        Ended {
+            result: Err(failure),
+            attempts: 1,
+            uncertain: 1,
+            started_at: now,
+            finished_at: now,
+            booked: worst,
+        }
+    }
+
+    /// What the request counts against the budget.
+    fn charge(&self, pricing: &Pricing, request: &Request, worst: f64) -> f64 {
+        match &self.result {
+            Ok(reply) => budget::charge(
+                true,
+                pricing.reply_cost(&request.model, reply).map(|c| c.0),
+                worst,
+                self.uncertain,
+            ),
+            Err(_) => budget::charge(false, None, worst, self.uncertain),
+        }
+    }
+}
+
 impl Shared {
-    async fn execute(&self, request: Request, worst: f64, tokens: u64) -> Outcome {
+    async fn execute(&self, request: &Request, worst: f64, tokens: u64) -> Ended {
         let started_at = Utc::now();
         let mut attempts = 0u32;
         let mut uncertain = 0u32;
+        let mut booked = worst;
         let mut backoff = Backoff::new(&self.retry);
-        let dispatching = self.stop.dispatching();
+        let retries = self.stop.retries();
         let in_flight = self.stop.in_flight();
         let result = loop {
             attempts += 1;
             let sent = tokio::select! {
                 biased;
                 _ = in_flight.cancelled() => Err(self.stop.abandoned()),
-                result = self.client.send(&request, attempts) => result,
+                result = self.client.send(request, attempts) => result,
             };
             let failure = match sent {
                 Ok(reply) => {
@@ -192,29 +260,43 @@ impl Shared {
             };
             if failure.uncertain {
                 uncertain += 1;
+            } else {
+                // Answered with an error: no tokens were used.
+                self.limiter.refund(tokens);
             }
             let verdict = decide(&failure);
-            // A quota 429 is a refusal, not a pace to slow down to.
-            if verdict != Verdict::Refused
-                && (failure.status == Some(429) || failure.kind == ErrorKind::RateLimited)
-            {
+            if verdict == Verdict::Refused {
+                if self.refusals.fetch_add(1, Ordering::Relaxed) + 1 >= REFUSALS_TO_STOP {
+                    self.stop.stop(StopReason::EndpointRefused);
+                }
+            } else if failure.status == Some(429) || failure.kind == ErrorKind::RateLimited {
+                // A quota 429 is a refusal (above), not a pace to slow down to.
                 self.limiter.on_rate_limited(failure.retry_after);
-            }
-            if verdict == Verdict::Refused
-                && self.refusals.fetch_add(1, Ordering::Relaxed) + 1 >= REFUSALS_TO_STOP
-            {
-                self.stop.stop(StopReason::EndpointRefused);
             }
             if verdict != Verdict::Retry
                 || attempts >= self.retry.max_attempts
-                || dispatching.is_cancelled()
+                || retries.is_cancelled()
             {
+                if verdict != Verdict::Refused {
+                    // "In a row": any other ending breaks the row.
+                    self.refusals.store(0, Ordering::Relaxed);
+                }
                 break Err(failure);
+            }
+            // A retry after an attempt that may have been billed needs room of its own.
+            if failure.uncertain {
+                if let Some(budget) = &self.budget {
+                    if !budget.reserve_more(worst) {
+                        self.stop.stop(StopReason::Budget);
+                        break Err(failure);
+                    }
+                    booked += worst;
+                }
             }
             let delay = backoff.next_delay(&failure, fastrand::f64());
             let resumed = tokio::select! {
                 biased;
-                _ = dispatching.cancelled() => false,
+                _ = retries.cancelled() => false,
                 _ = async {
                     tokio::time::sleep(delay).await;
                     self.limiter.acquire(tokens).await;
@@ -229,23 +311,13 @@ impl Shared {
                 .send(Event::Retrying { kind: failure.kind })
                 .await;
         };
-        if let Some(budget) = &self.budget {
-            let cost = match &result {
-                Ok(reply) => Some(Budget::worst_if_unknown(
-                    self.pricing.reply_cost(&request.model, reply).map(|c| c.0),
-                    worst,
-                )),
-                Err(_) => None,
-            };
-            budget.settle(worst, cost, uncertain);
-        }
-        Outcome {
-            request,
+        Ended {
             result,
             attempts,
-            uncertain_attempts: uncertain,
-            started_at: Some(started_at),
-            finished_at: Some(Utc::now()),
+            uncertain,
+            started_at,
+            finished_at: Utc::now(),
+            booked,
         }
     }
 }

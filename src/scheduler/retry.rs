@@ -24,17 +24,11 @@ pub enum Verdict {
 
 /// The classification of DESIGN.md's reliability rules.
 pub fn decide(f: &Failure) -> Verdict {
-    let quota = f
-        .error_code
-        .as_deref()
-        .is_some_and(|c| c.eq_ignore_ascii_case("insufficient_quota"));
-    if let Some(status) = f.status {
-        match status {
-            401..=403 => return Verdict::Refused,
-            429 if quota => return Verdict::Refused,
-            400 | 404 | 422 => return Verdict::Final,
-            _ => {}
-        }
+    if f.refused {
+        return Verdict::Refused;
+    }
+    if matches!(f.status, Some(400..=404 | 422)) {
+        return Verdict::Final;
     }
     // The server's own word beats our guess for everything else.
     if let Some(should) = f.should_retry {
@@ -103,67 +97,51 @@ mod tests {
         Failure::new(kind, status, "x")
     }
 
-    /// kind, status, error code, x-should-retry, expected verdict
-    type Case = (
-        ErrorKind,
-        Option<u16>,
-        Option<&'static str>,
-        Option<bool>,
-        Verdict,
-    );
+    /// kind, status, refused (by the client), x-should-retry, expected verdict
+    type Case = (ErrorKind, Option<u16>, bool, Option<bool>, Verdict);
 
     #[test]
     fn classification_table() {
         use ErrorKind::*;
         use Verdict::*;
         let cases: &[Case] = &[
-            (RateLimited, Some(429), None, None, Retry),
-            (
-                RateLimited,
-                Some(429),
-                Some("rate_limit_exceeded"),
-                None,
-                Retry,
-            ),
-            (
-                RateLimited,
-                Some(429),
-                Some("insufficient_quota"),
-                None,
-                Refused,
-            ),
-            (Server, Some(500), None, None, Retry),
-            (Server, Some(502), None, None, Retry),
-            (Server, Some(503), None, None, Retry),
-            (Server, Some(504), None, None, Retry),
-            (Timeout, Some(408), None, None, Retry),
-            (Server, Some(409), None, None, Retry),
-            (InvalidRequest, Some(400), None, None, Final),
-            (InvalidRequest, Some(422), None, None, Final),
-            (NotFound, Some(404), None, None, Final),
-            (Auth, Some(401), None, None, Refused),
-            (Auth, Some(402), None, None, Refused),
-            (Auth, Some(403), None, None, Refused),
-            (InvalidRequest, Some(413), None, None, Final),
-            (Timeout, None, None, None, Retry),
-            (Connection, None, None, None, Retry),
-            (BadResponse, Some(200), None, None, Retry),
-            (Server, Some(200), None, None, Retry),
+            (RateLimited, Some(429), false, None, Retry),
+            // A quota 429 (the client marks it refused) is not a rate limit.
+            (RateLimited, Some(429), true, None, Refused),
+            (Server, Some(500), false, None, Retry),
+            (Server, Some(502), false, None, Retry),
+            (Server, Some(503), false, None, Retry),
+            (Server, Some(504), false, None, Retry),
+            (Timeout, Some(408), false, None, Retry),
+            (Server, Some(409), false, None, Retry),
+            (InvalidRequest, Some(400), false, None, Final),
+            (InvalidRequest, Some(422), false, None, Final),
+            (NotFound, Some(404), false, None, Final),
+            (Auth, Some(401), true, None, Refused),
+            (Auth, Some(402), true, None, Refused),
+            (Auth, Some(403), true, None, Refused),
+            // A 403 that is not about the account (a moderation flag): this request only.
+            (Auth, Some(403), false, None, Final),
+            (InvalidRequest, Some(413), false, None, Final),
+            (Timeout, None, false, None, Retry),
+            (Connection, None, false, None, Retry),
+            (BadResponse, Some(200), false, None, Retry),
+            (Server, Some(200), false, None, Retry),
             // x-should-retry decides where the status alone does not.
-            (Server, Some(500), None, Some(false), Final),
-            (InvalidRequest, Some(418), None, Some(true), Retry),
+            (Server, Some(500), false, Some(false), Final),
+            (InvalidRequest, Some(418), false, Some(true), Retry),
             // ... but never turns a refusal or a bad request into a retry.
-            (Auth, Some(401), None, Some(true), Refused),
-            (InvalidRequest, Some(400), None, Some(true), Final),
+            (Auth, Some(401), true, Some(true), Refused),
+            (InvalidRequest, Some(400), false, Some(true), Final),
         ];
-        for (kind, status, code, should, expected) in cases {
+        for (kind, status, refused, should, expected) in cases {
             let mut f = failure(*kind, *status);
-            f.error_code = code.map(str::to_string);
+            f.refused = *refused;
             f.should_retry = *should;
             assert_eq!(
                 decide(&f),
                 *expected,
-                "{kind:?} {status:?} {code:?} {should:?}"
+                "{kind:?} {status:?} {refused} {should:?}"
             );
         }
     }

@@ -14,6 +14,7 @@ use crate::client::{ErrorKind, Failure};
 pub struct StopSignal {
     reason: Mutex<Option<StopReason>>,
     dispatching: CancellationToken,
+    retries: CancellationToken,
     in_flight: CancellationToken,
     grace: Duration,
     /// A second interrupt came before the grace period ended.
@@ -26,15 +27,28 @@ impl StopSignal {
         StopSignal {
             reason: Mutex::new(None),
             dispatching: CancellationToken::new(),
+            retries: CancellationToken::new(),
             in_flight: CancellationToken::new(),
             grace,
             cut_short: AtomicBool::new(false),
         }
     }
 
-    /// Cancelled when nothing new may be sent, retries included.
+    /// Cancelled when no new request may be dispatched (any stop).
     pub fn dispatching(&self) -> CancellationToken {
         self.dispatching.clone()
+    }
+
+    /// Cancelled when requests in flight may not be retried either (an
+    /// interrupt); after a budget or refusal stop they still finish.
+    pub fn retries(&self) -> CancellationToken {
+        self.retries.clone()
+    }
+
+    /// Stops dispatching without a reason of the contract's (the output
+    /// cannot be written): requests in flight finish.
+    pub fn halt(&self) {
+        self.dispatching.cancel();
     }
 
     /// Cancelled when requests in flight are abandoned.
@@ -69,6 +83,7 @@ impl StopSignal {
             return true;
         }
         self.stop(StopReason::Interrupted);
+        self.retries.cancel();
         let this = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(this.grace).await;

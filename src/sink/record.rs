@@ -62,6 +62,11 @@ pub struct Record {
     /// The model's refusal text, when it refused instead of answering.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refusal: Option<String>,
+    /// With a budget: what this request counts against it (its cost, or its
+    /// worst case when unknown, plus a worst case per uncertain attempt), so
+    /// a rerun charges exactly what this run did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_charge_usd: Option<f64>,
 }
 
 /// The few fields resume and compaction need; parsing skips the rest without allocating it.
@@ -73,6 +78,8 @@ pub struct RecordHead {
     pub request_sha256: String,
     #[serde(default)]
     pub cost_usd: Option<f64>,
+    #[serde(default)]
+    pub budget_charge_usd: Option<f64>,
 }
 
 pub fn timestamp(at: DateTime<Utc>) -> String {
@@ -88,6 +95,7 @@ impl Record {
             uncertain_attempts,
             started_at,
             finished_at,
+            budget_charge_usd,
         } = outcome;
         let client_request_id = req.client_request_id(attempts.max(1));
         let mut record = Record {
@@ -118,6 +126,7 @@ impl Record {
             response_model: None,
             tool_calls: None,
             refusal: None,
+            budget_charge_usd,
         };
         match result {
             Ok(reply) => {

@@ -24,7 +24,8 @@ pub struct Latest {
 pub struct ResumeState {
     /// Latest line per key, for every key in the file (the job's or not).
     pub latest: KeyMap<Latest>,
-    /// The cost recorded by every line of the file (the budget caps it).
+    /// What every line of the file counts against a budget: its
+    /// `budget_charge_usd` when a budget was set, else its cost.
     pub recorded_cost_usd: f64,
     pub lines: u64,
     /// Bytes cut off a damaged last line, with its line number.
@@ -32,11 +33,18 @@ pub struct ResumeState {
 }
 
 impl ResumeState {
-    /// True when `key`'s latest line is ok and was made from the same request.
-    pub fn is_done(&self, key: &str, sha256: &str) -> bool {
+    /// How `key`'s latest line ended, if it was made from the same request
+    /// (a line of an edited request says nothing about the request as it is now).
+    pub fn prior(&self, key: &str, sha256: &str) -> Option<bool> {
         self.latest
             .get(&KeyId::of(key))
-            .is_some_and(|l| l.ok && l.sha.is_some() && l.sha == sha_prefix(sha256))
+            .filter(|l| l.sha.is_some() && l.sha == sha_prefix(sha256))
+            .map(|l| l.ok)
+    }
+
+    /// True when `key`'s latest line is ok and was made from the same request.
+    pub fn is_done(&self, key: &str, sha256: &str) -> bool {
+        self.prior(key, sha256) == Some(true)
     }
 }
 
@@ -79,7 +87,7 @@ pub fn scan(path: &Path, repair: bool) -> Result<ResumeState, SinkError> {
             Ok(head) if terminated => {
                 good_end += n as u64;
                 state.lines += 1;
-                state.recorded_cost_usd += head.cost_usd.unwrap_or(0.0);
+                state.recorded_cost_usd += head.budget_charge_usd.or(head.cost_usd).unwrap_or(0.0);
                 state.latest.insert(
                     KeyId::of(&head.key),
                     Latest {

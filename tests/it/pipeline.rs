@@ -716,3 +716,98 @@ async fn stdin_limit_fresh_and_a_cut_last_line() {
     assert_eq!(sb.read("o.jsonl.bak").lines().count(), 2);
     mock.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_budget_counts_unknown_costs_and_lost_attempts_across_reruns() {
+    let mock = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    // No usage reported: each answer counts at its worst case. Two resets per
+    // request: each lost attempt counts at its worst case too, and a retry
+    // after one needs room of its own.
+    let rows: String = (1..=12)
+        .map(|i| {
+            if i % 2 == 0 {
+                format!("{{\"prompt\": \"[mock:no-usage] q{i}\"}}\n")
+            } else {
+                format!("{{\"prompt\": \"[mock:fail=reset,reset] q{i}\"}}\n")
+            }
+        })
+        .collect();
+    sb.write("rows.jsonl", &rows);
+    sb.write(
+        "job.toml",
+        &job_toml(
+            &mock.url(),
+            "[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\nmax_tokens = 100\n[limits]\nconcurrency = 3\nmax_cost_usd = 0.001\n[pricing]\nm = { input = 1.0, output = 1.0 }\n",
+        ),
+    );
+    let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let charged: f64 = sb
+        .records("t.jsonl")
+        .iter()
+        .map(|r| {
+            r["budget_charge_usd"]
+                .as_f64()
+                .expect("a budget run records its charge")
+        })
+        .sum();
+    assert!(
+        charged <= 0.001 + 1e-12,
+        "charged {charged} past the budget"
+    );
+    let sent = mock.stats().requests();
+    let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert_eq!(
+        mock.stats().requests(),
+        sent,
+        "a rerun with the same budget sends nothing"
+    );
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn lines_of_edited_requests_do_not_count_as_done() {
+    let mock = mock(MockConfig {
+        require_key: Some("right".into()),
+        ..MockConfig::default()
+    })
+    .await;
+    let sb = Sandbox::new();
+    let rows: String = (1..=5)
+        .map(|i| format!("{{\"prompt\": \"q{i}\"}}\n"))
+        .collect();
+    sb.write("rows.jsonl", &rows);
+    let job = job_toml(
+        &mock.url(),
+        "[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\n[limits]\nconcurrency = 1\n",
+    )
+    .replace("api_key_env = \"\"", "api_key_env = \"TEST_KEY\"");
+    sb.write("job.toml", &job);
+    let mut cmd = sb.command(&["run", "job.toml", "--progress", "off"]);
+    cmd.env("TEST_KEY", "right");
+    assert_eq!(code(&output(cmd).await), 0);
+
+    // Every request is edited; the key is now wrong, so the run stops after 3 refusals.
+    let mut cmd = sb.command(&[
+        "run",
+        "job.toml",
+        "--progress",
+        "off",
+        "--param",
+        "temperature=0.5",
+    ]);
+    cmd.env("TEST_KEY", "wrong");
+    let out = output(cmd).await;
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    let summary = sb.summary("t.summary.json");
+    assert_eq!(
+        summary["requests"]["ok"], 0,
+        "old lines of edited requests are not done"
+    );
+    assert_eq!(summary["requests"]["failed"], 3);
+    assert_eq!(summary["requests"]["not_sent"], 2);
+    assert_eq!(summary["requests"]["resumed"], 0);
+    mock.shutdown().await;
+}
