@@ -39,6 +39,15 @@ pub enum ExitStatus {
 }
 
 impl ExitStatus {
+    /// This status, or `floor` when that is worse (a later code in the contract's order).
+    pub fn at_least(self, floor: ExitStatus) -> ExitStatus {
+        if self == ExitStatus::Success {
+            floor
+        } else {
+            self
+        }
+    }
+
     pub fn code(self) -> i32 {
         match self {
             ExitStatus::Success => 0,
@@ -62,13 +71,9 @@ pub async fn main(cli: Cli) -> ExitStatus {
     match result {
         Ok(status) => status,
         Err(e) => {
+            // Our own messages are complete sentences; others get their context chain.
             if e.downcast_ref::<run::Invalid>().is_some() {
-                let text = e.to_string();
-                if text.starts_with("error") {
-                    eprintln!("{text}");
-                } else {
-                    eprintln!("error: {text}");
-                }
+                eprintln!("error: {e}");
             } else {
                 eprintln!("error: {e:#}");
             }

@@ -15,7 +15,8 @@ fn main() {
         }
     };
     let status = runtime.block_on(promptbatch::main(cli));
-    // Requests still running at this point were abandoned on purpose (interrupt).
+    // Every request has ended by now; do not wait on a blocking thread that
+    // may still sit in a read (a spooled standard input, say).
     runtime.shutdown_background();
     std::process::exit(status.code());
 }

@@ -73,7 +73,7 @@ impl Scan {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "error: the input has {} problem{}; nothing was sent:",
+            "the input has {} problem{}; nothing was sent:",
             self.problem_count,
             if self.problem_count == 1 { "" } else { "s" }
         );

@@ -17,11 +17,10 @@ use crate::sink::{Record, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}:{line}: not a promptbatch record: {reason}")]
     Record {
@@ -35,12 +34,10 @@ pub enum ReportError {
 
 /// Writes `summary` as pretty JSON to `path`, atomically (temp file + rename).
 pub fn write_summary(path: &Path, summary: &Summary) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut temp = crate::sink::temp_beside(path)?;
     serde_json::to_writer_pretty(&mut temp, summary)?;
     std::io::Write::write_all(&mut temp, b"\n")?;
     temp.persist(path).map_err(|e| e.error)?;
@@ -56,9 +53,9 @@ pub fn over_outputs(paths: &[PathBuf]) -> Result<Summary, ReportError> {
     let mut last: Option<DateTime<Utc>> = None;
     let mut counts = RequestCounts::default();
     for path in paths {
-        let io = |source| ReportError::Io {
+        let io = |error| ReportError::Io {
             path: path.clone(),
-            source,
+            error,
         };
         let reader = BufReader::new(File::open(path).map_err(io)?);
         for (n, line) in reader.lines().enumerate() {
@@ -100,5 +97,6 @@ pub fn over_outputs(paths: &[PathBuf]) -> Result<Summary, ReportError> {
     let now = Utc::now();
     let started = first.unwrap_or(now);
     let finished = last.unwrap_or(started).max(started);
-    Ok(tally.summary(&jobs.join(","), started, finished, counts, None))
+    let span = (finished - started).to_std().unwrap_or_default();
+    Ok(tally.summary(&jobs.join(","), started, finished, span, counts, None))
 }

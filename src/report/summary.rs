@@ -221,18 +221,23 @@ impl Tally {
         self.tokens.completion
     }
 
+    /// `busy`: the time requests were being sent (first dispatch to last
+    /// outcome), which throughput is measured over; loading, the input scan
+    /// and compaction count in `wall_s` only.
     pub fn summary(
         &self,
         job: &str,
         started: DateTime<Utc>,
         finished: DateTime<Utc>,
+        busy: std::time::Duration,
         requests: RequestCounts,
         stopped: Option<StopReason>,
     ) -> Summary {
         let wall_s = (finished - started).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
+        let busy_s = busy.as_secs_f64();
         let per_s = |n: u64| {
-            if wall_s > 0.0 {
-                round1(n as f64 / wall_s)
+            if busy_s > 0.0 {
+                round1(n as f64 / busy_s)
             } else {
                 0.0
             }
@@ -353,10 +358,12 @@ mod tests {
         let s = t.summary(
             "j",
             start,
-            start + chrono::Duration::seconds(2),
+            start + chrono::Duration::seconds(3),
+            std::time::Duration::from_secs(2),
             RequestCounts::default(),
             None,
         );
+        assert_eq!(s.wall_s, 3.0);
         assert_eq!(s.attempts, 5);
         assert_eq!(s.retries, 2);
         assert_eq!(s.uncertain_attempts, 1);

@@ -35,11 +35,12 @@ pub fn compact(path: &Path) -> Result<u64, SinkError> {
         keep[*n as usize] = true;
     }
     drop(last);
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let temp = tempfile::NamedTempFile::new_in(dir).map_err(io_error(dir))?;
+    let temp = super::temp_beside(path).map_err(io_error(path))?;
+    // The compacted file keeps the permissions the output had.
+    let permissions = std::fs::metadata(path)
+        .map_err(io_error(path))?
+        .permissions();
+    std::fs::set_permissions(temp.path(), permissions).map_err(io_error(path))?;
     let mut out = BufWriter::with_capacity(256 * 1024, temp);
     for_each_line(path, |n, line| {
         if keep[n as usize] {
@@ -104,5 +105,22 @@ mod tests {
         assert_eq!(left, [lines[1], lines[2], lines[3]].join("\n") + "\n");
         // Already compact: nothing changes.
         assert_eq!(compact(&path).expect("compact"), 0);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn compaction_keeps_the_permissions_of_the_output() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.jsonl");
+        std::fs::write(
+            &path,
+            "{\"key\":\"a\",\"status\":\"ok\"}\n{\"key\":\"a\",\"status\":\"ok\"}\n",
+        )
+        .expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert_eq!(compact(&path).expect("compact"), 1);
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
     }
 }

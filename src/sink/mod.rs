@@ -20,11 +20,12 @@ pub use resume::{scan, Latest, ResumeState};
 /// Something went wrong with the output file itself (not with a request).
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("{path}: {source}")]
+    // The io error is part of the message, not a `source`: printed as a
+    // chain it would say the same thing twice.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path} is being written by another promptbatch run (process {pid}); wait for it to end or choose another --output")]
     Locked { path: PathBuf, pid: String },
@@ -37,10 +38,28 @@ pub enum SinkError {
 }
 
 pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SinkError + '_ {
-    move |source| SinkError::Io {
+    move |error| SinkError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
+}
+
+/// A temp file beside `path` for an atomic replace, created with the usual
+/// permissions (0666 less the umask), not tempfile's owner-only 0600: other
+/// users and services read these reports.
+pub fn temp_beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".promptbatch-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(dir)
 }
 
 /// `--fresh`: moves an existing output to `<output>.bak` so the run starts over.

@@ -3,6 +3,9 @@
 //! job -> input scan -> producer thread (rows -> requests) -> scheduler ->
 //! events -> collector (sink, tally, progress) -> compaction -> summary.
 
+mod collector;
+mod producer;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,16 +15,15 @@ use tokio::sync::mpsc;
 use crate::cli::{JobArgs, RunArgs};
 use crate::client::Client;
 use crate::input::{self, Spooled};
-use crate::job::plan::Planner;
 use crate::job::Job;
-use crate::keys::{KeyId, KeyMap};
 use crate::mock::{MockConfig, MockServer};
 use crate::progress::Progress;
-use crate::report::{self, RequestCounts, Tally};
-use crate::scan::{scan, Scan, Seen};
-use crate::scheduler::{Event, Scheduler, StopReason, StopSignal};
-use crate::sink::{self, OutputLock, Record, ResumeState, Writer};
+use crate::report::{self, RequestCounts};
+use crate::scan::{scan, Scan};
+use crate::scheduler::{Scheduler, StopReason, StopSignal};
+use crate::sink::{self, OutputLock, ResumeState, Writer};
 use crate::ExitStatus;
+use collector::Collector;
 
 /// How long requests in flight may still finish after Ctrl-C or SIGTERM.
 const GRACE: Duration = Duration::from_secs(10);
@@ -116,6 +118,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
             job.output.path.display()
         ));
     }
+    let checked = producer::stamp(file.file.path());
     let mut scan = scan_input(&job, &file, &resume).await?;
     let client = Client::new(&job.endpoint, key.as_deref(), job.limits.concurrency)
         .map_err(|e| invalid(e.to_string()))?;
@@ -130,39 +133,46 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
     let signals = tokio::spawn(watch_signals(stop.clone()));
     let (request_tx, request_rx) = mpsc::channel(1024);
     let (event_tx, mut event_rx) = mpsc::channel(4096);
-    let producer = spawn_producer(&job, &file, &resume, request_tx);
-    let scheduler = Scheduler::new(&job, client, stop, resume.recorded_cost_usd, event_tx);
+    let producer = producer::spawn(&job, &file, checked, &resume, request_tx);
+    let scheduler = Scheduler::new(
+        &job,
+        client,
+        stop.clone(),
+        resume.recorded_cost_usd,
+        event_tx,
+    );
     let dispatch = tokio::spawn(scheduler.run(request_rx));
 
-    let mut writer = Writer::append(&job.output.path)?;
-    let mut collector = Collector {
-        job: &job,
-        writer: &mut writer,
-        tally: Tally::default(),
-        progress: &mut progress,
-        resume: &resume,
-        keys: &mut scan.keys,
-        superseded: 0,
-    };
+    let writer = Writer::append(&job.output.path)?;
+    let mut collector = Collector::new(&job, writer, &mut progress, &resume, &mut scan.keys, stop);
+    let busy_from = Utc::now();
     while let Some(event) = event_rx.recv().await {
-        collector.collect(event)?;
+        collector.collect(event);
         // Drain what is already waiting, then flush once: every ended request
         // reaches the file promptly without a system call per line.
         while let Ok(event) = event_rx.try_recv() {
-            collector.collect(event)?;
+            collector.collect(event);
         }
-        collector.writer.flush()?;
+        collector.flush();
     }
-    let Collector {
-        tally, superseded, ..
-    } = collector;
-    writer.flush()?;
-    drop(writer);
+    let busy_to = Utc::now();
+    let collected = collector.finish();
     let stopped = dispatch.await?;
     signals.abort();
     // The producer ends once the scheduler drops its receiver.
-    let _ = producer.await;
+    let produced = producer.await?;
     progress.finish();
+    if let Some(failed) = collected.failed {
+        // The output cannot be trusted to hold every line: say what happened
+        // and leave the file for the next run's scan to repair.
+        return Err(invalid(format!(
+            "writing {} failed: {failed}; {} requests that ended after that have no line (they may have been billed); fix the cause (disk space?) and rerun to resume",
+            job.output.path.display(),
+            collected.lost
+        )));
+    }
+    let tally = collected.tally;
+    let superseded = collected.superseded;
 
     // Compaction rereads the whole file: only worth it when a key has two lines.
     if superseded > 0 || resume.lines > resume.latest.len() as u64 {
@@ -170,7 +180,8 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
     }
     let counts = count_requests(&scan);
     let finished = Utc::now();
-    let summary = tally.summary(&job.name, started, finished, counts, stopped);
+    let busy = (busy_to - busy_from).to_std().unwrap_or_default();
+    let summary = tally.summary(&job.name, started, finished, busy, counts, stopped);
     report::write_summary(&job.output.summary, &summary)
         .map_err(|e| anyhow::anyhow!("{}: {e}", job.output.summary.display()))?;
     if !args.quiet {
@@ -181,78 +192,11 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
             job.output.summary.display()
         );
     }
-    Ok(exit_status(stopped, &summary.requests))
-}
-
-/// Consumes the scheduler's events: one output line, tally and progress update per ended request.
-struct Collector<'a> {
-    job: &'a Job,
-    writer: &'a mut Writer,
-    tally: Tally,
-    progress: &'a mut Progress,
-    resume: &'a ResumeState,
-    /// The job's keys; each request sent in this run notes how it ended.
-    keys: &'a mut KeyMap<Seen>,
-    /// Lines written for keys that already had one.
-    superseded: u64,
-}
-
-impl Collector<'_> {
-    fn collect(&mut self, event: Event) -> anyhow::Result<()> {
-        match event {
-            Event::Retrying { .. } => self.progress.on_retry(),
-            Event::Done(outcome) => {
-                let record = Record::from_outcome(&self.job.name, *outcome, &self.job.pricing);
-                self.writer.write(&record)?;
-                self.tally.observe(&record);
-                self.progress.on_record(&record);
-                let id = KeyId::of(&record.key);
-                if self.resume.latest.contains_key(&id) {
-                    self.superseded += 1;
-                }
-                if let Some(seen) = self.keys.get_mut(&id) {
-                    seen.ok = Some(record.status == crate::sink::Status::Ok);
-                }
-            }
-        }
-        Ok(())
+    if let Err(problem) = produced {
+        eprintln!("error: {problem}");
+        return Ok(exit_status(stopped, &summary.requests).at_least(ExitStatus::Failed));
     }
-}
-
-/// Reads the rows again and feeds the scheduler, skipping what is already done.
-fn spawn_producer(
-    job: &Job,
-    file: &Spooled,
-    resume: &Arc<ResumeState>,
-    tx: mpsc::Sender<crate::request::Request>,
-) -> tokio::task::JoinHandle<()> {
-    let planner = Planner::new(job);
-    let format = job.input.format;
-    let limit = job.row_limit.unwrap_or(u64::MAX);
-    let file = file.file.clone();
-    let done = resume.clone();
-    tokio::task::spawn_blocking(move || {
-        // The scan already read every row without a problem.
-        let Ok(rows) = input::open(&file, format) else {
-            return;
-        };
-        for row in rows
-            .take(usize::try_from(limit).unwrap_or(usize::MAX))
-            .flatten()
-        {
-            let Ok(requests) = planner.plan(row, &file.display) else {
-                continue;
-            };
-            for req in requests {
-                if done.is_done(&req.key, &req.sha256) {
-                    continue;
-                }
-                if tx.blocking_send(req).is_err() {
-                    return;
-                }
-            }
-        }
-    })
+    Ok(exit_status(stopped, &summary.requests))
 }
 
 /// Counts over the job's keys as the output stands after the run.

@@ -1,0 +1,73 @@
+//! The producer: reads the rows again on a blocking thread and feeds the
+//! scheduler the requests not already done.
+//!
+//! The scan checked every row before anything was sent; a file that changed
+//! since (a pipeline still writing it) is refused rather than sent unchecked.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::input::{self, Spooled};
+use crate::job::plan::Planner;
+use crate::job::Job;
+use crate::request::Request;
+use crate::sink::ResumeState;
+
+/// What identifies a file's content cheaply: its length and modification time.
+pub(super) type Stamp = Option<(u64, SystemTime)>;
+
+pub(super) fn stamp(path: &Path) -> Stamp {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()?))
+}
+
+/// Spawns the producer; it ends when every row is read or the scheduler stops
+/// taking requests, and says why it stopped early.
+pub(super) fn spawn(
+    job: &Job,
+    file: &Spooled,
+    checked: Stamp,
+    resume: &Arc<ResumeState>,
+    tx: mpsc::Sender<Request>,
+) -> JoinHandle<Result<(), String>> {
+    let planner = Planner::new(job);
+    let format = job.input.format;
+    let limit = usize::try_from(job.row_limit.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
+    let file = file.file.clone();
+    let done = resume.clone();
+    tokio::task::spawn_blocking(move || {
+        if stamp(file.path()) != checked {
+            return Err(format!(
+                "{} changed after it was checked; nothing was sent from it: rerun once it is complete",
+                file.display
+            ));
+        }
+        let rows = input::open(&file, format).map_err(|e| e.to_string())?;
+        for row in rows.take(limit) {
+            let requests = row
+                .map_err(|e| e.to_string())
+                .and_then(|row| {
+                    planner.plan(row, &file.display).map_err(|problems| {
+                        problems
+                            .first()
+                            .map_or_else(String::new, ToString::to_string)
+                    })
+                })
+                .map_err(|e| format!("{e} (the input changed during the run; rerun to resume)"))?;
+            for req in requests {
+                if done.is_done(&req.key, &req.sha256) {
+                    continue;
+                }
+                if tx.blocking_send(req).is_err() {
+                    // The scheduler stopped taking requests: a stop, not a problem.
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    })
+}
