@@ -37,11 +37,15 @@ fn invalid(msg: impl Into<String>) -> anyhow::Error {
     Invalid(msg.into()).into()
 }
 
-/// Loads the job; `--simulate` swaps the endpoint for the built-in mock.
-async fn prepare(args: &JobArgs) -> anyhow::Result<(Job, Option<MockServer>)> {
+fn load(args: &JobArgs) -> anyhow::Result<Job> {
     let cwd = std::env::current_dir()?;
     let today = Utc::now().format("%Y-%m-%d").to_string();
-    let mut job = Job::load(args, &cwd, &today).map_err(|e| invalid(e.to_string()))?;
+    Job::load(args, &cwd, &today).map_err(|e| invalid(e.to_string()))
+}
+
+/// Loads the job; `--simulate` swaps the endpoint for the built-in mock.
+async fn prepare(args: &JobArgs) -> anyhow::Result<(Job, Option<MockServer>)> {
+    let mut job = load(args)?;
     let mock = if job.simulate {
         // Realistic enough to watch: some latency, and a cost figure the way the
         // AI/ML API reports it (a nominal simulated price, not a real one).
@@ -86,7 +90,8 @@ async fn scan_input(job: &Job, file: &Spooled, resume: &Arc<ResumeState>) -> any
 }
 
 pub async fn validate(args: &JobArgs) -> anyhow::Result<ExitStatus> {
-    let (job, _mock) = prepare(args).await?;
+    // Nothing is sent, so a simulated endpoint is not started either.
+    let job = load(args)?;
     let file = input::resolve(&job.input.source).map_err(|e| invalid(e.to_string()))?;
     let resume = Arc::new(sink::scan(&job.output.path, false).map_err(|e| invalid(e.to_string()))?);
     let scan = scan_input(&job, &file, &resume).await?;
