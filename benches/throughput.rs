@@ -5,7 +5,8 @@
 //! built-in mock served from this process on 127.0.0.1, so the client's CPU
 //! time and peak memory are its own (wait4's rusage), not the mock's. It
 //! prints figures; nothing here passes or fails on a wall-clock time.
-//! `PROMPTBATCH_BENCH_SCALE=0.2 cargo bench` runs a smaller version.
+//! `PROMPTBATCH_BENCH_SCALE=0.2 cargo bench` runs a smaller version;
+//! `PROMPTBATCH_BENCH_ONLY=limit` only the scenarios whose name has "limit".
 
 use std::path::Path;
 use std::process::Command;
@@ -40,7 +41,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.0);
     let n = |base: f64| ((base * scale).round() as u64).max(10);
-    let scenarios = vec![
+    let scenarios = [
         Scenario {
             name: "instant server, concurrency 64",
             requests: n(50_000.0),
@@ -96,13 +97,25 @@ fn main() {
             flags: vec![],
             ideal_per_s: Some(100.0),
         },
+        Scenario {
+            name: "5 % stray 429s with Retry-After 1 s (each holds its slot 1 s), concurrency 64",
+            requests: n(20_000.0),
+            concurrency: 64,
+            mock: MockConfig {
+                rate_429: 0.05,
+                ..MockConfig::default()
+            },
+            flags: vec![],
+            ideal_per_s: None,
+        },
     ];
+    let only = std::env::var("PROMPTBATCH_BENCH_ONLY").unwrap_or_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     println!("promptbatch benchmark (client: release binary in a child process; server: built-in mock)\n");
-    for s in &scenarios {
+    for s in scenarios.iter().filter(|s| s.name.contains(only.as_str())) {
         let f = runtime.block_on(run(s));
         print(s, &f);
     }

@@ -7,12 +7,14 @@
 //! per sliding window sees the same even flow. A small burst allowance lets a
 //! coarse timer keep up at high rates.
 //!
-//! A 429 pauses every dispatch until the server's `Retry-After`, and teaches
-//! the limiter the provider's real rate: the requests that succeeded since the
-//! last pause, over the time until the next window opens. From then on
-//! requests are paced just under that rate, which is raised by 1 % a second
-//! while no 429 comes, so a limit that was lifted is found again. This is how
-//! a run with no configured limit stops bouncing off one it did not know of.
+//! A 429 that shows a limit — most of the last answers were 429s, or a limit
+//! was already learned — pauses every dispatch until the server's
+//! `Retry-After` and teaches the limiter the provider's rate: the requests
+//! that succeeded in the window that ended, over the time until the next
+//! window opens. From then on requests are paced just under it, and the pace
+//! is raised by 1 % a second while no 429 comes, so a lifted limit is found
+//! again. A stray 429 among answers (an overloaded upstream) only makes its
+//! own request wait: the run neither pauses nor crawls because of it.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -27,6 +29,8 @@ const DEFAULT_COOLDOWN: Duration = Duration::from_secs(1);
 const MARGIN: f64 = 0.95;
 /// The learned rate grows by this factor per second without a 429.
 const PROBE: f64 = 1.01;
+/// How many of the last 16 answers must be 429s to show an unknown limit.
+const LIMIT_EVIDENCE: u32 = 8;
 /// Never slower than one request a minute.
 const MIN_RATE_PER_S: f64 = 1.0 / 60.0;
 
@@ -89,6 +93,8 @@ struct State {
     window_start: Instant,
     /// Successes since `window_start`.
     successes: u64,
+    /// The last answers, newest in the lowest bit: 1 for a 429.
+    recent: u16,
 }
 
 impl State {
@@ -126,6 +132,7 @@ impl Limiter {
                 cooldown_until: now,
                 window_start: now,
                 successes: 0,
+                recent: 0,
             }),
         }
     }
@@ -166,9 +173,11 @@ impl Limiter {
         }
     }
 
-    /// A 429: pause everyone until the server's time, and learn the rate it allows.
+    /// A 429: when it shows a limit, pause everyone until the server's time
+    /// and learn the rate the limit allows.
     pub fn on_rate_limited(&self, retry_after: Option<Duration>) {
         let mut s = self.lock();
+        s.recent = (s.recent << 1) | 1;
         let now = Instant::now();
         let pause = retry_after.unwrap_or(DEFAULT_COOLDOWN);
         if now < s.cooldown_until {
@@ -176,39 +185,49 @@ impl Limiter {
             s.cooldown_until = s.cooldown_until.max(now + pause);
             return;
         }
+        let is_limit = s.learned.is_some() || s.recent.count_ones() >= LIMIT_EVIDENCE;
+        if !is_limit {
+            return;
+        }
         let span = now.saturating_duration_since(s.window_start) + pause;
         let measured = (s.successes > 0 && !span.is_zero())
             .then(|| s.successes as f64 / span.as_secs_f64() * MARGIN);
         let rate = match (&s.learned, measured) {
-            (Some(l), Some(m)) => Some(m.min(l.rate_per_s * MARGIN)),
-            (Some(l), None) => Some(l.rate_per_s / 2.0),
-            (None, m) => m,
+            (Some(l), Some(m)) => m.min(l.rate_per_s * MARGIN),
+            (Some(l), None) => l.rate_per_s / 2.0,
+            (None, Some(m)) => m,
+            (None, None) => MIN_RATE_PER_S,
         };
-        if let Some(rate) = rate {
-            match s.learned.as_mut() {
-                Some(l) => {
-                    l.set_rate(rate);
-                    l.last_raise = now + pause;
-                }
-                None => {
-                    s.learned = Some(Learned {
-                        rate_per_s: rate.max(MIN_RATE_PER_S),
-                        schedule: Gcra::per_second(rate, now + pause),
-                        last_raise: now + pause,
-                    })
-                }
+        let resume_at = now + pause;
+        match s.learned.as_mut() {
+            Some(l) => {
+                l.set_rate(rate);
+                l.last_raise = resume_at;
+            }
+            None => {
+                s.learned = Some(Learned {
+                    rate_per_s: rate.max(MIN_RATE_PER_S),
+                    schedule: Gcra::per_second(rate, resume_at),
+                    last_raise: resume_at,
+                })
             }
         }
-        s.cooldown_until = now + pause;
-        s.window_start = s.cooldown_until;
+        s.cooldown_until = resume_at;
+        s.window_start = resume_at;
         s.successes = 0;
+        s.recent = 0;
     }
 
     pub fn on_success(&self) {
         let mut s = self.lock();
+        s.recent <<= 1;
+        let now = Instant::now();
+        if now < s.cooldown_until {
+            // Admitted before the pause: it belongs to the window that ended.
+            return;
+        }
         s.successes += 1;
         if let Some(l) = s.learned.as_mut() {
-            let now = Instant::now();
             if now.saturating_duration_since(l.last_raise) >= Duration::from_secs(1) {
                 l.set_rate(l.rate_per_s * PROBE);
                 l.last_raise = now;
@@ -265,39 +284,32 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_429_pauses_everyone() {
-        let limiter = Limiter::new(0, 0);
-        limiter.on_rate_limited(Some(Duration::from_secs(3)));
-        // Nothing succeeded before it: there is no rate to learn.
-        assert_eq!(limiter.learned_rate(), None);
-        let start = Instant::now();
-        limiter.acquire(1).await;
-        assert!(start.elapsed() >= Duration::from_secs(3));
+    /// The answers to a crowd of requests sent into an exhausted window.
+    fn bounce(limiter: &Limiter, n: usize, retry_after: Duration) {
+        for _ in 0..n {
+            limiter.on_rate_limited(Some(retry_after));
+        }
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_rate_of_a_window_limit_is_learned_from_its_429() {
+    async fn the_rate_of_a_window_limit_is_learned_from_its_429s() {
         // A provider allowing 100 requests per 1 s window: 100 pass at once,
-        // then a 429 says the window opens again in 1 s.
+        // then the requests in flight come back 429 until the window opens.
         let limiter = Limiter::new(0, 0);
         for _ in 0..100 {
             limiter.acquire(1).await;
             limiter.on_success();
         }
-        limiter.on_rate_limited(Some(Duration::from_secs(1)));
-        // The other requests of the same burst teach nothing new.
-        limiter.on_rate_limited(Some(Duration::from_millis(990)));
+        bounce(&limiter, 8, Duration::from_secs(1));
         let rate = limiter.learned_rate().expect("learned");
         assert!((rate - 95.0).abs() < 0.5, "{rate}");
-        // From the next window on, at most ~95 requests pass per second.
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Everyone waits for the window; from then on at most ~95 pass per second.
         let start = Instant::now();
         for _ in 0..96 {
             limiter.acquire(1).await;
         }
         let elapsed = start.elapsed();
-        assert!(elapsed >= Duration::from_millis(940), "{elapsed:?}");
+        assert!(elapsed >= Duration::from_millis(1900), "{elapsed:?}");
         // While no 429 comes, the rate is probed upwards.
         for _ in 0..3 {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -307,16 +319,47 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn another_429_at_the_learned_rate_lowers_it() {
+    async fn a_per_minute_window_is_learned_per_minute() {
+        // 60 requests a minute, all spent in the first second: the next window is 59 s away.
+        let limiter = Limiter::new(0, 0);
+        for _ in 0..60 {
+            limiter.on_success();
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        bounce(&limiter, 8, Duration::from_secs(59));
+        let rate = limiter.learned_rate().expect("learned");
+        assert!((rate - 0.95).abs() < 0.01, "{rate}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn once_a_limit_is_known_every_429_lowers_the_rate() {
         let limiter = Limiter::new(0, 0);
         for _ in 0..10 {
             limiter.on_success();
         }
-        limiter.on_rate_limited(Some(Duration::from_secs(1)));
+        bounce(&limiter, 8, Duration::from_secs(1));
         let first = limiter.learned_rate().expect("learned");
         tokio::time::sleep(Duration::from_secs(2)).await;
         limiter.on_rate_limited(Some(Duration::from_secs(1)));
         assert!(limiter.learned_rate().expect("learned") < first);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stray_429_neither_pauses_nor_teaches() {
+        // An overloaded upstream turns away the odd request: the run must not crawl.
+        let limiter = Limiter::new(0, 0);
+        for round in 0..50 {
+            for _ in 0..19 {
+                limiter.on_success();
+            }
+            limiter.on_rate_limited(Some(Duration::from_secs(1)));
+            assert_eq!(limiter.learned_rate(), None, "round {round}");
+        }
+        let start = Instant::now();
+        for _ in 0..1000 {
+            limiter.acquire(1).await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]
