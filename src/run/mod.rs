@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::mpsc;
 
-use crate::cli::{JobArgs, RunArgs};
+use crate::cli::{JobArgs, ProgressArg, RunArgs};
 use crate::client::Client;
 use crate::input::{self, Spooled};
 use crate::job::Job;
@@ -131,6 +131,16 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
     if !args.quiet {
         for note in &progress_notes {
             eprintln!("promptbatch: {note}");
+        }
+        if args.progress != ProgressArg::Off {
+            eprintln!(
+                "promptbatch: {} rows checked in {:.1} s: {} requests, {} already done, {} to send",
+                scan.rows,
+                (Utc::now() - started).num_milliseconds() as f64 / 1000.0,
+                scan.requests(),
+                scan.resumed,
+                scan.to_send()
+            );
         }
     }
     let mut progress = Progress::new(args.progress, args.quiet, scan.to_send());
