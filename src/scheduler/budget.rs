@@ -13,6 +13,8 @@ struct Spent {
     recorded: f64,
     in_flight: f64,
     requests_in_flight: u64,
+    /// Requests in flight that are themselves waiting for room.
+    waiting: u64,
 }
 
 #[derive(Debug)]
@@ -20,6 +22,17 @@ pub struct Budget {
     max_usd: f64,
     spent: Mutex<Spent>,
     settled: Notify,
+}
+
+/// Marks one waiter while it waits; a waiter cancelled mid-wait unmarks itself.
+struct Waiting<'a> {
+    budget: &'a Budget,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.budget.lock().waiting -= 1;
+    }
 }
 
 impl Budget {
@@ -31,55 +44,73 @@ impl Budget {
                 recorded: recorded_usd,
                 in_flight: 0.0,
                 requests_in_flight: 0,
+                waiting: 0,
             }),
             settled: Notify::new(),
         }
     }
 
-    /// Ok when booked; Err(true) when it may fit once requests in flight have
-    /// settled (they usually cost less than their worst case), Err(false) when
-    /// it cannot fit at all.
-    fn reserve(&self, worst_usd: f64) -> Result<(), bool> {
-        let mut s = self.spent.lock().expect("budget lock is never poisoned");
-        if s.recorded + s.in_flight + worst_usd > self.max_usd {
-            return Err(s.requests_in_flight > 0);
-        }
-        s.in_flight += worst_usd;
-        s.requests_in_flight += 1;
-        Ok(())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Spent> {
+        self.spent.lock().expect("budget lock is never poisoned")
     }
 
-    /// Books a request's worst case, waiting for requests in flight to settle
-    /// while that could make room. False means the budget is spent: a run that
-    /// stops here has spent all a rerun with the same budget could, so the
-    /// rerun sends nothing.
-    pub async fn reserve_when_possible(&self, worst_usd: f64) -> bool {
+    /// Books without waiting: Ok when booked, else whether waiting could help
+    /// (a request in flight that is not itself waiting may settle below its
+    /// worst case and make room). `in_flight_caller`: a request already in
+    /// flight books more for itself (a retry), which is not someone to wait for.
+    fn try_book(&self, worst_usd: f64, in_flight_caller: bool) -> Result<(), bool> {
+        let mut s = self.lock();
+        if s.recorded + s.in_flight + worst_usd <= self.max_usd {
+            s.in_flight += worst_usd;
+            if !in_flight_caller {
+                s.requests_in_flight += 1;
+            }
+            return Ok(());
+        }
+        let me = u64::from(in_flight_caller);
+        Err(s.requests_in_flight > s.waiting + me)
+    }
+
+    #[cfg(test)]
+    fn reserve(&self, worst_usd: f64) -> Result<(), bool> {
+        self.try_book(worst_usd, false)
+    }
+
+    /// Books `worst_usd`, waiting while requests in flight could still make
+    /// room. False means the budget is spent: a run that stops here has spent
+    /// all a rerun with the same budget could, so the rerun sends nothing.
+    async fn book(&self, worst_usd: f64, in_flight_caller: bool) -> bool {
         loop {
+            // Created before the check, so a settle in between is not missed.
             let settled = self.settled.notified();
-            match self.reserve(worst_usd) {
+            match self.try_book(worst_usd, in_flight_caller) {
                 Ok(()) => return true,
                 Err(false) => return false,
-                Err(true) => settled.await,
+                Err(true) => {
+                    self.lock().waiting += 1;
+                    let _waiting = Waiting { budget: self };
+                    settled.await;
+                }
             }
         }
     }
 
-    /// Books one more worst case for a request, without waiting: the retry of
-    /// an attempt that may have been billed needs room of its own.
-    pub fn reserve_more(&self, worst_usd: f64) -> bool {
-        let mut s = self.spent.lock().expect("budget lock is never poisoned");
-        if s.recorded + s.in_flight + worst_usd > self.max_usd {
-            return false;
-        }
-        s.in_flight += worst_usd;
-        true
+    /// Books a new request's worst case (see [`Budget::book`]).
+    pub async fn reserve_when_possible(&self, worst_usd: f64) -> bool {
+        self.book(worst_usd, false).await
+    }
+
+    /// Books one more worst case for a request in flight: the retry of an
+    /// attempt that may have been billed needs room of its own.
+    pub async fn reserve_more(&self, worst_usd: f64) -> bool {
+        self.book(worst_usd, true).await
     }
 
     /// A request ended: what it booked is released and what it may have cost
     /// ([`charge`]) is recorded.
     pub fn settle(&self, booked_usd: f64, charge_usd: f64) {
         {
-            let mut s = self.spent.lock().expect("budget lock is never poisoned");
+            let mut s = self.lock();
             s.in_flight = (s.in_flight - booked_usd).max(0.0);
             s.requests_in_flight = s.requests_in_flight.saturating_sub(1);
             s.recorded += charge_usd;
@@ -89,10 +120,7 @@ impl Budget {
 
     #[cfg(test)]
     fn recorded(&self) -> f64 {
-        self.spent
-            .lock()
-            .expect("budget lock is never poisoned")
-            .recorded
+        self.lock().recorded
     }
 }
 
@@ -145,14 +173,50 @@ mod tests {
         assert_eq!(charge(false, None, 0.3, 0), 0.0);
     }
 
-    #[test]
-    fn a_retry_after_an_uncertain_attempt_books_room_of_its_own() {
+    #[tokio::test]
+    async fn a_retry_after_an_uncertain_attempt_books_room_of_its_own() {
         let b = Budget::new(1.0, 0.0);
         assert!(b.reserve(0.4).is_ok());
-        assert!(b.reserve_more(0.4));
-        assert!(!b.reserve_more(0.4), "a third worst case does not fit");
+        assert!(b.reserve_more(0.4).await);
+        // Alone in flight, nobody can make room: give up at once.
+        assert!(
+            !b.reserve_more(0.4).await,
+            "a third worst case does not fit"
+        );
         b.settle(0.8, charge(true, Some(0.1), 0.4, 1));
         assert!((b.recorded() - 0.5).abs() < 1e-12);
+    }
+
+    #[tokio::test]
+    async fn requests_that_all_wait_for_room_give_up_instead_of_deadlocking() {
+        let b = std::sync::Arc::new(Budget::new(1.2, 0.0));
+        assert!(b.reserve(0.5).is_ok());
+        assert!(b.reserve(0.5).is_ok());
+        // The first retry waits for the other request to settle...
+        let first = {
+            let b = b.clone();
+            tokio::spawn(async move { b.reserve_more(0.5).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!first.is_finished());
+        // ...which wants room too: nobody is left to make any, so it gives up.
+        assert!(!b.reserve_more(0.5).await);
+        b.settle(0.5, 0.1);
+        assert!(first.await.expect("join"), "room once the other settled");
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_wait_is_not_counted_as_waiting() {
+        let b = std::sync::Arc::new(Budget::new(1.0, 0.0));
+        assert!(b.reserve(0.6).is_ok());
+        let waiting = {
+            let b = b.clone();
+            tokio::spawn(async move { b.reserve_when_possible(0.6).await })
+        };
+        tokio::task::yield_now().await;
+        waiting.abort();
+        let _ = waiting.await;
+        assert_eq!(b.lock().waiting, 0);
     }
 
     #[tokio::test]

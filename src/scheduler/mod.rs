@@ -194,6 +194,8 @@ struct Ended {
     finished_at: DateTime<Utc>,
     /// The budget booked for it: a worst case per attempt that could be billed.
     booked: f64,
+    /// The budget denied it a retry.
+    denied: bool,
 }
 
 impl Ended {
@@ -213,20 +215,23 @@ impl Ended {
             started_at: now,
             finished_at: now,
             booked: worst,
+            denied: false,
         }
     }
 
     /// What the request counts against the budget.
     fn charge(&self, pricing: &Pricing, request: &Request, worst: f64) -> f64 {
-        match &self.result {
-            Ok(reply) => budget::charge(
-                true,
-                pricing.reply_cost(&request.model, reply).map(|c| c.0),
-                worst,
-                self.uncertain,
-            ),
-            Err(_) => budget::charge(false, None, worst, self.uncertain),
-        }
+        let denied = if self.denied { worst } else { 0.0 };
+        denied
+            + match &self.result {
+                Ok(reply) => budget::charge(
+                    true,
+                    pricing.reply_cost(&request.model, reply).map(|c| c.0),
+                    worst,
+                    self.uncertain,
+                ),
+                Err(_) => budget::charge(false, None, worst, self.uncertain),
+            }
     }
 }
 
@@ -236,6 +241,7 @@ impl Shared {
         let mut attempts = 0u32;
         let mut uncertain = 0u32;
         let mut booked = worst;
+        let mut denied = false;
         let mut backoff = Backoff::new(&self.retry);
         let retries = self.stop.retries();
         let in_flight = self.stop.in_flight();
@@ -286,8 +292,23 @@ impl Shared {
             // A retry after an attempt that may have been billed needs room of its own.
             if failure.uncertain {
                 if let Some(budget) = &self.budget {
-                    if !budget.reserve_more(worst) {
+                    let booked_more = tokio::select! {
+                        biased;
+                        _ = retries.cancelled() => false,
+                        booked_more = budget.reserve_more(worst) => booked_more,
+                    };
+                    if !booked_more {
+                        if retries.is_cancelled() {
+                            break Err(failure);
+                        }
                         self.stop.stop(StopReason::Budget);
+                        // The attempt it was denied counts too: a rerun with the same
+                        // budget then finds no room to send it again, as this run did not.
+                        denied = true;
+                        let mut failure = failure;
+                        failure.message.push_str(
+                            "; not retried: max_cost_usd leaves no room for another attempt",
+                        );
                         break Err(failure);
                     }
                     booked += worst;
@@ -318,6 +339,7 @@ impl Shared {
             started_at,
             finished_at: Utc::now(),
             booked,
+            denied,
         }
     }
 }
