@@ -7,14 +7,15 @@
 //! per sliding window sees the same even flow. A small burst allowance lets a
 //! coarse timer keep up at high rates.
 //!
-//! A 429 that shows a limit — most of the last answers were 429s, or a limit
-//! was already learned — pauses every dispatch until the server's
-//! `Retry-After` and teaches the limiter the provider's rate: the requests
-//! that succeeded in the window that ended, over the time until the next
-//! window opens. From then on requests are paced just under it, and the pace
-//! is raised by 1 % a second while no 429 comes, so a lifted limit is found
-//! again. A stray 429 among answers (an overloaded upstream) only makes its
-//! own request wait: the run neither pauses nor crawls because of it.
+//! 429s that show a limit — at least 24 of the last 32 answers, or once a
+//! limit is known, 6 in a row — pause every
+//! dispatch until the server's `Retry-After` and teach the limiter the
+//! provider's rate: the requests that succeeded in the window that ended,
+//! over the time until the next window opens. From then on requests are paced
+//! just under it, and the pace is raised by 1 % per window (at least a
+//! second) while no limit shows, so a lifted limit is found again. Stray 429s
+//! among answers (an overloaded upstream, even a third of them) only make
+//! their own requests wait: the run neither pauses nor crawls because of them.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -27,10 +28,15 @@ const BURST: Duration = Duration::from_millis(50);
 const DEFAULT_COOLDOWN: Duration = Duration::from_secs(1);
 /// The learned rate sits this far under the rate that was measured.
 const MARGIN: f64 = 0.95;
-/// The learned rate grows by this factor per second without a 429.
+/// The learned rate grows by this factor per window without a limit showing.
 const PROBE: f64 = 1.01;
-/// How many of the last 16 answers must be 429s to show an unknown limit.
-const LIMIT_EVIDENCE: u32 = 8;
+/// How many of the last 32 answers must be 429s to show a limit. Stray 429s
+/// reach it with a chance near one in a million even when a third of the
+/// answers are 429s; a crowd sent into an exhausted window reaches it at once.
+const LIMIT_EVIDENCE: u32 = 24;
+/// Once a limit is known, this many 429s in a row show it again: paced
+/// requests that overshoot it bounce one after another at each window's end.
+const LIMIT_AGAIN: u32 = 6;
 /// Never slower than one request a minute.
 const MIN_RATE_PER_S: f64 = 1.0 / 60.0;
 
@@ -74,6 +80,8 @@ struct Learned {
     rate_per_s: f64,
     schedule: Gcra,
     last_raise: Instant,
+    /// How long the provider's window looked (first success to the next window), at least 1 s.
+    window: Duration,
 }
 
 impl Learned {
@@ -94,7 +102,9 @@ struct State {
     /// Successes since `window_start`.
     successes: u64,
     /// The last answers, newest in the lowest bit: 1 for a 429.
-    recent: u16,
+    recent: u32,
+    /// 429s in a row.
+    run: u32,
 }
 
 impl State {
@@ -133,6 +143,7 @@ impl Limiter {
                 window_start: now,
                 successes: 0,
                 recent: 0,
+                run: 0,
             }),
         }
     }
@@ -178,6 +189,7 @@ impl Limiter {
     pub fn on_rate_limited(&self, retry_after: Option<Duration>) {
         let mut s = self.lock();
         s.recent = (s.recent << 1) | 1;
+        s.run += 1;
         let now = Instant::now();
         let pause = retry_after.unwrap_or(DEFAULT_COOLDOWN);
         if now < s.cooldown_until {
@@ -185,30 +197,34 @@ impl Limiter {
             s.cooldown_until = s.cooldown_until.max(now + pause);
             return;
         }
-        let is_limit = s.learned.is_some() || s.recent.count_ones() >= LIMIT_EVIDENCE;
-        if !is_limit {
+        let again = s.learned.is_some() && s.run >= LIMIT_AGAIN;
+        if s.recent.count_ones() < LIMIT_EVIDENCE && !again {
             return;
         }
         let span = now.saturating_duration_since(s.window_start) + pause;
         let measured = (s.successes > 0 && !span.is_zero())
             .then(|| s.successes as f64 / span.as_secs_f64() * MARGIN);
+        // A known rate is lowered, but at most halved at a time.
         let rate = match (&s.learned, measured) {
-            (Some(l), Some(m)) => m.min(l.rate_per_s * MARGIN),
+            (Some(l), Some(m)) => m.min(l.rate_per_s * MARGIN).max(l.rate_per_s / 2.0),
             (Some(l), None) => l.rate_per_s / 2.0,
             (None, Some(m)) => m,
             (None, None) => MIN_RATE_PER_S,
         };
         let resume_at = now + pause;
+        let window = span.max(Duration::from_secs(1));
         match s.learned.as_mut() {
             Some(l) => {
                 l.set_rate(rate);
                 l.last_raise = resume_at;
+                l.window = window;
             }
             None => {
                 s.learned = Some(Learned {
                     rate_per_s: rate.max(MIN_RATE_PER_S),
                     schedule: Gcra::per_second(rate, resume_at),
                     last_raise: resume_at,
+                    window,
                 })
             }
         }
@@ -216,11 +232,13 @@ impl Limiter {
         s.window_start = resume_at;
         s.successes = 0;
         s.recent = 0;
+        s.run = 0;
     }
 
     pub fn on_success(&self) {
         let mut s = self.lock();
         s.recent <<= 1;
+        s.run = 0;
         let now = Instant::now();
         if now < s.cooldown_until {
             // Admitted before the pause: it belongs to the window that ended.
@@ -228,7 +246,7 @@ impl Limiter {
         }
         s.successes += 1;
         if let Some(l) = s.learned.as_mut() {
-            if now.saturating_duration_since(l.last_raise) >= Duration::from_secs(1) {
+            if now.saturating_duration_since(l.last_raise) >= l.window {
                 l.set_rate(l.rate_per_s * PROBE);
                 l.last_raise = now;
             }
@@ -300,7 +318,7 @@ mod tests {
             limiter.acquire(1).await;
             limiter.on_success();
         }
-        bounce(&limiter, 8, Duration::from_secs(1));
+        bounce(&limiter, 24, Duration::from_secs(1));
         let rate = limiter.learned_rate().expect("learned");
         assert!((rate - 95.0).abs() < 0.5, "{rate}");
         // Everyone waits for the window; from then on at most ~95 pass per second.
@@ -326,22 +344,48 @@ mod tests {
             limiter.on_success();
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-        bounce(&limiter, 8, Duration::from_secs(59));
+        bounce(&limiter, 24, Duration::from_secs(59));
         let rate = limiter.learned_rate().expect("learned");
         assert!((rate - 0.95).abs() < 0.01, "{rate}");
     }
 
     #[tokio::test(start_paused = true)]
-    async fn once_a_limit_is_known_every_429_lowers_the_rate() {
+    async fn a_limit_met_again_at_the_learned_rate_lowers_it() {
         let limiter = Limiter::new(0, 0);
         for _ in 0..10 {
             limiter.on_success();
         }
-        bounce(&limiter, 8, Duration::from_secs(1));
+        bounce(&limiter, 24, Duration::from_secs(1));
         let first = limiter.learned_rate().expect("learned");
         tokio::time::sleep(Duration::from_secs(2)).await;
+        // A stray one among answers changes nothing (probing may raise it)...
+        for _ in 0..16 {
+            limiter.on_success();
+        }
         limiter.on_rate_limited(Some(Duration::from_secs(1)));
-        assert!(limiter.learned_rate().expect("learned") < first);
+        let probed = limiter.learned_rate().expect("learned");
+        assert!(probed >= first);
+        // ...a few in a row at the learned pace do, halving it at most.
+        bounce(&limiter, 6, Duration::from_secs(1));
+        let lowered = limiter.learned_rate().expect("learned");
+        assert!(
+            lowered < probed && lowered >= probed / 2.0,
+            "{lowered} vs {probed}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_third_of_answers_429_at_random_never_slows_the_run() {
+        let limiter = Limiter::new(0, 0);
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..100_000 {
+            if rng.f64() < 1.0 / 3.0 {
+                limiter.on_rate_limited(Some(Duration::from_secs(1)));
+            } else {
+                limiter.on_success();
+            }
+        }
+        assert_eq!(limiter.learned_rate(), None);
     }
 
     #[tokio::test(start_paused = true)]
