@@ -58,16 +58,28 @@ pub fn over_outputs(paths: &[PathBuf]) -> Result<Summary, ReportError> {
             error,
         };
         let reader = BufReader::new(File::open(path).map_err(io)?);
+        // A bad line is an error only once a later line shows it is not the
+        // last: a run writing, or killed mid-write, leaves half a last line.
+        let mut pending: Option<ReportError> = None;
         for (n, line) in reader.lines().enumerate() {
             let line = line.map_err(io)?;
             if line.trim().is_empty() {
                 continue;
             }
-            let record: Record = serde_json::from_str(&line).map_err(|e| ReportError::Record {
-                path: path.clone(),
-                line: n as u64 + 1,
-                reason: e.to_string(),
-            })?;
+            if let Some(e) = pending.take() {
+                return Err(e);
+            }
+            let record: Record = match serde_json::from_str(&line) {
+                Ok(record) => record,
+                Err(e) => {
+                    pending = Some(ReportError::Record {
+                        path: path.clone(),
+                        line: n as u64 + 1,
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+            };
             if !jobs.contains(&record.job) {
                 jobs.push(record.job.clone());
             }
@@ -87,6 +99,12 @@ pub fn over_outputs(paths: &[PathBuf]) -> Result<Summary, ReportError> {
                 Status::Error => counts.failed += 1,
             }
             tally.observe(&record);
+        }
+        if let Some(ReportError::Record { line, .. }) = pending {
+            eprintln!(
+                "promptbatch: {}:{line}: left out an incomplete last line (a run still writing, or one stopped mid-write)",
+                path.display()
+            );
         }
     }
     counts.total = counts.ok + counts.failed;

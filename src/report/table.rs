@@ -43,7 +43,16 @@ pub fn render(s: &Summary) -> String {
         t.prompt, t.completion, t.total
     );
     if t.unreported > 0 {
-        let _ = write!(out, " ({} requests reported no usage)", t.unreported);
+        let _ = write!(
+            out,
+            " ({} {} no usage)",
+            t.unreported,
+            if t.unreported == 1 {
+                "request reported"
+            } else {
+                "requests reported"
+            }
+        );
     }
     out.push('\n');
     let c = &s.cost_usd;
@@ -51,7 +60,7 @@ pub fn render(s: &Summary) -> String {
     if c.unpriced_requests > 0 {
         let _ = write!(
             out,
-            " + {} unpriced requests (add [pricing] to count them)",
+            " + {} unpriced request(s) (add [pricing] to count them)",
             c.unpriced_requests
         );
     }

@@ -73,7 +73,7 @@ fn api_key(job: &Job) -> anyhow::Result<Option<String>> {
     match std::env::var(name) {
         Ok(key) if !key.trim().is_empty() => Ok(Some(key.trim().to_string())),
         _ => Err(invalid(format!(
-            "the API key variable {name} is not set: export {name}=... (or set [endpoint] api_key_env / --api-key-env, \
+            "the API key variable {name} is not set (or empty): export {name}=... (or set [endpoint] api_key_env / --api-key-env, \
              \"\" for servers without a key, or try the job with --simulate)"
         ))),
     }
@@ -119,7 +119,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
     let resume = Arc::new(sink::scan(&job.output.path, true).map_err(|e| invalid(e.to_string()))?);
     if let Some((line, bytes)) = resume.cut {
         progress_notes.push(format!(
-            "{}: cut off an incomplete last line ({line}, {bytes} bytes) left by an earlier run that was stopped mid-write",
+            "{}: cut off an incomplete last line (line {line}, {bytes} bytes) left by an earlier run that was stopped mid-write",
             job.output.path.display()
         ));
     }
@@ -129,6 +129,17 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
         .map_err(|e| invalid(e.to_string()))?;
 
     if !args.quiet {
+        if !job
+            .endpoint
+            .url
+            .trim_end_matches('/')
+            .ends_with("/chat/completions")
+        {
+            eprintln!(
+                "promptbatch: warning: the endpoint {} does not end in /chat/completions; OpenAI-compatible servers answer at .../v1/chat/completions",
+                job.endpoint.url
+            );
+        }
         for note in &progress_notes {
             eprintln!("promptbatch: {note}");
         }
@@ -145,7 +156,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
     }
     let mut progress = Progress::new(args.progress, args.quiet, scan.to_send());
     let stop = Arc::new(StopSignal::new(GRACE));
-    let signals = tokio::spawn(watch_signals(stop.clone()));
+    let signals = tokio::spawn(watch_signals(stop.clone(), args.quiet));
     let (request_tx, request_rx) = mpsc::channel(1024);
     let (event_tx, mut event_rx) = mpsc::channel(4096);
     let producer = producer::spawn(&job, &file, checked, &resume, request_tx);
@@ -243,7 +254,7 @@ fn exit_status(stopped: Option<StopReason>, counts: &RequestCounts) -> ExitStatu
     }
 }
 
-async fn watch_signals(stop: Arc<StopSignal>) {
+async fn watch_signals(stop: Arc<StopSignal>, quiet: bool) {
     #[cfg(unix)]
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     loop {
@@ -262,7 +273,11 @@ async fn watch_signals(stop: Arc<StopSignal>) {
             _ = tokio::signal::ctrl_c() => {}
             _ = terminated => {}
         }
-        if stop.interrupt() {
+        let second = stop.interrupt();
+        if quiet {
+            continue;
+        }
+        if second {
             eprintln!(
                 "promptbatch: stopping at once: requests in flight are recorded as abandoned"
             );

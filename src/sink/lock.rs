@@ -22,6 +22,15 @@ impl OutputLock {
 
     /// Takes the lock of `output`, or says which process holds it.
     pub fn acquire(output: &Path) -> Result<OutputLock, SinkError> {
+        // A device or a folder would be read forever by the resume scan, or
+        // cannot be appended to and renamed over: only plain files are outputs.
+        if let Ok(meta) = std::fs::metadata(output) {
+            if !meta.is_file() {
+                return Err(SinkError::NotAFile {
+                    path: output.to_path_buf(),
+                });
+            }
+        }
         let mut path = output.as_os_str().to_owned();
         path.push(".lock");
         let path = PathBuf::from(path);

@@ -29,6 +29,10 @@ pub enum SinkError {
     },
     #[error("{path} is being written by another promptbatch run (process {pid}); wait for it to end or choose another --output")]
     Locked { path: PathBuf, pid: String },
+    #[error("{path} is not a regular file: the output must be a plain file (it is appended to, then replaced when compacted); choose another --output")]
+    NotAFile { path: PathBuf },
+    #[error("{path} is not a promptbatch output (its first line is not a record: {reason}); choose another --output, so as not to overwrite it")]
+    NotAnOutput { path: PathBuf, reason: String },
     #[error("{path}:{line}: not a promptbatch record ({reason}); the file was edited by hand: fix or remove that line, or start over with --fresh")]
     Corrupt {
         path: PathBuf,

@@ -131,6 +131,7 @@ impl Record {
         match result {
             Ok(reply) => {
                 let (cost, source) = pricing.reply_cost(&record.model, &reply).unzip();
+                let cost = cost.map(significant);
                 record.content = reply.content;
                 record.finish_reason = reply.finish_reason;
                 record.usage = reply.usage;
@@ -164,7 +165,27 @@ impl Record {
     }
 }
 
+/// To 12 significant digits: float noise such as 6.100000000000001e-6 (from
+/// a product of tokens and a price) is no figure anyone sent; anything a
+/// provider sends (its own decimal text) keeps every digit it had.
+fn significant(x: f64) -> f64 {
+    format!("{x:.11e}").parse().unwrap_or(x)
+}
+
 /// Latencies to 0.1 ms: finer figures are noise and only lengthen the line.
 fn round_ms(ms: f64) -> f64 {
     (ms * 10.0).round() / 10.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::significant;
+
+    #[test]
+    fn costs_lose_float_noise_but_no_digit_a_provider_sent() {
+        assert_eq!(significant(6.100000000000001e-6), 6.1e-6);
+        assert_eq!(significant(0.000012345678), 0.000012345678);
+        assert_eq!(significant(0.1 + 0.2), 0.3);
+        assert_eq!(significant(0.0), 0.0);
+    }
 }

@@ -52,6 +52,11 @@ impl ResumeState {
 /// off; without (`validate`), it is only reported in `cut`.
 pub fn scan(path: &Path, repair: bool) -> Result<ResumeState, SinkError> {
     let mut state = ResumeState::default();
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return Err(SinkError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(state),
@@ -63,6 +68,8 @@ pub fn scan(path: &Path, repair: bool) -> Result<ResumeState, SinkError> {
     let mut line_no: u64 = 0;
     // A bad line is only an error once a later line proves it was not the last.
     let mut pending_bad: Option<(u64, String)> = None;
+    // Whether the pending bad line starts like one of our records.
+    let mut pending_ours = false;
     loop {
         buf.clear();
         let n = reader.read_until(b'\n', &mut buf).map_err(io_error(path))?;
@@ -71,11 +78,7 @@ pub fn scan(path: &Path, repair: bool) -> Result<ResumeState, SinkError> {
         }
         line_no += 1;
         if let Some((line, reason)) = pending_bad.take() {
-            return Err(SinkError::Corrupt {
-                path: path.to_path_buf(),
-                line,
-                reason,
-            });
+            return Err(not_a_record(path, line, state.lines, reason));
         }
         let terminated = buf.last() == Some(&b'\n');
         let text = trim_newline(&buf);
@@ -99,8 +102,14 @@ pub fn scan(path: &Path, repair: bool) -> Result<ResumeState, SinkError> {
             Ok(_) => pending_bad = Some((line_no, "the line is not terminated".into())),
             Err(e) => pending_bad = Some((line_no, e.to_string())),
         }
+        pending_ours = text.starts_with(RECORD_START);
     }
-    if let Some((line, _)) = pending_bad {
+    if let Some((line, reason)) = pending_bad {
+        // Never cut the only line of a file that may not be ours: a one-line
+        // data file without a final newline looks just like a half-written record.
+        if state.lines == 0 && !pending_ours {
+            return Err(not_a_record(path, line, 0, reason));
+        }
         let len = std::fs::metadata(path).map_err(io_error(path))?.len();
         if repair {
             let file = OpenOptions::new()
@@ -112,6 +121,26 @@ pub fn scan(path: &Path, repair: bool) -> Result<ResumeState, SinkError> {
         state.cut = Some((line, len - good_end));
     }
     Ok(state)
+}
+
+/// How every record line starts (`key` is the record's first field).
+const RECORD_START: &[u8] = b"{\"key\":";
+
+/// A bad line before any good one: most likely not an output at all (a data
+/// file the default output name landed on), and --fresh would move it aside.
+fn not_a_record(path: &Path, line: u64, good_lines: u64, reason: String) -> SinkError {
+    if good_lines == 0 {
+        SinkError::NotAnOutput {
+            path: path.to_path_buf(),
+            reason,
+        }
+    } else {
+        SinkError::Corrupt {
+            path: path.to_path_buf(),
+            line,
+            reason,
+        }
+    }
 }
 
 fn trim_newline(line: &[u8]) -> &[u8] {
@@ -172,6 +201,29 @@ mod tests {
             std::fs::read_to_string(&path).expect("read"),
             format!("{OK}\n")
         );
+    }
+
+    #[test]
+    fn a_one_line_data_file_without_a_newline_is_never_cut() {
+        let (_d, path) = write("{\"question\": \"why?\"}");
+        let err = scan(&path, true).unwrap_err();
+        assert!(matches!(err, SinkError::NotAnOutput { .. }), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "{\"question\": \"why?\"}"
+        );
+        // A first record cut short by a crash is ours: it is cut.
+        let (_d, path) = write("{\"key\":\"a/def");
+        let state = scan(&path, true).expect("scan");
+        assert_eq!(state.cut.map(|c| c.0), Some(1));
+    }
+
+    #[test]
+    fn a_file_that_is_not_an_output_is_named_as_such() {
+        let (_d, path) = write("{\"question\": \"why?\"}\n{\"question\": \"how?\"}\n");
+        let err = scan(&path, true).unwrap_err();
+        assert!(matches!(err, SinkError::NotAnOutput { .. }), "{err}");
+        assert!(err.to_string().contains("choose another --output"), "{err}");
     }
 
     #[test]
