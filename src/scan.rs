@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use crate::input::{self, InputError, InputFile};
 use crate::job::plan::Planner;
-use crate::job::Job;
+use crate::job::{Format, Job};
 use crate::keys::{KeyId, KeyMap};
 use crate::sink::ResumeState;
 
@@ -110,6 +110,13 @@ pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
             }
         };
         let line = row.line;
+        if scan.rows == 1 && job.input.format == Format::Csv {
+            // A template field that is not a column fails every row: say it once.
+            if let Some(problem) = missing_columns(job, &row.fields, &file.display) {
+                scan.problem(problem);
+                return scan;
+            }
+        }
         let requests = match planner.plan(row, &file.display) {
             Ok(requests) => requests,
             Err(problems) => {
@@ -160,6 +167,47 @@ pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
         }
     }
     scan
+}
+
+/// The template and id fields a CSV header lacks, as one problem naming the columns it has.
+fn missing_columns(
+    job: &Job,
+    columns: &serde_json::Map<String, serde_json::Value>,
+    display: &str,
+) -> Option<InputError> {
+    let templates = [job.input.template.as_ref(), job.input.id.as_ref()];
+    let mut missing: Vec<&str> = templates
+        .into_iter()
+        .flatten()
+        .flat_map(|t| t.fields())
+        .filter(|f| !columns.contains_key(*f))
+        .collect();
+    missing.dedup();
+    if missing.is_empty() {
+        return None;
+    }
+    let have: Vec<&str> = columns.keys().map(String::as_str).collect();
+    Some(
+        InputError::new(
+            display,
+            Some(1),
+            format!(
+                "the template needs column{} {} but the header has {}",
+                if missing.len() == 1 { "" } else { "s" },
+                quoted(&missing),
+                quoted(&have)
+            ),
+        )
+        .with_field(missing[0]),
+    )
+}
+
+fn quoted(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What `validate` prints: rows, requests per set, token bounds, worst-case cost, resume state.
@@ -221,4 +269,59 @@ pub fn describe(job: &Job, input: &str, scan: &Scan) -> String {
     );
     out.push_str("nothing was sent\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::JobArgs;
+    use crate::input::InputFile;
+
+    fn scan_csv(csv: &str, template: &str) -> Scan {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("q.csv");
+        std::fs::write(&path, csv).expect("write");
+        let args = JobArgs {
+            input: Some("q.csv".into()),
+            template: Some(template.into()),
+            model: Some("m".into()),
+            ..JobArgs::default()
+        };
+        let job = Job::load(&args, dir.path(), "2026-11-25").expect("valid job");
+        let file = InputFile {
+            path,
+            display: "q.csv".into(),
+        };
+        scan(&job, &file, &ResumeState::default())
+    }
+
+    #[test]
+    fn a_template_field_missing_from_the_header_is_one_problem_not_one_per_row() {
+        let rows: String = (1..=50).map(|i| format!("{i},q{i}\n")).collect();
+        let s = scan_csv(&format!("id,question\n{rows}"), "{{nope}}: {{question}}");
+        assert_eq!(s.problem_count, 1);
+        let message = s.problems[0].to_string();
+        assert!(
+            message.contains("\"nope\"") && message.contains("\"question\""),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn keys_and_counts_of_a_clean_csv() {
+        let s = scan_csv("id,question\na,x\nb,y\n", "{{question}}");
+        assert_eq!((s.rows, s.requests(), s.problem_count), (2, 2, 0));
+        assert_eq!(s.to_send(), 2);
+    }
+
+    #[test]
+    fn duplicate_ids_are_reported_with_the_first_line() {
+        let s = scan_csv("id,question\na,x\nb,y\na,z\n", "{{question}}");
+        assert_eq!(s.problem_count, 1);
+        let message = s.problems[0].to_string();
+        assert!(
+            message.contains("q.csv:4") && message.contains("line 2"),
+            "{message}"
+        );
+    }
 }
