@@ -58,6 +58,8 @@ impl Budget {
     /// (a request in flight that is not itself waiting may settle below its
     /// worst case and make room). `in_flight_caller`: a request already in
     /// flight books more for itself (a retry), which is not someone to wait for.
+    /// An in-flight caller that will wait is marked waiting under the same
+    /// lock, so no other caller can see it as someone able to make room.
     fn try_book(&self, worst_usd: f64, in_flight_caller: bool) -> Result<(), bool> {
         let mut s = self.lock();
         if s.recorded + s.in_flight + worst_usd <= self.max_usd {
@@ -68,7 +70,11 @@ impl Budget {
             return Ok(());
         }
         let me = u64::from(in_flight_caller);
-        Err(s.requests_in_flight > s.waiting + me)
+        let others_can_settle = s.requests_in_flight > s.waiting + me;
+        if others_can_settle && in_flight_caller {
+            s.waiting += 1;
+        }
+        Err(others_can_settle)
     }
 
     #[cfg(test)]
@@ -87,8 +93,9 @@ impl Budget {
                 Ok(()) => return true,
                 Err(false) => return false,
                 Err(true) => {
-                    self.lock().waiting += 1;
-                    let _waiting = Waiting { budget: self };
+                    // Only requests in flight count as waiting: the dispatcher
+                    // waiting for room is no request that could settle.
+                    let _waiting = in_flight_caller.then(|| Waiting { budget: self });
                     settled.await;
                 }
             }
@@ -107,15 +114,23 @@ impl Budget {
     }
 
     /// A request ended: what it booked is released and what it may have cost
-    /// ([`charge`]) is recorded.
-    pub fn settle(&self, booked_usd: f64, charge_usd: f64) {
-        {
+    /// ([`charge`]) is recorded. `denied_usd`: the worst case of a retry the
+    /// budget denied it, charged as far as room is left (never past the
+    /// budget) so that a rerun does not find that room and send it again.
+    /// Returns the whole charge.
+    pub fn settle(&self, booked_usd: f64, charge_usd: f64, denied_usd: f64) -> f64 {
+        let charged = {
             let mut s = self.lock();
             s.in_flight = (s.in_flight - booked_usd).max(0.0);
             s.requests_in_flight = s.requests_in_flight.saturating_sub(1);
             s.recorded += charge_usd;
-        }
+            let room = (self.max_usd - s.recorded - s.in_flight).max(0.0);
+            let denied = denied_usd.min(room);
+            s.recorded += denied;
+            charge_usd + denied
+        };
         self.settled.notify_waiters();
+        charged
     }
 
     #[cfg(test)]
@@ -151,7 +166,7 @@ mod tests {
         assert!(b.reserve(0.5).is_ok());
         // 0.25 recorded + 0.5 in flight + 0.5 next > 1.0
         assert!(b.reserve(0.5).is_err());
-        b.settle(0.5, charge(true, Some(0.1), 0.5, 0));
+        b.settle(0.5, charge(true, Some(0.1), 0.5, 0), 0.0);
         assert!((b.recorded() - 0.35).abs() < 1e-12);
         assert!(b.reserve(0.5).is_ok());
     }
@@ -161,7 +176,7 @@ mod tests {
         let b = Budget::new(1.0, 0.0);
         assert!(b.reserve(0.3).is_ok());
         // Two attempts lost without an answer, then a failure: 2 worst cases.
-        b.settle(0.3, charge(false, None, 0.3, 2));
+        b.settle(0.3, charge(false, None, 0.3, 2), 0.0);
         assert!((b.recorded() - 0.6).abs() < 1e-12);
         assert!(b.reserve(0.5).is_err());
     }
@@ -183,7 +198,7 @@ mod tests {
             !b.reserve_more(0.4).await,
             "a third worst case does not fit"
         );
-        b.settle(0.8, charge(true, Some(0.1), 0.4, 1));
+        b.settle(0.8, charge(true, Some(0.1), 0.4, 1), 0.0);
         assert!((b.recorded() - 0.5).abs() < 1e-12);
     }
 
@@ -201,8 +216,41 @@ mod tests {
         assert!(!first.is_finished());
         // ...which wants room too: nobody is left to make any, so it gives up.
         assert!(!b.reserve_more(0.5).await);
-        b.settle(0.5, 0.1);
+        b.settle(0.5, 0.1, 0.0);
         assert!(first.await.expect("join"), "room once the other settled");
+    }
+
+    #[tokio::test]
+    async fn the_dispatcher_waiting_is_no_reason_for_a_retry_to_give_up() {
+        let b = std::sync::Arc::new(Budget::new(1.0, 0.0));
+        assert!(b.reserve(0.4).is_ok());
+        assert!(b.reserve(0.4).is_ok());
+        // The dispatcher waits to book a larger request.
+        let dispatcher = {
+            let b = b.clone();
+            tokio::spawn(async move { b.reserve_when_possible(0.9).await })
+        };
+        tokio::task::yield_now().await;
+        // The other request in flight may still settle cheaply: the retry waits.
+        let retry = {
+            let b = b.clone();
+            tokio::spawn(async move { b.reserve_more(0.4).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!retry.is_finished());
+        b.settle(0.4, 0.05, 0.0);
+        assert!(retry.await.expect("join"));
+        dispatcher.abort();
+    }
+
+    #[test]
+    fn a_denied_retry_is_charged_only_as_far_as_room_is_left() {
+        let b = Budget::new(1.0, 0.3);
+        assert!(b.reserve(0.4).is_ok());
+        // One uncertain attempt (0.4), and a denied retry of 0.4: only 0.3 is left.
+        let charged = b.settle(0.4, 0.4, 0.4);
+        assert!((charged - 0.7).abs() < 1e-12, "{charged}");
+        assert!((b.recorded() - 1.0).abs() < 1e-12, "never past the budget");
     }
 
     #[tokio::test]
@@ -217,6 +265,16 @@ mod tests {
         waiting.abort();
         let _ = waiting.await;
         assert_eq!(b.lock().waiting, 0);
+        let retry = {
+            let b = b.clone();
+            tokio::spawn(async move { b.reserve_more(0.6).await })
+        };
+        assert!(b.reserve(0.0).is_ok());
+        tokio::task::yield_now().await;
+        assert_eq!(b.lock().waiting, 1);
+        retry.abort();
+        let _ = retry.await;
+        assert_eq!(b.lock().waiting, 0);
     }
 
     #[tokio::test]
@@ -230,10 +288,10 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
         // The first request cost far less than its worst case: the second fits.
-        b.settle(0.6, 0.1);
+        b.settle(0.6, 0.1, 0.0);
         assert!(waiting.await.expect("join"));
         // Nothing in flight and no room: give up at once.
-        b.settle(0.6, 0.6);
+        b.settle(0.6, 0.6, 0.0);
         assert!(!b.reserve_when_possible(0.6).await);
     }
 

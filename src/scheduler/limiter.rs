@@ -37,6 +37,8 @@ const LIMIT_EVIDENCE: u32 = 24;
 /// Once a limit is known, this many 429s in a row show it again: paced
 /// requests that overshoot it bounce one after another at each window's end.
 const LIMIT_AGAIN: u32 = 6;
+/// The longest window a provider is assumed to count over.
+const MAX_WINDOW: Duration = Duration::from_secs(60);
 /// Never slower than one request a minute.
 const MIN_RATE_PER_S: f64 = 1.0 / 60.0;
 
@@ -78,13 +80,23 @@ impl Gcra {
 #[derive(Debug)]
 struct Learned {
     rate_per_s: f64,
+    /// The rate last measured from a limit's window.
+    measured: f64,
     schedule: Gcra,
     last_raise: Instant,
+    /// When a request last waited for this pace.
+    last_paced: Option<Instant>,
     /// How long the provider's window looked (first success to the next window), at least 1 s.
     window: Duration,
 }
 
 impl Learned {
+    /// Whether this pace held a request back within the last window.
+    fn binding(&self, now: Instant) -> bool {
+        self.last_paced
+            .is_some_and(|at| now.saturating_duration_since(at) <= self.window)
+    }
+
     fn set_rate(&mut self, rate_per_s: f64) {
         self.rate_per_s = rate_per_s.max(MIN_RATE_PER_S);
         self.schedule.per_unit = Duration::from_secs_f64(1.0 / self.rate_per_s);
@@ -159,6 +171,11 @@ impl Limiter {
                 let mut s = self.lock();
                 let now = Instant::now();
                 let wait = s.wait(now);
+                if let Some(l) = s.learned.as_mut() {
+                    if !l.schedule.wait(now).is_zero() {
+                        l.last_paced = Some(now);
+                    }
+                }
                 if wait.is_zero() {
                     if let Some(g) = s.requests.as_mut() {
                         g.take(now, 1);
@@ -188,45 +205,49 @@ impl Limiter {
     /// and learn the rate the limit allows.
     pub fn on_rate_limited(&self, retry_after: Option<Duration>) {
         let mut s = self.lock();
-        s.recent = (s.recent << 1) | 1;
-        s.run += 1;
         let now = Instant::now();
-        let pause = retry_after.unwrap_or(DEFAULT_COOLDOWN);
         if now < s.cooldown_until {
-            // Another answer of the same burst: the window is already measured.
-            s.cooldown_until = s.cooldown_until.max(now + pause);
+            // An answer of the burst that was already measured: it is neither
+            // new evidence nor a reason to pause everyone any longer.
             return;
         }
-        let again = s.learned.is_some() && s.run >= LIMIT_AGAIN;
+        s.recent = (s.recent << 1) | 1;
+        s.run += 1;
+        let pause = retry_after.unwrap_or(DEFAULT_COOLDOWN);
+        // Once a limit is known, a few 429s in a row show it again, but only
+        // while its pace is what holds requests back (stray 429s at a lower
+        // pace say nothing about it).
+        let binding = s.learned.as_ref().is_some_and(|l| l.binding(now));
+        let again = binding && s.run >= LIMIT_AGAIN;
         if s.recent.count_ones() < LIMIT_EVIDENCE && !again {
             return;
         }
         let span = now.saturating_duration_since(s.window_start) + pause;
         let measured = (s.successes > 0 && !span.is_zero())
             .then(|| s.successes as f64 / span.as_secs_f64() * MARGIN);
-        // A known rate is lowered, but at most halved at a time.
-        let rate = match (&s.learned, measured) {
-            (Some(l), Some(m)) => m.min(l.rate_per_s * MARGIN).max(l.rate_per_s / 2.0),
-            (Some(l), None) => l.rate_per_s / 2.0,
-            (None, Some(m)) => m,
-            (None, None) => MIN_RATE_PER_S,
-        };
         let resume_at = now + pause;
-        let window = span.max(Duration::from_secs(1));
-        match s.learned.as_mut() {
-            Some(l) => {
-                l.set_rate(rate);
+        let window = span.clamp(Duration::from_secs(1), MAX_WINDOW);
+        match (s.learned.as_mut(), measured) {
+            // A known rate is lowered, but at most halved at a time.
+            (Some(l), Some(m)) => {
+                l.set_rate(m.min(l.rate_per_s * MARGIN).max(l.rate_per_s / 2.0));
+                l.measured = m;
                 l.last_raise = resume_at;
                 l.window = window;
             }
-            None => {
+            (None, Some(m)) => {
                 s.learned = Some(Learned {
-                    rate_per_s: rate.max(MIN_RATE_PER_S),
-                    schedule: Gcra::per_second(rate, resume_at),
+                    rate_per_s: m.max(MIN_RATE_PER_S),
+                    measured: m,
+                    schedule: Gcra::per_second(m, resume_at),
                     last_raise: resume_at,
+                    last_paced: None,
                     window,
                 })
             }
+            // Nothing succeeded since the last pause (a window already spent
+            // when the run began): pause, and measure the next window instead.
+            (_, None) => {}
         }
         s.cooldown_until = resume_at;
         s.window_start = resume_at;
@@ -237,17 +258,25 @@ impl Limiter {
 
     pub fn on_success(&self) {
         let mut s = self.lock();
-        s.recent <<= 1;
-        s.run = 0;
         let now = Instant::now();
         if now < s.cooldown_until {
             // Admitted before the pause: it belongs to the window that ended.
             return;
         }
+        s.recent <<= 1;
+        s.run = 0;
+        // Measure over recent time only: an hour at a slower pace says
+        // nothing about the rate a limit allows now.
+        if now.saturating_duration_since(s.window_start) > MAX_WINDOW * 2 {
+            s.window_start = now;
+            s.successes = 0;
+        }
         s.successes += 1;
         if let Some(l) = s.learned.as_mut() {
-            if now.saturating_duration_since(l.last_raise) >= l.window {
-                l.set_rate(l.rate_per_s * PROBE);
+            // Probe upwards only while the learned pace is what holds requests
+            // back, and never past twice what was measured.
+            if now.saturating_duration_since(l.last_raise) >= l.window && l.binding(now) {
+                l.set_rate((l.rate_per_s * PROBE).min(l.measured * 2.0));
                 l.last_raise = now;
             }
         }
@@ -328,12 +357,21 @@ mod tests {
         }
         let elapsed = start.elapsed();
         assert!(elapsed >= Duration::from_millis(1900), "{elapsed:?}");
-        // While no 429 comes, the rate is probed upwards.
+        // While no 429 comes and the pace holds requests back, it is probed upwards...
         for _ in 0..3 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            for _ in 0..100 {
+                limiter.acquire(1).await;
+            }
             limiter.on_success();
         }
-        assert!(limiter.learned_rate().expect("learned") > rate * 1.02);
+        let probed = limiter.learned_rate().expect("learned");
+        assert!(probed > rate * 1.02, "{probed}");
+        // ...but not while something else (the concurrency cap) is the limit.
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            limiter.on_success();
+        }
+        assert_eq!(limiter.learned_rate(), Some(probed));
     }
 
     #[tokio::test(start_paused = true)]
@@ -357,7 +395,10 @@ mod tests {
         }
         bounce(&limiter, 24, Duration::from_secs(1));
         let first = limiter.learned_rate().expect("learned");
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Requests paced by the learned rate.
+        for _ in 0..30 {
+            limiter.acquire(1).await;
+        }
         // A stray one among answers changes nothing (probing may raise it)...
         for _ in 0..16 {
             limiter.on_success();
@@ -386,6 +427,48 @@ mod tests {
             }
         }
         assert_eq!(limiter.learned_rate(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_limit_met_before_any_success_pauses_without_learning_a_crawl() {
+        // A rerun starting in a window already spent: 429s first, no successes.
+        let limiter = Limiter::new(0, 0);
+        bounce(&limiter, 24, Duration::from_secs(30));
+        assert_eq!(limiter.learned_rate(), None);
+        let start = Instant::now();
+        limiter.acquire(1).await;
+        assert!(start.elapsed() >= Duration::from_secs(30));
+        // The next window is measured instead.
+        for _ in 0..50 {
+            limiter.acquire(1).await;
+            limiter.on_success();
+        }
+        bounce(&limiter, 24, Duration::from_secs(1));
+        let rate = limiter.learned_rate().expect("learned");
+        assert!(rate > 40.0, "{rate}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stray_429s_below_a_known_limit_do_not_lower_it() {
+        let limiter = Limiter::new(0, 0);
+        for _ in 0..100 {
+            limiter.on_success();
+        }
+        bounce(&limiter, 24, Duration::from_secs(1));
+        let known = limiter.learned_rate().expect("learned");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Well below the pace (the requests come slower), a third come back 429.
+        let mut rng = fastrand::Rng::with_seed(11);
+        for _ in 0..5_000 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            limiter.acquire(1).await;
+            if rng.f64() < 1.0 / 3.0 {
+                limiter.on_rate_limited(Some(Duration::from_secs(1)));
+            } else {
+                limiter.on_success();
+            }
+        }
+        assert_eq!(limiter.learned_rate(), Some(known));
     }
 
     #[tokio::test(start_paused = true)]

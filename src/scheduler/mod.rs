@@ -141,7 +141,7 @@ impl Scheduler {
                 biased;
                 _ = dispatching.cancelled() => {
                     if let Some(budget) = &shared.budget {
-                        budget.settle(worst, 0.0);
+                        budget.settle(worst, 0.0, 0.0);
                     }
                     break;
                 }
@@ -155,9 +155,12 @@ impl Scheduler {
                     .await
                     .unwrap_or_else(|_| Ended::panicked(worst));
                 let budget_charge_usd = task.budget.as_ref().map(|budget| {
-                    let charge = ended.charge(&task.pricing, &request, worst);
-                    budget.settle(ended.booked, charge);
-                    charge
+                    let denied = if ended.denied { worst } else { 0.0 };
+                    budget.settle(
+                        ended.booked,
+                        ended.charge(&task.pricing, &request, worst),
+                        denied,
+                    )
                 });
                 let outcome = Outcome {
                     request,
@@ -221,17 +224,15 @@ impl Ended {
 
     /// What the request counts against the budget.
     fn charge(&self, pricing: &Pricing, request: &Request, worst: f64) -> f64 {
-        let denied = if self.denied { worst } else { 0.0 };
-        denied
-            + match &self.result {
-                Ok(reply) => budget::charge(
-                    true,
-                    pricing.reply_cost(&request.model, reply).map(|c| c.0),
-                    worst,
-                    self.uncertain,
-                ),
-                Err(_) => budget::charge(false, None, worst, self.uncertain),
-            }
+        match &self.result {
+            Ok(reply) => budget::charge(
+                true,
+                pricing.reply_cost(&request.model, reply).map(|c| c.0),
+                worst,
+                self.uncertain,
+            ),
+            Err(_) => budget::charge(false, None, worst, self.uncertain),
+        }
     }
 }
 
@@ -331,6 +332,10 @@ impl Shared {
                 .events
                 .send(Event::Retrying { kind: failure.kind })
                 .await;
+            // That send may have waited; an interrupt meanwhile still stops the retry.
+            if retries.is_cancelled() {
+                break Err(failure);
+            }
         };
         Ended {
             result,
