@@ -401,24 +401,31 @@ async fn a_rerun_resumes_sending_only_what_is_missing_failed_or_edited() {
     mock.shutdown().await;
 }
 
-#[tokio::test]
-async fn repeated_refusals_stop_the_run_with_exit_4() {
+/// A mock that wants the key "right", and a job of `rows` prompts sent one at
+/// a time with the key from TEST_KEY.
+async fn keyed_job(rows: usize) -> (MockServer, Sandbox) {
     let mock = mock(MockConfig {
         require_key: Some("right".into()),
         ..MockConfig::default()
     })
     .await;
     let sb = Sandbox::new();
-    let rows: String = (1..=20)
+    let lines: String = (1..=rows)
         .map(|i| format!("{{\"prompt\": \"q{i}\"}}\n"))
         .collect();
-    sb.write("rows.jsonl", &rows);
+    sb.write("rows.jsonl", &lines);
     let job = job_toml(
         &mock.url(),
         "[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\n[limits]\nconcurrency = 1\n",
     )
     .replace("api_key_env = \"\"", "api_key_env = \"TEST_KEY\"");
     sb.write("job.toml", &job);
+    (mock, sb)
+}
+
+#[tokio::test]
+async fn repeated_refusals_stop_the_run_with_exit_4() {
+    let (mock, sb) = keyed_job(20).await;
     let mut cmd = sb.command(&["run", "job.toml", "--progress", "off"]);
     cmd.env("TEST_KEY", "wrong");
     let out = output(cmd).await;
@@ -770,22 +777,7 @@ async fn the_budget_counts_unknown_costs_and_lost_attempts_across_reruns() {
 
 #[tokio::test]
 async fn lines_of_edited_requests_do_not_count_as_done() {
-    let mock = mock(MockConfig {
-        require_key: Some("right".into()),
-        ..MockConfig::default()
-    })
-    .await;
-    let sb = Sandbox::new();
-    let rows: String = (1..=5)
-        .map(|i| format!("{{\"prompt\": \"q{i}\"}}\n"))
-        .collect();
-    sb.write("rows.jsonl", &rows);
-    let job = job_toml(
-        &mock.url(),
-        "[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\n[limits]\nconcurrency = 1\n",
-    )
-    .replace("api_key_env = \"\"", "api_key_env = \"TEST_KEY\"");
-    sb.write("job.toml", &job);
+    let (mock, sb) = keyed_job(5).await;
     let mut cmd = sb.command(&["run", "job.toml", "--progress", "off"]);
     cmd.env("TEST_KEY", "right");
     assert_eq!(code(&output(cmd).await), 0);
