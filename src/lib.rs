@@ -39,7 +39,7 @@ pub enum ExitStatus {
 }
 
 impl ExitStatus {
-    /// This status, or `floor` when that is worse (a later code in the contract's order).
+    /// `floor` in place of success: a run that ended well can still be marked failed.
     pub fn at_least(self, floor: ExitStatus) -> ExitStatus {
         if self == ExitStatus::Success {
             floor

@@ -36,24 +36,26 @@ pub struct Progress {
     last_message: Instant,
 }
 
+fn bar(total: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} eta {eta} {msg}")
+            .expect("the template is valid")
+            .progress_chars("█▉▊▋▌▍▎▏ "),
+    );
+    bar
+}
+
 impl Progress {
     /// `total`: the requests this run will send (resumed ones excluded).
     pub fn new(mode: ProgressArg, quiet: bool, total: u64) -> Progress {
         let terminal = std::io::stderr().is_terminal();
-        let display = match (mode, quiet) {
-            (_, true) | (ProgressArg::Off, _) => Display::Off,
-            (ProgressArg::Bar, _) | (ProgressArg::Auto, _)
-                if terminal || mode == ProgressArg::Bar =>
-            {
-                let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-                bar.set_style(
-                    ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} eta {eta} {msg}")
-                        .expect("the template is valid")
-                        .progress_chars("█▉▊▋▌▍▎▏ "),
-                );
-                Display::Bar(bar)
-            }
-            _ => Display::Log {
+        let display = match mode {
+            _ if quiet => Display::Off,
+            ProgressArg::Off => Display::Off,
+            ProgressArg::Bar => Display::Bar(bar(total)),
+            ProgressArg::Auto if terminal => Display::Bar(bar(total)),
+            ProgressArg::Auto | ProgressArg::Log => Display::Log {
                 last: Instant::now(),
             },
         };

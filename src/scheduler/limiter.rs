@@ -283,7 +283,8 @@ impl Limiter {
     }
 
     /// The request rate learned from 429s, if any.
-    pub fn learned_rate(&self) -> Option<f64> {
+    #[cfg(test)]
+    fn learned_rate(&self) -> Option<f64> {
         self.lock().learned.as_ref().map(|l| l.rate_per_s)
     }
 }

@@ -4,7 +4,7 @@
 //! leave as [`Event`]s on another: every request that was sent ends as exactly
 //! one `Event::Done`, whatever happens.
 
-pub mod budget;
+mod budget;
 mod limiter;
 pub mod retry;
 mod stop;

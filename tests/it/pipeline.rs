@@ -21,6 +21,14 @@ max_backoff_ms = 20
     )
 }
 
+/// The usual job: prompt rows from rows.jsonl, model "m", then `extra` TOML.
+fn prompt_job(url: &str, extra: &str) -> String {
+    job_toml(
+        url,
+        &format!("[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\n{extra}"),
+    )
+}
+
 /// The request bodies the mock received, by X-Client-Request-Id.
 fn bodies(mock: &MockServer) -> HashMap<String, Value> {
     mock.received()
@@ -165,7 +173,10 @@ async fn the_concurrency_cap_is_held_and_filled() {
         .map(|i| format!("{{\"prompt\": \"question {i}\"}}\n"))
         .collect();
     sb.write("rows.jsonl", &rows);
-    sb.write("job.toml", &job_toml(&mock.url(), "[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\n[limits]\nconcurrency = 4\n"));
+    sb.write(
+        "job.toml",
+        &prompt_job(&mock.url(), "[limits]\nconcurrency = 4\n"),
+    );
     let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(sb.records("t.jsonl").len(), 40);
@@ -190,13 +201,7 @@ async fn transient_errors_are_retried_to_success() {
             "{\"id\": \"r3\", \"prompt\": \"plain\"}\n",
         ),
     );
-    sb.write(
-        "job.toml",
-        &job_toml(
-            &mock.url(),
-            "[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\n",
-        ),
-    );
+    sb.write("job.toml", &prompt_job(&mock.url(), ""));
     let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let records = by_key(&sb.records("t.jsonl"));
@@ -226,13 +231,7 @@ async fn a_bad_request_is_recorded_once_and_not_retried() {
         "rows.jsonl",
         "{\"id\": \"bad\", \"prompt\": \"[mock:fail=400] x\"}\n{\"id\": \"good\", \"prompt\": \"y\"}\n",
     );
-    sb.write(
-        "job.toml",
-        &job_toml(
-            &mock.url(),
-            "[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\n",
-        ),
-    );
+    sb.write("job.toml", &prompt_job(&mock.url(), ""));
     let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
     assert_eq!(code(&out), 1, "some requests failed: {}", stderr(&out));
     let records = by_key(&sb.records("t.jsonl"));
@@ -266,12 +265,9 @@ async fn the_api_key_is_sent_but_never_written_or_printed() {
         "rows.jsonl",
         "{\"prompt\": \"hi\"}\n{\"prompt\": \"[mock:fail=500] there\"}\n",
     );
-    let job = job_toml(
-        &mock.url(),
-        "[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\n",
-    )
-    .replace("api_key_env = \"\"", "api_key_env = \"TEST_KEY\"")
-    .replace("max_attempts = 4", "max_attempts = 1");
+    let job = prompt_job(&mock.url(), "")
+        .replace("api_key_env = \"\"", "api_key_env = \"TEST_KEY\"")
+        .replace("max_attempts = 4", "max_attempts = 1");
     sb.write("job.toml", &job);
     let mut cmd = sb.command(&["run", "job.toml", "--progress", "log"]);
     cmd.env("TEST_KEY", KEY);
@@ -317,13 +313,7 @@ async fn validate_sends_nothing_and_rejects_bad_parameters() {
         "rows.jsonl",
         "{\"id\": 1, \"prompt\": \"ok\"}\n{\"id\": 2, \"prompt\": \"x\", \"params\": {\"top_k\": -1}}\n{\"id\": 3}\n",
     );
-    sb.write(
-        "job.toml",
-        &job_toml(
-            &mock.url(),
-            "[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\n",
-        ),
-    );
+    sb.write("job.toml", &prompt_job(&mock.url(), ""));
 
     let out = output(sb.command(&["validate", "job.toml", "--param", "temperature=5"])).await;
     assert_eq!(code(&out), 2);
@@ -366,13 +356,7 @@ async fn a_rerun_resumes_sending_only_what_is_missing_failed_or_edited() {
         "rows.jsonl",
         "{\"id\": \"a\", \"prompt\": \"one\"}\n{\"id\": \"b\", \"prompt\": \"[mock:fail=400] two\"}\n{\"id\": \"c\", \"prompt\": \"three\"}\n",
     );
-    sb.write(
-        "job.toml",
-        &job_toml(
-            &mock.url(),
-            "[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\n",
-        ),
-    );
+    sb.write("job.toml", &prompt_job(&mock.url(), ""));
     let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
     assert_eq!(code(&out), 1);
     assert_eq!(mock.stats().requests(), 3);
@@ -414,11 +398,8 @@ async fn keyed_job(rows: usize) -> (MockServer, Sandbox) {
         .map(|i| format!("{{\"prompt\": \"q{i}\"}}\n"))
         .collect();
     sb.write("rows.jsonl", &lines);
-    let job = job_toml(
-        &mock.url(),
-        "[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\n[limits]\nconcurrency = 1\n",
-    )
-    .replace("api_key_env = \"\"", "api_key_env = \"TEST_KEY\"");
+    let job = prompt_job(&mock.url(), "[limits]\nconcurrency = 1\n")
+        .replace("api_key_env = \"\"", "api_key_env = \"TEST_KEY\"");
     sb.write("job.toml", &job);
     (mock, sb)
 }
@@ -454,13 +435,7 @@ async fn streaming_joins_deltas_and_keeps_usage() {
         "rows.jsonl",
         "{\"id\": \"s\", \"prompt\": \"stream me\"}\n{\"id\": \"n\", \"prompt\": \"[mock:no-usage] no usage here\"}\n",
     );
-    sb.write(
-        "job.toml",
-        &job_toml(
-            &mock.url(),
-            "[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\nstream = true\n",
-        ),
-    );
+    sb.write("job.toml", &prompt_job(&mock.url(), "stream = true\n"));
     let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let records = by_key(&sb.records("t.jsonl"));
@@ -495,10 +470,7 @@ async fn the_budget_stops_dispatch_with_exit_3() {
     // theirs. Four at a time must still leave nothing for a rerun with the same budget.
     sb.write(
         "job.toml",
-        &job_toml(
-            &mock.url(),
-            "[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\nmax_tokens = 100\n[limits]\nconcurrency = 4\nmax_cost_usd = 0.0005\n[pricing]\nm = { input = 1.0, output = 1.0 }\n",
-        ),
+        &prompt_job(&mock.url(), "max_tokens = 100\n[limits]\nconcurrency = 4\nmax_cost_usd = 0.0005\n[pricing]\nm = { input = 1.0, output = 1.0 }\n"),
     );
     let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
     assert_eq!(code(&out), 3, "{}", stderr(&out));
@@ -587,9 +559,9 @@ async fn provider_costs_models_and_tool_calls_are_recorded_as_sent() {
     );
     sb.write(
         "job.toml",
-        &job_toml(
+        &prompt_job(
             &mock.url(),
-            "[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\n[pricing]\nm = { input = 1.0, output = 2.0 }\n",
+            "[pricing]\nm = { input = 1.0, output = 2.0 }\n",
         ),
     );
     let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
@@ -743,10 +715,7 @@ async fn the_budget_counts_unknown_costs_and_lost_attempts_across_reruns() {
     sb.write("rows.jsonl", &rows);
     sb.write(
         "job.toml",
-        &job_toml(
-            &mock.url(),
-            "[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\nmax_tokens = 100\n[limits]\nconcurrency = 3\nmax_cost_usd = 0.001\n[pricing]\nm = { input = 1.0, output = 1.0 }\n",
-        ),
+        &prompt_job(&mock.url(), "max_tokens = 100\n[limits]\nconcurrency = 3\nmax_cost_usd = 0.001\n[pricing]\nm = { input = 1.0, output = 1.0 }\n"),
     );
     let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
     assert_eq!(code(&out), 3, "{}", stderr(&out));
