@@ -87,6 +87,11 @@ pub struct JobArgs {
     #[arg(long, value_name = "N", help_heading = "Input")]
     pub limit: Option<u64>,
 
+    /// Accept an input with no rows (exit 0, a summary of 0 requests) instead of exit 2,
+    /// e.g. for a nightly export that is empty on some days.
+    #[arg(long, help_heading = "Input")]
+    pub allow_empty: bool,
+
     /// Output JSONL, one line per request; {name} and {date} are expanded,
     /// e.g. --output 'out/{name}-{date}.jsonl' [default: {name}.jsonl].
     #[arg(long, value_name = "PATH", help_heading = "Output")]
@@ -154,8 +159,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub job: JobArgs,
 
-    /// Start over: move an existing output to <output>.bak instead of resuming it,
-    /// e.g. promptbatch run job.toml --fresh
+    /// Start over: once every check has passed, move an existing output to
+    /// <output>.<UTC YYYYMMDDTHHMMSSZ>.bak instead of resuming it, e.g. promptbatch run job.toml --fresh
     #[arg(long, help_heading = "Output")]
     pub fresh: bool,
 

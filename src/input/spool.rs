@@ -1,9 +1,9 @@
-//! Where the rows come from: a file as named, or standard input spooled to a
+//! Where the rows come from: a plain file as named, or standard input (or any
+//! input that is not a plain file: a FIFO, `<(...)`, a device) spooled to a
 //! temporary file.
 //!
-//! A run reads its input twice (the validation pass, then the run), and
-//! standard input can be read only once, so it is copied to a temporary file
-//! first. The copy is streamed, never held in memory, and deleted when the
+//! A run reads its input twice (the validation pass, then the run), and a
+//! pipe can be read only once, so it is copied to a temporary file first. The copy is streamed, never held in memory, and deleted when the
 //! [`Spooled`] value is dropped.
 
 use std::io::{BufWriter, Read, Write};
@@ -22,42 +22,62 @@ pub struct Spooled {
     _temp: Option<NamedTempFile>,
 }
 
-/// A file as it is (shown as the path as given); standard input spooled to a
-/// temporary file (shown as `<stdin>`).
+/// A plain file as it is (shown as the path as given); standard input spooled
+/// to a temporary file (shown as `<stdin>`), and so is a path that is not a
+/// plain file (shown as the path): reading a FIFO twice would find it empty
+/// the second time and send nothing.
 pub fn resolve(source: &InputSource) -> Result<Spooled, InputError> {
     match source {
-        InputSource::File(path) => Ok(Spooled {
-            file: InputFile {
-                path: path.clone(),
-                display: path.display().to_string(),
-            },
-            _temp: None,
-        }),
-        InputSource::Stdin => spool(std::io::stdin().lock()),
+        InputSource::File(path) => {
+            let display = path.display().to_string();
+            // A missing file or a folder is left to `open`, which says so.
+            let pipe_like = std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir());
+            if !pipe_like {
+                return Ok(Spooled {
+                    file: InputFile {
+                        path: path.clone(),
+                        display,
+                    },
+                    _temp: None,
+                });
+            }
+            let handle = std::fs::File::open(path).map_err(|e| {
+                InputError::new(
+                    display.clone(),
+                    None,
+                    format!(
+                        "cannot open {display}: {}; check [input] path or --input",
+                        io_message(&e)
+                    ),
+                )
+            })?;
+            spool(handle, &display)
+        }
+        InputSource::Stdin => spool(std::io::stdin().lock(), STDIN_DISPLAY),
     }
 }
 
-/// Copies `input` to a new temporary file.
-fn spool(mut input: impl Read) -> Result<Spooled, InputError> {
+/// Copies `input` to a new temporary file; `display` names the input in messages.
+fn spool(mut input: impl Read, display: &str) -> Result<Spooled, InputError> {
     let temp = tempfile::Builder::new()
-        .prefix("promptbatch-stdin-")
+        .prefix("promptbatch-input-")
         .tempfile()
         .map_err(|e| {
             InputError::new(
-                STDIN_DISPLAY,
+                display,
                 None,
                 format!(
-                    "cannot create a temporary file to hold standard input: {}; set TMPDIR to a writable folder or pass the input as a file",
+                    "cannot create a temporary file to hold {display}: {}; set TMPDIR to a writable folder or pass the input as a plain file",
                     io_message(&e)
                 ),
             )
         })?;
     let write_error = |e: std::io::Error| {
         InputError::new(
-            STDIN_DISPLAY,
+            display,
             None,
             format!(
-                "cannot copy standard input to {}: {}; free some space or set TMPDIR to another folder",
+                "cannot copy {display} to {}: {}; free some space or set TMPDIR to another folder",
                 temp.path().display(),
                 io_message(&e)
             ),
@@ -67,9 +87,9 @@ fn spool(mut input: impl Read) -> Result<Spooled, InputError> {
         let mut out = BufWriter::with_capacity(256 * 1024, temp.as_file());
         copy(&mut input, &mut out).map_err(|e| match e {
             CopyError::Read(e) => InputError::new(
-                STDIN_DISPLAY,
+                display,
                 None,
-                format!("cannot read standard input: {}", io_message(&e)),
+                format!("cannot read {display}: {}", io_message(&e)),
             ),
             CopyError::Write(e) => write_error(e),
         })?;
@@ -78,7 +98,7 @@ fn spool(mut input: impl Read) -> Result<Spooled, InputError> {
     Ok(Spooled {
         file: InputFile {
             path: temp.path().to_path_buf(),
-            display: STDIN_DISPLAY.to_string(),
+            display: display.to_string(),
         },
         _temp: Some(temp),
     })
@@ -123,7 +143,7 @@ mod tests {
 
     #[test]
     fn spooled_input_reads_twice_and_is_deleted_on_drop() {
-        let spooled = spool(&b"{\"a\":1}\n{\"a\":2}\n"[..]).expect("spools");
+        let spooled = spool(&b"{\"a\":1}\n{\"a\":2}\n"[..], STDIN_DISPLAY).expect("spools");
         assert_eq!(spooled.file.display, "<stdin>");
         for _ in 0..2 {
             let rows: Vec<_> = open(&spooled.file, Format::Jsonl).expect("opens").collect();
@@ -133,6 +153,28 @@ mod tests {
         assert!(path.exists());
         drop(spooled);
         assert!(!path.exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_is_spooled_and_read_twice() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("rows.jsonl");
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates a node.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let writer = {
+            let path = path.clone();
+            std::thread::spawn(move || std::fs::write(path, "{\"a\":1}\n{\"a\":2}\n"))
+        };
+        let spooled = resolve(&InputSource::File(path.clone())).expect("spools");
+        writer.join().expect("join").expect("written");
+        assert_ne!(spooled.file.path, path);
+        assert_eq!(spooled.file.display, path.display().to_string());
+        for _ in 0..2 {
+            let rows: Vec<_> = open(&spooled.file, Format::Jsonl).expect("opens").collect();
+            assert_eq!(rows.len(), 2);
+        }
     }
 
     #[test]

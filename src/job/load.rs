@@ -294,11 +294,17 @@ fn output_config(
     ok.then_some(OutputConfig { path, summary })
 }
 
-/// Whether two paths name the same file, also through `..` or links when
-/// their folders exist (the output itself need not exist yet).
+/// Whether two paths name the same file: by identity (device and inode) when
+/// both exist, so a hard link or a symlink to the input is caught; else
+/// through `..` or links in their folders (the output need not exist yet).
 fn same_file(a: &Path, b: &Path) -> bool {
     if a == b {
         return true;
+    }
+    #[cfg(unix)]
+    if let (Ok(x), Ok(y)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+        use std::os::unix::fs::MetadataExt;
+        return (x.dev(), x.ino()) == (y.dev(), y.ino());
     }
     let real = |p: &Path| {
         let folder = std::fs::canonicalize(p.parent()?).ok()?;

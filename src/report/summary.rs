@@ -307,6 +307,7 @@ mod tests {
             tool_calls: None,
             refusal: None,
             budget_charge_usd: None,
+            prior_charge_usd: None,
         }
     }
 

@@ -80,21 +80,46 @@ fn api_key(job: &Job) -> anyhow::Result<Option<String>> {
 }
 
 /// Scans the input on a blocking thread (it reads files).
-async fn scan_input(job: &Job, file: &Spooled, resume: &Arc<ResumeState>) -> anyhow::Result<Scan> {
+/// An input without rows is refused unless `allow_empty`: a cron job fed an
+/// empty export should be noticed, not pass as a success.
+async fn scan_input(
+    job: &Job,
+    file: &Spooled,
+    resume: &Arc<ResumeState>,
+    allow_empty: bool,
+) -> anyhow::Result<Scan> {
     let (job, file, resume) = (job.clone(), file.file.clone(), resume.clone());
+    let display = file.display.clone();
     let scan = tokio::task::spawn_blocking(move || scan(&job, &file, &resume)).await?;
     if scan.problem_count > 0 {
         return Err(invalid(scan.problem_report().trim_end().to_string()));
     }
+    if scan.rows == 0 && !allow_empty {
+        return Err(invalid(format!(
+            "{display} has no rows; nothing was sent (pass --allow-empty to accept an empty input and exit 0)"
+        )));
+    }
     Ok(scan)
+}
+
+/// What the output holds, read only (the lock is not held yet). With
+/// `--fresh` it is only checked to be an output: it is moved aside later.
+fn read_output(job: &Job, fresh: bool) -> anyhow::Result<ResumeState> {
+    let path = &job.output.path;
+    let read = if fresh {
+        sink::check_is_output(path).map(|()| ResumeState::default())
+    } else {
+        sink::scan(path)
+    };
+    read.map_err(|e| invalid(e.to_string()))
 }
 
 pub async fn validate(args: &JobArgs) -> anyhow::Result<ExitStatus> {
     // Nothing is sent, so a simulated endpoint is not started either.
     let job = load(args)?;
     let file = input::resolve(&job.input.source).map_err(|e| invalid(e.to_string()))?;
-    let resume = Arc::new(sink::scan(&job.output.path, false).map_err(|e| invalid(e.to_string()))?);
-    let scan = scan_input(&job, &file, &resume).await?;
+    let resume = Arc::new(read_output(&job, false)?);
+    let scan = scan_input(&job, &file, &resume, args.allow_empty).await?;
     print!("{}", crate::scan::describe(&job, &file.file.display, &scan));
     // A run would stop here too: a preflight that passes must mean the run can start.
     api_key(&job)?;
@@ -106,27 +131,27 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
     let (job, _mock) = prepare(&args.job).await?;
     let key = api_key(&job)?;
     let file = input::resolve(&job.input.source).map_err(|e| invalid(e.to_string()))?;
-    let _lock = OutputLock::acquire(&job.output.path).map_err(|e| invalid(e.to_string()))?;
-    let mut progress_notes = Vec::new();
-    if args.fresh {
-        if let Some(bak) = sink::move_aside(&job.output.path)? {
-            progress_notes.push(format!(
-                "--fresh: moved the old output to {}",
-                bak.display()
-            ));
-        }
-    }
-    let resume = Arc::new(sink::scan(&job.output.path, true).map_err(|e| invalid(e.to_string()))?);
-    if let Some((line, bytes)) = resume.cut {
-        progress_notes.push(format!(
-            "{}: cut off an incomplete last line (line {line}, {bytes} bytes) left by an earlier run that was stopped mid-write",
-            job.output.path.display()
-        ));
-    }
+    // Nothing is written before every check has passed and the lock is held:
+    // a run refused for bad input leaves no lock file, and --fresh no backup.
+    let mut resume = Arc::new(read_output(&job, args.fresh)?);
     let checked = producer::stamp(file.file.path());
-    let mut scan = scan_input(&job, &file, &resume).await?;
+    let allow_empty = args.job.allow_empty;
+    let mut scan = scan_input(&job, &file, &resume, allow_empty).await?;
     let client = Client::new(&job.endpoint, key.as_deref(), job.limits.concurrency)
         .map_err(|e| invalid(e.to_string()))?;
+    let _lock = OutputLock::acquire(&job.output.path).map_err(|e| invalid(e.to_string()))?;
+    if !args.fresh && !resume.unchanged(&job.output.path) {
+        // Another run wrote the output before this one took the lock.
+        resume = Arc::new(read_output(&job, false)?);
+        scan = scan_input(&job, &file, &resume, allow_empty).await?;
+    }
+    let mut progress_notes = Vec::new();
+    if let Some(bak) = take_over_output(&job, &resume, args.fresh)? {
+        progress_notes.push(format!(
+            "--fresh: moved the old output to {}",
+            bak.display()
+        ));
+    }
 
     if !args.quiet {
         if !job
@@ -223,6 +248,31 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
         return Ok(exit_status(stopped, &summary.requests).at_least(ExitStatus::Failed));
     }
     Ok(exit_status(stopped, &summary.requests))
+}
+
+/// With the lock held: removes a killed run's compaction temp file, then
+/// moves the old output aside (`--fresh`, returning the backup) or cuts off
+/// the unterminated last line the scan found, which is said even with
+/// `--quiet` (the file changed).
+fn take_over_output(
+    job: &Job,
+    resume: &ResumeState,
+    fresh: bool,
+) -> anyhow::Result<Option<std::path::PathBuf>> {
+    let path = &job.output.path;
+    let failed = |e: sink::SinkError| invalid(e.to_string());
+    sink::remove_stale_temp(path).map_err(failed)?;
+    if fresh {
+        return sink::move_aside(path).map_err(failed);
+    }
+    resume.repair(path).map_err(failed)?;
+    if let Some((line, bytes)) = resume.cut {
+        eprintln!(
+            "promptbatch: {}: cut off an incomplete last line (line {line}, {bytes} bytes) left by an earlier run that was stopped mid-write",
+            path.display()
+        );
+    }
+    Ok(None)
 }
 
 /// Counts over the job's keys as the output stands after the run.

@@ -1,60 +1,193 @@
-//! Compaction: one line per key, the latest, written to a temp file and renamed over the output.
+//! Compaction: one line per key, the latest, written to `<output>.compact.tmp`
+//! and renamed over the file the output path resolves to.
 //!
 //! Two streaming passes (find each key's last line, then copy those lines in
-//! file order), so a large output is never held in memory.
+//! file order), so a large output is never held in memory. The charges of
+//! the lines dropped are folded into the surviving line's `prior_charge_usd`:
+//! the budget caps what the file records as charged, and a total that shrank
+//! at every compaction would let reruns spend past it.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 
 use super::record::RecordHead;
 use super::{io_error, SinkError};
 use crate::keys::{KeyId, KeyMap};
 
+/// One key's lines so far: the line number of its latest, what that one
+/// charges (its own and folded), and what the earlier ones charged.
+struct KeyLines {
+    last: u64,
+    last_total: f64,
+    dropped: f64,
+}
+
 /// Rewrites `path` to the latest line of every key, keeping keys the job no
 /// longer has. Returns the number of lines dropped.
 pub fn compact(path: &Path) -> Result<u64, SinkError> {
-    let mut last: KeyMap<u64> = KeyMap::default();
+    // Through a symlink, the file it points to is replaced, not the link.
+    let real = super::resolve(path)?;
+    let mut keys: KeyMap<KeyLines> = KeyMap::default();
     let mut lines = 0u64;
-    for_each_line(path, |n, line| {
-        let head: RecordHead = serde_json::from_slice(line).map_err(|e| SinkError::Corrupt {
-            path: path.to_path_buf(),
-            line: n,
-            reason: e.to_string(),
-        })?;
-        last.insert(KeyId::of(&head.key), n);
+    for_each_line(&real, |n, line| {
+        let head = head(&real, n, line)?;
+        let total = head.total_charge();
+        keys.entry(KeyId::of(&head.key))
+            .and_modify(|k| {
+                k.dropped += k.last_total;
+                k.last = n;
+                k.last_total = total;
+            })
+            .or_insert(KeyLines {
+                last: n,
+                last_total: total,
+                dropped: 0.0,
+            });
         lines = n;
         Ok(())
     })?;
-    let dropped = lines - last.len() as u64;
+    let dropped = lines - keys.len() as u64;
     if dropped == 0 {
         return Ok(0);
     }
     let mut keep: Vec<bool> = vec![false; lines as usize + 1];
-    for n in last.values() {
-        keep[*n as usize] = true;
-    }
-    drop(last);
-    let temp = super::temp_beside(path).map_err(io_error(path))?;
-    // The compacted file keeps the permissions the output had.
-    let permissions = std::fs::metadata(path)
-        .map_err(io_error(path))?
-        .permissions();
-    std::fs::set_permissions(temp.path(), permissions).map_err(io_error(path))?;
-    let mut out = BufWriter::with_capacity(256 * 1024, temp);
-    for_each_line(path, |n, line| {
-        if keep[n as usize] {
-            out.write_all(line).map_err(io_error(path))?;
-            out.write_all(b"\n").map_err(io_error(path))?;
+    // The surviving lines that take over charges of dropped ones.
+    let mut folds: HashMap<u64, f64> = HashMap::new();
+    for k in keys.values() {
+        keep[k.last as usize] = true;
+        if k.dropped > 0.0 {
+            folds.insert(k.last, k.dropped);
         }
-        Ok(())
+    }
+    drop(keys);
+    let temp_path = super::paths::compact_temp(&real);
+    let result = write_compacted(&real, &temp_path, &keep, &folds);
+    if result.is_err() {
+        // Best effort: the next run removes it too.
+        let _ = std::fs::remove_file(&temp_path);
+    }
+    result.map(|()| dropped)
+}
+
+fn write_compacted(
+    real: &Path,
+    temp_path: &Path,
+    keep: &[bool],
+    folds: &HashMap<u64, f64>,
+) -> Result<(), SinkError> {
+    // Under the lock no live run writes it: anything there is stale, and a
+    // link planted there must be replaced, not written through.
+    match std::fs::remove_file(temp_path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_error(temp_path)(e)),
+        _ => {}
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o666);
+    }
+    let temp = options.open(temp_path).map_err(io_error(temp_path))?;
+    // The compacted file keeps the permissions the output had.
+    let permissions = std::fs::metadata(real)
+        .map_err(io_error(real))?
+        .permissions();
+    std::fs::set_permissions(temp_path, permissions).map_err(io_error(temp_path))?;
+    let mut out = BufWriter::with_capacity(256 * 1024, temp);
+    for_each_line(real, |n, line| {
+        if !keep[n as usize] {
+            return Ok(());
+        }
+        match folds.get(&n) {
+            Some(dropped) => {
+                let own = head(real, n, line)?.prior_charge_usd.unwrap_or(0.0);
+                let line = with_prior(line, own + dropped).map_err(|e| SinkError::Corrupt {
+                    path: real.to_path_buf(),
+                    line: n,
+                    reason: e.to_string(),
+                })?;
+                out.write_all(&line).map_err(io_error(temp_path))?;
+            }
+            None => out.write_all(line).map_err(io_error(temp_path))?,
+        }
+        out.write_all(b"\n").map_err(io_error(temp_path))
     })?;
     let temp = out
         .into_inner()
-        .map_err(|e| io_error(path)(e.into_error()))?;
-    temp.as_file().sync_all().map_err(io_error(path))?;
-    temp.persist(path).map_err(|e| io_error(path)(e.error))?;
-    Ok(dropped)
+        .map_err(|e| io_error(temp_path)(e.into_error()))?;
+    temp.sync_all().map_err(io_error(temp_path))?;
+    std::fs::rename(temp_path, real).map_err(io_error(real))
+}
+
+fn head(path: &Path, n: u64, line: &[u8]) -> Result<RecordHead, SinkError> {
+    serde_json::from_slice(line).map_err(|e| SinkError::Corrupt {
+        path: path.to_path_buf(),
+        line: n,
+        reason: e.to_string(),
+    })
+}
+
+/// A record's fields in the order they were written, values untouched.
+struct Fields<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Fields<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for FieldsVisitor<'a> {
+            type Value = Fields<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Fields<'a>, M::Error> {
+                let mut fields = Vec::new();
+                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
+                    fields.push(entry);
+                }
+                Ok(Fields(fields))
+            }
+        }
+        deserializer.deserialize_map(FieldsVisitor(std::marker::PhantomData))
+    }
+}
+
+/// `line` with its `prior_charge_usd` set to `prior` (added at its end when
+/// absent, as a run would write it); every other field kept as it was, in order.
+fn with_prior(line: &[u8], prior: f64) -> Result<Vec<u8>, serde_json::Error> {
+    const FIELD: &str = "prior_charge_usd";
+    let Fields(fields) = serde_json::from_slice(line)?;
+    let prior = serde_json::to_string(&prior)?;
+    let mut out = Vec::with_capacity(line.len() + 32);
+    out.push(b'{');
+    let mut seen = false;
+    for (i, (name, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, name)?;
+        out.push(b':');
+        if name == FIELD {
+            seen = true;
+            out.extend_from_slice(prior.as_bytes());
+        } else {
+            out.extend_from_slice(value.get().as_bytes());
+        }
+    }
+    if !seen {
+        if !fields.is_empty() {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, FIELD)?;
+        out.push(b':');
+        out.extend_from_slice(prior.as_bytes());
+    }
+    out.push(b'}');
+    Ok(out)
 }
 
 /// Calls `f` with each non-blank line (1-based number, without its newline).
@@ -88,39 +221,120 @@ fn for_each_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::resume::tests::record;
+
+    fn charged(key: &str, charge: &str) -> String {
+        record(
+            key,
+            "error",
+            "a1",
+            &format!(r#","cost_usd":null,"budget_charge_usd":{charge}"#),
+        )
+    }
 
     #[test]
     fn keeps_the_latest_line_of_every_key_in_file_order() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("out.jsonl");
         let lines = [
-            r#"{"key":"a","status":"error","n":1}"#,
-            r#"{"key":"old","status":"ok","n":2}"#,
-            r#"{"key":"b","status":"ok","n":3}"#,
-            r#"{"key":"a","status":"ok","n":4}"#,
+            record("a/default", "error", "a1", ""),
+            record("old/default", "ok", "b2", ""),
+            record("b/default", "ok", "c3", ""),
+            record("a/default", "ok", "a1", ""),
         ];
         std::fs::write(&path, lines.join("\n") + "\n").expect("write");
         assert_eq!(compact(&path).expect("compact"), 1);
         let left = std::fs::read_to_string(&path).expect("read");
-        assert_eq!(left, [lines[1], lines[2], lines[3]].join("\n") + "\n");
+        assert_eq!(
+            left,
+            [&lines[1], &lines[2], &lines[3]]
+                .map(|l| l.as_str())
+                .join("\n")
+                + "\n"
+        );
         // Already compact: nothing changes.
         assert_eq!(compact(&path).expect("compact"), 0);
+        assert!(!dir.path().join("out.jsonl.compact.tmp").exists());
+    }
+
+    #[test]
+    fn the_charges_of_dropped_lines_move_to_the_surviving_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.jsonl");
+        let lines = [
+            charged("a/default", "0.25"),
+            charged("b/default", "0.125"),
+            charged("a/default", "0.5"),
+            charged("a/default", "1.0"),
+        ];
+        std::fs::write(&path, lines.join("\n") + "\n").expect("write");
+        let before = crate::sink::scan(&path).expect("scan").recorded_cost_usd;
+        assert_eq!(compact(&path).expect("compact"), 2);
+        let left = std::fs::read_to_string(&path).expect("read");
+        let last: Vec<&str> = left.lines().collect();
+        assert_eq!(last[0], lines[1]);
+        assert_eq!(
+            last[1],
+            lines[3].trim_end_matches('}').to_string() + r#","prior_charge_usd":0.75}"#
+        );
+        let after = crate::sink::scan(&path).expect("scan").recorded_cost_usd;
+        assert!((before - after).abs() < 1e-12, "{before} -> {after}");
+        // A later line of the same key folds the carried charge again.
+        std::fs::write(&path, format!("{left}{}\n", charged("a/default", "2.0"))).expect("write");
+        assert_eq!(compact(&path).expect("compact"), 1);
+        let again = crate::sink::scan(&path).expect("scan").recorded_cost_usd;
+        assert!((again - (after + 2.0)).abs() < 1e-12, "{again}");
+        let line: serde_json::Value = serde_json::from_str(
+            std::fs::read_to_string(&path)
+                .expect("read")
+                .lines()
+                .last()
+                .expect("line"),
+        )
+        .expect("json");
+        assert_eq!(line["prior_charge_usd"], 1.75);
+        assert_eq!(line["budget_charge_usd"], 2.0);
+    }
+
+    #[test]
+    fn an_existing_prior_charge_is_replaced_in_place() {
+        let line = br#"{"key":"a","prior_charge_usd":1.5,"input":{"x":[1,2]}}"#;
+        let out = with_prior(line, 2.5).expect("rewrites");
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            r#"{"key":"a","prior_charge_usd":2.5,"input":{"x":[1,2]}}"#
+        );
     }
 
     #[cfg(unix)]
     #[test]
-    fn compaction_keeps_the_permissions_of_the_output() {
+    fn a_symlinked_output_stays_a_symlink_and_keeps_its_permissions() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("out.jsonl");
-        std::fs::write(
-            &path,
-            "{\"key\":\"a\",\"status\":\"ok\"}\n{\"key\":\"a\",\"status\":\"ok\"}\n",
-        )
-        .expect("write");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        assert_eq!(compact(&path).expect("compact"), 1);
-        let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
-        assert_eq!(mode, 0o644);
+        std::fs::create_dir(dir.path().join("data")).expect("mkdir");
+        let real = dir.path().join("data/out.jsonl");
+        let link = dir.path().join("link.jsonl");
+        std::os::unix::fs::symlink("data/out.jsonl", &link).expect("link");
+        let a = record("a/default", "ok", "a1", "");
+        std::fs::write(&real, format!("{a}\n{a}\n")).expect("write");
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        // A stale temp file (here even a link to somewhere else) is replaced, never written through.
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, "precious").expect("write");
+        std::os::unix::fs::symlink(&victim, dir.path().join("data/out.jsonl.compact.tmp"))
+            .expect("link");
+        assert_eq!(compact(&link).expect("compact"), 1);
+        assert!(std::fs::symlink_metadata(&link)
+            .expect("meta")
+            .file_type()
+            .is_symlink());
+        assert_eq!(
+            std::fs::read_to_string(&real).expect("read"),
+            format!("{a}\n")
+        );
+        let mode = std::fs::metadata(&real).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+        assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious");
+        assert!(!dir.path().join("data/out.jsonl.compact.tmp").exists());
     }
 }

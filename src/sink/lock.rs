@@ -20,30 +20,22 @@ impl OutputLock {
         &self.path
     }
 
-    /// Takes the lock of `output`, or says which process holds it.
+    /// Takes the lock of `output`, or says which process holds it. The lock
+    /// is on the output with every symlink resolved, so two paths to one file
+    /// share one lock.
     pub fn acquire(output: &Path) -> Result<OutputLock, SinkError> {
+        let real = super::resolve(output)?;
         // A device or a folder would be read forever by the resume scan, or
         // cannot be appended to and renamed over: only plain files are outputs.
-        if let Ok(meta) = std::fs::metadata(output) {
+        if let Ok(meta) = std::fs::metadata(&real) {
             if !meta.is_file() {
                 return Err(SinkError::NotAFile {
                     path: output.to_path_buf(),
                 });
             }
         }
-        let mut path = output.as_os_str().to_owned();
-        path.push(".lock");
-        let path = PathBuf::from(path);
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io_error(dir))?;
-        }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io_error(&path))?;
+        let path = super::paths::with_suffix(&real, ".lock");
+        let mut file = open_plain(&path)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -70,6 +62,36 @@ impl OutputLock {
     }
 }
 
+/// Opens (or creates) the lock file without following a symlink: a lock path
+/// planted as a link to another file must not get that file truncated.
+fn open_plain(path: &Path) -> Result<File, SinkError> {
+    let not_plain = || SinkError::LockNotAFile {
+        path: path.to_path_buf(),
+    };
+    if std::fs::symlink_metadata(path).is_ok_and(|m| !m.is_file()) {
+        return Err(not_plain());
+    }
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // The check above can race with a link made just after it; this cannot.
+        // O_NONBLOCK: a FIFO put there between the two must not hang the run.
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = match options.open(path) {
+        Ok(file) => file,
+        #[cfg(unix)]
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(not_plain()),
+        Err(e) => return Err(io_error(path)(e)),
+    };
+    if !file.metadata().map_err(io_error(path))?.is_file() {
+        return Err(not_plain());
+    }
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +111,45 @@ mod tests {
         drop(first);
         let again = OutputLock::acquire(&out).expect("lock after release");
         assert!(again.path().ends_with("out.jsonl.lock"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_lock_path_that_is_a_link_or_not_a_file_is_refused_and_nothing_is_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out.jsonl");
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, "precious").expect("write");
+        std::os::unix::fs::symlink(&victim, dir.path().join("out.jsonl.lock")).expect("link");
+        let err = OutputLock::acquire(&out).unwrap_err();
+        assert!(matches!(err, SinkError::LockNotAFile { .. }), "{err}");
+        assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious");
+        // A dangling link is not followed either: nothing is created at its target.
+        let other = dir.path().join("other.jsonl");
+        std::os::unix::fs::symlink(
+            dir.path().join("made.txt"),
+            dir.path().join("other.jsonl.lock"),
+        )
+        .expect("link");
+        assert!(OutputLock::acquire(&other).is_err());
+        assert!(!dir.path().join("made.txt").exists());
+        // A folder in its place.
+        let third = dir.path().join("third.jsonl");
+        std::fs::create_dir(dir.path().join("third.jsonl.lock")).expect("mkdir");
+        let err = OutputLock::acquire(&third).unwrap_err();
+        assert!(matches!(err, SinkError::LockNotAFile { .. }), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn two_paths_to_one_output_share_one_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out.jsonl");
+        std::os::unix::fs::symlink("out.jsonl", dir.path().join("link.jsonl")).expect("link");
+        let _held = OutputLock::acquire(&out).expect("lock");
+        let err = OutputLock::acquire(&dir.path().join("link.jsonl")).unwrap_err();
+        assert!(matches!(err, SinkError::Locked { .. }), "{err}");
+        let err = OutputLock::acquire(&dir.path().join("sub/../out.jsonl")).unwrap_err();
+        assert!(matches!(err, SinkError::Locked { .. }), "{err}");
     }
 }

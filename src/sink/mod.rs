@@ -5,6 +5,7 @@
 
 mod compact;
 mod lock;
+mod paths;
 pub mod record;
 mod resume;
 
@@ -14,8 +15,9 @@ use std::path::{Path, PathBuf};
 
 pub use compact::compact;
 pub use lock::OutputLock;
+pub use paths::{move_aside, remove_stale_temp, resolve, FileStamp};
 pub use record::{Record, RecordHead, Status};
-pub use resume::{scan, Latest, ResumeState};
+pub use resume::{check_is_output, scan, Latest, ResumeState};
 
 /// Something went wrong with the output file itself (not with a request).
 #[derive(Debug, thiserror::Error)]
@@ -31,9 +33,11 @@ pub enum SinkError {
     Locked { path: PathBuf, pid: String },
     #[error("{path} is not a regular file: the output must be a plain file (it is appended to, then replaced when compacted); choose another --output")]
     NotAFile { path: PathBuf },
+    #[error("{path} is a symbolic link or not a plain file, and a lock file must be a plain file: nothing was written through it; remove it (no run holds it then) or choose another --output")]
+    LockNotAFile { path: PathBuf },
     #[error("{path} is not a promptbatch output (its first line is not a record: {reason}); choose another --output, so as not to overwrite it")]
     NotAnOutput { path: PathBuf, reason: String },
-    #[error("{path}:{line}: not a promptbatch record ({reason}); the file was edited by hand: fix or remove that line, or start over with --fresh")]
+    #[error("{path}:{line}: not a promptbatch record ({reason}); the file was edited by hand: fix or remove that line, or start over with --fresh (which keeps it as a backup)")]
     Corrupt {
         path: PathBuf,
         line: u64,
@@ -64,18 +68,6 @@ pub fn temp_beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
         builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
     builder.tempfile_in(dir)
-}
-
-/// `--fresh`: moves an existing output to `<output>.bak` so the run starts over.
-pub fn move_aside(path: &Path) -> Result<Option<PathBuf>, SinkError> {
-    if !path.exists() {
-        return Ok(None);
-    }
-    let mut bak = path.as_os_str().to_owned();
-    bak.push(".bak");
-    let bak = PathBuf::from(bak);
-    std::fs::rename(path, &bak).map_err(io_error(path))?;
-    Ok(Some(bak))
 }
 
 /// Appends records, one JSON line each. `flush` is called by the collector

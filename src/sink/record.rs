@@ -67,6 +67,10 @@ pub struct Record {
     /// a rerun charges exactly what this run did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_charge_usd: Option<f64>,
+    /// The charges of this key's earlier lines that compaction dropped, so
+    /// the file's total charge never shrinks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior_charge_usd: Option<f64>,
 }
 
 /// The few fields resume and compaction need; parsing skips the rest without allocating it.
@@ -80,6 +84,56 @@ pub struct RecordHead {
     pub cost_usd: Option<f64>,
     #[serde(default)]
     pub budget_charge_usd: Option<f64>,
+    #[serde(default)]
+    pub prior_charge_usd: Option<f64>,
+}
+
+impl RecordHead {
+    /// What the line itself counts against a budget: its `budget_charge_usd`
+    /// when a budget was set, else its cost.
+    pub fn charge(&self) -> f64 {
+        self.budget_charge_usd.or(self.cost_usd).unwrap_or(0.0)
+    }
+
+    /// Its own charge plus what compaction folded into it from dropped lines.
+    pub fn total_charge(&self) -> f64 {
+        self.charge() + self.prior_charge_usd.unwrap_or(0.0)
+    }
+
+    /// A cost or charge that is negative or not finite was not written by a
+    /// run: it would give a budget room it does not have.
+    pub fn bad_figure(&self) -> Option<String> {
+        [
+            ("cost_usd", self.cost_usd),
+            ("budget_charge_usd", self.budget_charge_usd),
+            ("prior_charge_usd", self.prior_charge_usd),
+        ]
+        .into_iter()
+        .find_map(|(name, value)| {
+            value.filter(|v| !v.is_finite() || *v < 0.0).map(|v| {
+                format!("{name} is {v}, and a run never writes a negative or infinite figure")
+            })
+        })
+    }
+}
+
+/// The fields every record has, with their types: a first line without them
+/// is not a promptbatch output (a data file with `key` and `status` columns,
+/// say), and is never appended to or compacted.
+#[derive(Debug, Deserialize)]
+#[allow(dead_code)] // Read only to prove the fields are there.
+pub struct RecordCheck {
+    key: String,
+    job: String,
+    id: String,
+    param_set: String,
+    status: Status,
+    attempts: u32,
+    uncertain_attempts: u32,
+    client_request_id: String,
+    request_sha256: String,
+    params: Map<String, Value>,
+    input: Map<String, Value>,
 }
 
 pub fn timestamp(at: DateTime<Utc>) -> String {
@@ -127,6 +181,7 @@ impl Record {
             tool_calls: None,
             refusal: None,
             budget_charge_usd,
+            prior_charge_usd: None,
         };
         match result {
             Ok(reply) => {

@@ -1,14 +1,17 @@
 //! The resume scan: what an existing output already holds, before a run appends to it.
 //!
-//! A crash mid-write can leave an unterminated or unparseable last line; the
-//! scan cuts it off so the next append starts on a clean line. Anything
-//! unparseable elsewhere was edited by hand and stops the run.
+//! The scan only reads; the run repairs what it found once it holds the lock.
+//! A crash mid-write can leave only an unterminated last line, which is cut
+//! off. Anything else that does not read as a record (an unparseable line
+//! anywhere, a negative cost) was edited by hand and stops the run: cutting
+//! it would lose a line, counting it would give the budget room it lacks.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use super::record::{RecordHead, Status};
+use super::paths::FileStamp;
+use super::record::{RecordCheck, RecordHead, Status};
 use super::{io_error, SinkError};
 use crate::keys::{sha_prefix, KeyId, KeyMap};
 
@@ -25,11 +28,16 @@ pub struct ResumeState {
     /// Latest line per key, for every key in the file (the job's or not).
     pub latest: KeyMap<Latest>,
     /// What every line of the file counts against a budget: its
-    /// `budget_charge_usd` when a budget was set, else its cost.
+    /// `budget_charge_usd` when a budget was set, else its cost, plus the
+    /// charges compaction folded into it (`prior_charge_usd`).
     pub recorded_cost_usd: f64,
     pub lines: u64,
-    /// Bytes cut off a damaged last line, with its line number.
+    /// An unterminated last line to cut off: its line number and bytes.
     pub cut: Option<(u64, u64)>,
+    /// Where the good lines end.
+    good_end: u64,
+    /// The file as it was scanned (None: there was none).
+    stamp: Option<FileStamp>,
 }
 
 impl ResumeState {
@@ -46,102 +54,150 @@ impl ResumeState {
     pub fn is_done(&self, key: &str, sha256: &str) -> bool {
         self.prior(key, sha256) == Some(true)
     }
+
+    /// Whether `path` is still the file this scan read, as it was (another
+    /// run may have written it before this one took the lock).
+    pub fn unchanged(&self, path: &Path) -> bool {
+        FileStamp::now(path) == self.stamp
+    }
+
+    /// Cuts off the unterminated last line the scan found, so the next
+    /// append starts on a clean line. Only with the lock held.
+    pub fn repair(&self, path: &Path) -> Result<(), SinkError> {
+        if self.cut.is_none() {
+            return Ok(());
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io_error(path))?;
+        file.set_len(self.good_end).map_err(io_error(path))
+    }
 }
 
-/// Scans `path` (missing = empty). With `repair`, a damaged last line is cut
-/// off; without (`validate`), it is only reported in `cut`.
-pub fn scan(path: &Path, repair: bool) -> Result<ResumeState, SinkError> {
+/// Refuses `path` as an output unless it is missing, empty, or a plain file
+/// whose first line is one of this tool's records: a data file is never
+/// appended to, compacted or moved aside.
+pub fn check_is_output(path: &Path) -> Result<(), SinkError> {
+    let Some(mut reader) = open(path)? else {
+        return Ok(());
+    };
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf).map_err(io_error(path))? == 0 {
+            return Ok(());
+        }
+        let text = trim_newline(&buf);
+        if text.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        return if buf.last() == Some(&b'\n') {
+            first_line_is_a_record(path, text)
+        } else {
+            unterminated_first_line(path, text)
+        };
+    }
+}
+
+/// Scans `path` (missing = empty), reading only: see [`ResumeState::repair`].
+pub fn scan(path: &Path) -> Result<ResumeState, SinkError> {
     let mut state = ResumeState::default();
+    let Some(mut reader) = open(path)? else {
+        return Ok(state);
+    };
+    state.stamp = Some(FileStamp::of(
+        &reader.get_ref().metadata().map_err(io_error(path))?,
+    ));
+    let mut buf = Vec::new();
+    let mut line_no: u64 = 0;
+    loop {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf).map_err(io_error(path))? as u64;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        let text = trim_newline(&buf);
+        let blank = text.iter().all(u8::is_ascii_whitespace);
+        if buf.last() != Some(&b'\n') {
+            // Only the last line can lack its newline: a crash mid-write.
+            if state.lines == 0 && !blank {
+                unterminated_first_line(path, text)?;
+            }
+            state.cut = Some((line_no, n));
+            break;
+        }
+        if blank {
+            state.good_end += n;
+            continue;
+        }
+        if state.lines == 0 {
+            first_line_is_a_record(path, text)?;
+        }
+        let corrupt = |reason: String| SinkError::Corrupt {
+            path: path.to_path_buf(),
+            line: line_no,
+            reason,
+        };
+        let head: RecordHead = serde_json::from_slice(text).map_err(|e| corrupt(e.to_string()))?;
+        if let Some(reason) = head.bad_figure() {
+            return Err(corrupt(reason));
+        }
+        state.good_end += n;
+        state.lines += 1;
+        state.recorded_cost_usd += head.total_charge();
+        state.latest.insert(
+            KeyId::of(&head.key),
+            Latest {
+                ok: head.status == Status::Ok,
+                sha: sha_prefix(&head.request_sha256),
+            },
+        );
+    }
+    Ok(state)
+}
+
+/// The file for reading; None when there is none. Only plain files are outputs.
+fn open(path: &Path) -> Result<Option<BufReader<File>>, SinkError> {
     if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
         return Err(SinkError::NotAFile {
             path: path.to_path_buf(),
         });
     }
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(state),
-        Err(e) => return Err(io_error(path)(e)),
-    };
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
-    let mut buf = Vec::new();
-    let mut good_end: u64 = 0;
-    let mut line_no: u64 = 0;
-    // A bad line is only an error once a later line proves it was not the last.
-    let mut pending_bad: Option<(u64, String)> = None;
-    // Whether the pending bad line starts like one of our records.
-    let mut pending_ours = false;
-    loop {
-        buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(io_error(path))?;
-        if n == 0 {
-            break;
-        }
-        line_no += 1;
-        if let Some((line, reason)) = pending_bad.take() {
-            return Err(not_a_record(path, line, state.lines, reason));
-        }
-        let terminated = buf.last() == Some(&b'\n');
-        let text = trim_newline(&buf);
-        if text.iter().all(u8::is_ascii_whitespace) && terminated {
-            good_end += n as u64;
-            continue;
-        }
-        match serde_json::from_slice::<RecordHead>(text) {
-            Ok(head) if terminated => {
-                good_end += n as u64;
-                state.lines += 1;
-                state.recorded_cost_usd += head.budget_charge_usd.or(head.cost_usd).unwrap_or(0.0);
-                state.latest.insert(
-                    KeyId::of(&head.key),
-                    Latest {
-                        ok: head.status == Status::Ok,
-                        sha: sha_prefix(&head.request_sha256),
-                    },
-                );
-            }
-            Ok(_) => pending_bad = Some((line_no, "the line is not terminated".into())),
-            Err(e) => pending_bad = Some((line_no, e.to_string())),
-        }
-        pending_ours = text.starts_with(RECORD_START);
+    match File::open(path) {
+        Ok(file) => Ok(Some(BufReader::with_capacity(256 * 1024, file))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error(path)(e)),
     }
-    if let Some((line, reason)) = pending_bad {
-        // Never cut the only line of a file that may not be ours: a one-line
-        // data file without a final newline looks just like a half-written record.
-        if state.lines == 0 && !pending_ours {
-            return Err(not_a_record(path, line, 0, reason));
-        }
-        let len = std::fs::metadata(path).map_err(io_error(path))?.len();
-        if repair {
-            let file = OpenOptions::new()
-                .write(true)
-                .open(path)
-                .map_err(io_error(path))?;
-            file.set_len(good_end).map_err(io_error(path))?;
-        }
-        state.cut = Some((line, len - good_end));
+}
+
+/// The first line must carry every field a record has, with its type: a data
+/// file whose rows happen to have `key` and `status` is not an output.
+fn first_line_is_a_record(path: &Path, text: &[u8]) -> Result<(), SinkError> {
+    serde_json::from_slice::<RecordCheck>(text)
+        .map(drop)
+        .map_err(|e| SinkError::NotAnOutput {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+}
+
+/// A file whose only line is unterminated is ours only if it starts like a
+/// record: a one-line data file without a final newline looks just like a
+/// half-written record otherwise, and must never be cut.
+fn unterminated_first_line(path: &Path, text: &[u8]) -> Result<(), SinkError> {
+    if text.starts_with(RECORD_START) {
+        return Ok(());
     }
-    Ok(state)
+    Err(SinkError::NotAnOutput {
+        path: path.to_path_buf(),
+        reason: "its only line is not terminated and does not start like a record".into(),
+    })
 }
 
 /// How every record line starts (`key` is the record's first field).
 const RECORD_START: &[u8] = b"{\"key\":";
-
-/// A bad line before any good one: most likely not an output at all (a data
-/// file the default output name landed on), and --fresh would move it aside.
-fn not_a_record(path: &Path, line: u64, good_lines: u64, reason: String) -> SinkError {
-    if good_lines == 0 {
-        SinkError::NotAnOutput {
-            path: path.to_path_buf(),
-            reason,
-        }
-    } else {
-        SinkError::Corrupt {
-            path: path.to_path_buf(),
-            line,
-            reason,
-        }
-    }
-}
 
 fn trim_newline(line: &[u8]) -> &[u8] {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
@@ -149,12 +205,27 @@ fn trim_newline(line: &[u8]) -> &[u8] {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const OK: &str = r#"{"key":"a/default","status":"ok","request_sha256":"a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1","cost_usd":0.5}"#;
-    const ERR: &str = r#"{"key":"b/default","status":"error","request_sha256":"b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2","cost_usd":null}"#;
-    const OK_B: &str = r#"{"key":"b/default","status":"ok","request_sha256":"b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2","cost_usd":0.25}"#;
+    /// A record line as a run writes it, with `extra` fields at its end.
+    pub(crate) fn record(key: &str, status: &str, sha: &str, extra: &str) -> String {
+        let (id, set) = key.split_once('/').unwrap_or((key, "default"));
+        format!(
+            r#"{{"key":"{key}","job":"t","id":"{id}","param_set":"{set}","status":"{status}","attempts":1,"uncertain_attempts":0,"client_request_id":"t:{id}:{set}:1","request_sha256":"{}","params":{{}},"input":{{}}{extra}}}"#,
+            sha.repeat(32)
+        )
+    }
+
+    fn ok() -> String {
+        record("a/default", "ok", "a1", r#","cost_usd":0.5"#)
+    }
+    fn err_b() -> String {
+        record("b/default", "error", "b2", r#","cost_usd":null"#)
+    }
+    fn ok_b() -> String {
+        record("b/default", "ok", "b2", r#","cost_usd":0.25"#)
+    }
 
     fn write(content: &str) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -163,17 +234,26 @@ mod tests {
         (dir, path)
     }
 
+    /// Scans and repairs, as a run does once it holds the lock.
+    fn scan_repair(path: &Path) -> Result<ResumeState, SinkError> {
+        let state = scan(path)?;
+        assert!(state.unchanged(path));
+        state.repair(path)?;
+        Ok(state)
+    }
+
     #[test]
     fn missing_file_is_empty() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let state = scan(&dir.path().join("none.jsonl"), true).expect("scan");
+        let state = scan(&dir.path().join("none.jsonl")).expect("scan");
         assert!(state.latest.is_empty());
+        assert!(state.unchanged(&dir.path().join("none.jsonl")));
     }
 
     #[test]
     fn latest_line_per_key_wins_and_cost_sums_every_line() {
-        let (_d, path) = write(&format!("{OK}\n{ERR}\n{OK_B}\n"));
-        let state = scan(&path, true).expect("scan");
+        let (_d, path) = write(&format!("{}\n{}\n{}\n", ok(), err_b(), ok_b()));
+        let state = scan_repair(&path).expect("scan");
         assert!(state.is_done("a/default", &"a1".repeat(32)));
         assert!(!state.is_done("a/default", &"c3".repeat(32)));
         assert!(state.is_done("b/default", &"b2".repeat(32)));
@@ -183,57 +263,129 @@ mod tests {
     }
 
     #[test]
-    fn an_unterminated_last_line_is_cut_off() {
-        let (_d, path) = write(&format!("{OK}\n{ERR}\n{{\"key\":\"c/def"));
-        let state = scan(&path, true).expect("scan");
+    fn folded_charges_count_with_the_line_that_carries_them() {
+        let line = record(
+            "a/default",
+            "error",
+            "a1",
+            r#","cost_usd":null,"budget_charge_usd":0.25,"prior_charge_usd":0.5"#,
+        );
+        let (_d, path) = write(&format!("{line}\n{}\n", ok_b()));
+        let state = scan(&path).expect("scan");
+        assert!((state.recorded_cost_usd - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn an_unterminated_last_line_is_cut_off_once_repaired() {
+        let (_d, path) = write(&format!("{}\n{}\n{{\"key\":\"c/def", ok(), err_b()));
+        let state = scan(&path).expect("scan");
         assert_eq!(state.lines, 2);
         assert_eq!(state.cut.map(|c| c.0), Some(3));
+        // Scanning only reads.
+        assert!(std::fs::read_to_string(&path)
+            .expect("read")
+            .ends_with("c/def"));
+        state.repair(&path).expect("repair");
         let left = std::fs::read_to_string(&path).expect("read");
-        assert_eq!(left, format!("{OK}\n{ERR}\n"));
+        assert_eq!(left, format!("{}\n{}\n", ok(), err_b()));
     }
 
     #[test]
     fn a_complete_but_unterminated_last_line_is_cut_too() {
-        let (_d, path) = write(&format!("{OK}\n{OK_B}"));
-        let state = scan(&path, true).expect("scan");
+        let (_d, path) = write(&format!("{}\n{}", ok(), ok_b()));
+        let state = scan_repair(&path).expect("scan");
         assert_eq!(state.lines, 1);
         assert_eq!(
             std::fs::read_to_string(&path).expect("read"),
-            format!("{OK}\n")
+            format!("{}\n", ok())
         );
     }
 
     #[test]
     fn a_one_line_data_file_without_a_newline_is_never_cut() {
         let (_d, path) = write("{\"question\": \"why?\"}");
-        let err = scan(&path, true).unwrap_err();
+        let err = scan(&path).unwrap_err();
         assert!(matches!(err, SinkError::NotAnOutput { .. }), "{err}");
-        assert_eq!(
-            std::fs::read_to_string(&path).expect("read"),
-            "{\"question\": \"why?\"}"
-        );
+        assert!(check_is_output(&path).is_err());
         // A first record cut short by a crash is ours: it is cut.
         let (_d, path) = write("{\"key\":\"a/def");
-        let state = scan(&path, true).expect("scan");
+        let state = scan_repair(&path).expect("scan");
         assert_eq!(state.cut.map(|c| c.0), Some(1));
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "");
     }
 
     #[test]
     fn a_file_that_is_not_an_output_is_named_as_such() {
         let (_d, path) = write("{\"question\": \"why?\"}\n{\"question\": \"how?\"}\n");
-        let err = scan(&path, true).unwrap_err();
+        let err = scan(&path).unwrap_err();
         assert!(matches!(err, SinkError::NotAnOutput { .. }), "{err}");
         assert!(err.to_string().contains("choose another --output"), "{err}");
     }
 
     #[test]
+    fn lines_with_only_key_and_status_are_not_records() {
+        let data = "{\"key\":\"x\",\"status\":\"ok\",\"note\":\"mine\"}\n{\"key\":\"x\",\"status\":\"ok\",\"note\":\"also mine\"}\n";
+        let (_d, path) = write(data);
+        let err = scan(&path).unwrap_err();
+        assert!(matches!(err, SinkError::NotAnOutput { .. }), "{err}");
+        let err = check_is_output(&path).unwrap_err();
+        assert!(err.to_string().contains("out.jsonl"), "{err}");
+        assert!(err.to_string().contains("missing field"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), data);
+        // A real output, or an empty file, passes.
+        let (_d, path) = write(&format!("\n{}\n{}", ok(), err_b()));
+        check_is_output(&path).expect("an output");
+        let (_d, path) = write("");
+        check_is_output(&path).expect("empty");
+    }
+
+    #[test]
     fn a_bad_line_in_the_middle_is_an_error_naming_it() {
-        let (_d, path) = write(&format!("{OK}\nnot json\n{OK_B}\n"));
-        let err = scan(&path, true).unwrap_err();
+        let (_d, path) = write(&format!("{}\nnot json\n{}\n", ok(), ok_b()));
+        let err = scan(&path).unwrap_err();
         assert!(matches!(err, SinkError::Corrupt { line: 2, .. }), "{err}");
         // Nothing was cut: the user has to look at the file.
         assert!(std::fs::read_to_string(&path)
             .expect("read")
             .contains("not json"));
+    }
+
+    #[test]
+    fn a_terminated_last_line_that_does_not_parse_is_an_error_not_a_cut() {
+        let (_d, path) = write(&format!("{}\n\n{{\"key\":\"c/def\n", ok()));
+        let err = scan(&path).unwrap_err();
+        assert!(matches!(err, SinkError::Corrupt { line: 3, .. }), "{err}");
+        assert!(err.to_string().contains("out.jsonl:3"), "{err}");
+    }
+
+    #[test]
+    fn a_negative_cost_or_charge_is_an_error_never_counted() {
+        for extra in [
+            r#","cost_usd":-1000"#,
+            r#","cost_usd":0.1,"budget_charge_usd":-0.5"#,
+            r#","cost_usd":0.1,"prior_charge_usd":-2"#,
+        ] {
+            let bad = record("c/default", "ok", "c3", extra);
+            let (_d, path) = write(&format!("{}\n{bad}\n", ok()));
+            let err = scan(&path).unwrap_err();
+            assert!(matches!(err, SinkError::Corrupt { line: 2, .. }), "{err}");
+            assert!(err.to_string().contains("negative"), "{err}");
+        }
+        // Not even on the first line: it is a record, with a figure no run writes.
+        let bad = record("c/default", "ok", "c3", r#","cost_usd":-1000"#);
+        let (_d, path) = write(&format!("{bad}\n"));
+        assert!(matches!(
+            scan(&path).unwrap_err(),
+            SinkError::Corrupt { line: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn a_file_written_after_the_scan_is_seen_as_changed() {
+        let (_d, path) = write(&format!("{}\n", ok()));
+        let state = scan(&path).expect("scan");
+        assert!(state.unchanged(&path));
+        std::fs::write(&path, format!("{}\n{}\n", ok(), err_b())).expect("write");
+        assert!(!state.unchanged(&path));
     }
 }

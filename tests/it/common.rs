@@ -39,6 +39,17 @@ impl Sandbox {
         std::fs::read_to_string(self.path(name)).expect("read")
     }
 
+    /// The `--fresh` backups of `output` (`<output>.<UTC stamp>[.N].bak`), sorted.
+    pub fn backups(&self, output: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.dir.path())
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&format!("{output}.")) && n.ends_with(".bak"))
+            .collect();
+        names.sort();
+        names
+    }
+
     /// The records of an output file, each checked against the record schema.
     pub fn records(&self, name: &str) -> Vec<Value> {
         self.read(name)

@@ -3,5 +3,7 @@
 //! validated against the contract's JSON Schemas (tests/fixtures).
 
 mod common;
+#[cfg(unix)]
+mod files;
 mod lifecycle;
 mod pipeline;

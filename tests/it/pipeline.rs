@@ -688,11 +688,13 @@ async fn stdin_limit_fresh_and_a_cut_last_line() {
     assert_eq!(sb.records("o.jsonl").len(), 2);
     assert_eq!(mock.stats().requests(), 2, "both rows were already done");
 
-    // --fresh starts over and keeps the old output as .bak.
+    // --fresh starts over and keeps the old output as a dated .bak.
     let out = run_with_stdin(&["--fresh"]).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(mock.stats().requests(), 4);
-    assert_eq!(sb.read("o.jsonl.bak").lines().count(), 2);
+    let backups = sb.backups("o.jsonl");
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert_eq!(sb.read(&backups[0]).lines().count(), 2);
     mock.shutdown().await;
 }
 

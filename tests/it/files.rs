@@ -1,0 +1,347 @@
+//! Files are never clobbered or shared by accident: locks, links, outputs
+//! that are not outputs, compaction, --fresh backups, hand-edited outputs,
+//! inputs that are pipes, and empty inputs.
+
+use std::os::unix::fs::symlink;
+use std::process::Output;
+
+use crate::common::*;
+use serde_json::Value;
+
+/// Prompt rows from rows.jsonl, model "m", output o.jsonl, then `extra` TOML.
+fn job(url: &str, extra: &str) -> String {
+    format!(
+        "name = \"t\"\n[endpoint]\nurl = \"{url}\"\napi_key_env = \"\"\ntimeout_secs = 5\n\
+         [retry]\nmax_attempts = 1\n[input]\npath = \"rows.jsonl\"\n[output]\npath = \"o.jsonl\"\n\
+         [defaults]\nmodel = \"m\"\n{extra}"
+    )
+}
+
+fn rows(prompts: &[&str]) -> String {
+    prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{{\"id\": \"r{i}\", \"prompt\": \"{p}\"}}\n"))
+        .collect()
+}
+
+async fn start() -> (MockServer, Sandbox) {
+    let mock = MockServer::start(MockConfig::default())
+        .await
+        .expect("mock starts");
+    (mock, Sandbox::new())
+}
+
+async fn run(sb: &Sandbox, extra: &[&str]) -> Output {
+    let args = [&["run", "job.toml", "--progress", "off"][..], extra].concat();
+    output(sb.command(&args)).await
+}
+
+fn is_symlink(path: &std::path::Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+#[tokio::test]
+async fn a_lock_path_planted_as_a_symlink_is_refused_and_its_target_untouched() {
+    let (mock, sb) = start().await;
+    sb.write("rows.jsonl", &rows(&["hi"]));
+    sb.write("job.toml", &job(&mock.url(), ""));
+    let victim = sb.write("victim.txt", "precious");
+    symlink(&victim, sb.path("o.jsonl.lock")).expect("link");
+    let out = run(&sb, &[]).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("o.jsonl.lock"), "{}", stderr(&out));
+    assert_eq!(sb.read("victim.txt"), "precious");
+    assert_eq!(mock.stats().requests(), 0);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_paths_to_one_output_share_one_lock() {
+    let (mock, sb) = start().await;
+    sb.write("rows.jsonl", &rows(&["hi"]));
+    sb.write("job.toml", &job(&mock.url(), ""));
+    symlink("o.jsonl", sb.path("link.jsonl")).expect("link");
+    let _held = promptbatch::sink::OutputLock::acquire(&sb.path("o.jsonl")).expect("lock");
+    let out = run(&sb, &["--output", "link.jsonl"]).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("process {}", std::process::id())),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(mock.stats().requests(), 0);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_hard_link_or_a_symlink_of_the_input_is_refused_as_the_output() {
+    let (mock, sb) = start().await;
+    let input = rows(&["hi", "there"]);
+    sb.write("rows.jsonl", &input);
+    sb.write("job.toml", &job(&mock.url(), ""));
+    std::fs::hard_link(sb.path("rows.jsonl"), sb.path("same.jsonl")).expect("hard link");
+    symlink("rows.jsonl", sb.path("alias.jsonl")).expect("link");
+    for output in ["same.jsonl", "alias.jsonl"] {
+        let out = run(&sb, &["--output", output]).await;
+        assert_eq!(code(&out), 2, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("both the input and an output"),
+            "{output}: {}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(sb.read("rows.jsonl"), input);
+    assert_eq!(mock.stats().requests(), 0);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_jsonl_whose_lines_have_key_and_status_is_not_taken_as_an_output() {
+    let (mock, sb) = start().await;
+    sb.write("rows.jsonl", &rows(&["hi"]));
+    sb.write("job.toml", &job(&mock.url(), ""));
+    let data = "{\"key\":\"r0/default\",\"status\":\"ok\",\"note\":\"mine\"}\n{\"key\":\"r0/default\",\"status\":\"ok\",\"note\":\"also mine\"}\n";
+    sb.write("o.jsonl", data);
+    for fresh in [false, true] {
+        let out = run(&sb, if fresh { &["--fresh"] } else { &[] }).await;
+        assert_eq!(code(&out), 2, "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("o.jsonl is not a promptbatch output") && err.contains("--output"),
+            "{err}"
+        );
+        assert_eq!(sb.read("o.jsonl"), data);
+    }
+    assert!(sb.backups("o.jsonl").is_empty());
+    assert_eq!(mock.stats().requests(), 0);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_symlinked_output_stays_a_symlink_and_a_stale_temp_file_is_removed() {
+    let (mock, sb) = start().await;
+    sb.write("rows.jsonl", &rows(&["fine", "[mock:fail=500] once"]));
+    sb.write("job.toml", &job(&mock.url(), ""));
+    std::fs::create_dir(sb.path("data")).expect("mkdir");
+    symlink("data/out.jsonl", sb.path("link.jsonl")).expect("link");
+    let out = run(&sb, &["--output", "link.jsonl"]).await;
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    // The rerun sends the failed request again; compaction drops its old line.
+    let out = run(&sb, &["--output", "link.jsonl"]).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(mock.stats().requests(), 3);
+    assert!(is_symlink(&sb.path("link.jsonl")), "the link was replaced");
+    let records = sb.records("data/out.jsonl");
+    assert_eq!(records.len(), 2);
+    assert!(records.iter().all(|r| r["status"] == "ok"));
+    // A compaction temp file left by a killed run goes at the next run's start,
+    // even one with nothing to send or compact.
+    sb.write("data/out.jsonl.compact.tmp", "{\"key\":\"half");
+    let out = run(&sb, &["--output", "link.jsonl"]).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!sb.path("data/out.jsonl.compact.tmp").exists());
+    assert_eq!(mock.stats().requests(), 3);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn reruns_of_a_budgeted_job_with_failures_never_record_more_than_the_budget() {
+    let (mock, sb) = start().await;
+    // Every attempt is reset after it was sent: each may have been billed,
+    // so each charges its worst case, and every rerun sends them again.
+    let resets = ["reset"; 30].join(",");
+    sb.write(
+        "rows.jsonl",
+        &rows(&[
+            &format!("[mock:fail={resets}] a"),
+            &format!("[mock:fail={resets}] b"),
+        ]),
+    );
+    let budget = 0.001;
+    sb.write(
+        "job.toml",
+        &job(
+            &mock.url(),
+            &format!("max_tokens = 100\n[limits]\nconcurrency = 1\nmax_cost_usd = {budget}\n[pricing]\nm = {{ input = 1.0, output = 1.0 }}\n"),
+        ),
+    );
+    let total = |records: &[Value]| -> f64 {
+        records
+            .iter()
+            .map(|r| {
+                r["budget_charge_usd"].as_f64().expect("charge")
+                    + r["prior_charge_usd"].as_f64().unwrap_or(0.0)
+            })
+            .sum()
+    };
+    let mut worst = f64::MAX;
+    let mut last_total = 0.0;
+    for round in 0..6 {
+        let out = run(&sb, &[]).await;
+        assert!(matches!(code(&out), 1 | 3), "{}", stderr(&out));
+        let records = sb.records("o.jsonl");
+        for r in &records {
+            worst = worst.min(r["budget_charge_usd"].as_f64().expect("charge"));
+        }
+        let now = total(&records);
+        assert!(
+            now >= last_total - 1e-12,
+            "round {round}: the recorded charge shrank from {last_total} to {now}"
+        );
+        assert!(now <= budget + 1e-12, "round {round}: recorded {now}");
+        last_total = now;
+    }
+    // Every request sent may have been billed its worst case: all of them
+    // together stay within one budget, however many reruns there were.
+    let sent = mock.stats().requests() as f64;
+    assert!(
+        sent * worst <= budget + 1e-12,
+        "{sent} requests at {worst} each passed the budget {budget}"
+    );
+    assert!((last_total - sent * worst).abs() < 1e-9, "{last_total}");
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn fresh_acts_only_once_every_check_passed_and_never_overwrites_a_backup() {
+    let (mock, sb) = start().await;
+    sb.write("rows.jsonl", &rows(&["hi"]));
+    sb.write("job.toml", &job(&mock.url(), ""));
+    let out = run(&sb, &[]).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let first = sb.read("o.jsonl");
+    // Bad input: refused before anything moves.
+    sb.write("rows.jsonl", "{\"prompt\": \"hi\"}\nnot json\n");
+    let out = run(&sb, &["--fresh"]).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert_eq!(sb.read("o.jsonl"), first);
+    assert!(sb.backups("o.jsonl").is_empty());
+    // Two fresh starts (most likely within one second): two backups.
+    sb.write("rows.jsonl", &rows(&["hi"]));
+    for _ in 0..2 {
+        let out = run(&sb, &["--fresh"]).await;
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    let backups = sb.backups("o.jsonl");
+    assert_eq!(backups.len(), 2, "{backups:?}");
+    for b in &backups {
+        assert!(b.starts_with("o.jsonl.20") && b.contains("Z."), "{b}");
+        assert_eq!(sb.read(b).lines().count(), 1);
+    }
+    assert_eq!(mock.stats().requests(), 3);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_run_refused_for_bad_input_leaves_no_lock_file() {
+    let (mock, sb) = start().await;
+    sb.write("rows.jsonl", "not json\n");
+    sb.write("job.toml", &job(&mock.url(), ""));
+    let out = run(&sb, &[]).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(!sb.path("o.jsonl.lock").exists());
+    assert!(!sb.path("o.jsonl").exists());
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_hand_edited_output_is_refused_naming_its_line_and_a_cut_is_said_even_quietly() {
+    let (mock, sb) = start().await;
+    sb.write("rows.jsonl", &rows(&["one", "two", "three"]));
+    sb.write("job.toml", &job(&mock.url(), ""));
+    let out = run(&sb, &["--limit", "1"]).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let good = sb.read("o.jsonl");
+    let mut record: Value = serde_json::from_str(good.trim_end()).expect("record");
+
+    // A negative cost would give a budget room it does not have.
+    record["key"] = "x/default".into();
+    record["cost_usd"] = (-1000.0).into();
+    sb.write("o.jsonl", &format!("{good}{record}\n"));
+    let out = run(&sb, &[]).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("o.jsonl:2"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cost_usd"), "{}", stderr(&out));
+
+    // A complete last line that does not parse is not a crash remnant: never cut.
+    let edited = format!("{good}{{\"key\": oops}}\n");
+    sb.write("o.jsonl", &edited);
+    let out = run(&sb, &[]).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("o.jsonl:2"), "{}", stderr(&out));
+    assert_eq!(sb.read("o.jsonl"), edited);
+    assert_eq!(mock.stats().requests(), 1);
+
+    // Half a line (a crash mid-write) is cut, and said even with --quiet.
+    sb.write("o.jsonl", &format!("{good}{{\"key\":\"r1/def"));
+    let out = run(&sb, &["--quiet"]).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cut off an incomplete last line"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sb.records("o.jsonl").len(), 3);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_input_that_is_a_fifo_is_read_whole() {
+    let (mock, sb) = start().await;
+    let fifo = sb.path("rows.jsonl");
+    let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates a node.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    sb.write("job.toml", &job(&mock.url(), ""));
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(fifo, rows(&["one", "two"])))
+    };
+    let out = run(&sb, &[]).await;
+    // Should the run never open the FIFO, this frees the writer.
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo);
+    }
+    writer.join().expect("join").expect("written");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(sb.records("o.jsonl").len(), 2);
+    assert_eq!(mock.stats().requests(), 2);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_empty_input_is_refused_unless_allowed() {
+    let (mock, sb) = start().await;
+    sb.write("rows.jsonl", "\n\n");
+    sb.write("job.toml", &job(&mock.url(), ""));
+    for command in ["run", "validate"] {
+        let out = output(sb.command(&[command, "job.toml"])).await;
+        assert_eq!(code(&out), 2, "{command}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("no rows") && stderr(&out).contains("--allow-empty"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert!(!sb.path("o.jsonl").exists());
+    let out = output(sb.command(&["validate", "job.toml", "--allow-empty"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = run(&sb, &["--allow-empty"]).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(sb.summary("o.summary.json")["requests"]["total"], 0);
+    // A character device is read like a pipe: /dev/null has no rows either.
+    let out = run(&sb, &["--input", "/dev/null", "--format", "jsonl"]).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/dev/null has no rows"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(mock.stats().requests(), 0);
+    mock.shutdown().await;
+}
