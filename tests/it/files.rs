@@ -299,15 +299,17 @@ async fn an_input_that_is_a_fifo_is_read_whole() {
         std::thread::spawn(move || std::fs::write(fifo, rows(&["one", "two"])))
     };
     let out = run(&sb, &[]).await;
-    // Should the run never open the FIFO, this frees the writer.
-    {
+    // Should the run never have opened the FIFO, this frees the writer (kept
+    // open until it is done, so it is not cut off by a closed pipe).
+    let unblock = {
         use std::os::unix::fs::OpenOptionsExt;
-        let _ = std::fs::OpenOptions::new()
+        std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK)
-            .open(&fifo);
-    }
+            .open(&fifo)
+    };
     writer.join().expect("join").expect("written");
+    drop(unblock);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(sb.records("o.jsonl").len(), 2);
     assert_eq!(mock.stats().requests(), 2);
