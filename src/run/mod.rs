@@ -102,23 +102,11 @@ async fn scan_input(
     Ok(scan)
 }
 
-/// What the output holds, read only (the lock is not held yet). With
-/// `--fresh` it is only checked to be an output: it is moved aside later.
-fn read_output(job: &Job, fresh: bool) -> anyhow::Result<ResumeState> {
-    let path = &job.output.path;
-    let read = if fresh {
-        sink::check_is_output(path).map(|()| ResumeState::default())
-    } else {
-        sink::scan(path)
-    };
-    read.map_err(|e| invalid(e.to_string()))
-}
-
 pub async fn validate(args: &JobArgs) -> anyhow::Result<ExitStatus> {
     // Nothing is sent, so a simulated endpoint is not started either.
     let job = load(args)?;
     let file = input::resolve(&job.input.source).map_err(|e| invalid(e.to_string()))?;
-    let resume = Arc::new(read_output(&job, false)?);
+    let resume = Arc::new(sink::read(&job.output.path, false).map_err(|e| invalid(e.to_string()))?);
     let scan = scan_input(&job, &file, &resume, args.allow_empty).await?;
     print!("{}", crate::scan::describe(&job, &file.file.display, &scan));
     // A run would stop here too: a preflight that passes must mean the run can start.
@@ -133,20 +121,29 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
     let file = input::resolve(&job.input.source).map_err(|e| invalid(e.to_string()))?;
     // Nothing is written before every check has passed and the lock is held:
     // a run refused for bad input leaves no lock file, and --fresh no backup.
-    let mut resume = Arc::new(read_output(&job, args.fresh)?);
+    let output = &job.output.path;
+    let mut resume = Arc::new(sink::read(output, args.fresh).map_err(|e| invalid(e.to_string()))?);
     let checked = producer::stamp(file.file.path());
     let allow_empty = args.job.allow_empty;
     let mut scan = scan_input(&job, &file, &resume, allow_empty).await?;
     let client = Client::new(&job.endpoint, key.as_deref(), job.limits.concurrency)
         .map_err(|e| invalid(e.to_string()))?;
-    let _lock = OutputLock::acquire(&job.output.path).map_err(|e| invalid(e.to_string()))?;
-    if !args.fresh && !resume.unchanged(&job.output.path) {
+    let _lock = OutputLock::acquire(output).map_err(|e| invalid(e.to_string()))?;
+    if !args.fresh && !resume.unchanged(output) {
         // Another run wrote the output before this one took the lock.
-        resume = Arc::new(read_output(&job, false)?);
+        resume = Arc::new(sink::read(output, false).map_err(|e| invalid(e.to_string()))?);
         scan = scan_input(&job, &file, &resume, allow_empty).await?;
     }
+    let bak = sink::take_over(output, &resume, args.fresh).map_err(|e| invalid(e.to_string()))?;
+    if let Some((line, bytes)) = resume.cut {
+        // Said even with --quiet: the file changed.
+        eprintln!(
+            "promptbatch: {}: cut off an incomplete last line (line {line}, {bytes} bytes) left by an earlier run that was stopped mid-write",
+            output.display()
+        );
+    }
     let mut progress_notes = Vec::new();
-    if let Some(bak) = take_over_output(&job, &resume, args.fresh)? {
+    if let Some(bak) = bak {
         progress_notes.push(format!(
             "--fresh: moved the old output to {}",
             bak.display()
@@ -248,31 +245,6 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
         return Ok(exit_status(stopped, &summary.requests).at_least(ExitStatus::Failed));
     }
     Ok(exit_status(stopped, &summary.requests))
-}
-
-/// With the lock held: removes a killed run's compaction temp file, then
-/// moves the old output aside (`--fresh`, returning the backup) or cuts off
-/// the unterminated last line the scan found, which is said even with
-/// `--quiet` (the file changed).
-fn take_over_output(
-    job: &Job,
-    resume: &ResumeState,
-    fresh: bool,
-) -> anyhow::Result<Option<std::path::PathBuf>> {
-    let path = &job.output.path;
-    let failed = |e: sink::SinkError| invalid(e.to_string());
-    sink::remove_stale_temp(path).map_err(failed)?;
-    if fresh {
-        return sink::move_aside(path).map_err(failed);
-    }
-    resume.repair(path).map_err(failed)?;
-    if let Some((line, bytes)) = resume.cut {
-        eprintln!(
-            "promptbatch: {}: cut off an incomplete last line (line {line}, {bytes} bytes) left by an earlier run that was stopped mid-write",
-            path.display()
-        );
-    }
-    Ok(None)
 }
 
 /// Counts over the job's keys as the output stands after the run.

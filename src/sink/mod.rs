@@ -70,6 +70,32 @@ pub fn temp_beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
     builder.tempfile_in(dir)
 }
 
+/// What the output holds, read only (before the lock is held). With `fresh`
+/// it is only checked to be an output: [`take_over`] moves it aside.
+pub fn read(path: &Path, fresh: bool) -> Result<ResumeState, SinkError> {
+    if fresh {
+        check_is_output(path)?;
+        return Ok(ResumeState::default());
+    }
+    scan(path)
+}
+
+/// With the lock held and every other check passed: removes a killed run's
+/// compaction temp file, then moves the old output aside (`fresh`; returns
+/// the backup) or cuts off the unterminated last line `resume` found.
+pub fn take_over(
+    path: &Path,
+    resume: &ResumeState,
+    fresh: bool,
+) -> Result<Option<PathBuf>, SinkError> {
+    remove_stale_temp(path)?;
+    if fresh {
+        return move_aside(path);
+    }
+    resume.repair(path)?;
+    Ok(None)
+}
+
 /// Appends records, one JSON line each. `flush` is called by the collector
 /// whenever no further record is waiting, so every ended request reaches the
 /// file promptly without a system call per line under load.
