@@ -1,7 +1,10 @@
-//! The run summary: counts, tokens, cost and latency over the records of a run.
+//! The run summary: counts, tokens, cost and latency over the job's lines,
+//! and what this run itself sent.
 //!
 //! A `Tally` observes records one by one (constant memory: latencies go into
-//! HDR histograms) and becomes a [`Summary`] in the contract's shape.
+//! HDR histograms) and becomes a [`Summary`] in the contract's shape: one
+//! tally over the latest line of each of the job's keys (the job), one over
+//! the requests this run sent (`this_run`).
 
 use std::collections::BTreeMap;
 
@@ -9,6 +12,7 @@ use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::client::Usage;
 use crate::scheduler::StopReason;
 use crate::sink::{Record, Status};
 
@@ -75,6 +79,90 @@ pub struct Summary {
     pub latency_ms: Option<Spread>,
     pub ttft_ms: Option<Spread>,
     pub throughput: Throughput,
+    pub this_run: ThisRun,
+    /// Lines kept in the output for keys the job no longer has.
+    pub other_keys_in_output: u64,
+    /// The server's message behind `stopped` (shortened), for the table and
+    /// the `--quiet` line; not part of the JSON contract.
+    #[serde(skip)]
+    pub stopped_because: Option<String>,
+}
+
+/// What this run did: the requests it sent and what they cost.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ThisRun {
+    pub sent: u64,
+    pub attempts: u64,
+    pub retries: u64,
+    pub uncertain_attempts: u64,
+    pub tokens: Tokens,
+    pub cost_usd: f64,
+    pub wall_s: f64,
+    pub throughput: Throughput,
+}
+
+/// What a summary needs besides the two tallies.
+#[derive(Debug, Clone)]
+pub struct RunFacts {
+    pub job: String,
+    pub started: DateTime<Utc>,
+    pub finished: DateTime<Utc>,
+    /// The time requests were being sent (first dispatch to last outcome),
+    /// which throughput is measured over; loading, the input scan and
+    /// compaction count in `wall_s` only.
+    pub busy: std::time::Duration,
+    pub requests: RequestCounts,
+    pub stopped: Option<StopReason>,
+    pub stopped_because: Option<String>,
+    pub other_keys_in_output: u64,
+}
+
+/// The figures of one output line the summary needs, read back from a file;
+/// everything else on the line (content, input) is skipped unallocated.
+#[derive(Debug, Deserialize)]
+pub struct LineFigures {
+    pub key: String,
+    pub status: Status,
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub param_set: String,
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+    #[serde(default)]
+    pub usage: Option<Usage>,
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
+    #[serde(default)]
+    pub latency_ms: Option<f64>,
+    #[serde(default)]
+    pub ttft_ms: Option<f64>,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub uncertain_attempts: u32,
+    #[serde(default)]
+    pub error: Option<LineError>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LineError {
+    pub kind: String,
+}
+
+/// One line's figures, borrowed from a [`Record`] or a [`LineFigures`].
+struct Figures<'a> {
+    ok: bool,
+    model: &'a str,
+    param_set: &'a str,
+    finish_reason: Option<&'a str>,
+    usage: Option<&'a Usage>,
+    cost_usd: Option<f64>,
+    latency_ms: Option<f64>,
+    ttft_ms: Option<f64>,
+    attempts: u32,
+    uncertain: u32,
+    error_kind: Option<&'a str>,
 }
 
 /// Exact min, max and mean; percentiles from a histogram of microseconds (3 significant digits).
@@ -166,49 +254,80 @@ impl Default for Tally {
 
 impl Tally {
     pub fn observe(&mut self, r: &Record) {
-        self.attempts += u64::from(r.attempts);
-        self.uncertain += u64::from(r.uncertain_attempts);
-        match r.status {
-            Status::Ok => {
-                self.ok += 1;
-                let reason = r.finish_reason.as_deref().unwrap_or("none");
-                *self.finish_reasons.entry(reason.to_string()).or_default() += 1;
-                match &r.usage {
-                    Some(u) => {
-                        self.tokens.prompt += u.prompt_tokens;
-                        self.tokens.completion += u.completion_tokens;
-                        self.tokens.total += u.total_tokens;
-                    }
-                    None => self.tokens.unreported += 1,
+        self.add(Figures {
+            ok: r.status == Status::Ok,
+            model: &r.model,
+            param_set: &r.param_set,
+            finish_reason: r.finish_reason.as_deref(),
+            usage: r.usage.as_ref(),
+            cost_usd: r.cost_usd,
+            latency_ms: r.latency_ms,
+            ttft_ms: r.ttft_ms,
+            attempts: r.attempts,
+            uncertain: r.uncertain_attempts,
+            error_kind: r.error.as_ref().map(|e| e.kind.as_str()),
+        });
+    }
+
+    /// A line read back from an output file (resumed from an earlier run).
+    pub fn observe_line(&mut self, r: &LineFigures) {
+        self.add(Figures {
+            ok: r.status == Status::Ok,
+            model: &r.model,
+            param_set: &r.param_set,
+            finish_reason: r.finish_reason.as_deref(),
+            usage: r.usage.as_ref(),
+            cost_usd: r.cost_usd.filter(|c| c.is_finite() && *c >= 0.0),
+            latency_ms: r.latency_ms,
+            ttft_ms: r.ttft_ms,
+            attempts: r.attempts,
+            uncertain: r.uncertain_attempts,
+            error_kind: r.error.as_ref().map(|e| e.kind.as_str()),
+        });
+    }
+
+    fn add(&mut self, r: Figures<'_>) {
+        self.attempts = self.attempts.saturating_add(u64::from(r.attempts));
+        self.uncertain = self.uncertain.saturating_add(u64::from(r.uncertain));
+        if r.ok {
+            self.ok += 1;
+            let reason = r.finish_reason.unwrap_or("none");
+            *self.finish_reasons.entry(reason.to_string()).or_default() += 1;
+            match r.usage {
+                Some(u) => {
+                    let t = &mut self.tokens;
+                    t.prompt = t.prompt.saturating_add(u.prompt_tokens);
+                    t.completion = t.completion.saturating_add(u.completion_tokens);
+                    t.total = t.total.saturating_add(u.total_tokens);
                 }
-                if r.cost_usd.is_none() {
-                    self.costs.unpriced_requests += 1;
-                }
-                if let Some(ms) = r.latency_ms {
-                    self.latency.record(ms);
-                }
-                if let Some(ms) = r.ttft_ms {
-                    self.ttft.record(ms);
-                }
+                None => self.tokens.unreported += 1,
             }
-            Status::Error => {
-                self.failed += 1;
-                let kind = r.error.as_ref().map_or("unknown", |e| e.kind.as_str());
-                *self.errors.entry(kind.to_string()).or_default() += 1;
+            if r.cost_usd.is_none() {
+                self.costs.unpriced_requests += 1;
             }
+            if let Some(ms) = r.latency_ms {
+                self.latency.record(ms);
+            }
+            if let Some(ms) = r.ttft_ms {
+                self.ttft.record(ms);
+            }
+        } else {
+            self.failed += 1;
+            let kind = r.error_kind.unwrap_or("unknown");
+            *self.errors.entry(kind.to_string()).or_default() += 1;
         }
         if let Some(cost) = r.cost_usd {
             self.costs.total += cost;
-            *self.costs.by_model.entry(r.model.clone()).or_default() += cost;
+            *self.costs.by_model.entry(r.model.to_string()).or_default() += cost;
             *self
                 .costs
                 .by_param_set
-                .entry(r.param_set.clone())
+                .entry(r.param_set.to_string())
                 .or_default() += cost;
         }
     }
 
-    /// Requests observed (sent in this run).
+    /// Requests observed.
     pub fn requests(&self) -> u64 {
         self.ok + self.failed
     }
@@ -221,20 +340,19 @@ impl Tally {
         self.tokens.completion
     }
 
-    /// `busy`: the time requests were being sent (first dispatch to last
-    /// outcome), which throughput is measured over; loading, the input scan
-    /// and compaction count in `wall_s` only.
-    pub fn summary(
-        &self,
-        job: &str,
-        started: DateTime<Utc>,
-        finished: DateTime<Utc>,
-        busy: std::time::Duration,
-        requests: RequestCounts,
-        stopped: Option<StopReason>,
-    ) -> Summary {
-        let wall_s = (finished - started).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
-        let busy_s = busy.as_secs_f64();
+    fn retries(&self) -> u64 {
+        self.attempts.saturating_sub(self.requests())
+    }
+
+    /// The summary: `self` over the job's lines, `run` over what this run sent.
+    pub fn summary(&self, run: &Tally, facts: RunFacts) -> Summary {
+        let wall_s = (facts.finished - facts.started)
+            .num_microseconds()
+            .unwrap_or(0)
+            .max(0) as f64
+            / 1e6;
+        let wall_s = (wall_s * 1000.0).round() / 1000.0;
+        let busy_s = facts.busy.as_secs_f64();
         let per_s = |n: u64| {
             if busy_s > 0.0 {
                 round1(n as f64 / busy_s)
@@ -242,26 +360,39 @@ impl Tally {
                 0.0
             }
         };
+        let throughput = Throughput {
+            requests_per_s: per_s(run.requests()),
+            completion_tokens_per_s: per_s(run.tokens.completion),
+        };
         Summary {
-            job: job.to_string(),
-            started_at: crate::sink::record::timestamp(started),
-            finished_at: crate::sink::record::timestamp(finished),
-            wall_s: (wall_s * 1000.0).round() / 1000.0,
-            requests,
+            job: facts.job,
+            started_at: crate::sink::record::timestamp(facts.started),
+            finished_at: crate::sink::record::timestamp(facts.finished),
+            wall_s,
+            requests: facts.requests,
             attempts: self.attempts,
-            retries: self.attempts.saturating_sub(self.requests()),
+            retries: self.retries(),
             uncertain_attempts: self.uncertain,
-            stopped,
+            stopped: facts.stopped,
             finish_reasons: self.finish_reasons.clone(),
             errors: self.errors.clone(),
             tokens: self.tokens.clone(),
             cost_usd: self.costs.clone(),
             latency_ms: self.latency.spread(),
             ttft_ms: self.ttft.spread(),
-            throughput: Throughput {
-                requests_per_s: per_s(self.requests()),
-                completion_tokens_per_s: per_s(self.tokens.completion),
+            throughput: throughput.clone(),
+            this_run: ThisRun {
+                sent: run.requests(),
+                attempts: run.attempts,
+                retries: run.retries(),
+                uncertain_attempts: run.uncertain,
+                tokens: run.tokens.clone(),
+                cost_usd: run.costs.total,
+                wall_s,
+                throughput,
             },
+            other_keys_in_output: facts.other_keys_in_output,
+            stopped_because: facts.stopped_because,
         }
     }
 }
@@ -310,6 +441,51 @@ mod tests {
         }
     }
 
+    fn facts(start: DateTime<Utc>) -> RunFacts {
+        RunFacts {
+            job: "j".into(),
+            started: start,
+            finished: start + chrono::Duration::seconds(3),
+            busy: std::time::Duration::from_secs(2),
+            requests: RequestCounts::default(),
+            stopped: None,
+            stopped_because: None,
+            other_keys_in_output: 0,
+        }
+    }
+
+    #[test]
+    fn the_job_scope_takes_resumed_lines_and_this_run_only_what_it_sent() {
+        let usage = Usage {
+            prompt_tokens: 1,
+            completion_tokens: 2,
+            total_tokens: 3,
+            ..Usage::default()
+        };
+        let mut run = Tally::default();
+        run.observe(&record(Status::Ok, 10.0, Some(0.25), Some(usage)));
+        let mut job = Tally::default();
+        job.observe(&record(Status::Ok, 10.0, Some(0.25), Some(usage)));
+        let line: LineFigures = serde_json::from_str(
+            r#"{"key":"old/default","status":"ok","model":"m","param_set":"default","finish_reason":"length",
+                "usage":{"prompt_tokens":10,"completion_tokens":20,"total_tokens":30},"cost_usd":0.5,
+                "latency_ms":30.0,"ttft_ms":null,"attempts":2,"uncertain_attempts":1,"content":"skipped","input":{"a":1}}"#,
+        )
+        .expect("a line");
+        job.observe_line(&line);
+        let s = job.summary(&run, facts(Utc::now()));
+        assert_eq!(s.tokens.total, 33);
+        assert_eq!(s.cost_usd.total, 0.75);
+        assert_eq!((s.attempts, s.retries, s.uncertain_attempts), (3, 1, 1));
+        assert_eq!(s.finish_reasons.get("length"), Some(&1));
+        assert_eq!(s.latency_ms.map(|l| l.max), Some(30.0));
+        assert_eq!(s.this_run.sent, 1);
+        assert_eq!(s.this_run.tokens.total, 3);
+        assert_eq!(s.this_run.cost_usd, 0.25);
+        assert_eq!(s.this_run.retries, 0);
+        assert_eq!(s.this_run.throughput, s.throughput);
+    }
+
     #[test]
     fn percentiles_over_one_to_a_hundred_ms() {
         let mut t = Tally::default();
@@ -355,14 +531,7 @@ mod tests {
         failed.uncertain_attempts = 1;
         t.observe(&failed);
         let start = Utc::now();
-        let s = t.summary(
-            "j",
-            start,
-            start + chrono::Duration::seconds(3),
-            std::time::Duration::from_secs(2),
-            RequestCounts::default(),
-            None,
-        );
+        let s = t.summary(&t, facts(start));
         assert_eq!(s.wall_s, 3.0);
         assert_eq!(s.attempts, 5);
         assert_eq!(s.retries, 2);

@@ -4,4 +4,5 @@
 
 mod common;
 mod lifecycle;
+mod outcome;
 mod pipeline;
