@@ -310,7 +310,7 @@ fn finish(
         eprintln!("  output       {output}\n  summary      {summary_path}");
         if other_keys > 0 {
             eprintln!(
-                "promptbatch: {output} also holds {other_keys} lines of keys this job no longer has (rows removed, or another input); they are kept, and not counted above"
+                "promptbatch: {output} also holds {other_keys} lines of keys this job no longer has (rows removed, --limit, or another input written to it); they are kept, and not counted above"
             );
         }
     }
