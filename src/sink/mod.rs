@@ -90,6 +90,9 @@ pub struct Writer {
     file: File,
     /// The file's length after the last complete write: it ends on a whole line there.
     good_len: u64,
+    /// A failed write left part of a line that could not be cut off: nothing
+    /// more may follow it (it would put a half line in the middle of the file).
+    torn: bool,
 }
 
 impl Writer {
@@ -107,11 +110,17 @@ impl Writer {
             path: path.to_path_buf(),
             file,
             good_len,
+            torn: false,
         })
     }
 
     /// Appends `lines` (whole lines, each ending in a newline): all or none.
     pub fn append_lines(&mut self, lines: &[u8]) -> Result<(), SinkError> {
+        if self.torn {
+            return Err(io_error(&self.path)(std::io::Error::other(
+                "an earlier failed write left part of a line that could not be cut off",
+            )));
+        }
         match self.file.write_all(lines) {
             Ok(()) => {
                 self.good_len += lines.len() as u64;
@@ -120,7 +129,7 @@ impl Writer {
             Err(e) => {
                 // Shrinking never needs space; if even this fails, the next
                 // run's scan cuts the half line off.
-                let _ = self.file.set_len(self.good_len);
+                self.torn = self.file.set_len(self.good_len).is_err();
                 Err(io_error(&self.path)(e))
             }
         }
