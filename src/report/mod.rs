@@ -215,3 +215,30 @@ pub fn over_outputs(paths: &[PathBuf]) -> Result<Summary, ReportError> {
     };
     Ok(tally.summary(&tally, facts))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folding_an_uncompacted_output_takes_the_latest_line_of_each_kept_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.jsonl");
+        let lines = [
+            r#"{"key":"a","status":"error","attempts":3,"error":{"kind":"server"}}"#,
+            r#"{"key":"b","status":"ok","attempts":1,"cost_usd":0.5,"latency_ms":10.0}"#,
+            r#"{"key":"gone","status":"ok","attempts":1,"cost_usd":9.0}"#,
+            r#"{"key":"a","status":"ok","attempts":2,"cost_usd":0.25,"latency_ms":20.0}"#,
+        ];
+        std::fs::write(&path, lines.join("\n") + "\n").expect("write");
+        let gone = KeyId::of("gone");
+        let mut tally = Tally::default();
+        fold_output(&path, &mut tally, |id| id != gone, true).expect("fold");
+        assert_eq!((tally.ok, tally.failed), (2, 0));
+        assert_eq!(tally.cost(), 0.75);
+        // Without dedupe every kept line counts: only right for a compacted file.
+        let mut tally = Tally::default();
+        fold_output(&path, &mut tally, |id| id != gone, false).expect("fold");
+        assert_eq!((tally.ok, tally.failed), (2, 1));
+    }
+}
