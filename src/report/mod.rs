@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-pub use summary::{RequestCounts, Summary, Tally};
+pub use summary::{LineFigures, RequestCounts, RunFacts, Summary, Tally, ThisRun};
 
+use crate::keys::{KeyId, KeyMap};
 use crate::sink::{Record, Status};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,92 @@ pub enum ReportError {
     },
     #[error("no records in {0}")]
     Empty(String),
+}
+
+/// Checks, before anything is sent, that a summary can be written to `path`
+/// at the end, leaving nothing behind: the path is not a folder, and a file
+/// can be created in its folder or, when that folder does not exist yet, in
+/// the nearest one that does (where the missing ones will be made).
+pub fn check_summary_path(path: &Path) -> std::io::Result<()> {
+    use std::io::{Error, ErrorKind};
+    if std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+        return Err(Error::new(ErrorKind::IsADirectory, "it is a folder"));
+    }
+    let mut dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    while let Some(d) = dir {
+        match std::fs::metadata(d) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => {
+                return Err(Error::new(
+                    ErrorKind::NotADirectory,
+                    format!("{} is not a folder", d.display()),
+                ))
+            }
+            Err(_) => dir = d.parent().filter(|d| !d.as_os_str().is_empty()),
+        }
+    }
+    let probe = dir.unwrap_or(Path::new(".")).join("summary");
+    // Dropped at once: tempfile deletes it.
+    crate::sink::temp_beside(&probe).map(drop)
+}
+
+/// Folds into `tally` the lines of the output at `path` whose key `keep`
+/// accepts, the latest of each key only. `dedupe`: the file may hold more
+/// than one line per key (it was not compacted), so a first pass finds each
+/// key's last line. Lines that do not parse are skipped: the resume scan
+/// has already judged the file.
+pub fn fold_output(
+    path: &Path,
+    tally: &mut Tally,
+    mut keep: impl FnMut(KeyId) -> bool,
+    dedupe: bool,
+) -> std::io::Result<()> {
+    let mut last: Option<KeyMap<u64>> = None;
+    if dedupe {
+        let mut map = KeyMap::default();
+        for_each_line(path, |n, line| {
+            if let Ok(head) = serde_json::from_slice::<crate::sink::RecordHead>(line) {
+                let id = KeyId::of(&head.key);
+                if keep(id) {
+                    map.insert(id, n);
+                }
+            }
+        })?;
+        last = Some(map);
+    }
+    for_each_line(path, |n, line| {
+        let Ok(figures) = serde_json::from_slice::<LineFigures>(line) else {
+            return;
+        };
+        let id = KeyId::of(&figures.key);
+        let latest = match &last {
+            Some(map) => map.get(&id) == Some(&n),
+            None => keep(id),
+        };
+        if latest {
+            tally.observe_line(&figures);
+        }
+    })
+}
+
+/// Calls `f` with each line of `path` (1-based number, without its newline).
+fn for_each_line(path: &Path, mut f: impl FnMut(u64, &[u8])) -> std::io::Result<()> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    let mut buf = Vec::new();
+    let mut n = 0u64;
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf)? == 0 {
+            return Ok(());
+        }
+        n += 1;
+        f(n, &buf);
+    }
 }
 
 /// Writes `summary` as pretty JSON to `path`, atomically (temp file + rename).
@@ -116,5 +203,42 @@ pub fn over_outputs(paths: &[PathBuf]) -> Result<Summary, ReportError> {
     let started = first.unwrap_or(now);
     let finished = last.unwrap_or(started).max(started);
     let span = (finished - started).to_std().unwrap_or_default();
-    Ok(tally.summary(&jobs.join(","), started, finished, span, counts, None))
+    let facts = RunFacts {
+        job: jobs.join(","),
+        started,
+        finished,
+        busy: span,
+        requests: counts,
+        stopped: None,
+        stopped_because: None,
+        other_keys_in_output: 0,
+    };
+    Ok(tally.summary(&tally, facts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folding_an_uncompacted_output_takes_the_latest_line_of_each_kept_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.jsonl");
+        let lines = [
+            r#"{"key":"a","status":"error","attempts":3,"error":{"kind":"server"}}"#,
+            r#"{"key":"b","status":"ok","attempts":1,"cost_usd":0.5,"latency_ms":10.0}"#,
+            r#"{"key":"gone","status":"ok","attempts":1,"cost_usd":9.0}"#,
+            r#"{"key":"a","status":"ok","attempts":2,"cost_usd":0.25,"latency_ms":20.0}"#,
+        ];
+        std::fs::write(&path, lines.join("\n") + "\n").expect("write");
+        let gone = KeyId::of("gone");
+        let mut tally = Tally::default();
+        fold_output(&path, &mut tally, |id| id != gone, true).expect("fold");
+        assert_eq!((tally.ok, tally.failed), (2, 0));
+        assert_eq!(tally.cost(), 0.75);
+        // Without dedupe every kept line counts: only right for a compacted file.
+        let mut tally = Tally::default();
+        fold_output(&path, &mut tally, |id| id != gone, false).expect("fold");
+        assert_eq!((tally.ok, tally.failed), (2, 1));
+    }
 }

@@ -1,7 +1,10 @@
-//! The run summary: counts, tokens, cost and latency over the records of a run.
+//! The run summary: counts, tokens, cost and latency over the job's lines,
+//! and what this run itself sent.
 //!
 //! A `Tally` observes records one by one (constant memory: latencies go into
-//! HDR histograms) and becomes a [`Summary`] in the contract's shape.
+//! HDR histograms) and becomes a [`Summary`] in the contract's shape: one
+//! tally over the latest line of each of the job's keys (the job), one over
+//! the requests this run sent (`this_run`).
 
 use std::collections::BTreeMap;
 
@@ -9,6 +12,7 @@ use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::client::Usage;
 use crate::scheduler::StopReason;
 use crate::sink::{Record, Status};
 
@@ -75,6 +79,90 @@ pub struct Summary {
     pub latency_ms: Option<Spread>,
     pub ttft_ms: Option<Spread>,
     pub throughput: Throughput,
+    pub this_run: ThisRun,
+    /// Lines kept in the output for keys the job no longer has.
+    pub other_keys_in_output: u64,
+    /// The server's message behind `stopped` (shortened), for the table and
+    /// the `--quiet` line; not part of the JSON contract.
+    #[serde(skip)]
+    pub stopped_because: Option<String>,
+}
+
+/// What this run did: the requests it sent and what they cost.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ThisRun {
+    pub sent: u64,
+    pub attempts: u64,
+    pub retries: u64,
+    pub uncertain_attempts: u64,
+    pub tokens: Tokens,
+    pub cost_usd: f64,
+    pub wall_s: f64,
+    pub throughput: Throughput,
+}
+
+/// What a summary needs besides the two tallies.
+#[derive(Debug, Clone)]
+pub struct RunFacts {
+    pub job: String,
+    pub started: DateTime<Utc>,
+    pub finished: DateTime<Utc>,
+    /// The time requests were being sent (first dispatch to last outcome),
+    /// which throughput is measured over; loading, the input scan and
+    /// compaction count in `wall_s` only.
+    pub busy: std::time::Duration,
+    pub requests: RequestCounts,
+    pub stopped: Option<StopReason>,
+    pub stopped_because: Option<String>,
+    pub other_keys_in_output: u64,
+}
+
+/// The figures of one output line the summary needs, read back from a file;
+/// everything else on the line (content, input) is skipped unallocated.
+#[derive(Debug, Deserialize)]
+pub struct LineFigures {
+    pub key: String,
+    pub status: Status,
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub param_set: String,
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+    #[serde(default)]
+    pub usage: Option<Usage>,
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
+    #[serde(default)]
+    pub latency_ms: Option<f64>,
+    #[serde(default)]
+    pub ttft_ms: Option<f64>,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub uncertain_attempts: u32,
+    #[serde(default)]
+    pub error: Option<LineError>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LineError {
+    pub kind: String,
+}
+
+/// One line's figures, borrowed from a [`Record`] or a [`LineFigures`].
+struct Figures<'a> {
+    ok: bool,
+    model: &'a str,
+    param_set: &'a str,
+    finish_reason: Option<&'a str>,
+    usage: Option<&'a Usage>,
+    cost_usd: Option<f64>,
+    latency_ms: Option<f64>,
+    ttft_ms: Option<f64>,
+    attempts: u32,
+    uncertain: u32,
+    error_kind: Option<&'a str>,
 }
 
 /// Exact min, max and mean; percentiles from a histogram of microseconds (3 significant digits).
@@ -166,49 +254,80 @@ impl Default for Tally {
 
 impl Tally {
     pub fn observe(&mut self, r: &Record) {
-        self.attempts += u64::from(r.attempts);
-        self.uncertain += u64::from(r.uncertain_attempts);
-        match r.status {
-            Status::Ok => {
-                self.ok += 1;
-                let reason = r.finish_reason.as_deref().unwrap_or("none");
-                *self.finish_reasons.entry(reason.to_string()).or_default() += 1;
-                match &r.usage {
-                    Some(u) => {
-                        self.tokens.prompt += u.prompt_tokens;
-                        self.tokens.completion += u.completion_tokens;
-                        self.tokens.total += u.total_tokens;
-                    }
-                    None => self.tokens.unreported += 1,
+        self.add(Figures {
+            ok: r.status == Status::Ok,
+            model: &r.model,
+            param_set: &r.param_set,
+            finish_reason: r.finish_reason.as_deref(),
+            usage: r.usage.as_ref(),
+            cost_usd: r.cost_usd,
+            latency_ms: r.latency_ms,
+            ttft_ms: r.ttft_ms,
+            attempts: r.attempts,
+            uncertain: r.uncertain_attempts,
+            error_kind: r.error.as_ref().map(|e| e.kind.as_str()),
+        });
+    }
+
+    /// A line read back from an output file (resumed from an earlier run).
+    pub fn observe_line(&mut self, r: &LineFigures) {
+        self.add(Figures {
+            ok: r.status == Status::Ok,
+            model: &r.model,
+            param_set: &r.param_set,
+            finish_reason: r.finish_reason.as_deref(),
+            usage: r.usage.as_ref(),
+            cost_usd: r.cost_usd.filter(|c| c.is_finite() && *c >= 0.0),
+            latency_ms: r.latency_ms,
+            ttft_ms: r.ttft_ms,
+            attempts: r.attempts,
+            uncertain: r.uncertain_attempts,
+            error_kind: r.error.as_ref().map(|e| e.kind.as_str()),
+        });
+    }
+
+    fn add(&mut self, r: Figures<'_>) {
+        self.attempts = self.attempts.saturating_add(u64::from(r.attempts));
+        self.uncertain = self.uncertain.saturating_add(u64::from(r.uncertain));
+        if r.ok {
+            self.ok += 1;
+            let reason = r.finish_reason.unwrap_or("none");
+            *self.finish_reasons.entry(reason.to_string()).or_default() += 1;
+            match r.usage {
+                Some(u) => {
+                    let t = &mut self.tokens;
+                    t.prompt = t.prompt.saturating_add(u.prompt_tokens);
+                    t.completion = t.completion.saturating_add(u.completion_tokens);
+                    t.total = t.total.saturating_add(u.total_tokens);
                 }
-                if r.cost_usd.is_none() {
-                    self.costs.unpriced_requests += 1;
-                }
-                if let Some(ms) = r.latency_ms {
-                    self.latency.record(ms);
-                }
-                if let Some(ms) = r.ttft_ms {
-                    self.ttft.record(ms);
-                }
+                None => self.tokens.unreported += 1,
             }
-            Status::Error => {
-                self.failed += 1;
-                let kind = r.error.as_ref().map_or("unknown", |e| e.kind.as_str());
-                *self.errors.entry(kind.to_string()).or_default() += 1;
+            if r.cost_usd.is_none() {
+                self.costs.unpriced_requests += 1;
             }
+            if let Some(ms) = r.latency_ms {
+                self.latency.record(ms);
+            }
+            if let Some(ms) = r.ttft_ms {
+                self.ttft.record(ms);
+            }
+        } else {
+            self.failed += 1;
+            let kind = r.error_kind.unwrap_or("unknown");
+            *self.errors.entry(kind.to_string()).or_default() += 1;
         }
         if let Some(cost) = r.cost_usd {
             self.costs.total += cost;
-            *self.costs.by_model.entry(r.model.clone()).or_default() += cost;
+            *self.costs.by_model.entry(r.model.to_string()).or_default() += cost;
             *self
                 .costs
                 .by_param_set
-                .entry(r.param_set.clone())
+                .entry(r.param_set.to_string())
                 .or_default() += cost;
         }
     }
 
-    /// Requests observed (sent in this run).
+    /// Requests observed.
     pub fn requests(&self) -> u64 {
         self.ok + self.failed
     }
@@ -221,20 +340,19 @@ impl Tally {
         self.tokens.completion
     }
 
-    /// `busy`: the time requests were being sent (first dispatch to last
-    /// outcome), which throughput is measured over; loading, the input scan
-    /// and compaction count in `wall_s` only.
-    pub fn summary(
-        &self,
-        job: &str,
-        started: DateTime<Utc>,
-        finished: DateTime<Utc>,
-        busy: std::time::Duration,
-        requests: RequestCounts,
-        stopped: Option<StopReason>,
-    ) -> Summary {
-        let wall_s = (finished - started).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
-        let busy_s = busy.as_secs_f64();
+    fn retries(&self) -> u64 {
+        self.attempts.saturating_sub(self.requests())
+    }
+
+    /// The summary: `self` over the job's lines, `run` over what this run sent.
+    pub fn summary(&self, run: &Tally, facts: RunFacts) -> Summary {
+        let wall_s = (facts.finished - facts.started)
+            .num_microseconds()
+            .unwrap_or(0)
+            .max(0) as f64
+            / 1e6;
+        let wall_s = (wall_s * 1000.0).round() / 1000.0;
+        let busy_s = facts.busy.as_secs_f64();
         let per_s = |n: u64| {
             if busy_s > 0.0 {
                 round1(n as f64 / busy_s)
@@ -242,140 +360,43 @@ impl Tally {
                 0.0
             }
         };
+        let throughput = Throughput {
+            requests_per_s: per_s(run.requests()),
+            completion_tokens_per_s: per_s(run.tokens.completion),
+        };
         Summary {
-            job: job.to_string(),
-            started_at: crate::sink::record::timestamp(started),
-            finished_at: crate::sink::record::timestamp(finished),
-            wall_s: (wall_s * 1000.0).round() / 1000.0,
-            requests,
+            job: facts.job,
+            started_at: crate::sink::record::timestamp(facts.started),
+            finished_at: crate::sink::record::timestamp(facts.finished),
+            wall_s,
+            requests: facts.requests,
             attempts: self.attempts,
-            retries: self.attempts.saturating_sub(self.requests()),
+            retries: self.retries(),
             uncertain_attempts: self.uncertain,
-            stopped,
+            stopped: facts.stopped,
             finish_reasons: self.finish_reasons.clone(),
             errors: self.errors.clone(),
             tokens: self.tokens.clone(),
             cost_usd: self.costs.clone(),
             latency_ms: self.latency.spread(),
             ttft_ms: self.ttft.spread(),
-            throughput: Throughput {
-                requests_per_s: per_s(self.requests()),
-                completion_tokens_per_s: per_s(self.tokens.completion),
+            throughput: throughput.clone(),
+            this_run: ThisRun {
+                sent: run.requests(),
+                attempts: run.attempts,
+                retries: run.retries(),
+                uncertain_attempts: run.uncertain,
+                tokens: run.tokens.clone(),
+                cost_usd: run.costs.total,
+                wall_s,
+                throughput,
             },
+            other_keys_in_output: facts.other_keys_in_output,
+            stopped_because: facts.stopped_because,
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::client::{ErrorKind, Usage};
-    use crate::sink::record::{CostSource, RecordError};
-    use std::sync::Arc;
-
-    fn record(status: Status, latency: f64, cost: Option<f64>, usage: Option<Usage>) -> Record {
-        Record {
-            key: "k".into(),
-            job: "j".into(),
-            id: "1".into(),
-            param_set: "precise".into(),
-            status,
-            model: "m".into(),
-            content: (status == Status::Ok).then(|| "hi".into()),
-            finish_reason: (status == Status::Ok).then(|| "stop".into()),
-            usage,
-            cost_usd: cost,
-            cost_source: cost.map(|_| CostSource::Pricing),
-            latency_ms: Some(latency),
-            ttft_ms: None,
-            attempts: 1,
-            uncertain_attempts: 0,
-            client_request_id: "j:1:precise:1".into(),
-            request_sha256: "0".repeat(64),
-            error: (status == Status::Error).then(|| RecordError {
-                kind: ErrorKind::Server,
-                status: Some(500),
-                message: "boom".into(),
-            }),
-            response_id: None,
-            provider: None,
-            started_at: None,
-            finished_at: None,
-            params: Default::default(),
-            input: Arc::new(Default::default()),
-            response_model: None,
-            tool_calls: None,
-            refusal: None,
-            budget_charge_usd: None,
-            prior_charge_usd: None,
-        }
-    }
-
-    #[test]
-    fn percentiles_over_one_to_a_hundred_ms() {
-        let mut t = Tally::default();
-        for ms in 1..=100 {
-            t.observe(&record(Status::Ok, ms as f64, None, None));
-        }
-        let s = t.latency.spread().expect("latencies");
-        assert_eq!((s.min, s.max, s.mean), (1.0, 100.0, 50.5));
-        assert_eq!((s.p50, s.p90, s.p95, s.p99), (50.0, 90.0, 95.0, 99.0));
-    }
-
-    #[test]
-    fn percentiles_never_pass_the_exact_max() {
-        let mut t = Tally::default();
-        for ms in [4613.1, 4000.0, 3000.0] {
-            t.observe(&record(Status::Ok, ms, None, None));
-        }
-        let s = t.latency.spread().expect("latencies");
-        assert_eq!(s.max, 4613.1);
-        assert!(s.p99 <= s.max && s.p95 <= s.max && s.p50 >= s.min, "{s:?}");
-    }
-
-    #[test]
-    fn no_successes_means_no_latency_spread() {
-        let mut t = Tally::default();
-        t.observe(&record(Status::Error, 5.0, None, None));
-        assert_eq!(t.latency.spread(), None);
-    }
-
-    #[test]
-    fn tokens_cost_and_errors_are_totalled() {
-        let usage = Usage {
-            prompt_tokens: 10,
-            completion_tokens: 20,
-            total_tokens: 30,
-            ..Usage::default()
-        };
-        let mut t = Tally::default();
-        t.observe(&record(Status::Ok, 10.0, Some(0.5), Some(usage)));
-        t.observe(&record(Status::Ok, 10.0, None, None));
-        let mut failed = record(Status::Error, 10.0, None, None);
-        failed.attempts = 3;
-        failed.uncertain_attempts = 1;
-        t.observe(&failed);
-        let start = Utc::now();
-        let s = t.summary(
-            "j",
-            start,
-            start + chrono::Duration::seconds(3),
-            std::time::Duration::from_secs(2),
-            RequestCounts::default(),
-            None,
-        );
-        assert_eq!(s.wall_s, 3.0);
-        assert_eq!(s.attempts, 5);
-        assert_eq!(s.retries, 2);
-        assert_eq!(s.uncertain_attempts, 1);
-        assert_eq!(s.tokens.total, 30);
-        assert_eq!(s.tokens.unreported, 1);
-        assert_eq!(s.cost_usd.total, 0.5);
-        assert_eq!(s.cost_usd.unpriced_requests, 1);
-        assert_eq!(s.cost_usd.by_param_set.get("precise"), Some(&0.5));
-        assert_eq!(s.errors.get("server"), Some(&1));
-        assert_eq!(s.finish_reasons.get("stop"), Some(&2));
-        assert_eq!(s.throughput.requests_per_s, 1.5);
-        assert_eq!(s.throughput.completion_tokens_per_s, 10.0);
-    }
-}
+#[path = "summary_tests.rs"]
+mod tests;

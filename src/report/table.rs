@@ -10,6 +10,12 @@ pub fn render(s: &Summary) -> String {
     let mut out = String::new();
     let r = &s.requests;
     let _ = writeln!(out, "promptbatch · {} · {:.1} s", s.job, s.wall_s);
+    if s.requests.resumed > 0 {
+        let _ = writeln!(
+            out,
+            "  (the job as its output stands: resumed lines included)"
+        );
+    }
     let _ = writeln!(
         out,
         "  requests     {} total: {} ok, {} failed, {} resumed, {} not sent",
@@ -21,14 +27,10 @@ pub fn render(s: &Summary) -> String {
         s.attempts, s.retries, s.uncertain_attempts
     );
     if let Some(stopped) = s.stopped {
-        let why = match stopped {
-            StopReason::Budget => "budget reached (max_cost_usd); rerun with a higher budget to resume",
-            StopReason::EndpointRefused => {
-                "the endpoint refuses requests (key, credits or quota); fix the account and rerun to resume"
-            }
-            StopReason::Interrupted => "interrupted; rerun to resume",
-        };
-        let _ = writeln!(out, "  stopped      {why}");
+        let _ = writeln!(out, "  stopped      {}", stop_reason(stopped));
+        if let Some(why) = &s.stopped_because {
+            let _ = writeln!(out, "    last error {why}");
+        }
     }
     if !s.finish_reasons.is_empty() {
         let _ = writeln!(out, "  finish       {}", counts(&s.finish_reasons));
@@ -75,12 +77,43 @@ pub fn render(s: &Summary) -> String {
     if let Some(l) = &s.ttft_ms {
         let _ = writeln!(out, "  ttft ms      {}", spread(l));
     }
+    let run = &s.this_run;
+    if run.sent != r.ok + r.failed || r.resumed > 0 {
+        // A resumed run: the job's totals above, this run's own part here.
+        let _ = writeln!(
+            out,
+            "  this run     {} sent ({} attempts, {} retries, {} uncertain), {} tokens, {}",
+            run.sent,
+            run.attempts,
+            run.retries,
+            run.uncertain_attempts,
+            run.tokens.total,
+            usd(run.cost_usd)
+        );
+    }
     let _ = writeln!(
         out,
         "  throughput   {:.1} requests/s, {:.1} completion tokens/s",
         s.throughput.requests_per_s, s.throughput.completion_tokens_per_s
     );
     out
+}
+
+/// Why a run stopped early, and what to do about it.
+pub fn stop_reason(stopped: StopReason) -> &'static str {
+    match stopped {
+        StopReason::Budget => "budget reached (max_cost_usd); rerun with a higher budget to resume",
+        StopReason::EndpointRefused => {
+            "the endpoint refuses every further request (key, credits, quota, or the same error on request after request); fix the account or the job and rerun to resume"
+        }
+        StopReason::EndpointUnreachable => {
+            "the endpoint cannot be reached (connection refused, DNS or TLS failure); check the URL and the network, then rerun to resume"
+        }
+        StopReason::OutputFailed => {
+            "the output could not be written (disk full?); fix the cause and rerun to resume"
+        }
+        StopReason::Interrupted => "interrupted; rerun to resume",
+    }
 }
 
 fn counts(map: &BTreeMap<String, u64>) -> String {

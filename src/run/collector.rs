@@ -1,9 +1,13 @@
 //! The collector: consumes the scheduler's events, one output line, tally and
 //! progress update per ended request.
 //!
-//! A failure to write the output (disk full) does not drop the events still
-//! coming: dispatch is halted, the requests in flight are waited for and
-//! counted, and the run reports how many ended without a line.
+//! Lines are batched and appended together; a record counts for the job (its
+//! key done, its figures in the job's tally) only once its line is in the
+//! file. A failure to write (disk full) stops dispatch (`output_failed`) but
+//! drops nothing: the requests in flight are waited for, their lines kept in
+//! memory (only those that ended after the failure: dispatch has stopped, so
+//! they are bounded by the concurrency and the event queue), and appended in
+//! one more attempt at the end.
 
 use std::sync::Arc;
 
@@ -12,30 +16,40 @@ use crate::keys::{KeyId, KeyMap};
 use crate::progress::Progress;
 use crate::report::Tally;
 use crate::scan::Seen;
-use crate::scheduler::{Event, StopSignal};
+use crate::scheduler::{Event, StopReason, StopSignal};
 use crate::sink::{Record, ResumeState, SinkError, Status, Writer};
+
+/// Appended once this many bytes of lines are waiting, even mid-burst.
+const BATCH_BYTES: usize = 256 * 1024;
 
 pub(super) struct Collector<'a> {
     job: &'a Job,
     writer: Writer,
-    tally: Tally,
+    /// Over the lines this run put in the file (the job's scope).
+    written: Tally,
+    /// Over every request this run sent (`this_run`), lines or not.
+    sent: Tally,
     progress: &'a mut Progress,
     resume: &'a ResumeState,
     /// The job's keys; each request sent in this run notes how it ended.
     keys: &'a mut KeyMap<Seen>,
     stop: Arc<StopSignal>,
+    /// Lines not yet in the file, and their records.
+    batch: Vec<u8>,
+    records: Vec<Record>,
     /// Lines written for keys that already had one.
     superseded: u64,
     failed: Option<SinkError>,
-    /// Requests that ended after the output failed.
-    lost: u64,
 }
 
 /// What the collector saw, once every event is in.
 pub(super) struct Collected {
-    pub tally: Tally,
+    pub written: Tally,
+    pub sent: Tally,
     pub superseded: u64,
+    /// The first failure to write the output, if any.
     pub failed: Option<SinkError>,
+    /// Answered requests whose line is not in the output.
     pub lost: u64,
 }
 
@@ -51,14 +65,16 @@ impl<'a> Collector<'a> {
         Collector {
             job,
             writer,
-            tally: Tally::default(),
+            written: Tally::default(),
+            sent: Tally::default(),
             progress,
             resume,
             keys,
             stop,
+            batch: Vec::new(),
+            records: Vec::new(),
             superseded: 0,
             failed: None,
-            lost: 0,
         }
     }
 
@@ -67,47 +83,61 @@ impl<'a> Collector<'a> {
             Event::Retrying { .. } => return self.progress.on_retry(),
             Event::Done(outcome) => outcome,
         };
-        if self.failed.is_some() {
-            self.lost += 1;
-            return;
-        }
         let record = Record::from_outcome(&self.job.name, *outcome, &self.job.pricing);
-        if let Err(e) = self.writer.write(&record) {
-            self.fail(e);
-            self.lost += 1;
-            return;
-        }
-        self.tally.observe(&record);
+        self.sent.observe(&record);
         self.progress.on_record(&record);
-        let id = KeyId::of(&record.key);
-        if self.resume.latest.contains_key(&id) {
-            self.superseded += 1;
-        }
-        if let Some(seen) = self.keys.get_mut(&id) {
-            seen.ok = Some(record.status == Status::Ok);
+        self.batch.extend_from_slice(&record.to_line());
+        self.records.push(record);
+        if self.batch.len() >= BATCH_BYTES {
+            self.flush();
         }
     }
 
+    /// Appends the waiting lines (after a failure they wait for `finish`).
     pub fn flush(&mut self) {
-        if self.failed.is_none() {
-            if let Err(e) = self.writer.flush() {
-                self.fail(e);
+        if self.failed.is_some() || self.batch.is_empty() {
+            return;
+        }
+        match self.writer.append_lines(&self.batch) {
+            Ok(()) => self.landed(),
+            Err(e) => {
+                self.stop.stop(StopReason::OutputFailed);
+                self.failed = Some(e);
             }
         }
     }
 
     pub fn finish(mut self) -> Collected {
         self.flush();
+        let mut lost = 0;
+        if self.failed.is_some() && !self.batch.is_empty() {
+            // One more attempt: space may have been freed meanwhile.
+            match self.writer.append_lines(&self.batch) {
+                Ok(()) => self.landed(),
+                Err(_) => lost = self.records.len() as u64,
+            }
+        }
         Collected {
-            tally: self.tally,
+            written: self.written,
+            sent: self.sent,
             superseded: self.superseded,
             failed: self.failed,
-            lost: self.lost,
+            lost,
         }
     }
 
-    fn fail(&mut self, e: SinkError) {
-        self.stop.halt();
-        self.failed = Some(e);
+    /// The batch is in the file: its requests count for the job.
+    fn landed(&mut self) {
+        self.batch.clear();
+        for record in self.records.drain(..) {
+            self.written.observe(&record);
+            let id = KeyId::of(&record.key);
+            if self.resume.latest.contains_key(&id) {
+                self.superseded += 1;
+            }
+            if let Some(seen) = self.keys.get_mut(&id) {
+                seen.ok = Some(record.status == Status::Ok);
+            }
+        }
     }
 }

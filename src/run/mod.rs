@@ -18,12 +18,12 @@ use crate::input::{self, Spooled};
 use crate::job::Job;
 use crate::mock::{MockConfig, MockServer};
 use crate::progress::Progress;
-use crate::report::{self, RequestCounts};
+use crate::report::{self, RequestCounts, RunFacts};
 use crate::scan::{scan, Scan};
 use crate::scheduler::{Scheduler, StopReason, StopSignal};
 use crate::sink::{self, OutputLock, ResumeState, Writer};
 use crate::ExitStatus;
-use collector::Collector;
+use collector::{Collected, Collector};
 
 /// How long requests in flight may still finish after Ctrl-C or SIGTERM.
 const GRACE: Duration = Duration::from_secs(10);
@@ -128,6 +128,14 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
     let mut scan = scan_input(&job, &file, &resume, allow_empty).await?;
     let client = Client::new(&job.endpoint, key.as_deref(), job.limits.concurrency)
         .map_err(|e| invalid(e.to_string()))?;
+    // The last checks that can fail before sending: the output opens for
+    // appending and the summary can be written where it goes.
+    report::check_summary_path(&job.output.summary).map_err(|e| {
+        invalid(format!(
+            "the summary cannot be written to {}: {e}; choose another --summary",
+            job.output.summary.display()
+        ))
+    })?;
     let _lock = OutputLock::acquire(output).map_err(|e| invalid(e.to_string()))?;
     if !args.fresh && !resume.unchanged(output) {
         // Another run wrote the output before this one took the lock.
@@ -149,6 +157,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
             bak.display()
         ));
     }
+    let writer = Writer::append(output).map_err(|e| invalid(e.to_string()))?;
 
     if !args.quiet {
         if !job
@@ -191,12 +200,18 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
     );
     let dispatch = tokio::spawn(scheduler.run(request_rx));
 
-    let writer = Writer::append(&job.output.path)?;
-    let mut collector = Collector::new(&job, writer, &mut progress, &resume, &mut scan.keys, stop);
+    let mut collector = Collector::new(
+        &job,
+        writer,
+        &mut progress,
+        &resume,
+        &mut scan.keys,
+        stop.clone(),
+    );
     let busy_from = Utc::now();
     while let Some(event) = event_rx.recv().await {
         collector.collect(event);
-        // Drain what is already waiting, then flush once: every ended request
+        // Drain what is already waiting, then write once: every ended request
         // reaches the file promptly without a system call per line.
         while let Ok(event) = event_rx.try_recv() {
             collector.collect(event);
@@ -205,46 +220,170 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
     }
     let busy_to = Utc::now();
     let collected = collector.finish();
-    let stopped = dispatch.await?;
+    // Requests were sent: from here on nothing is exit 2.
+    let stopped = dispatch.await.unwrap_or_else(|_| stop.reason());
     signals.abort();
     // The producer ends once the scheduler drops its receiver.
-    let produced = producer.await?;
+    let produced = producer
+        .await
+        .unwrap_or_else(|e| Err(format!("internal error: the input reader failed: {e}")));
     progress.finish();
-    if let Some(failed) = collected.failed {
-        // The output cannot be trusted to hold every line: say what happened
-        // and leave the file for the next run's scan to repair.
-        return Err(invalid(format!(
-            "writing {} failed: {failed}; {} requests that ended after that have no line (they may have been billed); fix the cause (disk space?) and rerun to resume",
-            job.output.path.display(),
-            collected.lost
-        )));
-    }
-    let tally = collected.tally;
-    let superseded = collected.superseded;
+    let ended = Ended {
+        started,
+        busy: (busy_to - busy_from).to_std().unwrap_or_default(),
+        stopped,
+        stopped_because: stop.detail(),
+    };
+    Ok(finish(
+        &job, args, &resume, &scan, collected, ended, produced,
+    ))
+}
 
-    // Compaction rereads the whole file: only worth it when a key has two lines.
-    if superseded > 0 || resume.lines > resume.latest.len() as u64 {
-        sink::compact(&job.output.path)?;
+/// How the sending part of a run ended.
+struct Ended {
+    started: chrono::DateTime<Utc>,
+    busy: Duration,
+    stopped: Option<StopReason>,
+    stopped_because: Option<String>,
+}
+
+/// After the last request: compaction, the summary, the report on stderr, the exit status.
+/// Requests were sent, so every failure here is exit 5 (or worse), never 2.
+fn finish(
+    job: &Job,
+    args: &RunArgs,
+    resume: &ResumeState,
+    scan: &Scan,
+    collected: Collected,
+    ended: Ended,
+    produced: Result<(), String>,
+) -> ExitStatus {
+    let output = job.output.path.display();
+    let summary_path = job.output.summary.display();
+    let mut local: Vec<String> = Vec::new();
+    if let Some(failed) = &collected.failed {
+        local.push(if collected.lost > 0 {
+            format!(
+                "writing the output failed: {failed}; {} answered requests have no line (they may have been billed), and the rest were not sent; fix the cause (disk space?) and rerun to resume",
+                collected.lost
+            )
+        } else {
+            format!(
+                "writing the output failed: {failed}; every answered request got its line on a second attempt, the rest were not sent; fix the cause (disk space?) and rerun to resume"
+            )
+        });
     }
-    let counts = count_requests(&scan);
-    let finished = Utc::now();
-    let busy = (busy_to - busy_from).to_std().unwrap_or_default();
-    let summary = tally.summary(&job.name, started, finished, busy, counts, stopped);
-    report::write_summary(&job.output.summary, &summary)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", job.output.summary.display()))?;
+    let Collected {
+        written: mut tally,
+        sent,
+        superseded,
+        ..
+    } = collected;
+
+    // Compaction rereads the whole file: only worth it when a key has two
+    // lines, and not on a disk that just failed a write (the next run does it).
+    let mut compacted = true;
+    if superseded > 0 || resume.lines > resume.latest.len() as u64 {
+        compacted = false;
+        if collected.failed.is_none() {
+            match sink::compact(&job.output.path) {
+                Ok(_) => compacted = true,
+                Err(e) => local.push(format!(
+                    "compacting the output failed: {e}; every line is in it, and the next run compacts it"
+                )),
+            }
+        }
+    }
+    // The job's keys whose line is from an earlier run: their figures are in the file.
+    let kept_from_before = |seen: &crate::scan::Seen| seen.ok.is_none() && seen.prior.is_some();
+    if scan.keys.values().any(kept_from_before) {
+        let dedupe = !compacted && resume.lines > resume.latest.len() as u64;
+        let keep = |id| scan.keys.get(&id).is_some_and(kept_from_before);
+        if let Err(e) = report::fold_output(&job.output.path, &mut tally, keep, dedupe) {
+            local.push(format!(
+                "reading {output} back for the summary failed: {e}; the summary counts only this run's lines"
+            ));
+        }
+    }
+    let other_keys = resume
+        .latest
+        .keys()
+        .filter(|id| !scan.keys.contains_key(id))
+        .count() as u64;
+    let counts = count_requests(scan);
+    let facts = RunFacts {
+        job: job.name.clone(),
+        started: ended.started,
+        finished: Utc::now(),
+        busy: ended.busy,
+        requests: counts,
+        stopped: ended.stopped,
+        stopped_because: ended.stopped_because,
+        other_keys_in_output: other_keys,
+    };
+    let summary = tally.summary(&sent, facts);
+    if let Err(e) = report::write_summary(&job.output.summary, &summary) {
+        local.push(format!(
+            "writing the summary to {summary_path} failed: {e}; the output holds every line written, and a rerun writes the summary again"
+        ));
+    }
     if !args.quiet {
         eprint!("{}", report::table::render(&summary));
+        eprintln!("  output       {output}\n  summary      {summary_path}");
+        if other_keys > 0 {
+            eprintln!(
+                "promptbatch: {output} also holds {other_keys} lines of keys this job no longer has (rows removed, --limit, or another input written to it); they are kept, and not counted above"
+            );
+        }
+    }
+    let mut status = exit_status(summary.stopped, &summary.requests);
+    if !local.is_empty() {
+        status = status.worst(ExitStatus::OutputFailed);
+    }
+    if let Err(problem) = &produced {
+        eprintln!("error: {problem}");
+        status = status.worst(ExitStatus::Failed);
+    }
+    if !local.is_empty() {
+        // One line, even with --quiet: a cron log shows why at a glance.
+        eprintln!("error: {}", local.join("; also: "));
+    } else if args.quiet && status != ExitStatus::Success && produced.is_ok() {
+        let (output, summary_path) = (output.to_string(), summary_path.to_string());
         eprintln!(
-            "  output       {}\n  summary      {}",
-            job.output.path.display(),
-            job.output.summary.display()
+            "promptbatch: {}",
+            quiet_line(&summary, &output, &summary_path)
         );
     }
-    if let Err(problem) = produced {
-        eprintln!("error: {problem}");
-        return Ok(exit_status(stopped, &summary.requests).at_least(ExitStatus::Failed));
+    status
+}
+
+/// The one line a `--quiet` run that exits non-zero prints: why, and where to look.
+fn quiet_line(s: &report::Summary, output: &str, summary: &str) -> String {
+    let r = &s.requests;
+    let because = s
+        .stopped_because
+        .as_deref()
+        .map(|m| format!(" (last error: {m})"))
+        .unwrap_or_default();
+    match s.stopped {
+        Some(reason) => format!(
+            "stopped: {}{because}; {} of {} requests not sent, {} failed; see {output} and {summary}",
+            report::table::stop_reason(reason),
+            r.not_sent,
+            r.total,
+            r.failed
+        ),
+        None => format!(
+            "{} of {} requests failed{}; each failure is a line in {output} (summary {summary}); rerun to retry them",
+            r.failed,
+            r.total,
+            if r.not_sent > 0 {
+                format!(", {} not sent", r.not_sent)
+            } else {
+                String::new()
+            }
+        ),
     }
-    Ok(exit_status(stopped, &summary.requests))
 }
 
 /// Counts over the job's keys as the output stands after the run.
@@ -267,13 +406,19 @@ fn count_requests(scan: &Scan) -> RequestCounts {
 }
 
 fn exit_status(stopped: Option<StopReason>, counts: &RequestCounts) -> ExitStatus {
-    match stopped {
+    let judged = if counts.failed > 0 || counts.not_sent > 0 {
+        ExitStatus::Failed
+    } else {
+        ExitStatus::Success
+    };
+    let stop = match stopped {
         Some(StopReason::Interrupted) => ExitStatus::Interrupted,
-        Some(StopReason::EndpointRefused) => ExitStatus::Refused,
+        Some(StopReason::OutputFailed) => ExitStatus::OutputFailed,
+        Some(StopReason::EndpointRefused | StopReason::EndpointUnreachable) => ExitStatus::Refused,
         Some(StopReason::Budget) => ExitStatus::Budget,
-        None if counts.failed > 0 || counts.not_sent > 0 => ExitStatus::Failed,
         None => ExitStatus::Success,
-    }
+    };
+    stop.worst(judged)
 }
 
 async fn watch_signals(stop: Arc<StopSignal>, quiet: bool) {

@@ -10,8 +10,7 @@ pub mod retry;
 mod stop;
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
@@ -20,15 +19,13 @@ use tokio::sync::{mpsc, Semaphore};
 
 pub use budget::Budget;
 pub use limiter::Limiter;
-pub use stop::StopSignal;
+pub use stop::{shorten, StopSignal, IDENTICAL_TO_STOP, REFUSALS_TO_STOP, UNREACHABLE_TO_STOP};
 
 use crate::client::{Client, ErrorKind, Failure, Reply};
 use crate::job::{Job, Pricing, RetryConfig};
 use crate::request::Request;
 use retry::{decide, Backoff, Verdict};
-
-/// Refusals in a row (bad key, out of credits) after which no request is dispatched.
-const REFUSALS_TO_STOP: u32 = 3;
+use stop::Streaks;
 
 /// How one request ended.
 #[derive(Debug)]
@@ -57,7 +54,12 @@ pub enum Event {
 #[serde(rename_all = "snake_case")]
 pub enum StopReason {
     Budget,
+    /// Refusals (key, credits, quota), or the same error on request after request.
     EndpointRefused,
+    /// No attempt could reach the endpoint (connection refused, DNS, TLS).
+    EndpointUnreachable,
+    /// The output could not be written (disk full): nothing more is sent.
+    OutputFailed,
     Interrupted,
 }
 
@@ -68,7 +70,7 @@ struct Shared {
     limiter: Limiter,
     budget: Option<Budget>,
     stop: Arc<StopSignal>,
-    refusals: AtomicU32,
+    streaks: Mutex<Streaks>,
     events: mpsc::Sender<Event>,
 }
 
@@ -97,7 +99,7 @@ impl Scheduler {
                 limiter: Limiter::new(limits.requests_per_minute, limits.tokens_per_minute),
                 budget,
                 stop,
-                refusals: AtomicU32::new(0),
+                streaks: Mutex::new(Streaks::default()),
                 events,
             }),
             concurrency: limits.concurrency.max(1),
@@ -255,12 +257,13 @@ impl Shared {
             };
             let failure = match sent {
                 Ok(reply) => {
-                    self.refusals.store(0, Ordering::Relaxed);
+                    self.streak(|s| s.on_attempt(None), None);
                     self.limiter.on_success();
                     if let Some(usage) = reply.usage {
                         self.limiter
                             .refund(tokens.saturating_sub(usage.total_tokens));
                     }
+                    self.streak(|s| s.on_end(None), None);
                     break Ok(reply);
                 }
                 Err(failure) => failure,
@@ -272,22 +275,17 @@ impl Shared {
                 self.limiter.refund(tokens);
             }
             let verdict = decide(&failure);
-            if verdict == Verdict::Refused {
-                if self.refusals.fetch_add(1, Ordering::Relaxed) + 1 >= REFUSALS_TO_STOP {
-                    self.stop.stop(StopReason::EndpointRefused);
-                }
-            } else if failure.status == Some(429) || failure.kind == ErrorKind::RateLimited {
-                // A quota 429 is a refusal (above), not a pace to slow down to.
+            self.streak(|s| s.on_attempt(Some((&failure, verdict))), Some(&failure));
+            if verdict != Verdict::Refused
+                && (failure.status == Some(429) || failure.kind == ErrorKind::RateLimited)
+            {
+                // A quota 429 is a refusal, not a pace to slow down to.
                 self.limiter.on_rate_limited(failure.retry_after);
             }
             if verdict != Verdict::Retry
                 || attempts >= self.retry.max_attempts
                 || retries.is_cancelled()
             {
-                if verdict != Verdict::Refused {
-                    // "In a row": any other ending breaks the row.
-                    self.refusals.store(0, Ordering::Relaxed);
-                }
                 break Err(failure);
             }
             // A retry after an attempt that may have been billed needs room of its own.
@@ -337,6 +335,10 @@ impl Shared {
                 break Err(failure);
             }
         };
+        if let Err(failure) = &result {
+            let verdict = decide(failure);
+            self.streak(|s| s.on_end(Some((failure, verdict))), Some(failure));
+        }
         Ended {
             result,
             attempts,
@@ -345,6 +347,23 @@ impl Shared {
             finished_at: Utc::now(),
             booked,
             denied,
+        }
+    }
+
+    /// Updates the streaks; one that says no further request can succeed stops
+    /// dispatch, quoting the failure's message.
+    fn streak(
+        &self,
+        update: impl FnOnce(&mut Streaks) -> Option<StopReason>,
+        failure: Option<&Failure>,
+    ) {
+        let stop = update(&mut self.streaks.lock().expect("streak lock is never poisoned"));
+        if let Some(reason) = stop {
+            let detail = failure.map(|f| match f.status {
+                Some(status) => format!("HTTP {status}: {}", f.message),
+                None => f.message.clone(),
+            });
+            self.stop.stop_because(reason, detail);
         }
     }
 }

@@ -10,7 +10,7 @@ pub mod record;
 mod resume;
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub use compact::compact;
@@ -96,12 +96,21 @@ pub fn take_over(
     Ok(None)
 }
 
-/// Appends records, one JSON line each. `flush` is called by the collector
-/// whenever no further record is waiting, so every ended request reaches the
-/// file promptly without a system call per line under load.
+/// Appends whole lines to the output. The caller batches them (the collector
+/// writes whenever no further record is waiting, so every ended request
+/// reaches the file promptly without a system call per line under load).
+///
+/// A failed write (disk full) may leave part of a line behind; the file is
+/// cut back to its last whole line at once, so a later append, or the next
+/// run, starts clean rather than after a half line it would trip on.
 pub struct Writer {
     path: PathBuf,
-    out: BufWriter<File>,
+    file: File,
+    /// The file's length after the last complete write: it ends on a whole line there.
+    good_len: u64,
+    /// A failed write left part of a line that could not be cut off: nothing
+    /// more may follow it (it would put a half line in the middle of the file).
+    torn: bool,
 }
 
 impl Writer {
@@ -114,19 +123,49 @@ impl Writer {
             .append(true)
             .open(path)
             .map_err(io_error(path))?;
+        let good_len = file.metadata().map_err(io_error(path))?.len();
         Ok(Writer {
             path: path.to_path_buf(),
-            out: BufWriter::with_capacity(256 * 1024, file),
+            file,
+            good_len,
+            torn: false,
         })
     }
 
-    pub fn write(&mut self, record: &Record) -> Result<(), SinkError> {
-        self.out
-            .write_all(&record.to_line())
-            .map_err(io_error(&self.path))
+    /// Appends `lines` (whole lines, each ending in a newline): all or none.
+    pub fn append_lines(&mut self, lines: &[u8]) -> Result<(), SinkError> {
+        if self.torn {
+            return Err(io_error(&self.path)(std::io::Error::other(
+                "an earlier failed write left part of a line that could not be cut off",
+            )));
+        }
+        match self.file.write_all(lines) {
+            Ok(()) => {
+                self.good_len += lines.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                // Shrinking never needs space; if even this fails, the next
+                // run's scan cuts the half line off.
+                self.torn = self.file.set_len(self.good_len).is_err();
+                Err(io_error(&self.path)(e))
+            }
+        }
     }
+}
 
-    pub fn flush(&mut self) -> Result<(), SinkError> {
-        self.out.flush().map_err(io_error(&self.path))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_failed_append_is_an_error_naming_the_output() {
+        // /dev/full accepts the open and fails every write with ENOSPC.
+        let Ok(mut w) = Writer::append(Path::new("/dev/full")) else {
+            return;
+        };
+        let err = w.append_lines(b"{\"key\":\"a\"}\n").unwrap_err();
+        assert!(err.to_string().contains("/dev/full"), "{err}");
     }
 }

@@ -46,7 +46,7 @@ async fn sigterm_records_what_is_in_flight_and_exits_130() {
     }
     sb.write("rows.jsonl", &rows);
     sb.write("job.toml", &job(&mock.url(), "rows.jsonl"));
-    let mut cmd = sb.command(&["run", "job.toml", "--progress", "off"]);
+    let mut cmd = sb.command(&["run", "job.toml", "--quiet"]);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = cmd.spawn().expect("spawn");
     let pid = child.id();
@@ -60,6 +60,13 @@ async fn sigterm_records_what_is_in_flight_and_exits_130() {
         .await
         .expect("join");
     assert_eq!(code(&out), 130, "{}", stderr(&out));
+    // --quiet: one line saying why.
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("interrupted") && err.contains("t.jsonl"),
+        "{err}"
+    );
     assert_eq!(
         mock.stats().requests(),
         2,
@@ -114,11 +121,9 @@ async fn report_totals_one_or_more_outputs() {
         ]))
         .await;
         assert!(code(&out) <= 1, "{}", stderr(&out));
-        assert!(
-            stderr(&out).is_empty(),
-            "--quiet prints nothing: {}",
-            stderr(&out)
-        );
+        // --quiet: nothing on success, one line saying why otherwise.
+        let lines = stderr(&out).lines().count();
+        assert_eq!(lines, code(&out) as usize, "{}", stderr(&out));
     }
     let records: Vec<_> = [sb.records("a-out.jsonl"), sb.records("b-out.jsonl")].concat();
     let cost: f64 = records.iter().filter_map(|r| r["cost_usd"].as_f64()).sum();

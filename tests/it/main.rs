@@ -6,4 +6,5 @@ mod common;
 #[cfg(unix)]
 mod files;
 mod lifecycle;
+mod outcome;
 mod pipeline;

@@ -375,7 +375,9 @@ async fn a_rerun_resumes_sending_only_what_is_missing_failed_or_edited() {
     let summary = sb.summary("t.summary.json");
     assert_eq!(summary["requests"]["resumed"], 1);
     assert_eq!(summary["requests"]["ok"], 3);
-    assert_eq!(summary["attempts"], 2);
+    // The job's lines (a's included); this run sent two.
+    assert_eq!(summary["attempts"], 3);
+    assert_eq!(summary["this_run"]["attempts"], 2);
 
     // Nothing left to do: nothing is sent.
     let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
@@ -480,10 +482,20 @@ async fn the_budget_stops_dispatch_with_exit_3() {
     assert!(total > 0.0 && total <= 0.0005, "{total}");
     assert!(summary["requests"]["not_sent"].as_u64().expect("n") > 0);
     let sent = mock.stats().requests();
-    // A rerun with the same budget spends nothing more.
-    let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
+    // A rerun with the same budget spends nothing more, and says why in one --quiet line.
+    let out = output(sb.command(&["run", "job.toml", "--quiet"])).await;
     assert_eq!(code(&out), 3);
     assert_eq!(mock.stats().requests(), sent);
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("budget reached") && err.contains("t.jsonl"),
+        "{err}"
+    );
+    // The summary still describes the job: what the first run spent.
+    let again = sb.summary("t.summary.json");
+    assert_eq!(again["cost_usd"]["total"].as_f64(), Some(total));
+    assert_eq!(again["this_run"]["sent"], 0);
     mock.shutdown().await;
 }
 
