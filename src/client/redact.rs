@@ -211,6 +211,9 @@ impl Redactor {
 
     /// Runs `future` (one attempt) with this as the redactor [`redact_current`] applies.
     pub async fn scope<F: Future>(&self, future: F) -> F::Output {
+        if !self.is_active() {
+            return future.await;
+        }
         CURRENT.scope(self.clone(), future).await
     }
 }

@@ -7,7 +7,8 @@
 //! so a secret spans chunks), id, model, provider, refusal and tool calls.
 //! The `echo-*` faults quote them in errors, placed so that every cut the
 //! client makes (500 characters of a message, 200 of an upstream excerpt or
-//! of a body) falls inside a secret, one character before its end.
+//! of a body) falls inside a secret: one character before its end, or a few
+//! characters after its start (too few to recognise as a part of it).
 
 use std::time::Duration;
 
@@ -23,6 +24,8 @@ use super::reply::Plan;
 /// Where the client cuts an error message, an upstream excerpt and a body excerpt.
 const MESSAGE_CUT: usize = 500;
 const EXCERPT_CUT: usize = 200;
+/// Characters of a secret before the cut, when only its head is left there.
+const HEAD: usize = 5;
 
 /// What the request carried.
 pub(crate) struct Credentials {
@@ -76,14 +79,14 @@ pub(crate) fn fault_reply(fault: Fault, creds: &Credentials, stream: bool) -> Re
     let Credentials { key, header } = creds;
     match fault {
         Fault::Echo502 => {
-            let raw = straddling("upstream said", header, EXCERPT_CUT);
+            let raw = straddling("upstream said", header, EXCERPT_CUT, all_but_one(header));
             let body = json!({"error": {"message": format!("Provider returned error for {key}"),
                 "code": 502, "metadata": {"raw": raw, "provider_name": "Mock"}}});
             body::reply(502, JSON, body.to_string())
         }
         // Broken JSON where a completion should be; in a stream, as its one data line.
         Fault::Echo200 => {
-            let page = straddling(r#"{"note": "Welcome! Sign in with"#, key, EXCERPT_CUT);
+            let page = straddling(r#"{"note": "Welcome! Sign in with"#, key, EXCERPT_CUT, HEAD);
             match stream {
                 true => {
                     let frame = format!("data: {page}\n\n");
@@ -105,7 +108,7 @@ pub(crate) fn fault_reply(fault: Fault, creds: &Credentials, stream: bool) -> Re
         // Echo401, and any other fault should one arrive here.
         _ => {
             let head = format!("Incorrect API key provided: {header}. You passed");
-            let body = json!({"error": {"message": straddling(&head, key, MESSAGE_CUT),
+            let body = json!({"error": {"message": straddling(&head, key, MESSAGE_CUT, HEAD),
                 "type": format!("invalid_api_key:{key}"), "code": "invalid_api_key"}});
             body::reply(401, JSON, body.to_string())
         }
@@ -115,20 +118,24 @@ pub(crate) fn fault_reply(fault: Fault, creds: &Credentials, stream: bool) -> Re
 /// An error object inside a 200, its message cut by the client inside the key.
 fn in_band(key: &str, header: &str) -> Value {
     let head = format!("upstream rejected {header} and");
-    json!({"error": {"message": straddling(&head, key, MESSAGE_CUT), "type": "server_error",
+    json!({"error": {"message": straddling(&head, key, MESSAGE_CUT, all_but_one(key)), "type": "server_error",
         "code": key}})
 }
 
-/// `head`, padding, then `secret` with all but its last character before
+/// `head`, padding, then `secret` with `inside` of its characters before
 /// character `cut`, then a tail: a client that cuts before it redacts keeps
-/// nearly the whole secret.
-fn straddling(head: &str, secret: &str, cut: usize) -> String {
-    let before = cut.saturating_sub(secret.chars().count().saturating_sub(1));
+/// that much of the secret.
+fn straddling(head: &str, secret: &str, cut: usize, inside: usize) -> String {
+    let before = cut.saturating_sub(inside);
     let pad = before.saturating_sub(head.chars().count() + 2).max(1);
     format!(
         "{head} {} {secret} and more words after it",
         "x".repeat(pad)
     )
+}
+
+fn all_but_one(secret: &str) -> usize {
+    secret.chars().count().saturating_sub(1)
 }
 
 #[cfg(test)]
@@ -139,9 +146,11 @@ mod tests {
     fn the_secret_straddles_the_cut() {
         let secret = "pbKey-7Qz9xW2mV8rT4nL6";
         for cut in [MESSAGE_CUT, EXCERPT_CUT] {
-            let text = straddling("Incorrect key:", secret, cut);
-            let at = text.find(secret).expect("the secret is there");
-            assert_eq!(at + secret.len() - 1, cut, "{text}");
+            for inside in [HEAD, all_but_one(secret)] {
+                let text = straddling("Incorrect key:", secret, cut, inside);
+                let at = text.find(secret).expect("the secret is there");
+                assert_eq!(at + inside, cut, "{text}");
+            }
         }
     }
 

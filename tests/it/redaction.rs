@@ -94,7 +94,7 @@ async fn echoed_secrets_are_redacted_everywhere_even_across_cuts_and_chunks() {
             r#"{"key":"[redacted]","[redacted]":"[redacted]"}"#
         );
 
-        // Each message is cut inside a secret: nothing of it before the cut.
+        // Each message is cut inside a secret: nothing of it is left before the cut.
         for (id, quoted) in [
             (
                 "e401",
@@ -113,8 +113,9 @@ async fn echoed_secrets_are_redacted_everywhere_even_across_cuts_and_chunks() {
             let record = &records[&format!("{id}/{set}")];
             let message = text(&record["error"]["message"]);
             assert!(message.contains(quoted), "{id}/{set}: {message}");
+            // After the padding comes the redaction (perhaps itself cut), not the secret's head.
             assert!(
-                message.contains("x[redacted]") || message.contains("x [redacted]"),
+                message.contains("x [redacted]") || message.contains("x [reda…"),
                 "{id}/{set}: the secret at the cut is redacted: {message}"
             );
         }
@@ -123,4 +124,11 @@ async fn echoed_secrets_are_redacted_everywhere_even_across_cuts_and_chunks() {
     let summary = sb.summary("t.summary.json");
     assert_eq!(summary["requests"]["failed"], 8);
     mock.shutdown().await;
+}
+
+#[test]
+#[should_panic(expected = "a secret leaked into stderr")]
+fn the_harness_sees_any_eight_characters_of_a_secret() {
+    let part = &SENTINEL_HEADER[9..17];
+    assert_no_secret("stderr", format!("warning: {part}…").as_bytes());
 }
