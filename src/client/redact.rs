@@ -9,7 +9,8 @@
 //!
 //! What is removed, replaced by `[redacted]`:
 //! - every run of 8 or more characters that also occurs in a secret, so a
-//!   server that echoes half a key (or a masked one) leaks no part of it;
+//!   server that echoes half a key (or a masked one) leaks no part of it
+//!   (counted in bytes: header values, the key included, are ASCII);
 //! - every whole occurrence of a secret shorter than that. A short value is
 //!   still a secret (an `X-Auth-Mode: on` header redacts every "on" a server
 //!   sends): the header's name decides, not its value;
