@@ -149,38 +149,6 @@ pub fn in_band_failure(document: &Value, status: u16, uncertain: bool) -> Failur
     }
 }
 
-/// Removes secrets (the API key, sensitive header values) from every message
-/// built here: servers sometimes echo the key ("Incorrect API key provided: sk-...").
-#[derive(Debug, Clone, Default)]
-pub struct Scrubber {
-    secrets: Vec<String>,
-}
-
-impl Scrubber {
-    pub fn new(secrets: Vec<String>) -> Self {
-        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
-        // Longest first, so a secret containing another is removed whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        Scrubber { secrets }
-    }
-
-    pub fn scrub(&self, text: &mut String) {
-        for secret in &self.secrets {
-            if text.contains(secret.as_str()) {
-                *text = text.replace(secret.as_str(), "[redacted]");
-            }
-        }
-    }
-
-    pub fn failure(&self, mut failure: Failure) -> Failure {
-        self.scrub(&mut failure.message);
-        if let Some(code) = failure.error_code.as_mut() {
-            self.scrub(code);
-        }
-        failure
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,28 +274,5 @@ mod tests {
             assert_eq!(failure.status, Some(200));
             assert!(failure.uncertain);
         }
-    }
-
-    #[test]
-    fn scrubber_removes_every_secret() {
-        let scrubber = Scrubber::new(vec![
-            "sk-secret".into(),
-            String::new(),
-            "sk-secret-longer".into(),
-        ]);
-        let failure = Failure {
-            error_code: Some("bad key sk-secret".into()),
-            ..Failure::new(
-                ErrorKind::Auth,
-                Some(401),
-                "Incorrect API key provided: sk-secret-longer and sk-secret",
-            )
-        };
-        let failure = scrubber.failure(failure);
-        assert_eq!(
-            failure.message,
-            "Incorrect API key provided: [redacted] and [redacted]"
-        );
-        assert_eq!(failure.error_code.as_deref(), Some("bad key [redacted]"));
     }
 }

@@ -9,6 +9,8 @@
 
 use serde_json::Value;
 
+use super::redact;
+
 /// Longest message kept from a body: enough for any real explanation, short
 /// enough that a 50 kB HTML error page does not flood the output file.
 pub const MESSAGE_CAP: usize = 500;
@@ -205,7 +207,11 @@ pub fn collapse_whitespace(text: &str) -> String {
 }
 
 /// At most `cap` characters, with "…" when something was cut.
+///
+/// Secrets are removed first: a key cut in two would leave its head where no
+/// later redaction can recognise it (see `redact`).
 pub fn truncate(text: &str, cap: usize) -> String {
+    let text = redact::redact_current(text);
     match text.char_indices().nth(cap) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_string(),

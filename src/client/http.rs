@@ -2,8 +2,8 @@
 //!
 //! Timeouts are ours, not reqwest's total timeout, because streams need a
 //! per-read timeout (a stalled stream fails, a long healthy one does not)
-//! while whole replies get a total one. Every failure message passes through
-//! the [`Scrubber`], so the API key cannot leak even when a server echoes it.
+//! while whole replies get a total one. Every reply and failure passes through
+//! the [`Redactor`], so no secret leaks even when a server echoes it.
 
 use std::fmt;
 use std::sync::Arc;
@@ -15,7 +15,8 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT
 use reqwest::{redirect, Response, Url};
 use tokio::time::timeout;
 
-use super::classify::{self, Scrubber};
+use super::classify;
+use super::redact::Redactor;
 use super::reply;
 use super::sse::SseParser;
 use super::stream::StreamAssembler;
@@ -49,11 +50,11 @@ struct Inner {
     timeout: Duration,
     /// The variable holding the key, named in the 401 hint.
     key_env: String,
-    scrubber: Scrubber,
+    redactor: Redactor,
 }
 
 impl fmt::Debug for Client {
-    // By hand: the default would print the scrubber, that is, the key.
+    // By hand: only what helps to debug, nothing of the credentials.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
             .field("url", &self.inner.url.as_str())
@@ -118,16 +119,20 @@ impl Client {
                 url,
                 timeout: endpoint.timeout,
                 key_env: endpoint.api_key_env.clone(),
-                scrubber: Scrubber::new(secrets),
+                redactor: Redactor::new(secrets),
             }),
         })
     }
 
     /// One attempt (1-based) of one request: a reply, or a classified failure.
+    /// Nothing a server sent leaves here unredacted: text cut short inside the
+    /// attempt is redacted before the cut (see `redact`), the rest here.
     pub async fn send(&self, req: &Request, attempt: u32) -> Result<Reply, Failure> {
-        self.attempt(req, attempt)
-            .await
-            .map_err(|failure| self.inner.scrubber.failure(failure))
+        let redactor = &self.inner.redactor;
+        match redactor.scope(self.attempt(req, attempt)).await {
+            Ok(reply) => Ok(redactor.reply(reply)),
+            Err(failure) => Err(redactor.failure(failure)),
+        }
     }
 
     async fn attempt(&self, req: &Request, attempt: u32) -> Result<Reply, Failure> {

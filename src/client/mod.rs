@@ -8,6 +8,7 @@ use std::time::Duration;
 mod classify;
 mod error_body;
 mod http;
+mod redact;
 mod reply;
 mod retry_after;
 mod sse;

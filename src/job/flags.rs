@@ -77,7 +77,10 @@ pub(crate) fn read(
         );
     }
     for header in &args.headers {
-        let place = format!("--header {header:?}");
+        // Named by the header's name only: its value may be a key (and a
+        // curl-style "Authorization: Bearer sk-..." has no '=' to stop at).
+        let name = header.split(['=', ':']).next().unwrap_or_default().trim();
+        let place = format!("--header {name:?}");
         match header.split_once('=') {
             Some((name, value)) => {
                 let name = name.trim();
@@ -86,7 +89,10 @@ pub(crate) fn read(
                     Err(message) => problems.push(place, message),
                 }
             }
-            None => problems.push(place, "expected NAME=VALUE, e.g. --header X-Title=faq"),
+            None => problems.push(
+                place,
+                "expected NAME=VALUE, e.g. --header X-Title=faq or --header Authorization=...",
+            ),
         }
     }
     if let Some(secs) = args.timeout {

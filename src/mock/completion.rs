@@ -22,6 +22,10 @@ pub(crate) struct ReplyContext {
     pub created: u64,
     /// The configured `usd_per_million`: when set, every success carries `x-aimlapi-usd-spent`.
     pub usd_per_million: Option<f64>,
+    /// `provider` to send instead of the OpenRouter cost mode's (`[mock:echo-auth]`).
+    pub provider: Option<String>,
+    /// `message.refusal` to send (`[mock:echo-auth]`).
+    pub refusal: Option<String>,
 }
 
 /// How a stream ends.
@@ -42,7 +46,7 @@ struct Completion<'a> {
     created: u64,
     model: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    provider: Option<&'static str>,
+    provider: Option<&'a str>,
     choices: &'a [Choice<'a>],
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<Usage>,
@@ -62,7 +66,7 @@ struct Choice<'a> {
 struct Message<'a> {
     role: &'static str,
     content: Option<&'a str>,
-    refusal: Option<()>,
+    refusal: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_calls: Option<&'a Value>,
 }
@@ -94,7 +98,7 @@ struct Chunk<'a> {
     created: u64,
     model: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    provider: Option<&'static str>,
+    provider: Option<&'a str>,
     choices: &'a [ChunkChoice<'a>],
     /// Absent without `include_usage`; `null` on every chunk but the usage one with it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -118,6 +122,8 @@ struct Delta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    refusal: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     tool_calls: Option<Value>,
 }
 
@@ -129,7 +135,7 @@ pub(crate) fn json_body(plan: &Plan, ctx: &ReplyContext, empty_choices: bool) ->
         message: Message {
             role: "assistant",
             content: reply.tool_calls.is_none().then_some(reply.content.as_str()),
-            refusal: None,
+            refusal: ctx.refusal.as_deref(),
             tool_calls: reply.tool_calls.as_ref(),
         },
         finish_reason: reply.finish_reason,
@@ -141,7 +147,7 @@ pub(crate) fn json_body(plan: &Plan, ctx: &ReplyContext, empty_choices: bool) ->
         object: "chat.completion",
         created: ctx.created,
         model: &reply.model,
-        provider: provider(plan),
+        provider: provider(plan, ctx),
         choices: if empty_choices { &[] } else { &choices },
         usage: usage(plan, ctx),
         meta: meta(plan, ctx),
@@ -181,7 +187,7 @@ fn stream_frames(plan: &Plan, ctx: &ReplyContext, end: StreamEnd) -> Vec<Bytes> 
                 object: "chat.completion.chunk",
                 created: ctx.created,
                 model: &reply.model,
-                provider: provider(plan),
+                provider: provider(plan, ctx),
                 choices,
                 usage,
                 meta,
@@ -205,6 +211,7 @@ fn stream_frames(plan: &Plan, ctx: &ReplyContext, end: StreamEnd) -> Vec<Bytes> 
     let role = Delta {
         role: Some("assistant"),
         content: reply.tool_calls.is_none().then_some(""),
+        refusal: ctx.refusal.as_deref(),
         ..Delta::default()
     };
     frames.push(delta_chunk(role, None, None));
@@ -267,6 +274,9 @@ fn content_pieces(plan: &Plan) -> Vec<Delta<'_>> {
         ];
     }
     let content = reply.content.as_str();
+    if plan.directives.echo_auth {
+        return small_pieces(content);
+    }
     let mut pieces = Vec::new();
     let mut start = 0;
     let mut words = 0;
@@ -285,6 +295,29 @@ fn content_pieces(plan: &Plan) -> Vec<Delta<'_>> {
         } else if !in_word {
             in_word = true;
             words += 1;
+        }
+    }
+    if start < content.len() {
+        pieces.push(Delta {
+            content: Some(&content[start..]),
+            ..Delta::default()
+        });
+    }
+    pieces
+}
+
+/// Deltas of a few bytes each, so an echoed secret spans several chunks.
+fn small_pieces(content: &str) -> Vec<Delta<'_>> {
+    const BYTES: usize = 5;
+    let mut pieces = Vec::with_capacity(content.len() / BYTES + 1);
+    let mut start = 0;
+    for (at, _) in content.char_indices() {
+        if at - start >= BYTES {
+            pieces.push(Delta {
+                content: Some(&content[start..at]),
+                ..Delta::default()
+            });
+            start = at;
         }
     }
     if start < content.len() {
@@ -320,8 +353,11 @@ fn meta(plan: &Plan, ctx: &ReplyContext) -> Option<Meta> {
     })
 }
 
-fn provider(plan: &Plan) -> Option<&'static str> {
-    (plan.reply.cost_mode == Some(CostMode::OpenRouter)).then_some("MockProvider")
+fn provider<'a>(plan: &Plan, ctx: &'a ReplyContext) -> Option<&'a str> {
+    match &ctx.provider {
+        Some(provider) => Some(provider),
+        None => (plan.reply.cost_mode == Some(CostMode::OpenRouter)).then_some("MockProvider"),
+    }
 }
 
 fn cost_headers(response: &mut Response<MockBody>, plan: &Plan, ctx: &ReplyContext) {

@@ -26,6 +26,8 @@ pub(crate) struct Directives {
     pub model: Option<String>,
     /// `[mock:tools]`: the reply is a single tool call and no content.
     pub tools: bool,
+    /// `[mock:echo-auth]`: the reply echoes the credentials it was sent (see `echo.rs`).
+    pub echo_auth: bool,
 }
 
 /// One way a provider reports what a request cost.
@@ -62,6 +64,21 @@ pub(crate) enum Fault {
     Empty,
     Cut,
     SseError,
+    /// The `echo-*` faults: error replies quoting the credentials (see `echo.rs`).
+    Echo401,
+    Echo502,
+    Echo200,
+    EchoSse,
+}
+
+impl Fault {
+    /// Whether the reply quotes the credentials the request carried.
+    pub fn is_echo(self) -> bool {
+        matches!(
+            self,
+            Fault::Echo401 | Fault::Echo502 | Fault::Echo200 | Fault::EchoSse
+        )
+    }
 }
 
 const FAULT_NAMES: &[(&str, Fault)] = &[
@@ -83,6 +100,10 @@ const FAULT_NAMES: &[(&str, Fault)] = &[
     ("empty", Fault::Empty),
     ("cut", Fault::Cut),
     ("sse-error", Fault::SseError),
+    ("echo-401", Fault::Echo401),
+    ("echo-502", Fault::Echo502),
+    ("echo-200", Fault::Echo200),
+    ("echo-sse", Fault::EchoSse),
 ];
 
 const OPEN: &str = "[mock:";
@@ -146,6 +167,7 @@ fn apply(directives: &mut Directives, directive: &str) -> Result<(), String> {
         "chunk-ms" => directives.chunk_gap = Duration::from_millis(millis(need_value()?)?),
         "no-usage" => directives.no_usage = true,
         "tools" => directives.tools = true,
+        "echo-auth" => directives.echo_auth = true,
         "model" => directives.model = Some(need_value()?.to_string()),
         "cost" => {
             directives.cost = Some(match need_value()? {
@@ -163,7 +185,7 @@ fn apply(directives: &mut Directives, directive: &str) -> Result<(), String> {
         other => {
             return Err(format!(
                 "unknown mock directive `[mock:{other}]`; known: fail, retry-after-ms, latency, chunk-ms, \
-                 no-usage, cost, model, tools"
+                 no-usage, cost, model, tools, echo-auth"
             ))
         }
     }
@@ -184,7 +206,7 @@ mod tests {
     #[test]
     fn several_directives_are_parsed_and_removed() {
         let (d, text) = parse(
-            "Hi [mock:fail=429, 500,reset] there[mock:latency=20][mock:no-usage] [mock:cost=openrouter][mock:model=x/y][mock:tools] [mock:retry-after-ms=250][mock:chunk-ms=3]",
+            "Hi [mock:fail=429, 500,reset] there[mock:latency=20][mock:no-usage] [mock:cost=openrouter][mock:model=x/y][mock:tools] [mock:retry-after-ms=250][mock:chunk-ms=3][mock:echo-auth]",
         )
         .expect("valid");
         assert_eq!(text, "Hi there");
@@ -194,7 +216,7 @@ mod tests {
         );
         assert_eq!(d.latency, Duration::from_millis(20));
         assert_eq!(d.chunk_gap, Duration::from_millis(3));
-        assert!(d.no_usage && d.tools);
+        assert!(d.no_usage && d.tools && d.echo_auth);
         assert_eq!(d.cost, Some(CostMode::OpenRouter));
         assert_eq!(d.model.as_deref(), Some("x/y"));
         assert_eq!(d.retry_after_ms, Some(250));

@@ -20,7 +20,7 @@ const UNPROCESSABLE: &str = r#"{"object":"error","message":"This model's maximum
 const HTML_503: &str = "<html><head><title>503 Service Temporarily Unavailable</title></head><body><center><h1>503 Service Temporarily Unavailable</h1></center><hr><center>nginx</center></body></html>\n";
 
 /// The reply for an error fault. Faults that are not a plain error reply
-/// (reset, hang, malformed, empty, cut, sse-error) are the handler's; should
+/// (reset, hang, malformed, empty, cut, sse-error, echo-*) are the handler's; should
 /// one arrive here it gets a 500 rather than a panic.
 pub(crate) fn error_reply(
     fault: Fault,
@@ -45,9 +45,16 @@ pub(crate) fn error_reply(
             false,
         ),
         Fault::NotFound404 => body::reply(404, JSON, NO_MODEL),
-        Fault::Reset | Fault::Hang | Fault::Malformed | Fault::Empty | Fault::Cut | Fault::SseError => {
-            server_error(request_hash)
-        }
+        Fault::Reset
+        | Fault::Hang
+        | Fault::Malformed
+        | Fault::Empty
+        | Fault::Cut
+        | Fault::SseError
+        | Fault::Echo401
+        | Fault::Echo502
+        | Fault::Echo200
+        | Fault::EchoSse => server_error(request_hash),
     }
 }
 

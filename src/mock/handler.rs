@@ -23,6 +23,7 @@ use serde_json::Value;
 use super::body::{self, MockBody, JSON};
 use super::completion::{self, ReplyContext, StreamEnd};
 use super::directives::Fault;
+use super::echo::{self, Credentials};
 use super::reply::{self, hash_bytes, mix, Plan};
 use super::{faults, MockConfig, MockStats, ReceivedRequest};
 
@@ -208,7 +209,7 @@ async fn completions(
             return Ok(faults::unauthorized());
         }
     }
-    let plan = match parsed
+    let mut plan = match parsed
         .as_ref()
         .map_err(|e| format!("the request body is not valid JSON: {e}"))
         .and_then(reply::plan)
@@ -238,13 +239,22 @@ async fn completions(
             .get(shared.attempt(body_hash) - 1)
             .copied(),
     };
-    let ctx = ReplyContext {
+    let mut ctx = ReplyContext {
         id: format!("chatcmpl-mock-{body_hash:016x}"),
         created: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         usd_per_million: shared.config.usd_per_million,
+        provider: None,
+        refusal: None,
     };
+    if let Some(fault) = fault.filter(|f| f.is_echo()) {
+        let creds = Credentials::of(&head.headers);
+        return Ok(echo::fault_reply(fault, &creds, plan.stream));
+    }
+    if plan.directives.echo_auth {
+        echo::into_reply(&mut plan, &mut ctx, &Credentials::of(&head.headers));
+    }
     respond(shared, &plan, &ctx, fault, body_hash).await
 }
 

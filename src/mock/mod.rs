@@ -17,6 +17,7 @@
 mod body;
 mod completion;
 mod directives;
+mod echo;
 mod faults;
 mod handler;
 mod reply;

@@ -1,24 +1,89 @@
 //! Shared test harness: a fresh temp dir per test, the real binary, the built-in mock on 127.0.0.1:0,
 //! and JSON Schema validation of every record and summary a run writes.
+//!
+//! Every run gets a sentinel API key, and the test jobs a sentinel secret
+//! header; no part of either (8 characters or more) may appear in any file a
+//! run leaves in the sandbox or in anything it prints. The sandbox checks its
+//! files when it is dropped and [`output`] / [`code`] check what a run
+//! printed, so every test makes that promise without asking.
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use serde_json::Value;
 
 pub use promptbatch::mock::{MockConfig, MockServer};
 
+/// The API key of every run (in `AIMLAPI_API_KEY`, unless a test sets another).
+pub const SENTINEL_KEY: &str = "pbK3y-7Qz9xW2mV8rT4nL6jH5cF1";
+/// The value of the `x-api-key` header the test jobs send.
+pub const SENTINEL_HEADER: &str = "pbHdr-Xq4Lw8Ne2Rt6Yu1Io3Pa5Sd";
+/// Parts of a secret this long count as a leak.
+const LEAK_PART: usize = 8;
+
+/// Fails when `bytes` hold any part of 8 or more characters of a sentinel secret.
+pub fn assert_no_secret(what: &str, bytes: &[u8]) {
+    for secret in [SENTINEL_KEY, SENTINEL_HEADER] {
+        for part in secret.as_bytes().windows(LEAK_PART) {
+            if let Some(at) = bytes.windows(LEAK_PART).position(|w| w == part) {
+                let from = at.saturating_sub(80);
+                let to = (at + 80).min(bytes.len());
+                panic!(
+                    "a secret leaked into {what}: {:?} at byte {at}: ...{}...",
+                    String::from_utf8_lossy(part),
+                    String::from_utf8_lossy(&bytes[from..to])
+                );
+            }
+        }
+    }
+}
+
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
+    /// What the test itself wrote, by path: a job file may hold a secret header.
+    written: Mutex<HashMap<PathBuf, Vec<u8>>>,
+}
+
+impl Drop for Sandbox {
+    /// Every file a run left in the sandbox is free of the sentinel secrets.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut dirs = vec![self.dir.path().to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                match entry.file_type() {
+                    Ok(kind) if kind.is_dir() => dirs.push(path),
+                    Ok(kind) if kind.is_file() => {
+                        let Ok(bytes) = std::fs::read(&path) else {
+                            continue;
+                        };
+                        if written.get(&path) != Some(&bytes) {
+                            assert_no_secret(&path.display().to_string(), &bytes);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
 }
 
 impl Sandbox {
     pub fn new() -> Sandbox {
         Sandbox {
             dir: tempfile::tempdir().expect("tempdir"),
+            written: Mutex::default(),
         }
     }
 
@@ -32,6 +97,10 @@ impl Sandbox {
             std::fs::create_dir_all(parent).expect("mkdir");
         }
         std::fs::write(&path, content).expect("write");
+        self.written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(path.clone(), content.as_bytes().to_vec());
         path
     }
 
@@ -69,12 +138,12 @@ impl Sandbox {
         summary
     }
 
-    /// `promptbatch ARGS` in this sandbox, with no inherited API key.
+    /// `promptbatch ARGS` in this sandbox, with the sentinel key, never an inherited one.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_promptbatch"));
         cmd.args(args)
             .current_dir(self.dir.path())
-            .env_remove("AIMLAPI_API_KEY")
+            .env("AIMLAPI_API_KEY", SENTINEL_KEY)
             .env("NO_COLOR", "1");
         cmd
     }
@@ -82,9 +151,17 @@ impl Sandbox {
 
 /// Runs a command off the async runtime (the mock serves on it meanwhile).
 pub async fn output(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().expect("the binary runs"))
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("the binary runs"))
         .await
-        .expect("join")
+        .expect("join");
+    assert_printed_no_secret(&out);
+    out
+}
+
+/// Neither stream of a run holds a sentinel secret.
+pub fn assert_printed_no_secret(out: &Output) {
+    assert_no_secret("stdout", &out.stdout);
+    assert_no_secret("stderr", &out.stderr);
 }
 
 pub fn stderr(out: &Output) -> String {
@@ -95,7 +172,9 @@ pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The exit code; also checks the run printed no secret (runs spawned by hand end here).
 pub fn code(out: &Output) -> i32 {
+    assert_printed_no_secret(out);
     out.status.code().expect("exited with a code")
 }
 

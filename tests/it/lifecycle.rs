@@ -7,7 +7,7 @@ use crate::common::*;
 
 fn job(url: &str, rows: &str) -> String {
     format!(
-        "name = \"t\"\n[endpoint]\nurl = \"{url}\"\napi_key_env = \"\"\ntimeout_secs = 30\n\
+        "name = \"t\"\n[endpoint]\nurl = \"{url}\"\napi_key_env = \"AIMLAPI_API_KEY\"\ntimeout_secs = 30\n\
          [input]\npath = \"{rows}\"\n[defaults]\nmodel = \"m\"\n[limits]\nconcurrency = 2\n"
     )
 }
@@ -216,7 +216,9 @@ async fn the_readme_commands_and_job_file_are_real() {
     let sb = Sandbox::new();
     sb.write("faq-nightly.toml", toml);
     sb.write("questions.csv", include_str!("../../samples/questions.csv"));
-    let out = output(sb.command(&["validate", "faq-nightly.toml"])).await;
+    let mut cmd = sb.command(&["validate", "faq-nightly.toml"]);
+    cmd.env_remove("AIMLAPI_API_KEY");
+    let out = output(cmd).await;
     assert_eq!(
         code(&out),
         2,

@@ -8,3 +8,4 @@ mod files;
 mod lifecycle;
 mod outcome;
 mod pipeline;
+mod redaction;

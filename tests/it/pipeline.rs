@@ -11,7 +11,8 @@ fn job_toml(url: &str, extra: &str) -> String {
         r#"name = "t"
 [endpoint]
 url = "{url}"
-api_key_env = ""
+api_key_env = "AIMLAPI_API_KEY"
+headers = {{ "x-api-key" = "{SENTINEL_HEADER}" }}
 timeout_secs = 5
 [retry]
 max_attempts = 4
@@ -266,7 +267,10 @@ async fn the_api_key_is_sent_but_never_written_or_printed() {
         "{\"prompt\": \"hi\"}\n{\"prompt\": \"[mock:fail=500] there\"}\n",
     );
     let job = prompt_job(&mock.url(), "")
-        .replace("api_key_env = \"\"", "api_key_env = \"TEST_KEY\"")
+        .replace(
+            "api_key_env = \"AIMLAPI_API_KEY\"",
+            "api_key_env = \"TEST_KEY\"",
+        )
         .replace("max_attempts = 4", "max_attempts = 1");
     sb.write("job.toml", &job);
     let mut cmd = sb.command(&["run", "job.toml", "--progress", "log"]);
@@ -400,8 +404,10 @@ async fn keyed_job(rows: usize) -> (MockServer, Sandbox) {
         .map(|i| format!("{{\"prompt\": \"q{i}\"}}\n"))
         .collect();
     sb.write("rows.jsonl", &lines);
-    let job = prompt_job(&mock.url(), "[limits]\nconcurrency = 1\n")
-        .replace("api_key_env = \"\"", "api_key_env = \"TEST_KEY\"");
+    let job = prompt_job(&mock.url(), "[limits]\nconcurrency = 1\n").replace(
+        "api_key_env = \"AIMLAPI_API_KEY\"",
+        "api_key_env = \"TEST_KEY\"",
+    );
     sb.write("job.toml", &job);
     (mock, sb)
 }

@@ -130,7 +130,12 @@ fn bad_flags_are_placed_at_the_flag() {
     let args = JobArgs {
         input: Some("in/q.jsonl".into()),
         name: Some("a/b".into()),
-        headers: vec!["X-Title".into(), "Bad Name=1".into()],
+        headers: vec![
+            "X-Title".into(),
+            "Bad Name=1".into(),
+            "Authorization: Bearer sk-flag-secret".into(),
+            "X-Api-Key=sk-flag-secret\n".into(),
+        ],
         params: vec!["temperature=5".into(), "oops".into(), "model=a".into()],
         model: Some("b".into()),
         endpoint: Some("localhost:8000".into()),
@@ -146,7 +151,12 @@ fn bad_flags_are_placed_at_the_flag() {
     let found = problems(&args, dir.path());
     assert_problem(&found, "--name", "path separator");
     assert_problem(&found, "--header \"X-Title\"", "expected NAME=VALUE");
-    assert_problem(&found, "--header \"Bad Name=1\"", "not a valid header name");
+    assert_problem(&found, "--header \"Bad Name\"", "not a valid header name");
+    // A value is never quoted: it may be a key.
+    assert_problem(&found, "--header \"Authorization\"", "expected NAME=VALUE");
+    assert_problem(&found, "--header \"X-Api-Key\"", "line break");
+    let all: Vec<String> = found.iter().map(|p| p.to_string()).collect();
+    assert!(!all.join("\n").contains("flag-secret"), "{all:?}");
     assert_problem(&found, "--param temperature", "between 0 and 2");
     assert_problem(&found, "--param", "not KEY=VALUE");
     assert_problem(&found, "--model", "conflicts with --param model=a");

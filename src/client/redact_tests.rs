@@ -1,0 +1,171 @@
+use serde_json::json;
+
+use super::*;
+use crate::client::error_body::{parse_error_body, MESSAGE_CAP};
+use crate::client::ErrorKind;
+
+const KEY: &str = "sk-live-0123456789abc";
+
+fn redact(secrets: &[&str], text: &str) -> String {
+    Redactor::new(secrets.iter().copied())
+        .redact(text)
+        .into_owned()
+}
+
+#[test]
+fn no_secret_no_work() {
+    let redactor = Redactor::new(["", "  ", "\t"]);
+    assert!(!redactor.is_active(), "blank secrets are ignored");
+    assert!(matches!(redactor.redact("anything"), Cow::Borrowed(_)));
+    let redactor = Redactor::new([KEY]);
+    assert!(matches!(
+        redactor.redact("nothing secret here"),
+        Cow::Borrowed(_)
+    ));
+    assert!(!format!("{redactor:?}").contains("sk-"));
+}
+
+#[test]
+fn every_secret_every_time() {
+    assert_eq!(
+        redact(
+            &[KEY, "hdr-secret-value"],
+            &format!("key {KEY}, again {KEY}; header hdr-secret-value.")
+        ),
+        "key [redacted], again [redacted]; header [redacted]."
+    );
+    assert_eq!(redact(&[KEY], KEY), REDACTED);
+}
+
+#[test]
+fn overlapping_and_adjacent_secrets_leave_nothing_behind() {
+    let (a, b) = ("abcdefgh1234", "1234WXYZijkl");
+    assert_eq!(redact(&[a, b], "<abcdefgh1234WXYZijkl>"), "<[redacted]>");
+    assert_eq!(redact(&[a, b], "abcdefgh12341234WXYZijkl"), REDACTED);
+    // A secret inside another.
+    assert_eq!(
+        redact(
+            &["sk-outer-inner-9876", "inner-98"],
+            "x sk-outer-inner-9876 y inner-98"
+        ),
+        "x [redacted] y [redacted]"
+    );
+}
+
+#[test]
+fn a_part_of_eight_characters_or_more_is_removed() {
+    // A server masking the middle of the key, or echoing half of it.
+    assert_eq!(
+        redact(&[KEY], "provided: sk-live-01****9abc"),
+        "provided: [redacted]****9abc"
+    );
+    assert_eq!(redact(&[KEY], "tail 3456789abc!"), "tail [redacted]!");
+    // Shorter parts are not the key: "sk-live" is what every live key starts with.
+    assert_eq!(redact(&[KEY], "an sk-live key"), "an sk-live key");
+}
+
+#[test]
+fn short_secrets_are_removed_whole_and_overlapping() {
+    assert_eq!(
+        redact(&["on"], "on and on, done"),
+        "[redacted] and [redacted], d[redacted]e"
+    );
+    assert_eq!(redact(&["aaa"], "baaaab"), "b[redacted]b");
+}
+
+#[test]
+fn unicode_around_and_inside() {
+    assert_eq!(redact(&[KEY], &format!("é{KEY}ü")), "é[redacted]ü");
+    assert_eq!(redact(&[KEY], &format!("日本{KEY}語")), "日本[redacted]語");
+    // A secret of multi-byte characters: windows inside characters widen to whole ones.
+    assert_eq!(redact(&["ééééé"], "xéééééy"), "x[redacted]y");
+    assert_eq!(redact(&["ééééé"], "xéééé"), "x[redacted]");
+    assert_eq!(redact(&["ñ"], "año"), "a[redacted]o");
+}
+
+#[test]
+fn escaped_and_encoded_forms() {
+    let secret = "tok/en+with=odd\"chars";
+    for form in [
+        r#"tok\/en+with=odd\"chars"#,
+        r#"tok/en+with=odd\"chars"#,
+        "tok%2Fen%2Bwith%3Dodd%22chars",
+    ] {
+        assert_eq!(
+            redact(&[secret], &format!("[{form}]")),
+            "[[redacted]]",
+            "{form}"
+        );
+    }
+    // Whitespace runs inside a secret collapse in error messages.
+    assert_eq!(
+        redact(&["two  spaced words"], "a two spaced words b"),
+        "a [redacted] b"
+    );
+}
+
+#[test]
+fn json_strings_and_keys() {
+    let redactor = Redactor::new([KEY]);
+    let mut value = json!([{"id": format!("call_{KEY}"), "function": {"name": "f",
+        "arguments": format!("{{\"k\":\"{KEY}\"}}")}, KEY: [KEY, 1, null]}]);
+    redactor.redact_json(&mut value);
+    assert!(!value.to_string().contains("0123456789"), "{value}");
+    assert_eq!(value[0]["id"], "call_[redacted]");
+    assert_eq!(value[0][REDACTED][0], REDACTED);
+    assert_eq!(value[0][REDACTED][1], 1);
+}
+
+#[test]
+fn every_string_of_a_reply_and_a_failure() {
+    let redactor = Redactor::new([KEY]);
+    let echo = |what: &str| Some(format!("{what} {KEY}"));
+    let reply = redactor.reply(Reply {
+        content: echo("content"),
+        finish_reason: echo("stop"),
+        response_id: echo("id"),
+        provider: echo("provider"),
+        response_model: echo("model"),
+        refusal: echo("refusal"),
+        tool_calls: Some(json!([{"id": KEY}])),
+        ..Reply::default()
+    });
+    let text = format!("{reply:?}");
+    assert!(!text.contains("0123456789"), "{text}");
+    assert_eq!(reply.content.as_deref(), Some("content [redacted]"));
+    assert_eq!(reply.refusal.as_deref(), Some("refusal [redacted]"));
+
+    let failure = redactor.failure(Failure {
+        error_code: echo("bad_key"),
+        ..Failure::new(ErrorKind::Auth, Some(401), format!("Incorrect key {KEY}"))
+    });
+    assert_eq!(failure.message, "Incorrect key [redacted]");
+    assert_eq!(failure.error_code.as_deref(), Some("bad_key [redacted]"));
+}
+
+/// The regression: a key straddling the 500-character cut of an error message
+/// left its head (here 20 of its 21 characters) in `error.message`.
+#[tokio::test]
+async fn a_key_straddling_the_cut_is_removed_before_the_cut() {
+    let redactor = Redactor::new([KEY]);
+    for inside in [1, 5, 7, 20] {
+        let before = "x".repeat(MESSAGE_CAP - inside);
+        let body = json!({"error": {"message": format!("{before}{KEY} tail")}}).to_string();
+        let info = redactor
+            .scope(async { parse_error_body(body.as_bytes()) })
+            .await;
+        let message = redactor
+            .failure(Failure::new(ErrorKind::Auth, Some(401), info.message))
+            .message;
+        // Filler, "[redacted]" and "tail" have no 's': any is the key's first character.
+        assert!(
+            !message.contains('s'),
+            "{inside} characters of the key before the cut: {message}"
+        );
+        assert!(message.contains("x["), "{message}");
+    }
+    // Outside an attempt's scope nothing is redacted: cutting alone would leak.
+    let body = json!({"error": {"message": format!("{}{KEY}", "x".repeat(MESSAGE_CAP - 5))}});
+    let message = parse_error_body(body.to_string().as_bytes()).message;
+    assert!(message.ends_with("sk-li…"), "{message}");
+}
