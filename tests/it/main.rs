@@ -3,5 +3,6 @@
 //! validated against the contract's JSON Schemas (tests/fixtures).
 
 mod common;
+mod hostile;
 mod lifecycle;
 mod pipeline;
