@@ -258,6 +258,8 @@ struct Finished {
 
 /// Runs the child to its end and reads its peak memory from `wait4`; kills it
 /// past [`WALL`] + 30 s so a broken bound fails the test instead of hanging it.
+// The child is reaped by wait4 (which also gives its rusage), not by Child::wait.
+#[allow(clippy::zombie_processes)]
 async fn run_measured(mut cmd: Command, stderr_path: std::path::PathBuf) -> Finished {
     tokio::task::spawn_blocking(move || {
         let stderr_file = File::create(&stderr_path).expect("stderr file");
