@@ -114,39 +114,60 @@ fn reason_suffix(status: u16) -> String {
         .unwrap_or_default()
 }
 
-/// An `error` object inside a 2xx body or a stream: the status was 200, so the
-/// kind comes from its code or type. Rate limits and server errors stay
-/// retryable; anything else is a response we cannot use.
+/// An `error` object inside a 2xx body or a stream: classified by its own
+/// code or status the same way an HTTP status is (a code-400 error in a 200
+/// is an `invalid_request`, never retried; a 429 or 5xx is retried), and
+/// reported with that code as its status. Without one, rate limits and server
+/// errors named by type stay retryable; anything else is a response we cannot use.
 pub fn in_band_failure(document: &Value, status: u16, uncertain: bool) -> Failure {
-    let error = document.get("error").unwrap_or(document);
-    let numeric = error.get("code").and_then(|code| match code {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    });
+    let error = document
+        .get("error")
+        .filter(|e| e.is_object())
+        .unwrap_or(document);
+    let own_status = ["code", "status", "statusCode"]
+        .iter()
+        .find_map(|field| error.get(*field).and_then(http_status));
     let words = ["type", "code"]
         .iter()
         .filter_map(|field| error.get(*field).and_then(Value::as_str))
         .collect::<Vec<_>>()
         .join(" ")
         .to_ascii_lowercase();
-    let kind = match numeric {
-        Some(429) => ErrorKind::RateLimited,
-        Some(500..=599) => ErrorKind::Server,
-        _ if words.contains("rate_limit") || words.contains("rate limit") => ErrorKind::RateLimited,
-        _ if words.contains("server_error") || words.contains("overloaded") => ErrorKind::Server,
-        _ => ErrorKind::BadResponse,
-    };
     let ErrorInfo { message, code } = error_body::from_json(document);
+    let refused = own_status.is_some_and(|own| is_refusal(own, &message, code.as_deref()));
+    let (kind, reported) = match own_status {
+        Some(own) => (status_kind(own), own),
+        None if words.contains("rate_limit") || words.contains("rate limit") => {
+            (ErrorKind::RateLimited, status)
+        }
+        None if words.contains("server_error") || words.contains("overloaded") => {
+            (ErrorKind::Server, status)
+        }
+        None => (ErrorKind::BadResponse, status),
+    };
     Failure {
         error_code: code,
         uncertain,
+        refused,
         ..Failure::new(
             kind,
-            Some(status),
+            Some(reported),
             format!("the server answered {status} but sent an error: {message}"),
         )
     }
+}
+
+/// An error status given as a number or a numeric string; anything outside
+/// 400..=599 (a provider's own error numbering) is not a status.
+fn http_status(value: &Value) -> Option<u16> {
+    let number = match value {
+        Value::Number(n) => n.as_u64()?,
+        Value::String(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    u16::try_from(number)
+        .ok()
+        .filter(|status| (400..=599).contains(status))
 }
 
 #[cfg(test)]
@@ -263,6 +284,14 @@ mod tests {
             ),
             (
                 r#"{"error":{"message":"x","code":400}}"#,
+                ErrorKind::InvalidRequest,
+            ),
+            (
+                r#"{"message":"Invalid model","statusCode":"422"}"#,
+                ErrorKind::InvalidRequest,
+            ),
+            (
+                r#"{"error":{"message":"x","code":1001}}"#,
                 ErrorKind::BadResponse,
             ),
             (r#"{"error":"plain"}"#, ErrorKind::BadResponse),
@@ -271,8 +300,28 @@ mod tests {
             let value: Value = serde_json::from_str(body).unwrap();
             let failure = in_band_failure(&value, 200, true);
             assert_eq!(failure.kind, kind, "{body}");
-            assert_eq!(failure.status, Some(200));
             assert!(failure.uncertain);
         }
+        // The error's own code stands in for the status, so the retry policy
+        // treats it as it would that HTTP status.
+        let statuses = [
+            (r#"{"error":{"message":"x","code":400}}"#, 400),
+            (r#"{"error":{"message":"x","code":"503"}}"#, 503),
+            (r#"{"error":{"message":"x","type":"server_error"}}"#, 200),
+            (r#"{"error":{"message":"x","code":1001}}"#, 200),
+        ];
+        for (body, status) in statuses {
+            let value: Value = serde_json::from_str(body).unwrap();
+            assert_eq!(
+                in_band_failure(&value, 200, false).status,
+                Some(status),
+                "{body}"
+            );
+        }
+        let value: Value = serde_json::from_str(
+            r#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":429}}"#,
+        )
+        .unwrap();
+        assert!(in_band_failure(&value, 200, false).refused);
     }
 }

@@ -2,19 +2,23 @@
 //!
 //! Timeouts are ours, not reqwest's total timeout, because streams need a
 //! per-read timeout (a stalled stream fails, a long healthy one does not)
-//! while whole replies get a total one. Every reply and failure passes through
-//! the [`Redactor`], so no secret leaks even when a server echoes it.
+//! while whole replies get a total one; every attempt also has a hard
+//! deadline (`max_attempt_secs`) and every reply a size cap (`max_reply_bytes`),
+//! so no server can hold an attempt or its memory without end. Every reply and
+//! failure passes through the [`Redactor`], so no secret leaks even when a
+//! server echoes it.
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{redirect, Response, Url};
-use tokio::time::timeout;
+use tokio::time::{timeout_at, Instant};
 
+use super::body::{self, Read};
 use super::classify;
 use super::redact::Redactor;
 use super::reply;
@@ -34,6 +38,8 @@ const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_MARGIN: Duration = Duration::from_millis(10);
 /// Error bodies are read up to this size: enough for any message, not a whole HTML site.
 const ERROR_BODY_CAP: usize = 64 * 1024;
+/// Same-origin 307/308 hops followed before the redirect is reported instead.
+const MAX_REDIRECTS: usize = 3;
 /// After `[DONE]`, how long to wait for the body to end (so the connection is
 /// reused) before accepting the reply anyway.
 const AFTER_DONE_GRACE: Duration = Duration::from_secs(1);
@@ -48,6 +54,10 @@ struct Inner {
     http: reqwest::Client,
     url: Url,
     timeout: Duration,
+    /// `max_attempt_secs`.
+    max_attempt: Duration,
+    /// `max_reply_bytes`, as a length in memory.
+    max_reply_bytes: usize,
     /// The variable holding the key, named in the 401 hint.
     key_env: String,
     redactor: Redactor,
@@ -118,6 +128,8 @@ impl Client {
                 http,
                 url,
                 timeout: endpoint.timeout,
+                max_attempt: endpoint.max_attempt,
+                max_reply_bytes: usize::try_from(endpoint.max_reply_bytes).unwrap_or(usize::MAX),
                 key_env: endpoint.api_key_env.clone(),
                 redactor: Redactor::new(secrets),
             }),
@@ -149,9 +161,17 @@ impl Client {
             .post(inner.url.clone())
             .header(X_CLIENT_REQUEST_ID, request_id)
             .body(req.body.clone());
-        let header_timeout = inner.timeout + CONNECT_MARGIN;
         let started = Instant::now();
-        let mut response = match timeout(header_timeout, builder.send()).await {
+        let clock = Clock {
+            started,
+            // Whole replies: a total timeout, from the send.
+            total: transport::deadline(started, inner.timeout.saturating_add(CONNECT_MARGIN)),
+            deadline: transport::deadline(started, inner.max_attempt),
+        };
+        let mut response = match timeout_at(clock.total.min(clock.deadline), builder.send()).await {
+            Err(_) if clock.deadline <= clock.total => {
+                return Err(transport::past_deadline(inner.max_attempt, None))
+            }
             Err(_) => return Err(transport::timed_out(inner.timeout, Phase::Headers)),
             Ok(Err(err)) => {
                 return Err(transport::failure(
@@ -166,7 +186,9 @@ impl Client {
         let status = response.status().as_u16();
         let headers = std::mem::take(response.headers_mut());
         if !response.status().is_success() {
-            let body = read_error_body(response, inner.timeout).await;
+            let until = transport::deadline(Instant::now(), inner.timeout).min(clock.deadline);
+            let cap = ERROR_BODY_CAP.min(inner.max_reply_bytes);
+            let body = body::error_body(response, cap, until).await;
             return Err(classify::http_failure(
                 status,
                 &headers,
@@ -177,32 +199,21 @@ impl Client {
         }
         if req.stream {
             return self
-                .read_stream(response, status, &headers, req, started)
+                .read_stream(response, status, &headers, req, &clock)
                 .await;
         }
-        let remaining = header_timeout.saturating_sub(started.elapsed());
-        let body = match timeout(remaining, response.bytes()).await {
-            Err(_) => return Err(transport::timed_out(inner.timeout, Phase::WholeBody)),
-            Ok(Err(err)) => {
-                return Err(transport::failure(
-                    &err,
-                    Phase::WholeBody,
-                    &inner.url,
-                    inner.timeout,
-                ))
-            }
-            Ok(Ok(body)) => body,
-        };
+        let body = self.read_whole(&mut response, status, &clock).await?;
         let latency_ms = millis(started.elapsed());
         // A server that streams although it was not asked to: read it as a stream.
         let reply = if body.trim_ascii_start().first().is_some_and(|b| *b != b'{') {
-            let mut parser = SseParser::default();
+            let mut parser = SseParser::with_cap(inner.max_reply_bytes);
             let mut assembler = StreamAssembler::default();
             let mut events = Vec::new();
             parser.feed(&body, &mut events);
             parser.finish(&mut events);
             for event in events.drain(..) {
                 assembler.push(&event, status)?;
+                self.check_size(&parser, &assembler, status)?;
             }
             assembler.finish(&headers, &req.model, status)?
         } else {
@@ -214,40 +225,114 @@ impl Client {
         })
     }
 
-    /// A 2xx to a streaming request: SSE with a per-read timeout, or a whole
-    /// JSON reply when the server ignored `stream: true`.
+    /// A whole (non-streamed) body: within the total timeout, the attempt's
+    /// deadline and `max_reply_bytes`.
+    async fn read_whole(
+        &self,
+        response: &mut Response,
+        status: u16,
+        clock: &Clock,
+    ) -> Result<Vec<u8>, Failure> {
+        let inner = &*self.inner;
+        let cap = inner.max_reply_bytes;
+        // Refused before a byte is read when the server says how long it is.
+        let announced = response.content_length().unwrap_or(0);
+        if usize::try_from(announced).map_or(true, |len| len > cap) {
+            return Err(transport::too_large("the reply", cap, status));
+        }
+        let mut body = Vec::with_capacity(usize::try_from(announced).unwrap_or(0));
+        loop {
+            match body::next(response, clock.total, clock.deadline).await {
+                Read::Chunk(chunk) => {
+                    if body::over_cap(body.len(), chunk.len(), cap) {
+                        return Err(transport::too_large("the reply", cap, status));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Read::End => return Ok(body),
+                Read::TimedOut => {
+                    return Err(transport::timed_out(inner.timeout, Phase::WholeBody))
+                }
+                Read::PastDeadline => {
+                    return Err(transport::past_deadline(inner.max_attempt, Some(status)))
+                }
+                Read::Failed(err) => {
+                    return Err(transport::failure(
+                        &err,
+                        Phase::WholeBody,
+                        &inner.url,
+                        inner.timeout,
+                    ))
+                }
+            }
+        }
+    }
+
+    /// One SSE line (or event) being read, or the reply assembled so far,
+    /// has outgrown `max_reply_bytes`.
+    fn check_size(
+        &self,
+        parser: &SseParser,
+        assembler: &StreamAssembler,
+        status: u16,
+    ) -> Result<(), Failure> {
+        let cap = self.inner.max_reply_bytes;
+        if parser.overflowed() {
+            return Err(transport::too_large("one line of the stream", cap, status));
+        }
+        if assembler.size() > cap {
+            return Err(transport::too_large("the streamed reply", cap, status));
+        }
+        Ok(())
+    }
+
+    /// A 2xx to a streaming request: SSE with a per-read timeout that only
+    /// data events reset, or a whole JSON reply when the server ignored `stream: true`.
     async fn read_stream(
         &self,
         mut response: Response,
         status: u16,
         headers: &HeaderMap,
         req: &Request,
-        started: Instant,
+        clock: &Clock,
     ) -> Result<Reply, Failure> {
         let inner = &*self.inner;
+        let cap = inner.max_reply_bytes;
+        let started = clock.started;
         // Decided by the first bytes, not the content type, which servers get
         // wrong both ways: a JSON reply starts with '{', SSE with a field or a comment.
         let mut is_sse: Option<bool> = None;
-        let mut parser = SseParser::default();
+        let mut parser = SseParser::with_cap(cap);
         let mut assembler = StreamAssembler::default();
         let mut events = Vec::new();
         let mut whole = Vec::new();
         let mut ttft_ms = None;
         let mut last_byte = started.elapsed();
+        // The per-read timer: comments, blank lines and keep-alive bytes do
+        // not move it, so a server that only pings still times out.
+        let mut stall = transport::deadline(Instant::now(), inner.timeout);
+        let mut done_seen = false;
         loop {
-            let read_timeout = if assembler.is_done() {
-                inner.timeout.min(AFTER_DONE_GRACE)
-            } else {
-                inner.timeout
-            };
-            let chunk: Bytes = match timeout(read_timeout, response.chunk()).await {
-                Ok(Ok(Some(chunk))) => chunk,
-                Ok(Ok(None)) => break,
-                // Everything needed has arrived: a server that lingers or drops the
-                // connection after [DONE] or a finish reason does not spoil the reply.
-                _ if assembler.is_complete() => break,
-                Err(_) => return Err(transport::timed_out(inner.timeout, Phase::StreamRead)),
-                Ok(Err(err)) => {
+            if assembler.is_done() && !done_seen {
+                // After [DONE], wait only briefly for the body to end (so the
+                // connection is reused); nothing that follows counts.
+                done_seen = true;
+                stall = stall.min(transport::deadline(Instant::now(), AFTER_DONE_GRACE));
+            }
+            let chunk: Bytes = match body::next(&mut response, stall, clock.deadline).await {
+                Read::Chunk(chunk) => chunk,
+                Read::End => break,
+                // The stream is over or whole: a server that lingers or drops the
+                // connection after [DONE] or a finish reason does not spoil the
+                // reply (and one cut short is reported as such by `finish`).
+                _ if assembler.is_done() || assembler.has_finish_reason() => break,
+                Read::TimedOut => {
+                    return Err(transport::timed_out(inner.timeout, Phase::StreamRead))
+                }
+                Read::PastDeadline => {
+                    return Err(transport::past_deadline(inner.max_attempt, Some(status)))
+                }
+                Read::Failed(err) => {
                     return Err(transport::failure(
                         &err,
                         Phase::StreamRead,
@@ -268,17 +353,27 @@ impl Client {
                 }
             }
             if is_sse == Some(false) {
+                if body::over_cap(whole.len(), chunk.len(), cap) {
+                    return Err(transport::too_large("the reply", cap, status));
+                }
                 whole.extend_from_slice(&chunk);
+                // A JSON reply is data throughout.
+                stall = transport::deadline(Instant::now(), inner.timeout);
                 continue;
             }
             parser.feed(&chunk, &mut events);
             // The first content byte arrived with this chunk: the same clock as
             // latency, so time to first token never exceeds it.
             for event in events.drain(..) {
+                if !event.data.trim().is_empty() && !assembler.is_done() {
+                    stall = transport::deadline(Instant::now(), inner.timeout);
+                }
                 if assembler.push(&event, status)? && ttft_ms.is_none() {
                     ttft_ms = Some(millis(last_byte));
                 }
+                self.check_size(&parser, &assembler, status)?;
             }
+            self.check_size(&parser, &assembler, status)?;
         }
         let latency_ms = millis(last_byte);
         if is_sse != Some(true) {
@@ -293,6 +388,7 @@ impl Client {
             if assembler.push(&event, status)? && ttft_ms.is_none() {
                 ttft_ms = Some(millis(last_byte));
             }
+            self.check_size(&parser, &assembler, status)?;
         }
         let reply = assembler.finish(headers, &req.model, status)?;
         Ok(Reply {
@@ -301,6 +397,15 @@ impl Client {
             ..reply
         })
     }
+}
+
+/// The clocks of one attempt.
+struct Clock {
+    started: Instant,
+    /// The total timeout of a whole (non-streamed) reply.
+    total: Instant,
+    /// `max_attempt_secs` after the send: no attempt outlives it, streams included.
+    deadline: Instant,
 }
 
 fn parse_url(url: &str) -> Result<Url, ClientError> {
@@ -325,13 +430,19 @@ fn parse_url(url: &str) -> Result<Url, ClientError> {
     Ok(parsed)
 }
 
-/// Follows only 307/308, which keep the method and body: a 301/302/303 would
-/// turn the POST into a GET and end in a confusing 404/405, so it is reported instead.
+/// Follows only 307/308 (which keep the method and body) to the endpoint's
+/// own origin (scheme, host and port), a few hops at most. Anything else is
+/// not followed but answered with the redirect itself, which `classify`
+/// reports as an `invalid_request` naming the target: a 301/302/303 would
+/// turn the POST into a GET and end in a confusing 404/405, and another
+/// origin must never receive the key, the extra headers or the prompt.
 fn redirect_policy() -> redirect::Policy {
     redirect::Policy::custom(|attempt| {
-        if attempt.previous().len() >= 5 {
-            attempt.error("too many redirects")
-        } else if matches!(attempt.status().as_u16(), 307 | 308) {
+        let origin = attempt.previous().first().map(Url::origin);
+        let same_origin = origin.is_some_and(|origin| origin == attempt.url().origin());
+        if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.stop()
+        } else if same_origin && matches!(attempt.status().as_u16(), 307 | 308) {
             attempt.follow()
         } else {
             attempt.stop()
@@ -345,19 +456,6 @@ fn is_secret_header(name: &HeaderName) -> bool {
     ["auth", "key", "token", "secret", "cookie"]
         .iter()
         .any(|word| name.contains(word))
-}
-
-/// The body of an error response, capped; whatever could be read in time.
-async fn read_error_body(mut response: Response, limit: Duration) -> Vec<u8> {
-    let deadline = tokio::time::Instant::now() + limit;
-    let mut body = Vec::new();
-    while body.len() < ERROR_BODY_CAP {
-        match tokio::time::timeout_at(deadline, response.chunk()).await {
-            Ok(Ok(Some(chunk))) => body.extend_from_slice(&chunk),
-            _ => break,
-        }
-    }
-    body
 }
 
 fn millis(duration: Duration) -> f64 {

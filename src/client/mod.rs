@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+mod body;
 mod classify;
 mod error_body;
 mod http;

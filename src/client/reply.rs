@@ -22,7 +22,10 @@ pub fn parse_reply(
     headers: &HeaderMap,
     requested_model: &str,
 ) -> Result<Reply, Failure> {
-    let completion: Completion = serde_json::from_slice(body).map_err(|err| {
+    // An invalid UTF-8 byte in a good reply becomes U+FFFD rather than failing
+    // it: a reply thrown away is paid for again. Valid UTF-8 is not copied.
+    let text = String::from_utf8_lossy(body);
+    let completion: Completion = serde_json::from_str(&text).map_err(|err| {
         bad_response(
             status,
             &format!("the body is not a JSON completion ({err})"),
@@ -30,7 +33,7 @@ pub fn parse_reply(
         )
     })?;
     if completion.error.as_ref().is_some_and(|e| !e.is_null()) {
-        let document: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let document: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         // The server answered: nothing was left in flight.
         return Err(classify::in_band_failure(&document, status, false));
     }
@@ -255,13 +258,35 @@ mod tests {
 
     #[test]
     fn error_object_in_a_2xx() {
+        // Classified by its own code, as if it were the HTTP status.
         let failure = parse(r#"{"error":{"message":"overloaded","code":503}}"#).unwrap_err();
         assert_eq!(
             (failure.kind, failure.status),
-            (ErrorKind::Server, Some(200))
+            (ErrorKind::Server, Some(503))
         );
         assert!(failure.message.contains("overloaded"));
+        assert!(
+            failure.message.contains("answered 200"),
+            "{}",
+            failure.message
+        );
+        let failure = parse(r#"{"error":{"message":"bad param","code":400}}"#).unwrap_err();
+        assert_eq!(
+            (failure.kind, failure.status),
+            (ErrorKind::InvalidRequest, Some(400))
+        );
         let failure = parse(r#"{"error":{"message":"nope","code":"invalid"}}"#).unwrap_err();
         assert_eq!(failure.kind, ErrorKind::BadResponse);
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_good_reply_is_replaced_not_refused() {
+        let body = b"{\"choices\":[{\"message\":{\"content\":\"caf\xff \xe9t\xc3\xa9\"},\"finish_reason\":\"stop\"}]}";
+        let reply = parse_reply(body, 200, &HeaderMap::new(), "m").unwrap();
+        assert_eq!(
+            reply.content.as_deref(),
+            Some("caf\u{FFFD} \u{FFFD}t\u{e9}")
+        );
+        assert_eq!(reply.finish_reason.as_deref(), Some("stop"));
     }
 }

@@ -19,6 +19,10 @@ pub struct SseEvent {
 
 #[derive(Debug, Default)]
 pub struct SseParser {
+    /// Past this many pending bytes, a line is no longer collected (0 = no
+    /// cap): it is dropped and [`SseParser::overflowed`] set, so the caller
+    /// fails the stream, and the parser never holds more than the cap.
+    cap: usize,
     /// Bytes of a line not yet ended.
     partial: Vec<u8>,
     /// The previous chunk ended in CR: a LF opening the next one belongs to it.
@@ -27,11 +31,32 @@ pub struct SseParser {
     past_first_line: bool,
     data: String,
     has_data: bool,
+    /// A line or event passed the cap (it was dropped, not kept).
+    overflowed: bool,
     event: Option<String>,
     id: Option<String>,
 }
 
 impl SseParser {
+    /// A parser that stops collecting a line or event past `cap` bytes.
+    pub fn with_cap(cap: usize) -> SseParser {
+        SseParser {
+            cap,
+            ..SseParser::default()
+        }
+    }
+
+    /// Bytes held for the line and the event not yet complete.
+    fn pending_bytes(&self) -> usize {
+        self.partial.len().saturating_add(self.data.len())
+    }
+
+    /// Whether more bytes may be kept: past the cap, the line is dropped
+    /// (the caller fails the stream on it, and memory stays bounded).
+    fn has_room(&self, more: usize) -> bool {
+        self.cap == 0 || self.pending_bytes().saturating_add(more) <= self.cap
+    }
+
     /// Feeds one chunk; complete events are appended to `out`.
     pub fn feed(&mut self, mut chunk: &[u8], out: &mut Vec<SseEvent>) {
         if self.after_cr && !chunk.is_empty() {
@@ -40,7 +65,12 @@ impl SseParser {
         }
         while let Some(end) = chunk.iter().position(|&b| b == b'\n' || b == b'\r') {
             let (line, rest) = chunk.split_at(end);
-            if self.partial.is_empty() {
+            if !self.has_room(line.len()) {
+                // Counted, not kept: pending_bytes says the cap was passed.
+                self.partial.clear();
+                self.data.clear();
+                self.overflowed = true;
+            } else if self.partial.is_empty() {
                 self.line(line, out);
             } else {
                 self.partial.extend_from_slice(line);
@@ -60,7 +90,17 @@ impl SseParser {
                 [] => &[],
             };
         }
-        self.partial.extend_from_slice(chunk);
+        if self.has_room(chunk.len()) {
+            self.partial.extend_from_slice(chunk);
+        } else {
+            self.partial.clear();
+            self.overflowed = true;
+        }
+    }
+
+    /// A line or an event outgrew the cap: the stream must be failed.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
     }
 
     /// The end of the stream: an event whose lines all ended but that lacks the
@@ -224,6 +264,35 @@ mod tests {
         );
         // A leading BOM is skipped.
         assert_eq!(data(&parse_in(&[b"\xEF\xBB", b"\xBFdata: 1\n\n"])), ["1"]);
+    }
+
+    #[test]
+    fn a_line_or_event_past_the_cap_is_dropped_and_flagged() {
+        // One line without an end, fed in pieces: never more than the cap kept.
+        let mut parser = SseParser::with_cap(64);
+        let mut out = Vec::new();
+        for _ in 0..100 {
+            parser.feed(&[b'a'; 10], &mut out);
+            assert!(parser.pending_bytes() <= 64);
+        }
+        assert!(parser.overflowed());
+        // Many data lines of one event count together.
+        let mut parser = SseParser::with_cap(64);
+        for _ in 0..100 {
+            parser.feed(b"data: 0123456789\n", &mut out);
+            assert!(parser.pending_bytes() <= 64);
+        }
+        assert!(parser.overflowed() && out.is_empty());
+        // Within the cap: nothing flagged.
+        let mut parser = SseParser::with_cap(64);
+        parser.feed(b"data: 0123456789\n\n: ping\n\n", &mut out);
+        assert!(!parser.overflowed());
+        assert_eq!(data(&out), ["0123456789"]);
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_line_is_replaced() {
+        assert_eq!(data(&parse_in(&[b"data: a\xffb\n\n"])), ["a\u{FFFD}b"]);
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! Content deltas are joined, tool-call deltas merged by index, the last
 //! non-null finish reason and usage kept (a final chunk with empty `choices`
 //! carrying only usage is normal with `stream_options.include_usage`). A
-//! stream is complete at `[DONE]`, or at its end when a finish reason came
-//! (some servers omit `[DONE]`); otherwise it was cut short.
+//! stream is complete only when a choice carried a finish reason (some
+//! servers omit `[DONE]`); one that ends before that, closed or with
+//! `[DONE]` (llama.cpp's server ends a stream it interrupts that way), was
+//! cut short. What is kept is counted ([`StreamAssembler::size`]) so the
+//! caller can cap a reply that never ends.
 
 use std::collections::BTreeMap;
 
@@ -30,7 +33,13 @@ pub struct StreamAssembler {
     provider: Option<String>,
     chunks: u64,
     done: bool,
+    /// Bytes kept so far (content, refusal, tool calls): what the reply costs in memory.
+    size: usize,
 }
+
+/// What a tool call's bookkeeping costs besides its strings: an endless
+/// stream of empty calls must count too.
+const TOOL_CALL_OVERHEAD: usize = 64;
 
 /// One tool call as its deltas arrive.
 #[derive(Debug, Default)]
@@ -92,9 +101,11 @@ impl StreamAssembler {
                 continue;
             };
             if let Some(text) = wire::content_text(delta.content) {
+                self.size = self.size.saturating_add(text.len());
                 self.content.push_str(&text);
             }
             if let Some(Value::String(text)) = delta.refusal {
+                self.size = self.size.saturating_add(text.len());
                 self.refusal.push_str(&text);
             }
             if let Some(Value::Array(calls)) = delta.tool_calls {
@@ -111,9 +122,14 @@ impl StreamAssembler {
         self.done
     }
 
-    /// The reply is whole: `[DONE]`, or a finish reason (some servers never send `[DONE]`).
-    pub fn is_complete(&self) -> bool {
-        self.done || self.finish_reason.is_some()
+    /// A choice carried a finish reason: the reply is whole (some servers never send `[DONE]`).
+    pub fn has_finish_reason(&self) -> bool {
+        self.finish_reason.is_some()
+    }
+
+    /// Bytes kept so far, for the caller's `max_reply_bytes`.
+    pub fn size(&self) -> usize {
+        self.size
     }
 
     fn merge_tool_call(&mut self, delta: &Value) {
@@ -138,19 +154,27 @@ impl StreamAssembler {
                     (None, None) => self.tool_calls.keys().next_back().copied().unwrap_or(0),
                 }
             });
+        let known = self.tool_calls.contains_key(&index);
         let call = self.tool_calls.entry(index).or_default();
+        let mut added = if known { 0 } else { TOOL_CALL_OVERHEAD };
         if let Some(id) = id.filter(|id| !id.is_empty()) {
+            added += id.len();
             call.id = Some(id.to_string());
         }
         if let Some(kind) = delta.get("type").and_then(Value::as_str) {
+            added += kind.len();
             call.kind = Some(kind.to_string());
         }
         if let Some(name) = delta.pointer("/function/name").and_then(Value::as_str) {
+            added += name.len();
             call.name.push_str(name);
         }
         if let Some(arguments) = delta.pointer("/function/arguments").and_then(Value::as_str) {
+            added += arguments.len();
             call.arguments.push_str(arguments);
         }
+        // Replaced ids and kinds are counted again: an over-count, never an under-count.
+        self.size = self.size.saturating_add(added);
     }
 
     /// The end of the body: the reply, or why the stream is unusable. Latency is the caller's.
@@ -160,16 +184,6 @@ impl StreamAssembler {
         requested_model: &str,
         status: u16,
     ) -> Result<Reply, Failure> {
-        if !self.is_complete() {
-            let message = format!(
-                "stream cut short after {} chunk(s): it ended without [DONE] or a finish reason",
-                self.chunks
-            );
-            return Err(Failure {
-                uncertain: true,
-                ..Failure::new(ErrorKind::Connection, Some(status), message)
-            });
-        }
         if self.chunks == 0 {
             return Err(Failure {
                 uncertain: true,
@@ -178,6 +192,23 @@ impl StreamAssembler {
                     Some(status),
                     "the stream ended without any completion chunk",
                 )
+            });
+        }
+        if !self.has_finish_reason() {
+            // Never recorded as ok with partial content: retried, and the
+            // attempt counted as one the provider may have billed.
+            let how = if self.done {
+                "it sent [DONE]"
+            } else {
+                "it ended"
+            };
+            let message = format!(
+                "stream cut short after {} chunk(s): {how} before any choice carried a finish reason",
+                self.chunks
+            );
+            return Err(Failure {
+                uncertain: true,
+                ..Failure::new(ErrorKind::Connection, Some(status), message)
             });
         }
         let tool_calls = (!self.tool_calls.is_empty()).then(|| {

@@ -19,7 +19,7 @@ pub enum Phase {
     Headers,
     /// Reading a whole (non-streamed) reply, under the total timeout.
     WholeBody,
-    /// Reading a stream, under the per-read timeout.
+    /// Reading a stream, under the per-read timeout that only data events reset.
     StreamRead,
 }
 
@@ -33,11 +33,39 @@ pub fn timed_out(limit: Duration, phase: Phase) -> Failure {
         Phase::WholeBody => {
             format!("no complete reply within {limit} (raise the timeout if the model is slow)")
         }
-        Phase::StreamRead => format!("the stream stalled: nothing arrived for {limit} mid-reply"),
+        Phase::StreamRead => format!(
+            "the stream stalled: no data event arrived for {limit} (comments and keep-alives do not count)"
+        ),
     };
     Failure {
         uncertain: true,
         ..Failure::new(ErrorKind::Timeout, None, message)
+    }
+}
+
+/// The attempt's hard deadline (`max_attempt_secs`) passed: however the
+/// server kept it alive (a trickle, an endless stream), the reply is unusable.
+pub fn past_deadline(max_attempt: Duration, status: Option<u16>) -> Failure {
+    let message = format!(
+        "no complete reply within max_attempt_secs ({}), the hard deadline of one attempt",
+        secs(max_attempt)
+    );
+    Failure {
+        uncertain: true,
+        ..Failure::new(ErrorKind::BadResponse, status, message)
+    }
+}
+
+/// The reply (or one SSE line of it) outgrew `max_reply_bytes`: reading stops
+/// there, so memory stays bounded whatever the server sends.
+pub fn too_large(what: &str, cap: usize, status: u16) -> Failure {
+    let message = format!(
+        "{what} is larger than max_reply_bytes ({cap} bytes); reading stopped there \
+         (raise [endpoint] max_reply_bytes if such replies are expected)"
+    );
+    Failure {
+        uncertain: true,
+        ..Failure::new(ErrorKind::BadResponse, Some(status), message)
     }
 }
 
@@ -126,6 +154,13 @@ fn detail(err: &reqwest::Error) -> String {
     } else {
         parts.join(": ")
     }
+}
+
+/// `now + after`, or far in the future when that overflows (a timeout of
+/// 10^19 seconds is a valid setting, and must not panic).
+pub fn deadline(now: tokio::time::Instant, after: Duration) -> tokio::time::Instant {
+    now.checked_add(after)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// "120 s", "0.2 s".

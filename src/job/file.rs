@@ -12,7 +12,14 @@ use super::{ParamLayer, ParamSet, Price, Pricing};
 const TOP_KEYS: &[&str] = &[
     "name", "endpoint", "input", "output", "limits", "retry", "defaults", "params", "pricing",
 ];
-const ENDPOINT_KEYS: &[&str] = &["url", "api_key_env", "timeout_secs", "headers"];
+const ENDPOINT_KEYS: &[&str] = &[
+    "url",
+    "api_key_env",
+    "timeout_secs",
+    "headers",
+    "max_reply_bytes",
+    "max_attempt_secs",
+];
 const INPUT_KEYS: &[&str] = &["path", "format", "id", "system", "system_mode", "template"];
 const OUTPUT_KEYS: &[&str] = &["path", "summary"];
 const LIMITS_KEYS: &[&str] = &[
@@ -199,6 +206,13 @@ fn endpoint(t: &Section, s: &mut Settings, problems: &mut Problems) {
             problems,
         );
     }
+    // Whole numbers >= 1: a cap of 0 bytes or a 0 s deadline could never succeed.
+    s.max_reply_bytes = t
+        .whole("max_reply_bytes", 1, i64::MAX, problems)
+        .map(|n| n.unsigned_abs());
+    s.max_attempt_secs = t
+        .whole("max_attempt_secs", 1, i64::MAX, problems)
+        .map(|n| n.unsigned_abs());
     if let Some(headers) = t.table("headers", problems) {
         for (name, value) in headers {
             let place = format!("{} {name:?}", t.place("headers"));

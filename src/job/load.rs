@@ -141,6 +141,13 @@ impl Job {
                 api_key_env: s.api_key_env.unwrap_or_else(|| DEFAULT_KEY_ENV.into()),
                 timeout: s.timeout.unwrap_or(settings::DEFAULT_TIMEOUT),
                 headers: s.headers,
+                max_reply_bytes: s
+                    .max_reply_bytes
+                    .unwrap_or(settings::DEFAULT_MAX_REPLY_BYTES),
+                max_attempt: std::time::Duration::from_secs(
+                    s.max_attempt_secs
+                        .unwrap_or(settings::DEFAULT_MAX_ATTEMPT_SECS),
+                ),
             },
             input,
             output,

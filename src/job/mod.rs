@@ -53,6 +53,10 @@ pub struct EndpointConfig {
     pub api_key_env: String,
     pub timeout: Duration,
     pub headers: Vec<(String, String)>,
+    /// `max_reply_bytes`: the most one reply (or one SSE line) may hold.
+    pub max_reply_bytes: u64,
+    /// `max_attempt_secs`: the hard deadline of one attempt, streams included.
+    pub max_attempt: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -20,6 +20,8 @@ pub(crate) const MAX_CONCURRENCY: usize = 10_000;
 pub(crate) const MAX_ATTEMPTS: u32 = 100;
 
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_MAX_REPLY_BYTES: u64 = 16 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_ATTEMPT_SECS: u64 = 1800;
 pub(crate) const DEFAULT_CONCURRENCY: usize = 16;
 pub(crate) const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 pub(crate) const DEFAULT_INITIAL_BACKOFF_MS: u64 = 500;
@@ -48,6 +50,8 @@ pub(crate) struct Settings {
     pub api_key_env: Option<String>,
     pub timeout: Option<Duration>,
     pub headers: Vec<(String, String)>,
+    pub max_reply_bytes: Option<u64>,
+    pub max_attempt_secs: Option<u64>,
     pub input: Option<InputSource>,
     pub format: Option<Format>,
     pub id: Option<Template>,
@@ -86,6 +90,8 @@ impl Settings {
             api_key_env: self.api_key_env.or(under.api_key_env),
             timeout: self.timeout.or(under.timeout),
             headers,
+            max_reply_bytes: self.max_reply_bytes.or(under.max_reply_bytes),
+            max_attempt_secs: self.max_attempt_secs.or(under.max_attempt_secs),
             input: self.input.or(under.input),
             format: self.format.or(under.format),
             id: self.id.or(under.id),

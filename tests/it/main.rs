@@ -5,6 +5,7 @@
 mod common;
 #[cfg(unix)]
 mod files;
+mod hostile;
 mod lifecycle;
 mod outcome;
 mod pipeline;

@@ -98,11 +98,18 @@ const SSE_HEAD: &str =
     "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
 
 fn client(url: &str, timeout: Duration) -> Client {
+    bounded_client(url, timeout, Duration::from_secs(60), 1 << 20)
+}
+
+/// A client with its own attempt deadline and reply cap.
+fn bounded_client(url: &str, timeout: Duration, max_attempt: Duration, cap: u64) -> Client {
     let endpoint = EndpointConfig {
         url: url.to_string(),
         api_key_env: "TEST_KEY".to_string(),
         timeout,
         headers: vec![("X-Extra".to_string(), "yes".to_string())],
+        max_reply_bytes: cap,
+        max_attempt,
     };
     Client::new(&endpoint, Some(KEY), 4).unwrap()
 }
@@ -393,6 +400,8 @@ fn construction_errors_name_the_problem() {
         api_key_env: String::new(),
         timeout: Duration::from_secs(1),
         headers,
+        max_reply_bytes: 1 << 20,
+        max_attempt: Duration::from_secs(60),
     };
     let err = Client::new(&endpoint("not a url", vec![]), None, 1).unwrap_err();
     assert!(matches!(err, ClientError::Url { .. }), "{err}");
@@ -473,6 +482,8 @@ async fn a_stream_answering_a_non_streaming_request_is_read_as_a_stream() {
         "time to first token is for streaming requests"
     );
 }
+
+mod bounds;
 
 #[tokio::test]
 async fn a_stream_cut_mid_way_is_an_uncertain_connection_error() {

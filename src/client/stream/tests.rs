@@ -95,7 +95,7 @@ fn error_event_after_200() {
     let failure = assemble(body).unwrap_err();
     assert_eq!(
         (failure.kind, failure.status, failure.uncertain),
-        (ErrorKind::Server, Some(200), true)
+        (ErrorKind::Server, Some(502), true)
     );
     assert!(
         failure.message.contains("Provider overloaded"),
@@ -135,6 +135,47 @@ fn cut_stream_and_servers_without_done() {
         assemble("data: [DONE]\n\n").unwrap_err().kind,
         ErrorKind::BadResponse
     );
+    // [DONE] before any finish reason (llama.cpp interrupting): cut short, not ok.
+    let failure = assemble(&format!("{cut}data: [DONE]\n\n")).unwrap_err();
+    assert_eq!(
+        (failure.kind, failure.uncertain),
+        (ErrorKind::Connection, true)
+    );
+    assert!(
+        failure
+            .message
+            .contains("sent [DONE] before any choice carried a finish reason"),
+        "{}",
+        failure.message
+    );
+}
+
+#[test]
+fn what_is_kept_is_counted() {
+    let mut assembler = StreamAssembler::default();
+    let event = |data: &str| SseEvent {
+        data: data.to_string(),
+        ..SseEvent::default()
+    };
+    assembler
+        .push(
+            &event(r#"{"choices":[{"delta":{"content":"hello","refusal":"no"}}]}"#),
+            200,
+        )
+        .unwrap();
+    assert_eq!(assembler.size(), 7);
+    // Empty tool calls at new indexes cost something too.
+    for index in 0..10 {
+        let data = format!(r#"{{"choices":[{{"delta":{{"tool_calls":[{{"index":{index}}}]}}}}]}}"#);
+        assembler.push(&event(&data), 200).unwrap();
+    }
+    assert!(assembler.size() >= 7 + 10 * 64, "{}", assembler.size());
+    // Chunks that add nothing cost nothing.
+    let before = assembler.size();
+    assembler
+        .push(&event(r#"{"choices":[{"delta":{}}]}"#), 200)
+        .unwrap();
+    assert_eq!(assembler.size(), before);
 }
 
 #[test]

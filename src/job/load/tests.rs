@@ -113,6 +113,9 @@ fn design_job_file_loads_every_field() {
     assert_eq!(job.endpoint.api_key_env, "AIMLAPI_API_KEY");
     assert_eq!(job.endpoint.timeout, Duration::from_secs(120));
     assert_eq!(job.endpoint.headers, vec![("X-Title".into(), "faq".into())]);
+    // Not in the file: the defaults.
+    assert_eq!(job.endpoint.max_reply_bytes, 16 * 1024 * 1024);
+    assert_eq!(job.endpoint.max_attempt, Duration::from_secs(1800));
     assert_eq!(
         job.input.source,
         InputSource::File(jobs.join("questions.csv"))
@@ -241,6 +244,8 @@ input = "q.jsonl"
 [endpoint]
 timeout_secs = "60"
 headers = { "X-Title" = 1 }
+max_reply_bytes = 0
+max_attempt_secs = 1.5
 [limits]
 concurrency = "8"
 tokens_per_minute = 8.0
@@ -265,6 +270,16 @@ extra = { bias = inf }
         &found,
         "j.toml: [endpoint] headers \"X-Title\"",
         "must be a string",
+    );
+    assert_problem(
+        &found,
+        "j.toml: [endpoint] max_reply_bytes",
+        "must be a whole number >= 1, got 0",
+    );
+    assert_problem(
+        &found,
+        "j.toml: [endpoint] max_attempt_secs",
+        "must be a whole number >= 1",
     );
     assert_problem(
         &found,
@@ -449,4 +464,17 @@ fn prices_must_be_non_negative_numbers() {
     assert_problem(&found, r#"j.toml: [pricing] "a" input"#, ">= 0");
     assert_problem(&found, r#"j.toml: [pricing] "b""#, "must be { input");
     assert_eq!(found.len(), 2, "{found:#?}");
+}
+
+#[test]
+fn reply_cap_and_attempt_deadline_are_read_from_the_endpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = DESIGN_JOB.replace(
+        "timeout_secs = 120",
+        "timeout_secs = 120\nmax_reply_bytes = 4096\nmax_attempt_secs = 30",
+    );
+    write(dir.path(), "j.toml", &text);
+    let job = load(&job_args(Some("j.toml")), dir.path()).expect("valid job");
+    assert_eq!(job.endpoint.max_reply_bytes, 4096);
+    assert_eq!(job.endpoint.max_attempt, Duration::from_secs(30));
 }

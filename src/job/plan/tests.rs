@@ -30,6 +30,8 @@ fn job() -> Job {
             api_key_env: String::new(),
             timeout: Duration::from_secs(5),
             headers: Vec::new(),
+            max_reply_bytes: 1 << 20,
+            max_attempt: Duration::from_secs(60),
         },
         input: InputConfig {
             source: InputSource::File(PathBuf::from("q.jsonl")),

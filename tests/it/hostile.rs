@@ -1,0 +1,362 @@
+//! Promises that hold against hostile servers: the real binary against a small
+//! adversarial HTTP server (not the product's mock) that sends what no good
+//! server would: a body of hundreds of megabytes, one that never ends, a
+//! stream that never finishes, nothing but `: ping` comments, a trickle, a
+//! stream ended before its finish reason, a redirect to another origin, bad
+//! UTF-8, an error object inside a 200.
+//!
+//! Every run must end in time, with the right record, the right number of
+//! requests and a bounded peak memory (the child's `ru_maxrss`). To add a
+//! scenario: one variant in `server::Behaviour`, its bytes in `Behaviour::answer`,
+//! and a test that runs it.
+
+mod server;
+
+use std::fs::File;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::*;
+use server::{Behaviour, Hostile};
+
+const KEY: &str = "sk-hostile-test-key";
+const SECRET_HEADER: &str = "hostile-secret-header-value";
+/// No run here may take longer; a run still going then is killed and fails its test.
+const WALL: Duration = Duration::from_secs(60);
+const MIB: u64 = 1024 * 1024;
+
+/// How a run of the binary ended.
+struct Finished {
+    code: i32,
+    stderr: String,
+    elapsed: Duration,
+    /// The child's peak resident memory.
+    peak_rss_bytes: u64,
+}
+
+/// Runs the child to its end and reads its peak memory from `wait4`; kills it
+/// past [`WALL`] + 30 s so a broken bound fails the test instead of hanging it.
+// The child is reaped by wait4 (which also gives its rusage), not by Child::wait.
+#[allow(clippy::zombie_processes)]
+async fn run_measured(mut cmd: Command, stderr_path: std::path::PathBuf) -> Finished {
+    tokio::task::spawn_blocking(move || {
+        let stderr_file = File::create(&stderr_path).expect("stderr file");
+        cmd.stdout(Stdio::null()).stderr(stderr_file);
+        let started = Instant::now();
+        let child = cmd.spawn().expect("the binary starts");
+        let pid = libc::pid_t::try_from(child.id()).expect("pid");
+        let (ended, watch) = std::sync::mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            if watch.recv_timeout(WALL + Duration::from_secs(30)).is_err() {
+                // SAFETY: kill(2) on our own child, which has not been reaped yet.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        });
+        let mut status = 0;
+        // SAFETY: rusage is plain data, filled by wait4 for the child we started.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        let elapsed = started.elapsed();
+        let _ = ended.send(());
+        watchdog.join().expect("watchdog");
+        assert_eq!(reaped, pid, "wait4 failed");
+        let code = if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            -1
+        };
+        let max_rss = u64::try_from(usage.ru_maxrss).unwrap_or(0);
+        // Linux reports KiB, macOS bytes.
+        let peak_rss_bytes = if cfg!(target_os = "macos") {
+            max_rss
+        } else {
+            max_rss * 1024
+        };
+        Finished {
+            code,
+            stderr: std::fs::read_to_string(&stderr_path).unwrap_or_default(),
+            elapsed,
+            peak_rss_bytes,
+        }
+    })
+    .await
+    .expect("join")
+}
+
+/// One scenario: the job's endpoint bounds and whether it streams.
+struct Scenario {
+    stream: bool,
+    timeout_secs: u64,
+    max_attempt_secs: u64,
+    max_reply_bytes: Option<u64>,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario {
+            stream: false,
+            timeout_secs: 30,
+            max_attempt_secs: 60,
+            max_reply_bytes: Some(MIB),
+        }
+    }
+}
+
+/// Runs one request through the real binary against `url` (2 attempts at most):
+/// how the run ended and its one record.
+async fn run(url: &str, scenario: Scenario) -> (Finished, Value) {
+    let sb = Sandbox::new();
+    sb.write("rows.jsonl", "{\"id\": \"a\", \"prompt\": \"hello\"}\n");
+    let cap = scenario
+        .max_reply_bytes
+        .map(|bytes| format!("max_reply_bytes = {bytes}\n"))
+        .unwrap_or_default();
+    let job = format!(
+        r#"name = "t"
+[endpoint]
+url = "{url}"
+api_key_env = "HOSTILE_KEY"
+timeout_secs = {timeout}
+max_attempt_secs = {deadline}
+{cap}headers = {{ "x-api-key" = "{SECRET_HEADER}", "X-Custom" = "custom" }}
+[input]
+path = "rows.jsonl"
+[defaults]
+model = "m"
+stream = {stream}
+[retry]
+initial_backoff_ms = 1
+max_backoff_ms = 10
+"#,
+        timeout = scenario.timeout_secs,
+        deadline = scenario.max_attempt_secs,
+        stream = scenario.stream,
+    );
+    sb.write("job.toml", &job);
+    let mut cmd = sb.command(&[
+        "run",
+        "job.toml",
+        "--progress",
+        "off",
+        "--max-attempts",
+        "2",
+    ]);
+    cmd.env("HOSTILE_KEY", KEY);
+    let finished = run_measured(cmd, sb.path("stderr.txt")).await;
+    assert!(
+        finished.elapsed < WALL,
+        "the run took {:?}: {}",
+        finished.elapsed,
+        finished.stderr
+    );
+    let records = sb.records("t.jsonl");
+    assert_eq!(records.len(), 1, "{}", finished.stderr);
+    let record = records.into_iter().next().expect("one record");
+    let text = record.to_string();
+    assert!(
+        !text.contains(KEY) && !text.contains(SECRET_HEADER),
+        "{text}"
+    );
+    (finished, record)
+}
+
+/// An error record of `kind` after `attempts` attempts; exit code 1.
+fn assert_failed(finished: &Finished, record: &Value, kind: &str, attempts: u64) {
+    assert_eq!(finished.code, 1, "{}", finished.stderr);
+    assert_eq!(record["status"], "error", "{record}");
+    assert_eq!(record["content"], Value::Null, "{record}");
+    assert_eq!(record["error"]["kind"], kind, "{record}");
+    assert_eq!(record["attempts"], attempts, "{record}");
+}
+
+fn assert_peak_below(finished: &Finished, mib: u64) {
+    eprintln!("peak memory {} MiB", finished.peak_rss_bytes / MIB);
+    assert!(
+        finished.peak_rss_bytes < mib * MIB,
+        "peak memory {} MiB, bound {mib} MiB",
+        finished.peak_rss_bytes / MIB
+    );
+}
+
+#[tokio::test]
+async fn a_200_mb_reply_is_refused_at_the_default_cap_without_holding_it() {
+    let server = Hostile::start(Behaviour::Oversized { bytes: 200 * MIB }).await;
+    let scenario = Scenario {
+        max_reply_bytes: None,
+        ..Scenario::default()
+    };
+    let (finished, record) = run(&server.url, scenario).await;
+    assert_failed(&finished, &record, "bad_response", 2);
+    let message = record["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("max_reply_bytes (16777216 bytes)"),
+        "{message}"
+    );
+    assert_eq!(server.requests(), 2);
+    assert_peak_below(&finished, 200);
+}
+
+#[tokio::test]
+async fn an_endless_body_ends_at_a_small_cap() {
+    let server = Hostile::start(Behaviour::EndlessBody).await;
+    let (finished, record) = run(&server.url, Scenario::default()).await;
+    assert_failed(&finished, &record, "bad_response", 2);
+    assert_eq!(record["uncertain_attempts"], 2, "{record}");
+    assert_eq!(server.requests(), 2);
+    assert_peak_below(&finished, 100);
+}
+
+#[tokio::test]
+async fn an_endless_stream_of_content_ends_at_the_cap() {
+    let server = Hostile::start(Behaviour::EndlessChunks {
+        every: Duration::ZERO,
+    })
+    .await;
+    let scenario = Scenario {
+        stream: true,
+        max_reply_bytes: Some(64 * 1024),
+        ..Scenario::default()
+    };
+    let (finished, record) = run(&server.url, scenario).await;
+    assert_failed(&finished, &record, "bad_response", 2);
+    let message = record["error"]["message"].as_str().expect("message");
+    assert!(message.contains("the streamed reply"), "{message}");
+    assert_eq!(server.requests(), 2);
+    assert_peak_below(&finished, 100);
+}
+
+#[tokio::test]
+async fn an_endless_healthy_looking_stream_meets_the_attempt_deadline() {
+    // A data event every 50 ms keeps the per-read timer happy; only the
+    // attempt's hard deadline ends it.
+    let server = Hostile::start(Behaviour::EndlessChunks {
+        every: Duration::from_millis(50),
+    })
+    .await;
+    let scenario = Scenario {
+        stream: true,
+        timeout_secs: 30,
+        max_attempt_secs: 2,
+        ..Scenario::default()
+    };
+    let (finished, record) = run(&server.url, scenario).await;
+    assert_failed(&finished, &record, "bad_response", 2);
+    let message = record["error"]["message"].as_str().expect("message");
+    assert!(message.contains("max_attempt_secs (2 s)"), "{message}");
+    assert_eq!(record["uncertain_attempts"], 2, "{record}");
+    assert_eq!(server.requests(), 2);
+}
+
+#[tokio::test]
+async fn a_stream_of_pings_times_out_per_read() {
+    let server = Hostile::start(Behaviour::Pings {
+        every: Duration::from_millis(50),
+    })
+    .await;
+    let scenario = Scenario {
+        stream: true,
+        timeout_secs: 1,
+        ..Scenario::default()
+    };
+    let (finished, record) = run(&server.url, scenario).await;
+    assert_failed(&finished, &record, "timeout", 2);
+    assert_eq!(server.requests(), 2);
+}
+
+#[tokio::test]
+async fn a_trickled_stream_times_out_per_read() {
+    // One byte every 200 ms: bytes keep coming, but a data event would take
+    // longer than the 1 s timeout to complete.
+    let server = Hostile::start(Behaviour::Trickle {
+        stream: true,
+        every: Duration::from_millis(200),
+    })
+    .await;
+    let scenario = Scenario {
+        stream: true,
+        timeout_secs: 1,
+        ..Scenario::default()
+    };
+    let (finished, record) = run(&server.url, scenario).await;
+    assert_failed(&finished, &record, "timeout", 2);
+    assert_eq!(server.requests(), 2);
+}
+
+#[tokio::test]
+async fn a_trickled_whole_reply_meets_the_total_timeout() {
+    let server = Hostile::start(Behaviour::Trickle {
+        stream: false,
+        every: Duration::from_millis(100),
+    })
+    .await;
+    let scenario = Scenario {
+        timeout_secs: 1,
+        ..Scenario::default()
+    };
+    let (finished, record) = run(&server.url, scenario).await;
+    assert_failed(&finished, &record, "timeout", 2);
+    assert_eq!(server.requests(), 2);
+}
+
+#[tokio::test]
+async fn a_stream_ended_with_done_before_its_finish_reason_is_retried_not_kept() {
+    let server = Hostile::start(Behaviour::DoneBeforeFinish).await;
+    let scenario = Scenario {
+        stream: true,
+        ..Scenario::default()
+    };
+    let (finished, record) = run(&server.url, scenario).await;
+    assert_failed(&finished, &record, "connection", 2);
+    let message = record["error"]["message"].as_str().expect("message");
+    assert!(message.contains("cut short"), "{message}");
+    assert_eq!(record["uncertain_attempts"], 2, "{record}");
+    assert_eq!(server.requests(), 2);
+}
+
+#[tokio::test]
+async fn a_307_to_another_port_reaches_nothing_there() {
+    let elsewhere = Hostile::start(Behaviour::Good).await;
+    let server = Hostile::start(Behaviour::Redirect {
+        location: elsewhere.url.clone(),
+    })
+    .await;
+    let (finished, record) = run(&server.url, Scenario::default()).await;
+    assert_failed(&finished, &record, "invalid_request", 1);
+    let message = record["error"]["message"].as_str().expect("message");
+    assert!(message.contains(&elsewhere.url), "{message}");
+    assert_eq!(server.requests(), 1, "a redirect is not retried");
+    assert_eq!(
+        elsewhere.requests(),
+        0,
+        "the other origin got: {:?}",
+        elsewhere.heads.lock().expect("lock")
+    );
+    // The first server did get the credentials: their absence over there means something.
+    let heads = server.heads.lock().expect("lock").clone();
+    assert!(heads[0].contains(SECRET_HEADER), "{heads:?}");
+}
+
+#[tokio::test]
+async fn invalid_utf8_in_a_good_reply_is_kept_once() {
+    let server = Hostile::start(Behaviour::InvalidUtf8).await;
+    let (finished, record) = run(&server.url, Scenario::default()).await;
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert_eq!(record["status"], "ok", "{record}");
+    assert_eq!(record["content"], "caf\u{FFFD}", "{record}");
+    assert_eq!(server.requests(), 1, "a good reply is not paid for twice");
+}
+
+#[tokio::test]
+async fn an_error_object_in_a_200_is_classified_by_its_code() {
+    let server = Hostile::start(Behaviour::ErrorIn200 { code: 400 }).await;
+    let (finished, record) = run(&server.url, Scenario::default()).await;
+    assert_failed(&finished, &record, "invalid_request", 1);
+    assert_eq!(server.requests(), 1, "a code-400 error is not retried");
+
+    let server = Hostile::start(Behaviour::ErrorIn200 { code: 503 }).await;
+    let (finished, record) = run(&server.url, Scenario::default()).await;
+    assert_failed(&finished, &record, "server", 2);
+    assert_eq!(server.requests(), 2, "a code-503 error is retried");
+}
