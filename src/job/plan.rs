@@ -296,9 +296,11 @@ impl Planner {
             return Err(problems);
         };
         let model = model.to_string();
+        // Both may be set (servers differ in which they honour): the larger bounds the reply.
         let max_output_tokens = ["max_tokens", "max_completion_tokens"]
             .iter()
-            .find_map(|key| params.named.get(*key).and_then(Value::as_u64));
+            .filter_map(|key| params.named.get(*key).and_then(Value::as_u64))
+            .max();
         if let Some(pricing) = &self.budget {
             if !pricing.models.contains_key(&model) {
                 problems.push((None, format!("with max_cost_usd set, model {model:?} (parameter set {set:?}) needs a [pricing] entry, so that its cost can be bounded before sending")));

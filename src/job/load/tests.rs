@@ -450,3 +450,34 @@ fn prices_must_be_non_negative_numbers() {
     assert_problem(&found, r#"j.toml: [pricing] "b""#, "must be { input");
     assert_eq!(found.len(), 2, "{found:#?}");
 }
+
+#[test]
+fn token_caps_above_two_to_the_31_are_parameter_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "j.toml",
+        r#"
+[input]
+path = "q.jsonl"
+[defaults]
+model = "m"
+max_tokens = 2147483649
+[[params]]
+name = "huge"
+max_completion_tokens = 9223372036854775807
+"#,
+    );
+    let args = JobArgs {
+        params: vec!["max_tokens=18446744073709551615".into()],
+        ..job_args(Some("j.toml"))
+    };
+    let found = problems(&args, dir.path());
+    assert_problem(&found, "j.toml: [defaults] max_tokens", "from 1 to 2147483648");
+    assert_problem(
+        &found,
+        "j.toml: [[params]] #1 (\"huge\") max_completion_tokens",
+        "from 1 to 2147483648",
+    );
+    assert_problem(&found, "--param max_tokens", "from 1 to 2147483648");
+}

@@ -53,6 +53,13 @@ fn row_params_problems_name_the_key() {
     );
     let e = errors(&job(), json!({"prompt": "p", "params": [1]}));
     assert_eq!(e[0].field.as_deref(), Some("params"));
+    // A token cap past 2^31 in a row is a parameter error too.
+    let e = errors(
+        &job(),
+        json!({"prompt": "p", "params": {"max_tokens": 4_294_967_296u64}}),
+    );
+    assert_eq!(e[0].field.as_deref(), Some("params.max_tokens"));
+    assert!(e[0].message.contains("2147483648"), "{}", e[0].message);
 }
 
 #[test]
@@ -202,6 +209,11 @@ fn a_budget_needs_a_price_and_a_token_cap() {
     );
     j.defaults = layer(json!({"model": GPT, "max_completion_tokens": 64}));
     assert_eq!(one(&j, json!({"prompt": "p"})).max_output_tokens, Some(64));
+    // Both set: the larger bounds the reply, whichever the server honours.
+    j.defaults = layer(json!({"model": GPT, "max_tokens": 32, "max_completion_tokens": 64}));
+    assert_eq!(one(&j, json!({"prompt": "p"})).max_output_tokens, Some(64));
+    j.defaults = layer(json!({"model": GPT, "max_tokens": 640, "max_completion_tokens": 64}));
+    assert_eq!(one(&j, json!({"prompt": "p"})).max_output_tokens, Some(640));
     j.limits.max_cost_usd = 0.0;
     j.defaults = layer(json!({"model": "unpriced"}));
     assert!(
