@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::job::pricing::{add_usd, is_amount};
 use crate::scheduler::StopReason;
 use crate::sink::{Record, Status};
 
@@ -166,8 +167,11 @@ impl Default for Tally {
 
 impl Tally {
     pub fn observe(&mut self, r: &Record) {
-        self.attempts += u64::from(r.attempts);
-        self.uncertain += u64::from(r.uncertain_attempts);
+        // Every sum saturates: figures come from servers and hand-edited files.
+        self.attempts = self.attempts.saturating_add(u64::from(r.attempts));
+        self.uncertain = self
+            .uncertain
+            .saturating_add(u64::from(r.uncertain_attempts));
         match r.status {
             Status::Ok => {
                 self.ok += 1;
@@ -175,13 +179,14 @@ impl Tally {
                 *self.finish_reasons.entry(reason.to_string()).or_default() += 1;
                 match &r.usage {
                     Some(u) => {
-                        self.tokens.prompt += u.prompt_tokens;
-                        self.tokens.completion += u.completion_tokens;
-                        self.tokens.total += u.total_tokens;
+                        let t = &mut self.tokens;
+                        t.prompt = t.prompt.saturating_add(u.prompt_tokens);
+                        t.completion = t.completion.saturating_add(u.completion_tokens);
+                        t.total = t.total.saturating_add(u.total_tokens);
                     }
                     None => self.tokens.unreported += 1,
                 }
-                if r.cost_usd.is_none() {
+                if !r.cost_usd.is_some_and(is_amount) {
                     self.costs.unpriced_requests += 1;
                 }
                 if let Some(ms) = r.latency_ms {
@@ -197,14 +202,13 @@ impl Tally {
                 *self.errors.entry(kind.to_string()).or_default() += 1;
             }
         }
-        if let Some(cost) = r.cost_usd {
-            self.costs.total += cost;
-            *self.costs.by_model.entry(r.model.clone()).or_default() += cost;
-            *self
-                .costs
-                .by_param_set
-                .entry(r.param_set.clone())
-                .or_default() += cost;
+        if let Some(cost) = r.cost_usd.filter(|c| is_amount(*c)) {
+            let costs = &mut self.costs;
+            costs.total = add_usd(costs.total, cost);
+            let by_model = costs.by_model.entry(r.model.clone()).or_default();
+            *by_model = add_usd(*by_model, cost);
+            let by_set = costs.by_param_set.entry(r.param_set.clone()).or_default();
+            *by_set = add_usd(*by_set, cost);
         }
     }
 
@@ -376,5 +380,28 @@ mod tests {
         assert_eq!(s.finish_reasons.get("stop"), Some(&2));
         assert_eq!(s.throughput.requests_per_s, 1.5);
         assert_eq!(s.throughput.completion_tokens_per_s, 10.0);
+    }
+
+    #[test]
+    fn sums_saturate_and_skip_costs_that_are_not_amounts() {
+        let huge = Usage {
+            prompt_tokens: u64::MAX,
+            completion_tokens: u64::MAX,
+            total_tokens: u64::MAX,
+            ..Usage::default()
+        };
+        let mut t = Tally::default();
+        t.observe(&record(Status::Ok, 10.0, Some(f64::MAX), Some(huge)));
+        t.observe(&record(Status::Ok, 10.0, Some(f64::MAX), Some(huge)));
+        t.observe(&record(Status::Ok, 10.0, Some(f64::NAN), None));
+        let mut failed = record(Status::Error, 10.0, Some(-1.0), None);
+        failed.attempts = u32::MAX;
+        t.observe(&failed);
+        assert_eq!(t.tokens.total, u64::MAX, "never wrapped to a small number");
+        assert_eq!(t.tokens.prompt, u64::MAX);
+        assert_eq!(t.completion_tokens(), u64::MAX);
+        assert_eq!(t.cost(), f64::MAX, "never infinite");
+        assert_eq!(t.costs.by_model.values().copied().sum::<f64>(), f64::MAX);
+        assert_eq!(t.costs.unpriced_requests, 1, "a NaN cost is no cost");
     }
 }

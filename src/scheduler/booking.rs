@@ -13,6 +13,7 @@ use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{Budget, Limiter};
+use crate::job::pricing::add_usd;
 
 pub struct Booking {
     budget: Option<Arc<Budget>>,
@@ -91,16 +92,6 @@ impl Drop for Booking {
     }
 }
 
-/// A sum of dollar amounts that ignores what is not an amount (NaN, infinite,
-/// negative) and never becomes infinite.
-pub fn add_usd(sum: f64, usd: f64) -> f64 {
-    if usd.is_finite() && usd >= 0.0 {
-        (sum + usd).min(f64::MAX)
-    } else {
-        sum
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,14 +138,5 @@ mod tests {
         drop(booking);
         assert_eq!(budget.in_flight(), (0.0, 0));
         assert!((budget.recorded() - 0.5).abs() < 1e-12);
-    }
-
-    #[test]
-    fn dollar_sums_skip_what_is_not_an_amount_and_saturate() {
-        assert_eq!(add_usd(1.0, f64::NAN), 1.0);
-        assert_eq!(add_usd(1.0, f64::INFINITY), 1.0);
-        assert_eq!(add_usd(1.0, -2.0), 1.0);
-        assert_eq!(add_usd(f64::MAX, f64::MAX), f64::MAX);
-        assert_eq!(add_usd(0.5, 0.25), 0.75);
     }
 }
