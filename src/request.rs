@@ -48,6 +48,7 @@ impl Request {
 
     /// An upper bound of the prompt's tokens: no tokenizer yields more tokens than bytes.
     pub fn prompt_token_bound(&self) -> u64 {
-        self.prompt_bytes + TOKENS_PER_MESSAGE_ALLOWANCE * self.message_count
+        self.prompt_bytes
+            .saturating_add(TOKENS_PER_MESSAGE_ALLOWANCE.saturating_mul(self.message_count))
     }
 }

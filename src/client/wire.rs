@@ -134,7 +134,11 @@ fn token_count(value: Option<&Value>) -> Result<Option<u64>, ()> {
         _ => None,
     };
     if let Some(n) = exact {
-        return if n <= MAX_TOKEN_COUNT { Ok(Some(n)) } else { Err(()) };
+        return if n <= MAX_TOKEN_COUNT {
+            Ok(Some(n))
+        } else {
+            Err(())
+        };
     }
     let number = match value {
         Value::Number(n) => n.as_f64(),
@@ -351,8 +355,10 @@ mod tests {
                 "completion_tokens_details": {"reasoning_tokens": bad}});
             assert_eq!(usage(&u), None, "reasoning_tokens = {bad}");
         }
-        let u = usage(&json!({"prompt_tokens": 9_007_199_254_740_992u64, "completion_tokens": 2.0,
-            "total_tokens": null}))
+        let u = usage(
+            &json!({"prompt_tokens": 9_007_199_254_740_992u64, "completion_tokens": 2.0,
+            "total_tokens": null}),
+        )
         .unwrap();
         assert_eq!(
             (u.prompt_tokens, u.completion_tokens, u.total_tokens),

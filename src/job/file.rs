@@ -322,9 +322,23 @@ fn param_sets(label: &str, value: &toml::Value, problems: &mut Problems) -> Vec<
     sets
 }
 
+/// The largest `[pricing] image_tokens`: like a token cap, past 2^31 it can only be a typo.
+const MAX_IMAGE_TOKENS: i64 = 1 << 31;
+
 fn pricing(label: &str, table: &toml::Table, problems: &mut Problems) -> Pricing {
     let mut pricing = Pricing::default();
+    let section = Section {
+        file: label,
+        name: "[pricing]".into(),
+        table,
+    };
+    if let Some(n) = section.whole("image_tokens", 1, MAX_IMAGE_TOKENS, problems) {
+        pricing.image_tokens = n as u64;
+    }
     for (model, entry) in table {
+        if model == "image_tokens" {
+            continue;
+        }
         let place = format!("{label}: [pricing] {model:?}");
         let Some(entry) = entry.as_table() else {
             problems.push(
@@ -410,7 +424,15 @@ mod tests {
         let found = param_sets("job.toml", &toml::Value::Array(items), &mut problems);
         assert_eq!(found.len(), 3);
         assert_eq!(problems.0.len(), 2, "{:?}", problems.0);
-        assert!(problems.0[0].to_string().contains("[[params]] #4"), "{}", problems.0[0]);
-        assert!(problems.0[0].to_string().contains("must be unique"), "{}", problems.0[0]);
+        assert!(
+            problems.0[0].to_string().contains("[[params]] #4"),
+            "{}",
+            problems.0[0]
+        );
+        assert!(
+            problems.0[0].to_string().contains("must be unique"),
+            "{}",
+            problems.0[0]
+        );
     }
 }

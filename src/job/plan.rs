@@ -40,6 +40,8 @@ pub struct Planner {
     sets: Vec<SetPlan>,
     /// The prices, when a budget is set (every request then needs a price and a token cap).
     budget: Option<Pricing>,
+    /// What one image part counts for in a prompt's token bound (`[pricing] image_tokens`).
+    image_tokens: u64,
     /// The job name, sanitized for `X-Client-Request-Id`.
     job_part: String,
     include_usage: Value,
@@ -86,6 +88,7 @@ impl Planner {
             overrides: job.overrides.clone(),
             sets: Vec::new(),
             budget,
+            image_tokens: job.pricing.image_tokens,
             job_part: request_id::sanitize(&job.name),
             include_usage: json!({"include_usage": true}),
         };
@@ -337,7 +340,7 @@ impl Planner {
 
     fn messages(&self, content: &Content<'_>, fold: bool) -> Result<Built, Problem> {
         match content {
-            Content::Messages(messages) => messages::from_row(messages, fold),
+            Content::Messages(messages) => messages::from_row(messages, fold, self.image_tokens),
             Content::Text(text) => Ok(messages::from_text(self.system.as_deref(), text, fold)),
         }
     }

@@ -106,7 +106,13 @@ mod tests {
         assert!(budget.reserve_when_possible(0.3).await);
         limiter.acquire(30_000).await; // half a minute of tokens
         let slot = slots.clone().try_acquire_owned().expect("a free slot");
-        let mut booking = Booking::new(Some(budget.clone()), limiter.clone(), 0.3, 30_000, Some(slot));
+        let mut booking = Booking::new(
+            Some(budget.clone()),
+            limiter.clone(),
+            0.3,
+            30_000,
+            Some(slot),
+        );
         // A retry after an uncertain attempt booked room of its own...
         assert!(budget.reserve_more(0.3).await);
         booking.booked_more(0.3);

@@ -59,7 +59,9 @@ impl Budget {
     }
 
     fn lock(&self) -> MutexGuard<'_, Spent> {
-        self.spent.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.spent
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Books without waiting: Ok when booked, else whether waiting could help
@@ -300,7 +302,10 @@ mod tests {
         assert_eq!(b.in_flight(), (0.0, 0));
         assert!((b.recorded() - 0.5).abs() < 1e-12);
         assert_eq!(charge(true, Some(f64::NAN), 0.3, 0), 0.3);
-        assert_eq!(charge(true, Some(-1.0), 0.3, u32::MAX), f64::from(u32::MAX) * 0.3 + 0.3);
+        assert_eq!(
+            charge(true, Some(-1.0), 0.3, u32::MAX),
+            f64::from(u32::MAX) * 0.3 + 0.3
+        );
         assert_eq!(charge(false, None, f64::MAX, 2), f64::MAX);
     }
 

@@ -187,7 +187,9 @@ impl Limiter {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every update under the lock is whole before anything can panic.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Waits until one request of `tokens` estimated tokens may be sent, and books it.
@@ -248,7 +250,9 @@ impl Limiter {
         if s.recent.count_ones() < LIMIT_EVIDENCE && !again {
             return;
         }
-        let span = now.saturating_duration_since(s.window_start).saturating_add(pause);
+        let span = now
+            .saturating_duration_since(s.window_start)
+            .saturating_add(pause);
         let measured = (s.successes > 0 && !span.is_zero())
             .then(|| s.successes as f64 / span.as_secs_f64() * MARGIN);
         let resume_at = later(now, pause);
@@ -525,7 +529,12 @@ mod tests {
             Some(Duration::from_secs(99_999_999_999)),
             Some(Duration::MAX),
         ];
-        for (rpm, tpm) in [(u32::MAX, u64::MAX), (1, 1), (0, i64::MAX as u64), (u32::MAX, 0)] {
+        for (rpm, tpm) in [
+            (u32::MAX, u64::MAX),
+            (1, 1),
+            (0, i64::MAX as u64),
+            (u32::MAX, 0),
+        ] {
             let limiter = Limiter::new(rpm, tpm);
             for &weight in &weights {
                 // A wait of up to a day passes at once in paused time.

@@ -287,7 +287,10 @@ impl Shared {
             }
             let verdict = decide(&failure);
             if verdict == Verdict::Refused {
-                if self.refusals.fetch_add(1, Ordering::Relaxed).saturating_add(1)
+                if self
+                    .refusals
+                    .fetch_add(1, Ordering::Relaxed)
+                    .saturating_add(1)
                     >= REFUSALS_TO_STOP
                 {
                     self.stop.stop(StopReason::EndpointRefused);

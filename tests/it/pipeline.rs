@@ -746,7 +746,10 @@ async fn the_budget_counts_unknown_costs_and_lost_attempts_across_reruns() {
 async fn a_retry_the_budget_denies_is_never_sent_and_never_charged() {
     let mock = mock(MockConfig::default()).await;
     let sb = Sandbox::new();
-    sb.write("rows.jsonl", "{\"prompt\": \"[mock:fail=reset,reset] q\"}\n");
+    sb.write(
+        "rows.jsonl",
+        "{\"prompt\": \"[mock:fail=reset,reset] q\"}\n",
+    );
     // The worst case is (prompt bound + 100 tokens) at $1 per 1M: a little
     // over $0.0001, so $0.0002 holds one attempt and not two.
     sb.write(

@@ -171,19 +171,30 @@ fn prompt_bytes_and_message_count_cover_every_message() {
     j.input.system = Some("Sé".into()); // 3 bytes
     let r = one(&j, json!({"prompt": "héllo"})); // 6 bytes
     assert_eq!((r.prompt_bytes, r.message_count), (9, 2));
-    let image = json!({"type": "image_url", "image_url": {"url": "u"}});
-    let image_len = serde_json::to_string(&image).expect("json").len() as u64;
-    let own = json!([
-        {"role": "user", "content": [{"type": "text", "text": "abc"}, image]},
-        {"role": "assistant", "content": null, "tool_calls": [{"id": "1"}]}
-    ]);
+    // An image part counts as the model's image token bound, whatever its URL's size.
+    let image = |url: &str| json!({"type": "image_url", "image_url": {"url": url}});
+    let data_url = format!("data:image/png;base64,{}", "A".repeat(100_000));
+    for url in ["https://example.com/cat.png", data_url.as_str()] {
+        let own = json!([
+            {"role": "user", "content": [{"type": "text", "text": "abc"}, image(url)]},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "1"}]}
+        ]);
+        let r = one(&j, json!({"messages": own.clone()}));
+        assert_eq!(
+            r.prompt_bytes,
+            3 + 1024 + r#"[{"id":"1"}]"#.len() as u64,
+            "{}",
+            &url[..20]
+        );
+        assert_eq!(r.message_count, 2);
+        j.pricing.image_tokens = 256;
+        let r = one(&j, json!({"messages": own}));
+        assert_eq!(r.prompt_bytes, 3 + 256 + r#"[{"id":"1"}]"#.len() as u64);
+        j.pricing.image_tokens = 1024;
+    }
+    let own = json!([{"role": "user", "content": [{"type": "text", "text": "abc"}, image("u")]}]);
     let r = one(&j, json!({"messages": own}));
-    assert_eq!(
-        r.prompt_bytes,
-        3 + image_len + r#"[{"id":"1"}]"#.len() as u64
-    );
-    assert_eq!(r.message_count, 2);
-    assert_eq!(r.prompt_token_bound(), r.prompt_bytes + 16);
+    assert_eq!(r.prompt_token_bound(), 3 + 1024 + 8);
 }
 
 #[test]
