@@ -34,7 +34,7 @@ pub struct Request {
     /// UTF-8 bytes of all message texts.
     pub prompt_bytes: u64,
     pub message_count: u64,
-    /// `max_tokens`, else `max_completion_tokens`, when set.
+    /// The larger of `max_tokens` and `max_completion_tokens`, when either is set.
     pub max_output_tokens: Option<u64>,
     /// 1-based line of the input file where the row starts.
     pub line: u64,
@@ -48,6 +48,7 @@ impl Request {
 
     /// An upper bound of the prompt's tokens: no tokenizer yields more tokens than bytes.
     pub fn prompt_token_bound(&self) -> u64 {
-        self.prompt_bytes + TOKENS_PER_MESSAGE_ALLOWANCE * self.message_count
+        self.prompt_bytes
+            .saturating_add(TOKENS_PER_MESSAGE_ALLOWANCE.saturating_mul(self.message_count))
     }
 }

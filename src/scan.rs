@@ -9,6 +9,7 @@ use std::fmt::Write;
 
 use crate::input::{self, InputError, InputFile};
 use crate::job::plan::Planner;
+use crate::job::pricing::add_usd;
 use crate::job::{Format, Job};
 use crate::keys::{KeyId, KeyMap};
 use crate::sink::ResumeState;
@@ -143,13 +144,15 @@ pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
             }
             let set = scan.by_set.entry(req.param_set.to_string()).or_default();
             set.requests += 1;
-            set.prompt_token_bound += req.prompt_token_bound();
+            set.prompt_token_bound = set
+                .prompt_token_bound
+                .saturating_add(req.prompt_token_bound());
             match req.max_output_tokens {
-                Some(cap) => set.output_token_caps += cap,
+                Some(cap) => set.output_token_caps = set.output_token_caps.saturating_add(cap),
                 None => set.uncapped += 1,
             }
             match job.pricing.worst_case(&req) {
-                Some(usd) => set.worst_usd += usd,
+                Some(usd) => set.worst_usd = add_usd(set.worst_usd, usd),
                 None => set.unpriced += 1,
             }
             let prior = resume.prior(&req.key, &req.sha256);
@@ -238,7 +241,7 @@ pub fn describe(job: &Job, input: &str, scan: &Scan) -> String {
                 String::new()
             }
         );
-        worst += set.worst_usd;
+        worst = add_usd(worst, set.worst_usd);
         unpriced += set.unpriced;
         uncapped += set.uncapped;
     }

@@ -116,25 +116,59 @@ pub fn as_amount(value: &Value) -> Option<f64> {
     (amount.is_finite() && amount >= 0.0).then_some(amount)
 }
 
+/// The most tokens a count may say (2^53): past it a count is no longer an
+/// exact JSON number, and no request uses anywhere near as many.
+pub const MAX_TOKEN_COUNT: u64 = 1 << 53;
+
+/// A token count: a whole number from 0 to 2^53, as a number or a numeric
+/// string. `Err` when present but not such a count (negative, fractional,
+/// huge, not a number): the usage is then bad, never wrapped or rounded.
+fn token_count(value: Option<&Value>) -> Result<Option<u64>, ()> {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    // Exact first: 2^53 + 1 as a float would round down into range.
+    let exact = match value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    if let Some(n) = exact {
+        return if n <= MAX_TOKEN_COUNT {
+            Ok(Some(n))
+        } else {
+            Err(())
+        };
+    }
+    let number = match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    match number {
+        Some(x) if x.fract() == 0.0 && (0.0..=MAX_TOKEN_COUNT as f64).contains(&x) => {
+            Ok(Some(x as u64))
+        }
+        _ => Err(()),
+    }
+}
+
 /// Usage as reported. `None` unless both prompt and completion counts are
 /// present: a half-reported usage filled with zeros would be a guess that
 /// the summary then adds up. A missing total is prompt + completion (the one
-/// sum a server may leave to us).
+/// sum a server may leave to us). A count that is not a whole number from 0
+/// to 2^53 makes the whole usage bad: `None`, counted as unreported.
 pub fn usage(usage: &Value) -> Option<Usage> {
-    let count = |field: &str| usage.get(field).and_then(as_u64);
-    let prompt = count("prompt_tokens")?;
-    let completion = count("completion_tokens")?;
-    let total = count("total_tokens");
+    let count = |pointer: &str| token_count(usage.pointer(pointer));
+    let prompt = count("/prompt_tokens").ok()??;
+    let completion = count("/completion_tokens").ok()??;
+    let total = count("/total_tokens").ok()?;
     Some(Usage {
         prompt_tokens: prompt,
         completion_tokens: completion,
-        total_tokens: total.unwrap_or(prompt + completion),
-        cached_tokens: usage
-            .pointer("/prompt_tokens_details/cached_tokens")
-            .and_then(as_u64),
-        reasoning_tokens: usage
-            .pointer("/completion_tokens_details/reasoning_tokens")
-            .and_then(as_u64),
+        total_tokens: total.unwrap_or(prompt.saturating_add(completion)),
+        cached_tokens: count("/prompt_tokens_details/cached_tokens").ok()?,
+        reasoning_tokens: count("/completion_tokens_details/reasoning_tokens").ok()?,
     })
 }
 
@@ -300,6 +334,36 @@ mod tests {
         );
         assert_eq!(usage(&json!({"cost": 0})), None);
         assert_eq!(usage(&Value::Null), None);
+        // Counts past 2^53, negative, fractional or not numbers make a bad usage.
+        for bad in [
+            json!(u64::MAX),
+            json!(9_007_199_254_740_993u64),
+            json!("9007199254740993"),
+            json!(-1),
+            json!(1.5),
+            json!(1e300),
+            json!("-3"),
+            json!("NaN"),
+            json!(true),
+        ] {
+            for field in ["prompt_tokens", "completion_tokens", "total_tokens"] {
+                let mut u = json!({"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12});
+                u[field] = bad.clone();
+                assert_eq!(usage(&u), None, "{field} = {bad}");
+            }
+            let u = json!({"prompt_tokens": 5, "completion_tokens": 7,
+                "completion_tokens_details": {"reasoning_tokens": bad}});
+            assert_eq!(usage(&u), None, "reasoning_tokens = {bad}");
+        }
+        let u = usage(
+            &json!({"prompt_tokens": 9_007_199_254_740_992u64, "completion_tokens": 2.0,
+            "total_tokens": null}),
+        )
+        .unwrap();
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            (1 << 53, 2, (1 << 53) + 2)
+        );
         // Half a usage is not filled in with zeros.
         assert_eq!(usage(&json!({"prompt_tokens": 11})), None);
         assert_eq!(

@@ -1,6 +1,7 @@
 //! The TOML job file: read, parse and walk every section into [`Settings`],
 //! parameter layers and prices, collecting every problem on the way.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use super::params::{layer_from_map, UnknownKeys};
@@ -286,6 +287,9 @@ fn param_sets(label: &str, value: &toml::Value, problems: &mut Problems) -> Vec<
         return Vec::new();
     };
     let mut sets: Vec<ParamSet> = Vec::new();
+    // Names seen so far: a set makes the duplicate check linear in the sets
+    // (a scan of the earlier ones made 80,000 sets take seconds).
+    let mut names: HashSet<String> = HashSet::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let number = i + 1;
         let Some(table) = item.as_table() else {
@@ -316,10 +320,10 @@ fn param_sets(label: &str, value: &toml::Value, problems: &mut Problems) -> Vec<
             (Some(_), Some(n)) if n.contains('/') => Err(format!(
                 "{n:?} contains '/', which separates the id from the set in request keys; pick another name"
             )),
-            (Some(_), Some(n)) => match sets.iter().position(|s| &s.name == n) {
-                Some(_) => Err(format!("{n:?} is the name of an earlier set; set names must be unique")),
-                None => Ok(n.clone()),
-            },
+            (Some(_), Some(n)) if !names.insert(n.clone()) => Err(format!(
+                "{n:?} is the name of an earlier set; set names must be unique"
+            )),
+            (Some(_), Some(n)) => Ok(n.clone()),
         };
         let mut params = table.clone();
         params.remove("name");
@@ -332,9 +336,23 @@ fn param_sets(label: &str, value: &toml::Value, problems: &mut Problems) -> Vec<
     sets
 }
 
+/// The largest `[pricing] image_tokens`: like a token cap, past 2^31 it can only be a typo.
+const MAX_IMAGE_TOKENS: i64 = 1 << 31;
+
 fn pricing(label: &str, table: &toml::Table, problems: &mut Problems) -> Pricing {
     let mut pricing = Pricing::default();
+    let section = Section {
+        file: label,
+        name: "[pricing]".into(),
+        table,
+    };
+    if let Some(n) = section.whole("image_tokens", 1, MAX_IMAGE_TOKENS, problems) {
+        pricing.image_tokens = n as u64;
+    }
     for (model, entry) in table {
+        if model == "image_tokens" {
+            continue;
+        }
         let place = format!("{label}: [pricing] {model:?}");
         let Some(entry) = entry.as_table() else {
             problems.push(
@@ -374,4 +392,61 @@ fn pricing(label: &str, table: &toml::Table, problems: &mut Problems) -> Pricing
         }
     }
     pricing
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` sets named by a long shared prefix and their number, as TOML would give them.
+    fn sets(n: usize) -> toml::Value {
+        let prefix = "p".repeat(512);
+        let items = (0..n)
+            .map(|i| {
+                let mut table = toml::Table::new();
+                table.insert("name".into(), toml::Value::String(format!("{prefix}{i}")));
+                toml::Value::Table(table)
+            })
+            .collect();
+        toml::Value::Array(items)
+    }
+
+    #[test]
+    fn checking_many_sets_is_linear() {
+        // Comparing each name with every earlier one is 3.2 billion comparisons of
+        // 512-byte names here (minutes); a set of names is 80,000 lookups (well
+        // under a second, even in a debug build on a loaded machine).
+        let value = sets(80_000);
+        let mut problems = Problems::default();
+        let started = std::time::Instant::now();
+        let found = param_sets("job.toml", &value, &mut problems);
+        let elapsed = started.elapsed();
+        assert_eq!(found.len(), 80_000);
+        assert!(problems.0.is_empty(), "{:?}", problems.0);
+        assert!(
+            elapsed < std::time::Duration::from_secs(20),
+            "checking 80,000 sets took {elapsed:?}"
+        );
+    }
+
+    #[test]
+    fn a_repeated_set_name_is_named_once_per_repeat() {
+        let mut items = sets(3).as_array().cloned().unwrap_or_default();
+        items.push(items[1].clone());
+        items.push(items[1].clone());
+        let mut problems = Problems::default();
+        let found = param_sets("job.toml", &toml::Value::Array(items), &mut problems);
+        assert_eq!(found.len(), 3);
+        assert_eq!(problems.0.len(), 2, "{:?}", problems.0);
+        assert!(
+            problems.0[0].to_string().contains("[[params]] #4"),
+            "{}",
+            problems.0[0]
+        );
+        assert!(
+            problems.0[0].to_string().contains("must be unique"),
+            "{}",
+            problems.0[0]
+        );
+    }
 }

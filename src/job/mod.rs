@@ -129,9 +129,24 @@ pub struct ParamLayer {
 }
 
 /// USD per 1M tokens by requested model id.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Pricing {
     pub models: BTreeMap<String, Price>,
+    /// `[pricing] image_tokens`: the most tokens one image part of a prompt
+    /// can take (the model's image token bound; 1,024 for Gemma 3).
+    pub image_tokens: u64,
+}
+
+/// The image token bound when `[pricing]` names none (Gemma 3's).
+pub const DEFAULT_IMAGE_TOKENS: u64 = 1024;
+
+impl Default for Pricing {
+    fn default() -> Pricing {
+        Pricing {
+            models: BTreeMap::new(),
+            image_tokens: DEFAULT_IMAGE_TOKENS,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

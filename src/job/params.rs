@@ -65,7 +65,8 @@ pub fn check(key: &str, value: &Value) -> Result<(), String> {
             .as_bool()
             .map(|_| ())
             .ok_or_else(|| format!("must be true or false, not {}", describe(value))),
-        "max_tokens" | "max_completion_tokens" | "seed" => integer_at_least(value, 1),
+        "max_tokens" | "max_completion_tokens" => integer_in(value, 1, MAX_TOKEN_CAP),
+        "seed" => integer_at_least(value, 1),
         "top_k" => integer_at_least(value, 0),
         "temperature" => number_in(value, 0.0, 2.0),
         "top_p" => number_in(value, 0.01, 1.0),
@@ -97,6 +98,22 @@ fn check_stop(value: &Value) -> Result<(), String> {
         other => Err(format!(
             "must be a string or a list of up to 4 strings, not {}",
             describe(other)
+        )),
+    }
+}
+
+/// The largest `max_tokens` / `max_completion_tokens` (2^31): no model
+/// writes more, and a cap beyond it could only be a typo whose worst case
+/// and token reservation would be absurd.
+pub const MAX_TOKEN_CAP: i64 = 1 << 31;
+
+fn integer_in(value: &Value, min: i64, max: i64) -> Result<(), String> {
+    integer_at_least(value, min)?;
+    match value.as_i64() {
+        Some(n) if n <= max => Ok(()),
+        _ => Err(format!(
+            "must be an integer from {min} to {max}, got {}",
+            describe(value)
         )),
     }
 }
@@ -296,6 +313,12 @@ mod tests {
             ("max_tokens", json!(512.5), false),
             ("max_tokens", json!("512"), false),
             ("max_completion_tokens", json!(64), true),
+            // Above 2^31 is a typo, not a cap: it would make the worst case absurd.
+            ("max_tokens", json!(2_147_483_648u64), true),
+            ("max_tokens", json!(2_147_483_649u64), false),
+            ("max_completion_tokens", json!(2_147_483_649u64), false),
+            ("max_completion_tokens", json!(u64::MAX), false),
+            ("max_tokens", json!(1e300), false),
             ("seed", json!(1), true),
             ("seed", json!(0), false),
             ("top_k", json!(0), true),

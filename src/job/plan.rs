@@ -40,6 +40,8 @@ pub struct Planner {
     sets: Vec<SetPlan>,
     /// The prices, when a budget is set (every request then needs a price and a token cap).
     budget: Option<Pricing>,
+    /// What one image part counts for in a prompt's token bound (`[pricing] image_tokens`).
+    image_tokens: u64,
     /// The job name, sanitized for `X-Client-Request-Id`.
     job_part: String,
     include_usage: Value,
@@ -86,6 +88,7 @@ impl Planner {
             overrides: job.overrides.clone(),
             sets: Vec::new(),
             budget,
+            image_tokens: job.pricing.image_tokens,
             job_part: request_id::sanitize(&job.name),
             include_usage: json!({"include_usage": true}),
         };
@@ -296,9 +299,11 @@ impl Planner {
             return Err(problems);
         };
         let model = model.to_string();
+        // Both may be set (servers differ in which they honour): the larger bounds the reply.
         let max_output_tokens = ["max_tokens", "max_completion_tokens"]
             .iter()
-            .find_map(|key| params.named.get(*key).and_then(Value::as_u64));
+            .filter_map(|key| params.named.get(*key).and_then(Value::as_u64))
+            .max();
         if let Some(pricing) = &self.budget {
             if !pricing.models.contains_key(&model) {
                 problems.push((None, format!("with max_cost_usd set, model {model:?} (parameter set {set:?}) needs a [pricing] entry, so that its cost can be bounded before sending")));
@@ -335,7 +340,7 @@ impl Planner {
 
     fn messages(&self, content: &Content<'_>, fold: bool) -> Result<Built, Problem> {
         match content {
-            Content::Messages(messages) => messages::from_row(messages, fold),
+            Content::Messages(messages) => messages::from_row(messages, fold, self.image_tokens),
             Content::Text(text) => Ok(messages::from_text(self.system.as_deref(), text, fold)),
         }
     }

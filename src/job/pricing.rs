@@ -12,6 +12,21 @@ use super::{Price, Pricing};
 
 const PER: f64 = 1_000_000.0;
 
+/// A sum of dollar amounts that ignores what is not an amount (NaN, infinite,
+/// negative) and never becomes infinite.
+pub fn add_usd(sum: f64, usd: f64) -> f64 {
+    if is_amount(usd) {
+        (sum + usd).min(f64::MAX)
+    } else {
+        sum
+    }
+}
+
+/// Finite and not negative: a figure that can be added up.
+pub fn is_amount(usd: f64) -> bool {
+    usd.is_finite() && usd >= 0.0
+}
+
 /// Where a record's cost comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -27,19 +42,21 @@ impl Pricing {
         self.models.get(model).copied()
     }
 
-    /// The cost of a reply's usage at the requested model's price, when both are known.
+    /// The cost of a reply's usage at the requested model's price, when both
+    /// are known (and the product is an amount).
     pub fn cost(&self, model: &str, usage: Option<&Usage>) -> Option<f64> {
         let price = self.price(model)?;
         let usage = usage?;
-        Some(
-            usage.prompt_tokens as f64 * price.input / PER
-                + usage.completion_tokens as f64 * price.output / PER,
-        )
+        let cost = usage.prompt_tokens as f64 * price.input / PER
+            + usage.completion_tokens as f64 * price.output / PER;
+        is_amount(cost).then_some(cost)
     }
 
-    /// A reply's cost: the provider's figure first, else `[pricing]` over its usage.
+    /// A reply's cost: the provider's figure first, else `[pricing]` over its
+    /// usage. A provider figure that is no amount (NaN, infinite, negative)
+    /// is no figure.
     pub fn reply_cost(&self, model: &str, reply: &Reply) -> Option<(f64, CostSource)> {
-        match reply.provider_cost_usd {
+        match reply.provider_cost_usd.filter(|c| is_amount(*c)) {
             Some(cost) => Some((cost, CostSource::Provider)),
             None => self
                 .cost(model, reply.usage.as_ref())
@@ -138,6 +155,38 @@ mod tests {
         assert_eq!(source, CostSource::Pricing);
         assert!((cost - (10.0 * 0.02 + 10.0 * 0.04) / 1e6).abs() < 1e-15);
         assert_eq!(p.reply_cost("unpriced/model", &reply), None);
+    }
+
+    #[test]
+    fn provider_figures_that_are_not_amounts_are_no_figures() {
+        let usage = Usage {
+            prompt_tokens: 10,
+            completion_tokens: 10,
+            total_tokens: 20,
+            ..Usage::default()
+        };
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.5] {
+            let reply = Reply {
+                usage: Some(usage),
+                provider_cost_usd: Some(bad),
+                ..Reply::default()
+            };
+            let (cost, source) = pricing()
+                .reply_cost("google/gemma-3-4b-it", &reply)
+                .expect("priced from usage");
+            assert_eq!(source, CostSource::Pricing, "{bad}");
+            assert!(is_amount(cost));
+            assert_eq!(pricing().reply_cost("unpriced", &reply), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn dollar_sums_skip_what_is_not_an_amount_and_saturate() {
+        assert_eq!(add_usd(1.0, f64::NAN), 1.0);
+        assert_eq!(add_usd(1.0, f64::INFINITY), 1.0);
+        assert_eq!(add_usd(1.0, -2.0), 1.0);
+        assert_eq!(add_usd(f64::MAX, f64::MAX), f64::MAX);
+        assert_eq!(add_usd(0.5, 0.25), 0.75);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::client::Usage;
+use crate::job::pricing::{add_usd, is_amount};
 use crate::scheduler::StopReason;
 use crate::sink::{Record, Status};
 
@@ -302,7 +303,7 @@ impl Tally {
                 }
                 None => self.tokens.unreported += 1,
             }
-            if r.cost_usd.is_none() {
+            if !r.cost_usd.is_some_and(is_amount) {
                 self.costs.unpriced_requests += 1;
             }
             if let Some(ms) = r.latency_ms {
@@ -316,14 +317,16 @@ impl Tally {
             let kind = r.error_kind.unwrap_or("unknown");
             *self.errors.entry(kind.to_string()).or_default() += 1;
         }
-        if let Some(cost) = r.cost_usd {
-            self.costs.total += cost;
-            *self.costs.by_model.entry(r.model.to_string()).or_default() += cost;
-            *self
-                .costs
+        if let Some(cost) = r.cost_usd.filter(|c| is_amount(*c)) {
+            let costs = &mut self.costs;
+            costs.total = add_usd(costs.total, cost);
+            let by_model = costs.by_model.entry(r.model.to_string()).or_default();
+            *by_model = add_usd(*by_model, cost);
+            let by_set = costs
                 .by_param_set
                 .entry(r.param_set.to_string())
-                .or_default() += cost;
+                .or_default();
+            *by_set = add_usd(*by_set, cost);
         }
     }
 

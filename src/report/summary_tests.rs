@@ -148,3 +148,26 @@ fn tokens_cost_and_errors_are_totalled() {
     assert_eq!(s.throughput.requests_per_s, 1.5);
     assert_eq!(s.throughput.completion_tokens_per_s, 10.0);
 }
+
+#[test]
+fn sums_saturate_and_skip_costs_that_are_not_amounts() {
+    let huge = Usage {
+        prompt_tokens: u64::MAX,
+        completion_tokens: u64::MAX,
+        total_tokens: u64::MAX,
+        ..Usage::default()
+    };
+    let mut t = Tally::default();
+    t.observe(&record(Status::Ok, 10.0, Some(f64::MAX), Some(huge)));
+    t.observe(&record(Status::Ok, 10.0, Some(f64::MAX), Some(huge)));
+    t.observe(&record(Status::Ok, 10.0, Some(f64::NAN), None));
+    let mut failed = record(Status::Error, 10.0, Some(-1.0), None);
+    failed.attempts = u32::MAX;
+    t.observe(&failed);
+    assert_eq!(t.tokens.total, u64::MAX, "never wrapped to a small number");
+    assert_eq!(t.tokens.prompt, u64::MAX);
+    assert_eq!(t.completion_tokens(), u64::MAX);
+    assert_eq!(t.cost(), f64::MAX, "never infinite");
+    assert_eq!(t.costs.by_model.values().copied().sum::<f64>(), f64::MAX);
+    assert_eq!(t.costs.unpriced_requests, 1, "a NaN cost is no cost");
+}

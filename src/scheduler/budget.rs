@@ -3,10 +3,17 @@
 //! Before each dispatch, recorded cost + the worst case of every request in
 //! flight + the worst case of the next one must stay within the budget.
 //! Attempts that may have been billed without an answer count at their worst case.
+//!
+//! Every amount that comes in is checked ([`add_usd`]): a NaN, infinite or
+//! negative figure is never added, sums never become infinite, and the lock
+//! is taken even after a panic elsewhere poisoned it (the figures under it
+//! are always whole: each update is a few assignments that cannot panic).
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::Notify;
+
+use crate::job::pricing::add_usd;
 
 #[derive(Debug)]
 struct Spent {
@@ -31,7 +38,8 @@ struct Waiting<'a> {
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.budget.lock().waiting -= 1;
+        let mut s = self.budget.lock();
+        s.waiting = s.waiting.saturating_sub(1);
     }
 }
 
@@ -41,7 +49,7 @@ impl Budget {
         Budget {
             max_usd,
             spent: Mutex::new(Spent {
-                recorded: recorded_usd,
+                recorded: add_usd(0.0, recorded_usd),
                 in_flight: 0.0,
                 requests_in_flight: 0,
                 waiting: 0,
@@ -50,8 +58,10 @@ impl Budget {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Spent> {
-        self.spent.lock().expect("budget lock is never poisoned")
+    fn lock(&self) -> MutexGuard<'_, Spent> {
+        self.spent
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Books without waiting: Ok when booked, else whether waiting could help
@@ -62,17 +72,21 @@ impl Budget {
     /// lock, so no other caller can see it as someone able to make room.
     fn try_book(&self, worst_usd: f64, in_flight_caller: bool) -> Result<(), bool> {
         let mut s = self.lock();
-        if s.recorded + s.in_flight + worst_usd <= self.max_usd {
-            s.in_flight += worst_usd;
+        // A worst case that is not an amount cannot be shown to fit.
+        let fits = worst_usd.is_finite()
+            && worst_usd >= 0.0
+            && s.recorded + s.in_flight + worst_usd <= self.max_usd;
+        if fits {
+            s.in_flight = add_usd(s.in_flight, worst_usd);
             if !in_flight_caller {
-                s.requests_in_flight += 1;
+                s.requests_in_flight = s.requests_in_flight.saturating_add(1);
             }
             return Ok(());
         }
         let me = u64::from(in_flight_caller);
         let others_can_settle = s.requests_in_flight > s.waiting + me;
         if others_can_settle && in_flight_caller {
-            s.waiting += 1;
+            s.waiting = s.waiting.saturating_add(1);
         }
         Err(others_can_settle)
     }
@@ -113,29 +127,52 @@ impl Budget {
         self.book(worst_usd, true).await
     }
 
-    /// A request ended: what it booked is released and what it may have cost
-    /// ([`charge`]) is recorded. `denied_usd`: the worst case of a retry the
-    /// budget denied it, charged as far as room is left (never past the
-    /// budget) so that a rerun does not find that room and send it again.
-    /// Returns the whole charge.
-    pub fn settle(&self, booked_usd: f64, charge_usd: f64, denied_usd: f64) -> f64 {
-        let charged = {
-            let mut s = self.lock();
-            s.in_flight = (s.in_flight - booked_usd).max(0.0);
-            s.requests_in_flight = s.requests_in_flight.saturating_sub(1);
-            s.recorded += charge_usd;
-            let room = (self.max_usd - s.recorded - s.in_flight).max(0.0);
-            let denied = denied_usd.min(room);
-            s.recorded += denied;
-            charge_usd + denied
+    /// A request ended as a line: what it booked is released and what it may
+    /// have cost ([`charge`]) is recorded. A charge that is not an amount
+    /// (NaN, infinite, negative) counts as everything the request booked.
+    /// Returns the charge recorded.
+    pub fn settle(&self, booked_usd: f64, charge_usd: f64) -> f64 {
+        let charge = if charge_usd.is_finite() && charge_usd >= 0.0 {
+            charge_usd
+        } else {
+            add_usd(0.0, booked_usd)
         };
+        {
+            let mut s = self.lock();
+            Self::unbook(&mut s, booked_usd);
+            s.recorded = add_usd(s.recorded, charge);
+        }
         self.settled.notify_waiters();
-        charged
+        charge
+    }
+
+    /// A request ended without a line (its task failed): what it booked is
+    /// released and nothing is recorded.
+    pub fn release(&self, booked_usd: f64) {
+        Self::unbook(&mut self.lock(), booked_usd);
+        self.settled.notify_waiters();
+    }
+
+    fn unbook(s: &mut Spent, booked_usd: f64) {
+        let booked = add_usd(0.0, booked_usd);
+        s.in_flight = (s.in_flight - booked).max(0.0);
+        s.requests_in_flight = s.requests_in_flight.saturating_sub(1);
+        if s.requests_in_flight == 0 {
+            // Nothing left in flight: no rounding residue either.
+            s.in_flight = 0.0;
+        }
     }
 
     #[cfg(test)]
-    fn recorded(&self) -> f64 {
+    pub(super) fn recorded(&self) -> f64 {
         self.lock().recorded
+    }
+
+    /// The worst cases booked and the requests they belong to.
+    #[cfg(test)]
+    pub(super) fn in_flight(&self) -> (f64, u64) {
+        let s = self.lock();
+        (s.in_flight, s.requests_in_flight)
     }
 }
 
@@ -148,12 +185,19 @@ pub fn charge(
     worst_usd: f64,
     uncertain_attempts: u32,
 ) -> f64 {
+    // A cost that is no amount (NaN, infinite, negative) is no figure.
+    let cost_usd = cost_usd.filter(|c| c.is_finite() && *c >= 0.0);
     let answer = if answered {
         cost_usd.unwrap_or(worst_usd)
     } else {
         0.0
     };
-    answer + worst_usd * f64::from(uncertain_attempts)
+    let lost = if worst_usd.is_finite() {
+        (worst_usd * f64::from(uncertain_attempts)).min(f64::MAX)
+    } else {
+        0.0
+    };
+    add_usd(answer, lost)
 }
 
 #[cfg(test)]
@@ -166,7 +210,7 @@ mod tests {
         assert!(b.reserve(0.5).is_ok());
         // 0.25 recorded + 0.5 in flight + 0.5 next > 1.0
         assert!(b.reserve(0.5).is_err());
-        b.settle(0.5, charge(true, Some(0.1), 0.5, 0), 0.0);
+        b.settle(0.5, charge(true, Some(0.1), 0.5, 0));
         assert!((b.recorded() - 0.35).abs() < 1e-12);
         assert!(b.reserve(0.5).is_ok());
     }
@@ -176,7 +220,7 @@ mod tests {
         let b = Budget::new(1.0, 0.0);
         assert!(b.reserve(0.3).is_ok());
         // Two attempts lost without an answer, then a failure: 2 worst cases.
-        b.settle(0.3, charge(false, None, 0.3, 2), 0.0);
+        b.settle(0.3, charge(false, None, 0.3, 2));
         assert!((b.recorded() - 0.6).abs() < 1e-12);
         assert!(b.reserve(0.5).is_err());
     }
@@ -198,7 +242,7 @@ mod tests {
             !b.reserve_more(0.4).await,
             "a third worst case does not fit"
         );
-        b.settle(0.8, charge(true, Some(0.1), 0.4, 1), 0.0);
+        b.settle(0.8, charge(true, Some(0.1), 0.4, 1));
         assert!((b.recorded() - 0.5).abs() < 1e-12);
     }
 
@@ -216,7 +260,7 @@ mod tests {
         assert!(!first.is_finished());
         // ...which wants room too: nobody is left to make any, so it gives up.
         assert!(!b.reserve_more(0.5).await);
-        b.settle(0.5, 0.1, 0.0);
+        b.settle(0.5, 0.1);
         assert!(first.await.expect("join"), "room once the other settled");
     }
 
@@ -238,19 +282,46 @@ mod tests {
         };
         tokio::task::yield_now().await;
         assert!(!retry.is_finished());
-        b.settle(0.4, 0.05, 0.0);
+        b.settle(0.4, 0.05);
         assert!(retry.await.expect("join"));
         dispatcher.abort();
     }
 
     #[test]
-    fn a_denied_retry_is_charged_only_as_far_as_room_is_left() {
-        let b = Budget::new(1.0, 0.3);
-        assert!(b.reserve(0.4).is_ok());
-        // One uncertain attempt (0.4), and a denied retry of 0.4: only 0.3 is left.
-        let charged = b.settle(0.4, 0.4, 0.4);
-        assert!((charged - 0.7).abs() < 1e-12, "{charged}");
-        assert!((b.recorded() - 1.0).abs() < 1e-12, "never past the budget");
+    fn figures_that_are_not_amounts_never_reach_the_sums() {
+        let b = Budget::new(1.0, f64::NAN);
+        assert_eq!(b.recorded(), 0.0);
+        for worst in [f64::NAN, f64::INFINITY, -1.0] {
+            assert_eq!(b.reserve(worst), Err(false), "{worst}");
+        }
+        assert!(b.reserve(0.25).is_ok());
+        // A charge that is no amount counts as what was booked.
+        assert_eq!(b.settle(0.25, f64::NAN), 0.25);
+        assert!(b.reserve(0.25).is_ok());
+        assert_eq!(b.settle(0.25, f64::INFINITY), 0.25);
+        assert_eq!(b.in_flight(), (0.0, 0));
+        assert!((b.recorded() - 0.5).abs() < 1e-12);
+        assert_eq!(charge(true, Some(f64::NAN), 0.3, 0), 0.3);
+        assert_eq!(
+            charge(true, Some(-1.0), 0.3, u32::MAX),
+            f64::from(u32::MAX) * 0.3 + 0.3
+        );
+        assert_eq!(charge(false, None, f64::MAX, 2), f64::MAX);
+    }
+
+    #[test]
+    fn a_poisoned_lock_is_still_taken() {
+        let b = std::sync::Arc::new(Budget::new(1.0, 0.0));
+        let poisoner = b.clone();
+        let _ = std::thread::spawn(move || {
+            let _held = poisoner.lock();
+            panic!("poison the lock");
+        })
+        .join();
+        assert!(b.spent.is_poisoned());
+        assert!(b.reserve(0.5).is_ok());
+        b.settle(0.5, 0.1);
+        assert!((b.recorded() - 0.1).abs() < 1e-12);
     }
 
     #[tokio::test]
@@ -288,10 +359,10 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
         // The first request cost far less than its worst case: the second fits.
-        b.settle(0.6, 0.1, 0.0);
+        b.settle(0.6, 0.1);
         assert!(waiting.await.expect("join"));
         // Nothing in flight and no room: give up at once.
-        b.settle(0.6, 0.6, 0.0);
+        b.settle(0.6, 0.6);
         assert!(!b.reserve_when_possible(0.6).await);
     }
 

@@ -16,8 +16,13 @@
 //! second) while no limit shows, so a lifted limit is found again. Stray 429s
 //! among answers (an overloaded upstream, even a third of them) only make
 //! their own requests wait: the run neither pauses nor crawls because of them.
+//!
+//! No figure can make it panic: weights and pauses come from servers and
+//! flags (a huge `--tpm`, a reported usage of 2^64, `Retry-After:
+//! 99999999999`), so every duration is built with checked arithmetic and
+//! capped, and the lock is taken even after a panic elsewhere poisoned it.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -41,6 +46,26 @@ const LIMIT_AGAIN: u32 = 6;
 const MAX_WINDOW: Duration = Duration::from_secs(60);
 /// Never slower than one request a minute.
 const MIN_RATE_PER_S: f64 = 1.0 / 60.0;
+/// The longest pause or schedule step honoured: a server asking for more
+/// (or a weight that would take longer) is taken as asking for a day.
+pub const MAX_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `per_unit` × `weight`, capped at [`MAX_WAIT`] (never a panic).
+fn weigh(per_unit: Duration, weight: u64) -> Duration {
+    Duration::try_from_secs_f64(per_unit.as_secs_f64() * weight as f64)
+        .map_or(MAX_WAIT, |d| d.min(MAX_WAIT))
+}
+
+/// `at` + `by`, or `at` when that is past what a clock can hold.
+fn later(at: Instant, by: Duration) -> Instant {
+    at.checked_add(by).unwrap_or(at)
+}
+
+/// The time one unit takes at `rate_per_s` (at least [`MIN_RATE_PER_S`]).
+fn per_unit(rate_per_s: f64) -> Duration {
+    // NaN.max(x) is x; an infinite rate is no wait at all.
+    Duration::try_from_secs_f64(1.0 / rate_per_s.max(MIN_RATE_PER_S)).unwrap_or(Duration::ZERO)
+}
 
 #[derive(Debug)]
 struct Gcra {
@@ -52,7 +77,7 @@ struct Gcra {
 impl Gcra {
     fn per_second(rate: f64, now: Instant) -> Gcra {
         Gcra {
-            per_unit: Duration::from_secs_f64(1.0 / rate.max(MIN_RATE_PER_S)),
+            per_unit: per_unit(rate),
             tat: now,
         }
     }
@@ -63,15 +88,15 @@ impl Gcra {
 
     /// How long until the next request fits the schedule.
     fn wait(&self, now: Instant) -> Duration {
-        self.tat.saturating_duration_since(now + BURST)
+        self.tat.saturating_duration_since(later(now, BURST))
     }
 
     fn take(&mut self, now: Instant, weight: u64) {
-        self.tat = self.tat.max(now) + self.per_unit.mul_f64(weight as f64);
+        self.tat = later(self.tat.max(now), weigh(self.per_unit, weight));
     }
 
     fn give_back(&mut self, weight: u64) {
-        let cost = self.per_unit.mul_f64(weight as f64);
+        let cost = weigh(self.per_unit, weight);
         self.tat = self.tat.checked_sub(cost).unwrap_or(self.tat);
     }
 }
@@ -99,7 +124,7 @@ impl Learned {
 
     fn set_rate(&mut self, rate_per_s: f64) {
         self.rate_per_s = rate_per_s.max(MIN_RATE_PER_S);
-        self.schedule.per_unit = Duration::from_secs_f64(1.0 / self.rate_per_s);
+        self.schedule.per_unit = per_unit(self.rate_per_s);
     }
 }
 
@@ -160,8 +185,11 @@ impl Limiter {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().expect("limiter lock is never poisoned")
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every update under the lock is whole before anything can panic.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Waits until one request of `tokens` estimated tokens may be sent, and books it.
@@ -212,8 +240,8 @@ impl Limiter {
             return;
         }
         s.recent = (s.recent << 1) | 1;
-        s.run += 1;
-        let pause = retry_after.unwrap_or(DEFAULT_COOLDOWN);
+        s.run = s.run.saturating_add(1);
+        let pause = retry_after.unwrap_or(DEFAULT_COOLDOWN).min(MAX_WAIT);
         // Once a limit is known, a few 429s in a row show it again, but only
         // while its pace is what holds requests back (stray 429s at a lower
         // pace say nothing about it).
@@ -222,10 +250,12 @@ impl Limiter {
         if s.recent.count_ones() < LIMIT_EVIDENCE && !again {
             return;
         }
-        let span = now.saturating_duration_since(s.window_start) + pause;
+        let span = now
+            .saturating_duration_since(s.window_start)
+            .saturating_add(pause);
         let measured = (s.successes > 0 && !span.is_zero())
             .then(|| s.successes as f64 / span.as_secs_f64() * MARGIN);
-        let resume_at = now + pause;
+        let resume_at = later(now, pause);
         let window = span.clamp(Duration::from_secs(1), MAX_WINDOW);
         match (s.learned.as_mut(), measured) {
             // A known rate is lowered, but at most halved at a time.
@@ -271,7 +301,7 @@ impl Limiter {
             s.window_start = now;
             s.successes = 0;
         }
-        s.successes += 1;
+        s.successes = s.successes.saturating_add(1);
         if let Some(l) = s.learned.as_mut() {
             // Probe upwards only while the learned pace is what holds requests
             // back, and never past twice what was measured.
@@ -488,6 +518,69 @@ mod tests {
             limiter.acquire(1).await;
         }
         assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn extreme_figures_never_panic() {
+        let weights = [0, 1, 1 << 31, 1 << 53, u64::MAX / 2, u64::MAX];
+        let pauses = [
+            None,
+            Some(Duration::ZERO),
+            Some(Duration::from_secs(99_999_999_999)),
+            Some(Duration::MAX),
+        ];
+        for (rpm, tpm) in [
+            (u32::MAX, u64::MAX),
+            (1, 1),
+            (0, i64::MAX as u64),
+            (u32::MAX, 0),
+        ] {
+            let limiter = Limiter::new(rpm, tpm);
+            for &weight in &weights {
+                // A wait of up to a day passes at once in paused time.
+                limiter.acquire(weight).await;
+                limiter.refund(weight);
+                limiter.refund(u64::MAX);
+                limiter.on_success();
+            }
+            for pause in pauses {
+                for _ in 0..LIMIT_EVIDENCE {
+                    limiter.on_rate_limited(pause);
+                }
+                limiter.acquire(1).await;
+                limiter.on_success();
+            }
+        }
+        assert!(weigh(Duration::from_secs(60), u64::MAX) == MAX_WAIT);
+        assert_eq!(per_unit(f64::NAN), Duration::from_secs(60));
+        assert_eq!(per_unit(f64::INFINITY), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_huge_retry_after_pauses_a_day_at_most() {
+        let limiter = Limiter::new(0, 0);
+        limiter.on_success();
+        for _ in 0..LIMIT_EVIDENCE {
+            limiter.on_rate_limited(Some(Duration::from_secs(99_999_999_999)));
+        }
+        let start = Instant::now();
+        limiter.acquire(1).await;
+        assert_eq!(start.elapsed(), MAX_WAIT);
+    }
+
+    #[test]
+    fn a_poisoned_lock_is_still_taken() {
+        let limiter = std::sync::Arc::new(Limiter::new(0, 60));
+        let poisoner = limiter.clone();
+        let _ = std::thread::spawn(move || {
+            let _held = poisoner.lock();
+            panic!("poison the lock");
+        })
+        .join();
+        assert!(limiter.state.is_poisoned());
+        limiter.refund(5);
+        limiter.on_success();
+        limiter.on_rate_limited(None);
     }
 
     #[tokio::test(start_paused = true)]

@@ -4,6 +4,7 @@
 //! leave as [`Event`]s on another: every request that was sent ends as exactly
 //! one `Event::Done`, whatever happens.
 
+mod booking;
 mod budget;
 mod limiter;
 pub mod retry;
@@ -17,6 +18,7 @@ use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Semaphore};
 
+use booking::Booking;
 pub use budget::Budget;
 pub use limiter::Limiter;
 pub use stop::{shorten, StopSignal, IDENTICAL_TO_STOP, REFUSALS_TO_STOP, UNREACHABLE_TO_STOP};
@@ -67,8 +69,8 @@ struct Shared {
     client: Client,
     retry: RetryConfig,
     pricing: Pricing,
-    limiter: Limiter,
-    budget: Option<Budget>,
+    limiter: Arc<Limiter>,
+    budget: Option<Arc<Budget>>,
     stop: Arc<StopSignal>,
     streaks: Mutex<Streaks>,
     events: mpsc::Sender<Event>,
@@ -90,13 +92,16 @@ impl Scheduler {
     ) -> Scheduler {
         let limits = &job.limits;
         let budget = (limits.max_cost_usd > 0.0)
-            .then(|| Budget::new(limits.max_cost_usd, recorded_cost_usd));
+            .then(|| Arc::new(Budget::new(limits.max_cost_usd, recorded_cost_usd)));
         Scheduler {
             shared: Arc::new(Shared {
                 client,
                 retry: job.retry.clone(),
                 pricing: job.pricing.clone(),
-                limiter: Limiter::new(limits.requests_per_minute, limits.tokens_per_minute),
+                limiter: Arc::new(Limiter::new(
+                    limits.requests_per_minute,
+                    limits.tokens_per_minute,
+                )),
                 budget,
                 stop,
                 streaks: Mutex::new(Streaks::default()),
@@ -138,32 +143,30 @@ impl Scheduler {
                     break;
                 }
             }
+            // From here on whatever the request holds is released when this
+            // guard drops, however its task ends.
+            let mut booking = Booking::new(
+                shared.budget.clone(),
+                shared.limiter.clone(),
+                worst,
+                0,
+                Some(permit),
+            );
             let tokens = token_estimate(&request);
             tokio::select! {
                 biased;
-                _ = dispatching.cancelled() => {
-                    if let Some(budget) = &shared.budget {
-                        budget.settle(worst, 0.0, 0.0);
-                    }
-                    break;
-                }
-                _ = shared.limiter.acquire(tokens) => {}
+                _ = dispatching.cancelled() => break,
+                _ = shared.limiter.acquire(tokens) => booking.reserved_tokens(tokens),
             }
             let task = shared.clone();
             tokio::spawn(async move {
                 // A bug that panics still ends as a line, and frees its booking.
-                let ended = AssertUnwindSafe(task.execute(&request, worst, tokens))
+                let ended = AssertUnwindSafe(task.execute(&request, worst, tokens, &mut booking))
                     .catch_unwind()
                     .await
-                    .unwrap_or_else(|_| Ended::panicked(worst));
-                let budget_charge_usd = task.budget.as_ref().map(|budget| {
-                    let denied = if ended.denied { worst } else { 0.0 };
-                    budget.settle(
-                        ended.booked,
-                        ended.charge(&task.pricing, &request, worst),
-                        denied,
-                    )
-                });
+                    .unwrap_or_else(|_| Ended::panicked(booking.booked_usd()));
+                let budget_charge_usd =
+                    booking.settle(ended.charge(&task.pricing, &request, worst));
                 let outcome = Outcome {
                     request,
                     result: ended.result,
@@ -175,7 +178,8 @@ impl Scheduler {
                 };
                 // A closed channel means the collector is gone; nothing left to tell.
                 let _ = task.events.send(Event::Done(Box::new(outcome))).await;
-                drop(permit);
+                // The slot frees only now: all slots back = every line told.
+                drop(booking);
             });
         }
         // Every task holds a slot until its outcome is sent: all slots back = all done.
@@ -187,7 +191,9 @@ impl Scheduler {
 
 /// Tokens a request can use at most: its prompt bound plus its output cap.
 fn token_estimate(request: &Request) -> u64 {
-    request.prompt_token_bound() + request.max_output_tokens.unwrap_or(0)
+    request
+        .prompt_token_bound()
+        .saturating_add(request.max_output_tokens.unwrap_or(0))
 }
 
 /// How the attempts of one request went.
@@ -197,14 +203,13 @@ struct Ended {
     uncertain: u32,
     started_at: DateTime<Utc>,
     finished_at: DateTime<Utc>,
-    /// The budget booked for it: a worst case per attempt that could be billed.
-    booked: f64,
-    /// The budget denied it a retry.
-    denied: bool,
+    /// A panicked task: everything it had booked (every attempt may have
+    /// been billed), instead of a charge worked out from its attempts.
+    panicked_charge: Option<f64>,
 }
 
 impl Ended {
-    fn panicked(worst: f64) -> Ended {
+    fn panicked(booked_usd: f64) -> Ended {
         let now = Utc::now();
         let mut failure = Failure::new(
             ErrorKind::BadResponse,
@@ -219,13 +224,16 @@ impl Ended {
             uncertain: 1,
             started_at: now,
             finished_at: now,
-            booked: worst,
-            denied: false,
+            panicked_charge: Some(booked_usd),
         }
     }
 
     /// What the request counts against the budget.
+    /// A retry the budget denied was never sent: it adds nothing.
     fn charge(&self, pricing: &Pricing, request: &Request, worst: f64) -> f64 {
+        if let Some(charge) = self.panicked_charge {
+            return charge;
+        }
         match &self.result {
             Ok(reply) => budget::charge(
                 true,
@@ -239,17 +247,21 @@ impl Ended {
 }
 
 impl Shared {
-    async fn execute(&self, request: &Request, worst: f64, tokens: u64) -> Ended {
+    async fn execute(
+        &self,
+        request: &Request,
+        worst: f64,
+        tokens: u64,
+        booking: &mut Booking,
+    ) -> Ended {
         let started_at = Utc::now();
         let mut attempts = 0u32;
         let mut uncertain = 0u32;
-        let mut booked = worst;
-        let mut denied = false;
         let mut backoff = Backoff::new(&self.retry);
         let retries = self.stop.retries();
         let in_flight = self.stop.in_flight();
         let result = loop {
-            attempts += 1;
+            attempts = attempts.saturating_add(1);
             let sent = tokio::select! {
                 biased;
                 _ = in_flight.cancelled() => Err(self.stop.abandoned()),
@@ -259,9 +271,10 @@ impl Shared {
                 Ok(reply) => {
                     self.streak(|s| s.on_attempt(None), None);
                     self.limiter.on_success();
-                    if let Some(usage) = reply.usage {
-                        self.limiter
-                            .refund(tokens.saturating_sub(usage.total_tokens));
+                    match reply.usage {
+                        Some(usage) => booking.tokens_answered(Some(usage.total_tokens)),
+                        // No usage reported: what was reserved counts as used.
+                        None => booking.tokens_spent(),
                     }
                     self.streak(|s| s.on_end(None), None);
                     break Ok(reply);
@@ -269,10 +282,11 @@ impl Shared {
                 Err(failure) => failure,
             };
             if failure.uncertain {
-                uncertain += 1;
+                uncertain = uncertain.saturating_add(1);
+                booking.tokens_spent();
             } else {
                 // Answered with an error: no tokens were used.
-                self.limiter.refund(tokens);
+                booking.tokens_answered(None);
             }
             let verdict = decide(&failure);
             self.streak(|s| s.on_attempt(Some((&failure, verdict))), Some(&failure));
@@ -301,16 +315,14 @@ impl Shared {
                             break Err(failure);
                         }
                         self.stop.stop(StopReason::Budget);
-                        // The attempt it was denied counts too: a rerun with the same
-                        // budget then finds no room to send it again, as this run did not.
-                        denied = true;
+                        // The denied attempt was never sent: it is charged nothing.
                         let mut failure = failure;
                         failure.message.push_str(
                             "; not retried: max_cost_usd leaves no room for another attempt",
                         );
                         break Err(failure);
                     }
-                    booked += worst;
+                    booking.booked_more(worst);
                 }
             }
             let delay = backoff.next_delay(&failure, fastrand::f64());
@@ -320,6 +332,7 @@ impl Shared {
                 _ = async {
                     tokio::time::sleep(delay).await;
                     self.limiter.acquire(tokens).await;
+                    booking.reserved_tokens(tokens);
                 } => true,
             };
             if !resumed {
@@ -345,8 +358,7 @@ impl Shared {
             uncertain,
             started_at,
             finished_at: Utc::now(),
-            booked,
-            denied,
+            panicked_charge: None,
         }
     }
 
@@ -357,7 +369,7 @@ impl Shared {
         update: impl FnOnce(&mut Streaks) -> Option<StopReason>,
         failure: Option<&Failure>,
     ) {
-        let stop = update(&mut self.streaks.lock().expect("streak lock is never poisoned"));
+        let stop = update(&mut self.streaks.lock().unwrap_or_else(|e| e.into_inner()));
         if let Some(reason) = stop {
             let detail = failure.map(|f| match f.status {
                 Some(status) => format!("HTTP {status}: {}", f.message),

@@ -11,6 +11,8 @@ use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use crate::client::{ErrorKind, Failure};
 use crate::job::RetryConfig;
 
+use super::limiter::MAX_WAIT;
+
 /// What to do after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -79,11 +81,18 @@ impl Backoff {
 
     /// The wait before the next attempt: full jitter over the exponential step
     /// (so a crowd of retries spreads out), but at least what the server asked for.
+    /// What a server asks for is honoured up to [`MAX_WAIT`] (a day).
     pub fn next_delay(&mut self, failure: &Failure, unit_random: f64) -> Duration {
         let step = self.inner.next().unwrap_or(self.max);
-        let jittered = step.mul_f64(unit_random.clamp(0.0, 1.0));
+        // NaN clamps to NaN, and mul_f64 panics on it.
+        let unit = if unit_random.is_nan() {
+            1.0
+        } else {
+            unit_random.clamp(0.0, 1.0)
+        };
+        let jittered = Duration::try_from_secs_f64(step.as_secs_f64() * unit).unwrap_or(step);
         match failure.retry_after {
-            Some(asked) => jittered.max(asked),
+            Some(asked) => jittered.max(asked.min(MAX_WAIT)),
             None => jittered,
         }
     }
@@ -168,6 +177,40 @@ mod tests {
         let f = failure(ErrorKind::Server, Some(500));
         assert_eq!(b.next_delay(&f, 0.0), Duration::ZERO);
         assert_eq!(b.next_delay(&f, 0.5), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn extreme_figures_give_a_delay_and_never_a_panic() {
+        let huge = RetryConfig {
+            max_attempts: 100,
+            initial_backoff: Duration::from_millis(u64::MAX),
+            max_backoff: Duration::MAX,
+        };
+        for config in [config(), huge] {
+            let mut b = Backoff::new(&config);
+            for retry_after in [
+                None,
+                Some(Duration::ZERO),
+                Some(Duration::from_secs(99_999_999_999)),
+                Some(Duration::MAX),
+            ] {
+                let mut f = failure(ErrorKind::RateLimited, Some(429));
+                f.retry_after = retry_after;
+                for unit in [f64::NAN, f64::INFINITY, -1.0, 0.0, 0.5, 1.0, 2.0] {
+                    let delay = b.next_delay(&f, unit);
+                    if retry_after.is_some_and(|a| a > MAX_WAIT) {
+                        assert!(delay >= MAX_WAIT, "{delay:?}");
+                    }
+                }
+            }
+        }
+        let mut f = failure(ErrorKind::RateLimited, Some(429));
+        f.retry_after = Some(Duration::from_secs(99_999_999_999));
+        assert_eq!(
+            Backoff::new(&config()).next_delay(&f, 0.0),
+            MAX_WAIT,
+            "a server's pause is honoured up to a day"
+        );
     }
 
     #[test]

@@ -751,15 +751,42 @@ async fn the_budget_counts_unknown_costs_and_lost_attempts_across_reruns() {
     };
     let first = charged(sb.records("t.jsonl"));
     assert!(first <= 0.001 + 1e-12, "charged {first} past the budget");
-    // A rerun with the same budget: the cap holds over both runs. (Requests
-    // denied a retry charge the attempt they were denied as far as room was
-    // left, so a rerun finds little or no room to send them again.)
+    // A rerun with the same budget: the cap holds over both runs.
     let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     let both = charged(sb.records("t.jsonl"));
     assert!(
         both <= 0.001 + 1e-12,
         "charged {both} past the budget over two runs"
+    );
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_retry_the_budget_denies_is_never_sent_and_never_charged() {
+    let mock = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    sb.write(
+        "rows.jsonl",
+        "{\"prompt\": \"[mock:fail=reset,reset] q\"}\n",
+    );
+    // The worst case is (prompt bound + 100 tokens) at $1 per 1M: a little
+    // over $0.0001, so $0.0002 holds one attempt and not two.
+    sb.write(
+        "job.toml",
+        &prompt_job(&mock.url(), "max_tokens = 100\n[limits]\nmax_cost_usd = 0.0002\n[pricing]\nm = { input = 1.0, output = 1.0 }\n"),
+    );
+    let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert_eq!(mock.stats().requests(), 1, "the retry was not sent");
+    let records = sb.records("t.jsonl");
+    let r = &records[0];
+    assert_eq!(r["uncertain_attempts"], 1, "{r}");
+    let charge = r["budget_charge_usd"].as_f64().expect("charged");
+    // One uncertain attempt at its worst case, nothing for the denied one.
+    assert!(
+        charge > 0.0001 && charge < 0.00015,
+        "charged {charge}: the denied retry was counted"
     );
     mock.shutdown().await;
 }

@@ -478,3 +478,65 @@ fn reply_cap_and_attempt_deadline_are_read_from_the_endpoint() {
     assert_eq!(job.endpoint.max_reply_bytes, 4096);
     assert_eq!(job.endpoint.max_attempt, Duration::from_secs(30));
 }
+
+#[test]
+fn the_image_token_bound_is_a_pricing_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = |pricing: &str| {
+        format!("[input]\npath = \"q.jsonl\"\n[defaults]\nmodel = \"m\"\n[pricing]\n{pricing}\"m\" = {{ input = 1, output = 2 }}\n")
+    };
+    write(dir.path(), "j.toml", &job(""));
+    let loaded = load(&job_args(Some("j.toml")), dir.path()).expect("valid");
+    assert_eq!(
+        loaded.pricing.image_tokens, 1024,
+        "Gemma 3's bound by default"
+    );
+    write(dir.path(), "j.toml", &job("image_tokens = 256\n"));
+    let loaded = load(&job_args(Some("j.toml")), dir.path()).expect("valid");
+    assert_eq!(loaded.pricing.image_tokens, 256);
+    assert_eq!(loaded.pricing.models.len(), 1, "not a model");
+    for bad in ["0", "2147483649", "\"1k\""] {
+        write(
+            dir.path(),
+            "j.toml",
+            &job(&format!("image_tokens = {bad}\n")),
+        );
+        let found = problems(&job_args(Some("j.toml")), dir.path());
+        assert_problem(&found, "j.toml: [pricing] image_tokens", "whole number");
+    }
+}
+
+#[test]
+fn token_caps_above_two_to_the_31_are_parameter_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "j.toml",
+        r#"
+[input]
+path = "q.jsonl"
+[defaults]
+model = "m"
+max_tokens = 2147483649
+[[params]]
+name = "huge"
+max_completion_tokens = 9223372036854775807
+"#,
+    );
+    let args = JobArgs {
+        params: vec!["max_tokens=18446744073709551615".into()],
+        ..job_args(Some("j.toml"))
+    };
+    let found = problems(&args, dir.path());
+    assert_problem(
+        &found,
+        "j.toml: [defaults] max_tokens",
+        "from 1 to 2147483648",
+    );
+    assert_problem(
+        &found,
+        "j.toml: [[params]] #1 (\"huge\") max_completion_tokens",
+        "from 1 to 2147483648",
+    );
+    assert_problem(&found, "--param max_tokens", "from 1 to 2147483648");
+}

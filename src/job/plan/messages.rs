@@ -16,7 +16,9 @@ pub(super) type Problem = (Option<String>, String);
 #[derive(Debug, Clone)]
 pub(super) struct Built {
     pub messages: Value,
-    /// UTF-8 bytes of the texts; other content as its compact JSON.
+    /// UTF-8 bytes of the texts, `[pricing] image_tokens` per image part, and
+    /// other content as its compact JSON: an upper bound of the prompt's tokens
+    /// before the allowance per message.
     pub prompt_bytes: u64,
     pub count: u64,
 }
@@ -31,14 +33,20 @@ pub(super) fn from_text(system: Option<&str>, text: &str, fold: bool) -> Built {
         ],
         None => vec![user(text.to_string())],
     };
-    built(messages)
+    // Text only: no image part to count.
+    built(messages, 0)
 }
 
 /// Messages for a row that brings its own (already checked by [`check`]):
 /// as given, or with the system messages folded into the first user message.
-pub(super) fn from_row(messages: &[Value], fold: bool) -> Result<Built, Problem> {
+/// `image_tokens`: what one image part counts for (`[pricing] image_tokens`).
+pub(super) fn from_row(
+    messages: &[Value],
+    fold: bool,
+    image_tokens: u64,
+) -> Result<Built, Problem> {
     if !fold || !messages.iter().any(is_system) {
-        return Ok(built(messages.to_vec()));
+        return Ok(built(messages.to_vec(), image_tokens));
     }
     let mut texts = Vec::new();
     let mut rest = Vec::with_capacity(messages.len());
@@ -67,7 +75,7 @@ pub(super) fn from_row(messages: &[Value], fold: bool) -> Result<Built, Problem>
     }
     texts.retain(|t| !t.is_empty());
     if texts.is_empty() {
-        return Ok(built(rest));
+        return Ok(built(rest, image_tokens));
     }
     let system = texts.join("\n\n");
     let first_user = rest
@@ -88,7 +96,7 @@ pub(super) fn from_row(messages: &[Value], fold: bool) -> Result<Built, Problem>
         }
         _ => Value::String(system),
     };
-    Ok(built(rest))
+    Ok(built(rest, image_tokens))
 }
 
 /// Checks a row's `messages`: a non-empty list of objects, each with a string
@@ -190,8 +198,11 @@ fn user(text: String) -> Value {
     json!({"role": "user", "content": text})
 }
 
-fn built(messages: Vec<Value>) -> Built {
-    let prompt_bytes = messages.iter().map(message_bytes).sum();
+fn built(messages: Vec<Value>, image_tokens: u64) -> Built {
+    let prompt_bytes = messages
+        .iter()
+        .map(|m| message_bytes(m, image_tokens))
+        .fold(0, u64::saturating_add);
     Built {
         count: messages.len() as u64,
         messages: Value::Array(messages),
@@ -199,11 +210,13 @@ fn built(messages: Vec<Value>) -> Built {
     }
 }
 
-/// The bytes of one message that become prompt tokens: its texts, the compact
-/// JSON of non-text parts, and of anything beside role and content
+/// The bytes of one message that become prompt tokens: its texts, the
+/// model's bound for each image part (an image's URL says nothing of its
+/// tokens: a base64 data URL is far larger, an http URL far smaller), the
+/// compact JSON of other parts, and of anything beside role and content
 /// (`tool_calls`, `name`, ...), which the model reads too. An over-count is
 /// harmless (this bounds tokens from above); an under-count would not be.
-fn message_bytes(message: &Value) -> u64 {
+fn message_bytes(message: &Value, image_tokens: u64) -> u64 {
     let Value::Object(message) = message else {
         return json_len(message);
     };
@@ -214,12 +227,20 @@ fn message_bytes(message: &Value) -> u64 {
             ("content", Value::String(text)) => text.len() as u64,
             ("content", Value::Array(parts)) => parts
                 .iter()
-                .map(|part| part_text(part).map_or_else(|| json_len(part), |t| t.len() as u64))
-                .sum(),
+                .map(|part| match part_text(part) {
+                    Some(text) => text.len() as u64,
+                    None if is_image(part) => image_tokens,
+                    None => json_len(part),
+                })
+                .fold(0, u64::saturating_add),
             ("content", Value::Null) => 0,
             (_, other) => json_len(other),
         })
-        .sum()
+        .fold(0, u64::saturating_add)
+}
+
+fn is_image(part: &Value) -> bool {
+    part.get("type").and_then(Value::as_str) == Some("image_url")
 }
 
 /// Length of a value's compact JSON, without building the string.

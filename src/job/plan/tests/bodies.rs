@@ -53,6 +53,13 @@ fn row_params_problems_name_the_key() {
     );
     let e = errors(&job(), json!({"prompt": "p", "params": [1]}));
     assert_eq!(e[0].field.as_deref(), Some("params"));
+    // A token cap past 2^31 in a row is a parameter error too.
+    let e = errors(
+        &job(),
+        json!({"prompt": "p", "params": {"max_tokens": 4_294_967_296u64}}),
+    );
+    assert_eq!(e[0].field.as_deref(), Some("params.max_tokens"));
+    assert!(e[0].message.contains("2147483648"), "{}", e[0].message);
 }
 
 #[test]
@@ -164,19 +171,30 @@ fn prompt_bytes_and_message_count_cover_every_message() {
     j.input.system = Some("Sé".into()); // 3 bytes
     let r = one(&j, json!({"prompt": "héllo"})); // 6 bytes
     assert_eq!((r.prompt_bytes, r.message_count), (9, 2));
-    let image = json!({"type": "image_url", "image_url": {"url": "u"}});
-    let image_len = serde_json::to_string(&image).expect("json").len() as u64;
-    let own = json!([
-        {"role": "user", "content": [{"type": "text", "text": "abc"}, image]},
-        {"role": "assistant", "content": null, "tool_calls": [{"id": "1"}]}
-    ]);
+    // An image part counts as the model's image token bound, whatever its URL's size.
+    let image = |url: &str| json!({"type": "image_url", "image_url": {"url": url}});
+    let data_url = format!("data:image/png;base64,{}", "A".repeat(100_000));
+    for url in ["https://example.com/cat.png", data_url.as_str()] {
+        let own = json!([
+            {"role": "user", "content": [{"type": "text", "text": "abc"}, image(url)]},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "1"}]}
+        ]);
+        let r = one(&j, json!({"messages": own.clone()}));
+        assert_eq!(
+            r.prompt_bytes,
+            3 + 1024 + r#"[{"id":"1"}]"#.len() as u64,
+            "{}",
+            &url[..20]
+        );
+        assert_eq!(r.message_count, 2);
+        j.pricing.image_tokens = 256;
+        let r = one(&j, json!({"messages": own}));
+        assert_eq!(r.prompt_bytes, 3 + 256 + r#"[{"id":"1"}]"#.len() as u64);
+        j.pricing.image_tokens = 1024;
+    }
+    let own = json!([{"role": "user", "content": [{"type": "text", "text": "abc"}, image("u")]}]);
     let r = one(&j, json!({"messages": own}));
-    assert_eq!(
-        r.prompt_bytes,
-        3 + image_len + r#"[{"id":"1"}]"#.len() as u64
-    );
-    assert_eq!(r.message_count, 2);
-    assert_eq!(r.prompt_token_bound(), r.prompt_bytes + 16);
+    assert_eq!(r.prompt_token_bound(), 3 + 1024 + 8);
 }
 
 #[test]
@@ -202,6 +220,11 @@ fn a_budget_needs_a_price_and_a_token_cap() {
     );
     j.defaults = layer(json!({"model": GPT, "max_completion_tokens": 64}));
     assert_eq!(one(&j, json!({"prompt": "p"})).max_output_tokens, Some(64));
+    // Both set: the larger bounds the reply, whichever the server honours.
+    j.defaults = layer(json!({"model": GPT, "max_tokens": 32, "max_completion_tokens": 64}));
+    assert_eq!(one(&j, json!({"prompt": "p"})).max_output_tokens, Some(64));
+    j.defaults = layer(json!({"model": GPT, "max_tokens": 640, "max_completion_tokens": 64}));
+    assert_eq!(one(&j, json!({"prompt": "p"})).max_output_tokens, Some(640));
     j.limits.max_cost_usd = 0.0;
     j.defaults = layer(json!({"model": "unpriced"}));
     assert!(
