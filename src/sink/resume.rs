@@ -183,11 +183,16 @@ fn first_line_is_a_record(path: &Path, text: &[u8]) -> Result<(), SinkError> {
         })
 }
 
-/// A file whose only line is unterminated is ours only if it starts like a
-/// record: a one-line data file without a final newline looks just like a
+/// A file whose only line is unterminated is ours only if it is a record
+/// that lacks its newline, or the start of one cut short: a one-line data
+/// file without a final newline (`{"key": ...}` included) looks just like a
 /// half-written record otherwise, and must never be cut.
 fn unterminated_first_line(path: &Path, text: &[u8]) -> Result<(), SinkError> {
-    if text.starts_with(RECORD_START) {
+    // Whole JSON is a whole line: it must be a record like any first line.
+    if serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok() {
+        return first_line_is_a_record(path, text);
+    }
+    if starts_like_a_record(text) {
         return Ok(());
     }
     Err(SinkError::NotAnOutput {
@@ -196,8 +201,29 @@ fn unterminated_first_line(path: &Path, text: &[u8]) -> Result<(), SinkError> {
     })
 }
 
-/// How every record line starts (`key` is the record's first field).
-const RECORD_START: &[u8] = b"{\"key\":";
+/// Whether `text` is how a run starts a record line, `{"key":"...","job":"`,
+/// or a piece of that: the compact form a run writes, with `job` after `key`.
+fn starts_like_a_record(text: &[u8]) -> bool {
+    const START: &[u8] = b"{\"key\":\"";
+    const NEXT: &[u8] = b",\"job\":\"";
+    let Some(key) = text.strip_prefix(START) else {
+        return START.starts_with(text);
+    };
+    // The key string ends at the first quote that is not escaped.
+    let mut escaped = false;
+    for (i, &b) in key.iter().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' => escaped = true,
+            b'"' => {
+                let rest = &key[i + 1..];
+                return rest.starts_with(NEXT) || NEXT.starts_with(rest);
+            }
+            _ => {}
+        }
+    }
+    true
+}
 
 fn trim_newline(line: &[u8]) -> &[u8] {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
@@ -307,11 +333,29 @@ pub(crate) mod tests {
         let err = scan(&path).unwrap_err();
         assert!(matches!(err, SinkError::NotAnOutput { .. }), "{err}");
         assert!(check_is_output(&path).is_err());
-        // A first record cut short by a crash is ours: it is cut.
-        let (_d, path) = write("{\"key\":\"a/def");
-        let state = scan_repair(&path).expect("scan");
-        assert_eq!(state.cut.map(|c| c.0), Some(1));
-        assert_eq!(std::fs::read_to_string(&path).expect("read"), "");
+        // Not even one whose first field is `key`.
+        for data in [
+            "{\"key\":\"mine\",\"value\":1}",
+            "{\"key\": \"mine\", \"value\": 1",
+            "{\"key\":\"mine\",\"value\":1",
+        ] {
+            let (_d, path) = write(data);
+            let err = scan(&path).unwrap_err();
+            assert!(
+                matches!(err, SinkError::NotAnOutput { .. }),
+                "{data}: {err}"
+            );
+            assert!(check_is_output(&path).is_err(), "{data}");
+            assert_eq!(std::fs::read_to_string(&path).expect("read"), data);
+        }
+        // A first record cut short by a crash is ours: it is cut, wherever it was cut.
+        let line = ok();
+        for end in [1, 5, 9, 15, 20, 60, line.len() - 1, line.len()] {
+            let (_d, path) = write(&line[..end]);
+            let state = scan_repair(&path).expect(&line[..end]);
+            assert_eq!(state.cut.map(|c| c.0), Some(1), "{}", &line[..end]);
+            assert_eq!(std::fs::read_to_string(&path).expect("read"), "");
+        }
     }
 
     #[test]
