@@ -6,7 +6,7 @@ pub mod summary;
 pub mod table;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -32,16 +32,61 @@ pub enum ReportError {
     Empty(String),
 }
 
-/// Writes `summary` as pretty JSON to `path`, atomically (temp file + rename).
+/// Writes `summary` as pretty JSON to `path`: atomically (temp file + rename)
+/// when it is a plain file or none yet; straight into a device or a pipe
+/// (`--summary /dev/null`, `--summary >(jq .)`), which a rename would replace.
 pub fn write_summary(path: &Path, summary: &Summary) -> std::io::Result<()> {
+    let mut text = serde_json::to_vec_pretty(summary)?;
+    text.push(b'\n');
+    if written_into(path)? {
+        return std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)?
+            .write_all(&text);
+    }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
     let mut temp = crate::sink::temp_beside(path)?;
-    serde_json::to_writer_pretty(&mut temp, summary)?;
-    std::io::Write::write_all(&mut temp, b"\n")?;
+    temp.write_all(&text)?;
     temp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// Checks, before anything is sent, that the summary can be written at the
+/// end: a folder in its place, or a folder that cannot be written, would
+/// otherwise be found only after the requests were paid for.
+pub fn check_summary_path(path: &Path) -> std::io::Result<()> {
+    if written_into(path)? {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    // Dropped at once: it only proves a temp file can be made beside it.
+    crate::sink::temp_beside(path).map(drop)
+}
+
+/// True for a device or a pipe (written into, never replaced); false for a
+/// plain file or none; an error for anything else (a folder, a socket).
+fn written_into(path: &Path) -> std::io::Result<bool> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(false);
+    };
+    if meta.is_file() {
+        return Ok(false);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let kind = meta.file_type();
+        if kind.is_char_device() || kind.is_fifo() {
+            return Ok(true);
+        }
+    }
+    Err(std::io::Error::other(
+        "not a plain file: the summary is written to a plain file (or into a device or a pipe); choose another --summary",
+    ))
 }
 
 /// A usage report over output files: every record counts as sent; the time

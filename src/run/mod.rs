@@ -128,6 +128,9 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
     let mut scan = scan_input(&job, &file, &resume, allow_empty).await?;
     let client = Client::new(&job.endpoint, key.as_deref(), job.limits.concurrency)
         .map_err(|e| invalid(e.to_string()))?;
+    let summary_path = &job.output.summary;
+    report::check_summary_path(summary_path)
+        .map_err(|e| invalid(format!("{}: {e}", summary_path.display())))?;
     let _lock = OutputLock::acquire(output).map_err(|e| invalid(e.to_string()))?;
     if !args.fresh && !resume.unchanged(output) {
         // Another run wrote the output before this one took the lock.

@@ -1,5 +1,5 @@
 //! Files are never clobbered or shared by accident: locks, links, outputs
-//! that are not outputs, compaction, --fresh backups, hand-edited outputs,
+//! that are not outputs, summary paths, compaction, --fresh backups, hand-edited outputs,
 //! inputs that are pipes, and empty inputs.
 
 use std::os::unix::fs::symlink;
@@ -345,5 +345,52 @@ async fn an_empty_input_is_refused_unless_allowed() {
         stderr(&out)
     );
     assert_eq!(mock.stats().requests(), 0);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_summary_path_that_cannot_be_written_is_refused_before_anything_is_sent() {
+    let (mock, sb) = start().await;
+    sb.write("rows.jsonl", &rows(&["hi"]));
+    sb.write("job.toml", &job(&mock.url(), ""));
+    std::fs::create_dir(sb.path("s.json")).expect("mkdir");
+    let out = run(&sb, &["--summary", "s.json"]).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("s.json") && stderr(&out).contains("--summary"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(mock.stats().requests(), 0);
+    assert!(!sb.path("o.jsonl").exists());
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_summary_path_that_is_a_pipe_is_written_into_never_replaced() {
+    let (mock, sb) = start().await;
+    sb.write("rows.jsonl", &rows(&["hi"]));
+    sb.write("job.toml", &job(&mock.url(), ""));
+    // A pipe, as `--summary >(jq .)` gives; /dev/null is the same case (a
+    // rename over it would replace the device with a plain file).
+    let fifo = sb.path("s.json");
+    let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates a node.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo))
+    };
+    let out = run(&sb, &["--summary", "s.json"]).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let still_a_pipe = {
+        use std::os::unix::fs::FileTypeExt;
+        std::fs::symlink_metadata(&fifo).is_ok_and(|m| m.file_type().is_fifo())
+    };
+    // Checked before joining: a reader left on a replaced pipe never returns.
+    assert!(still_a_pipe, "the pipe was replaced by a plain file");
+    let text = reader.join().expect("join").expect("read");
+    let summary: Value = serde_json::from_str(&text).expect("summary JSON");
+    assert_eq!(summary["requests"]["ok"], 1);
     mock.shutdown().await;
 }
