@@ -34,7 +34,7 @@ impl OutputLock {
                 });
             }
         }
-        let path = super::paths::with_suffix(&real, ".lock");
+        let path = super::paths::lock_path(&real);
         let mut file = open_plain(&path)?;
         match file.try_lock() {
             Ok(()) => {}

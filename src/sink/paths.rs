@@ -55,6 +55,12 @@ pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The lock file of an output (of `resolved`, the output with every symlink
+/// resolved, so that two paths to one file share it).
+pub fn lock_path(resolved: &Path) -> PathBuf {
+    with_suffix(resolved, ".lock")
+}
+
 /// Where compaction writes before it renames: beside the real file, so the
 /// rename stays on one file system and a symlinked output stays a symlink.
 pub(crate) fn compact_temp(resolved: &Path) -> PathBuf {

@@ -394,3 +394,30 @@ async fn a_summary_path_that_is_a_pipe_is_written_into_never_replaced() {
     assert_eq!(summary["requests"]["ok"], 1);
     mock.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_summary_path_that_is_the_output_or_its_lock_by_another_name_is_refused() {
+    let (mock, sb) = start().await;
+    sb.write("rows.jsonl", &rows(&["hi"]));
+    sb.write("job.toml", &job(&mock.url(), ""));
+    std::fs::create_dir(sb.path("sub")).expect("mkdir");
+    for summary in ["sub/../o.jsonl", "sub/../o.jsonl.lock"] {
+        let out = run(&sb, &["--summary", summary]).await;
+        assert_eq!(code(&out), 2, "{summary}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("is the output"),
+            "{summary}: {}",
+            stderr(&out)
+        );
+    }
+    // Once the output exists, a link to it is the output too.
+    let out = run(&sb, &[]).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let records = sb.read("o.jsonl");
+    symlink("o.jsonl", sb.path("alias.json")).expect("link");
+    let out = run(&sb, &["--summary", "alias.json"]).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert_eq!(sb.read("o.jsonl"), records);
+    assert_eq!(mock.stats().requests(), 1);
+    mock.shutdown().await;
+}
