@@ -138,6 +138,8 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
         scan = scan_input(&job, &file, &resume, allow_empty).await?;
     }
     let bak = sink::take_over(output, &resume, args.fresh).map_err(|e| invalid(e.to_string()))?;
+    // Opened before anything is sent: an output that cannot be written is exit 2.
+    let writer = Writer::append(output).map_err(|e| invalid(e.to_string()))?;
     if let Some((line, bytes)) = resume.cut {
         // Said even with --quiet: the file changed.
         eprintln!(
@@ -194,7 +196,6 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
     );
     let dispatch = tokio::spawn(scheduler.run(request_rx));
 
-    let writer = Writer::append(&job.output.path)?;
     let mut collector = Collector::new(&job, writer, &mut progress, &resume, &mut scan.keys, stop);
     let busy_from = Utc::now();
     while let Some(event) = event_rx.recv().await {

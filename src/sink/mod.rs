@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub use compact::compact;
 pub use lock::OutputLock;
-pub use paths::{lock_path, move_aside, remove_stale_temp, resolve, FileStamp};
+pub use paths::{check_temp, lock_path, move_aside, remove_stale_temp, resolve, FileStamp};
 pub use record::{Record, RecordHead, Status};
 pub use resume::{check_is_output, scan, Latest, ResumeState};
 
@@ -81,7 +81,7 @@ pub fn read(path: &Path, fresh: bool) -> Result<ResumeState, SinkError> {
 }
 
 /// With the lock held and every other check passed: removes a killed run's
-/// compaction temp file, then moves the old output aside (`fresh`; returns
+/// compaction temp file (and proves a new one can be made), then moves the old output aside (`fresh`; returns
 /// the backup) or cuts off the unterminated last line `resume` found.
 pub fn take_over(
     path: &Path,
@@ -89,6 +89,7 @@ pub fn take_over(
     fresh: bool,
 ) -> Result<Option<PathBuf>, SinkError> {
     remove_stale_temp(path)?;
+    check_temp(path)?;
     if fresh {
         return move_aside(path);
     }

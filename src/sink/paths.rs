@@ -78,6 +78,20 @@ pub fn remove_stale_temp(output: &Path) -> Result<Option<PathBuf>, SinkError> {
     }
 }
 
+/// Proves that compaction will be able to make its temp file beside the
+/// output: a folder the output can be appended in but no file created in
+/// would otherwise fail only at the end, after the requests were paid for.
+/// Called with the lock held, once a stale temp file is gone.
+pub fn check_temp(output: &Path) -> Result<(), SinkError> {
+    let temp = compact_temp(&resolve(output)?);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .map_err(io_error(&temp))?;
+    std::fs::remove_file(&temp).map_err(io_error(&temp))
+}
+
 /// `--fresh`: moves an existing output (the file its path resolves to) to
 /// `<output>.<UTC YYYYMMDDTHHMMSSZ>.bak`, never over an earlier backup: a
 /// second one in the same second gets `.1.bak`, `.2.bak`, ...

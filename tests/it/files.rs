@@ -421,3 +421,51 @@ async fn a_summary_path_that_is_the_output_or_its_lock_by_another_name_is_refuse
     assert_eq!(mock.stats().requests(), 1);
     mock.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_folder_where_compaction_cannot_write_is_refused_before_anything_is_sent() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let (mock, sb) = start().await;
+    sb.write("rows.jsonl", &rows(&["[mock:fail=500] once"]));
+    sb.write("job.toml", &job(&mock.url(), ""));
+    let args = ["--output", "data/o.jsonl", "--summary", "s.json"];
+    let out = run(&sb, &args).await;
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    // The output and its lock can be written, but no file made beside them:
+    // the rerun's compaction (the failed line is superseded) could not run.
+    let mode = |name: &str, mode: u32| {
+        std::fs::set_permissions(sb.path(name), std::fs::Permissions::from_mode(mode))
+            .expect("chmod")
+    };
+    for name in ["data/o.jsonl", "data/o.jsonl.lock", "s.json"] {
+        mode(name, 0o666);
+    }
+    mode("data", 0o555);
+    mode(".", 0o777);
+    // Root may write anywhere: then the rerun runs as nobody, from a copy of
+    // the binary that user can reach.
+    let binary = sb.path("promptbatch");
+    std::fs::copy(env!("CARGO_BIN_EXE_promptbatch"), &binary).expect("copy");
+    mode("promptbatch", 0o755);
+    let mut rerun = std::process::Command::new(&binary);
+    rerun
+        .args(["run", "job.toml", "--progress", "off"])
+        .args(args)
+        .current_dir(sb.dir.path())
+        .env("NO_COLOR", "1");
+    // SAFETY: geteuid only reads the process's user id.
+    if unsafe { libc::geteuid() } == 0 {
+        rerun.uid(65534).gid(65534);
+    }
+    let out = output(rerun).await;
+    mode("data", 0o755);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("o.jsonl.compact.tmp"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(mock.stats().requests(), 1);
+    mock.shutdown().await;
+}
