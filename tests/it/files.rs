@@ -469,3 +469,48 @@ async fn a_folder_where_compaction_cannot_write_is_refused_before_anything_is_se
     assert_eq!(mock.stats().requests(), 1);
     mock.shutdown().await;
 }
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_run_killed_while_it_spools_a_pipe_leaves_no_temporary_file() {
+    use std::io::Write;
+    let (mock, sb) = start().await;
+    sb.write("job.toml", &job(&mock.url(), ""));
+    let tmp = sb.path("tmp");
+    std::fs::create_dir(&tmp).expect("mkdir");
+    let mut child = sb
+        .command(&["run", "job.toml", "--input", "-", "--progress", "off"])
+        .env("TMPDIR", &tmp)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starts");
+    // An endless pipe: rows, and the writing end never closed.
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(rows(&["hi"; 100]).as_bytes())
+        .expect("write");
+    // Wait until the run holds its copy open (a descriptor into tmp/).
+    let spooling = || {
+        std::fs::read_dir(format!("/proc/{}/fd", child.id()))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|to| to.starts_with(&tmp)))
+    };
+    let since = std::time::Instant::now();
+    while !spooling() {
+        assert!(
+            since.elapsed() < std::time::Duration::from_secs(30),
+            "the run never started copying its input"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    drop(stdin);
+    let left: Vec<_> = std::fs::read_dir(&tmp).expect("read dir").collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_eq!(mock.stats().requests(), 0);
+    mock.shutdown().await;
+}
