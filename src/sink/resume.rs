@@ -7,7 +7,7 @@
 //! it would lose a line, counting it would give the budget room it lacks.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use super::paths::FileStamp;
@@ -84,9 +84,10 @@ pub fn check_is_output(path: &Path) -> Result<(), SinkError> {
     };
     let mut buf = Vec::new();
     loop {
-        buf.clear();
-        if reader.read_until(b'\n', &mut buf).map_err(io_error(path))? == 0 {
-            return Ok(());
+        match read_line(&mut reader, &mut buf).map_err(io_error(path))? {
+            Line::Read(0) => return Ok(()),
+            Line::Read(_) => {}
+            Line::Skipped { .. } => return Err(not_a_record_start(path)),
         }
         let text = trim_newline(&buf);
         if text.iter().all(u8::is_ascii_whitespace) {
@@ -112,11 +113,26 @@ pub fn scan(path: &Path) -> Result<ResumeState, SinkError> {
     let mut buf = Vec::new();
     let mut line_no: u64 = 0;
     loop {
-        buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(io_error(path))? as u64;
-        if n == 0 {
-            break;
-        }
+        let n = match read_line(&mut reader, &mut buf).map_err(io_error(path))? {
+            Line::Read(0) => break,
+            Line::Read(n) => n,
+            Line::Skipped { bytes, terminated } => {
+                line_no += 1;
+                if state.lines == 0 {
+                    return Err(not_a_record_start(path));
+                }
+                if terminated {
+                    return Err(SinkError::Corrupt {
+                        path: path.to_path_buf(),
+                        line: line_no,
+                        reason: "a long line that does not start like a record".into(),
+                    });
+                }
+                // A last line without its newline, as a crash leaves one: cut.
+                state.cut = Some((line_no, bytes));
+                break;
+            }
+        };
         line_no += 1;
         let text = trim_newline(&buf);
         let blank = text.iter().all(u8::is_ascii_whitespace);
@@ -156,6 +172,61 @@ pub fn scan(path: &Path) -> Result<ResumeState, SinkError> {
         );
     }
     Ok(state)
+}
+
+/// How much of a line is read before it must start like a record: a large
+/// file without newlines (a disk image, a sparse file) named as the output is
+/// refused without being read into memory whole.
+const PEEK: u64 = 64 * 1024;
+
+enum Line {
+    /// The line is in the buffer, newline included: its length (0 at the end).
+    Read(u64),
+    /// A line longer than [`PEEK`] that does not start like a record, read
+    /// past without being kept.
+    Skipped { bytes: u64, terminated: bool },
+}
+
+/// Reads the next line into `buf`, or skips it (see [`Line::Skipped`]).
+fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Line> {
+    buf.clear();
+    let n = reader.by_ref().take(PEEK).read_until(b'\n', buf)? as u64;
+    if n < PEEK || buf.last() == Some(&b'\n') {
+        return Ok(Line::Read(n));
+    }
+    let start = buf.trim_ascii_start();
+    if start.is_empty() || starts_like_a_record(start) {
+        let rest = reader.read_until(b'\n', buf)? as u64;
+        return Ok(Line::Read(n + rest));
+    }
+    buf.clear();
+    let mut bytes = n;
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(Line::Skipped {
+                bytes,
+                terminated: false,
+            });
+        }
+        if let Some(at) = chunk.iter().position(|&b| b == b'\n') {
+            reader.consume(at + 1);
+            return Ok(Line::Skipped {
+                bytes: bytes + at as u64 + 1,
+                terminated: true,
+            });
+        }
+        let len = chunk.len();
+        reader.consume(len);
+        bytes += len as u64;
+    }
+}
+
+fn not_a_record_start(path: &Path) -> SinkError {
+    SinkError::NotAnOutput {
+        path: path.to_path_buf(),
+        reason: "it does not start like a record, and its first line is longer than 64 KiB".into(),
+    }
 }
 
 /// The file for reading; None when there is none. Only plain files are outputs.
@@ -422,6 +493,50 @@ pub(crate) mod tests {
             scan(&path).unwrap_err(),
             SinkError::Corrupt { line: 1, .. }
         ));
+    }
+
+    #[test]
+    fn a_long_line_that_is_no_record_is_skipped_never_held() {
+        let mut reader = BufReader::new(std::io::repeat(0).take(16 << 20));
+        let mut buf = Vec::new();
+        let line = read_line(&mut reader, &mut buf).expect("reads");
+        assert!(matches!(
+            line,
+            Line::Skipped {
+                bytes: 16777216,
+                terminated: false
+            }
+        ));
+        assert!(buf.capacity() <= 4 * PEEK as usize, "{}", buf.capacity());
+    }
+
+    #[test]
+    fn long_lines_are_judged_by_how_they_start() {
+        let garbage = "x".repeat(1 << 20);
+        // A file without a newline in its first 64 KiB (a disk image, say).
+        let (_d, path) = write(&garbage);
+        assert!(matches!(scan(&path), Err(SinkError::NotAnOutput { .. })));
+        assert!(matches!(
+            check_is_output(&path),
+            Err(SinkError::NotAnOutput { .. })
+        ));
+        // After a record: a terminated one was edited in, an unterminated one is cut.
+        let (_d, path) = write(&format!("{}\n{garbage}\n{}\n", ok(), ok_b()));
+        let err = scan(&path).unwrap_err();
+        assert!(matches!(err, SinkError::Corrupt { line: 2, .. }), "{err}");
+        let (_d, path) = write(&format!("{}\n\n{garbage}", ok()));
+        let state = scan_repair(&path).expect("scan");
+        assert_eq!(state.cut, Some((3, 1 << 20)));
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            format!("{}\n\n", ok())
+        );
+        // A long record is read whole.
+        let long = record("c/default", "ok", "c3", &format!(r#","note":"{garbage}""#));
+        let (_d, path) = write(&format!("{long}\n{}\n", ok()));
+        let state = scan(&path).expect("scan");
+        assert_eq!(state.lines, 2);
+        check_is_output(&path).expect("an output");
     }
 
     #[test]
