@@ -87,7 +87,7 @@ pub fn check_is_output(path: &Path) -> Result<(), SinkError> {
         match read_line(&mut reader, &mut buf).map_err(io_error(path))? {
             Line::Read(0) => return Ok(()),
             Line::Read(_) => {}
-            Line::Skipped { .. } => return Err(not_a_record_start(path)),
+            Line::Long => return Err(not_a_record_start(path)),
         }
         let text = trim_newline(&buf);
         if text.iter().all(u8::is_ascii_whitespace) {
@@ -116,11 +116,12 @@ pub fn scan(path: &Path) -> Result<ResumeState, SinkError> {
         let n = match read_line(&mut reader, &mut buf).map_err(io_error(path))? {
             Line::Read(0) => break,
             Line::Read(n) => n,
-            Line::Skipped { bytes, terminated } => {
+            Line::Long => {
                 line_no += 1;
                 if state.lines == 0 {
                     return Err(not_a_record_start(path));
                 }
+                let (bytes, terminated) = skip_rest(&mut reader).map_err(io_error(path))?;
                 if terminated {
                     return Err(SinkError::Corrupt {
                         path: path.to_path_buf(),
@@ -182,12 +183,12 @@ const PEEK: u64 = 64 * 1024;
 enum Line {
     /// The line is in the buffer, newline included: its length (0 at the end).
     Read(u64),
-    /// A line longer than [`PEEK`] that does not start like a record, read
-    /// past without being kept.
-    Skipped { bytes: u64, terminated: bool },
+    /// A line longer than [`PEEK`] that does not start like a record: `PEEK`
+    /// bytes of it read and dropped; [`skip_rest`] reads past the rest.
+    Long,
 }
 
-/// Reads the next line into `buf`, or skips it (see [`Line::Skipped`]).
+/// Reads the next line into `buf`, unless it is [`Line::Long`].
 fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Line> {
     buf.clear();
     let n = reader.by_ref().take(PEEK).read_until(b'\n', buf)? as u64;
@@ -200,21 +201,21 @@ fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Li
         return Ok(Line::Read(n + rest));
     }
     buf.clear();
-    let mut bytes = n;
+    Ok(Line::Long)
+}
+
+/// Reads past the rest of a [`Line::Long`] without keeping it: the line's
+/// length and whether it ends in a newline.
+fn skip_rest(reader: &mut impl BufRead) -> std::io::Result<(u64, bool)> {
+    let mut bytes = PEEK;
     loop {
         let chunk = reader.fill_buf()?;
         if chunk.is_empty() {
-            return Ok(Line::Skipped {
-                bytes,
-                terminated: false,
-            });
+            return Ok((bytes, false));
         }
         if let Some(at) = chunk.iter().position(|&b| b == b'\n') {
             reader.consume(at + 1);
-            return Ok(Line::Skipped {
-                bytes: bytes + at as u64 + 1,
-                terminated: true,
-            });
+            return Ok((bytes + at as u64 + 1, true));
         }
         let len = chunk.len();
         reader.consume(len);
@@ -225,7 +226,7 @@ fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Li
 fn not_a_record_start(path: &Path) -> SinkError {
     SinkError::NotAnOutput {
         path: path.to_path_buf(),
-        reason: "it does not start like a record, and its first line is longer than 64 KiB".into(),
+        reason: "it does not start like one, and runs past 64 KiB without a newline".into(),
     }
 }
 
@@ -500,14 +501,9 @@ pub(crate) mod tests {
         let mut reader = BufReader::new(std::io::repeat(0).take(16 << 20));
         let mut buf = Vec::new();
         let line = read_line(&mut reader, &mut buf).expect("reads");
-        assert!(matches!(
-            line,
-            Line::Skipped {
-                bytes: 16777216,
-                terminated: false
-            }
-        ));
+        assert!(matches!(line, Line::Long));
         assert!(buf.capacity() <= 4 * PEEK as usize, "{}", buf.capacity());
+        assert_eq!(skip_rest(&mut reader).expect("skips"), (16 << 20, false));
     }
 
     #[test]
