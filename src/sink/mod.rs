@@ -4,6 +4,7 @@
 //! the next scan cuts off) and compacts atomically when it ends.
 
 mod compact;
+mod lines;
 mod lock;
 mod paths;
 pub mod record;
