@@ -62,6 +62,34 @@ impl OutputLock {
     }
 }
 
+/// The process id of the run that holds `output`'s lock, if one does
+/// (`validate` warns of it). Creates nothing: an output or lock file not
+/// there yet has no holder.
+pub fn holder(output: &Path) -> Option<String> {
+    let real = std::fs::canonicalize(output).ok().or_else(|| {
+        let folder = output.parent().filter(|d| !d.as_os_str().is_empty());
+        let folder = std::fs::canonicalize(folder.unwrap_or(Path::new("."))).ok()?;
+        Some(folder.join(output.file_name()?))
+    })?;
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let mut file = options.open(super::paths::lock_path(&real)).ok()?;
+    match file.try_lock_shared() {
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim();
+            Some(if pid.is_empty() { "unknown" } else { pid }.to_string())
+        }
+        _ => None,
+    }
+}
+
 /// Opens (or creates) the lock file without following a symlink: a lock path
 /// planted as a link to another file must not get that file truncated.
 fn open_plain(path: &Path) -> Result<File, SinkError> {
@@ -108,7 +136,9 @@ mod tests {
             "{msg}"
         );
         assert!(matches!(err, SinkError::Locked { .. }));
+        assert_eq!(holder(&out), Some(std::process::id().to_string()));
         drop(first);
+        assert_eq!(holder(&out), None);
         let again = OutputLock::acquire(&out).expect("lock after release");
         assert!(again.path().ends_with("out.jsonl.lock"));
     }

@@ -15,7 +15,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 pub use compact::compact;
-pub use lock::OutputLock;
+pub use lock::{holder, OutputLock};
 pub use paths::{check_temp, lock_path, move_aside, remove_stale_temp, resolve, FileStamp};
 pub use record::{Record, RecordHead, Status};
 pub use resume::{check_is_output, scan, Latest, ResumeState};

@@ -514,3 +514,24 @@ async fn a_run_killed_while_it_spools_a_pipe_leaves_no_temporary_file() {
     assert_eq!(mock.stats().requests(), 0);
     mock.shutdown().await;
 }
+
+#[tokio::test]
+async fn validate_warns_of_a_held_lock() {
+    let (mock, sb) = start().await;
+    sb.write("rows.jsonl", &rows(&["hi"]));
+    sb.write("job.toml", &job(&mock.url(), ""));
+    let out = output(sb.command(&["validate", "job.toml"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+    let _held = promptbatch::sink::OutputLock::acquire(&sb.path("o.jsonl")).expect("lock");
+    let out = output(sb.command(&["validate", "job.toml"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("warning: {}", sb.path("o.jsonl").display()))
+            && stderr(&out).contains(&format!("process {}", std::process::id())),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(mock.stats().requests(), 0);
+    mock.shutdown().await;
+}
