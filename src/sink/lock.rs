@@ -114,7 +114,14 @@ fn open_plain(path: &Path) -> Result<File, SinkError> {
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(not_plain()),
         Err(e) => return Err(io_error(path)(e)),
     };
-    if !file.metadata().map_err(io_error(path))?.is_file() {
+    let meta = file.metadata().map_err(io_error(path))?;
+    if !meta.is_file() {
+        return Err(not_plain());
+    }
+    // A hard link planted there is another file under a second name: taking
+    // the lock would overwrite it with a process id.
+    #[cfg(unix)]
+    if std::os::unix::fs::MetadataExt::nlink(&meta) > 1 {
         return Err(not_plain());
     }
     Ok(file)
@@ -163,6 +170,12 @@ mod tests {
         .expect("link");
         assert!(OutputLock::acquire(&other).is_err());
         assert!(!dir.path().join("made.txt").exists());
+        // A hard link to another file is not written through either.
+        let fourth = dir.path().join("fourth.jsonl");
+        std::fs::hard_link(&victim, dir.path().join("fourth.jsonl.lock")).expect("hard link");
+        let err = OutputLock::acquire(&fourth).unwrap_err();
+        assert!(matches!(err, SinkError::LockNotAFile { .. }), "{err}");
+        assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious");
         // A folder in its place.
         let third = dir.path().join("third.jsonl");
         std::fs::create_dir(dir.path().join("third.jsonl.lock")).expect("mkdir");

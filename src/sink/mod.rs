@@ -34,7 +34,7 @@ pub enum SinkError {
     Locked { path: PathBuf, pid: String },
     #[error("{path} is not a regular file: the output must be a plain file (it is appended to, then replaced when compacted); choose another --output")]
     NotAFile { path: PathBuf },
-    #[error("{path} is a symbolic link or not a plain file, and a lock file must be a plain file: nothing was written through it; remove it (no run holds it then) or choose another --output")]
+    #[error("{path} is a symbolic link, a hard link to another file or not a plain file, and a lock file must be a plain file of its own: nothing was written through it; remove it (no run holds it then) or choose another --output")]
     LockNotAFile { path: PathBuf },
     #[error("{path} is not a promptbatch output (its first line is not a record: {reason}); choose another --output, so as not to overwrite it")]
     NotAnOutput { path: PathBuf, reason: String },
