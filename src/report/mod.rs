@@ -67,8 +67,10 @@ pub fn check_summary_path(path: &Path) -> std::io::Result<()> {
     crate::sink::temp_beside(path).map(drop)
 }
 
-/// True for a device or a pipe (written into, never replaced); false for a
-/// plain file or none; an error for anything else (a folder, a socket).
+/// True for a pipe, or a character device named as itself (`/dev/null`):
+/// written into, never replaced. False for a plain file or none; an error
+/// for anything else (a folder, a socket, a device reached through a link,
+/// which may be planted to make a run write into `/dev/mem`).
 fn written_into(path: &Path) -> std::io::Result<bool> {
     let Ok(meta) = std::fs::metadata(path) else {
         return Ok(false);
@@ -80,12 +82,13 @@ fn written_into(path: &Path) -> std::io::Result<bool> {
     {
         use std::os::unix::fs::FileTypeExt;
         let kind = meta.file_type();
-        if kind.is_char_device() || kind.is_fifo() {
+        let linked = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+        if kind.is_fifo() || (kind.is_char_device() && !linked) {
             return Ok(true);
         }
     }
     Err(std::io::Error::other(
-        "not a plain file: the summary is written to a plain file (or into a device or a pipe); choose another --summary",
+        "not a plain file: the summary is written to a plain file, a pipe or a device named as itself (--summary /dev/null); choose another --summary",
     ))
 }
 

@@ -361,6 +361,12 @@ async fn a_summary_path_that_cannot_be_written_is_refused_before_anything_is_sen
         "{}",
         stderr(&out)
     );
+    // Nor a device reached through a link, which could be planted to make
+    // a run write into /dev/mem: only a device named as itself is written into.
+    symlink("/dev/zero", sb.path("dev.json")).expect("link");
+    let out = run(&sb, &["--summary", "dev.json"]).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("dev.json"), "{}", stderr(&out));
     assert_eq!(mock.stats().requests(), 0);
     assert!(!sb.path("o.jsonl").exists());
     mock.shutdown().await;
