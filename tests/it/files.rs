@@ -344,6 +344,14 @@ async fn an_empty_input_is_refused_unless_allowed() {
         "{}",
         stderr(&out)
     );
+    // A CSV export with nothing in it, not even a header, is empty too.
+    sb.write("rows.csv", "");
+    let csv = ["--input", "rows.csv", "--template", "{{q}}"];
+    let out = run(&sb, &csv).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("no rows"), "{}", stderr(&out));
+    let out = run(&sb, &[&csv[..], &["--allow-empty"]].concat()).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(mock.stats().requests(), 0);
     mock.shutdown().await;
 }
