@@ -12,6 +12,9 @@ use super::{io_error, SinkError};
 #[derive(Debug)]
 pub struct OutputLock {
     _file: File,
+    /// The output itself, locked too: a hard link is another path to it
+    /// with a lock file of its own, and only the file knows they are one.
+    _output: Option<File>,
     path: PathBuf,
 }
 
@@ -54,11 +57,40 @@ impl OutputLock {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io_error(&path)(e)),
         }
+        let output_file = lock_output(&real, output)?;
         file.set_len(0).map_err(io_error(&path))?;
         file.seek(SeekFrom::Start(0)).map_err(io_error(&path))?;
         writeln!(file, "{}", std::process::id()).map_err(io_error(&path))?;
         file.flush().map_err(io_error(&path))?;
-        Ok(OutputLock { _file: file, path })
+        Ok(OutputLock {
+            _file: file,
+            _output: output_file,
+            path,
+        })
+    }
+}
+
+/// Locks the output file itself when there is one (see [`OutputLock`]).
+fn lock_output(real: &Path, output: &Path) -> Result<Option<File>, SinkError> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // A FIFO put there since it was checked must not hang the run.
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = match options.open(real) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error(real)(e)),
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(SinkError::LockedByLink {
+            path: output.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io_error(real)(e)),
     }
 }
 
@@ -181,6 +213,20 @@ mod tests {
         std::fs::create_dir(dir.path().join("third.jsonl.lock")).expect("mkdir");
         let err = OutputLock::acquire(&third).unwrap_err();
         assert!(matches!(err, SinkError::LockNotAFile { .. }), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_hard_link_to_a_locked_output_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out.jsonl");
+        std::fs::write(&out, "").expect("write");
+        std::fs::hard_link(&out, dir.path().join("same.jsonl")).expect("hard link");
+        let held = OutputLock::acquire(&out).expect("lock");
+        let err = OutputLock::acquire(&dir.path().join("same.jsonl")).unwrap_err();
+        assert!(matches!(err, SinkError::LockedByLink { .. }), "{err}");
+        drop(held);
+        OutputLock::acquire(&dir.path().join("same.jsonl")).expect("lock after release");
     }
 
     #[cfg(unix)]

@@ -32,6 +32,8 @@ pub enum SinkError {
     },
     #[error("{path} is being written by another promptbatch run (process {pid}); wait for it to end or choose another --output")]
     Locked { path: PathBuf, pid: String },
+    #[error("{path} is the same file as an output another promptbatch run is writing under another name (a hard link); wait for it to end or choose another --output")]
+    LockedByLink { path: PathBuf },
     #[error("{path} is not a regular file: the output must be a plain file (it is appended to, then replaced when compacted); choose another --output")]
     NotAFile { path: PathBuf },
     #[error("{path} is a symbolic link, a hard link to another file or not a plain file, and a lock file must be a plain file of its own: nothing was written through it; remove it (no run holds it then) or choose another --output")]
