@@ -3,10 +3,15 @@
 //! temporary file.
 //!
 //! A run reads its input twice (the validation pass, then the run), and a
-//! pipe can be read only once, so it is copied to a temporary file first. The copy is streamed, never held in memory, and deleted when the
-//! [`Spooled`] value is dropped.
+//! pipe can be read only once, so it is copied to a temporary file first. The
+//! copy is streamed, never held in memory, and deleted when the [`Spooled`]
+//! value is dropped. On Linux it never has a name and is read back through
+//! `/proc/self/fd`: a run killed while it spools an endless pipe (Ctrl-C,
+//! SIGTERM, even SIGKILL) leaves nothing in the temporary folder, since the
+//! kernel frees an unnamed file with its last descriptor.
 
 use std::io::{BufWriter, Read, Write};
+use std::path::PathBuf;
 
 use tempfile::NamedTempFile;
 
@@ -19,7 +24,51 @@ const STDIN_DISPLAY: &str = "<stdin>";
 #[derive(Debug)]
 pub struct Spooled {
     pub file: InputFile,
-    _temp: Option<NamedTempFile>,
+    _temp: Option<Temp>,
+}
+
+/// The spooled copy: a named temporary file, or (Linux) an open unnamed one.
+#[derive(Debug)]
+enum Temp {
+    Named(NamedTempFile),
+    #[cfg(target_os = "linux")]
+    Unnamed(std::fs::File),
+}
+
+impl Temp {
+    /// An unnamed file where the copy can be reopened without a name: it never
+    /// has one (`O_TMPFILE` where the file system has it), so no kill at any
+    /// moment can leave it behind. A named one elsewhere.
+    fn create() -> std::io::Result<Temp> {
+        #[cfg(target_os = "linux")]
+        if std::path::Path::new("/proc/self/fd").is_dir() {
+            return tempfile::tempfile().map(Temp::Unnamed);
+        }
+        tempfile::Builder::new()
+            .prefix("promptbatch-input-")
+            .tempfile()
+            .map(Temp::Named)
+    }
+
+    fn file(&self) -> &std::fs::File {
+        match self {
+            Temp::Named(temp) => temp.as_file(),
+            #[cfg(target_os = "linux")]
+            Temp::Unnamed(file) => file,
+        }
+    }
+
+    /// A path that opens the copy anew, with its own read position.
+    fn path(&self) -> PathBuf {
+        match self {
+            Temp::Named(temp) => temp.path().to_path_buf(),
+            #[cfg(target_os = "linux")]
+            Temp::Unnamed(file) => {
+                use std::os::fd::AsRawFd;
+                PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            }
+        }
+    }
 }
 
 /// A plain file as it is (shown as the path as given); standard input spooled
@@ -59,10 +108,7 @@ pub fn resolve(source: &InputSource) -> Result<Spooled, InputError> {
 
 /// Copies `input` to a new temporary file; `display` names the input in messages.
 fn spool(mut input: impl Read, display: &str) -> Result<Spooled, InputError> {
-    let temp = tempfile::Builder::new()
-        .prefix("promptbatch-input-")
-        .tempfile()
-        .map_err(|e| {
+    let temp = Temp::create().map_err(|e| {
             InputError::new(
                 display,
                 None,
@@ -72,19 +118,19 @@ fn spool(mut input: impl Read, display: &str) -> Result<Spooled, InputError> {
                 ),
             )
         })?;
+    let temp_name = std::env::temp_dir().display().to_string();
     let write_error = |e: std::io::Error| {
         InputError::new(
             display,
             None,
             format!(
-                "cannot copy {display} to {}: {}; free some space or set TMPDIR to another folder",
-                temp.path().display(),
+                "cannot copy {display} to a temporary file in {temp_name}: {}; free some space or set TMPDIR to another folder",
                 io_message(&e)
             ),
         )
     };
     {
-        let mut out = BufWriter::with_capacity(256 * 1024, temp.as_file());
+        let mut out = BufWriter::with_capacity(256 * 1024, temp.file());
         copy(&mut input, &mut out).map_err(|e| match e {
             CopyError::Read(e) => InputError::new(
                 display,
@@ -97,7 +143,7 @@ fn spool(mut input: impl Read, display: &str) -> Result<Spooled, InputError> {
     }
     Ok(Spooled {
         file: InputFile {
-            path: temp.path().to_path_buf(),
+            path: temp.path(),
             display: display.to_string(),
         },
         _temp: Some(temp),
@@ -142,7 +188,7 @@ mod tests {
     }
 
     #[test]
-    fn spooled_input_reads_twice_and_is_deleted_on_drop() {
+    fn spooled_input_reads_twice_and_leaves_no_file_behind() {
         let spooled = spool(&b"{\"a\":1}\n{\"a\":2}\n"[..], STDIN_DISPLAY).expect("spools");
         assert_eq!(spooled.file.display, "<stdin>");
         for _ in 0..2 {
@@ -151,8 +197,18 @@ mod tests {
         }
         let path = spooled.file.path.clone();
         assert!(path.exists());
-        drop(spooled);
-        assert!(!path.exists());
+        #[cfg(target_os = "linux")]
+        {
+            // Already nameless: nothing is left behind however the run ends.
+            use std::os::unix::fs::MetadataExt;
+            assert!(path.starts_with("/proc/self/fd"), "{}", path.display());
+            assert_eq!(std::fs::metadata(&path).expect("meta").nlink(), 0);
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            drop(spooled);
+            assert!(!path.exists());
+        }
     }
 
     #[cfg(unix)]

@@ -276,11 +276,16 @@ fn output_config(
         None => settings::summary_for(&path),
     };
     let mut ok = true;
-    if summary == path {
+    // By identity too: the summary replaces its file, and a summary at
+    // `x/../out.jsonl` or at the output's lock would replace the output or
+    // free its lock.
+    let lock = crate::sink::lock_path(&path);
+    if same_file(&summary, &path) || same_file(&summary, &lock) {
         problems.push(
             at("[output] summary", "--summary"),
             format!(
-                "the summary path {} is the output path; pick another",
+                "the summary path {} is the output {} or its lock file; pick another",
+                summary.display(),
                 path.display()
             ),
         );

@@ -6,7 +6,7 @@ pub mod summary;
 pub mod table;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -39,6 +39,9 @@ pub enum ReportError {
 /// the nearest one that does (where the missing ones will be made).
 pub fn check_summary_path(path: &Path) -> std::io::Result<()> {
     use std::io::{Error, ErrorKind};
+    if written_into(path)? {
+        return Ok(());
+    }
     if std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
         return Err(Error::new(ErrorKind::IsADirectory, "it is a folder"));
     }
@@ -119,16 +122,50 @@ fn for_each_line(path: &Path, mut f: impl FnMut(u64, &[u8])) -> std::io::Result<
     }
 }
 
-/// Writes `summary` as pretty JSON to `path`, atomically (temp file + rename).
+/// Writes `summary` as pretty JSON to `path`: atomically (temp file + rename)
+/// when it is a plain file or none yet; straight into a device or a pipe
+/// (`--summary /dev/null`, `--summary >(jq .)`), which a rename would replace.
 pub fn write_summary(path: &Path, summary: &Summary) -> std::io::Result<()> {
+    let mut text = serde_json::to_vec_pretty(summary)?;
+    text.push(b'\n');
+    if written_into(path)? {
+        return std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)?
+            .write_all(&text);
+    }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
     let mut temp = crate::sink::temp_beside(path)?;
-    serde_json::to_writer_pretty(&mut temp, summary)?;
-    std::io::Write::write_all(&mut temp, b"\n")?;
+    temp.write_all(&text)?;
     temp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// True for a pipe, or a character device named as itself (`/dev/null`):
+/// written into, never replaced. False for a plain file or none; an error
+/// for anything else (a folder, a socket, a device reached through a link,
+/// which may be planted to make a run write into `/dev/mem`).
+fn written_into(path: &Path) -> std::io::Result<bool> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(false);
+    };
+    if meta.is_file() {
+        return Ok(false);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let kind = meta.file_type();
+        let linked = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+        if kind.is_fifo() || (kind.is_char_device() && !linked) {
+            return Ok(true);
+        }
+    }
+    Err(std::io::Error::other(
+        "not a plain file: the summary is written to a plain file, a pipe or a device named as itself (--summary /dev/null); choose another --summary",
+    ))
 }
 
 /// A usage report over output files: every record counts as sent; the time

@@ -109,6 +109,12 @@ pub async fn validate(args: &JobArgs) -> anyhow::Result<ExitStatus> {
     let resume = Arc::new(sink::read(&job.output.path, false).map_err(|e| invalid(e.to_string()))?);
     let scan = scan_input(&job, &file, &resume, args.allow_empty).await?;
     print!("{}", crate::scan::describe(&job, &file.file.display, &scan));
+    if let Some(pid) = sink::holder(&job.output.path) {
+        eprintln!(
+            "promptbatch: warning: {} is being written by another promptbatch run (process {pid}); a run started now is refused until that one ends",
+            job.output.path.display()
+        );
+    }
     // A run would stop here too: a preflight that passes must mean the run can start.
     api_key(&job)?;
     Ok(ExitStatus::Success)
@@ -143,6 +149,8 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
         scan = scan_input(&job, &file, &resume, allow_empty).await?;
     }
     let bak = sink::take_over(output, &resume, args.fresh).map_err(|e| invalid(e.to_string()))?;
+    // Opened before anything is sent: an output that cannot be written is exit 2.
+    let writer = Writer::append(output).map_err(|e| invalid(e.to_string()))?;
     if let Some((line, bytes)) = resume.cut {
         // Said even with --quiet: the file changed.
         eprintln!(
@@ -157,7 +165,6 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
             bak.display()
         ));
     }
-    let writer = Writer::append(output).map_err(|e| invalid(e.to_string()))?;
 
     if !args.quiet {
         if !job

@@ -107,7 +107,9 @@ fn write_compacted(
         match folds.get(&n) {
             Some(dropped) => {
                 let own = head(real, n, line)?.prior_charge_usd.unwrap_or(0.0);
-                let line = with_prior(line, own + dropped).map_err(|e| SinkError::Corrupt {
+                // Saturated: an infinite sum would be written as null, a charge of nothing.
+                let prior = (own + dropped).min(f64::MAX);
+                let line = with_prior(line, prior).map_err(|e| SinkError::Corrupt {
                     path: real.to_path_buf(),
                     line: n,
                     reason: e.to_string(),
@@ -294,6 +296,25 @@ mod tests {
         .expect("json");
         assert_eq!(line["prior_charge_usd"], 1.75);
         assert_eq!(line["budget_charge_usd"], 2.0);
+    }
+
+    #[test]
+    fn folded_charges_saturate_instead_of_vanishing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.jsonl");
+        let huge = charged("a/default", "1e308");
+        std::fs::write(
+            &path,
+            [&huge, &huge, &huge, &huge]
+                .map(|l| format!("{l}\n"))
+                .concat(),
+        )
+        .expect("write");
+        assert_eq!(compact(&path).expect("compact"), 3);
+        let left = std::fs::read_to_string(&path).expect("read");
+        let line: serde_json::Value = serde_json::from_str(left.trim_end()).expect("json");
+        assert_eq!(line["prior_charge_usd"].as_f64(), Some(f64::MAX), "{left}");
+        assert!(crate::sink::scan(&path).expect("scan").recorded_cost_usd >= f64::MAX);
     }
 
     #[test]

@@ -12,6 +12,9 @@ use super::{io_error, SinkError};
 #[derive(Debug)]
 pub struct OutputLock {
     _file: File,
+    /// The output itself, locked too: a hard link is another path to it
+    /// with a lock file of its own, and only the file knows they are one.
+    _output: Option<File>,
     path: PathBuf,
 }
 
@@ -34,7 +37,7 @@ impl OutputLock {
                 });
             }
         }
-        let path = super::paths::with_suffix(&real, ".lock");
+        let path = super::paths::lock_path(&real);
         let mut file = open_plain(&path)?;
         match file.try_lock() {
             Ok(()) => {}
@@ -54,11 +57,68 @@ impl OutputLock {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io_error(&path)(e)),
         }
+        let output_file = lock_output(&real, output)?;
         file.set_len(0).map_err(io_error(&path))?;
         file.seek(SeekFrom::Start(0)).map_err(io_error(&path))?;
         writeln!(file, "{}", std::process::id()).map_err(io_error(&path))?;
         file.flush().map_err(io_error(&path))?;
-        Ok(OutputLock { _file: file, path })
+        Ok(OutputLock {
+            _file: file,
+            _output: output_file,
+            path,
+        })
+    }
+}
+
+/// Locks the output file itself when there is one (see [`OutputLock`]).
+fn lock_output(real: &Path, output: &Path) -> Result<Option<File>, SinkError> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // A FIFO put there since it was checked must not hang the run.
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = match options.open(real) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error(real)(e)),
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(SinkError::LockedByLink {
+            path: output.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io_error(real)(e)),
+    }
+}
+
+/// The process id of the run that holds `output`'s lock, if one does
+/// (`validate` warns of it). Creates nothing: an output or lock file not
+/// there yet has no holder.
+pub fn holder(output: &Path) -> Option<String> {
+    let real = std::fs::canonicalize(output).ok().or_else(|| {
+        let folder = output.parent().filter(|d| !d.as_os_str().is_empty());
+        let folder = std::fs::canonicalize(folder.unwrap_or(Path::new("."))).ok()?;
+        Some(folder.join(output.file_name()?))
+    })?;
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let mut file = options.open(super::paths::lock_path(&real)).ok()?;
+    match file.try_lock_shared() {
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim();
+            Some(if pid.is_empty() { "unknown" } else { pid }.to_string())
+        }
+        _ => None,
     }
 }
 
@@ -86,7 +146,14 @@ fn open_plain(path: &Path) -> Result<File, SinkError> {
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(not_plain()),
         Err(e) => return Err(io_error(path)(e)),
     };
-    if !file.metadata().map_err(io_error(path))?.is_file() {
+    let meta = file.metadata().map_err(io_error(path))?;
+    if !meta.is_file() {
+        return Err(not_plain());
+    }
+    // A hard link planted there is another file under a second name: taking
+    // the lock would overwrite it with a process id.
+    #[cfg(unix)]
+    if std::os::unix::fs::MetadataExt::nlink(&meta) > 1 {
         return Err(not_plain());
     }
     Ok(file)
@@ -108,7 +175,9 @@ mod tests {
             "{msg}"
         );
         assert!(matches!(err, SinkError::Locked { .. }));
+        assert_eq!(holder(&out), Some(std::process::id().to_string()));
         drop(first);
+        assert_eq!(holder(&out), None);
         let again = OutputLock::acquire(&out).expect("lock after release");
         assert!(again.path().ends_with("out.jsonl.lock"));
     }
@@ -133,11 +202,31 @@ mod tests {
         .expect("link");
         assert!(OutputLock::acquire(&other).is_err());
         assert!(!dir.path().join("made.txt").exists());
+        // A hard link to another file is not written through either.
+        let fourth = dir.path().join("fourth.jsonl");
+        std::fs::hard_link(&victim, dir.path().join("fourth.jsonl.lock")).expect("hard link");
+        let err = OutputLock::acquire(&fourth).unwrap_err();
+        assert!(matches!(err, SinkError::LockNotAFile { .. }), "{err}");
+        assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious");
         // A folder in its place.
         let third = dir.path().join("third.jsonl");
         std::fs::create_dir(dir.path().join("third.jsonl.lock")).expect("mkdir");
         let err = OutputLock::acquire(&third).unwrap_err();
         assert!(matches!(err, SinkError::LockNotAFile { .. }), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_hard_link_to_a_locked_output_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out.jsonl");
+        std::fs::write(&out, "").expect("write");
+        std::fs::hard_link(&out, dir.path().join("same.jsonl")).expect("hard link");
+        let held = OutputLock::acquire(&out).expect("lock");
+        let err = OutputLock::acquire(&dir.path().join("same.jsonl")).unwrap_err();
+        assert!(matches!(err, SinkError::LockedByLink { .. }), "{err}");
+        drop(held);
+        OutputLock::acquire(&dir.path().join("same.jsonl")).expect("lock after release");
     }
 
     #[cfg(unix)]

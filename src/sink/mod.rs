@@ -4,6 +4,7 @@
 //! the next scan cuts off) and compacts atomically when it ends.
 
 mod compact;
+mod lines;
 mod lock;
 mod paths;
 pub mod record;
@@ -14,8 +15,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub use compact::compact;
-pub use lock::OutputLock;
-pub use paths::{move_aside, remove_stale_temp, resolve, FileStamp};
+pub use lock::{holder, OutputLock};
+pub use paths::{check_temp, lock_path, move_aside, remove_stale_temp, resolve, FileStamp};
 pub use record::{Record, RecordHead, Status};
 pub use resume::{check_is_output, scan, Latest, ResumeState};
 
@@ -31,9 +32,11 @@ pub enum SinkError {
     },
     #[error("{path} is being written by another promptbatch run (process {pid}); wait for it to end or choose another --output")]
     Locked { path: PathBuf, pid: String },
+    #[error("{path} is the same file as an output another promptbatch run is writing under another name (a hard link); wait for it to end or choose another --output")]
+    LockedByLink { path: PathBuf },
     #[error("{path} is not a regular file: the output must be a plain file (it is appended to, then replaced when compacted); choose another --output")]
     NotAFile { path: PathBuf },
-    #[error("{path} is a symbolic link or not a plain file, and a lock file must be a plain file: nothing was written through it; remove it (no run holds it then) or choose another --output")]
+    #[error("{path} is a symbolic link, a hard link to another file or not a plain file, and a lock file must be a plain file of its own: nothing was written through it; remove it (no run holds it then) or choose another --output")]
     LockNotAFile { path: PathBuf },
     #[error("{path} is not a promptbatch output (its first line is not a record: {reason}); choose another --output, so as not to overwrite it")]
     NotAnOutput { path: PathBuf, reason: String },
@@ -81,7 +84,7 @@ pub fn read(path: &Path, fresh: bool) -> Result<ResumeState, SinkError> {
 }
 
 /// With the lock held and every other check passed: removes a killed run's
-/// compaction temp file, then moves the old output aside (`fresh`; returns
+/// compaction temp file (and proves a new one can be made), then moves the old output aside (`fresh`; returns
 /// the backup) or cuts off the unterminated last line `resume` found.
 pub fn take_over(
     path: &Path,
@@ -89,6 +92,7 @@ pub fn take_over(
     fresh: bool,
 ) -> Result<Option<PathBuf>, SinkError> {
     remove_stale_temp(path)?;
+    check_temp(path)?;
     if fresh {
         return move_aside(path);
     }

@@ -55,6 +55,12 @@ pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The lock file of an output (of `resolved`, the output with every symlink
+/// resolved, so that two paths to one file share it).
+pub fn lock_path(resolved: &Path) -> PathBuf {
+    with_suffix(resolved, ".lock")
+}
+
 /// Where compaction writes before it renames: beside the real file, so the
 /// rename stays on one file system and a symlinked output stays a symlink.
 pub(crate) fn compact_temp(resolved: &Path) -> PathBuf {
@@ -70,6 +76,20 @@ pub fn remove_stale_temp(output: &Path) -> Result<Option<PathBuf>, SinkError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_error(&temp)(e)),
     }
+}
+
+/// Proves that compaction will be able to make its temp file beside the
+/// output: a folder the output can be appended in but no file created in
+/// would otherwise fail only at the end, after the requests were paid for.
+/// Called with the lock held, once a stale temp file is gone.
+pub fn check_temp(output: &Path) -> Result<(), SinkError> {
+    let temp = compact_temp(&resolve(output)?);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .map_err(io_error(&temp))?;
+    std::fs::remove_file(&temp).map_err(io_error(&temp))
 }
 
 /// `--fresh`: moves an existing output (the file its path resolves to) to

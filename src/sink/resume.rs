@@ -7,9 +7,10 @@
 //! it would lose a line, counting it would give the budget room it lacks.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::Path;
 
+use super::lines::{read_line, skip_rest, starts_like_a_record, trim_newline, Line};
 use super::paths::FileStamp;
 use super::record::{RecordCheck, RecordHead, Status};
 use super::{io_error, SinkError};
@@ -84,9 +85,10 @@ pub fn check_is_output(path: &Path) -> Result<(), SinkError> {
     };
     let mut buf = Vec::new();
     loop {
-        buf.clear();
-        if reader.read_until(b'\n', &mut buf).map_err(io_error(path))? == 0 {
-            return Ok(());
+        match read_line(&mut reader, &mut buf).map_err(io_error(path))? {
+            Line::Read(0) => return Ok(()),
+            Line::Read(_) => {}
+            Line::Long => return Err(not_a_record_start(path)),
         }
         let text = trim_newline(&buf);
         if text.iter().all(u8::is_ascii_whitespace) {
@@ -112,11 +114,27 @@ pub fn scan(path: &Path) -> Result<ResumeState, SinkError> {
     let mut buf = Vec::new();
     let mut line_no: u64 = 0;
     loop {
-        buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(io_error(path))? as u64;
-        if n == 0 {
-            break;
-        }
+        let n = match read_line(&mut reader, &mut buf).map_err(io_error(path))? {
+            Line::Read(0) => break,
+            Line::Read(n) => n,
+            Line::Long => {
+                line_no += 1;
+                if state.lines == 0 {
+                    return Err(not_a_record_start(path));
+                }
+                let (bytes, terminated) = skip_rest(&mut reader).map_err(io_error(path))?;
+                if terminated {
+                    return Err(SinkError::Corrupt {
+                        path: path.to_path_buf(),
+                        line: line_no,
+                        reason: "a long line that does not start like a record".into(),
+                    });
+                }
+                // A last line without its newline, as a crash leaves one: cut.
+                state.cut = Some((line_no, bytes));
+                break;
+            }
+        };
         line_no += 1;
         let text = trim_newline(&buf);
         let blank = text.iter().all(u8::is_ascii_whitespace);
@@ -159,6 +177,13 @@ pub fn scan(path: &Path) -> Result<ResumeState, SinkError> {
     Ok(state)
 }
 
+fn not_a_record_start(path: &Path) -> SinkError {
+    SinkError::NotAnOutput {
+        path: path.to_path_buf(),
+        reason: "it does not start like one, and runs past 64 KiB without a newline".into(),
+    }
+}
+
 /// The file for reading; None when there is none. Only plain files are outputs.
 fn open(path: &Path) -> Result<Option<BufReader<File>>, SinkError> {
     if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
@@ -184,25 +209,22 @@ fn first_line_is_a_record(path: &Path, text: &[u8]) -> Result<(), SinkError> {
         })
 }
 
-/// A file whose only line is unterminated is ours only if it starts like a
-/// record: a one-line data file without a final newline looks just like a
+/// A file whose only line is unterminated is ours only if it is a record
+/// that lacks its newline, or the start of one cut short: a one-line data
+/// file without a final newline (`{"key": ...}` included) looks just like a
 /// half-written record otherwise, and must never be cut.
 fn unterminated_first_line(path: &Path, text: &[u8]) -> Result<(), SinkError> {
-    if text.starts_with(RECORD_START) {
+    // Whole JSON is a whole line: it must be a record like any first line.
+    if serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok() {
+        return first_line_is_a_record(path, text);
+    }
+    if starts_like_a_record(text) {
         return Ok(());
     }
     Err(SinkError::NotAnOutput {
         path: path.to_path_buf(),
         reason: "its only line is not terminated and does not start like a record".into(),
     })
-}
-
-/// How every record line starts (`key` is the record's first field).
-const RECORD_START: &[u8] = b"{\"key\":";
-
-fn trim_newline(line: &[u8]) -> &[u8] {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 #[cfg(test)]
@@ -308,11 +330,29 @@ pub(crate) mod tests {
         let err = scan(&path).unwrap_err();
         assert!(matches!(err, SinkError::NotAnOutput { .. }), "{err}");
         assert!(check_is_output(&path).is_err());
-        // A first record cut short by a crash is ours: it is cut.
-        let (_d, path) = write("{\"key\":\"a/def");
-        let state = scan_repair(&path).expect("scan");
-        assert_eq!(state.cut.map(|c| c.0), Some(1));
-        assert_eq!(std::fs::read_to_string(&path).expect("read"), "");
+        // Not even one whose first field is `key`.
+        for data in [
+            "{\"key\":\"mine\",\"value\":1}",
+            "{\"key\": \"mine\", \"value\": 1",
+            "{\"key\":\"mine\",\"value\":1",
+        ] {
+            let (_d, path) = write(data);
+            let err = scan(&path).unwrap_err();
+            assert!(
+                matches!(err, SinkError::NotAnOutput { .. }),
+                "{data}: {err}"
+            );
+            assert!(check_is_output(&path).is_err(), "{data}");
+            assert_eq!(std::fs::read_to_string(&path).expect("read"), data);
+        }
+        // A first record cut short by a crash is ours: it is cut, wherever it was cut.
+        let line = ok();
+        for end in [1, 5, 9, 15, 20, 60, line.len() - 1, line.len()] {
+            let (_d, path) = write(&line[..end]);
+            let state = scan_repair(&path).expect(&line[..end]);
+            assert_eq!(state.cut.map(|c| c.0), Some(1), "{}", &line[..end]);
+            assert_eq!(std::fs::read_to_string(&path).expect("read"), "");
+        }
     }
 
     #[test]
@@ -379,6 +419,35 @@ pub(crate) mod tests {
             scan(&path).unwrap_err(),
             SinkError::Corrupt { line: 1, .. }
         ));
+    }
+
+    #[test]
+    fn long_lines_are_judged_by_how_they_start() {
+        let garbage = "x".repeat(1 << 20);
+        // A file without a newline in its first 64 KiB (a disk image, say).
+        let (_d, path) = write(&garbage);
+        assert!(matches!(scan(&path), Err(SinkError::NotAnOutput { .. })));
+        assert!(matches!(
+            check_is_output(&path),
+            Err(SinkError::NotAnOutput { .. })
+        ));
+        // After a record: a terminated one was edited in, an unterminated one is cut.
+        let (_d, path) = write(&format!("{}\n{garbage}\n{}\n", ok(), ok_b()));
+        let err = scan(&path).unwrap_err();
+        assert!(matches!(err, SinkError::Corrupt { line: 2, .. }), "{err}");
+        let (_d, path) = write(&format!("{}\n\n{garbage}", ok()));
+        let state = scan_repair(&path).expect("scan");
+        assert_eq!(state.cut, Some((3, 1 << 20)));
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            format!("{}\n\n", ok())
+        );
+        // A long record is read whole.
+        let long = record("c/default", "ok", "c3", &format!(r#","note":"{garbage}""#));
+        let (_d, path) = write(&format!("{long}\n{}\n", ok()));
+        let state = scan(&path).expect("scan");
+        assert_eq!(state.lines, 2);
+        check_is_output(&path).expect("an output");
     }
 
     #[test]

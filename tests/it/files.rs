@@ -1,5 +1,5 @@
 //! Files are never clobbered or shared by accident: locks, links, outputs
-//! that are not outputs, compaction, --fresh backups, hand-edited outputs,
+//! that are not outputs, summary paths, compaction, --fresh backups, hand-edited outputs,
 //! inputs that are pipes, and empty inputs.
 
 use std::os::unix::fs::symlink;
@@ -341,6 +341,208 @@ async fn an_empty_input_is_refused_unless_allowed() {
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(
         stderr(&out).contains("/dev/null has no rows"),
+        "{}",
+        stderr(&out)
+    );
+    // A CSV export with nothing in it, not even a header, is empty too.
+    sb.write("rows.csv", "");
+    let csv = ["--input", "rows.csv", "--template", "{{q}}"];
+    let out = run(&sb, &csv).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("no rows"), "{}", stderr(&out));
+    let out = run(&sb, &[&csv[..], &["--allow-empty"]].concat()).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(mock.stats().requests(), 0);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_summary_path_that_cannot_be_written_is_refused_before_anything_is_sent() {
+    let (mock, sb) = start().await;
+    sb.write("rows.jsonl", &rows(&["hi"]));
+    sb.write("job.toml", &job(&mock.url(), ""));
+    std::fs::create_dir(sb.path("s.json")).expect("mkdir");
+    let out = run(&sb, &["--summary", "s.json"]).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("s.json") && stderr(&out).contains("--summary"),
+        "{}",
+        stderr(&out)
+    );
+    // Nor a device reached through a link, which could be planted to make
+    // a run write into /dev/mem: only a device named as itself is written into.
+    symlink("/dev/zero", sb.path("dev.json")).expect("link");
+    let out = run(&sb, &["--summary", "dev.json"]).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("dev.json"), "{}", stderr(&out));
+    assert_eq!(mock.stats().requests(), 0);
+    assert!(!sb.path("o.jsonl").exists());
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_summary_path_that_is_a_pipe_is_written_into_never_replaced() {
+    let (mock, sb) = start().await;
+    sb.write("rows.jsonl", &rows(&["hi"]));
+    sb.write("job.toml", &job(&mock.url(), ""));
+    // A pipe, as `--summary >(jq .)` gives; /dev/null is the same case (a
+    // rename over it would replace the device with a plain file).
+    let fifo = sb.path("s.json");
+    let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates a node.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo))
+    };
+    let out = run(&sb, &["--summary", "s.json"]).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let still_a_pipe = {
+        use std::os::unix::fs::FileTypeExt;
+        std::fs::symlink_metadata(&fifo).is_ok_and(|m| m.file_type().is_fifo())
+    };
+    // Checked before joining: a reader left on a replaced pipe never returns.
+    assert!(still_a_pipe, "the pipe was replaced by a plain file");
+    let text = reader.join().expect("join").expect("read");
+    let summary: Value = serde_json::from_str(&text).expect("summary JSON");
+    assert_eq!(summary["requests"]["ok"], 1);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_summary_path_that_is_the_output_or_its_lock_by_another_name_is_refused() {
+    let (mock, sb) = start().await;
+    sb.write("rows.jsonl", &rows(&["hi"]));
+    sb.write("job.toml", &job(&mock.url(), ""));
+    std::fs::create_dir(sb.path("sub")).expect("mkdir");
+    for summary in ["sub/../o.jsonl", "sub/../o.jsonl.lock"] {
+        let out = run(&sb, &["--summary", summary]).await;
+        assert_eq!(code(&out), 2, "{summary}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("is the output"),
+            "{summary}: {}",
+            stderr(&out)
+        );
+    }
+    // Once the output exists, a link to it is the output too.
+    let out = run(&sb, &[]).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let records = sb.read("o.jsonl");
+    symlink("o.jsonl", sb.path("alias.json")).expect("link");
+    let out = run(&sb, &["--summary", "alias.json"]).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert_eq!(sb.read("o.jsonl"), records);
+    assert_eq!(mock.stats().requests(), 1);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_folder_where_compaction_cannot_write_is_refused_before_anything_is_sent() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let (mock, sb) = start().await;
+    sb.write("rows.jsonl", &rows(&["[mock:fail=500] once"]));
+    sb.write("job.toml", &job(&mock.url(), ""));
+    let args = ["--output", "data/o.jsonl", "--summary", "s.json"];
+    let out = run(&sb, &args).await;
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    // The output and its lock can be written, but no file made beside them:
+    // the rerun's compaction (the failed line is superseded) could not run.
+    let mode = |name: &str, mode: u32| {
+        std::fs::set_permissions(sb.path(name), std::fs::Permissions::from_mode(mode))
+            .expect("chmod")
+    };
+    for name in ["data/o.jsonl", "data/o.jsonl.lock", "s.json"] {
+        mode(name, 0o666);
+    }
+    mode("data", 0o555);
+    mode(".", 0o777);
+    // Root may write anywhere: then the rerun runs as nobody, from a copy of
+    // the binary that user can reach.
+    let binary = sb.path("promptbatch");
+    std::fs::copy(env!("CARGO_BIN_EXE_promptbatch"), &binary).expect("copy");
+    mode("promptbatch", 0o755);
+    let mut rerun = std::process::Command::new(&binary);
+    rerun
+        .args(["run", "job.toml", "--progress", "off"])
+        .args(args)
+        .current_dir(sb.dir.path())
+        .env("NO_COLOR", "1");
+    // SAFETY: geteuid only reads the process's user id.
+    if unsafe { libc::geteuid() } == 0 {
+        rerun.uid(65534).gid(65534);
+    }
+    let out = output(rerun).await;
+    mode("data", 0o755);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("o.jsonl.compact.tmp"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(mock.stats().requests(), 1);
+    mock.shutdown().await;
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_run_killed_while_it_spools_a_pipe_leaves_no_temporary_file() {
+    use std::io::Write;
+    let (mock, sb) = start().await;
+    sb.write("job.toml", &job(&mock.url(), ""));
+    let tmp = sb.path("tmp");
+    std::fs::create_dir(&tmp).expect("mkdir");
+    let mut child = sb
+        .command(&["run", "job.toml", "--input", "-", "--progress", "off"])
+        .env("TMPDIR", &tmp)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starts");
+    // An endless pipe: rows, and the writing end never closed.
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(rows(&["hi"; 100]).as_bytes())
+        .expect("write");
+    // Wait until the run holds its copy open (a descriptor into tmp/).
+    let spooling = || {
+        std::fs::read_dir(format!("/proc/{}/fd", child.id()))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|to| to.starts_with(&tmp)))
+    };
+    let since = std::time::Instant::now();
+    while !spooling() {
+        assert!(
+            since.elapsed() < std::time::Duration::from_secs(30),
+            "the run never started copying its input"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    drop(stdin);
+    let left: Vec<_> = std::fs::read_dir(&tmp).expect("read dir").collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_eq!(mock.stats().requests(), 0);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn validate_warns_of_a_held_lock() {
+    let (mock, sb) = start().await;
+    sb.write("rows.jsonl", &rows(&["hi"]));
+    sb.write("job.toml", &job(&mock.url(), ""));
+    let out = output(sb.command(&["validate", "job.toml"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+    let _held = promptbatch::sink::OutputLock::acquire(&sb.path("o.jsonl")).expect("lock");
+    let out = output(sb.command(&["validate", "job.toml"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("warning: {}", sb.path("o.jsonl").display()))
+            && stderr(&out).contains(&format!("process {}", std::process::id())),
         "{}",
         stderr(&out)
     );
