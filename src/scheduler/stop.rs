@@ -173,15 +173,32 @@ fn unreachable(f: &Failure) -> bool {
 }
 
 /// What makes two errors "the same": status and message, without the request
-/// id some servers append (the AI/ML API does), which differs every time.
+/// id some servers append (the AI/ML API does), which differs every time, and
+/// with every other id or timestamp in it (a long word with a digit:
+/// `req_8f3a…`, a UUID, `2026-11-25T23:40:33Z`) made alike, so an error that
+/// quotes one still repeats; short numbers (`4096`, `gpt-4o`) stay as they are.
 fn signature(f: &Failure) -> (Option<u16>, String) {
     let message = f.message.trim();
     let message = match message.rfind(" (request id ") {
         Some(at) if message.ends_with(')') => &message[..at],
         _ => message,
     };
-    (f.status, message.to_string())
+    let words: Vec<&str> = message
+        .split_whitespace()
+        .map(|word| {
+            let bare = word.trim_matches(|c: char| !c.is_alphanumeric());
+            if bare.chars().count() >= ID_CHARS && bare.chars().any(|c| c.is_ascii_digit()) {
+                "#"
+            } else {
+                word
+            }
+        })
+        .collect();
+    (f.status, words.join(" "))
 }
+
+/// A word this long with a digit in it is an id or a timestamp, not wording.
+const ID_CHARS: usize = 8;
 
 /// The runs of outcomes that say no further request can succeed. One per
 /// run, shared by every request (behind a lock: a few integer updates per attempt).
@@ -215,6 +232,10 @@ impl Streaks {
             if self.refusals >= REFUSALS_TO_STOP {
                 return Some(StopReason::EndpointRefused);
             }
+        } else {
+            // "In a row": an attempt answered otherwise (a 500 about to be
+            // retried) breaks the run as much as a request that ends otherwise.
+            self.refusals = 0;
         }
         None
     }
@@ -304,6 +325,40 @@ mod tests {
             s.on_end(Some((&http(403, "flagged"), Verdict::Final))),
             Some(StopReason::EndpointRefused)
         );
+        // Ids and timestamps a server puts in its message do not tell them apart either.
+        let mut s = Streaks::default();
+        let mut stopped = None;
+        for i in 0..50 {
+            let f = http(
+                500,
+                &format!(
+                    "Sorry! (Please include the request ID req_{:032x} in your message.) at 2026-11-25T23:{:02}:{:02}.{i:06}Z",
+                    i * 7919,
+                    i % 60,
+                    i % 60
+                ),
+            );
+            stopped = s.on_end(Some((&f, Verdict::Final)));
+        }
+        assert_eq!(stopped, Some(StopReason::EndpointRefused));
+        let mut s = Streaks::default();
+        for i in 0..50 {
+            let f = http(
+                400,
+                &format!("Bad model. Request ID: 9b1de{i:03}-8e2c-4b4e-a1d3-0c2f5a6e7b8c"),
+            );
+            stopped = s.on_end(Some((&f, Verdict::Final)));
+        }
+        assert_eq!(stopped, Some(StopReason::EndpointRefused));
+        // Short numbers are wording: another context size is another error.
+        let mut s = Streaks::default();
+        for i in 0..60 {
+            let f = http(
+                400,
+                &format!("prompt too long for a context of {}", 1000 + i),
+            );
+            assert_eq!(s.on_end(Some((&f, Verdict::Final))), None);
+        }
         // Same message, another status: not the same error.
         let mut s = Streaks::default();
         for i in 0..60 {
@@ -321,6 +376,11 @@ mod tests {
         assert_eq!(s.on_attempt(Some((&refusal, Verdict::Refused))), None);
         let other = http(400, "bad request");
         assert_eq!(s.on_end(Some((&other, Verdict::Final))), None);
+        assert_eq!(s.on_attempt(Some((&refusal, Verdict::Refused))), None);
+        assert_eq!(s.on_attempt(Some((&refusal, Verdict::Refused))), None);
+        // A 500 between them, to be retried, breaks the row too.
+        let server = http(500, "boom");
+        assert_eq!(s.on_attempt(Some((&server, Verdict::Retry))), None);
         assert_eq!(s.on_attempt(Some((&refusal, Verdict::Refused))), None);
         assert_eq!(s.on_attempt(Some((&refusal, Verdict::Refused))), None);
         assert_eq!(
