@@ -190,7 +190,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
     let signals = tokio::spawn(watch_signals(stop.clone(), args.quiet));
     let (request_tx, request_rx) = mpsc::channel(1024);
     let (event_tx, mut event_rx) = mpsc::channel(4096);
-    let producer = producer::spawn(&job, &file, checked, &resume, request_tx);
+    let producer = producer::spawn(&job, &file, checked, scan.rows, &resume, request_tx);
     let scheduler = Scheduler::new(
         &job,
         client,

@@ -341,3 +341,46 @@ async fn the_summary_describes_the_job_resumed_lines_included() {
     assert_eq!(third["tokens"]["total"], tokens);
     mock.shutdown().await;
 }
+
+#[tokio::test]
+async fn rows_written_to_the_input_during_the_run_are_not_sent_unchecked() {
+    let mock = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    // More rows than the queue ahead of the scheduler holds: the reader is
+    // still in the file when a pipeline appends to it.
+    let n = 1400;
+    sb.write("rows.jsonl", &rows(n, |i| format!("q{i}")));
+    sb.write("job.toml", &job(&mock.url(), 4));
+    let mut cmd = sb.command(&["run", "job.toml", "--quiet"]);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("spawn");
+    wait_until("the first requests", || mock.stats().requests() >= 5).await;
+    // A duplicate id (the scan would refuse it) and a row the scan never saw.
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(sb.path("rows.jsonl"))
+        .expect("open");
+    std::io::Write::write_all(
+        &mut file,
+        b"{\"id\": \"r1\", \"prompt\": \"late duplicate\"}\n{\"id\": \"late\", \"prompt\": \"late row\"}\n",
+    )
+    .expect("append");
+    drop(file);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait"))
+        .await
+        .expect("join");
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("changed during the run"),
+        "{}",
+        stderr(&out)
+    );
+    let records = sb.records("t.jsonl");
+    assert_eq!(records.len(), n, "one line per checked row, nothing else");
+    assert!(records.iter().all(|r| r["key"] != "late/default"));
+    let r1 = &by_key(&records)["r1/default"];
+    assert_eq!(r1["input"]["prompt"], "q1", "{r1}");
+    assert_eq!(mock.stats().requests(), n as u64);
+    mock.shutdown().await;
+}
