@@ -221,7 +221,10 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
     let busy_to = Utc::now();
     let collected = collector.finish();
     // Requests were sent: from here on nothing is exit 2.
-    let stopped = dispatch.await.unwrap_or_else(|_| stop.reason());
+    // The signal's reason, not the scheduler's: the collector may stop the
+    // run after the scheduler returned (the output found gone at the end).
+    let _ = dispatch.await;
+    let stopped = stop.reason();
     signals.abort();
     // The producer ends once the scheduler drops its receiver.
     let produced = producer

@@ -384,3 +384,43 @@ async fn rows_written_to_the_input_during_the_run_are_not_sent_unchecked() {
     assert_eq!(mock.stats().requests(), n as u64);
     mock.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_output_removed_during_the_run_exits_5_not_0() {
+    let mock = mock(MockConfig {
+        latency: Duration::from_millis(100),
+        ..MockConfig::default()
+    })
+    .await;
+    let sb = Sandbox::new();
+    sb.write("rows.jsonl", &rows(8, |i| format!("q{i}")));
+    sb.write("job.toml", &job(&mock.url(), 1));
+    let mut cmd = sb.command(&["run", "job.toml", "--quiet"]);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("spawn");
+    let out_path = sb.path("t.jsonl");
+    wait_until("the first line", || {
+        std::fs::read(&out_path).is_ok_and(|b| b.contains(&b'\n'))
+    })
+    .await;
+    // A careless clean-up: every later write succeeds, into a file nobody can read.
+    std::fs::remove_file(&out_path).expect("rm");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait"))
+        .await
+        .expect("join");
+    assert_eq!(code(&out), 5, "{}", stderr(&out));
+    let lines = stderr_lines(&out);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("removed or replaced") && lines[0].contains("t.jsonl"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(sb.summary("t.summary.json")["stopped"], "output_failed");
+    // The rerun sends every request again: none of their answers is on disk.
+    let out = output(sb.command(&["run", "job.toml", "--quiet"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(sb.records("t.jsonl").len(), 8);
+    mock.shutdown().await;
+}
