@@ -313,7 +313,10 @@ impl Shared {
                     booked += worst;
                 }
             }
-            let delay = backoff.next_delay(&failure, fastrand::f64());
+            let mut delay = backoff.next_delay(&failure, fastrand::f64());
+            if stop::unreachable(&failure) {
+                delay = delay.min(stop::UNREACHABLE_MAX_BACKOFF);
+            }
             let resumed = tokio::select! {
                 biased;
                 _ = retries.cancelled() => false,

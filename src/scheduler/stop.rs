@@ -21,6 +21,11 @@ pub const UNREACHABLE_TO_STOP: u32 = 20;
 /// Requests in a row ending in the same error (status and message) after
 /// which no request is dispatched: a model the endpoint does not serve, say.
 pub const IDENTICAL_TO_STOP: u32 = 50;
+/// The longest wait before retrying an attempt that could not reach the
+/// endpoint. The stop rule counts such attempts, so the usual exponential
+/// backoff (up to a minute) would only delay it: 20 attempts of one request
+/// at a time would take minutes before a mistyped host is reported.
+pub const UNREACHABLE_MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How much of a server's message the stop reason quotes.
 const QUOTED_CHARS: usize = 200;
 
@@ -166,7 +171,7 @@ pub fn shorten(message: &str) -> String {
 
 /// A failed attempt that never reached the endpoint: nothing was sent and
 /// nothing answered (connection refused, DNS, TLS, a connect timeout).
-fn unreachable(f: &Failure) -> bool {
+pub(super) fn unreachable(f: &Failure) -> bool {
     f.status.is_none()
         && !f.uncertain
         && matches!(f.kind, ErrorKind::Connection | ErrorKind::Timeout)

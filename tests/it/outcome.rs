@@ -424,3 +424,33 @@ async fn an_output_removed_during_the_run_exits_5_not_0() {
     assert_eq!(sb.records("t.jsonl").len(), 8);
     mock.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_reported_in_seconds_whatever_the_backoff() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let sb = Sandbox::new();
+    sb.write("rows.jsonl", &rows(10, |i| format!("q{i}")));
+    let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+    // Backoff that doubles from 1 s up to a minute: 10 attempts of a request
+    // would wait about two minutes on their own.
+    let job_text = job(&url, 2)
+        .replace("max_attempts = 4", "max_attempts = 10")
+        .replace("initial_backoff_ms = 1", "initial_backoff_ms = 1000")
+        .replace("max_backoff_ms = 5", "max_backoff_ms = 60000");
+    sb.write("job.toml", &job_text);
+    let start = Instant::now();
+    let out = output(sb.command(&["run", "job.toml", "--quiet"])).await;
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    assert_eq!(
+        sb.summary("t.summary.json")["stopped"],
+        "endpoint_unreachable"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        start.elapsed()
+    );
+}
