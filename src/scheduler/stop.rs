@@ -160,13 +160,24 @@ impl StopReason {
     }
 }
 
-/// `message` cut to a readable length, on a character boundary.
+/// `message` cut to a readable length, on a character boundary, on one
+/// line, and with control characters shown escaped: it is printed on a
+/// terminal, and a server's escape sequences must not drive it.
 pub fn shorten(message: &str) -> String {
     let message = message.trim();
-    match message.char_indices().nth(QUOTED_CHARS) {
+    let cut = match message.char_indices().nth(QUOTED_CHARS) {
         Some((cut, _)) => format!("{}…", &message[..cut]),
         None => message.to_string(),
+    };
+    let mut shown = String::with_capacity(cut.len());
+    for c in cut.chars() {
+        match c {
+            '\n' | '\r' | '\t' => shown.push(' '),
+            c if c.is_control() => shown.extend(c.escape_unicode()),
+            c => shown.push(c),
+        }
     }
+    shown
 }
 
 /// A failed attempt that never reached the endpoint: nothing was sent and
@@ -401,6 +412,10 @@ mod tests {
         assert_eq!(short.chars().count(), QUOTED_CHARS + 1);
         assert!(short.ends_with('…'));
         assert_eq!(shorten(" ok "), "ok");
+        // A server's escape sequences reach no terminal.
+        let quoted = shorten("bad\n\u{1b}[31mred\u{1b}]0;title\u{7}");
+        assert!(!quoted.chars().any(char::is_control), "{quoted:?}");
+        assert_eq!(quoted, "bad \\u{1b}[31mred\\u{1b}]0;title\\u{7}");
     }
 
     #[test]
