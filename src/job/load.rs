@@ -276,12 +276,17 @@ fn output_config(
         None => settings::summary_for(&path),
     };
     let mut ok = true;
-    if summary == path {
+    // By identity, not spelling (`dir/../out.jsonl`, a linked folder): the
+    // summary replaces its file at the end, which would be the output's lines
+    // or the lock another run is waiting on.
+    let mut lock = path.clone().into_os_string();
+    lock.push(".lock");
+    if same_file(&path, &summary) || same_file(Path::new(&lock), &summary) {
         problems.push(
             at("[output] summary", "--summary"),
             format!(
-                "the summary path {} is the output path; pick another",
-                path.display()
+                "the summary path {} is the output path or its lock file; pick another",
+                summary.display()
             ),
         );
         ok = false;

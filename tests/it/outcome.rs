@@ -454,3 +454,27 @@ async fn an_unreachable_endpoint_is_reported_in_seconds_whatever_the_backoff() {
         start.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_summary_path_that_is_the_output_or_its_lock_by_another_spelling_is_refused() {
+    let mock = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    sb.write("rows.jsonl", &rows(3, |i| format!("q{i}")));
+    sb.write("job.toml", &job(&mock.url(), 1));
+    std::fs::create_dir(sb.path("sub")).expect("mkdir");
+    let out = output(sb.command(&["run", "job.toml", "--quiet"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let before = sb.read("t.jsonl");
+    for summary in ["sub/../t.jsonl", "sub/../t.jsonl.lock"] {
+        let out = output(sb.command(&["run", "job.toml", "--summary", summary])).await;
+        assert_eq!(code(&out), 2, "{summary}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("is the output path or its lock file"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(sb.read("t.jsonl"), before, "the output is untouched");
+    assert_eq!(mock.stats().requests(), 3, "nothing more was sent");
+    mock.shutdown().await;
+}
