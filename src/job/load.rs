@@ -276,17 +276,17 @@ fn output_config(
         None => settings::summary_for(&path),
     };
     let mut ok = true;
-    // By identity too: the summary replaces its file, and a summary at
-    // `x/../out.jsonl` or at the output's lock would replace the output or
-    // free its lock.
-    let lock = crate::sink::lock_path(&path);
-    if same_file(&summary, &path) || same_file(&summary, &lock) {
+    // By identity, not spelling (`dir/../out.jsonl`, a linked folder): the
+    // summary replaces its file at the end, which would be the output's lines
+    // or the lock another run is waiting on.
+    let mut lock = path.clone().into_os_string();
+    lock.push(".lock");
+    if same_file(&path, &summary) || same_file(Path::new(&lock), &summary) {
         problems.push(
             at("[output] summary", "--summary"),
             format!(
-                "the summary path {} is the output {} or its lock file; pick another",
-                summary.display(),
-                path.display()
+                "the summary path {} is the output path or its lock file; pick another",
+                summary.display()
             ),
         );
         ok = false;

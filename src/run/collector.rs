@@ -39,6 +39,8 @@ pub(super) struct Collector<'a> {
     records: Vec<Record>,
     /// Lines written for keys that already had one.
     superseded: u64,
+    /// Lines this run put in the file.
+    landed: u64,
     failed: Option<SinkError>,
 }
 
@@ -74,6 +76,7 @@ impl<'a> Collector<'a> {
             batch: Vec::new(),
             records: Vec::new(),
             superseded: 0,
+            landed: 0,
             failed: None,
         }
     }
@@ -117,6 +120,15 @@ impl<'a> Collector<'a> {
                 Err(_) => lost = self.records.len() as u64,
             }
         }
+        if self.failed.is_none() {
+            // Every write succeeded, but into a file someone removed or
+            // replaced: the answers are not in the output the next run reads.
+            if let Err(e) = self.writer.check_in_place() {
+                self.stop.stop(StopReason::OutputFailed);
+                self.failed = Some(e);
+                lost = self.landed;
+            }
+        }
         Collected {
             written: self.written,
             sent: self.sent,
@@ -130,6 +142,7 @@ impl<'a> Collector<'a> {
     fn landed(&mut self) {
         self.batch.clear();
         for record in self.records.drain(..) {
+            self.landed += 1;
             self.written.observe(&record);
             let id = KeyId::of(&record.key);
             if self.resume.latest.contains_key(&id) {

@@ -197,7 +197,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
     let signals = tokio::spawn(watch_signals(stop.clone(), args.quiet));
     let (request_tx, request_rx) = mpsc::channel(1024);
     let (event_tx, mut event_rx) = mpsc::channel(4096);
-    let producer = producer::spawn(&job, &file, checked, &resume, request_tx);
+    let producer = producer::spawn(&job, &file, checked, scan.rows, &resume, request_tx);
     let scheduler = Scheduler::new(
         &job,
         client,
@@ -228,7 +228,10 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
     let busy_to = Utc::now();
     let collected = collector.finish();
     // Requests were sent: from here on nothing is exit 2.
-    let stopped = dispatch.await.unwrap_or_else(|_| stop.reason());
+    // The signal's reason, not the scheduler's: the collector may stop the
+    // run after the scheduler returned (the output found gone at the end).
+    let _ = dispatch.await;
+    let stopped = stop.reason();
     signals.abort();
     // The producer ends once the scheduler drops its receiver.
     let produced = producer

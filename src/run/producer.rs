@@ -2,7 +2,9 @@
 //! scheduler the requests not already done.
 //!
 //! The scan checked every row before anything was sent; a file that changed
-//! since (a pipeline still writing it) is refused rather than sent unchecked.
+//! since (a pipeline still writing it) is refused rather than sent unchecked:
+//! no row past the ones the scan counted is read, and a change found at the
+//! end is reported (exit 1; a rerun sends the rest).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,18 +27,20 @@ pub(super) fn stamp(path: &Path) -> Stamp {
     Some((meta.len(), meta.modified().ok()?))
 }
 
-/// Spawns the producer; it ends when every row is read or the scheduler stops
-/// taking requests, and says why it stopped early.
+/// Spawns the producer; it ends when the `rows` rows the scan checked are
+/// read or the scheduler stops taking requests, and says why it stopped early.
 pub(super) fn spawn(
     job: &Job,
     file: &Spooled,
     checked: Stamp,
+    rows: u64,
     resume: &Arc<ResumeState>,
     tx: mpsc::Sender<Request>,
 ) -> JoinHandle<Result<(), String>> {
     let planner = Planner::new(job);
     let format = job.input.format;
-    let limit = usize::try_from(job.row_limit.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
+    // The scan already stopped at --limit: its count is the smaller bound.
+    let limit = usize::try_from(rows).unwrap_or(usize::MAX);
     let file = file.file.clone();
     let done = resume.clone();
     tokio::task::spawn_blocking(move || {
@@ -46,8 +50,8 @@ pub(super) fn spawn(
                 file.display
             ));
         }
-        let rows = input::open(&file, format).map_err(|e| e.to_string())?;
-        for row in rows.take(limit) {
+        let lines = input::open(&file, format).map_err(|e| e.to_string())?;
+        for row in lines.take(limit) {
             let requests = row
                 .map_err(|e| e.to_string())
                 .and_then(|row| {
@@ -67,6 +71,14 @@ pub(super) fn spawn(
                     return Ok(());
                 }
             }
+        }
+        if stamp(file.path()) != checked {
+            // Rows written meanwhile (a pipeline appending) were never checked:
+            // not sent, and not to pass unnoticed as a complete run.
+            return Err(format!(
+                "{} changed during the run; only the {rows} rows checked before sending were read: rerun once it is complete to send the rest",
+                file.display
+            ));
         }
         Ok(())
     })

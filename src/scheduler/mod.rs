@@ -325,7 +325,10 @@ impl Shared {
                     booking.booked_more(worst);
                 }
             }
-            let delay = backoff.next_delay(&failure, fastrand::f64());
+            let mut delay = backoff.next_delay(&failure, fastrand::f64());
+            if stop::unreachable(&failure) {
+                delay = delay.min(stop::UNREACHABLE_MAX_BACKOFF);
+            }
             let resumed = tokio::select! {
                 biased;
                 _ = retries.cancelled() => false,

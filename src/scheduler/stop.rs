@@ -21,6 +21,11 @@ pub const UNREACHABLE_TO_STOP: u32 = 20;
 /// Requests in a row ending in the same error (status and message) after
 /// which no request is dispatched: a model the endpoint does not serve, say.
 pub const IDENTICAL_TO_STOP: u32 = 50;
+/// The longest wait before retrying an attempt that could not reach the
+/// endpoint. The stop rule counts such attempts, so the usual exponential
+/// backoff (up to a minute) would only delay it: 20 attempts of one request
+/// at a time would take minutes before a mistyped host is reported.
+pub const UNREACHABLE_MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How much of a server's message the stop reason quotes.
 const QUOTED_CHARS: usize = 200;
 
@@ -155,33 +160,61 @@ impl StopReason {
     }
 }
 
-/// `message` cut to a readable length, on a character boundary.
+/// `message` cut to a readable length, on a character boundary, on one
+/// line, and with control characters shown escaped: it is printed on a
+/// terminal, and a server's escape sequences must not drive it.
 pub fn shorten(message: &str) -> String {
     let message = message.trim();
-    match message.char_indices().nth(QUOTED_CHARS) {
+    let cut = match message.char_indices().nth(QUOTED_CHARS) {
         Some((cut, _)) => format!("{}…", &message[..cut]),
         None => message.to_string(),
+    };
+    let mut shown = String::with_capacity(cut.len());
+    for c in cut.chars() {
+        match c {
+            '\n' | '\r' | '\t' => shown.push(' '),
+            c if c.is_control() => shown.extend(c.escape_unicode()),
+            c => shown.push(c),
+        }
     }
+    shown
 }
 
 /// A failed attempt that never reached the endpoint: nothing was sent and
 /// nothing answered (connection refused, DNS, TLS, a connect timeout).
-fn unreachable(f: &Failure) -> bool {
+pub(super) fn unreachable(f: &Failure) -> bool {
     f.status.is_none()
         && !f.uncertain
         && matches!(f.kind, ErrorKind::Connection | ErrorKind::Timeout)
 }
 
 /// What makes two errors "the same": status and message, without the request
-/// id some servers append (the AI/ML API does), which differs every time.
+/// id some servers append (the AI/ML API does), which differs every time, and
+/// with every other id or timestamp in it (a long word with a digit:
+/// `req_8f3a…`, a UUID, `2026-11-25T23:40:33Z`) made alike, so an error that
+/// quotes one still repeats; short numbers (`4096`, `gpt-4o`) stay as they are.
 fn signature(f: &Failure) -> (Option<u16>, String) {
     let message = f.message.trim();
     let message = match message.rfind(" (request id ") {
         Some(at) if message.ends_with(')') => &message[..at],
         _ => message,
     };
-    (f.status, message.to_string())
+    let words: Vec<&str> = message
+        .split_whitespace()
+        .map(|word| {
+            let bare = word.trim_matches(|c: char| !c.is_alphanumeric());
+            if bare.chars().count() >= ID_CHARS && bare.chars().any(|c| c.is_ascii_digit()) {
+                "#"
+            } else {
+                word
+            }
+        })
+        .collect();
+    (f.status, words.join(" "))
 }
+
+/// A word this long with a digit in it is an id or a timestamp, not wording.
+const ID_CHARS: usize = 8;
 
 /// The runs of outcomes that say no further request can succeed. One per
 /// run, shared by every request (behind a lock: a few integer updates per attempt).
@@ -215,6 +248,10 @@ impl Streaks {
             if self.refusals >= REFUSALS_TO_STOP {
                 return Some(StopReason::EndpointRefused);
             }
+        } else {
+            // "In a row": an attempt answered otherwise (a 500 about to be
+            // retried) breaks the run as much as a request that ends otherwise.
+            self.refusals = 0;
         }
         None
     }
@@ -304,6 +341,40 @@ mod tests {
             s.on_end(Some((&http(403, "flagged"), Verdict::Final))),
             Some(StopReason::EndpointRefused)
         );
+        // Ids and timestamps a server puts in its message do not tell them apart either.
+        let mut s = Streaks::default();
+        let mut stopped = None;
+        for i in 0..50 {
+            let f = http(
+                500,
+                &format!(
+                    "Sorry! (Please include the request ID req_{:032x} in your message.) at 2026-11-25T23:{:02}:{:02}.{i:06}Z",
+                    i * 7919,
+                    i % 60,
+                    i % 60
+                ),
+            );
+            stopped = s.on_end(Some((&f, Verdict::Final)));
+        }
+        assert_eq!(stopped, Some(StopReason::EndpointRefused));
+        let mut s = Streaks::default();
+        for i in 0..50 {
+            let f = http(
+                400,
+                &format!("Bad model. Request ID: 9b1de{i:03}-8e2c-4b4e-a1d3-0c2f5a6e7b8c"),
+            );
+            stopped = s.on_end(Some((&f, Verdict::Final)));
+        }
+        assert_eq!(stopped, Some(StopReason::EndpointRefused));
+        // Short numbers are wording: another context size is another error.
+        let mut s = Streaks::default();
+        for i in 0..60 {
+            let f = http(
+                400,
+                &format!("prompt too long for a context of {}", 1000 + i),
+            );
+            assert_eq!(s.on_end(Some((&f, Verdict::Final))), None);
+        }
         // Same message, another status: not the same error.
         let mut s = Streaks::default();
         for i in 0..60 {
@@ -323,6 +394,11 @@ mod tests {
         assert_eq!(s.on_end(Some((&other, Verdict::Final))), None);
         assert_eq!(s.on_attempt(Some((&refusal, Verdict::Refused))), None);
         assert_eq!(s.on_attempt(Some((&refusal, Verdict::Refused))), None);
+        // A 500 between them, to be retried, breaks the row too.
+        let server = http(500, "boom");
+        assert_eq!(s.on_attempt(Some((&server, Verdict::Retry))), None);
+        assert_eq!(s.on_attempt(Some((&refusal, Verdict::Refused))), None);
+        assert_eq!(s.on_attempt(Some((&refusal, Verdict::Refused))), None);
         assert_eq!(
             s.on_attempt(Some((&refusal, Verdict::Refused))),
             Some(StopReason::EndpointRefused)
@@ -336,6 +412,10 @@ mod tests {
         assert_eq!(short.chars().count(), QUOTED_CHARS + 1);
         assert!(short.ends_with('…'));
         assert_eq!(shorten(" ok "), "ok");
+        // A server's escape sequences reach no terminal.
+        let quoted = shorten("bad\n\u{1b}[31mred\u{1b}]0;title\u{7}");
+        assert!(!quoted.chars().any(char::is_control), "{quoted:?}");
+        assert_eq!(quoted, "bad \\u{1b}[31mred\\u{1b}]0;title\\u{7}");
     }
 
     #[test]

@@ -156,6 +156,31 @@ impl Writer {
             }
         }
     }
+
+    /// Whether the output path still leads to the file this writer appends
+    /// to: removed or replaced during the run, every line written went with
+    /// the old file, though each write succeeded.
+    pub fn check_in_place(&self) -> Result<(), SinkError> {
+        let gone = || {
+            io_error(&self.path)(std::io::Error::other(
+                "the output was removed or replaced during the run, and the lines this run appended went with the old file",
+            ))
+        };
+        let Ok(now) = std::fs::metadata(&self.path) else {
+            return Err(gone());
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let ours = self.file.metadata().map_err(io_error(&self.path))?;
+            if (ours.dev(), ours.ino()) != (now.dev(), now.ino()) {
+                return Err(gone());
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = now;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -171,5 +196,19 @@ mod tests {
         };
         let err = w.append_lines(b"{\"key\":\"a\"}\n").unwrap_err();
         assert!(err.to_string().contains("/dev/full"), "{err}");
+    }
+
+    #[test]
+    fn an_output_removed_or_replaced_during_the_run_is_noticed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.jsonl");
+        let mut w = Writer::append(&path).expect("open");
+        w.append_lines(b"{\"key\":\"a\"}\n").expect("append");
+        w.check_in_place().expect("still there");
+        std::fs::remove_file(&path).expect("rm");
+        let err = w.check_in_place().unwrap_err();
+        assert!(err.to_string().contains("removed or replaced"), "{err}");
+        std::fs::write(&path, "other\n").expect("write");
+        assert!(w.check_in_place().is_err(), "another file at the path");
     }
 }

@@ -341,3 +341,140 @@ async fn the_summary_describes_the_job_resumed_lines_included() {
     assert_eq!(third["tokens"]["total"], tokens);
     mock.shutdown().await;
 }
+
+#[tokio::test]
+async fn rows_written_to_the_input_during_the_run_are_not_sent_unchecked() {
+    let mock = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    // More rows than the queue ahead of the scheduler holds: the reader is
+    // still in the file when a pipeline appends to it.
+    let n = 1400;
+    sb.write("rows.jsonl", &rows(n, |i| format!("q{i}")));
+    sb.write("job.toml", &job(&mock.url(), 4));
+    let mut cmd = sb.command(&["run", "job.toml", "--quiet"]);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("spawn");
+    wait_until("the first requests", || mock.stats().requests() >= 5).await;
+    // A duplicate id (the scan would refuse it) and a row the scan never saw.
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(sb.path("rows.jsonl"))
+        .expect("open");
+    std::io::Write::write_all(
+        &mut file,
+        b"{\"id\": \"r1\", \"prompt\": \"late duplicate\"}\n{\"id\": \"late\", \"prompt\": \"late row\"}\n",
+    )
+    .expect("append");
+    drop(file);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait"))
+        .await
+        .expect("join");
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("changed during the run"),
+        "{}",
+        stderr(&out)
+    );
+    let records = sb.records("t.jsonl");
+    assert_eq!(records.len(), n, "one line per checked row, nothing else");
+    assert!(records.iter().all(|r| r["key"] != "late/default"));
+    let r1 = &by_key(&records)["r1/default"];
+    assert_eq!(r1["input"]["prompt"], "q1", "{r1}");
+    assert_eq!(mock.stats().requests(), n as u64);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_output_removed_during_the_run_exits_5_not_0() {
+    let mock = mock(MockConfig {
+        latency: Duration::from_millis(100),
+        ..MockConfig::default()
+    })
+    .await;
+    let sb = Sandbox::new();
+    sb.write("rows.jsonl", &rows(8, |i| format!("q{i}")));
+    sb.write("job.toml", &job(&mock.url(), 1));
+    let mut cmd = sb.command(&["run", "job.toml", "--quiet"]);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("spawn");
+    let out_path = sb.path("t.jsonl");
+    wait_until("the first line", || {
+        std::fs::read(&out_path).is_ok_and(|b| b.contains(&b'\n'))
+    })
+    .await;
+    // A careless clean-up: every later write succeeds, into a file nobody can read.
+    std::fs::remove_file(&out_path).expect("rm");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait"))
+        .await
+        .expect("join");
+    assert_eq!(code(&out), 5, "{}", stderr(&out));
+    let lines = stderr_lines(&out);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("removed or replaced") && lines[0].contains("t.jsonl"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(sb.summary("t.summary.json")["stopped"], "output_failed");
+    // The rerun sends every request again: none of their answers is on disk.
+    let out = output(sb.command(&["run", "job.toml", "--quiet"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(sb.records("t.jsonl").len(), 8);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_reported_in_seconds_whatever_the_backoff() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let sb = Sandbox::new();
+    sb.write("rows.jsonl", &rows(10, |i| format!("q{i}")));
+    let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+    // Backoff that doubles from 1 s up to a minute: 10 attempts of a request
+    // would wait about two minutes on their own.
+    let job_text = job(&url, 2)
+        .replace("max_attempts = 4", "max_attempts = 10")
+        .replace("initial_backoff_ms = 1", "initial_backoff_ms = 1000")
+        .replace("max_backoff_ms = 5", "max_backoff_ms = 60000");
+    sb.write("job.toml", &job_text);
+    let start = Instant::now();
+    let out = output(sb.command(&["run", "job.toml", "--quiet"])).await;
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    assert_eq!(
+        sb.summary("t.summary.json")["stopped"],
+        "endpoint_unreachable"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_summary_path_that_is_the_output_or_its_lock_by_another_spelling_is_refused() {
+    let mock = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    sb.write("rows.jsonl", &rows(3, |i| format!("q{i}")));
+    sb.write("job.toml", &job(&mock.url(), 1));
+    std::fs::create_dir(sb.path("sub")).expect("mkdir");
+    let out = output(sb.command(&["run", "job.toml", "--quiet"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let before = sb.read("t.jsonl");
+    for summary in ["sub/../t.jsonl", "sub/../t.jsonl.lock"] {
+        let out = output(sb.command(&["run", "job.toml", "--summary", summary])).await;
+        assert_eq!(code(&out), 2, "{summary}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("is the output path or its lock file"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(sb.read("t.jsonl"), before, "the output is untouched");
+    assert_eq!(mock.stats().requests(), 3, "nothing more was sent");
+    mock.shutdown().await;
+}
