@@ -191,9 +191,7 @@ impl Scheduler {
 
 /// Tokens a request can use at most: its prompt bound plus its output cap.
 fn token_estimate(request: &Request) -> u64 {
-    request
-        .prompt_token_bound()
-        .saturating_add(request.max_output_tokens.unwrap_or(0))
+    request.token_bound()
 }
 
 /// How the attempts of one request went.
