@@ -235,7 +235,7 @@ impl Ended {
         match &self.result {
             Ok(reply) => budget::charge(
                 true,
-                pricing.reply_cost(&request.model, reply).map(|c| c.0),
+                pricing.budget_cost(&request.model, reply),
                 worst,
                 self.uncertain,
             ),
