@@ -51,4 +51,11 @@ impl Request {
         self.prompt_bytes
             .saturating_add(TOKENS_PER_MESSAGE_ALLOWANCE.saturating_mul(self.message_count))
     }
+
+    /// The most tokens the request can use: its prompt bound plus its output
+    /// cap (what a tokens-per-minute limit reserves for it).
+    pub fn token_bound(&self) -> u64 {
+        self.prompt_token_bound()
+            .saturating_add(self.max_output_tokens.unwrap_or(0))
+    }
 }

@@ -158,6 +158,9 @@ pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
             let prior = resume.prior(&req.key, &req.sha256);
             if prior == Some(true) {
                 scan.resumed += 1;
+            } else if let Some(e) = over_tpm(job, &req, &file.display, line) {
+                scan.problem(e);
+                continue;
             }
             scan.keys.insert(
                 id,
@@ -170,6 +173,29 @@ pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
         }
     }
     scan
+}
+
+/// A request to send that needs more tokens than `tokens_per_minute` allows
+/// in a minute: the limiter could never let it through, so the run would
+/// wait forever instead of failing before anything is sent.
+fn over_tpm(
+    job: &Job,
+    req: &crate::request::Request,
+    display: &str,
+    line: u64,
+) -> Option<InputError> {
+    let tpm = job.limits.tokens_per_minute;
+    let bound = req.token_bound();
+    (tpm > 0 && bound > tpm).then(|| {
+        InputError::new(
+            display,
+            Some(line),
+            format!(
+                "request {:?} may use up to {bound} tokens (prompt bound + token cap), more than tokens_per_minute (--tpm) {tpm} allows: it could never be sent; raise the rate or lower max_tokens",
+                req.key
+            ),
+        )
+    })
 }
 
 /// The template and id fields a CSV header lacks, as one problem naming the columns it has.
@@ -281,6 +307,10 @@ mod tests {
     use crate::input::InputFile;
 
     fn scan_csv(csv: &str, template: &str) -> Scan {
+        scan_csv_with(csv, template, None)
+    }
+
+    fn scan_csv_with(csv: &str, template: &str, tpm: Option<u64>) -> Scan {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("q.csv");
         std::fs::write(&path, csv).expect("write");
@@ -288,6 +318,8 @@ mod tests {
             input: Some("q.csv".into()),
             template: Some(template.into()),
             model: Some("m".into()),
+            params: vec!["max_tokens=100".into()],
+            tpm,
             ..JobArgs::default()
         };
         let job = Job::load(&args, dir.path(), "2026-11-25").expect("valid job");
@@ -308,6 +340,20 @@ mod tests {
             message.contains("\"nope\"") && message.contains("\"question\""),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_request_larger_than_the_tokens_per_minute_is_a_problem() {
+        // "x" + 8 per message + 100 = 109 tokens at most.
+        let s = scan_csv_with("id,question\na,x\nb,y\n", "{{question}}", Some(108));
+        assert_eq!(s.problem_count, 2);
+        let message = s.problems[0].to_string();
+        assert!(
+            message.contains("q.csv:2") && message.contains("109 tokens"),
+            "{message}"
+        );
+        let s = scan_csv_with("id,question\na,x\n", "{{question}}", Some(109));
+        assert_eq!(s.problem_count, 0);
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub fn http_failure(
         should_retry: retry_after::should_retry(headers),
         error_code: code,
         refused,
+        // A gateway that timed out (504, Cloudflare's 524) had passed the
+        // request on: the provider behind it may have run and billed it.
+        uncertain: matches!(status, 504 | 524),
         ..Failure::new(status_kind(status), Some(status), message)
     }
 }
@@ -244,6 +247,17 @@ mod tests {
         assert_eq!(failure.retry_after, Some(Duration::from_secs(7)));
         assert_eq!(failure.should_retry, Some(false));
         assert!(!failure.uncertain);
+
+        for (status, uncertain) in [
+            (500, false),
+            (502, false),
+            (503, false),
+            (504, true),
+            (524, true),
+        ] {
+            let failure = http_failure(status, &HeaderMap::new(), b"", "KEY", Utc::now());
+            assert_eq!(failure.uncertain, uncertain, "HTTP {status}");
+        }
 
         let failure = http_failure(401, &HeaderMap::new(), b"", "MY_KEY", Utc::now());
         assert_eq!(failure.kind, ErrorKind::Auth);

@@ -95,7 +95,12 @@ pub fn bad_response(status: u16, what: &str, body: &[u8]) -> Failure {
     } else {
         format!("{what}; the body starts: {excerpt}")
     };
-    Failure::new(ErrorKind::BadResponse, Some(status), message)
+    // The server answered 2xx: it ran the request and may have billed it, as
+    // for a stream cut short, so the attempt counts at its worst case.
+    Failure {
+        uncertain: true,
+        ..Failure::new(ErrorKind::BadResponse, Some(status), message)
+    }
 }
 
 #[cfg(test)]
@@ -240,6 +245,7 @@ mod tests {
             let failure = parse(body).unwrap_err();
             assert_eq!(failure.kind, ErrorKind::BadResponse, "{body}");
             assert_eq!(failure.status, Some(200));
+            assert!(failure.uncertain, "a 2xx may have been billed: {body}");
             assert!(
                 failure.message.contains(what),
                 "{body}: {}",

@@ -65,6 +65,9 @@ struct Resolved {
     fold: bool,
     stream: bool,
     max_output_tokens: Option<u64>,
+    /// Compact JSON bytes of `extra` (tools, response_format, ...): the
+    /// model reads them as prompt tokens too.
+    extra_bytes: u64,
     /// The record's `params`: what was sent besides model and messages.
     record: Map<String, Value>,
 }
@@ -304,6 +307,17 @@ impl Planner {
             .iter()
             .filter_map(|key| params.named.get(*key).and_then(Value::as_u64))
             .max();
+        // Each of `n` choices (or `best_of` candidates) is billed up to the cap.
+        let choices = ["n", "best_of"]
+            .iter()
+            .filter_map(|key| params.extra.get(*key).and_then(Value::as_u64))
+            .fold(1, u64::max);
+        let max_output_tokens = max_output_tokens.map(|cap| cap.saturating_mul(choices));
+        let extra_bytes = params
+            .extra
+            .iter()
+            .map(|(key, value)| (key.len() as u64).saturating_add(messages::json_len(value)))
+            .fold(0, u64::saturating_add);
         if let Some(pricing) = &self.budget {
             if !pricing.models.contains_key(&model) {
                 problems.push((None, format!("with max_cost_usd set, model {model:?} (parameter set {set:?}) needs a [pricing] entry, so that its cost can be bounded before sending")));
@@ -334,6 +348,7 @@ impl Planner {
             fold,
             stream,
             max_output_tokens,
+            extra_bytes,
             record,
         })
     }
@@ -366,7 +381,7 @@ impl Planner {
             params: r.record.clone(),
             input: Arc::clone(fields),
             client_request_id_prefix: request_id::prefix(&self.job_part, id, &set.id_part),
-            prompt_bytes: built.prompt_bytes,
+            prompt_bytes: built.prompt_bytes.saturating_add(r.extra_bytes),
             message_count: built.count,
             max_output_tokens: r.max_output_tokens,
             line,

@@ -64,6 +64,19 @@ impl Pricing {
         }
     }
 
+    /// What a reply counts against a budget: the larger of the provider's
+    /// figure and `[pricing]` over the reported usage. A provider that says
+    /// 0 (or too little) for tokens it reports using cannot make a budget
+    /// limitless; a model that is really free is priced 0 in `[pricing]`.
+    pub fn budget_cost(&self, model: &str, reply: &Reply) -> Option<f64> {
+        let provider = reply.provider_cost_usd.filter(|c| is_amount(*c));
+        let priced = self.cost(model, reply.usage.as_ref());
+        match (provider, priced) {
+            (Some(provider), Some(priced)) => Some(provider.max(priced)),
+            (provider, priced) => provider.or(priced),
+        }
+    }
+
     /// The most one attempt of `req` can cost: an upper bound of its prompt's tokens at the
     /// input price plus its token cap at the output price. None without a price or a cap.
     pub fn worst_case(&self, req: &Request) -> Option<f64> {
@@ -155,6 +168,40 @@ mod tests {
         assert_eq!(source, CostSource::Pricing);
         assert!((cost - (10.0 * 0.02 + 10.0 * 0.04) / 1e6).abs() < 1e-15);
         assert_eq!(p.reply_cost("unpriced/model", &reply), None);
+    }
+
+    #[test]
+    fn a_budget_counts_the_larger_of_the_provider_figure_and_the_priced_usage() {
+        let usage = Usage {
+            prompt_tokens: 1_000_000,
+            completion_tokens: 0,
+            total_tokens: 1_000_000,
+            ..Usage::default()
+        };
+        let p = pricing();
+        let model = "google/gemma-3-4b-it";
+        let reply = |cost: Option<f64>, usage: Option<Usage>| Reply {
+            usage,
+            provider_cost_usd: cost,
+            ..Reply::default()
+        };
+        // A provider saying 0 for a million prompt tokens priced at $0.02.
+        assert_eq!(
+            p.budget_cost(model, &reply(Some(0.0), Some(usage))),
+            Some(0.02)
+        );
+        assert_eq!(
+            p.budget_cost(model, &reply(Some(0.5), Some(usage))),
+            Some(0.5)
+        );
+        assert_eq!(p.budget_cost(model, &reply(Some(0.0), None)), Some(0.0));
+        assert_eq!(p.budget_cost(model, &reply(None, Some(usage))), Some(0.02));
+        assert_eq!(p.budget_cost(model, &reply(None, None)), None);
+        // The record still keeps the provider's own figure.
+        assert_eq!(
+            p.reply_cost(model, &reply(Some(0.0), Some(usage))),
+            Some((0.0, CostSource::Provider))
+        );
     }
 
     #[test]

@@ -137,6 +137,9 @@ fn amounts(map: &BTreeMap<String, f64>) -> String {
 pub fn usd(x: f64) -> String {
     if x == 0.0 {
         "$0".into()
+    } else if x >= 1e12 {
+        // A figure no run spends (a server's claim): 3 digits, not 300.
+        format!("${x:.3e}")
     } else if x >= 1.0 {
         format!("${x:.2}")
     } else {
@@ -149,4 +152,18 @@ fn spread(s: &Spread) -> String {
         "min {} · mean {} · p50 {} · p90 {} · p95 {} · p99 {} · max {}",
         s.min, s.mean, s.p50, s.p90, s.p95, s.p99, s.max
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::usd;
+
+    #[test]
+    fn dollars_read_at_every_scale() {
+        assert_eq!(usd(0.0), "$0");
+        assert_eq!(usd(0.0000123), "$0.000012");
+        assert_eq!(usd(12.5), "$12.50");
+        // A server's claim of 1e308 is three digits and an exponent, not 300 digits.
+        assert_eq!(usd(f64::MAX), "$1.798e308");
+    }
 }

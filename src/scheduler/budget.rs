@@ -15,6 +15,13 @@ use tokio::sync::Notify;
 
 use crate::job::pricing::add_usd;
 
+/// The share of the budget kept back against rounding: sums of floating-point
+/// amounts (this run's, the resume scan's over every line) can round below the
+/// exact total of the figures the output records, by at most one part in 2^53
+/// per addition. Keeping one part in a billion back covers millions of lines,
+/// so the exact sum of what the file records never passes `max_cost_usd`.
+const ROUNDING_SLACK: f64 = 1e-9;
+
 #[derive(Debug)]
 struct Spent {
     recorded: f64,
@@ -75,7 +82,7 @@ impl Budget {
         // A worst case that is not an amount cannot be shown to fit.
         let fits = worst_usd.is_finite()
             && worst_usd >= 0.0
-            && s.recorded + s.in_flight + worst_usd <= self.max_usd;
+            && s.recorded + s.in_flight + worst_usd <= self.max_usd * (1.0 - ROUNDING_SLACK);
         if fits {
             s.in_flight = add_usd(s.in_flight, worst_usd);
             if !in_flight_caller {
@@ -364,6 +371,23 @@ mod tests {
         // Nothing in flight and no room: give up at once.
         b.settle(0.6, 0.6);
         assert!(!b.reserve_when_possible(0.6).await);
+    }
+
+    #[test]
+    fn rounded_sums_never_let_the_exact_total_pass_the_budget() {
+        // A budget equal to the rounded sum of 11 charges: their exact sum is
+        // larger, so the 11th must not fit.
+        let w = 7.34e-5;
+        let max = (0..11).fold(0.0, |sum, _| sum + w);
+        let b = Budget::new(max, 0.0);
+        for i in 0..11 {
+            if b.reserve(w).is_err() {
+                assert_eq!(i, 10, "only the last one is refused");
+                return;
+            }
+            b.settle(w, w);
+        }
+        panic!("11 charges of {w} fitted in {max}, whose exact sum is smaller");
     }
 
     #[test]

@@ -191,9 +191,7 @@ impl Scheduler {
 
 /// Tokens a request can use at most: its prompt bound plus its output cap.
 fn token_estimate(request: &Request) -> u64 {
-    request
-        .prompt_token_bound()
-        .saturating_add(request.max_output_tokens.unwrap_or(0))
+    request.token_bound()
 }
 
 /// How the attempts of one request went.
@@ -237,7 +235,7 @@ impl Ended {
         match &self.result {
             Ok(reply) => budget::charge(
                 true,
-                pricing.reply_cost(&request.model, reply).map(|c| c.0),
+                pricing.budget_cost(&request.model, reply),
                 worst,
                 self.uncertain,
             ),

@@ -17,6 +17,7 @@ use serde_json::value::RawValue;
 
 use super::record::RecordHead;
 use super::{io_error, SinkError};
+use crate::job::pricing::add_usd;
 use crate::keys::{KeyId, KeyMap};
 
 /// One key's lines so far: the line number of its latest, what that one
@@ -39,7 +40,7 @@ pub fn compact(path: &Path) -> Result<u64, SinkError> {
         let total = head.total_charge();
         keys.entry(KeyId::of(&head.key))
             .and_modify(|k| {
-                k.dropped += k.last_total;
+                k.dropped = add_usd(k.dropped, k.last_total);
                 k.last = n;
                 k.last_total = total;
             })
@@ -107,13 +108,12 @@ fn write_compacted(
         match folds.get(&n) {
             Some(dropped) => {
                 let own = head(real, n, line)?.prior_charge_usd.unwrap_or(0.0);
-                // Saturated: an infinite sum would be written as null, a charge of nothing.
-                let prior = (own + dropped).min(f64::MAX);
-                let line = with_prior(line, prior).map_err(|e| SinkError::Corrupt {
-                    path: real.to_path_buf(),
-                    line: n,
-                    reason: e.to_string(),
-                })?;
+                let line =
+                    with_prior(line, add_usd(own, *dropped)).map_err(|e| SinkError::Corrupt {
+                        path: real.to_path_buf(),
+                        line: n,
+                        reason: e.to_string(),
+                    })?;
                 out.write_all(&line).map_err(io_error(temp_path))?;
             }
             None => out.write_all(line).map_err(io_error(temp_path))?,
@@ -315,6 +315,28 @@ mod tests {
         let line: serde_json::Value = serde_json::from_str(left.trim_end()).expect("json");
         assert_eq!(line["prior_charge_usd"].as_f64(), Some(f64::MAX), "{left}");
         assert!(crate::sink::scan(&path).expect("scan").recorded_cost_usd >= f64::MAX);
+    }
+
+    #[test]
+    fn huge_charges_fold_into_a_saturated_figure_never_into_null() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.jsonl");
+        // Three lines a server claimed cost 1e308 each: their sum is no f64.
+        let lines = [1, 2, 3].map(|_| charged("a/default", "1e308"));
+        std::fs::write(&path, lines.join("\n") + "\n").expect("write");
+        assert_eq!(compact(&path).expect("compact"), 2);
+        let left = std::fs::read_to_string(&path).expect("read");
+        let line: serde_json::Value = serde_json::from_str(left.trim_end()).expect("json");
+        assert_eq!(line["prior_charge_usd"], f64::MAX, "{left}");
+        // The carried charge still counts, at its largest: no budget has room.
+        let after = crate::sink::scan(&path).expect("scan").recorded_cost_usd;
+        assert_eq!(after, f64::MAX);
+        std::fs::write(&path, format!("{left}{}\n", charged("a/default", "1e308"))).expect("write");
+        assert_eq!(compact(&path).expect("compact"), 1);
+        assert_eq!(
+            crate::sink::scan(&path).expect("scan").recorded_cost_usd,
+            f64::MAX
+        );
     }
 
     #[test]

@@ -97,8 +97,7 @@ impl RecordHead {
 
     /// Its own charge plus what compaction folded into it from dropped lines.
     pub fn total_charge(&self) -> f64 {
-        // Saturates: two huge figures must not add up to infinity, which
-        // sums skip as no amount.
+        // Saturating: two huge figures make no infinity, which sums would skip.
         crate::job::pricing::add_usd(self.charge(), self.prior_charge_usd.unwrap_or(0.0))
     }
 

@@ -244,7 +244,7 @@ fn is_image(part: &Value) -> bool {
 }
 
 /// Length of a value's compact JSON, without building the string.
-fn json_len(value: &Value) -> u64 {
+pub(super) fn json_len(value: &Value) -> u64 {
     struct Count(u64);
     impl std::io::Write for Count {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

@@ -232,3 +232,33 @@ fn a_budget_needs_a_price_and_a_token_cap() {
         "no budget, no checks"
     );
 }
+
+#[test]
+fn extra_parameters_count_as_prompt_and_choices_multiply_the_cap() {
+    let mut j = job();
+    let plain = one(&j, json!({"prompt": "hi"}));
+    // A tool schema is read by the model: its bytes bound prompt tokens too.
+    let tools =
+        json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]);
+    let r = one(
+        &j,
+        json!({"prompt": "hi", "params": {"tools": tools.clone()}}),
+    );
+    assert_eq!(
+        r.prompt_bytes,
+        plain.prompt_bytes + "tools".len() as u64 + tools.to_string().len() as u64
+    );
+    // Every one of n choices is billed up to the cap.
+    j.defaults = layer(json!({"model": GPT, "max_tokens": 100}));
+    let r = one(&j, json!({"prompt": "hi", "params": {"n": 3}}));
+    assert_eq!(r.max_output_tokens, Some(300));
+    let r = one(
+        &j,
+        json!({"prompt": "hi", "params": {"n": 2, "best_of": 5}}),
+    );
+    assert_eq!(r.max_output_tokens, Some(500));
+    assert_eq!(
+        one(&j, json!({"prompt": "hi"})).max_output_tokens,
+        Some(100)
+    );
+}
