@@ -93,7 +93,12 @@ impl StreamAssembler {
         }
         let had_content = !self.content.is_empty();
         for choice in chunk.choices.into_iter().flatten().filter(|c| c.is_first()) {
-            if let Some(reason) = wire::string(choice.finish_reason) {
+            // Some servers send `"finish_reason": ""` on every chunk before
+            // the last: a blank one is no finish reason, or a stream cut short
+            // after its first chunk would pass for a whole reply.
+            if let Some(reason) =
+                wire::string(choice.finish_reason).filter(|r| !r.trim().is_empty())
+            {
                 self.finish_reason = Some(reason);
             }
             // Some servers put the last part in `message` rather than `delta`.
@@ -125,6 +130,11 @@ impl StreamAssembler {
     /// A choice carried a finish reason: the reply is whole (some servers never send `[DONE]`).
     pub fn has_finish_reason(&self) -> bool {
         self.finish_reason.is_some()
+    }
+
+    /// Whether any completion chunk came (else the body was no stream at all).
+    pub fn has_chunks(&self) -> bool {
+        self.chunks > 0
     }
 
     /// Bytes kept so far, for the caller's `max_reply_bytes`.

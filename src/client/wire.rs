@@ -116,25 +116,68 @@ pub fn as_amount(value: &Value) -> Option<f64> {
     (amount.is_finite() && amount >= 0.0).then_some(amount)
 }
 
+/// The largest token count believed: past 2^53 a count is no longer exact
+/// in a JSON reader's double, and no reply is that long; a server sending
+/// one is lying or broken.
+pub const MAX_TOKEN_COUNT: u64 = 1 << 53;
+
+/// What one usage field holds.
+enum Count {
+    Absent,
+    Valid(u64),
+    /// Negative, fractional, past [`MAX_TOKEN_COUNT`], or not a number.
+    Bad,
+}
+
+fn count(value: Option<&Value>) -> Count {
+    let valid = |n: u64| (n <= MAX_TOKEN_COUNT).then_some(n);
+    let number = match value {
+        None | Some(Value::Null) => return Count::Absent,
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(n) => valid(n),
+            // A float: only a whole one (12.0) within the bound is a count.
+            None => n
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= MAX_TOKEN_COUNT as f64)
+                .map(|f| f as u64),
+        },
+        Some(Value::String(s)) => s.trim().parse::<u64>().ok().and_then(valid),
+        Some(_) => None,
+    };
+    number.map_or(Count::Bad, Count::Valid)
+}
+
 /// Usage as reported. `None` unless both prompt and completion counts are
 /// present: a half-reported usage filled with zeros would be a guess that
 /// the summary then adds up. A missing total is prompt + completion (the one
-/// sum a server may leave to us).
+/// sum a server may leave to us). A count that is negative, fractional or
+/// past 2^53 makes the whole usage bad: recorded as null, never clamped or
+/// rounded into a figure nobody sent. A bad cached or reasoning count is
+/// only left out.
 pub fn usage(usage: &Value) -> Option<Usage> {
-    let count = |field: &str| usage.get(field).and_then(as_u64);
-    let prompt = count("prompt_tokens")?;
-    let completion = count("completion_tokens")?;
-    let total = count("total_tokens");
+    let field = |name: &str| count(usage.get(name));
+    let (Count::Valid(prompt), Count::Valid(completion)) =
+        (field("prompt_tokens"), field("completion_tokens"))
+    else {
+        return None;
+    };
+    let total = match field("total_tokens") {
+        Count::Valid(total) => total,
+        Count::Absent => prompt
+            .checked_add(completion)
+            .filter(|sum| *sum <= MAX_TOKEN_COUNT)?,
+        Count::Bad => return None,
+    };
+    let detail = |pointer: &str| match count(usage.pointer(pointer)) {
+        Count::Valid(n) => Some(n),
+        Count::Absent | Count::Bad => None,
+    };
     Some(Usage {
         prompt_tokens: prompt,
         completion_tokens: completion,
-        total_tokens: total.unwrap_or(prompt + completion),
-        cached_tokens: usage
-            .pointer("/prompt_tokens_details/cached_tokens")
-            .and_then(as_u64),
-        reasoning_tokens: usage
-            .pointer("/completion_tokens_details/reasoning_tokens")
-            .and_then(as_u64),
+        total_tokens: total,
+        cached_tokens: detail("/prompt_tokens_details/cached_tokens"),
+        reasoning_tokens: detail("/completion_tokens_details/reasoning_tokens"),
     })
 }
 
@@ -163,7 +206,8 @@ impl BodyCost {
                 .pointer("/cost_details/upstream_inference_cost")
                 .and_then(as_amount)
                 .filter(|_| byok);
-            Some(cost + upstream.unwrap_or(0.0))
+            // Two huge figures may add up to infinity: no figure at all then.
+            Some(cost + upstream.unwrap_or(0.0)).filter(|sum| sum.is_finite())
         });
         BodyCost {
             usd_spent: meta_usage("usd_spent"),
@@ -280,6 +324,13 @@ mod tests {
             Some(0.001)
         );
         assert_eq!(cost(json!({"cost": -3})), None);
+        // Finite alone, infinite together: a lie, not a figure.
+        assert_eq!(
+            cost(
+                json!({"cost": 1e308, "is_byok": true, "cost_details": {"upstream_inference_cost": 1e308}})
+            ),
+            None
+        );
         assert_eq!(cost(json!({"prompt_tokens": 3})), None);
     }
 
@@ -306,6 +357,34 @@ mod tests {
             usage(&json!({"completion_tokens": 3, "total_tokens": 3})),
             None
         );
+    }
+
+    #[test]
+    fn lying_counts_are_bad_usage_never_clamped_or_summed_past_the_bound() {
+        let max = MAX_TOKEN_COUNT;
+        let bad = [
+            json!({"prompt_tokens": u64::MAX, "completion_tokens": 1}),
+            json!({"prompt_tokens": max + 1, "completion_tokens": 1, "total_tokens": 5}),
+            json!({"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 1e300}),
+            json!({"prompt_tokens": -1, "completion_tokens": 1}),
+            json!({"prompt_tokens": 1.5, "completion_tokens": 1}),
+            json!({"prompt_tokens": "1e400", "completion_tokens": 1}),
+            json!({"prompt_tokens": "18446744073709551615", "completion_tokens": 1}),
+            json!({"prompt_tokens": 1, "completion_tokens": true}),
+            // Each within the bound, their sum (the missing total) past it.
+            json!({"prompt_tokens": max, "completion_tokens": max}),
+        ];
+        for value in bad {
+            assert_eq!(usage(&value), None, "{value}");
+        }
+        let u = usage(&json!({"prompt_tokens": max, "completion_tokens": 0.0, "total_tokens": "9007199254740992",
+            "prompt_tokens_details": {"cached_tokens": -4}, "completion_tokens_details": {"reasoning_tokens": u64::MAX}}))
+        .unwrap();
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            (max, 0, max)
+        );
+        assert_eq!((u.cached_tokens, u.reasoning_tokens), (None, None));
     }
 
     #[test]

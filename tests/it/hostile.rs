@@ -360,3 +360,135 @@ async fn an_error_object_in_a_200_is_classified_by_its_code() {
     assert_failed(&finished, &record, "server", 2);
     assert_eq!(server.requests(), 2, "a code-503 error is retried");
 }
+
+/// A 200 JSON reply with this `usage` (and these extra header lines).
+fn reply_with(usage: &str, headers: &str) -> Behaviour {
+    Behaviour::Fixed {
+        status: "200 OK",
+        headers: format!("content-type: application/json\r\n{headers}"),
+        body: format!(
+            r#"{{"id":"c1","choices":[{{"index":0,"message":{{"content":"fine"}},"finish_reason":"stop"}}],"usage":{usage}}}"#
+        ),
+    }
+}
+
+#[tokio::test]
+async fn lying_token_counts_are_recorded_as_no_usage() {
+    for usage in [
+        // No total: prompt + completion would overflow.
+        r#"{"prompt_tokens":18446744073709551615,"completion_tokens":1}"#,
+        r#"{"prompt_tokens":9007199254740993,"completion_tokens":1,"total_tokens":5}"#,
+        r#"{"prompt_tokens":1,"completion_tokens":2,"total_tokens":1e300}"#,
+    ] {
+        let server = Hostile::start(reply_with(usage, "")).await;
+        let (finished, record) = run(&server.url, Scenario::default()).await;
+        assert_eq!(finished.code, 0, "{usage}: {}", finished.stderr);
+        assert_eq!(record["status"], "ok", "{record}");
+        assert_eq!(record["usage"], Value::Null, "{usage}: {record}");
+        assert_eq!(server.requests(), 1);
+    }
+}
+
+#[tokio::test]
+async fn costs_that_add_up_to_infinity_are_no_cost() {
+    let usage = r#"{"prompt_tokens":1,"completion_tokens":1,"cost":1e308,"is_byok":true,"cost_details":{"upstream_inference_cost":1e308}}"#;
+    let server = Hostile::start(reply_with(usage, "")).await;
+    let (finished, record) = run(&server.url, Scenario::default()).await;
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert_eq!(
+        (&record["cost_usd"], &record["cost_source"]),
+        (&Value::Null, &Value::Null),
+        "{record}"
+    );
+}
+
+#[tokio::test]
+async fn a_huge_redirect_target_is_quoted_in_part_and_without_the_key() {
+    let location = format!("http://elsewhere.invalid/{}?key={KEY}", "a".repeat(100_000));
+    let server = Hostile::start(Behaviour::Fixed {
+        status: "302 Found",
+        headers: format!("location: {location}\r\n"),
+        body: String::new(),
+    })
+    .await;
+    let (finished, record) = run(&server.url, Scenario::default()).await;
+    assert_failed(&finished, &record, "invalid_request", 1);
+    let message = record["error"]["message"].as_str().expect("message");
+    assert!(message.len() < 1000, "{} bytes", message.len());
+    assert!(
+        message.contains("redirects to http://elsewhere.invalid/aaa"),
+        "{message}"
+    );
+    assert!(finished.stderr.len() < 5000, "{}", finished.stderr);
+}
+
+#[tokio::test]
+async fn a_stream_of_blank_finish_reasons_cut_short_is_retried_not_kept() {
+    let delta = r#"data: {"choices":[{"index":0,"delta":{"content":"part"},"finish_reason":""}]}"#;
+    let server = Hostile::start(Behaviour::Fixed {
+        status: "200 OK",
+        headers: "content-type: text/event-stream\r\n".to_string(),
+        body: format!("{delta}\n\n{delta}\n\ndata: [DONE]\n\n"),
+    })
+    .await;
+    let scenario = Scenario {
+        stream: true,
+        ..Scenario::default()
+    };
+    let (finished, record) = run(&server.url, scenario).await;
+    assert_failed(&finished, &record, "connection", 2);
+    let message = record["error"]["message"].as_str().expect("message");
+    assert!(message.contains("cut short"), "{message}");
+    assert_eq!(server.requests(), 2);
+}
+
+#[tokio::test]
+async fn data_after_the_finish_reason_does_not_hold_the_attempt_to_its_deadline() {
+    let server = Hostile::start(Behaviour::SseForever {
+        first: "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"done\"},\"finish_reason\":\"stop\"}]}\n\n".to_string(),
+        then: "data: {\"choices\":[{\"index\":0,\"delta\":{}}]}\n\n".to_string(),
+        every: Duration::from_millis(20),
+    })
+    .await;
+    let scenario = Scenario {
+        stream: true,
+        timeout_secs: 1,
+        // Past the suite's wall: only the per-read timer can end this run in time.
+        max_attempt_secs: 600,
+        ..Scenario::default()
+    };
+    let (finished, record) = run(&server.url, scenario).await;
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert_eq!(record["status"], "ok", "{record}");
+    assert_eq!(record["content"], "done", "{record}");
+    assert!(
+        finished.elapsed < Duration::from_secs(20),
+        "{:?}",
+        finished.elapsed
+    );
+    assert_eq!(server.requests(), 1);
+}
+
+#[tokio::test]
+async fn a_login_page_in_a_200_is_quoted_whether_streaming_or_not() {
+    for stream in [false, true] {
+        let server = Hostile::start(Behaviour::Fixed {
+            status: "200 OK",
+            headers: "content-type: text/html\r\n".to_string(),
+            body: "<html><head><title>Proxy login</title></head><body>sign in</body></html>"
+                .to_string(),
+        })
+        .await;
+        let scenario = Scenario {
+            stream,
+            ..Scenario::default()
+        };
+        let (finished, record) = run(&server.url, scenario).await;
+        assert_failed(&finished, &record, "bad_response", 2);
+        let message = record["error"]["message"].as_str().expect("message");
+        assert!(
+            message.contains("the body starts: <html><head><title>Proxy login"),
+            "stream {stream}: {message}"
+        );
+    }
+}

@@ -126,6 +126,14 @@ fn cut_stream_and_servers_without_done() {
     let failure = assemble("data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\ndata: {\"cho")
         .unwrap_err();
     assert_eq!(failure.kind, ErrorKind::Connection);
+    // A blank finish reason (sent on every chunk by some servers) is none:
+    // the stream below is still cut short.
+    let blank = "data: {\"choices\":[{\"delta\":{\"content\":\"x\"},\"finish_reason\":\"\"}]}\n\n";
+    for body in [blank.to_string(), format!("{blank}data: [DONE]\n\n")] {
+        let failure = assemble(&body).unwrap_err();
+        assert_eq!(failure.kind, ErrorKind::Connection, "{body}");
+        assert!(failure.message.contains("cut short"), "{}", failure.message);
+    }
     // A finish reason without [DONE] is a complete reply.
     let body =
         "data: {\"choices\":[{\"delta\":{\"content\":\"x\"},\"finish_reason\":\"stop\"}]}\n\n";
