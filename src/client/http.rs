@@ -190,7 +190,10 @@ impl Client {
         if !response.status().is_success() {
             let until = transport::deadline(Instant::now(), inner.timeout).min(clock.deadline);
             let cap = ERROR_BODY_CAP.min(inner.max_reply_bytes);
-            let body = body::error_body(response, cap, until).await;
+            let mut body = body::error_body(response, cap, until).await;
+            if body.len() >= cap {
+                inner.redactor.drop_cut_head(&mut body);
+            }
             return Err(classify::http_failure(
                 status,
                 &headers,
@@ -416,6 +419,9 @@ impl Client {
         }
         if !assembler.has_chunks() {
             // An HTML page or a proxy's text: say how it starts.
+            if head.len() >= STREAM_HEAD {
+                inner.redactor.drop_cut_head(&mut head);
+            }
             return Err(Failure {
                 uncertain: true,
                 ..reply::bad_response(

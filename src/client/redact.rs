@@ -19,6 +19,10 @@
 //!   (as error messages are). Text is matched after JSON parsing, so other
 //!   escapes are already undone.
 //!
+//! Bytes the client itself reads only up to a cap (an error body) are cut
+//! before they can be redacted: [`Redactor::drop_cut_head`] removes what may
+//! be the head of a secret at that cut.
+//!
 //! Redaction must run before any text is cut short, or a key straddling the
 //! cut leaves its head behind where no match can find it. The client cuts
 //! server text in one place (`error_body::truncate`), deep inside pure
@@ -61,6 +65,10 @@ struct Patterns {
     windows: HashSet<u64, BuildHasherDefault<WindowHasher>>,
     /// Forms shorter than `PART` bytes, matched whole.
     short: Vec<String>,
+    /// The first `PART` bytes of every form (all of a shorter one): a text
+    /// cut in the middle of a secret may end with fewer than `PART` bytes of
+    /// it, which no window matches.
+    heads: Vec<Vec<u8>>,
 }
 
 impl fmt::Debug for Redactor {
@@ -98,7 +106,9 @@ impl Redactor {
         }
         let mut windows = HashSet::default();
         let mut short = Vec::new();
+        let mut heads = Vec::new();
         for form in forms {
+            heads.push(form.as_bytes()[..form.len().min(PART)].to_vec());
             if form.len() >= PART {
                 windows.extend(form.as_bytes().windows(PART).map(window_key));
             } else {
@@ -106,7 +116,11 @@ impl Redactor {
             }
         }
         Redactor {
-            patterns: Some(Arc::new(Patterns { windows, short })),
+            patterns: Some(Arc::new(Patterns {
+                windows,
+                short,
+                heads,
+            })),
         }
     }
 
@@ -133,6 +147,24 @@ impl Redactor {
         }
         out.push_str(&text[at..]);
         Cow::Owned(out)
+    }
+
+    /// For bytes cut short before they could be redacted (a body read up to
+    /// a cap): drops an end that may be the head of a secret cut in two, too
+    /// short for any window to match once the rest is gone. At worst a few
+    /// innocent bytes at the cut go too.
+    pub fn drop_cut_head(&self, bytes: &mut Vec<u8>) {
+        let Some(patterns) = &self.patterns else {
+            return;
+        };
+        let longest = patterns
+            .heads
+            .iter()
+            .flat_map(|head| (1..head.len()).filter(|k| bytes.ends_with(&head[..*k])))
+            .max();
+        if let Some(len) = longest {
+            bytes.truncate(bytes.len() - len);
+        }
     }
 
     /// Redacts a string in place, allocating only when a secret was found.

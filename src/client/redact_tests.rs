@@ -169,3 +169,22 @@ async fn a_key_straddling_the_cut_is_removed_before_the_cut() {
     let message = parse_error_body(body.to_string().as_bytes()).message;
     assert!(message.ends_with("sk-li…"), "{message}");
 }
+
+#[test]
+fn the_head_of_a_secret_at_a_raw_cut_is_dropped() {
+    let redactor = Redactor::new([KEY, "shrt"]);
+    for (cut, kept) in [
+        (format!("error: {}", &KEY[..5]), "error: "),
+        (format!("error: {}", &KEY[..7]), "error: "),
+        ("error: sh".to_string(), "error: "),
+        // A whole secret is the windows' business; nothing of one here.
+        ("error: nothing".to_string(), "error: nothing"),
+    ] {
+        let mut bytes = cut.clone().into_bytes();
+        redactor.drop_cut_head(&mut bytes);
+        assert_eq!(String::from_utf8_lossy(&bytes), kept, "{cut}");
+    }
+    let mut bytes = b"sk".to_vec();
+    Redactor::default().drop_cut_head(&mut bytes);
+    assert_eq!(bytes, b"sk", "no secret, nothing dropped");
+}

@@ -492,3 +492,28 @@ async fn a_login_page_in_a_200_is_quoted_whether_streaming_or_not() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_head_of_the_key_at_the_error_body_cap_is_not_quoted() {
+    // The client reads 64 KiB of an error body; whitespace collapses, so the
+    // few characters of the key before that cut would end the message.
+    for head in [3, 7] {
+        let before = format!("denied{}", " ".repeat(64 * 1024 - 6 - head));
+        let server = Hostile::start(Behaviour::Fixed {
+            status: "401 Unauthorized",
+            headers: "content-type: text/plain\r\n".to_string(),
+            body: format!("{before}{KEY} is not a valid key"),
+        })
+        .await;
+        let (finished, record) = run(&server.url, Scenario::default()).await;
+        assert_failed(&finished, &record, "auth", 1);
+        let message = record["error"]["message"].as_str().expect("message");
+        assert!(message.starts_with("denied ("), "{message}");
+        assert!(!message.contains("sk-"), "{message}");
+        assert!(
+            !finished.stderr.contains(&KEY[..head]),
+            "{}",
+            finished.stderr
+        );
+    }
+}
