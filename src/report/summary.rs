@@ -252,6 +252,12 @@ impl Default for Tally {
     }
 }
 
+/// Sums of dollars saturate like token sums: two absurd provider figures
+/// (1e308 each) would add up to infinity, which JSON writes as null.
+fn add_usd(sum: &mut f64, cost: f64) {
+    *sum = (*sum + cost).min(f64::MAX);
+}
+
 impl Tally {
     pub fn observe(&mut self, r: &Record) {
         self.add(Figures {
@@ -317,13 +323,18 @@ impl Tally {
             *self.errors.entry(kind.to_string()).or_default() += 1;
         }
         if let Some(cost) = r.cost_usd {
-            self.costs.total += cost;
-            *self.costs.by_model.entry(r.model.to_string()).or_default() += cost;
-            *self
-                .costs
-                .by_param_set
-                .entry(r.param_set.to_string())
-                .or_default() += cost;
+            add_usd(&mut self.costs.total, cost);
+            add_usd(
+                self.costs.by_model.entry(r.model.to_string()).or_default(),
+                cost,
+            );
+            add_usd(
+                self.costs
+                    .by_param_set
+                    .entry(r.param_set.to_string())
+                    .or_default(),
+                cost,
+            );
         }
     }
 

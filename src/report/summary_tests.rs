@@ -148,3 +148,15 @@ fn tokens_cost_and_errors_are_totalled() {
     assert_eq!(s.throughput.requests_per_s, 1.5);
     assert_eq!(s.throughput.completion_tokens_per_s, 10.0);
 }
+
+#[test]
+fn dollar_sums_saturate_rather_than_become_infinite() {
+    let mut t = Tally::default();
+    t.observe(&record(Status::Ok, 10.0, Some(1.5e308), None));
+    t.observe(&record(Status::Ok, 10.0, Some(1.5e308), None));
+    let s = t.summary(&t, facts(Utc::now()));
+    assert_eq!(s.cost_usd.total, f64::MAX);
+    assert_eq!(s.cost_usd.by_model.get("m"), Some(&f64::MAX));
+    assert_eq!(s.cost_usd.by_param_set.get("precise"), Some(&f64::MAX));
+    assert_eq!(s.this_run.cost_usd, f64::MAX);
+}
