@@ -517,3 +517,32 @@ async fn the_head_of_the_key_at_the_error_body_cap_is_not_quoted() {
         );
     }
 }
+
+#[tokio::test]
+async fn terminal_escapes_from_the_server_never_reach_the_terminal() {
+    // Cleared screen, retitled window, a clipboard write (OSC 52), a bell.
+    let escapes = r"\u001b[2J\u001b]0;pwned\u0007\u001b]52;c;ZXZpbA==\u0007";
+    let error = Behaviour::Fixed {
+        status: "401 Unauthorized",
+        headers: "content-type: application/json\r\n".to_string(),
+        body: format!(r#"{{"error":{{"message":"bad {escapes} key"}}}}"#),
+    };
+    let finish = Behaviour::Fixed {
+        status: "200 OK",
+        headers: "content-type: application/json\r\n".to_string(),
+        body: format!(
+            r#"{{"choices":[{{"index":0,"message":{{"content":"fine"}},"finish_reason":"stop{escapes}"}}]}}"#
+        ),
+    };
+    for behaviour in [error, finish] {
+        let server = Hostile::start(behaviour).await;
+        let (finished, record) = run(&server.url, Scenario::default()).await;
+        assert!(
+            !finished.stderr.chars().any(|c| c.is_control() && c != '\n'),
+            "{:?}",
+            finished.stderr
+        );
+        let message = record["error"]["message"].as_str().unwrap_or_default();
+        assert!(!message.chars().any(char::is_control), "{message:?}");
+    }
+}
