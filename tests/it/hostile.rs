@@ -546,3 +546,30 @@ async fn terminal_escapes_from_the_server_never_reach_the_terminal() {
         assert!(!message.chars().any(char::is_control), "{message:?}");
     }
 }
+
+#[tokio::test]
+async fn one_long_sse_id_then_many_events_keeps_memory_bounded() {
+    // One `id:` line of 256 KiB, then bursts of tiny events: each event
+    // carries the id, and a copy per event of one read came to gigabytes.
+    let server = Hostile::start(Behaviour::SseForever {
+        first: format!("id: {}\n", "i".repeat(256 * 1024)),
+        then: "data: {\"choices\":[{\"index\":0,\"delta\":{}}]}\n\n".repeat(1000),
+        every: Duration::from_millis(1),
+    })
+    .await;
+    let scenario = Scenario {
+        stream: true,
+        max_attempt_secs: 3,
+        ..Scenario::default()
+    };
+    let (finished, record) = run(&server.url, scenario).await;
+    assert_failed(&finished, &record, "bad_response", 2);
+    let message = record["error"]["message"].as_str().expect("message");
+    assert!(message.contains("max_attempt_secs (3 s)"), "{message}");
+    assert!(
+        finished.elapsed < Duration::from_secs(20),
+        "{:?}",
+        finished.elapsed
+    );
+    assert_peak_below(&finished, 100);
+}
