@@ -216,13 +216,30 @@ pub fn collapse_whitespace(text: &str) -> String {
 /// Control characters go too (see [`printable`]): this is the one place
 /// every message quoting a server passes through.
 pub fn truncate(text: &str, cap: usize) -> String {
-    let text = redact::redact_current(text);
-    let text = printable(&text);
-    match text.char_indices().nth(cap) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.into_owned(),
+    // Only what can be kept, plus room for a secret straddling the cut, is
+    // redacted: a 16 MiB body quoted in 200 characters costs no 16 MiB scan.
+    let scope = match text.char_indices().nth(cap) {
+        Some((cut, _)) => {
+            let mut end = text.len().min(cut.saturating_add(REDACT_MARGIN));
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            end
+        }
+        None => text.len(),
+    };
+    let redacted = redact::redact_current(&text[..scope]);
+    let shown = printable(&redacted);
+    match shown.char_indices().nth(cap) {
+        Some((cut, _)) => format!("{}…", &shown[..cut]),
+        None if scope < text.len() => format!("{shown}…"),
+        None => shown.into_owned(),
     }
 }
+
+/// Bytes past a cut still redacted before it: longer than any secret
+/// (a JWT bearer token runs to a few kB).
+const REDACT_MARGIN: usize = 64 * 1024;
 
 /// A server's text made safe to print: messages end up on the user's
 /// terminal (the stderr table quotes the last error), where an ANSI escape,

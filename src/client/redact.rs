@@ -65,6 +65,9 @@ struct Patterns {
     windows: HashSet<u64, BuildHasherDefault<WindowHasher>>,
     /// Forms shorter than `PART` bytes, matched whole.
     short: Vec<String>,
+    /// Every `PART`-byte window of every long secret with its whitespace
+    /// removed, matched in messages against their text without whitespace.
+    unspaced: HashSet<u64, BuildHasherDefault<WindowHasher>>,
     /// The first `PART` bytes of every form (all of a shorter one): a text
     /// cut in the middle of a secret may end with fewer than `PART` bytes of
     /// it, which no window matches.
@@ -107,6 +110,11 @@ impl Redactor {
         let mut windows = HashSet::default();
         let mut short = Vec::new();
         let mut heads = Vec::new();
+        let mut unspaced = HashSet::default();
+        for form in &forms {
+            let bare: Vec<u8> = form.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+            unspaced.extend(bare.windows(PART).map(window_key));
+        }
         for form in forms {
             heads.push(form.as_bytes()[..form.len().min(PART)].to_vec());
             if form.len() >= PART {
@@ -119,6 +127,7 @@ impl Redactor {
             patterns: Some(Arc::new(Patterns {
                 windows,
                 short,
+                unspaced,
                 heads,
             })),
         }
@@ -131,10 +140,22 @@ impl Redactor {
 
     /// `text` without any secret or part of one; borrowed when nothing was found.
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        self.redact_with(text, false)
+    }
+
+    /// For messages: also a secret broken up by whitespace (a key wrapped
+    /// over lines, split over SSE `data:` lines that then collapse to
+    /// spaces), in pieces each shorter than a window. Messages are short;
+    /// replies are not scanned this way.
+    pub fn redact_message<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        self.redact_with(text, true)
+    }
+
+    fn redact_with<'a>(&self, text: &'a str, across_whitespace: bool) -> Cow<'a, str> {
         let Some(patterns) = &self.patterns else {
             return Cow::Borrowed(text);
         };
-        let spans = patterns.spans(text);
+        let spans = patterns.spans(text, across_whitespace);
         if spans.is_empty() {
             return Cow::Borrowed(text);
         }
@@ -235,9 +256,10 @@ impl Redactor {
 
     /// Every string of a failure: its message and the server's error code.
     pub fn failure(&self, mut failure: Failure) -> Failure {
-        self.redact_string(&mut failure.message);
-        if let Some(code) = failure.error_code.as_mut() {
-            self.redact_string(code);
+        for text in std::iter::once(&mut failure.message).chain(failure.error_code.as_mut()) {
+            if let Cow::Owned(redacted) = self.redact_message(text) {
+                *text = redacted;
+            }
         }
         failure
     }
@@ -255,7 +277,7 @@ impl Redactor {
 /// about to cut server text short (see the module comment).
 pub fn redact_current(text: &str) -> Cow<'_, str> {
     CURRENT
-        .try_with(|redactor| match redactor.redact(text) {
+        .try_with(|redactor| match redactor.redact_message(text) {
             Cow::Borrowed(_) => None,
             Cow::Owned(redacted) => Some(redacted),
         })
@@ -266,7 +288,7 @@ pub fn redact_current(text: &str) -> Cow<'_, str> {
 
 impl Patterns {
     /// The byte ranges to replace: sorted, merged, on char boundaries.
-    fn spans(&self, text: &str) -> Vec<(usize, usize)> {
+    fn spans(&self, text: &str, across_whitespace: bool) -> Vec<(usize, usize)> {
         let mut found: Vec<(usize, usize)> = Vec::new();
         if !self.windows.is_empty() {
             for (start, window) in text.as_bytes().windows(PART).enumerate() {
@@ -274,6 +296,22 @@ impl Patterns {
                     found.push((start, start + PART));
                 }
             }
+        }
+        if across_whitespace && !self.unspaced.is_empty() {
+            // The text without whitespace, and where each byte left came from:
+            // a window matched there spans from its first byte to its last.
+            let (bare, at): (Vec<u8>, Vec<usize>) = text
+                .bytes()
+                .enumerate()
+                .filter(|(_, b)| !b.is_ascii_whitespace())
+                .map(|(i, b)| (b, i))
+                .unzip();
+            for (start, window) in bare.windows(PART).enumerate() {
+                if self.unspaced.contains(&window_key(window)) {
+                    found.push((at[start], at[start + PART - 1] + 1));
+                }
+            }
+            found.sort_unstable();
         }
         if !self.short.is_empty() {
             for form in &self.short {

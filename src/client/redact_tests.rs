@@ -188,3 +188,28 @@ fn the_head_of_a_secret_at_a_raw_cut_is_dropped() {
     Redactor::default().drop_cut_head(&mut bytes);
     assert_eq!(bytes, b"sk", "no secret, nothing dropped");
 }
+
+#[test]
+fn in_messages_a_secret_broken_by_whitespace_is_found() {
+    let redactor = Redactor::new([KEY]);
+    // In pieces of 7, each shorter than a window (SSE data lines collapsed to spaces).
+    let pieces = KEY
+        .as_bytes()
+        .chunks(7)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let text = format!("the body starts: k={pieces}\"}} and more");
+    assert_eq!(redactor.redact(&text), text, "replies are not scanned so");
+    assert_eq!(
+        redactor.redact_message(&text),
+        "the body starts: k=[redacted]\"} and more"
+    );
+    let failure = redactor.failure(Failure::new(ErrorKind::Auth, Some(401), text));
+    assert!(!failure.message.contains("sk-live"), "{}", failure.message);
+    // Words that merely sit side by side are left alone.
+    assert_eq!(
+        redactor.redact_message("sk-live 0123 is not it"),
+        "sk-live 0123 is not it"
+    );
+}

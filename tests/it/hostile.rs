@@ -573,3 +573,35 @@ async fn one_long_sse_id_then_many_events_keeps_memory_bounded() {
     );
     assert_peak_below(&finished, 100);
 }
+
+#[tokio::test]
+async fn a_key_split_over_sse_data_lines_is_not_quoted_in_pieces() {
+    // One event whose data lines cut the key into pieces of 7: the data is
+    // not JSON, the message quotes it, its line ends collapse to spaces.
+    let pieces: Vec<&str> = KEY
+        .as_bytes()
+        .chunks(7)
+        .map(|piece| std::str::from_utf8(piece).expect("ASCII"))
+        .collect();
+    let server = Hostile::start(Behaviour::Fixed {
+        status: "200 OK",
+        headers: "content-type: text/event-stream\r\n".to_string(),
+        body: format!(
+            "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"k={}\"}}}}]}}\n\n",
+            pieces.join("\ndata: ")
+        ),
+    })
+    .await;
+    let scenario = Scenario {
+        stream: true,
+        ..Scenario::default()
+    };
+    let (finished, record) = run(&server.url, scenario).await;
+    assert_failed(&finished, &record, "bad_response", 2);
+    let message = record["error"]["message"].as_str().expect("message");
+    assert!(message.contains("not a JSON chunk"), "{message}");
+    for piece in &pieces {
+        assert!(!message.contains(piece), "{piece:?} in {message}");
+        assert!(!finished.stderr.contains(piece), "{}", finished.stderr);
+    }
+}
