@@ -14,6 +14,8 @@
 //! - every whole occurrence of a secret shorter than that. A short value is
 //!   still a secret (an `X-Auth-Mode: on` header redacts every "on" a server
 //!   sends): the header's name decides, not its value;
+//! - in messages also across whitespace and in any ASCII case (see
+//!   [`Redactor::redact_message`]);
 //! - each secret also in the forms a reply may carry it: JSON-escaped
 //!   (`\/`, `\"`, `\\`), percent-encoded, and with whitespace runs collapsed
 //!   (as error messages are). Text is matched after JSON parsing, so other
@@ -66,7 +68,9 @@ struct Patterns {
     /// Forms shorter than `PART` bytes, matched whole.
     short: Vec<String>,
     /// Every `PART`-byte window of every long secret with its whitespace
-    /// removed, matched in messages against their text without whitespace.
+    /// removed and ASCII lowercased, matched in messages against their text
+    /// made the same way (a key echoed upper-cased, percent-encoded with
+    /// lowercase hex, or wrapped over lines).
     unspaced: HashSet<u64, BuildHasherDefault<WindowHasher>>,
     /// The first `PART` bytes of every form (all of a shorter one): a text
     /// cut in the middle of a secret may end with fewer than `PART` bytes of
@@ -112,7 +116,11 @@ impl Redactor {
         let mut heads = Vec::new();
         let mut unspaced = HashSet::default();
         for form in &forms {
-            let bare: Vec<u8> = form.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+            let bare: Vec<u8> = form
+                .bytes()
+                .filter(|b| !b.is_ascii_whitespace())
+                .map(|b| b.to_ascii_lowercase())
+                .collect();
             unspaced.extend(bare.windows(PART).map(window_key));
         }
         for form in forms {
@@ -145,8 +153,8 @@ impl Redactor {
 
     /// For messages: also a secret broken up by whitespace (a key wrapped
     /// over lines, split over SSE `data:` lines that then collapse to
-    /// spaces), in pieces each shorter than a window. Messages are short;
-    /// replies are not scanned this way.
+    /// spaces), in pieces each shorter than a window, or in another ASCII
+    /// case. Messages are short; replies are not scanned this way.
     pub fn redact_message<'a>(&self, text: &'a str) -> Cow<'a, str> {
         self.redact_with(text, true)
     }
@@ -304,7 +312,7 @@ impl Patterns {
                 .bytes()
                 .enumerate()
                 .filter(|(_, b)| !b.is_ascii_whitespace())
-                .map(|(i, b)| (b, i))
+                .map(|(i, b)| (b.to_ascii_lowercase(), i))
                 .unzip();
             for (start, window) in bare.windows(PART).enumerate() {
                 if self.unspaced.contains(&window_key(window)) {

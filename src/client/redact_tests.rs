@@ -213,3 +213,21 @@ fn in_messages_a_secret_broken_by_whitespace_is_found() {
         "sk-live 0123 is not it"
     );
 }
+
+#[test]
+fn in_messages_case_does_not_hide_a_secret() {
+    let secret = "sk-Mixed/Case+Key=0123abcd";
+    let redactor = Redactor::new([secret]);
+    for echo in [
+        "SK-MIXED/CASE+KEY=0123ABCD",
+        // Percent-encoded with lowercase hex.
+        "sk-mixed%2fcase%2bkey%3d0123abcd",
+    ] {
+        let text = format!("bad key {echo}.");
+        assert_eq!(
+            redactor.redact_message(&text),
+            "bad key [redacted].",
+            "{echo}"
+        );
+    }
+}

@@ -605,3 +605,22 @@ async fn a_key_split_over_sse_data_lines_is_not_quoted_in_pieces() {
         assert!(!finished.stderr.contains(piece), "{}", finished.stderr);
     }
 }
+
+#[tokio::test]
+async fn a_key_echoed_in_capitals_is_not_quoted() {
+    let shouted = KEY.to_ascii_uppercase();
+    let server = Hostile::start(Behaviour::Fixed {
+        status: "401 Unauthorized",
+        headers: "content-type: application/json\r\n".to_string(),
+        body: format!(r#"{{"error":{{"message":"INVALID API KEY {shouted}"}}}}"#),
+    })
+    .await;
+    let (finished, record) = run(&server.url, Scenario::default()).await;
+    assert_failed(&finished, &record, "auth", 1);
+    let message = record["error"]["message"].as_str().expect("message");
+    assert!(
+        message.starts_with("INVALID API KEY [redacted]"),
+        "{message}"
+    );
+    assert!(!finished.stderr.contains("HOSTILE"), "{}", finished.stderr);
+}
