@@ -156,11 +156,16 @@ impl StreamAssembler {
                 });
                 match (known, id) {
                     (Some((index, _)), _) => *index,
-                    (None, Some(_)) => self
-                        .tool_calls
-                        .keys()
-                        .next_back()
-                        .map_or(0, |last| last + 1),
+                    // After the last one; a server's index may already be
+                    // u64::MAX, so then the first free one.
+                    (None, Some(_)) => match self.tool_calls.keys().next_back() {
+                        None => 0,
+                        Some(last) => last.checked_add(1).unwrap_or_else(|| {
+                            (0..)
+                                .find(|i| !self.tool_calls.contains_key(i))
+                                .unwrap_or(0)
+                        }),
+                    },
                     (None, None) => self.tool_calls.keys().next_back().copied().unwrap_or(0),
                 }
             });

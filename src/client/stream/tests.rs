@@ -225,6 +225,27 @@ data: [DONE]
 }
 
 #[test]
+fn a_call_without_index_after_one_at_u64_max_does_not_overflow() {
+    let body = r#"data: {"choices":[{"delta":{"tool_calls":[{"index":18446744073709551615,"id":"a","function":{"name":"f","arguments":"{}"}}]}}]}
+
+data: {"choices":[{"delta":{"tool_calls":[{"id":"b","function":{"name":"g","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}
+
+"#;
+    let calls = assemble(body).unwrap().tool_calls.expect("tool calls");
+    let names: Vec<&str> = calls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|call| call["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["g", "f"],
+        "two calls, neither merged into the other"
+    );
+}
+
+#[test]
 fn content_parts_and_other_choices() {
     let body = r#"data: {"choices":[{"index":1,"delta":{"content":"not ours"}},{"index":0,"delta":{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}}]}
 
