@@ -5,7 +5,10 @@
 //! never fail a reply that has what we need. Usage is kept as reported, never
 //! recounted; a missing usage stays `None`, never zeros.
 
+use std::fmt;
+
 use reqwest::header::HeaderMap;
+use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -22,6 +25,7 @@ pub struct Completion {
     pub model: Option<Value>,
     /// OpenRouter: the upstream provider that served the request.
     pub provider: Option<Value>,
+    #[serde(deserialize_with = "leading_choices")]
     pub choices: Option<Vec<Choice>>,
     pub usage: Option<Value>,
     /// AI/ML API: `meta.usage.usd_spent` / `credits_used`.
@@ -46,6 +50,47 @@ pub struct Message {
     pub tool_calls: Option<Value>,
     /// OpenAI's refusal text, sent instead of content.
     pub refusal: Option<Value>,
+}
+
+/// `choices`, keeping only what is used: the first choice, and the first
+/// of index 0 when that is another. Every other one is read and dropped at
+/// once: a server sending millions of `{}` (16 MiB of them took 2.5 GB as
+/// a list of choices) costs no more memory than one.
+fn leading_choices<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<Choice>>, D::Error> {
+    struct Leading;
+    impl<'de> Visitor<'de> for Leading {
+        type Value = Option<Vec<Choice>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of choices")
+        }
+
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, inner: D) -> Result<Self::Value, D::Error> {
+            inner.deserialize_seq(Leading)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut kept: Vec<Choice> = Vec::new();
+            while let Some(choice) = seq.next_element::<Choice>()? {
+                let first_of_index_0 = choice.is_first() && !kept.iter().any(Choice::is_first);
+                if kept.is_empty() || first_of_index_0 {
+                    kept.push(choice);
+                }
+            }
+            Ok(Some(kept))
+        }
+    }
+    deserializer.deserialize_option(Leading)
 }
 
 impl Choice {
@@ -385,6 +430,28 @@ mod tests {
             (max, 0, max)
         );
         assert_eq!((u.cached_tokens, u.reasoning_tokens), (None, None));
+    }
+
+    #[test]
+    fn only_the_choices_used_are_kept() {
+        let parse = |text: &str| serde_json::from_str::<Completion>(text).map(|c| c.choices);
+        let many = format!(
+            r#"{{"choices":[{{"index":1}},{}{{"index":0,"finish_reason":"stop"}},{{"index":0}}]}}"#,
+            "{},".repeat(1000)
+        );
+        let kept = parse(&many).unwrap().expect("choices");
+        // The first, then the first of index 0 (`{}` has none, so counts as 0).
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept[0].index, Some(json!(1)));
+        assert_eq!(kept[1].index, None);
+        assert!(parse(r#"{"choices":null}"#).unwrap().is_none());
+        assert!(parse(r#"{}"#).unwrap().is_none());
+        assert_eq!(
+            parse(r#"{"choices":[]}"#).unwrap().map(|c| c.len()),
+            Some(0)
+        );
+        assert!(parse(r#"{"choices":{"a":1}}"#).is_err());
+        assert!(parse(r#"{"choices":[1]}"#).is_err());
     }
 
     #[test]

@@ -624,3 +624,25 @@ async fn a_key_echoed_in_capitals_is_not_quoted() {
     );
     assert!(!finished.stderr.contains("HOSTILE"), "{}", finished.stderr);
 }
+
+#[tokio::test]
+async fn millions_of_empty_choices_cost_no_more_than_one() {
+    // 15 MiB of `{},`: as a list of choices it took gigabytes.
+    let filler = "{},".repeat(5 * 1024 * 1024);
+    let server = Hostile::start(Behaviour::Fixed {
+        status: "200 OK",
+        headers: "content-type: application/json\r\n".to_string(),
+        body: format!(
+            r#"{{"choices":[{{"index":0,"message":{{"content":"fine"}},"finish_reason":"stop"}},{filler}{{}}]}}"#
+        ),
+    })
+    .await;
+    let scenario = Scenario {
+        max_reply_bytes: None,
+        ..Scenario::default()
+    };
+    let (finished, record) = run(&server.url, scenario).await;
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert_eq!(record["content"], "fine", "{record}");
+    assert_peak_below(&finished, 150);
+}
