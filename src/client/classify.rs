@@ -7,9 +7,12 @@ use chrono::{DateTime, Utc};
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
-use super::error_body::{self, ErrorInfo};
+use super::error_body::{self, truncate, ErrorInfo};
 use super::retry_after;
 use super::{ErrorKind, Failure};
+
+/// Longest redirect target quoted in a message: a URL worth fixing fits.
+const LOCATION_CAP: usize = 300;
 
 /// The kind of a non-2xx status.
 pub fn status_kind(status: u16) -> ErrorKind {
@@ -43,10 +46,15 @@ pub fn http_failure(
         message
     };
     if (300..400).contains(&status) {
+        // A Location is the server's text like any other: capped (after
+        // redaction, see `truncate`), or a 300 kB one fills every record.
         let location = headers
             .get("location")
             .and_then(|v| v.to_str().ok())
-            .unwrap_or("another URL");
+            .map_or_else(
+                || "another URL".to_string(),
+                |to| truncate(to, LOCATION_CAP),
+            );
         message = format!("the endpoint redirects to {location} (HTTP {status}): set the endpoint URL to the final address");
     } else if let Some(hint) = hint(status, key_env) {
         message = format!("{message} ({hint})");
@@ -275,6 +283,20 @@ mod tests {
         assert!(failure
             .message
             .contains("redirects to https://example.com/v1/chat/completions"));
+
+        // A target of 100 kB is quoted in part.
+        let long = format!("https://example.com/{}", "a".repeat(100_000));
+        let mut headers = HeaderMap::new();
+        headers.insert("location", HeaderValue::from_str(&long).unwrap());
+        let failure = http_failure(302, &headers, b"", "K", Utc::now());
+        assert!(
+            failure.message.len() < 500,
+            "{} bytes",
+            failure.message.len()
+        );
+        assert!(failure
+            .message
+            .contains("redirects to https://example.com/aaa"));
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! FastAPI's `{"detail": ...}`, and plain text or HTML from proxies. Whatever
 //! arrives, the user gets one readable line, never a parse error.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use super::redact;
@@ -210,12 +212,52 @@ pub fn collapse_whitespace(text: &str) -> String {
 ///
 /// Secrets are removed first: a key cut in two would leave its head where no
 /// later redaction can recognise it (see `redact`).
+///
+/// Control characters go too (see [`printable`]): this is the one place
+/// every message quoting a server passes through.
 pub fn truncate(text: &str, cap: usize) -> String {
-    let text = redact::redact_current(text);
-    match text.char_indices().nth(cap) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
+    // Only what can be kept, plus room for a secret straddling the cut, is
+    // redacted: a 16 MiB body quoted in 200 characters costs no 16 MiB scan.
+    let scope = match text.char_indices().nth(cap) {
+        Some((cut, _)) => {
+            let mut end = text.len().min(cut.saturating_add(REDACT_MARGIN));
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            end
+        }
+        None => text.len(),
+    };
+    let redacted = redact::redact_current(&text[..scope]);
+    let shown = printable(&redacted);
+    match shown.char_indices().nth(cap) {
+        Some((cut, _)) => format!("{}…", &shown[..cut]),
+        None if scope < text.len() => format!("{shown}…"),
+        None => shown.into_owned(),
     }
+}
+
+/// Bytes past a cut still redacted before it: longer than any secret
+/// (a JWT bearer token runs to a few kB).
+const REDACT_MARGIN: usize = 64 * 1024;
+
+/// A server's text made safe to print: messages end up on the user's
+/// terminal (the stderr table quotes the last error), where an ANSI escape,
+/// a BEL or a backspace would act (retitle the window, hide or fake text)
+/// rather than be read. Whitespace controls become spaces, others U+FFFD.
+fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let shown = text
+        .chars()
+        .map(|c| match c {
+            _ if !c.is_control() => c,
+            _ if c.is_whitespace() => ' ',
+            _ => char::REPLACEMENT_CHARACTER,
+        })
+        .collect();
+    Cow::Owned(shown)
 }
 
 #[cfg(test)]
@@ -291,6 +333,20 @@ mod tests {
         let message = parse_error_body(body.as_bytes()).message;
         assert_eq!(message.chars().count(), MESSAGE_CAP + 1);
         assert!(message.ends_with('…'));
+    }
+
+    #[test]
+    fn control_characters_never_reach_a_message() {
+        let body =
+            r#"{"error":{"message":"bad \u001b[2J\u001b]52;c;ZXZpbA==\u0007 \b\u009b1m key"}}"#;
+        let message = parse_error_body(body.as_bytes()).message;
+        assert!(!message.chars().any(char::is_control), "{message:?}");
+        assert_eq!(
+            message,
+            "bad \u{FFFD}[2J\u{FFFD}]52;c;ZXZpbA==\u{FFFD} \u{FFFD}\u{FFFD}1m key"
+        );
+        let text = parse_error_body(b"plain \x1b[31mred\x1b[0m").message;
+        assert_eq!(text, "plain \u{FFFD}[31mred\u{FFFD}[0m");
     }
 
     #[test]

@@ -40,6 +40,8 @@ const CONNECT_MARGIN: Duration = Duration::from_millis(10);
 const ERROR_BODY_CAP: usize = 64 * 1024;
 /// Same-origin 307/308 hops followed before the redirect is reported instead.
 const MAX_REDIRECTS: usize = 3;
+/// How much of a stream's start is kept, to quote when it held no completion chunk.
+const STREAM_HEAD: usize = 4096;
 /// After `[DONE]`, how long to wait for the body to end (so the connection is
 /// reused) before accepting the reply anyway.
 const AFTER_DONE_GRACE: Duration = Duration::from_secs(1);
@@ -188,7 +190,10 @@ impl Client {
         if !response.status().is_success() {
             let until = transport::deadline(Instant::now(), inner.timeout).min(clock.deadline);
             let cap = ERROR_BODY_CAP.min(inner.max_reply_bytes);
-            let body = body::error_body(response, cap, until).await;
+            let mut body = body::error_body(response, cap, until).await;
+            if body.len() >= cap {
+                inner.redactor.drop_cut_head(&mut body);
+            }
             return Err(classify::http_failure(
                 status,
                 &headers,
@@ -214,6 +219,16 @@ impl Client {
             for event in events.drain(..) {
                 assembler.push(&event, status)?;
                 self.check_size(&parser, &assembler, status)?;
+            }
+            if !assembler.has_chunks() {
+                // Not a stream after all (an HTML page, a proxy's text): the
+                // JSON reader's failure says so and quotes how the body starts.
+                return reply::parse_reply(&body, status, &headers, &req.model).map(|reply| {
+                    Reply {
+                        latency_ms,
+                        ..reply
+                    }
+                });
             }
             assembler.finish(&headers, &req.model, status)?
         } else {
@@ -312,6 +327,8 @@ impl Client {
         // not move it, so a server that only pings still times out.
         let mut stall = transport::deadline(Instant::now(), inner.timeout);
         let mut done_seen = false;
+        // The first bytes, quoted when no completion chunk ever came.
+        let mut head = Vec::new();
         loop {
             if assembler.is_done() && !done_seen {
                 // After [DONE], wait only briefly for the body to end (so the
@@ -361,11 +378,21 @@ impl Client {
                 stall = transport::deadline(Instant::now(), inner.timeout);
                 continue;
             }
+            if head.len() < STREAM_HEAD {
+                head.extend_from_slice(&chunk[..chunk.len().min(STREAM_HEAD - head.len())]);
+            }
             parser.feed(&chunk, &mut events);
             // The first content byte arrived with this chunk: the same clock as
             // latency, so time to first token never exceeds it.
             for event in events.drain(..) {
-                if !event.data.trim().is_empty() && !assembler.is_done() {
+                // Once a choice carried its finish reason the reply is whole:
+                // what follows (usage, [DONE]) gets one timeout at most, so a
+                // server that keeps sending after it cannot hold the attempt
+                // until max_attempt_secs.
+                if !event.data.trim().is_empty()
+                    && !assembler.is_done()
+                    && !assembler.has_finish_reason()
+                {
                     stall = transport::deadline(Instant::now(), inner.timeout);
                 }
                 if assembler.push(&event, status)? && ttft_ms.is_none() {
@@ -389,6 +416,20 @@ impl Client {
                 ttft_ms = Some(millis(last_byte));
             }
             self.check_size(&parser, &assembler, status)?;
+        }
+        if !assembler.has_chunks() {
+            // An HTML page or a proxy's text: say how it starts.
+            if head.len() >= STREAM_HEAD {
+                inner.redactor.drop_cut_head(&mut head);
+            }
+            return Err(Failure {
+                uncertain: true,
+                ..reply::bad_response(
+                    status,
+                    "the stream ended without any completion chunk",
+                    &head,
+                )
+            });
         }
         let reply = assembler.finish(headers, &req.model, status)?;
         Ok(Reply {

@@ -14,10 +14,16 @@
 //! - every whole occurrence of a secret shorter than that. A short value is
 //!   still a secret (an `X-Auth-Mode: on` header redacts every "on" a server
 //!   sends): the header's name decides, not its value;
+//! - in messages also across whitespace and in any ASCII case (see
+//!   [`Redactor::redact_message`]);
 //! - each secret also in the forms a reply may carry it: JSON-escaped
 //!   (`\/`, `\"`, `\\`), percent-encoded, and with whitespace runs collapsed
 //!   (as error messages are). Text is matched after JSON parsing, so other
 //!   escapes are already undone.
+//!
+//! Bytes the client itself reads only up to a cap (an error body) are cut
+//! before they can be redacted: [`Redactor::drop_cut_head`] removes what may
+//! be the head of a secret at that cut.
 //!
 //! Redaction must run before any text is cut short, or a key straddling the
 //! cut leaves its head behind where no match can find it. The client cuts
@@ -61,6 +67,15 @@ struct Patterns {
     windows: HashSet<u64, BuildHasherDefault<WindowHasher>>,
     /// Forms shorter than `PART` bytes, matched whole.
     short: Vec<String>,
+    /// Every `PART`-byte window of every long secret with its whitespace
+    /// removed and ASCII lowercased, matched in messages against their text
+    /// made the same way (a key echoed upper-cased, percent-encoded with
+    /// lowercase hex, or wrapped over lines).
+    unspaced: HashSet<u64, BuildHasherDefault<WindowHasher>>,
+    /// The first `PART` bytes of every form (all of a shorter one): a text
+    /// cut in the middle of a secret may end with fewer than `PART` bytes of
+    /// it, which no window matches.
+    heads: Vec<Vec<u8>>,
 }
 
 impl fmt::Debug for Redactor {
@@ -98,7 +113,18 @@ impl Redactor {
         }
         let mut windows = HashSet::default();
         let mut short = Vec::new();
+        let mut heads = Vec::new();
+        let mut unspaced = HashSet::default();
+        for form in &forms {
+            let bare: Vec<u8> = form
+                .bytes()
+                .filter(|b| !b.is_ascii_whitespace())
+                .map(|b| b.to_ascii_lowercase())
+                .collect();
+            unspaced.extend(bare.windows(PART).map(window_key));
+        }
         for form in forms {
+            heads.push(form.as_bytes()[..form.len().min(PART)].to_vec());
             if form.len() >= PART {
                 windows.extend(form.as_bytes().windows(PART).map(window_key));
             } else {
@@ -106,7 +132,12 @@ impl Redactor {
             }
         }
         Redactor {
-            patterns: Some(Arc::new(Patterns { windows, short })),
+            patterns: Some(Arc::new(Patterns {
+                windows,
+                short,
+                unspaced,
+                heads,
+            })),
         }
     }
 
@@ -117,10 +148,22 @@ impl Redactor {
 
     /// `text` without any secret or part of one; borrowed when nothing was found.
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        self.redact_with(text, false)
+    }
+
+    /// For messages: also a secret broken up by whitespace (a key wrapped
+    /// over lines, split over SSE `data:` lines that then collapse to
+    /// spaces), in pieces each shorter than a window, or in another ASCII
+    /// case. Messages are short; replies are not scanned this way.
+    pub fn redact_message<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        self.redact_with(text, true)
+    }
+
+    fn redact_with<'a>(&self, text: &'a str, across_whitespace: bool) -> Cow<'a, str> {
         let Some(patterns) = &self.patterns else {
             return Cow::Borrowed(text);
         };
-        let spans = patterns.spans(text);
+        let spans = patterns.spans(text, across_whitespace);
         if spans.is_empty() {
             return Cow::Borrowed(text);
         }
@@ -133,6 +176,24 @@ impl Redactor {
         }
         out.push_str(&text[at..]);
         Cow::Owned(out)
+    }
+
+    /// For bytes cut short before they could be redacted (a body read up to
+    /// a cap): drops an end that may be the head of a secret cut in two, too
+    /// short for any window to match once the rest is gone. At worst a few
+    /// innocent bytes at the cut go too.
+    pub fn drop_cut_head(&self, bytes: &mut Vec<u8>) {
+        let Some(patterns) = &self.patterns else {
+            return;
+        };
+        let longest = patterns
+            .heads
+            .iter()
+            .flat_map(|head| (1..head.len()).filter(|k| bytes.ends_with(&head[..*k])))
+            .max();
+        if let Some(len) = longest {
+            bytes.truncate(bytes.len() - len);
+        }
     }
 
     /// Redacts a string in place, allocating only when a secret was found.
@@ -203,9 +264,10 @@ impl Redactor {
 
     /// Every string of a failure: its message and the server's error code.
     pub fn failure(&self, mut failure: Failure) -> Failure {
-        self.redact_string(&mut failure.message);
-        if let Some(code) = failure.error_code.as_mut() {
-            self.redact_string(code);
+        for text in std::iter::once(&mut failure.message).chain(failure.error_code.as_mut()) {
+            if let Cow::Owned(redacted) = self.redact_message(text) {
+                *text = redacted;
+            }
         }
         failure
     }
@@ -223,7 +285,7 @@ impl Redactor {
 /// about to cut server text short (see the module comment).
 pub fn redact_current(text: &str) -> Cow<'_, str> {
     CURRENT
-        .try_with(|redactor| match redactor.redact(text) {
+        .try_with(|redactor| match redactor.redact_message(text) {
             Cow::Borrowed(_) => None,
             Cow::Owned(redacted) => Some(redacted),
         })
@@ -234,7 +296,7 @@ pub fn redact_current(text: &str) -> Cow<'_, str> {
 
 impl Patterns {
     /// The byte ranges to replace: sorted, merged, on char boundaries.
-    fn spans(&self, text: &str) -> Vec<(usize, usize)> {
+    fn spans(&self, text: &str, across_whitespace: bool) -> Vec<(usize, usize)> {
         let mut found: Vec<(usize, usize)> = Vec::new();
         if !self.windows.is_empty() {
             for (start, window) in text.as_bytes().windows(PART).enumerate() {
@@ -242,6 +304,22 @@ impl Patterns {
                     found.push((start, start + PART));
                 }
             }
+        }
+        if across_whitespace && !self.unspaced.is_empty() {
+            // The text without whitespace, and where each byte left came from:
+            // a window matched there spans from its first byte to its last.
+            let (bare, at): (Vec<u8>, Vec<usize>) = text
+                .bytes()
+                .enumerate()
+                .filter(|(_, b)| !b.is_ascii_whitespace())
+                .map(|(i, b)| (b.to_ascii_lowercase(), i))
+                .unzip();
+            for (start, window) in bare.windows(PART).enumerate() {
+                if self.unspaced.contains(&window_key(window)) {
+                    found.push((at[start], at[start + PART - 1] + 1));
+                }
+            }
+            found.sort_unstable();
         }
         if !self.short.is_empty() {
             for form in &self.short {

@@ -169,3 +169,65 @@ async fn a_key_straddling_the_cut_is_removed_before_the_cut() {
     let message = parse_error_body(body.to_string().as_bytes()).message;
     assert!(message.ends_with("sk-li…"), "{message}");
 }
+
+#[test]
+fn the_head_of_a_secret_at_a_raw_cut_is_dropped() {
+    let redactor = Redactor::new([KEY, "shrt"]);
+    for (cut, kept) in [
+        (format!("error: {}", &KEY[..5]), "error: "),
+        (format!("error: {}", &KEY[..7]), "error: "),
+        ("error: sh".to_string(), "error: "),
+        // A whole secret is the windows' business; nothing of one here.
+        ("error: nothing".to_string(), "error: nothing"),
+    ] {
+        let mut bytes = cut.clone().into_bytes();
+        redactor.drop_cut_head(&mut bytes);
+        assert_eq!(String::from_utf8_lossy(&bytes), kept, "{cut}");
+    }
+    let mut bytes = b"sk".to_vec();
+    Redactor::default().drop_cut_head(&mut bytes);
+    assert_eq!(bytes, b"sk", "no secret, nothing dropped");
+}
+
+#[test]
+fn in_messages_a_secret_broken_by_whitespace_is_found() {
+    let redactor = Redactor::new([KEY]);
+    // In pieces of 7, each shorter than a window (SSE data lines collapsed to spaces).
+    let pieces = KEY
+        .as_bytes()
+        .chunks(7)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let text = format!("the body starts: k={pieces}\"}} and more");
+    assert_eq!(redactor.redact(&text), text, "replies are not scanned so");
+    assert_eq!(
+        redactor.redact_message(&text),
+        "the body starts: k=[redacted]\"} and more"
+    );
+    let failure = redactor.failure(Failure::new(ErrorKind::Auth, Some(401), text));
+    assert!(!failure.message.contains("sk-live"), "{}", failure.message);
+    // Words that merely sit side by side are left alone.
+    assert_eq!(
+        redactor.redact_message("sk-live 0123 is not it"),
+        "sk-live 0123 is not it"
+    );
+}
+
+#[test]
+fn in_messages_case_does_not_hide_a_secret() {
+    let secret = "sk-Mixed/Case+Key=0123abcd";
+    let redactor = Redactor::new([secret]);
+    for echo in [
+        "SK-MIXED/CASE+KEY=0123ABCD",
+        // Percent-encoded with lowercase hex.
+        "sk-mixed%2fcase%2bkey%3d0123abcd",
+    ] {
+        let text = format!("bad key {echo}.");
+        assert_eq!(
+            redactor.redact_message(&text),
+            "bad key [redacted].",
+            "{echo}"
+        );
+    }
+}

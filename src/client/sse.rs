@@ -8,13 +8,18 @@
 //! dispatch on a blank line. `retry` is read and ignored: a failed stream is
 //! retried by the scheduler as a whole request, never resumed.
 
+use std::sync::Arc;
+
 /// One dispatched event.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SseEvent {
     /// The `event:` field; `None` for the default "message".
     pub event: Option<String>,
     pub data: String,
-    pub id: Option<String>,
+    /// The last `id` seen; shared, not copied, by every event that follows
+    /// it (a server's one id line of megabytes, then thousands of events in
+    /// one read, would otherwise be copied into each of them at once).
+    pub id: Option<Arc<str>>,
 }
 
 #[derive(Debug, Default)]
@@ -34,7 +39,7 @@ pub struct SseParser {
     /// A line or event passed the cap (it was dropped, not kept).
     overflowed: bool,
     event: Option<String>,
-    id: Option<String>,
+    id: Option<Arc<str>>,
 }
 
 impl SseParser {
@@ -144,7 +149,7 @@ impl SseParser {
                 self.has_data = true;
             }
             b"event" => self.event = Some(value.into_owned()),
-            b"id" if !value.contains('\0') => self.id = Some(value.into_owned()),
+            b"id" if !value.contains('\0') => self.id = Some(Arc::from(value.as_ref())),
             _ => {}
         }
     }
@@ -288,6 +293,21 @@ mod tests {
         parser.feed(b"data: 0123456789\n\n: ping\n\n", &mut out);
         assert!(!parser.overflowed());
         assert_eq!(data(&out), ["0123456789"]);
+    }
+
+    #[test]
+    fn one_long_id_is_shared_by_the_events_after_it_not_copied() {
+        let mut parser = SseParser::with_cap(1 << 20);
+        let mut out = Vec::new();
+        let mut stream = format!("id: {}\n", "i".repeat(100_000)).into_bytes();
+        stream.extend(b"data: {}\n\n".repeat(1000));
+        parser.feed(&stream, &mut out);
+        assert_eq!(out.len(), 1000);
+        let first = out[0].id.as_ref().expect("id");
+        assert_eq!(first.len(), 100_000);
+        assert!(out
+            .iter()
+            .all(|e| e.id.as_ref().is_some_and(|id| Arc::ptr_eq(id, first))));
     }
 
     #[test]

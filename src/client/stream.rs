@@ -93,7 +93,12 @@ impl StreamAssembler {
         }
         let had_content = !self.content.is_empty();
         for choice in chunk.choices.into_iter().flatten().filter(|c| c.is_first()) {
-            if let Some(reason) = wire::string(choice.finish_reason) {
+            // Some servers send `"finish_reason": ""` on every chunk before
+            // the last: a blank one is no finish reason, or a stream cut short
+            // after its first chunk would pass for a whole reply.
+            if let Some(reason) =
+                wire::string(choice.finish_reason).filter(|r| !r.trim().is_empty())
+            {
                 self.finish_reason = Some(reason);
             }
             // Some servers put the last part in `message` rather than `delta`.
@@ -127,6 +132,11 @@ impl StreamAssembler {
         self.finish_reason.is_some()
     }
 
+    /// Whether any completion chunk came (else the body was no stream at all).
+    pub fn has_chunks(&self) -> bool {
+        self.chunks > 0
+    }
+
     /// Bytes kept so far, for the caller's `max_reply_bytes`.
     pub fn size(&self) -> usize {
         self.size
@@ -146,11 +156,16 @@ impl StreamAssembler {
                 });
                 match (known, id) {
                     (Some((index, _)), _) => *index,
-                    (None, Some(_)) => self
-                        .tool_calls
-                        .keys()
-                        .next_back()
-                        .map_or(0, |last| last + 1),
+                    // After the last one; a server's index may already be
+                    // u64::MAX, so then the first free one.
+                    (None, Some(_)) => match self.tool_calls.keys().next_back() {
+                        None => 0,
+                        Some(last) => last.checked_add(1).unwrap_or_else(|| {
+                            (0..)
+                                .find(|i| !self.tool_calls.contains_key(i))
+                                .unwrap_or(0)
+                        }),
+                    },
                     (None, None) => self.tool_calls.keys().next_back().copied().unwrap_or(0),
                 }
             });

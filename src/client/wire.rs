@@ -5,7 +5,10 @@
 //! never fail a reply that has what we need. Usage is kept as reported, never
 //! recounted; a missing usage stays `None`, never zeros.
 
+use std::fmt;
+
 use reqwest::header::HeaderMap;
+use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -22,6 +25,7 @@ pub struct Completion {
     pub model: Option<Value>,
     /// OpenRouter: the upstream provider that served the request.
     pub provider: Option<Value>,
+    #[serde(deserialize_with = "leading_choices")]
     pub choices: Option<Vec<Choice>>,
     pub usage: Option<Value>,
     /// AI/ML API: `meta.usage.usd_spent` / `credits_used`.
@@ -46,6 +50,47 @@ pub struct Message {
     pub tool_calls: Option<Value>,
     /// OpenAI's refusal text, sent instead of content.
     pub refusal: Option<Value>,
+}
+
+/// `choices`, keeping only what is used: the first choice, and the first
+/// of index 0 when that is another. Every other one is read and dropped at
+/// once: a server sending millions of `{}` (16 MiB of them took 2.5 GB as
+/// a list of choices) costs no more memory than one.
+fn leading_choices<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<Choice>>, D::Error> {
+    struct Leading;
+    impl<'de> Visitor<'de> for Leading {
+        type Value = Option<Vec<Choice>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of choices")
+        }
+
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, inner: D) -> Result<Self::Value, D::Error> {
+            inner.deserialize_seq(Leading)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut kept: Vec<Choice> = Vec::new();
+            while let Some(choice) = seq.next_element::<Choice>()? {
+                let first_of_index_0 = choice.is_first() && !kept.iter().any(Choice::is_first);
+                if kept.is_empty() || first_of_index_0 {
+                    kept.push(choice);
+                }
+            }
+            Ok(Some(kept))
+        }
+    }
+    deserializer.deserialize_option(Leading)
 }
 
 impl Choice {
@@ -116,59 +161,69 @@ pub fn as_amount(value: &Value) -> Option<f64> {
     (amount.is_finite() && amount >= 0.0).then_some(amount)
 }
 
-/// The most tokens a count may say (2^53): past it a count is no longer an
-/// exact JSON number, and no request uses anywhere near as many.
+/// The largest token count believed: past 2^53 a count is no longer exact
+/// in a JSON reader's double, and no reply is that long; a server sending
+/// one is lying or broken.
 pub const MAX_TOKEN_COUNT: u64 = 1 << 53;
 
-/// A token count: a whole number from 0 to 2^53, as a number or a numeric
-/// string. `Err` when present but not such a count (negative, fractional,
-/// huge, not a number): the usage is then bad, never wrapped or rounded.
-fn token_count(value: Option<&Value>) -> Result<Option<u64>, ()> {
-    let Some(value) = value.filter(|v| !v.is_null()) else {
-        return Ok(None);
-    };
-    // Exact first: 2^53 + 1 as a float would round down into range.
-    let exact = match value {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().parse::<u64>().ok(),
-        _ => None,
-    };
-    if let Some(n) = exact {
-        return if n <= MAX_TOKEN_COUNT {
-            Ok(Some(n))
-        } else {
-            Err(())
-        };
-    }
+/// What one usage field holds.
+enum Count {
+    Absent,
+    Valid(u64),
+    /// Negative, fractional, past [`MAX_TOKEN_COUNT`], or not a number.
+    Bad,
+}
+
+fn count(value: Option<&Value>) -> Count {
+    let valid = |n: u64| (n <= MAX_TOKEN_COUNT).then_some(n);
     let number = match value {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse::<f64>().ok(),
-        _ => None,
+        None | Some(Value::Null) => return Count::Absent,
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(n) => valid(n),
+            // A float: only a whole one (12.0) within the bound is a count.
+            None => n
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= MAX_TOKEN_COUNT as f64)
+                .map(|f| f as u64),
+        },
+        Some(Value::String(s)) => s.trim().parse::<u64>().ok().and_then(valid),
+        Some(_) => None,
     };
-    match number {
-        Some(x) if x.fract() == 0.0 && (0.0..=MAX_TOKEN_COUNT as f64).contains(&x) => {
-            Ok(Some(x as u64))
-        }
-        _ => Err(()),
-    }
+    number.map_or(Count::Bad, Count::Valid)
 }
 
 /// Usage as reported. `None` unless both prompt and completion counts are
 /// present: a half-reported usage filled with zeros would be a guess that
 /// the summary then adds up. A missing total is prompt + completion (the one
-/// sum a server may leave to us). A count that is not a whole number from 0
-/// to 2^53 makes the whole usage bad: `None`, counted as unreported.
+/// sum a server may leave to us). A count that is negative, fractional or
+/// past 2^53 makes the whole usage bad: recorded as null, never clamped or
+/// rounded into a figure nobody sent; so does a bad cached or reasoning count.
 pub fn usage(usage: &Value) -> Option<Usage> {
-    let count = |pointer: &str| token_count(usage.pointer(pointer));
-    let prompt = count("/prompt_tokens").ok()??;
-    let completion = count("/completion_tokens").ok()??;
-    let total = count("/total_tokens").ok()?;
+    let field = |name: &str| count(usage.get(name));
+    let (Count::Valid(prompt), Count::Valid(completion)) =
+        (field("prompt_tokens"), field("completion_tokens"))
+    else {
+        return None;
+    };
+    let total = match field("total_tokens") {
+        Count::Valid(total) => total,
+        Count::Absent => prompt
+            .checked_add(completion)
+            .filter(|sum| *sum <= MAX_TOKEN_COUNT)?,
+        Count::Bad => return None,
+    };
+    // A lying detail makes the whole usage bad too: one figure of it is a lie.
+    let detail = |pointer: &str| match count(usage.pointer(pointer)) {
+        Count::Valid(n) => Ok(Some(n)),
+        Count::Absent => Ok(None),
+        Count::Bad => Err(()),
+    };
     Some(Usage {
         prompt_tokens: prompt,
         completion_tokens: completion,
-        total_tokens: total.unwrap_or(prompt.saturating_add(completion)),
-        cached_tokens: count("/prompt_tokens_details/cached_tokens").ok()?,
-        reasoning_tokens: count("/completion_tokens_details/reasoning_tokens").ok()?,
+        total_tokens: total,
+        cached_tokens: detail("/prompt_tokens_details/cached_tokens").ok()?,
+        reasoning_tokens: detail("/completion_tokens_details/reasoning_tokens").ok()?,
     })
 }
 
@@ -197,7 +252,8 @@ impl BodyCost {
                 .pointer("/cost_details/upstream_inference_cost")
                 .and_then(as_amount)
                 .filter(|_| byok);
-            Some(cost + upstream.unwrap_or(0.0))
+            // Two huge figures may add up to infinity: no figure at all then.
+            Some(cost + upstream.unwrap_or(0.0)).filter(|sum| sum.is_finite())
         });
         BodyCost {
             usd_spent: meta_usage("usd_spent"),
@@ -314,6 +370,13 @@ mod tests {
             Some(0.001)
         );
         assert_eq!(cost(json!({"cost": -3})), None);
+        // Finite alone, infinite together: a lie, not a figure.
+        assert_eq!(
+            cost(
+                json!({"cost": 1e308, "is_byok": true, "cost_details": {"upstream_inference_cost": 1e308}})
+            ),
+            None
+        );
         assert_eq!(cost(json!({"prompt_tokens": 3})), None);
     }
 
@@ -356,13 +419,13 @@ mod tests {
             assert_eq!(usage(&u), None, "reasoning_tokens = {bad}");
         }
         let u = usage(
-            &json!({"prompt_tokens": 9_007_199_254_740_992u64, "completion_tokens": 2.0,
+            &json!({"prompt_tokens": 9_007_199_254_740_990u64, "completion_tokens": 2.0,
             "total_tokens": null}),
         )
         .unwrap();
         assert_eq!(
             (u.prompt_tokens, u.completion_tokens, u.total_tokens),
-            (1 << 53, 2, (1 << 53) + 2)
+            ((1 << 53) - 2, 2, 1 << 53)
         );
         // Half a usage is not filled in with zeros.
         assert_eq!(usage(&json!({"prompt_tokens": 11})), None);
@@ -370,6 +433,66 @@ mod tests {
             usage(&json!({"completion_tokens": 3, "total_tokens": 3})),
             None
         );
+    }
+
+    #[test]
+    fn lying_counts_are_bad_usage_never_clamped_or_summed_past_the_bound() {
+        let max = MAX_TOKEN_COUNT;
+        let bad = [
+            json!({"prompt_tokens": u64::MAX, "completion_tokens": 1}),
+            json!({"prompt_tokens": max + 1, "completion_tokens": 1, "total_tokens": 5}),
+            json!({"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 1e300}),
+            json!({"prompt_tokens": -1, "completion_tokens": 1}),
+            json!({"prompt_tokens": 1.5, "completion_tokens": 1}),
+            json!({"prompt_tokens": "1e400", "completion_tokens": 1}),
+            json!({"prompt_tokens": "18446744073709551615", "completion_tokens": 1}),
+            json!({"prompt_tokens": 1, "completion_tokens": true}),
+            // Each within the bound, their sum (the missing total) past it.
+            json!({"prompt_tokens": max, "completion_tokens": max}),
+        ];
+        for value in bad {
+            assert_eq!(usage(&value), None, "{value}");
+        }
+        let u = usage(&json!({"prompt_tokens": max, "completion_tokens": 0.0, "total_tokens": "9007199254740992"}))
+        .unwrap();
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            (max, 0, max)
+        );
+        // A lying detail is a lying usage.
+        for details in [
+            json!({"prompt_tokens_details": {"cached_tokens": -4}}),
+            json!({"completion_tokens_details": {"reasoning_tokens": u64::MAX}}),
+        ] {
+            let mut value = json!({"prompt_tokens": 1, "completion_tokens": 1});
+            value
+                .as_object_mut()
+                .unwrap()
+                .extend(details.as_object().unwrap().clone());
+            assert_eq!(usage(&value), None, "{value}");
+        }
+    }
+
+    #[test]
+    fn only_the_choices_used_are_kept() {
+        let parse = |text: &str| serde_json::from_str::<Completion>(text).map(|c| c.choices);
+        let many = format!(
+            r#"{{"choices":[{{"index":1}},{}{{"index":0,"finish_reason":"stop"}},{{"index":0}}]}}"#,
+            "{},".repeat(1000)
+        );
+        let kept = parse(&many).unwrap().expect("choices");
+        // The first, then the first of index 0 (`{}` has none, so counts as 0).
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept[0].index, Some(json!(1)));
+        assert_eq!(kept[1].index, None);
+        assert!(parse(r#"{"choices":null}"#).unwrap().is_none());
+        assert!(parse(r#"{}"#).unwrap().is_none());
+        assert_eq!(
+            parse(r#"{"choices":[]}"#).unwrap().map(|c| c.len()),
+            Some(0)
+        );
+        assert!(parse(r#"{"choices":{"a":1}}"#).is_err());
+        assert!(parse(r#"{"choices":[1]}"#).is_err());
     }
 
     #[test]

@@ -171,3 +171,15 @@ fn sums_saturate_and_skip_costs_that_are_not_amounts() {
     assert_eq!(t.costs.by_model.values().copied().sum::<f64>(), f64::MAX);
     assert_eq!(t.costs.unpriced_requests, 1, "a NaN cost is no cost");
 }
+
+#[test]
+fn dollar_sums_saturate_rather_than_become_infinite() {
+    let mut t = Tally::default();
+    t.observe(&record(Status::Ok, 10.0, Some(1.5e308), None));
+    t.observe(&record(Status::Ok, 10.0, Some(1.5e308), None));
+    let s = t.summary(&t, facts(Utc::now()));
+    assert_eq!(s.cost_usd.total, f64::MAX);
+    assert_eq!(s.cost_usd.by_model.get("m"), Some(&f64::MAX));
+    assert_eq!(s.cost_usd.by_param_set.get("precise"), Some(&f64::MAX));
+    assert_eq!(s.this_run.cost_usd, f64::MAX);
+}

@@ -394,3 +394,289 @@ async fn an_error_object_in_a_200_is_classified_by_its_code() {
     assert_failed(&finished, &record, "server", 2);
     assert_eq!(server.requests(), 2, "a code-503 error is retried");
 }
+
+/// A 200 JSON reply with this `usage` (and these extra header lines).
+fn reply_with(usage: &str, headers: &str) -> Behaviour {
+    Behaviour::Fixed {
+        status: "200 OK",
+        headers: format!("content-type: application/json\r\n{headers}"),
+        body: format!(
+            r#"{{"id":"c1","choices":[{{"index":0,"message":{{"content":"fine"}},"finish_reason":"stop"}}],"usage":{usage}}}"#
+        ),
+    }
+}
+
+#[tokio::test]
+async fn lying_token_counts_are_recorded_as_no_usage() {
+    for usage in [
+        // No total: prompt + completion would overflow.
+        r#"{"prompt_tokens":18446744073709551615,"completion_tokens":1}"#,
+        r#"{"prompt_tokens":9007199254740993,"completion_tokens":1,"total_tokens":5}"#,
+        r#"{"prompt_tokens":1,"completion_tokens":2,"total_tokens":1e300}"#,
+    ] {
+        let server = Hostile::start(reply_with(usage, "")).await;
+        let (finished, record) = run(&server.url, Scenario::default()).await;
+        assert_eq!(finished.code, 0, "{usage}: {}", finished.stderr);
+        assert_eq!(record["status"], "ok", "{record}");
+        assert_eq!(record["usage"], Value::Null, "{usage}: {record}");
+        assert_eq!(server.requests(), 1);
+    }
+}
+
+#[tokio::test]
+async fn costs_that_add_up_to_infinity_are_no_cost() {
+    let usage = r#"{"prompt_tokens":1,"completion_tokens":1,"cost":1e308,"is_byok":true,"cost_details":{"upstream_inference_cost":1e308}}"#;
+    let server = Hostile::start(reply_with(usage, "")).await;
+    let (finished, record) = run(&server.url, Scenario::default()).await;
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert_eq!(
+        (&record["cost_usd"], &record["cost_source"]),
+        (&Value::Null, &Value::Null),
+        "{record}"
+    );
+}
+
+#[tokio::test]
+async fn a_huge_redirect_target_is_quoted_in_part_and_without_the_key() {
+    let location = format!("http://elsewhere.invalid/{}?key={KEY}", "a".repeat(100_000));
+    let server = Hostile::start(Behaviour::Fixed {
+        status: "302 Found",
+        headers: format!("location: {location}\r\n"),
+        body: String::new(),
+    })
+    .await;
+    let (finished, record) = run(&server.url, Scenario::default()).await;
+    assert_failed(&finished, &record, "invalid_request", 1);
+    let message = record["error"]["message"].as_str().expect("message");
+    assert!(message.len() < 1000, "{} bytes", message.len());
+    assert!(
+        message.contains("redirects to http://elsewhere.invalid/aaa"),
+        "{message}"
+    );
+    assert!(finished.stderr.len() < 5000, "{}", finished.stderr);
+}
+
+#[tokio::test]
+async fn a_stream_of_blank_finish_reasons_cut_short_is_retried_not_kept() {
+    let delta = r#"data: {"choices":[{"index":0,"delta":{"content":"part"},"finish_reason":""}]}"#;
+    let server = Hostile::start(Behaviour::Fixed {
+        status: "200 OK",
+        headers: "content-type: text/event-stream\r\n".to_string(),
+        body: format!("{delta}\n\n{delta}\n\ndata: [DONE]\n\n"),
+    })
+    .await;
+    let scenario = Scenario {
+        stream: true,
+        ..Scenario::default()
+    };
+    let (finished, record) = run(&server.url, scenario).await;
+    assert_failed(&finished, &record, "connection", 2);
+    let message = record["error"]["message"].as_str().expect("message");
+    assert!(message.contains("cut short"), "{message}");
+    assert_eq!(server.requests(), 2);
+}
+
+#[tokio::test]
+async fn data_after_the_finish_reason_does_not_hold_the_attempt_to_its_deadline() {
+    let server = Hostile::start(Behaviour::SseForever {
+        first: "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"done\"},\"finish_reason\":\"stop\"}]}\n\n".to_string(),
+        then: "data: {\"choices\":[{\"index\":0,\"delta\":{}}]}\n\n".to_string(),
+        every: Duration::from_millis(20),
+    })
+    .await;
+    let scenario = Scenario {
+        stream: true,
+        timeout_secs: 1,
+        // Past the suite's wall: only the per-read timer can end this run in time.
+        max_attempt_secs: 600,
+        ..Scenario::default()
+    };
+    let (finished, record) = run(&server.url, scenario).await;
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert_eq!(record["status"], "ok", "{record}");
+    assert_eq!(record["content"], "done", "{record}");
+    assert!(
+        finished.elapsed < Duration::from_secs(20),
+        "{:?}",
+        finished.elapsed
+    );
+    assert_eq!(server.requests(), 1);
+}
+
+#[tokio::test]
+async fn a_login_page_in_a_200_is_quoted_whether_streaming_or_not() {
+    for stream in [false, true] {
+        let server = Hostile::start(Behaviour::Fixed {
+            status: "200 OK",
+            headers: "content-type: text/html\r\n".to_string(),
+            body: "<html><head><title>Proxy login</title></head><body>sign in</body></html>"
+                .to_string(),
+        })
+        .await;
+        let scenario = Scenario {
+            stream,
+            ..Scenario::default()
+        };
+        let (finished, record) = run(&server.url, scenario).await;
+        assert_failed(&finished, &record, "bad_response", 2);
+        let message = record["error"]["message"].as_str().expect("message");
+        assert!(
+            message.contains("the body starts: <html><head><title>Proxy login"),
+            "stream {stream}: {message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_head_of_the_key_at_the_error_body_cap_is_not_quoted() {
+    // The client reads 64 KiB of an error body; whitespace collapses, so the
+    // few characters of the key before that cut would end the message.
+    for head in [3, 7] {
+        let before = format!("denied{}", " ".repeat(64 * 1024 - 6 - head));
+        let server = Hostile::start(Behaviour::Fixed {
+            status: "401 Unauthorized",
+            headers: "content-type: text/plain\r\n".to_string(),
+            body: format!("{before}{KEY} is not a valid key"),
+        })
+        .await;
+        let (finished, record) = run(&server.url, Scenario::default()).await;
+        assert_failed(&finished, &record, "auth", 1);
+        let message = record["error"]["message"].as_str().expect("message");
+        assert!(message.starts_with("denied ("), "{message}");
+        assert!(!message.contains("sk-"), "{message}");
+        assert!(
+            !finished.stderr.contains(&KEY[..head]),
+            "{}",
+            finished.stderr
+        );
+    }
+}
+
+#[tokio::test]
+async fn terminal_escapes_from_the_server_never_reach_the_terminal() {
+    // Cleared screen, retitled window, a clipboard write (OSC 52), a bell.
+    let escapes = r"\u001b[2J\u001b]0;pwned\u0007\u001b]52;c;ZXZpbA==\u0007";
+    let error = Behaviour::Fixed {
+        status: "401 Unauthorized",
+        headers: "content-type: application/json\r\n".to_string(),
+        body: format!(r#"{{"error":{{"message":"bad {escapes} key"}}}}"#),
+    };
+    let finish = Behaviour::Fixed {
+        status: "200 OK",
+        headers: "content-type: application/json\r\n".to_string(),
+        body: format!(
+            r#"{{"choices":[{{"index":0,"message":{{"content":"fine"}},"finish_reason":"stop{escapes}"}}]}}"#
+        ),
+    };
+    for behaviour in [error, finish] {
+        let server = Hostile::start(behaviour).await;
+        let (finished, record) = run(&server.url, Scenario::default()).await;
+        assert!(
+            !finished.stderr.chars().any(|c| c.is_control() && c != '\n'),
+            "{:?}",
+            finished.stderr
+        );
+        let message = record["error"]["message"].as_str().unwrap_or_default();
+        assert!(!message.chars().any(char::is_control), "{message:?}");
+    }
+}
+
+#[tokio::test]
+async fn one_long_sse_id_then_many_events_keeps_memory_bounded() {
+    // One `id:` line of 256 KiB, then bursts of tiny events: each event
+    // carries the id, and a copy per event of one read came to gigabytes.
+    let server = Hostile::start(Behaviour::SseForever {
+        first: format!("id: {}\n", "i".repeat(256 * 1024)),
+        then: "data: {\"choices\":[{\"index\":0,\"delta\":{}}]}\n\n".repeat(1000),
+        every: Duration::from_millis(1),
+    })
+    .await;
+    let scenario = Scenario {
+        stream: true,
+        max_attempt_secs: 3,
+        ..Scenario::default()
+    };
+    let (finished, record) = run(&server.url, scenario).await;
+    assert_failed(&finished, &record, "bad_response", 2);
+    let message = record["error"]["message"].as_str().expect("message");
+    assert!(message.contains("max_attempt_secs (3 s)"), "{message}");
+    assert!(
+        finished.elapsed < Duration::from_secs(20),
+        "{:?}",
+        finished.elapsed
+    );
+    assert_peak_below(&finished, 100);
+}
+
+#[tokio::test]
+async fn a_key_split_over_sse_data_lines_is_not_quoted_in_pieces() {
+    // One event whose data lines cut the key into pieces of 7: the data is
+    // not JSON, the message quotes it, its line ends collapse to spaces.
+    let pieces: Vec<&str> = KEY
+        .as_bytes()
+        .chunks(7)
+        .map(|piece| std::str::from_utf8(piece).expect("ASCII"))
+        .collect();
+    let server = Hostile::start(Behaviour::Fixed {
+        status: "200 OK",
+        headers: "content-type: text/event-stream\r\n".to_string(),
+        body: format!(
+            "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"k={}\"}}}}]}}\n\n",
+            pieces.join("\ndata: ")
+        ),
+    })
+    .await;
+    let scenario = Scenario {
+        stream: true,
+        ..Scenario::default()
+    };
+    let (finished, record) = run(&server.url, scenario).await;
+    assert_failed(&finished, &record, "bad_response", 2);
+    let message = record["error"]["message"].as_str().expect("message");
+    assert!(message.contains("not a JSON chunk"), "{message}");
+    for piece in &pieces {
+        assert!(!message.contains(piece), "{piece:?} in {message}");
+        assert!(!finished.stderr.contains(piece), "{}", finished.stderr);
+    }
+}
+
+#[tokio::test]
+async fn a_key_echoed_in_capitals_is_not_quoted() {
+    let shouted = KEY.to_ascii_uppercase();
+    let server = Hostile::start(Behaviour::Fixed {
+        status: "401 Unauthorized",
+        headers: "content-type: application/json\r\n".to_string(),
+        body: format!(r#"{{"error":{{"message":"INVALID API KEY {shouted}"}}}}"#),
+    })
+    .await;
+    let (finished, record) = run(&server.url, Scenario::default()).await;
+    assert_failed(&finished, &record, "auth", 1);
+    let message = record["error"]["message"].as_str().expect("message");
+    assert!(
+        message.starts_with("INVALID API KEY [redacted]"),
+        "{message}"
+    );
+    assert!(!finished.stderr.contains("HOSTILE"), "{}", finished.stderr);
+}
+
+#[tokio::test]
+async fn millions_of_empty_choices_cost_no_more_than_one() {
+    // 15 MiB of `{},`: as a list of choices it took gigabytes.
+    let filler = "{},".repeat(5 * 1024 * 1024);
+    let server = Hostile::start(Behaviour::Fixed {
+        status: "200 OK",
+        headers: "content-type: application/json\r\n".to_string(),
+        body: format!(
+            r#"{{"choices":[{{"index":0,"message":{{"content":"fine"}},"finish_reason":"stop"}},{filler}{{}}]}}"#
+        ),
+    })
+    .await;
+    let scenario = Scenario {
+        max_reply_bytes: None,
+        ..Scenario::default()
+    };
+    let (finished, record) = run(&server.url, scenario).await;
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert_eq!(record["content"], "fine", "{record}");
+    assert_peak_below(&finished, 150);
+}

@@ -126,6 +126,14 @@ fn cut_stream_and_servers_without_done() {
     let failure = assemble("data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\ndata: {\"cho")
         .unwrap_err();
     assert_eq!(failure.kind, ErrorKind::Connection);
+    // A blank finish reason (sent on every chunk by some servers) is none:
+    // the stream below is still cut short.
+    let blank = "data: {\"choices\":[{\"delta\":{\"content\":\"x\"},\"finish_reason\":\"\"}]}\n\n";
+    for body in [blank.to_string(), format!("{blank}data: [DONE]\n\n")] {
+        let failure = assemble(&body).unwrap_err();
+        assert_eq!(failure.kind, ErrorKind::Connection, "{body}");
+        assert!(failure.message.contains("cut short"), "{}", failure.message);
+    }
     // A finish reason without [DONE] is a complete reply.
     let body =
         "data: {\"choices\":[{\"delta\":{\"content\":\"x\"},\"finish_reason\":\"stop\"}]}\n\n";
@@ -213,6 +221,27 @@ data: [DONE]
             {"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
             {"id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
         ]))
+    );
+}
+
+#[test]
+fn a_call_without_index_after_one_at_u64_max_does_not_overflow() {
+    let body = r#"data: {"choices":[{"delta":{"tool_calls":[{"index":18446744073709551615,"id":"a","function":{"name":"f","arguments":"{}"}}]}}]}
+
+data: {"choices":[{"delta":{"tool_calls":[{"id":"b","function":{"name":"g","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}
+
+"#;
+    let calls = assemble(body).unwrap().tool_calls.expect("tool calls");
+    let names: Vec<&str> = calls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|call| call["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["g", "f"],
+        "two calls, neither merged into the other"
     );
 }
 

@@ -35,6 +35,18 @@ pub enum Behaviour {
     ErrorIn200 { code: u16 },
     /// A good JSON reply.
     Good,
+    /// This response, whole, with its length: `status` line text, extra header lines.
+    Fixed {
+        status: &'static str,
+        headers: String,
+        body: String,
+    },
+    /// SSE: `first`, then `then` every `every` until the client leaves.
+    SseForever {
+        first: String,
+        then: String,
+        every: Duration,
+    },
 }
 
 const JSON_HEAD: &str = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n";
@@ -151,6 +163,24 @@ impl Behaviour {
                 stream
                     .write_all(&whole("200 OK", headers, body.as_bytes()))
                     .await
+            }
+            Behaviour::Fixed {
+                status,
+                headers,
+                body,
+            } => {
+                stream
+                    .write_all(&whole(status, headers, body.as_bytes()))
+                    .await
+            }
+            Behaviour::SseForever { first, then, every } => {
+                stream.write_all(SSE_HEAD.as_bytes()).await?;
+                stream.write_all(&chunk(first.as_bytes())).await?;
+                let then = chunk(then.as_bytes());
+                loop {
+                    stream.write_all(&then).await?;
+                    tokio::time::sleep(*every).await;
+                }
             }
             Behaviour::Good => {
                 let headers = "content-type: application/json\r\n";

@@ -267,3 +267,53 @@ async fn a_307_within_the_origin_is_followed() {
     assert!(reply.content.unwrap().starts_with("Hello!"));
     assert!(heads.recv().await.unwrap().starts_with("post /v1/"));
 }
+
+#[tokio::test]
+async fn data_after_the_finish_reason_gets_one_timeout_not_the_attempt_deadline() {
+    // The reply is whole at its finish reason; a server that keeps sending
+    // (empty chunks here) no longer moves the per-read timer.
+    let finish =
+        "data: {\"choices\":[{\"delta\":{\"content\":\"done\"},\"finish_reason\":\"stop\"}]}\n\n";
+    let (url, _heads) = serve(forever(
+        SSE_HEAD,
+        chunk(&format!("{finish}data: {{\"choices\":[]}}\n\n")),
+        Duration::from_millis(20),
+    ))
+    .await;
+    let client = bounded_client(
+        &url,
+        Duration::from_millis(300),
+        Duration::from_secs(30),
+        1 << 20,
+    );
+    let started = std::time::Instant::now();
+    let reply = client.send(&request(true), 1).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "held for {:?}",
+        started.elapsed()
+    );
+    assert_eq!(reply.finish_reason.as_deref(), Some("stop"));
+    assert!(reply.content.is_some_and(|c| c.starts_with("done")));
+}
+
+#[tokio::test]
+async fn a_200_that_is_neither_json_nor_a_stream_is_quoted() {
+    let page = "<html><head><title>Sign in to the proxy</title></head><body>x</body></html>";
+    for stream in [false, true] {
+        let response = http_response("200 OK", &["content-type: text/html"], page);
+        let (url, _heads) = serve(respond(response)).await;
+        let failure = fails(&client(&url, Duration::from_secs(5)), stream).await;
+        assert_eq!(
+            (failure.kind, failure.status),
+            (ErrorKind::BadResponse, Some(200))
+        );
+        assert!(
+            failure
+                .message
+                .contains("the body starts: <html><head><title>Sign in"),
+            "stream {stream}: {}",
+            failure.message
+        );
+    }
+}
