@@ -13,7 +13,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-use crate::job::pricing::add_usd;
+use crate::scheduler::pricing::add_usd;
 
 #[derive(Debug)]
 struct Spent {

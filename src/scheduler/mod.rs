@@ -7,6 +7,7 @@
 mod booking;
 mod budget;
 mod limiter;
+pub mod pricing;
 pub mod retry;
 mod stop;
 
@@ -25,7 +26,7 @@ pub use stop::{shorten, StopSignal, IDENTICAL_TO_STOP, REFUSALS_TO_STOP, UNREACH
 
 use crate::client::{Client, ErrorKind, Failure, Reply};
 use crate::job::{Job, Pricing, RetryConfig};
-use crate::request::Request;
+use crate::plan::Request;
 use retry::{decide, Backoff, Verdict};
 use stop::Streaks;
 

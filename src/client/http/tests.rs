@@ -103,7 +103,7 @@ fn client(url: &str, timeout: Duration) -> Client {
 
 /// A client with its own attempt deadline and reply cap.
 fn bounded_client(url: &str, timeout: Duration, max_attempt: Duration, cap: u64) -> Client {
-    let endpoint = EndpointConfig {
+    let endpoint = Endpoint {
         url: url.to_string(),
         api_key_env: "TEST_KEY".to_string(),
         timeout,
@@ -395,7 +395,7 @@ async fn a_redirect_that_would_drop_the_body_is_reported() {
 
 #[test]
 fn construction_errors_name_the_problem() {
-    let endpoint = |url: &str, headers: Vec<(String, String)>| EndpointConfig {
+    let endpoint = |url: &str, headers: Vec<(String, String)>| Endpoint {
         url: url.to_string(),
         api_key_env: String::new(),
         timeout: Duration::from_secs(1),
