@@ -401,5 +401,4 @@ impl Tally {
 }
 
 #[cfg(test)]
-#[path = "summary_tests.rs"]
 mod tests;
