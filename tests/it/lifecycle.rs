@@ -85,7 +85,7 @@ async fn sigterm_records_what_is_in_flight_and_exits_130() {
 
     // A rerun resumes: the failed and the unsent requests are sent, the ok one is not
     // (the mock hangs only the first time it sees that request).
-    let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
+    let out = run_job(&sb).output().await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(mock.stats().requests(), 2 + 11);
     let summary = sb.summary("t.summary.json");
