@@ -177,12 +177,11 @@ async fn a_full_disk_mid_run_exits_5_with_whole_lines_and_a_rerun_resumes() {
     let sb = Sandbox::new();
     // Lines of about 2 KB (the input is in each record): 16 KB holds a few.
     let filler = "x".repeat(900);
-    sb.write("rows.jsonl", &rows(40, |i| format!("q{i} {filler}")));
-    sb.write("job.toml", &job(&mock.url(), 2));
-    let cmd = with_file_size_limit(
-        sb.command(&["run", "job.toml", "--progress", "off"]),
-        16 * 1024,
-    );
+    let cmd = run_job(&sb)
+        .rows(&rows(40, |i| format!("q{i} {filler}")))
+        .job(&job(&mock.url(), 2))
+        .command();
+    let cmd = with_file_size_limit(cmd, 16 * 1024);
     let out = output(cmd).await;
     assert_eq!(code(&out), 5, "{}", stderr(&out));
     let err = stderr(&out);
@@ -223,9 +222,11 @@ async fn a_summary_that_cannot_be_written_at_the_end_exits_5_with_one_quiet_line
     })
     .await;
     let sb = Sandbox::new();
-    sb.write("rows.jsonl", &rows(4, |i| format!("q{i}")));
-    sb.write("job.toml", &job(&mock.url(), 1));
-    let mut cmd = sb.command(&["run", "job.toml", "--quiet"]);
+    let mut cmd = run_job(&sb)
+        .rows(&rows(4, |i| format!("q{i}")))
+        .job(&job(&mock.url(), 1))
+        .args(&["--quiet"])
+        .command();
     cmd.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let child = cmd.spawn().expect("spawn");

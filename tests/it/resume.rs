@@ -188,9 +188,8 @@ async fn stdin_limit_fresh_and_a_cut_last_line() {
 #[tokio::test]
 async fn lines_of_edited_requests_do_not_count_as_done() {
     let (mock, sb) = keyed_job(5).await;
-    let mut cmd = sb.command(&["run", "job.toml", "--progress", "off"]);
-    cmd.env("TEST_KEY", "right");
-    assert_eq!(code(&output(cmd).await), 0);
+    let out = run_job(&sb).env("TEST_KEY", "right").output().await;
+    assert_eq!(code(&out), 0);
 
     // Every request is edited; the key is now wrong, so the run stops after 3 refusals.
     let out = run_job(&sb)
