@@ -2,6 +2,7 @@
 //!
 //! Knows nothing of retries, progress or files: `send` turns a [`Request`]
 //! into a [`Reply`] or a classified [`Failure`] that the scheduler decides on.
+//! Its settings are its own [`Endpoint`], which the run builds from the job.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! The one dispatch loop: concurrency cap, rate limits, budget, retries, stop signals.
+//! The one dispatch loop: concurrency cap, rate limits, budget (with the pricing it weighs), retries, stop signals.
 //!
 //! Requests arrive on a channel (the scheduler knows nothing of files) and
 //! leave as [`Event`]s on another: every request that was sent ends as exactly
