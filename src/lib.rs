@@ -1,7 +1,7 @@
 //! promptbatch: run batches of prompts through OpenAI-compatible chat-completions endpoints.
 //!
 //! The data flows one way, one folder per stage:
-//! `job` (job file + flags) -> `input` (rows) -> `job::plan` (requests) ->
+//! `job` (job file + flags) -> `input` (rows) -> `plan` (requests) ->
 //! `scheduler` (concurrency, limits, retries, budget) -> `client` (HTTP) ->
 //! events -> `sink` (output JSONL) + `report` (summary) + `progress`.
 
@@ -11,13 +11,14 @@ pub mod input;
 pub mod job;
 pub mod keys;
 pub mod mock;
+pub mod plan;
 pub mod progress;
 pub mod report;
-pub mod request;
 pub mod run;
 pub mod scan;
 pub mod scheduler;
 pub mod sink;
+pub mod template;
 
 use cli::{Cli, Command};
 

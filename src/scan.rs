@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::input::{self, InputError, InputFile};
-use crate::job::plan::Planner;
-use crate::job::pricing::add_usd;
 use crate::job::{Format, Job};
 use crate::keys::{KeyId, KeyMap};
+use crate::plan::Planner;
+use crate::scheduler::pricing::add_usd;
 use crate::sink::ResumeState;
 
 /// How many problems are listed before the rest are only counted.

@@ -25,9 +25,8 @@ use super::reply;
 use super::sse::SseParser;
 use super::stream::StreamAssembler;
 use super::transport::{self, Phase};
-use super::{ClientError, ErrorKind, Failure, Reply};
-use crate::job::EndpointConfig;
-use crate::request::Request;
+use super::{ClientError, Endpoint, ErrorKind, Failure, Reply};
+use crate::plan::Request;
 
 const USER_AGENT: &str = concat!("promptbatch/", env!("CARGO_PKG_VERSION"));
 const X_CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-client-request-id");
@@ -81,7 +80,7 @@ impl Client {
     /// kept per host: pass the concurrency, or connections beyond it are closed
     /// after each request and reopened for the next.
     pub fn new(
-        endpoint: &EndpointConfig,
+        endpoint: &Endpoint,
         api_key: Option<&str>,
         pool_size: usize,
     ) -> Result<Client, ClientError> {

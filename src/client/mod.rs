@@ -2,6 +2,7 @@
 //!
 //! Knows nothing of retries, progress or files: `send` turns a [`Request`]
 //! into a [`Reply`] or a classified [`Failure`] that the scheduler decides on.
+//! Its settings are its own [`Endpoint`], which the run builds from the job.
 
 use std::time::Duration;
 
@@ -122,6 +123,23 @@ impl Failure {
             refused: false,
         }
     }
+}
+
+/// Where and how to send: the client's own settings, built by the run from the
+/// job's `[endpoint]` (so the client knows nothing of job files).
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub url: String,
+    /// The variable holding the key, named in the hint of a 401 ("" = none).
+    pub api_key_env: String,
+    /// Connect and idle-read timeout (`timeout_secs`).
+    pub timeout: Duration,
+    /// Extra headers sent with every request.
+    pub headers: Vec<(String, String)>,
+    /// The most one reply (or one SSE line) may hold (`max_reply_bytes`).
+    pub max_reply_bytes: u64,
+    /// The hard deadline of one attempt, streams included (`max_attempt_secs`).
+    pub max_attempt: Duration,
 }
 
 /// Building the client failed (bad header, bad URL): a job error, reported before anything is sent.

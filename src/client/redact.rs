@@ -399,5 +399,4 @@ fn percent_encoded(secret: &str) -> String {
 }
 
 #[cfg(test)]
-#[path = "redact_tests.rs"]
 mod tests;

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use super::params::{layer_from_map, UnknownKeys};
 use super::settings::{self, report, Settings, MAX_ATTEMPTS, MAX_CONCURRENCY};
-use super::template::Template;
 use super::toml_walk::{describe, line_col, table_to_json, Problems, Section};
 use super::{ParamLayer, ParamSet, Price, Pricing};
+use crate::template::Template;
 
 const TOP_KEYS: &[&str] = &[
     "name", "endpoint", "input", "output", "limits", "retry", "defaults", "params", "pricing",

@@ -9,10 +9,10 @@ use serde_json::{Map, Value};
 
 use super::params::{self, layer_from_map, UnknownKeys};
 use super::settings::{self, report, Settings, MAX_ATTEMPTS, MAX_CONCURRENCY};
-use super::template::Template;
 use super::toml_walk::Problems;
 use super::{Format, ParamLayer, SystemMode};
 use crate::cli::{FormatArg, JobArgs, SystemModeArg};
+use crate::template::Template;
 
 /// The flags' settings and the `--param`/`--model` layer; `bool` is false
 /// when a parameter flag had a problem (the layer is then incomplete).

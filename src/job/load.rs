@@ -377,5 +377,3 @@ fn check_budget(
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_flags;

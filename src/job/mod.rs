@@ -9,14 +9,13 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::template::Template;
+
 mod file;
 mod flags;
 pub mod load;
 pub mod params;
-pub mod plan;
-pub mod pricing;
 mod settings;
-pub mod template;
 mod toml_walk;
 
 pub use load::{JobError, Problem};
@@ -63,10 +62,10 @@ pub struct EndpointConfig {
 pub struct InputConfig {
     pub source: InputSource,
     pub format: Format,
-    pub id: Option<crate::job::template::Template>,
+    pub id: Option<Template>,
     pub system: Option<String>,
     pub system_mode: SystemMode,
-    pub template: Option<crate::job::template::Template>,
+    pub template: Option<Template>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,7 +127,7 @@ pub struct ParamLayer {
     pub extra: Map<String, Value>,
 }
 
-/// USD per 1M tokens by requested model id.
+/// USD per 1M tokens by requested model id (what a request or reply costs: `scheduler::pricing`).
 #[derive(Debug, Clone)]
 pub struct Pricing {
     pub models: BTreeMap<String, Price>,

@@ -10,9 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::template::Template;
 use super::toml_walk::Problems;
 use super::{Format, InputSource, SystemMode};
+use crate::template::Template;
 
 /// Most requests in flight that a job may ask for: beyond this, sockets and
 /// memory run out before any endpoint could keep up.

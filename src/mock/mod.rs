@@ -26,10 +26,6 @@ mod stats;
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_faults;
-#[cfg(test)]
-mod tests_server;
 
 use std::time::Duration;
 

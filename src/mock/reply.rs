@@ -345,5 +345,4 @@ pub(crate) fn mix(x: u64) -> u64 {
 }
 
 #[cfg(test)]
-#[path = "reply_tests.rs"]
 mod tests;

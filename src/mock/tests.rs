@@ -7,6 +7,9 @@ use serde_json::{json, Value};
 
 use super::*;
 
+mod faults;
+mod server;
+
 /// reqwest is built without its `json` feature; these stand in for it.
 pub(super) trait JsonBody {
     fn json_body(self, body: &Value) -> Self;

@@ -13,7 +13,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::client::Usage;
-use crate::job::pricing::{add_usd, is_amount};
+use crate::scheduler::pricing::{add_usd, is_amount};
 use crate::scheduler::StopReason;
 use crate::sink::{Record, Status};
 
@@ -401,5 +401,4 @@ impl Tally {
 }
 
 #[cfg(test)]
-#[path = "summary_tests.rs"]
 mod tests;

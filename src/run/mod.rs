@@ -132,7 +132,15 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
     let checked = producer::stamp(file.file.path());
     let allow_empty = args.job.allow_empty;
     let mut scan = scan_input(&job, &file, &resume, allow_empty).await?;
-    let client = Client::new(&job.endpoint, key.as_deref(), job.limits.concurrency)
+    let endpoint = crate::client::Endpoint {
+        url: job.endpoint.url.clone(),
+        api_key_env: job.endpoint.api_key_env.clone(),
+        timeout: job.endpoint.timeout,
+        headers: job.endpoint.headers.clone(),
+        max_reply_bytes: job.endpoint.max_reply_bytes,
+        max_attempt: job.endpoint.max_attempt,
+    };
+    let client = Client::new(&endpoint, key.as_deref(), job.limits.concurrency)
         .map_err(|e| invalid(e.to_string()))?;
     // The last checks that can fail before sending: the output opens for
     // appending and the summary can be written where it goes.

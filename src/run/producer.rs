@@ -14,9 +14,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::input::{self, Spooled};
-use crate::job::plan::Planner;
 use crate::job::Job;
-use crate::request::Request;
+use crate::plan::Planner;
+use crate::plan::Request;
 use crate::sink::ResumeState;
 
 /// What identifies a file's content cheaply: its length and modification time.

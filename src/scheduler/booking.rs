@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{Budget, Limiter};
-use crate::job::pricing::add_usd;
+use crate::scheduler::pricing::add_usd;
 
 pub struct Booking {
     budget: Option<Arc<Budget>>,

@@ -13,7 +13,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-use crate::job::pricing::add_usd;
+use crate::scheduler::pricing::add_usd;
 
 /// The share of the budget kept back against rounding: sums of floating-point
 /// amounts (this run's, the resume scan's over every line) can round below the

@@ -1,4 +1,4 @@
-//! The one dispatch loop: concurrency cap, rate limits, budget, retries, stop signals.
+//! The one dispatch loop: concurrency cap, rate limits, budget (with the pricing it weighs), retries, stop signals.
 //!
 //! Requests arrive on a channel (the scheduler knows nothing of files) and
 //! leave as [`Event`]s on another: every request that was sent ends as exactly
@@ -7,6 +7,7 @@
 mod booking;
 mod budget;
 mod limiter;
+pub mod pricing;
 pub mod retry;
 mod stop;
 
@@ -25,7 +26,7 @@ pub use stop::{shorten, StopSignal, IDENTICAL_TO_STOP, REFUSALS_TO_STOP, UNREACH
 
 use crate::client::{Client, ErrorKind, Failure, Reply};
 use crate::job::{Job, Pricing, RetryConfig};
-use crate::request::Request;
+use crate::plan::Request;
 use retry::{decide, Backoff, Verdict};
 use stop::Streaks;
 

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::client::{ErrorKind, Usage};
-pub use crate::job::pricing::CostSource;
 use crate::job::Pricing;
+pub use crate::scheduler::pricing::CostSource;
 use crate::scheduler::Outcome;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -165,7 +165,7 @@ pub fn scan(path: &Path) -> Result<ResumeState, SinkError> {
         state.good_end += n;
         state.lines += 1;
         state.recorded_cost_usd =
-            crate::job::pricing::add_usd(state.recorded_cost_usd, head.total_charge());
+            crate::scheduler::pricing::add_usd(state.recorded_cost_usd, head.total_charge());
         state.latest.insert(
             KeyId::of(&head.key),
             Latest {

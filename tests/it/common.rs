@@ -149,6 +149,84 @@ impl Sandbox {
     }
 }
 
+/// One `promptbatch run job.toml` in a sandbox: the set-up every end-to-end
+/// test repeats (write the job and its rows, add flags and environment, run).
+///
+/// `--progress off` is added unless the flags choose a display themselves
+/// (`--progress ...` or `--quiet`).
+pub struct RunJob<'a> {
+    sb: &'a Sandbox,
+    files: Vec<(String, String)>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+/// Starts a [`RunJob`] in `sb`; with nothing added it reruns the job as it stands.
+pub fn run_job(sb: &Sandbox) -> RunJob<'_> {
+    RunJob {
+        sb,
+        files: Vec::new(),
+        args: Vec::new(),
+        env: Vec::new(),
+    }
+}
+
+impl RunJob<'_> {
+    /// Writes `job.toml` first.
+    pub fn job(self, toml: &str) -> Self {
+        self.file("job.toml", toml)
+    }
+
+    /// Writes `rows.jsonl` first.
+    pub fn rows(self, jsonl: &str) -> Self {
+        self.file("rows.jsonl", jsonl)
+    }
+
+    /// Writes any other file first (a CSV input, an old output).
+    pub fn file(mut self, name: &str, content: &str) -> Self {
+        self.files.push((name.to_string(), content.to_string()));
+        self
+    }
+
+    /// Flags after `run job.toml`.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// An environment variable of the run (the sentinel key is set already).
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Writes the files and returns the command, for a test that runs it its own way.
+    pub fn command(self) -> Command {
+        for (name, content) in &self.files {
+            self.sb.write(name, content);
+        }
+        let display = self
+            .args
+            .iter()
+            .any(|a| a == "--progress" || a == "--quiet");
+        let mut args = vec!["run", "job.toml"];
+        args.extend(self.args.iter().map(String::as_str));
+        if !display {
+            args.extend(["--progress", "off"]);
+        }
+        let mut cmd = self.sb.command(&args);
+        for (name, value) in &self.env {
+            cmd.env(name, value);
+        }
+        cmd
+    }
+
+    /// Runs it: what it printed, checked for secrets.
+    pub async fn output(self) -> Output {
+        output(self.command()).await
+    }
+}
+
 /// Runs a command off the async runtime (the mock serves on it meanwhile).
 pub async fn output(mut cmd: Command) -> Output {
     let out = tokio::task::spawn_blocking(move || cmd.output().expect("the binary runs"))
@@ -217,4 +295,76 @@ pub fn by_key(records: &[Value]) -> std::collections::HashMap<String, Value> {
 
 pub fn exists(path: &Path) -> bool {
     path.exists()
+}
+
+// The usual job of the pipeline tests.
+
+/// A job of `extra` TOML at `url`, with the sentinel header, a 5 s timeout and
+/// fast retries (4 attempts).
+pub fn job_toml(url: &str, extra: &str) -> String {
+    format!(
+        r#"name = "t"
+[endpoint]
+url = "{url}"
+api_key_env = "AIMLAPI_API_KEY"
+headers = {{ "x-api-key" = "{SENTINEL_HEADER}" }}
+timeout_secs = 5
+[retry]
+max_attempts = 4
+initial_backoff_ms = 1
+max_backoff_ms = 20
+{extra}"#
+    )
+}
+
+/// The usual job: prompt rows from rows.jsonl, model "m", then `extra` TOML.
+pub fn prompt_job(url: &str, extra: &str) -> String {
+    job_toml(
+        url,
+        &format!("[input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\n{extra}"),
+    )
+}
+
+/// The request bodies the mock received, by X-Client-Request-Id.
+pub fn bodies(mock: &MockServer) -> HashMap<String, Value> {
+    mock.received()
+        .into_iter()
+        .map(|r| {
+            let id = r
+                .header("x-client-request-id")
+                .expect("every attempt carries X-Client-Request-Id")
+                .to_string();
+            (id, r.body)
+        })
+        .collect()
+}
+
+pub async fn mock(config: MockConfig) -> MockServer {
+    MockServer::start(MockConfig {
+        record: true,
+        ..config
+    })
+    .await
+    .expect("mock starts")
+}
+
+/// A mock that wants the key "right", and a job of `rows` prompts sent one at
+/// a time with the key from TEST_KEY.
+pub async fn keyed_job(rows: usize) -> (MockServer, Sandbox) {
+    let mock = mock(MockConfig {
+        require_key: Some("right".into()),
+        ..MockConfig::default()
+    })
+    .await;
+    let sb = Sandbox::new();
+    let lines: String = (1..=rows)
+        .map(|i| format!("{{\"prompt\": \"q{i}\"}}\n"))
+        .collect();
+    sb.write("rows.jsonl", &lines);
+    let job = prompt_job(&mock.url(), "[limits]\nconcurrency = 1\n").replace(
+        "api_key_env = \"AIMLAPI_API_KEY\"",
+        "api_key_env = \"TEST_KEY\"",
+    );
+    sb.write("job.toml", &job);
+    (mock, sb)
 }

@@ -3,7 +3,6 @@
 //! inputs that are pipes, and empty inputs.
 
 use std::os::unix::fs::symlink;
-use std::process::Output;
 
 use crate::common::*;
 use serde_json::Value;
@@ -32,11 +31,6 @@ async fn start() -> (MockServer, Sandbox) {
     (mock, Sandbox::new())
 }
 
-async fn run(sb: &Sandbox, extra: &[&str]) -> Output {
-    let args = [&["run", "job.toml", "--progress", "off"][..], extra].concat();
-    output(sb.command(&args)).await
-}
-
 fn is_symlink(path: &std::path::Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
@@ -48,7 +42,7 @@ async fn a_lock_path_planted_as_a_symlink_is_refused_and_its_target_untouched() 
     sb.write("job.toml", &job(&mock.url(), ""));
     let victim = sb.write("victim.txt", "precious");
     symlink(&victim, sb.path("o.jsonl.lock")).expect("link");
-    let out = run(&sb, &[]).await;
+    let out = run_job(&sb).output().await;
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("o.jsonl.lock"), "{}", stderr(&out));
     assert_eq!(sb.read("victim.txt"), "precious");
@@ -63,7 +57,10 @@ async fn two_paths_to_one_output_share_one_lock() {
     sb.write("job.toml", &job(&mock.url(), ""));
     symlink("o.jsonl", sb.path("link.jsonl")).expect("link");
     let _held = promptbatch::sink::OutputLock::acquire(&sb.path("o.jsonl")).expect("lock");
-    let out = run(&sb, &["--output", "link.jsonl"]).await;
+    let out = run_job(&sb)
+        .args(&["--output", "link.jsonl"])
+        .output()
+        .await;
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(
         stderr(&out).contains(&format!("process {}", std::process::id())),
@@ -83,7 +80,7 @@ async fn a_hard_link_or_a_symlink_of_the_input_is_refused_as_the_output() {
     std::fs::hard_link(sb.path("rows.jsonl"), sb.path("same.jsonl")).expect("hard link");
     symlink("rows.jsonl", sb.path("alias.jsonl")).expect("link");
     for output in ["same.jsonl", "alias.jsonl"] {
-        let out = run(&sb, &["--output", output]).await;
+        let out = run_job(&sb).args(&["--output", output]).output().await;
         assert_eq!(code(&out), 2, "{}", stderr(&out));
         assert!(
             stderr(&out).contains("both the input and an output"),
@@ -104,7 +101,10 @@ async fn a_jsonl_whose_lines_have_key_and_status_is_not_taken_as_an_output() {
     let data = "{\"key\":\"r0/default\",\"status\":\"ok\",\"note\":\"mine\"}\n{\"key\":\"r0/default\",\"status\":\"ok\",\"note\":\"also mine\"}\n";
     sb.write("o.jsonl", data);
     for fresh in [false, true] {
-        let out = run(&sb, if fresh { &["--fresh"] } else { &[] }).await;
+        let out = run_job(&sb)
+            .args(if fresh { &["--fresh"] } else { &[] })
+            .output()
+            .await;
         assert_eq!(code(&out), 2, "{}", stderr(&out));
         let err = stderr(&out);
         assert!(
@@ -125,10 +125,16 @@ async fn a_symlinked_output_stays_a_symlink_and_a_stale_temp_file_is_removed() {
     sb.write("job.toml", &job(&mock.url(), ""));
     std::fs::create_dir(sb.path("data")).expect("mkdir");
     symlink("data/out.jsonl", sb.path("link.jsonl")).expect("link");
-    let out = run(&sb, &["--output", "link.jsonl"]).await;
+    let out = run_job(&sb)
+        .args(&["--output", "link.jsonl"])
+        .output()
+        .await;
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     // The rerun sends the failed request again; compaction drops its old line.
-    let out = run(&sb, &["--output", "link.jsonl"]).await;
+    let out = run_job(&sb)
+        .args(&["--output", "link.jsonl"])
+        .output()
+        .await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(mock.stats().requests(), 3);
     assert!(is_symlink(&sb.path("link.jsonl")), "the link was replaced");
@@ -138,7 +144,10 @@ async fn a_symlinked_output_stays_a_symlink_and_a_stale_temp_file_is_removed() {
     // A compaction temp file left by a killed run goes at the next run's start,
     // even one with nothing to send or compact.
     sb.write("data/out.jsonl.compact.tmp", "{\"key\":\"half");
-    let out = run(&sb, &["--output", "link.jsonl"]).await;
+    let out = run_job(&sb)
+        .args(&["--output", "link.jsonl"])
+        .output()
+        .await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(!sb.path("data/out.jsonl.compact.tmp").exists());
     assert_eq!(mock.stats().requests(), 3);
@@ -178,7 +187,7 @@ async fn reruns_of_a_budgeted_job_with_failures_never_record_more_than_the_budge
     let mut worst = f64::MAX;
     let mut last_total = 0.0;
     for round in 0..6 {
-        let out = run(&sb, &[]).await;
+        let out = run_job(&sb).output().await;
         assert!(matches!(code(&out), 1 | 3), "{}", stderr(&out));
         let records = sb.records("o.jsonl");
         for r in &records {
@@ -208,19 +217,19 @@ async fn fresh_acts_only_once_every_check_passed_and_never_overwrites_a_backup()
     let (mock, sb) = start().await;
     sb.write("rows.jsonl", &rows(&["hi"]));
     sb.write("job.toml", &job(&mock.url(), ""));
-    let out = run(&sb, &[]).await;
+    let out = run_job(&sb).output().await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let first = sb.read("o.jsonl");
     // Bad input: refused before anything moves.
     sb.write("rows.jsonl", "{\"prompt\": \"hi\"}\nnot json\n");
-    let out = run(&sb, &["--fresh"]).await;
+    let out = run_job(&sb).args(&["--fresh"]).output().await;
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert_eq!(sb.read("o.jsonl"), first);
     assert!(sb.backups("o.jsonl").is_empty());
     // Two fresh starts (most likely within one second): two backups.
     sb.write("rows.jsonl", &rows(&["hi"]));
     for _ in 0..2 {
-        let out = run(&sb, &["--fresh"]).await;
+        let out = run_job(&sb).args(&["--fresh"]).output().await;
         assert_eq!(code(&out), 0, "{}", stderr(&out));
     }
     let backups = sb.backups("o.jsonl");
@@ -238,7 +247,7 @@ async fn a_run_refused_for_bad_input_leaves_no_lock_file() {
     let (mock, sb) = start().await;
     sb.write("rows.jsonl", "not json\n");
     sb.write("job.toml", &job(&mock.url(), ""));
-    let out = run(&sb, &[]).await;
+    let out = run_job(&sb).output().await;
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(!sb.path("o.jsonl.lock").exists());
     assert!(!sb.path("o.jsonl").exists());
@@ -250,7 +259,7 @@ async fn a_hand_edited_output_is_refused_naming_its_line_and_a_cut_is_said_even_
     let (mock, sb) = start().await;
     sb.write("rows.jsonl", &rows(&["one", "two", "three"]));
     sb.write("job.toml", &job(&mock.url(), ""));
-    let out = run(&sb, &["--limit", "1"]).await;
+    let out = run_job(&sb).args(&["--limit", "1"]).output().await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let good = sb.read("o.jsonl");
     let mut record: Value = serde_json::from_str(good.trim_end()).expect("record");
@@ -259,7 +268,7 @@ async fn a_hand_edited_output_is_refused_naming_its_line_and_a_cut_is_said_even_
     record["key"] = "x/default".into();
     record["cost_usd"] = (-1000.0).into();
     sb.write("o.jsonl", &format!("{good}{record}\n"));
-    let out = run(&sb, &[]).await;
+    let out = run_job(&sb).output().await;
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("o.jsonl:2"), "{}", stderr(&out));
     assert!(stderr(&out).contains("cost_usd"), "{}", stderr(&out));
@@ -267,7 +276,7 @@ async fn a_hand_edited_output_is_refused_naming_its_line_and_a_cut_is_said_even_
     // A complete last line that does not parse is not a crash remnant: never cut.
     let edited = format!("{good}{{\"key\": oops}}\n");
     sb.write("o.jsonl", &edited);
-    let out = run(&sb, &[]).await;
+    let out = run_job(&sb).output().await;
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("o.jsonl:2"), "{}", stderr(&out));
     assert_eq!(sb.read("o.jsonl"), edited);
@@ -275,7 +284,10 @@ async fn a_hand_edited_output_is_refused_naming_its_line_and_a_cut_is_said_even_
 
     // Half a line (a crash mid-write) is cut, and said even with --quiet.
     sb.write("o.jsonl", &format!("{good}{{\"key\":\"r1/def"));
-    let out = run(&sb, &["--quiet"]).await;
+    let out = run_job(&sb)
+        .args(&["--progress", "off", "--quiet"])
+        .output()
+        .await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(
         stderr(&out).contains("cut off an incomplete last line"),
@@ -298,7 +310,7 @@ async fn an_input_that_is_a_fifo_is_read_whole() {
         let fifo = fifo.clone();
         std::thread::spawn(move || std::fs::write(fifo, rows(&["one", "two"])))
     };
-    let out = run(&sb, &[]).await;
+    let out = run_job(&sb).output().await;
     // Should the run never have opened the FIFO, this frees the writer (kept
     // open until it is done, so it is not cut off by a closed pipe).
     let unblock = {
@@ -333,11 +345,14 @@ async fn an_empty_input_is_refused_unless_allowed() {
     assert!(!sb.path("o.jsonl").exists());
     let out = output(sb.command(&["validate", "job.toml", "--allow-empty"])).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let out = run(&sb, &["--allow-empty"]).await;
+    let out = run_job(&sb).args(&["--allow-empty"]).output().await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(sb.summary("o.summary.json")["requests"]["total"], 0);
     // A character device is read like a pipe: /dev/null has no rows either.
-    let out = run(&sb, &["--input", "/dev/null", "--format", "jsonl"]).await;
+    let out = run_job(&sb)
+        .args(&["--input", "/dev/null", "--format", "jsonl"])
+        .output()
+        .await;
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(
         stderr(&out).contains("/dev/null has no rows"),

@@ -139,7 +139,6 @@ impl Default for Scenario {
 /// how the run ended and its one record.
 async fn run(url: &str, scenario: Scenario) -> (Finished, Value) {
     let sb = Sandbox::new();
-    sb.write("rows.jsonl", "{\"id\": \"a\", \"prompt\": \"hello\"}\n");
     let cap = scenario
         .max_reply_bytes
         .map(|bytes| format!("max_reply_bytes = {bytes}\n"))
@@ -165,16 +164,12 @@ max_backoff_ms = 10
         deadline = scenario.max_attempt_secs,
         stream = scenario.stream,
     );
-    sb.write("job.toml", &job);
-    let mut cmd = sb.command(&[
-        "run",
-        "job.toml",
-        "--progress",
-        "off",
-        "--max-attempts",
-        "2",
-    ]);
-    cmd.env("HOSTILE_KEY", KEY);
+    let cmd = run_job(&sb)
+        .rows("{\"id\": \"a\", \"prompt\": \"hello\"}\n")
+        .job(&job)
+        .args(&["--max-attempts", "2"])
+        .env("HOSTILE_KEY", KEY)
+        .command();
     let finished = run_measured(cmd, sb.path("stderr.txt")).await;
     assert!(
         finished.elapsed < WALL,

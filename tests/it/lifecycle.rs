@@ -44,9 +44,11 @@ async fn sigterm_records_what_is_in_flight_and_exits_130() {
     for i in 0..10 {
         rows.push_str(&format!("{{\"id\": \"later{i}\", \"prompt\": \"q{i}\"}}\n"));
     }
-    sb.write("rows.jsonl", &rows);
-    sb.write("job.toml", &job(&mock.url(), "rows.jsonl"));
-    let mut cmd = sb.command(&["run", "job.toml", "--quiet"]);
+    let mut cmd = run_job(&sb)
+        .rows(&rows)
+        .job(&job(&mock.url(), "rows.jsonl"))
+        .args(&["--quiet"])
+        .command();
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = cmd.spawn().expect("spawn");
     let pid = child.id();
@@ -85,7 +87,7 @@ async fn sigterm_records_what_is_in_flight_and_exits_130() {
 
     // A rerun resumes: the failed and the unsent requests are sent, the ok one is not
     // (the mock hangs only the first time it sees that request).
-    let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
+    let out = run_job(&sb).output().await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(mock.stats().requests(), 2 + 11);
     let summary = sb.summary("t.summary.json");
@@ -238,4 +240,35 @@ async fn the_readme_commands_and_job_file_are_real() {
         "{}",
         stdout(&out)
     );
+}
+
+#[test]
+fn the_readme_architecture_names_every_folder_of_src_and_no_other() {
+    let readme = include_str!("../../README.md");
+    let start = readme.find("### Architecture").expect("section");
+    let section = &readme[start..];
+    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut folders = Vec::new();
+    for entry in std::fs::read_dir(&src).expect("src") {
+        let entry = entry.expect("entry");
+        if entry.file_type().expect("type").is_dir() {
+            folders.push(format!("src/{}/", entry.file_name().to_string_lossy()));
+        }
+    }
+    for folder in &folders {
+        assert!(
+            section.contains(&format!("\n{folder} ")),
+            "the README's architecture does not name {folder}"
+        );
+    }
+    for line in section.lines().filter(|l| l.starts_with("src/")) {
+        let name = line.split_whitespace().next().expect("a path");
+        if name.ends_with('/') {
+            assert!(
+                folders.iter().any(|f| f == name),
+                "the README's architecture names {name}, which src/ does not have"
+            );
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! mock on 127.0.0.1:0, a fresh temp dir per test, and every record and summary
 //! validated against the contract's JSON Schemas (tests/fixtures).
 
+mod budget;
 mod common;
 #[cfg(unix)]
 mod files;
@@ -9,5 +10,7 @@ mod hostile;
 mod lifecycle;
 mod money;
 mod outcome;
-mod pipeline;
+mod records;
 mod redaction;
+mod resume;
+mod retries;

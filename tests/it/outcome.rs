@@ -56,8 +56,11 @@ async fn an_endpoint_that_cannot_be_reached_stops_the_run_with_exit_4() {
     let sb = Sandbox::new();
     sb.write("rows.jsonl", &rows(30, |i| format!("q{i}")));
     let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
-    sb.write("job.toml", &job(&url, 1));
-    let out = output(sb.command(&["run", "job.toml", "--quiet"])).await;
+    let out = run_job(&sb)
+        .job(&job(&url, 1))
+        .args(&["--quiet"])
+        .output()
+        .await;
     assert_eq!(code(&out), 4, "{}", stderr(&out));
     let summary = sb.summary("t.summary.json");
     assert_eq!(summary["stopped"], "endpoint_unreachable");
@@ -85,9 +88,11 @@ async fn an_endpoint_that_cannot_be_reached_stops_the_run_with_exit_4() {
 async fn the_same_error_on_fifty_requests_in_a_row_stops_the_run_with_exit_4() {
     let mock = mock(MockConfig::default()).await;
     let sb = Sandbox::new();
-    sb.write("rows.jsonl", &rows(80, |i| format!("[mock:fail=400] q{i}")));
-    sb.write("job.toml", &job(&mock.url(), 2));
-    let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
+    let out = run_job(&sb)
+        .rows(&rows(80, |i| format!("[mock:fail=400] q{i}")))
+        .job(&job(&mock.url(), 2))
+        .output()
+        .await;
     assert_eq!(code(&out), 4, "{}", stderr(&out));
     let summary = sb.summary("t.summary.json");
     assert_eq!(summary["stopped"], "endpoint_refused");
@@ -115,7 +120,7 @@ async fn every_check_that_can_fail_runs_before_the_first_request() {
     std::fs::create_dir(sb.path("t.summary.json")).expect("mkdir");
     sb.write("file", "not a folder");
     for summary in ["t.summary.json", "file/s.json"] {
-        let out = output(sb.command(&["run", "job.toml", "--summary", summary])).await;
+        let out = run_job(&sb).args(&["--summary", summary]).output().await;
         assert_eq!(code(&out), 2, "{}", stderr(&out));
         assert!(
             stderr(&out).contains("the summary cannot be written"),
@@ -133,7 +138,10 @@ async fn every_check_that_can_fail_runs_before_the_first_request() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
     // A summary in a folder that does not exist yet is fine: it is made.
-    let out = output(sb.command(&["run", "job.toml", "--summary", "new/dir/s.json"])).await;
+    let out = run_job(&sb)
+        .args(&["--summary", "new/dir/s.json"])
+        .output()
+        .await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     sb.summary("new/dir/s.json");
     mock.shutdown().await;
@@ -169,12 +177,11 @@ async fn a_full_disk_mid_run_exits_5_with_whole_lines_and_a_rerun_resumes() {
     let sb = Sandbox::new();
     // Lines of about 2 KB (the input is in each record): 16 KB holds a few.
     let filler = "x".repeat(900);
-    sb.write("rows.jsonl", &rows(40, |i| format!("q{i} {filler}")));
-    sb.write("job.toml", &job(&mock.url(), 2));
-    let cmd = with_file_size_limit(
-        sb.command(&["run", "job.toml", "--progress", "off"]),
-        16 * 1024,
-    );
+    let cmd = run_job(&sb)
+        .rows(&rows(40, |i| format!("q{i} {filler}")))
+        .job(&job(&mock.url(), 2))
+        .command();
+    let cmd = with_file_size_limit(cmd, 16 * 1024);
     let out = output(cmd).await;
     assert_eq!(code(&out), 5, "{}", stderr(&out));
     let err = stderr(&out);
@@ -197,7 +204,7 @@ async fn a_full_disk_mid_run_exits_5_with_whole_lines_and_a_rerun_resumes() {
     }
 
     // Room again: the rerun sends only what has no line.
-    let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
+    let out = run_job(&sb).output().await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(sb.records("t.jsonl").len(), 40);
     assert_eq!(mock.stats().requests(), sent + (40 - written));
@@ -215,9 +222,11 @@ async fn a_summary_that_cannot_be_written_at_the_end_exits_5_with_one_quiet_line
     })
     .await;
     let sb = Sandbox::new();
-    sb.write("rows.jsonl", &rows(4, |i| format!("q{i}")));
-    sb.write("job.toml", &job(&mock.url(), 1));
-    let mut cmd = sb.command(&["run", "job.toml", "--quiet"]);
+    let mut cmd = run_job(&sb)
+        .rows(&rows(4, |i| format!("q{i}")))
+        .job(&job(&mock.url(), 1))
+        .args(&["--quiet"])
+        .command();
     cmd.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let child = cmd.spawn().expect("spawn");
@@ -244,12 +253,12 @@ async fn a_summary_that_cannot_be_written_at_the_end_exits_5_with_one_quiet_line
 async fn quiet_failures_print_one_line_naming_the_output() {
     let mock = mock(MockConfig::default()).await;
     let sb = Sandbox::new();
-    sb.write(
-        "rows.jsonl",
-        "{\"id\": \"a\", \"prompt\": \"fine\"}\n{\"id\": \"b\", \"prompt\": \"[mock:fail=400] bad\"}\n",
-    );
-    sb.write("job.toml", &job(&mock.url(), 1));
-    let out = output(sb.command(&["run", "job.toml", "--quiet"])).await;
+    let out = run_job(&sb)
+        .rows("{\"id\": \"a\", \"prompt\": \"fine\"}\n{\"id\": \"b\", \"prompt\": \"[mock:fail=400] bad\"}\n")
+        .job(&job(&mock.url(), 1))
+        .args(&["--quiet"])
+        .output()
+        .await;
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let lines = stderr_lines(&out);
     assert_eq!(lines.len(), 1, "{lines:?}");
@@ -259,8 +268,11 @@ async fn quiet_failures_print_one_line_naming_the_output() {
         lines[0]
     );
     // Success stays silent.
-    sb.write("rows.jsonl", "{\"id\": \"a\", \"prompt\": \"fine\"}\n");
-    let out = output(sb.command(&["run", "job.toml", "--quiet"])).await;
+    let out = run_job(&sb)
+        .rows("{\"id\": \"a\", \"prompt\": \"fine\"}\n")
+        .args(&["--quiet"])
+        .output()
+        .await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(stderr_lines(&out).is_empty(), "{}", stderr(&out));
     mock.shutdown().await;
@@ -278,9 +290,11 @@ async fn the_summary_describes_the_job_resumed_lines_included() {
     })
     .await;
     let sb = Sandbox::new();
-    sb.write("rows.jsonl", &rows(5, |i| format!("question {i}")));
-    sb.write("job.toml", &job(&mock.url(), 2));
-    let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
+    let out = run_job(&sb)
+        .rows(&rows(5, |i| format!("question {i}")))
+        .job(&job(&mock.url(), 2))
+        .output()
+        .await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let first = sb.summary("t.summary.json");
     assert!(first["tokens"]["total"].as_u64().expect("tokens") > 0);
@@ -289,7 +303,7 @@ async fn the_summary_describes_the_job_resumed_lines_included() {
     assert_eq!(first["this_run"]["tokens"], first["tokens"]);
 
     // Everything resumed: the job's figures stand; this run sent nothing.
-    let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
+    let out = run_job(&sb).output().await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let again = sb.summary("t.summary.json");
     for path in [
@@ -316,8 +330,7 @@ async fn the_summary_describes_the_job_resumed_lines_included() {
     // Two rows removed, one added: their lines stay, counted apart.
     let mut rows_now = rows(3, |i| format!("question {i}"));
     rows_now.push_str("{\"id\": \"new\", \"prompt\": \"another\"}\n");
-    sb.write("rows.jsonl", &rows_now);
-    let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
+    let out = run_job(&sb).rows(&rows_now).output().await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let third = sb.summary("t.summary.json");
     assert_eq!(third["other_keys_in_output"], 2);

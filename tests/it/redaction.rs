@@ -58,9 +58,12 @@ async fn echoed_secrets_are_redacted_everywhere_even_across_cuts_and_chunks() {
     .await
     .expect("mock starts");
     let sb = Sandbox::new();
-    sb.write("rows.jsonl", ROWS);
-    sb.write("job.toml", &job(&mock.url()));
-    let out = output(sb.command(&["run", "job.toml", "--progress", "log"])).await;
+    let out = run_job(&sb)
+        .rows(ROWS)
+        .job(&job(&mock.url()))
+        .args(&["--progress", "log"])
+        .output()
+        .await;
     assert_eq!(code(&out), 1, "{}", stderr(&out));
 
     // The secrets were sent, so every echo carried them.

@@ -13,6 +13,9 @@ use tokio::sync::mpsc;
 
 use super::*;
 
+mod bounds;
+mod streams;
+
 const KEY: &str = "sk-test-secret-key-123";
 const AIMLAPI: &str = include_str!("../../../tests/fixtures/aimlapi-chat-completion.json");
 
@@ -103,7 +106,7 @@ fn client(url: &str, timeout: Duration) -> Client {
 
 /// A client with its own attempt deadline and reply cap.
 fn bounded_client(url: &str, timeout: Duration, max_attempt: Duration, cap: u64) -> Client {
-    let endpoint = EndpointConfig {
+    let endpoint = Endpoint {
         url: url.to_string(),
         api_key_env: "TEST_KEY".to_string(),
         timeout,
@@ -395,7 +398,7 @@ async fn a_redirect_that_would_drop_the_body_is_reported() {
 
 #[test]
 fn construction_errors_name_the_problem() {
-    let endpoint = |url: &str, headers: Vec<(String, String)>| EndpointConfig {
+    let endpoint = |url: &str, headers: Vec<(String, String)>| Endpoint {
         url: url.to_string(),
         api_key_env: String::new(),
         timeout: Duration::from_secs(1),
@@ -439,95 +442,4 @@ fn construction_errors_name_the_problem() {
         1
     )
     .is_ok());
-}
-
-#[tokio::test]
-async fn the_body_not_the_content_type_decides_sse_or_json() {
-    let sse = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
-    let response = http_response("200 OK", &["content-type: application/json"], sse);
-    let (url, _heads) = serve(respond(response)).await;
-    let reply = client(&url, Duration::from_secs(5))
-        .send(&request(true), 1)
-        .await
-        .unwrap();
-    assert_eq!(reply.content.as_deref(), Some("hi"));
-    assert!(reply.ttft_ms.is_some());
-
-    let response = http_response(
-        "200 OK",
-        &["content-type: text/event-stream"],
-        &format!("\n{AIMLAPI}"),
-    );
-    let (url, _heads) = serve(respond(response)).await;
-    let reply = client(&url, Duration::from_secs(5))
-        .send(&request(true), 1)
-        .await
-        .unwrap();
-    assert_eq!(reply.usage.map(|u| u.prompt_tokens), Some(137));
-}
-
-#[tokio::test]
-async fn a_stream_answering_a_non_streaming_request_is_read_as_a_stream() {
-    let sse = "data: {\"choices\":[{\"delta\":{\"content\":\"he\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"llo\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
-    let response = http_response("200 OK", &["content-type: text/event-stream"], sse);
-    let (url, _heads) = serve(respond(response)).await;
-    let reply = client(&url, Duration::from_secs(5))
-        .send(&request(false), 1)
-        .await
-        .unwrap();
-    assert_eq!(reply.content.as_deref(), Some("hello"));
-    assert_eq!(reply.finish_reason.as_deref(), Some("stop"));
-    assert_eq!(
-        reply.ttft_ms, None,
-        "time to first token is for streaming requests"
-    );
-}
-
-mod bounds;
-
-#[tokio::test]
-async fn a_stream_cut_mid_way_is_an_uncertain_connection_error() {
-    let (url, _heads) = serve(|mut stream: TcpStream| async move {
-        let first = chunk("data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n");
-        stream
-            .write_all(format!("{SSE_HEAD}{first}").as_bytes())
-            .await
-            .unwrap();
-        // Dropped without the terminating chunk.
-    })
-    .await;
-    let failure = client(&url, Duration::from_secs(5))
-        .send(&request(true), 1)
-        .await
-        .unwrap_err();
-    assert!(
-        failure.message.contains("the reply broke off mid-way"),
-        "{}",
-        failure.message
-    );
-    assert_eq!(
-        (failure.kind, failure.uncertain),
-        (ErrorKind::Connection, true)
-    );
-}
-
-#[tokio::test]
-async fn a_stream_dropped_after_its_finish_reason_is_accepted() {
-    let (url, _heads) = serve(|mut stream: TcpStream| async move {
-        let last = chunk(
-            "data: {\"choices\":[{\"delta\":{\"content\":\"ok\"},\"finish_reason\":\"stop\"}]}\n\n",
-        );
-        stream
-            .write_all(format!("{SSE_HEAD}{last}").as_bytes())
-            .await
-            .unwrap();
-        // Dropped without [DONE] or the terminating chunk.
-    })
-    .await;
-    let reply = client(&url, Duration::from_secs(5))
-        .send(&request(true), 1)
-        .await
-        .unwrap();
-    assert_eq!(reply.content.as_deref(), Some("ok"));
-    assert_eq!(reply.finish_reason.as_deref(), Some("stop"));
 }

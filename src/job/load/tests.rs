@@ -9,6 +9,8 @@ use serde_json::json;
 use crate::cli::JobArgs;
 use crate::job::{Format, InputSource, Job, JobError, Price, Problem, SystemMode};
 
+mod flags;
+
 pub(super) const TODAY: &str = "2026-11-24";
 
 pub(super) const DESIGN_JOB: &str = r#"

@@ -71,7 +71,7 @@ mod tests {
     fn a_long_id_becomes_its_hash() {
         let id = "x".repeat(200);
         let p = prefix("job", &id, "precise");
-        let digest = crate::job::plan::hex(&Sha256::digest(id.as_bytes()));
+        let digest = crate::plan::hex(&Sha256::digest(id.as_bytes()));
         assert_eq!(p, format!("job:{}:precise", &digest[..16]));
     }
 

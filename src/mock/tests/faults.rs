@@ -6,8 +6,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use super::tests::{chat, events, joined_content, post, start, streaming, JsonBody};
 use super::*;
+use super::{chat, events, joined_content, post, start, streaming, JsonBody};
 
 /// Posts `body` and returns status, content type, retry headers and the body text.
 async fn answer(

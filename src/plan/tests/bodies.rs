@@ -5,8 +5,8 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{body, errors, job, layer, one, plan, GPT};
-use crate::job::plan::hex;
 use crate::job::Price;
+use crate::plan::hex;
 
 #[test]
 fn parameters_merge_defaults_set_row_then_overrides() {

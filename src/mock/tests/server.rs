@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::tests::{chat, post, read_json, start, streaming, JsonBody};
 use super::*;
+use super::{chat, post, read_json, start, streaming, JsonBody};
 
 #[tokio::test]
 async fn a_required_key_is_checked_first() {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::tests::{assert_problem, job_args, load, problems, write, DESIGN_JOB};
+use super::{assert_problem, job_args, load, problems, write, DESIGN_JOB};
 use crate::cli::{FormatArg, JobArgs};
 use crate::job::{Format, InputSource, SystemMode};
 

@@ -1,4 +1,4 @@
-//! The request planner: one row in, one [`Request`] per parameter set out.
+//! The plan stage: rows × parameter sets → requests. One row in, one [`Request`] per parameter set out.
 //!
 //! It decides the id, the messages (the row's own, its `prompt`, or the job's
 //! template), the merged chat parameters, the exact body bytes and their
@@ -14,18 +14,19 @@ use serde_json::{json, Map, Value};
 
 use crate::input::{InputError, RawRow};
 use crate::job::params::{self, describe, UnknownKeys};
-use crate::job::template::Template;
 use crate::job::{Format, Job, ParamLayer, Pricing, SystemMode};
-use crate::request::Request;
+use crate::template::Template;
 
 mod body;
 mod messages;
+pub mod request;
 mod request_id;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use body::hex;
 use messages::{Built, Problem};
+pub use request::Request;
 
 /// Builds the requests of each row; made once per run.
 #[derive(Debug)]

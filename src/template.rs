@@ -1,7 +1,8 @@
 //! `{{field}}` templates over a row's fields.
 //!
 //! Parsed once when the job loads, so a malformed template is a job error and
-//! rendering a row is a walk over pre-split parts.
+//! rendering a row is a walk over pre-split parts. A leaf shared by two
+//! stages: the job parses templates, the plan renders them.
 
 use serde_json::{Map, Value};
 

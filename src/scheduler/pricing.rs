@@ -2,13 +2,17 @@
 //!
 //! There is no built-in price table on purpose: prices change, and a stale
 //! figure is worse than an honest "unpriced".
+//!
+//! The job reads the prices; the arithmetic lives here because it weighs a
+//! planned [`Request`] and a client's [`Reply`], which come after the job, and
+//! the budget is its first user (the sink and the report add up its figures).
 
 use serde::{Deserialize, Serialize};
 
 use crate::client::{Reply, Usage};
-use crate::request::Request;
+use crate::plan::Request;
 
-use super::{Price, Pricing};
+use crate::job::{Price, Pricing};
 
 const PER: f64 = 1_000_000.0;
 

@@ -1,0 +1,274 @@
+//! The limiter on tokio's paused clock: requests and tokens per minute,
+//! learned window limits, pauses, and figures that must not panic.
+
+use super::*;
+
+#[tokio::test(start_paused = true)]
+async fn requests_per_minute_are_spread_evenly() {
+    let limiter = Limiter::new(600, 0); // one every 100 ms
+    let start = Instant::now();
+    for _ in 0..11 {
+        limiter.acquire(1).await;
+    }
+    let elapsed = start.elapsed();
+    // 11 requests: the first at once, then 100 ms apart, less the burst allowance.
+    assert!(elapsed >= Duration::from_millis(950), "{elapsed:?}");
+    assert!(elapsed <= Duration::from_millis(1000), "{elapsed:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn tokens_per_minute_weigh_each_request() {
+    let limiter = Limiter::new(0, 60_000); // 1000 tokens per second
+    let start = Instant::now();
+    limiter.acquire(500).await;
+    limiter.acquire(500).await;
+    limiter.acquire(500).await;
+    let elapsed = start.elapsed();
+    assert!(elapsed >= Duration::from_millis(950), "{elapsed:?}");
+    assert!(elapsed <= Duration::from_millis(1000), "{elapsed:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn refunds_let_the_next_request_go_sooner() {
+    let limiter = Limiter::new(0, 60_000);
+    limiter.acquire(1000).await;
+    limiter.refund(900);
+    let start = Instant::now();
+    limiter.acquire(100).await;
+    assert!(
+        start.elapsed() <= Duration::from_millis(60),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// The answers to a crowd of requests sent into an exhausted window.
+fn bounce(limiter: &Limiter, n: usize, retry_after: Duration) {
+    for _ in 0..n {
+        limiter.on_rate_limited(Some(retry_after));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_rate_of_a_window_limit_is_learned_from_its_429s() {
+    // A provider allowing 100 requests per 1 s window: 100 pass at once,
+    // then the requests in flight come back 429 until the window opens.
+    let limiter = Limiter::new(0, 0);
+    for _ in 0..100 {
+        limiter.acquire(1).await;
+        limiter.on_success();
+    }
+    bounce(&limiter, 24, Duration::from_secs(1));
+    let rate = limiter.learned_rate().expect("learned");
+    assert!((rate - 95.0).abs() < 0.5, "{rate}");
+    // Everyone waits for the window; from then on at most ~95 pass per second.
+    let start = Instant::now();
+    for _ in 0..96 {
+        limiter.acquire(1).await;
+    }
+    let elapsed = start.elapsed();
+    assert!(elapsed >= Duration::from_millis(1900), "{elapsed:?}");
+    // While no 429 comes and the pace holds requests back, it is probed upwards...
+    for _ in 0..3 {
+        for _ in 0..100 {
+            limiter.acquire(1).await;
+        }
+        limiter.on_success();
+    }
+    let probed = limiter.learned_rate().expect("learned");
+    assert!(probed > rate * 1.02, "{probed}");
+    // ...but not while something else (the concurrency cap) is the limit.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        limiter.on_success();
+    }
+    assert_eq!(limiter.learned_rate(), Some(probed));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_per_minute_window_is_learned_per_minute() {
+    // 60 requests a minute, all spent in the first second: the next window is 59 s away.
+    let limiter = Limiter::new(0, 0);
+    for _ in 0..60 {
+        limiter.on_success();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    bounce(&limiter, 24, Duration::from_secs(59));
+    let rate = limiter.learned_rate().expect("learned");
+    assert!((rate - 0.95).abs() < 0.01, "{rate}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_limit_met_again_at_the_learned_rate_lowers_it() {
+    let limiter = Limiter::new(0, 0);
+    for _ in 0..10 {
+        limiter.on_success();
+    }
+    bounce(&limiter, 24, Duration::from_secs(1));
+    let first = limiter.learned_rate().expect("learned");
+    // Requests paced by the learned rate.
+    for _ in 0..30 {
+        limiter.acquire(1).await;
+    }
+    // A stray one among answers changes nothing (probing may raise it)...
+    for _ in 0..16 {
+        limiter.on_success();
+    }
+    limiter.on_rate_limited(Some(Duration::from_secs(1)));
+    let probed = limiter.learned_rate().expect("learned");
+    assert!(probed >= first);
+    // ...a few in a row at the learned pace do, halving it at most.
+    bounce(&limiter, 6, Duration::from_secs(1));
+    let lowered = limiter.learned_rate().expect("learned");
+    assert!(
+        lowered < probed && lowered >= probed / 2.0,
+        "{lowered} vs {probed}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_third_of_answers_429_at_random_never_slows_the_run() {
+    let limiter = Limiter::new(0, 0);
+    let mut rng = fastrand::Rng::with_seed(7);
+    for _ in 0..100_000 {
+        if rng.f64() < 1.0 / 3.0 {
+            limiter.on_rate_limited(Some(Duration::from_secs(1)));
+        } else {
+            limiter.on_success();
+        }
+    }
+    assert_eq!(limiter.learned_rate(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_limit_met_before_any_success_pauses_without_learning_a_crawl() {
+    // A rerun starting in a window already spent: 429s first, no successes.
+    let limiter = Limiter::new(0, 0);
+    bounce(&limiter, 24, Duration::from_secs(30));
+    assert_eq!(limiter.learned_rate(), None);
+    let start = Instant::now();
+    limiter.acquire(1).await;
+    assert!(start.elapsed() >= Duration::from_secs(30));
+    // The next window is measured instead.
+    for _ in 0..50 {
+        limiter.acquire(1).await;
+        limiter.on_success();
+    }
+    bounce(&limiter, 24, Duration::from_secs(1));
+    let rate = limiter.learned_rate().expect("learned");
+    assert!(rate > 40.0, "{rate}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stray_429s_below_a_known_limit_do_not_lower_it() {
+    let limiter = Limiter::new(0, 0);
+    for _ in 0..100 {
+        limiter.on_success();
+    }
+    bounce(&limiter, 24, Duration::from_secs(1));
+    let known = limiter.learned_rate().expect("learned");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Well below the pace (the requests come slower), a third come back 429.
+    let mut rng = fastrand::Rng::with_seed(11);
+    for _ in 0..5_000 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        limiter.acquire(1).await;
+        if rng.f64() < 1.0 / 3.0 {
+            limiter.on_rate_limited(Some(Duration::from_secs(1)));
+        } else {
+            limiter.on_success();
+        }
+    }
+    assert_eq!(limiter.learned_rate(), Some(known));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stray_429_neither_pauses_nor_teaches() {
+    // An overloaded upstream turns away the odd request: the run must not crawl.
+    let limiter = Limiter::new(0, 0);
+    for round in 0..50 {
+        for _ in 0..19 {
+            limiter.on_success();
+        }
+        limiter.on_rate_limited(Some(Duration::from_secs(1)));
+        assert_eq!(limiter.learned_rate(), None, "round {round}");
+    }
+    let start = Instant::now();
+    for _ in 0..1000 {
+        limiter.acquire(1).await;
+    }
+    assert_eq!(start.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn extreme_figures_never_panic() {
+    let weights = [0, 1, 1 << 31, 1 << 53, u64::MAX / 2, u64::MAX];
+    let pauses = [
+        None,
+        Some(Duration::ZERO),
+        Some(Duration::from_secs(99_999_999_999)),
+        Some(Duration::MAX),
+    ];
+    for (rpm, tpm) in [
+        (u32::MAX, u64::MAX),
+        (1, 1),
+        (0, i64::MAX as u64),
+        (u32::MAX, 0),
+    ] {
+        let limiter = Limiter::new(rpm, tpm);
+        for &weight in &weights {
+            // A wait of up to a day passes at once in paused time.
+            limiter.acquire(weight).await;
+            limiter.refund(weight);
+            limiter.refund(u64::MAX);
+            limiter.on_success();
+        }
+        for pause in pauses {
+            for _ in 0..LIMIT_EVIDENCE {
+                limiter.on_rate_limited(pause);
+            }
+            limiter.acquire(1).await;
+            limiter.on_success();
+        }
+    }
+    assert!(weigh(Duration::from_secs(60), u64::MAX) == MAX_WAIT);
+    assert_eq!(per_unit(f64::NAN), Duration::from_secs(60));
+    assert_eq!(per_unit(f64::INFINITY), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_huge_retry_after_pauses_a_day_at_most() {
+    let limiter = Limiter::new(0, 0);
+    limiter.on_success();
+    for _ in 0..LIMIT_EVIDENCE {
+        limiter.on_rate_limited(Some(Duration::from_secs(99_999_999_999)));
+    }
+    let start = Instant::now();
+    limiter.acquire(1).await;
+    assert_eq!(start.elapsed(), MAX_WAIT);
+}
+
+#[test]
+fn a_poisoned_lock_is_still_taken() {
+    let limiter = std::sync::Arc::new(Limiter::new(0, 60));
+    let poisoner = limiter.clone();
+    let _ = std::thread::spawn(move || {
+        let _held = poisoner.lock();
+        panic!("poison the lock");
+    })
+    .join();
+    assert!(limiter.state.is_poisoned());
+    limiter.refund(5);
+    limiter.on_success();
+    limiter.on_rate_limited(None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_limits_never_wait() {
+    let limiter = Limiter::new(0, 0);
+    let start = Instant::now();
+    for _ in 0..1000 {
+        limiter.acquire(1_000_000).await;
+    }
+    assert_eq!(start.elapsed(), Duration::ZERO);
+}
