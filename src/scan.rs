@@ -180,7 +180,7 @@ pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
 /// wait forever instead of failing before anything is sent.
 fn over_tpm(
     job: &Job,
-    req: &crate::request::Request,
+    req: &crate::plan::request::Request,
     display: &str,
     line: u64,
 ) -> Option<InputError> {

@@ -17,8 +17,8 @@ use serde_json::value::RawValue;
 
 use super::record::RecordHead;
 use super::{io_error, SinkError};
-use crate::job::pricing::add_usd;
 use crate::keys::{KeyId, KeyMap};
+use crate::scheduler::pricing::add_usd;
 
 /// One key's lines so far: the line number of its latest, what that one
 /// charges (its own and folded), and what the earlier ones charged.

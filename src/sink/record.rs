@@ -98,7 +98,7 @@ impl RecordHead {
     /// Its own charge plus what compaction folded into it from dropped lines.
     pub fn total_charge(&self) -> f64 {
         // Saturating: two huge figures make no infinity, which sums would skip.
-        crate::job::pricing::add_usd(self.charge(), self.prior_charge_usd.unwrap_or(0.0))
+        crate::scheduler::pricing::add_usd(self.charge(), self.prior_charge_usd.unwrap_or(0.0))
     }
 
     /// A cost or charge that is negative or not finite was not written by a

@@ -362,10 +362,13 @@ async fn an_empty_input_is_refused_unless_allowed() {
     // A CSV export with nothing in it, not even a header, is empty too.
     sb.write("rows.csv", "");
     let csv = ["--input", "rows.csv", "--template", "{{q}}"];
-    let out = run(&sb, &csv).await;
+    let out = run_job(&sb).args(&csv).output().await;
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("no rows"), "{}", stderr(&out));
-    let out = run(&sb, &[&csv[..], &["--allow-empty"]].concat()).await;
+    let out = run_job(&sb)
+        .args(&[&csv[..], &["--allow-empty"]].concat())
+        .output()
+        .await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(mock.stats().requests(), 0);
     mock.shutdown().await;
@@ -377,7 +380,7 @@ async fn a_summary_path_that_cannot_be_written_is_refused_before_anything_is_sen
     sb.write("rows.jsonl", &rows(&["hi"]));
     sb.write("job.toml", &job(&mock.url(), ""));
     std::fs::create_dir(sb.path("s.json")).expect("mkdir");
-    let out = run(&sb, &["--summary", "s.json"]).await;
+    let out = run_job(&sb).args(&["--summary", "s.json"]).output().await;
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(
         stderr(&out).contains("s.json") && stderr(&out).contains("--summary"),
@@ -387,7 +390,7 @@ async fn a_summary_path_that_cannot_be_written_is_refused_before_anything_is_sen
     // Nor a device reached through a link, which could be planted to make
     // a run write into /dev/mem: only a device named as itself is written into.
     symlink("/dev/zero", sb.path("dev.json")).expect("link");
-    let out = run(&sb, &["--summary", "dev.json"]).await;
+    let out = run_job(&sb).args(&["--summary", "dev.json"]).output().await;
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("dev.json"), "{}", stderr(&out));
     assert_eq!(mock.stats().requests(), 0);
@@ -410,7 +413,7 @@ async fn a_summary_path_that_is_a_pipe_is_written_into_never_replaced() {
         let fifo = fifo.clone();
         std::thread::spawn(move || std::fs::read_to_string(fifo))
     };
-    let out = run(&sb, &["--summary", "s.json"]).await;
+    let out = run_job(&sb).args(&["--summary", "s.json"]).output().await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let still_a_pipe = {
         use std::os::unix::fs::FileTypeExt;
@@ -431,7 +434,7 @@ async fn a_summary_path_that_is_the_output_or_its_lock_by_another_name_is_refuse
     sb.write("job.toml", &job(&mock.url(), ""));
     std::fs::create_dir(sb.path("sub")).expect("mkdir");
     for summary in ["sub/../o.jsonl", "sub/../o.jsonl.lock"] {
-        let out = run(&sb, &["--summary", summary]).await;
+        let out = run_job(&sb).args(&["--summary", summary]).output().await;
         assert_eq!(code(&out), 2, "{summary}: {}", stderr(&out));
         assert!(
             stderr(&out).contains("is the output"),
@@ -440,11 +443,14 @@ async fn a_summary_path_that_is_the_output_or_its_lock_by_another_name_is_refuse
         );
     }
     // Once the output exists, a link to it is the output too.
-    let out = run(&sb, &[]).await;
+    let out = run_job(&sb).args(&[]).output().await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let records = sb.read("o.jsonl");
     symlink("o.jsonl", sb.path("alias.json")).expect("link");
-    let out = run(&sb, &["--summary", "alias.json"]).await;
+    let out = run_job(&sb)
+        .args(&["--summary", "alias.json"])
+        .output()
+        .await;
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert_eq!(sb.read("o.jsonl"), records);
     assert_eq!(mock.stats().requests(), 1);
@@ -459,7 +465,7 @@ async fn a_folder_where_compaction_cannot_write_is_refused_before_anything_is_se
     sb.write("rows.jsonl", &rows(&["[mock:fail=500] once"]));
     sb.write("job.toml", &job(&mock.url(), ""));
     let args = ["--output", "data/o.jsonl", "--summary", "s.json"];
-    let out = run(&sb, &args).await;
+    let out = run_job(&sb).args(&args).output().await;
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     // The output and its lock can be written, but no file made beside them:
     // the rerun's compaction (the failed line is superseded) could not run.
