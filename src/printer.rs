@@ -115,15 +115,21 @@ pub fn event(level: Level, event: &str, message: impl Display, fields: Map<Strin
 
 /// A progress line: text puts a timestamp in it (it is for logs), JSON the figures.
 pub fn progress(message: impl Display, fields: Map<String, Value>) {
-    let now = Utc::now();
-    let stamped = match format() {
-        LogFormat::Text => format!(
-            "{} {message}",
-            now.to_rfc3339_opts(SecondsFormat::Secs, true)
-        ),
+    let message = match format() {
+        LogFormat::Text => stamped(Utc::now(), message),
+        // The event has its `ts`.
         LogFormat::Json => message.to_string(),
     };
-    event(Level::Info, "progress", stamped, fields);
+    event(Level::Info, "progress", message, fields);
+}
+
+/// A text log line's message with the time in front: read in a cron log
+/// hours later, "10/40" means little without it.
+fn stamped(now: DateTime<Utc>, message: impl Display) -> String {
+    format!(
+        "{} {message}",
+        now.to_rfc3339_opts(SecondsFormat::Secs, true)
+    )
 }
 
 /// Text for people only (the summary table): JSON leaves it out, its figures
@@ -220,6 +226,17 @@ mod tests {
         assert_eq!(at(Level::Info), "promptbatch: it");
         assert_eq!(at(Level::Warn), "promptbatch: warning: it");
         assert_eq!(at(Level::Error), "error: it");
+    }
+
+    #[test]
+    fn a_text_progress_line_starts_with_the_time() {
+        let now = DateTime::parse_from_rfc3339("2026-11-25T23:00:05.250Z")
+            .expect("a time")
+            .with_timezone(&Utc);
+        assert_eq!(
+            stamped(now, "3/10 (30%)"),
+            "2026-11-25T23:00:05Z 3/10 (30%)"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod common;
 mod files;
 mod hostile;
 mod lifecycle;
+mod logs;
 mod outcome;
 mod pipeline;
 mod redaction;
