@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::printer::LogFormat;
+
 /// Run large batches of prompts through an OpenAI-compatible chat-completions endpoint.
 ///
 /// Reads rows from JSONL or CSV, sends one request per row and parameter set with
@@ -152,6 +154,11 @@ pub struct JobArgs {
     /// e.g. promptbatch run job.toml --simulate --limit 5
     #[arg(long, help_heading = "Endpoint")]
     pub simulate: bool,
+
+    /// How messages on stderr are written: text for people, or json (one object per line:
+    /// ts, level, event, message and figures) for log shippers, e.g. --log-format json
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text, help_heading = "Output")]
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -3,125 +3,66 @@
 //! The data flows one way, one folder per stage:
 //! `job` (job file + flags) -> `input` (rows) -> `plan` (requests) ->
 //! `scheduler` (concurrency, limits, retries, budget) -> `client` (HTTP) ->
-//! events -> `sink` (output JSONL) + `report` (summary) + `progress`.
+//! events -> `sink` (output JSONL) + `report` (summary) + `progress`;
+//! `run` wires them, and every line for people goes through `printer`.
+//! This file declares the modules and the entry point, nothing else.
 
 pub mod cli;
 pub mod client;
+pub mod exit;
 pub mod input;
 pub mod job;
 pub mod keys;
 pub mod mock;
 pub mod plan;
+pub mod printer;
 pub mod progress;
 pub mod report;
 pub mod run;
-pub mod scan;
 pub mod scheduler;
 pub mod sink;
 pub mod template;
 
+use std::fmt::Display;
+
 use cli::{Cli, Command};
+pub use exit::ExitStatus;
 
-/// The process exit codes of the contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitStatus {
-    /// Every request succeeded.
-    Success,
-    /// The run finished but some requests failed (each is a line in the output).
-    Failed,
-    /// Invalid job, flags or input, an unset key, or a locked output: nothing was sent.
-    Invalid,
-    /// Stopped early by the budget; rerun resumes.
-    Budget,
-    /// Stopped early because the endpoint refuses every request or cannot be
-    /// reached; fix the account or the URL, rerun resumes.
-    Refused,
-    /// A local failure after requests were sent (disk full, output or summary
-    /// not writable); rerun resumes.
-    OutputFailed,
-    /// Interrupted (Ctrl-C / SIGTERM); rerun resumes.
-    Interrupted,
-}
-
-impl ExitStatus {
-    /// Of two statuses that both apply, the one the contract puts first:
-    /// 130, 5, 4, 3, 1, then 0 (2 never meets another: nothing was sent).
-    pub fn worst(self, other: ExitStatus) -> ExitStatus {
-        if other.precedence() > self.precedence() {
-            other
-        } else {
-            self
-        }
-    }
-
-    fn precedence(self) -> u8 {
-        match self {
-            ExitStatus::Success => 0,
-            ExitStatus::Failed => 1,
-            ExitStatus::Budget => 2,
-            ExitStatus::Refused => 3,
-            ExitStatus::OutputFailed => 4,
-            ExitStatus::Interrupted => 5,
-            ExitStatus::Invalid => 6,
-        }
-    }
-
-    pub fn code(self) -> i32 {
-        match self {
-            ExitStatus::Success => 0,
-            ExitStatus::Failed => 1,
-            ExitStatus::Invalid => 2,
-            ExitStatus::Budget => 3,
-            ExitStatus::Refused => 4,
-            ExitStatus::OutputFailed => 5,
-            ExitStatus::Interrupted => 130,
-        }
-    }
-}
-
-/// Runs one command and reports its errors on stderr.
+/// Runs one command; its messages go through the printer, and the result is
+/// the exit status.
 pub async fn main(cli: Cli) -> ExitStatus {
-    let result = match cli.command {
-        Command::Run(args) => run::run(&args).await,
-        Command::Validate(args) => run::validate(&args).await,
-        Command::Report(args) => report_command(&args),
-        Command::MockServer(args) => mock::serve(&args).await.map(|()| ExitStatus::Success),
-    };
-    match result {
-        Ok(status) => status,
-        Err(e) => {
-            // Our own messages are complete sentences; others get their context chain.
-            if e.downcast_ref::<run::Invalid>().is_some() {
-                eprintln!("error: {e}");
-            } else {
-                eprintln!("error: {e:#}");
+    match cli.command {
+        Command::Run(args) => {
+            printer::set_format(args.job.log_format);
+            match run::run(&args).await {
+                Ok(finished) => finished.exit_status(),
+                Err(e) => {
+                    // A run that sent requests has said why it stopped (the
+                    // table, its error lines, the --quiet line); one that
+                    // could not start says it here.
+                    if let run::RunError::NotStarted(why) = &e {
+                        printer::error(why);
+                    }
+                    e.exit_status()
+                }
             }
+        }
+        Command::Validate(args) => {
+            printer::set_format(args.log_format);
+            said(run::validate(&args).await)
+        }
+        Command::Report(args) => said(report::command(&args.outputs, args.json)),
+        Command::MockServer(args) => said(mock::serve(&args).await),
+    }
+}
+
+/// A command that either succeeds or, having sent nothing, fails with exit 2.
+fn said(result: Result<(), impl Display>) -> ExitStatus {
+    match result {
+        Ok(()) => ExitStatus::Success,
+        Err(e) => {
+            printer::error(e);
             ExitStatus::Invalid
         }
-    }
-}
-
-fn report_command(args: &cli::ReportArgs) -> anyhow::Result<ExitStatus> {
-    let summary = report::over_outputs(&args.outputs).map_err(|e| run::Invalid(e.to_string()))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else {
-        print!("{}", report::table::render(&summary));
-    }
-    Ok(ExitStatus::Success)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ExitStatus::*;
-
-    #[test]
-    fn the_first_of_130_5_4_3_1_wins() {
-        assert_eq!(Success.worst(Failed), Failed);
-        assert_eq!(Failed.worst(Budget), Budget);
-        assert_eq!(Refused.worst(Budget), Refused);
-        assert_eq!(Refused.worst(OutputFailed), OutputFailed);
-        assert_eq!(Interrupted.worst(OutputFailed), Interrupted);
-        assert_eq!(OutputFailed.worst(Failed).code(), 5);
     }
 }

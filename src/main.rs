@@ -10,7 +10,7 @@ fn main() {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            promptbatch::printer::error(format_args!("cannot start the async runtime: {e}"));
             std::process::exit(promptbatch::ExitStatus::Invalid.code());
         }
     };

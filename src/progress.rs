@@ -1,7 +1,9 @@
 //! The progress display: consumes events, never called by the core.
 //!
-//! On a terminal an indicatif bar; otherwise (cron, CI, a pipe) one plain log
-//! line every few seconds, so logs stay readable. Redraws are throttled: at
+//! On a terminal an indicatif bar; otherwise (cron, CI, a pipe), or with
+//! `--log-format json`, one timestamped log line every few seconds, so logs
+//! stay readable. Lines go through `crate::printer`, which lifts the bar
+//! while another message is printed. Redraws are throttled: at
 //! tens of thousands of requests per second, formatting every event would
 //! cost more than the requests.
 
@@ -10,7 +12,10 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use serde_json::json;
+
 use crate::cli::ProgressArg;
+use crate::printer::{self, LogFormat};
 use crate::report::table::usd;
 use crate::sink::{Record, Status};
 
@@ -43,6 +48,7 @@ fn bar(total: u64) -> ProgressBar {
             .expect("the template is valid")
             .progress_chars("█▉▊▋▌▍▎▏ "),
     );
+    printer::bar_drawing(&bar);
     bar
 }
 
@@ -50,12 +56,14 @@ impl Progress {
     /// `total`: the requests this run will send (resumed ones excluded).
     pub fn new(mode: ProgressArg, quiet: bool, total: u64) -> Progress {
         let terminal = std::io::stderr().is_terminal();
+        // A bar is not a line: JSON logs get progress events instead.
+        let lines = printer::format() == LogFormat::Json;
         let display = match mode {
             _ if quiet => Display::Off,
             ProgressArg::Off => Display::Off,
-            ProgressArg::Bar => Display::Bar(bar(total)),
-            ProgressArg::Auto if terminal => Display::Bar(bar(total)),
-            ProgressArg::Auto | ProgressArg::Log => Display::Log {
+            ProgressArg::Bar if !lines => Display::Bar(bar(total)),
+            ProgressArg::Auto if terminal && !lines => Display::Bar(bar(total)),
+            ProgressArg::Auto | ProgressArg::Bar | ProgressArg::Log => Display::Log {
                 last: Instant::now(),
             },
         };
@@ -99,7 +107,7 @@ impl Progress {
             }
             Display::Log { last } => {
                 if now.duration_since(*last) >= LOG_EVERY {
-                    eprintln!("{}", self.log_line());
+                    self.log();
                     self.display = Display::Log { last: now };
                 }
             }
@@ -111,6 +119,7 @@ impl Progress {
         if let Display::Bar(bar) = &self.display {
             bar.set_message(self.counts());
             bar.finish_and_clear();
+            printer::bar_done();
         }
     }
 
@@ -135,7 +144,7 @@ impl Progress {
         )
     }
 
-    fn log_line(&self) -> String {
+    fn log(&self) {
         let rate = self.rate();
         let pct = if self.total > 0 {
             self.done as f64 * 100.0 / self.total as f64
@@ -147,11 +156,29 @@ impl Progress {
         } else {
             "?".into()
         };
-        format!(
-            "promptbatch: {}/{} ({pct:.0}%) · eta {eta} · {}",
-            self.done,
-            self.total,
-            self.counts()
-        )
+        let eta_s = (rate > 0.0).then(|| self.total.saturating_sub(self.done) as f64 / rate);
+        let fields = json!({
+            "done": self.done,
+            "total": self.total,
+            "ok": self.ok,
+            "failed": self.failed,
+            "retries": self.retries,
+            "tokens": self.tokens,
+            "cost_usd": self.cost,
+            "requests_per_s": rate,
+            "eta_s": eta_s,
+        });
+        let serde_json::Value::Object(fields) = fields else {
+            return;
+        };
+        printer::progress(
+            format_args!(
+                "{}/{} ({pct:.0}%) · eta {eta} · {}",
+                self.done,
+                self.total,
+                self.counts()
+            ),
+            fields,
+        );
     }
 }

@@ -113,7 +113,7 @@ const OPEN: &str = "[mock:";
 ///
 /// A malformed directive is an error naming it, answered as a 400: a typo in
 /// a fault list should not silently turn into a passing request.
-pub(crate) fn parse(text: &str) -> Result<(Directives, String), String> {
+pub(crate) fn parse(text: &str) -> Result<(Directives, String), DirectiveError> {
     let mut directives = Directives::default();
     if !text.contains(OPEN) {
         return Ok((
@@ -129,7 +129,7 @@ pub(crate) fn parse(text: &str) -> Result<(Directives, String), String> {
         let after = &rest[start + OPEN.len()..];
         let end = after
             .find(']')
-            .ok_or_else(|| format!("unterminated mock directive `{}`", &rest[start..]))?;
+            .ok_or_else(|| DirectiveError::Unterminated(rest[start..].to_string()))?;
         apply(&mut directives, after[..end].trim())?;
         rest = &after[end + 1..];
     }
@@ -138,27 +138,57 @@ pub(crate) fn parse(text: &str) -> Result<(Directives, String), String> {
     Ok((directives, remaining))
 }
 
-fn apply(directives: &mut Directives, directive: &str) -> Result<(), String> {
+/// A `[mock:...]` directive the mock cannot follow: answered as a 400 naming it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub(crate) enum DirectiveError {
+    #[error("unterminated mock directive `{0}`")]
+    Unterminated(String),
+    #[error("mock directive `[mock:{0}]` needs a value")]
+    NeedsValue(String),
+    #[error("mock directive `[mock:{key}={value}]`: expected whole milliseconds")]
+    NotMillis { key: String, value: String },
+    #[error("unknown mock fault `{0}`; known faults: {known}", known = fault_names())]
+    UnknownFault(String),
+    #[error(
+        "unknown mock cost mode `{0}`; known: aiml-header, aiml-body, aiml-credits, openrouter"
+    )]
+    UnknownCostMode(String),
+    #[error(
+        "unknown mock directive `[mock:{0}]`; known: fail, retry-after-ms, latency, chunk-ms, \
+         no-usage, cost, model, tools, echo-auth"
+    )]
+    Unknown(String),
+}
+
+fn fault_names() -> String {
+    let known: Vec<&str> = FAULT_NAMES.iter().map(|(n, _)| *n).collect();
+    known.join(", ")
+}
+
+fn apply(directives: &mut Directives, directive: &str) -> Result<(), DirectiveError> {
     let (key, value) = match directive.split_once('=') {
         Some((key, value)) => (key.trim(), Some(value.trim())),
         None => (directive, None),
     };
-    let need_value = || value.ok_or_else(|| format!("mock directive `[mock:{key}]` needs a value"));
+    let need_value = || value.ok_or_else(|| DirectiveError::NeedsValue(key.to_string()));
     let millis = |v: &str| {
-        v.parse::<u64>()
-            .map_err(|_| format!("mock directive `[mock:{key}={v}]`: expected whole milliseconds"))
+        v.parse::<u64>().map_err(|_| DirectiveError::NotMillis {
+            key: key.to_string(),
+            value: v.to_string(),
+        })
     };
     match key {
         "fail" => {
-            for name in need_value()?.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            for name in need_value()?
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+            {
                 let fault = FAULT_NAMES
                     .iter()
                     .find(|(known, _)| *known == name)
                     .map(|(_, fault)| *fault)
-                    .ok_or_else(|| {
-                        let known: Vec<&str> = FAULT_NAMES.iter().map(|(n, _)| *n).collect();
-                        format!("unknown mock fault `{name}`; known faults: {}", known.join(", "))
-                    })?;
+                    .ok_or_else(|| DirectiveError::UnknownFault(name.to_string()))?;
                 directives.fails.push(fault);
             }
         }
@@ -175,19 +205,10 @@ fn apply(directives: &mut Directives, directive: &str) -> Result<(), String> {
                 "aiml-body" => CostMode::AimlBody,
                 "aiml-credits" => CostMode::AimlCredits,
                 "openrouter" => CostMode::OpenRouter,
-                other => {
-                    return Err(format!(
-                        "unknown mock cost mode `{other}`; known: aiml-header, aiml-body, aiml-credits, openrouter"
-                    ))
-                }
+                other => return Err(DirectiveError::UnknownCostMode(other.to_string())),
             })
         }
-        other => {
-            return Err(format!(
-                "unknown mock directive `[mock:{other}]`; known: fail, retry-after-ms, latency, chunk-ms, \
-                 no-usage, cost, model, tools, echo-auth"
-            ))
-        }
+        other => return Err(DirectiveError::Unknown(other.to_string())),
     }
     Ok(())
 }
@@ -232,7 +253,7 @@ mod tests {
             ("[mock:fail]", "needs a value"),
             ("oops [mock:fail=429", "unterminated"),
         ] {
-            let err = parse(text).expect_err(text);
+            let err = parse(text).expect_err(text).to_string();
             assert!(err.contains(expected), "{text}: {err}");
         }
     }

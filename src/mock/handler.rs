@@ -211,11 +211,11 @@ async fn completions(
     }
     let mut plan = match parsed
         .as_ref()
-        .map_err(|e| format!("the request body is not valid JSON: {e}"))
+        .map_err(|e| reply::BadRequest::NotJson(e.to_string()))
         .and_then(reply::plan)
     {
         Ok(plan) => plan,
-        Err(message) => return Ok(faults::invalid_request(400, &message)),
+        Err(bad) => return Ok(faults::invalid_request(400, &bad.to_string())),
     };
     if let Some(wait_ms) = shared.over_window_limit() {
         shared.stats.count_limited();

@@ -29,14 +29,13 @@ mod tests;
 
 use std::time::Duration;
 
-use anyhow::Context;
-
 pub use directives::CostMode;
 pub use reply::{expected_reply, ExpectedReply, DEFAULT_USD_PER_MILLION};
 pub use server::MockServer;
 pub use stats::MockStats;
 
 use crate::cli::MockArgs;
+use crate::printer;
 
 /// How the mock behaves; the default is an immediate, faultless server on a free port.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,31 +99,49 @@ impl MockConfig {
     }
 
     /// Rejects settings the server cannot honour, naming the flag to fix.
-    pub(crate) fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
         for (flag, rate) in [("--rate-429", self.rate_429), ("--rate-500", self.rate_500)] {
             if !(0.0..=1.0).contains(&rate) {
-                return Err(format!(
-                    "{flag} must be a fraction between 0 and 1, got {rate}"
-                ));
+                return Err(ConfigError::Rate { flag, rate });
             }
         }
         if self.rate_429 + self.rate_500 > 1.0 {
-            return Err("--rate-429 and --rate-500 together must not exceed 1".to_string());
+            return Err(ConfigError::Rates);
         }
         if self.limit_requests > 0 && self.limit_window.is_zero() {
-            return Err(
-                "--limit-window-ms must be at least 1 when --limit-requests is set".to_string(),
-            );
+            return Err(ConfigError::Window);
         }
         if let Some(price) = self.usd_per_million {
             if !price.is_finite() || price < 0.0 {
-                return Err(format!(
-                    "--usd-per-million must be a price of 0 or more, got {price}"
-                ));
+                return Err(ConfigError::Price(price));
             }
         }
         Ok(())
     }
+}
+
+/// A setting the mock cannot honour.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{flag} must be a fraction between 0 and 1, got {rate}")]
+    Rate { flag: &'static str, rate: f64 },
+    #[error("--rate-429 and --rate-500 together must not exceed 1")]
+    Rates,
+    #[error("--limit-window-ms must be at least 1 when --limit-requests is set")]
+    Window,
+    #[error("--usd-per-million must be a price of 0 or more, got {0}")]
+    Price(f64),
+}
+
+/// Why `promptbatch mock-server` stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum MockError {
+    #[error(
+        "could not start the mock server on 127.0.0.1:{port}; pick a free port with --port (0 = any): {source}"
+    )]
+    Start { port: u16, source: std::io::Error },
+    #[error("could not listen for Ctrl-C or SIGTERM: {0}")]
+    Signal(std::io::Error),
 }
 
 /// One completions request as the mock received it.
@@ -147,33 +164,31 @@ impl ReceivedRequest {
 }
 
 /// `promptbatch mock-server`: serve until Ctrl-C (or SIGTERM), then print what was served.
-pub async fn serve(args: &MockArgs) -> anyhow::Result<()> {
-    let server = MockServer::start(MockConfig::from_args(args)).await.with_context(|| {
-        format!(
-            "could not start the mock server on 127.0.0.1:{}; pick a free port with --port (0 = any)",
-            args.port
-        )
-    })?;
-    eprintln!("promptbatch mock server listening on {}", server.url());
-    wait_for_stop_signal().await?;
-    eprintln!("promptbatch mock server stopped: {}", server.stats());
+pub async fn serve(args: &MockArgs) -> Result<(), MockError> {
+    let server = MockServer::start(MockConfig::from_args(args))
+        .await
+        .map_err(|source| MockError::Start {
+            port: args.port,
+            source,
+        })?;
+    printer::notice(format_args!("mock server listening on {}", server.url()));
+    wait_for_stop_signal().await.map_err(MockError::Signal)?;
+    printer::notice(format_args!("mock server stopped: {}", server.stats()));
     server.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_stop_signal() -> anyhow::Result<()> {
+async fn wait_for_stop_signal() -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).context("could not listen for SIGTERM")?;
+        let mut term = signal(SignalKind::terminate())?;
         tokio::select! {
-            ctrl_c = tokio::signal::ctrl_c() => ctrl_c.context("could not listen for Ctrl-C")?,
+            ctrl_c = tokio::signal::ctrl_c() => ctrl_c?,
             _ = term.recv() => {}
         }
     }
     #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .context("could not listen for Ctrl-C")?;
+    tokio::signal::ctrl_c().await?;
     Ok(())
 }

@@ -8,7 +8,7 @@
 
 use serde_json::{json, Value};
 
-use super::directives::{self, CostMode, Directives};
+use super::directives::{self, CostMode, DirectiveError, Directives};
 use super::MockConfig;
 
 /// USD per 1M tokens used by `[mock:cost=...]` when no price is configured.
@@ -93,13 +93,24 @@ pub fn expected_reply(body: &Value) -> ExpectedReply {
     }
 }
 
-/// Works out the reply to a parsed request body, or the 400 message for it.
-pub(crate) fn plan(body: &Value) -> Result<Plan, String> {
+/// Why the mock answers a request 400.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BadRequest {
+    #[error("the request body is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("the request body needs a non-empty `messages` array")]
+    NoMessages,
+    #[error(transparent)]
+    Directive(#[from] DirectiveError),
+}
+
+/// Works out the reply to a parsed request body, or why it is a bad request.
+pub(crate) fn plan(body: &Value) -> Result<Plan, BadRequest> {
     let messages = body
         .get("messages")
         .and_then(Value::as_array)
         .filter(|m| !m.is_empty())
-        .ok_or("the request body needs a non-empty `messages` array")?;
+        .ok_or(BadRequest::NoMessages)?;
     let last_user = messages
         .iter()
         .rev()

@@ -34,7 +34,7 @@ impl MockServer {
     pub async fn start(config: MockConfig) -> std::io::Result<MockServer> {
         config
             .check()
-            .map_err(|message| std::io::Error::new(std::io::ErrorKind::InvalidInput, message))?;
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, config.port)).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(config));

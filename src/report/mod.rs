@@ -2,6 +2,7 @@
 //!
 //! Never calls HTTP: a report is a pure function of records.
 
+mod command;
 pub mod summary;
 pub mod table;
 
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
+pub use command::command;
 pub use summary::{LineFigures, RequestCounts, RunFacts, Summary, Tally, ThisRun};
 
 use crate::keys::{KeyId, KeyMap};
@@ -31,6 +33,8 @@ pub enum ReportError {
     },
     #[error("no records in {0}")]
     Empty(String),
+    #[error("cannot write the report to standard output: {0}")]
+    Print(std::io::Error),
 }
 
 /// Checks, before anything is sent, that a summary can be written to `path`
@@ -225,10 +229,10 @@ pub fn over_outputs(paths: &[PathBuf]) -> Result<Summary, ReportError> {
             tally.observe(&record);
         }
         if let Some(ReportError::Record { line, .. }) = pending {
-            eprintln!(
-                "promptbatch: {}:{line}: left out an incomplete last line (a run still writing, or one stopped mid-write)",
+            crate::printer::notice(format_args!(
+                "{}:{line}: left out an incomplete last line (a run still writing, or one stopped mid-write)",
                 path.display()
-            );
+            ));
         }
     }
     counts.total = counts.ok + counts.failed;

@@ -11,11 +11,11 @@
 
 use std::sync::Arc;
 
+use super::scan::Seen;
 use crate::job::Job;
 use crate::keys::{KeyId, KeyMap};
 use crate::progress::Progress;
 use crate::report::Tally;
-use crate::scan::Seen;
 use crate::scheduler::{Event, StopReason, StopSignal};
 use crate::sink::{Record, ResumeState, SinkError, Status, Writer};
 

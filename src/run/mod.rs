@@ -2,14 +2,19 @@
 //!
 //! job -> input scan -> producer thread (rows -> requests) -> scheduler ->
 //! events -> collector (sink, tally, progress) -> compaction -> summary.
+//! Every line for people goes through `crate::printer`.
 
 mod collector;
+mod error;
+mod finish;
 mod producer;
+pub mod scan;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::cli::{JobArgs, ProgressArg, RunArgs};
@@ -17,34 +22,27 @@ use crate::client::Client;
 use crate::input::{self, Spooled};
 use crate::job::Job;
 use crate::mock::{MockConfig, MockServer};
+use crate::printer;
 use crate::progress::Progress;
-use crate::report::{self, RequestCounts, RunFacts};
-use crate::scan::{scan, Scan};
-use crate::scheduler::{Scheduler, StopReason, StopSignal};
+use crate::report;
+use crate::scheduler::{Scheduler, StopSignal};
 use crate::sink::{self, OutputLock, ResumeState, Writer};
-use crate::ExitStatus;
-use collector::{Collected, Collector};
+use collector::Collector;
+pub use error::{Finished, RunError, StartError};
+use finish::{finish, Ended};
+use scan::{scan, Scan};
 
 /// How long requests in flight may still finish after Ctrl-C or SIGTERM.
 const GRACE: Duration = Duration::from_secs(10);
 
-/// A reason the run could not start: printed as is, exit 2, nothing sent.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Invalid(pub String);
-
-fn invalid(msg: impl Into<String>) -> anyhow::Error {
-    Invalid(msg.into()).into()
-}
-
-fn load(args: &JobArgs) -> anyhow::Result<Job> {
-    let cwd = std::env::current_dir()?;
+fn load(args: &JobArgs) -> Result<Job, StartError> {
+    let cwd = std::env::current_dir().map_err(StartError::WorkingDir)?;
     let today = Utc::now().format("%Y-%m-%d").to_string();
-    Job::load(args, &cwd, &today).map_err(|e| invalid(e.to_string()))
+    Ok(Job::load(args, &cwd, &today)?)
 }
 
 /// Loads the job; `--simulate` swaps the endpoint for the built-in mock.
-async fn prepare(args: &JobArgs) -> anyhow::Result<(Job, Option<MockServer>)> {
+async fn prepare(args: &JobArgs) -> Result<(Job, Option<MockServer>), StartError> {
     let mut job = load(args)?;
     let mock = if job.simulate {
         // Realistic enough to watch: some latency, and a cost figure the way the
@@ -55,7 +53,8 @@ async fn prepare(args: &JobArgs) -> anyhow::Result<(Job, Option<MockServer>)> {
             usd_per_million: Some(crate::mock::DEFAULT_USD_PER_MILLION),
             ..MockConfig::default()
         })
-        .await?;
+        .await
+        .map_err(StartError::Simulate)?;
         job.endpoint.url = mock.url();
         Some(mock)
     } else {
@@ -65,17 +64,14 @@ async fn prepare(args: &JobArgs) -> anyhow::Result<(Job, Option<MockServer>)> {
 }
 
 /// The API key from the variable the job names; None for "" or `--simulate`.
-fn api_key(job: &Job) -> anyhow::Result<Option<String>> {
+fn api_key(job: &Job) -> Result<Option<String>, StartError> {
     let name = &job.endpoint.api_key_env;
     if job.simulate || name.is_empty() {
         return Ok(None);
     }
     match std::env::var(name) {
         Ok(key) if !key.trim().is_empty() => Ok(Some(key.trim().to_string())),
-        _ => Err(invalid(format!(
-            "the API key variable {name} is not set (or empty): export {name}=... (or set [endpoint] api_key_env / --api-key-env, \
-             \"\" for servers without a key, or try the job with --simulate)"
-        ))),
+        _ => Err(StartError::KeyUnset { name: name.clone() }),
     }
 }
 
@@ -87,48 +83,53 @@ async fn scan_input(
     file: &Spooled,
     resume: &Arc<ResumeState>,
     allow_empty: bool,
-) -> anyhow::Result<Scan> {
+) -> Result<Scan, StartError> {
     let (job, file, resume) = (job.clone(), file.file.clone(), resume.clone());
     let display = file.display.clone();
-    let scan = tokio::task::spawn_blocking(move || scan(&job, &file, &resume)).await?;
+    let scan = tokio::task::spawn_blocking(move || scan(&job, &file, &resume))
+        .await
+        .map_err(StartError::Check)?;
     if scan.problem_count > 0 {
-        return Err(invalid(scan.problem_report().trim_end().to_string()));
+        return Err(StartError::InputProblems {
+            shown: scan.problems,
+            count: scan.problem_count,
+        });
     }
     if scan.rows == 0 && !allow_empty {
-        return Err(invalid(format!(
-            "{display} has no rows; nothing was sent (pass --allow-empty to accept an empty input and exit 0)"
-        )));
+        return Err(StartError::EmptyInput { input: display });
     }
     Ok(scan)
 }
 
-pub async fn validate(args: &JobArgs) -> anyhow::Result<ExitStatus> {
+/// `promptbatch validate`: every check a run makes before sending, and the estimate on stdout.
+pub async fn validate(args: &JobArgs) -> Result<(), StartError> {
     // Nothing is sent, so a simulated endpoint is not started either.
     let job = load(args)?;
-    let file = input::resolve(&job.input.source).map_err(|e| invalid(e.to_string()))?;
-    let resume = Arc::new(sink::read(&job.output.path, false).map_err(|e| invalid(e.to_string()))?);
+    let file = input::resolve(&job.input.source)?;
+    let resume = Arc::new(sink::read(&job.output.path, false)?);
     let scan = scan_input(&job, &file, &resume, args.allow_empty).await?;
-    print!("{}", crate::scan::describe(&job, &file.file.display, &scan));
+    printer::out(&scan::describe(&job, &file.file.display, &scan)).map_err(StartError::Stdout)?;
     if let Some(pid) = sink::holder(&job.output.path) {
-        eprintln!(
-            "promptbatch: warning: {} is being written by another promptbatch run (process {pid}); a run started now is refused until that one ends",
+        printer::warning(format_args!(
+            "{} is being written by another promptbatch run (process {pid}); a run started now is refused until that one ends",
             job.output.path.display()
-        );
+        ));
     }
     // A run would stop here too: a preflight that passes must mean the run can start.
     api_key(&job)?;
-    Ok(ExitStatus::Success)
+    Ok(())
 }
 
-pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
+/// `promptbatch run`: `Ok` once every request is judged, else why not.
+pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     let started = Utc::now();
     let (job, _mock) = prepare(&args.job).await?;
     let key = api_key(&job)?;
-    let file = input::resolve(&job.input.source).map_err(|e| invalid(e.to_string()))?;
+    let file = input::resolve(&job.input.source).map_err(StartError::from)?;
     // Nothing is written before every check has passed and the lock is held:
     // a run refused for bad input leaves no lock file, and --fresh no backup.
     let output = &job.output.path;
-    let mut resume = Arc::new(sink::read(output, args.fresh).map_err(|e| invalid(e.to_string()))?);
+    let mut resume = Arc::new(sink::read(output, args.fresh).map_err(StartError::from)?);
     let checked = producer::stamp(file.file.path());
     let allow_empty = args.job.allow_empty;
     let mut scan = scan_input(&job, &file, &resume, allow_empty).await?;
@@ -140,31 +141,29 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
         max_reply_bytes: job.endpoint.max_reply_bytes,
         max_attempt: job.endpoint.max_attempt,
     };
-    let client = Client::new(&endpoint, key.as_deref(), job.limits.concurrency)
-        .map_err(|e| invalid(e.to_string()))?;
+    let client =
+        Client::new(&endpoint, key.as_deref(), job.limits.concurrency).map_err(StartError::from)?;
     // The last checks that can fail before sending: the output opens for
     // appending and the summary can be written where it goes.
-    report::check_summary_path(&job.output.summary).map_err(|e| {
-        invalid(format!(
-            "the summary cannot be written to {}: {e}; choose another --summary",
-            job.output.summary.display()
-        ))
+    report::check_summary_path(&job.output.summary).map_err(|source| StartError::SummaryPath {
+        path: job.output.summary.clone(),
+        source,
     })?;
-    let _lock = OutputLock::acquire(output).map_err(|e| invalid(e.to_string()))?;
+    let _lock = OutputLock::acquire(output).map_err(StartError::from)?;
     if !args.fresh && !resume.unchanged(output) {
         // Another run wrote the output before this one took the lock.
-        resume = Arc::new(sink::read(output, false).map_err(|e| invalid(e.to_string()))?);
+        resume = Arc::new(sink::read(output, false).map_err(StartError::from)?);
         scan = scan_input(&job, &file, &resume, allow_empty).await?;
     }
-    let bak = sink::take_over(output, &resume, args.fresh).map_err(|e| invalid(e.to_string()))?;
+    let bak = sink::take_over(output, &resume, args.fresh).map_err(StartError::from)?;
     // Opened before anything is sent: an output that cannot be written is exit 2.
-    let writer = Writer::append(output).map_err(|e| invalid(e.to_string()))?;
+    let writer = Writer::append(output).map_err(StartError::from)?;
     if let Some((line, bytes)) = resume.cut {
         // Said even with --quiet: the file changed.
-        eprintln!(
-            "promptbatch: {}: cut off an incomplete last line (line {line}, {bytes} bytes) left by an earlier run that was stopped mid-write",
+        printer::notice(format_args!(
+            "{}: cut off an incomplete last line (line {line}, {bytes} bytes) left by an earlier run that was stopped mid-write",
             output.display()
-        );
+        ));
     }
     let mut progress_notes = Vec::new();
     if let Some(bak) = bak {
@@ -181,22 +180,34 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
             .trim_end_matches('/')
             .ends_with("/chat/completions")
         {
-            eprintln!(
-                "promptbatch: warning: the endpoint {} does not end in /chat/completions; OpenAI-compatible servers answer at .../v1/chat/completions",
+            printer::warning(format_args!(
+                "the endpoint {} does not end in /chat/completions; OpenAI-compatible servers answer at .../v1/chat/completions",
                 job.endpoint.url
-            );
+            ));
         }
         for note in &progress_notes {
-            eprintln!("promptbatch: {note}");
+            printer::notice(note);
         }
         if args.progress != ProgressArg::Off {
-            eprintln!(
-                "promptbatch: {} rows checked in {:.1} s: {} requests, {} already done, {} to send",
-                scan.rows,
-                (Utc::now() - started).num_milliseconds() as f64 / 1000.0,
-                scan.requests(),
-                scan.resumed,
-                scan.to_send()
+            let secs = (Utc::now() - started).num_milliseconds() as f64 / 1000.0;
+            printer::event(
+                printer::Level::Info,
+                "start",
+                format_args!(
+                    "{} rows checked in {secs:.1} s: {} requests, {} already done, {} to send",
+                    scan.rows,
+                    scan.requests(),
+                    scan.resumed,
+                    scan.to_send()
+                ),
+                figures(json!({
+                    "job": job.name,
+                    "rows": scan.rows,
+                    "requests": scan.requests(),
+                    "resumed": scan.resumed,
+                    "to_send": scan.to_send(),
+                    "checked_s": secs,
+                })),
             );
         }
     }
@@ -242,9 +253,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
     let stopped = stop.reason();
     signals.abort();
     // The producer ends once the scheduler drops its receiver.
-    let produced = producer
-        .await
-        .unwrap_or_else(|e| Err(format!("internal error: the input reader failed: {e}")));
+    let produced = producer.await.unwrap_or_else(|e| Err(e.into()));
     progress.finish();
     let ended = Ended {
         started,
@@ -252,191 +261,15 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
         stopped,
         stopped_because: stop.detail(),
     };
-    Ok(finish(
-        &job, args, &resume, &scan, collected, ended, produced,
-    ))
+    finish(&job, args, &resume, &scan, collected, ended, produced)
 }
 
-/// How the sending part of a run ended.
-struct Ended {
-    started: chrono::DateTime<Utc>,
-    busy: Duration,
-    stopped: Option<StopReason>,
-    stopped_because: Option<String>,
-}
-
-/// After the last request: compaction, the summary, the report on stderr, the exit status.
-/// Requests were sent, so every failure here is exit 5 (or worse), never 2.
-fn finish(
-    job: &Job,
-    args: &RunArgs,
-    resume: &ResumeState,
-    scan: &Scan,
-    collected: Collected,
-    ended: Ended,
-    produced: Result<(), String>,
-) -> ExitStatus {
-    let output = job.output.path.display();
-    let summary_path = job.output.summary.display();
-    let mut local: Vec<String> = Vec::new();
-    if let Some(failed) = &collected.failed {
-        local.push(if collected.lost > 0 {
-            format!(
-                "writing the output failed: {failed}; {} answered requests have no line (they may have been billed), and the rest were not sent; fix the cause (disk space?) and rerun to resume",
-                collected.lost
-            )
-        } else {
-            format!(
-                "writing the output failed: {failed}; every answered request got its line on a second attempt, the rest were not sent; fix the cause (disk space?) and rerun to resume"
-            )
-        });
+/// The fields of a JSON event, from a `json!` object.
+fn figures(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    match value {
+        serde_json::Value::Object(map) => map,
+        _ => serde_json::Map::new(),
     }
-    let Collected {
-        written: mut tally,
-        sent,
-        superseded,
-        ..
-    } = collected;
-
-    // Compaction rereads the whole file: only worth it when a key has two
-    // lines, and not on a disk that just failed a write (the next run does it).
-    let mut compacted = true;
-    if superseded > 0 || resume.lines > resume.latest.len() as u64 {
-        compacted = false;
-        if collected.failed.is_none() {
-            match sink::compact(&job.output.path) {
-                Ok(_) => compacted = true,
-                Err(e) => local.push(format!(
-                    "compacting the output failed: {e}; every line is in it, and the next run compacts it"
-                )),
-            }
-        }
-    }
-    // The job's keys whose line is from an earlier run: their figures are in the file.
-    let kept_from_before = |seen: &crate::scan::Seen| seen.ok.is_none() && seen.prior.is_some();
-    if scan.keys.values().any(kept_from_before) {
-        let dedupe = !compacted && resume.lines > resume.latest.len() as u64;
-        let keep = |id| scan.keys.get(&id).is_some_and(kept_from_before);
-        if let Err(e) = report::fold_output(&job.output.path, &mut tally, keep, dedupe) {
-            local.push(format!(
-                "reading {output} back for the summary failed: {e}; the summary counts only this run's lines"
-            ));
-        }
-    }
-    let other_keys = resume
-        .latest
-        .keys()
-        .filter(|id| !scan.keys.contains_key(id))
-        .count() as u64;
-    let counts = count_requests(scan);
-    let facts = RunFacts {
-        job: job.name.clone(),
-        started: ended.started,
-        finished: Utc::now(),
-        busy: ended.busy,
-        requests: counts,
-        stopped: ended.stopped,
-        stopped_because: ended.stopped_because,
-        other_keys_in_output: other_keys,
-    };
-    let summary = tally.summary(&sent, facts);
-    if let Err(e) = report::write_summary(&job.output.summary, &summary) {
-        local.push(format!(
-            "writing the summary to {summary_path} failed: {e}; the output holds every line written, and a rerun writes the summary again"
-        ));
-    }
-    if !args.quiet {
-        eprint!("{}", report::table::render(&summary));
-        eprintln!("  output       {output}\n  summary      {summary_path}");
-        if other_keys > 0 {
-            eprintln!(
-                "promptbatch: {output} also holds {other_keys} lines of keys this job no longer has (rows removed, --limit, or another input written to it); they are kept, and not counted above"
-            );
-        }
-    }
-    let mut status = exit_status(summary.stopped, &summary.requests);
-    if !local.is_empty() {
-        status = status.worst(ExitStatus::OutputFailed);
-    }
-    if let Err(problem) = &produced {
-        eprintln!("error: {problem}");
-        status = status.worst(ExitStatus::Failed);
-    }
-    if !local.is_empty() {
-        // One line, even with --quiet: a cron log shows why at a glance.
-        eprintln!("error: {}", local.join("; also: "));
-    } else if args.quiet && status != ExitStatus::Success && produced.is_ok() {
-        let (output, summary_path) = (output.to_string(), summary_path.to_string());
-        eprintln!(
-            "promptbatch: {}",
-            quiet_line(&summary, &output, &summary_path)
-        );
-    }
-    status
-}
-
-/// The one line a `--quiet` run that exits non-zero prints: why, and where to look.
-fn quiet_line(s: &report::Summary, output: &str, summary: &str) -> String {
-    let r = &s.requests;
-    let because = s
-        .stopped_because
-        .as_deref()
-        .map(|m| format!(" (last error: {m})"))
-        .unwrap_or_default();
-    match s.stopped {
-        Some(reason) => format!(
-            "stopped: {}{because}; {} of {} requests not sent, {} failed; see {output} and {summary}",
-            report::table::stop_reason(reason),
-            r.not_sent,
-            r.total,
-            r.failed
-        ),
-        None => format!(
-            "{} of {} requests failed{}; each failure is a line in {output} (summary {summary}); rerun to retry them",
-            r.failed,
-            r.total,
-            if r.not_sent > 0 {
-                format!(", {} not sent", r.not_sent)
-            } else {
-                String::new()
-            }
-        ),
-    }
-}
-
-/// Counts over the job's keys as the output stands after the run.
-fn count_requests(scan: &Scan) -> RequestCounts {
-    let mut counts = RequestCounts {
-        resumed: scan.resumed,
-        ..RequestCounts::default()
-    };
-    for seen in scan.keys.values() {
-        // A key edited since its line and not sent in this run is not sent.
-        let ok = seen.ok.or(seen.prior);
-        match ok {
-            Some(true) => counts.ok += 1,
-            Some(false) => counts.failed += 1,
-            None => counts.not_sent += 1,
-        }
-    }
-    counts.total = counts.ok + counts.failed + counts.not_sent;
-    counts
-}
-
-fn exit_status(stopped: Option<StopReason>, counts: &RequestCounts) -> ExitStatus {
-    let judged = if counts.failed > 0 || counts.not_sent > 0 {
-        ExitStatus::Failed
-    } else {
-        ExitStatus::Success
-    };
-    let stop = match stopped {
-        Some(StopReason::Interrupted) => ExitStatus::Interrupted,
-        Some(StopReason::OutputFailed) => ExitStatus::OutputFailed,
-        Some(StopReason::EndpointRefused | StopReason::EndpointUnreachable) => ExitStatus::Refused,
-        Some(StopReason::Budget) => ExitStatus::Budget,
-        None => ExitStatus::Success,
-    };
-    stop.worst(judged)
 }
 
 async fn watch_signals(stop: Arc<StopSignal>, quiet: bool) {
@@ -463,14 +296,12 @@ async fn watch_signals(stop: Arc<StopSignal>, quiet: bool) {
             continue;
         }
         if second {
-            eprintln!(
-                "promptbatch: stopping at once: requests in flight are recorded as abandoned"
-            );
+            printer::notice("stopping at once: requests in flight are recorded as abandoned");
         } else {
-            eprintln!(
-                "promptbatch: stopping: nothing new is sent; requests in flight get {} s (press Ctrl-C again to stop at once)",
+            printer::notice(format_args!(
+                "stopping: nothing new is sent; requests in flight get {} s (press Ctrl-C again to stop at once)",
                 GRACE.as_secs()
-            );
+            ));
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::input::{self, Spooled};
+use crate::input::{self, InputError, Spooled};
 use crate::job::Job;
 use crate::plan::Planner;
 use crate::plan::Request;
@@ -27,6 +27,32 @@ pub(super) fn stamp(path: &Path) -> Stamp {
     Some((meta.len(), meta.modified().ok()?))
 }
 
+/// Why the producer stopped before the end of the input. The rows were all
+/// checked before sending, so each of these means the input changed meanwhile.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ProducerError {
+    #[error(
+        "{input} changed after it was checked; nothing was sent from it: rerun once it is complete"
+    )]
+    Changed { input: String },
+    #[error(
+        "{input} changed during the run; only the {rows} rows checked before sending were read: rerun once it is complete to send the rest"
+    )]
+    Grew { input: String, rows: u64 },
+    #[error(transparent)]
+    Open(InputError),
+    #[error("{} (the input changed during the run; rerun to resume)", first(.0))]
+    Row(Vec<InputError>),
+    #[error("internal error: the input reader failed: {0}")]
+    Panicked(#[from] tokio::task::JoinError),
+}
+
+fn first(problems: &[InputError]) -> String {
+    problems
+        .first()
+        .map_or_else(String::new, ToString::to_string)
+}
+
 /// Spawns the producer; it ends when the `rows` rows the scan checked are
 /// read or the scheduler stops taking requests, and says why it stopped early.
 pub(super) fn spawn(
@@ -36,7 +62,7 @@ pub(super) fn spawn(
     rows: u64,
     resume: &Arc<ResumeState>,
     tx: mpsc::Sender<Request>,
-) -> JoinHandle<Result<(), String>> {
+) -> JoinHandle<Result<(), ProducerError>> {
     let planner = Planner::new(job);
     let format = job.input.format;
     // The scan already stopped at --limit: its count is the smaller bound.
@@ -45,23 +71,16 @@ pub(super) fn spawn(
     let done = resume.clone();
     tokio::task::spawn_blocking(move || {
         if stamp(file.path()) != checked {
-            return Err(format!(
-                "{} changed after it was checked; nothing was sent from it: rerun once it is complete",
-                file.display
-            ));
+            return Err(ProducerError::Changed {
+                input: file.display.clone(),
+            });
         }
-        let lines = input::open(&file, format).map_err(|e| e.to_string())?;
+        let lines = input::open(&file, format).map_err(ProducerError::Open)?;
         for row in lines.take(limit) {
             let requests = row
-                .map_err(|e| e.to_string())
-                .and_then(|row| {
-                    planner.plan(row, &file.display).map_err(|problems| {
-                        problems
-                            .first()
-                            .map_or_else(String::new, ToString::to_string)
-                    })
-                })
-                .map_err(|e| format!("{e} (the input changed during the run; rerun to resume)"))?;
+                .map_err(|e| vec![e])
+                .and_then(|row| planner.plan(row, &file.display))
+                .map_err(ProducerError::Row)?;
             for req in requests {
                 if done.is_done(&req.key, &req.sha256) {
                     continue;
@@ -75,10 +94,10 @@ pub(super) fn spawn(
         if stamp(file.path()) != checked {
             // Rows written meanwhile (a pipeline appending) were never checked:
             // not sent, and not to pass unnoticed as a complete run.
-            return Err(format!(
-                "{} changed during the run; only the {rows} rows checked before sending were read: rerun once it is complete to send the rest",
-                file.display
-            ));
+            return Err(ProducerError::Grew {
+                input: file.display.clone(),
+                rows,
+            });
         }
         Ok(())
     })

@@ -8,6 +8,7 @@ mod common;
 mod files;
 mod hostile;
 mod lifecycle;
+mod logs;
 mod money;
 mod outcome;
 mod records;

@@ -68,25 +68,24 @@ impl Scan {
             self.problems.push(e);
         }
     }
+}
 
-    /// Every problem found, for the user: the first 20, then a count.
-    pub fn problem_report(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "the input has {} problem{}; nothing was sent:",
-            self.problem_count,
-            if self.problem_count == 1 { "" } else { "s" }
-        );
-        for p in &self.problems {
-            let _ = writeln!(out, "  {p}");
-        }
-        let more = self.problem_count - self.problems.len() as u64;
-        if more > 0 {
-            let _ = writeln!(out, "  ... and {more} more");
-        }
-        out
+/// Every problem found, for the user: the first 20 (`shown`), then a count.
+pub fn problem_report(shown: &[InputError], count: u64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "the input has {count} problem{}; nothing was sent:",
+        if count == 1 { "" } else { "s" }
+    );
+    for p in shown {
+        let _ = writeln!(out, "  {p}");
     }
+    let more = count.saturating_sub(shown.len() as u64);
+    if more > 0 {
+        let _ = writeln!(out, "  ... and {more} more");
+    }
+    out
 }
 
 /// Reads every row of `file`, plans it, and checks keys; `resume` marks what is already done.
