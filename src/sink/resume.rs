@@ -7,9 +7,9 @@
 //! it would lose a line, counting it would give the budget room it lacks.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 
+use super::lines::{Lines, Torn};
 use super::paths::FileStamp;
 use super::record::{RecordCheck, RecordHead, Status};
 use super::{io_error, SinkError};
@@ -34,7 +34,7 @@ pub struct ResumeState {
     pub lines: u64,
     /// An unterminated last line to cut off: its line number and bytes.
     pub cut: Option<(u64, u64)>,
-    /// Where the good lines end.
+    /// Where the good lines end (where the line to cut off starts).
     good_end: u64,
     /// The file as it was scanned (None: there was none).
     stamp: Option<FileStamp>,
@@ -79,72 +79,34 @@ impl ResumeState {
 /// whose first line is one of this tool's records: a data file is never
 /// appended to, compacted or moved aside.
 pub fn check_is_output(path: &Path) -> Result<(), SinkError> {
-    let Some(mut reader) = open(path)? else {
+    let Some(file) = open(path)? else {
         return Ok(());
     };
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        if reader.read_until(b'\n', &mut buf).map_err(io_error(path))? == 0 {
-            return Ok(());
-        }
-        let text = trim_newline(&buf);
-        if text.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        return if buf.last() == Some(&b'\n') {
-            first_line_is_a_record(path, text)
-        } else {
-            unterminated_first_line(path, text)
-        };
+    let mut lines = Lines::new(file, path, Torn::Yield);
+    match lines.next_line().map_err(io_error(path))? {
+        None => Ok(()),
+        Some(first) if first.torn => unterminated_first_line(path, first.text),
+        Some(first) => first_line_is_a_record(path, first.text),
     }
 }
 
 /// Scans `path` (missing = empty), reading only: see [`ResumeState::repair`].
 pub fn scan(path: &Path) -> Result<ResumeState, SinkError> {
     let mut state = ResumeState::default();
-    let Some(mut reader) = open(path)? else {
+    let Some(file) = open(path)? else {
         return Ok(state);
     };
-    state.stamp = Some(FileStamp::of(
-        &reader.get_ref().metadata().map_err(io_error(path))?,
-    ));
-    let mut buf = Vec::new();
-    let mut line_no: u64 = 0;
-    loop {
-        buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(io_error(path))? as u64;
-        if n == 0 {
-            break;
-        }
-        line_no += 1;
-        let text = trim_newline(&buf);
-        let blank = text.iter().all(u8::is_ascii_whitespace);
-        if buf.last() != Some(&b'\n') {
-            // Only the last line can lack its newline: a crash mid-write.
-            if state.lines == 0 && !blank {
-                unterminated_first_line(path, text)?;
-            }
-            state.cut = Some((line_no, n));
-            break;
-        }
-        if blank {
-            state.good_end += n;
-            continue;
-        }
+    state.stamp = Some(FileStamp::of(&file.metadata().map_err(io_error(path))?));
+    // A torn last line is held back, to be cut once the lock is held.
+    let mut lines = Lines::new(file, path, Torn::HoldBack);
+    while let Some(line) = lines.next_line().map_err(io_error(path))? {
         if state.lines == 0 {
-            first_line_is_a_record(path, text)?;
+            first_line_is_a_record(path, line.text)?;
         }
-        let corrupt = |reason: String| SinkError::Corrupt {
-            path: path.to_path_buf(),
-            line: line_no,
-            reason,
-        };
-        let head: RecordHead = serde_json::from_slice(text).map_err(|e| corrupt(e.to_string()))?;
+        let head: RecordHead = line.parse()?;
         if let Some(reason) = head.bad_figure() {
-            return Err(corrupt(reason));
+            return Err(line.bad(reason).into());
         }
-        state.good_end += n;
         state.lines += 1;
         state.recorded_cost_usd =
             crate::job::pricing::add_usd(state.recorded_cost_usd, head.total_charge());
@@ -156,18 +118,25 @@ pub fn scan(path: &Path) -> Result<ResumeState, SinkError> {
             },
         );
     }
+    if let Some(torn) = lines.torn() {
+        if state.lines == 0 && !torn.is_blank() {
+            unterminated_first_line(path, torn.text)?;
+        }
+        state.cut = Some((torn.number, torn.len));
+        state.good_end = torn.offset;
+    }
     Ok(state)
 }
 
 /// The file for reading; None when there is none. Only plain files are outputs.
-fn open(path: &Path) -> Result<Option<BufReader<File>>, SinkError> {
+fn open(path: &Path) -> Result<Option<File>, SinkError> {
     if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
         return Err(SinkError::NotAFile {
             path: path.to_path_buf(),
         });
     }
     match File::open(path) {
-        Ok(file) => Ok(Some(BufReader::with_capacity(256 * 1024, file))),
+        Ok(file) => Ok(Some(file)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_error(path)(e)),
     }
@@ -199,11 +168,6 @@ fn unterminated_first_line(path: &Path, text: &[u8]) -> Result<(), SinkError> {
 
 /// How every record line starts (`key` is the record's first field).
 const RECORD_START: &[u8] = b"{\"key\":";
-
-fn trim_newline(line: &[u8]) -> &[u8] {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    line.strip_suffix(b"\r").unwrap_or(line)
-}
 
 #[cfg(test)]
 pub(crate) mod tests {
