@@ -5,16 +5,14 @@
 //! attempt ends in time and holds at most its cap in memory: nothing here
 //! collects a body without counting it (no `bytes()` or `text()`).
 
-use bytes::Bytes;
+use std::future::Future;
+
 use reqwest::Response;
 use tokio::time::{timeout_at, Instant};
 
-/// What one read gave.
+/// Why a bounded step (the send, or one read) did not finish.
 #[derive(Debug)]
-pub enum Read {
-    Chunk(Bytes),
-    /// The body ended.
-    End,
+pub enum Cut {
     /// The caller's own timer (`until`) ran out first.
     TimedOut,
     /// The attempt's hard deadline ran out first.
@@ -22,15 +20,18 @@ pub enum Read {
     Failed(reqwest::Error),
 }
 
-/// The next chunk of the body, before `until` and before the attempt's `deadline`.
-pub async fn next(response: &mut Response, until: Instant, deadline: Instant) -> Read {
-    let limit = until.min(deadline);
-    match timeout_at(limit, response.chunk()).await {
-        Ok(Ok(Some(chunk))) => Read::Chunk(chunk),
-        Ok(Ok(None)) => Read::End,
-        Ok(Err(err)) => Read::Failed(err),
-        Err(_) if deadline <= until => Read::PastDeadline,
-        Err(_) => Read::TimedOut,
+/// `step` (sending, or one read), before `until` and before the attempt's
+/// `deadline`: every timer of an attempt is matched here.
+pub async fn within<T>(
+    step: impl Future<Output = reqwest::Result<T>>,
+    until: Instant,
+    deadline: Instant,
+) -> Result<T, Cut> {
+    match timeout_at(until.min(deadline), step).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(Cut::Failed(err)),
+        Err(_) if deadline <= until => Err(Cut::PastDeadline),
+        Err(_) => Err(Cut::TimedOut),
     }
 }
 
@@ -40,13 +41,11 @@ pub async fn next(response: &mut Response, until: Instant, deadline: Instant) ->
 pub async fn error_body(mut response: Response, cap: usize, until: Instant) -> Vec<u8> {
     let mut body = Vec::new();
     while body.len() < cap {
-        match next(&mut response, until, until).await {
-            Read::Chunk(chunk) => {
-                let room = cap - body.len();
-                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            }
-            _ => break,
-        }
+        let Ok(Some(chunk)) = within(response.chunk(), until, until).await else {
+            break;
+        };
+        let room = cap - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
     }
     body
 }

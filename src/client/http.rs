@@ -16,9 +16,9 @@ use bytes::Bytes;
 use chrono::Utc;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{redirect, Response, Url};
-use tokio::time::{timeout_at, Instant};
+use tokio::time::Instant;
 
-use super::body::{self, Read};
+use super::body::{self, within, Cut};
 use super::classify;
 use super::redact::Redactor;
 use super::reply;
@@ -169,21 +169,9 @@ impl Client {
             total: transport::deadline(started, inner.timeout.saturating_add(CONNECT_MARGIN)),
             deadline: transport::deadline(started, inner.max_attempt),
         };
-        let mut response = match timeout_at(clock.total.min(clock.deadline), builder.send()).await {
-            Err(_) if clock.deadline <= clock.total => {
-                return Err(transport::past_deadline(inner.max_attempt, None))
-            }
-            Err(_) => return Err(transport::timed_out(inner.timeout, Phase::Headers)),
-            Ok(Err(err)) => {
-                return Err(transport::failure(
-                    &err,
-                    Phase::Headers,
-                    &inner.url,
-                    inner.timeout,
-                ))
-            }
-            Ok(Ok(response)) => response,
-        };
+        let mut response = within(builder.send(), clock.total, clock.deadline)
+            .await
+            .map_err(|cut| inner.cut_short(cut, Phase::Headers, None))?;
         let status = response.status().as_u16();
         let headers = std::mem::take(response.headers_mut());
         if !response.status().is_success() {
@@ -256,28 +244,15 @@ impl Client {
         }
         let mut body = Vec::with_capacity(usize::try_from(announced).unwrap_or(0));
         loop {
-            match body::next(response, clock.total, clock.deadline).await {
-                Read::Chunk(chunk) => {
+            let read = within(response.chunk(), clock.total, clock.deadline).await;
+            match read.map_err(|cut| inner.cut_short(cut, Phase::WholeBody, Some(status)))? {
+                Some(chunk) => {
                     if body::over_cap(body.len(), chunk.len(), cap) {
                         return Err(transport::too_large("the reply", cap, status));
                     }
                     body.extend_from_slice(&chunk);
                 }
-                Read::End => return Ok(body),
-                Read::TimedOut => {
-                    return Err(transport::timed_out(inner.timeout, Phase::WholeBody))
-                }
-                Read::PastDeadline => {
-                    return Err(transport::past_deadline(inner.max_attempt, Some(status)))
-                }
-                Read::Failed(err) => {
-                    return Err(transport::failure(
-                        &err,
-                        Phase::WholeBody,
-                        &inner.url,
-                        inner.timeout,
-                    ))
-                }
+                None => return Ok(body),
             }
         }
     }
@@ -335,27 +310,14 @@ impl Client {
                 done_seen = true;
                 stall = stall.min(transport::deadline(Instant::now(), AFTER_DONE_GRACE));
             }
-            let chunk: Bytes = match body::next(&mut response, stall, clock.deadline).await {
-                Read::Chunk(chunk) => chunk,
-                Read::End => break,
+            let chunk: Bytes = match within(response.chunk(), stall, clock.deadline).await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
                 // The stream is over or whole: a server that lingers or drops the
                 // connection after [DONE] or a finish reason does not spoil the
                 // reply (and one cut short is reported as such by `finish`).
-                _ if assembler.is_done() || assembler.has_finish_reason() => break,
-                Read::TimedOut => {
-                    return Err(transport::timed_out(inner.timeout, Phase::StreamRead))
-                }
-                Read::PastDeadline => {
-                    return Err(transport::past_deadline(inner.max_attempt, Some(status)))
-                }
-                Read::Failed(err) => {
-                    return Err(transport::failure(
-                        &err,
-                        Phase::StreamRead,
-                        &inner.url,
-                        inner.timeout,
-                    ))
-                }
+                Err(_) if assembler.is_done() || assembler.has_finish_reason() => break,
+                Err(cut) => return Err(inner.cut_short(cut, Phase::StreamRead, Some(status))),
             };
             if chunk.is_empty() {
                 continue;
@@ -436,6 +398,18 @@ impl Client {
             ttft_ms,
             ..reply
         })
+    }
+}
+
+impl Inner {
+    /// The failure of a step (the send, or a read) that a timer or the
+    /// transport cut short; `status` once the reply's headers are in.
+    fn cut_short(&self, cut: Cut, phase: Phase, status: Option<u16>) -> Failure {
+        match cut {
+            Cut::TimedOut => transport::timed_out(self.timeout, phase),
+            Cut::PastDeadline => transport::past_deadline(self.max_attempt, status),
+            Cut::Failed(err) => transport::failure(&err, phase, &self.url, self.timeout),
+        }
     }
 }
 

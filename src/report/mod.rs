@@ -7,7 +7,7 @@ pub mod summary;
 pub mod table;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -16,7 +16,7 @@ pub use command::command;
 pub use summary::{LineFigures, RequestCounts, RunFacts, Summary, Tally, ThisRun};
 
 use crate::keys::{KeyId, KeyMap};
-use crate::sink::{Record, Status};
+use crate::sink::{BadLine, Lines, Record, Status, Torn};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -35,6 +35,16 @@ pub enum ReportError {
     Empty(String),
     #[error("cannot write the report to standard output: {0}")]
     Print(std::io::Error),
+}
+
+impl From<BadLine> for ReportError {
+    fn from(bad: BadLine) -> ReportError {
+        ReportError::Record {
+            path: bad.path,
+            line: bad.line,
+            reason: bad.reason,
+        }
+    }
 }
 
 /// Checks, before anything is sent, that a summary can be written to `path`
@@ -71,7 +81,8 @@ pub fn check_summary_path(path: &Path) -> std::io::Result<()> {
 /// accepts, the latest of each key only. `dedupe`: the file may hold more
 /// than one line per key (it was not compacted), so a first pass finds each
 /// key's last line. Lines that do not parse are skipped: the resume scan
-/// has already judged the file.
+/// has already judged the file, and a torn line is read like any other
+/// (this run wrote only whole lines after the scan cut one off).
 pub fn fold_output(
     path: &Path,
     tally: &mut Tally,
@@ -81,49 +92,35 @@ pub fn fold_output(
     let mut last: Option<KeyMap<u64>> = None;
     if dedupe {
         let mut map = KeyMap::default();
-        for_each_line(path, |n, line| {
-            if let Ok(head) = serde_json::from_slice::<crate::sink::RecordHead>(line) {
-                let id = KeyId::of(&head.key);
-                if keep(id) {
-                    map.insert(id, n);
+        if let Some(mut lines) = Lines::open(path, Torn::Yield)? {
+            while let Some(line) = lines.next_line()? {
+                if let Ok(head) = line.parse::<crate::sink::RecordHead>() {
+                    let id = KeyId::of(&head.key);
+                    if keep(id) {
+                        map.insert(id, line.number);
+                    }
                 }
             }
-        })?;
+        }
         last = Some(map);
     }
-    for_each_line(path, |n, line| {
-        let Ok(figures) = serde_json::from_slice::<LineFigures>(line) else {
-            return;
+    let Some(mut lines) = Lines::open(path, Torn::Yield)? else {
+        return Ok(());
+    };
+    while let Some(line) = lines.next_line()? {
+        let Ok(figures) = line.parse::<LineFigures>() else {
+            continue;
         };
         let id = KeyId::of(&figures.key);
         let latest = match &last {
-            Some(map) => map.get(&id) == Some(&n),
+            Some(map) => map.get(&id) == Some(&line.number),
             None => keep(id),
         };
         if latest {
             tally.observe_line(&figures);
         }
-    })
-}
-
-/// Calls `f` with each line of `path` (1-based number, without its newline).
-fn for_each_line(path: &Path, mut f: impl FnMut(u64, &[u8])) -> std::io::Result<()> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
-    let mut buf = Vec::new();
-    let mut n = 0u64;
-    loop {
-        buf.clear();
-        if reader.read_until(b'\n', &mut buf)? == 0 {
-            return Ok(());
-        }
-        n += 1;
-        f(n, &buf);
     }
+    Ok(())
 }
 
 /// Writes `summary` as pretty JSON to `path`: atomically (temp file + rename)
@@ -185,28 +182,20 @@ pub fn over_outputs(paths: &[PathBuf]) -> Result<Summary, ReportError> {
             path: path.clone(),
             error,
         };
-        let reader = BufReader::new(File::open(path).map_err(io)?);
-        // A bad line is an error only once a later line shows it is not the
-        // last: a run writing, or killed mid-write, leaves half a last line.
-        let mut pending: Option<ReportError> = None;
-        for (n, line) in reader.lines().enumerate() {
-            let line = line.map_err(io)?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            if let Some(e) = pending.take() {
-                return Err(e);
-            }
-            let record: Record = match serde_json::from_str(&line) {
+        // A torn last line is a run still writing, or one killed mid-write.
+        let mut lines = Lines::new(File::open(path).map_err(io)?, path, Torn::Yield);
+        while let Some(line) = lines.next_line().map_err(io)? {
+            let record: Record = match line.parse() {
                 Ok(record) => record,
-                Err(e) => {
-                    pending = Some(ReportError::Record {
-                        path: path.clone(),
-                        line: n as u64 + 1,
-                        reason: e.to_string(),
-                    });
+                Err(bad) if line.torn => {
+                    crate::printer::notice(format_args!(
+                        "{}:{}: left out an incomplete last line (a run still writing, or one stopped mid-write)",
+                        path.display(),
+                        bad.line
+                    ));
                     continue;
                 }
+                Err(bad) => return Err(bad.into()),
             };
             if !jobs.contains(&record.job) {
                 jobs.push(record.job.clone());
@@ -227,12 +216,6 @@ pub fn over_outputs(paths: &[PathBuf]) -> Result<Summary, ReportError> {
                 Status::Error => counts.failed += 1,
             }
             tally.observe(&record);
-        }
-        if let Some(ReportError::Record { line, .. }) = pending {
-            crate::printer::notice(format_args!(
-                "{}:{line}: left out an incomplete last line (a run still writing, or one stopped mid-write)",
-                path.display()
-            ));
         }
     }
     counts.total = counts.ok + counts.failed;
@@ -281,5 +264,20 @@ mod tests {
         let mut tally = Tally::default();
         fold_output(&path, &mut tally, |id| id != gone, false).expect("fold");
         assert_eq!((tally.ok, tally.failed), (2, 1));
+    }
+
+    #[test]
+    fn a_report_leaves_out_a_torn_last_line_but_names_a_bad_whole_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.jsonl");
+        let good = r#"{"key":"a","job":"t","id":"a","param_set":"default","status":"ok","model":"m","content":"hi","finish_reason":"stop","usage":null,"cost_usd":null,"cost_source":null,"latency_ms":1.0,"ttft_ms":null,"attempts":1,"uncertain_attempts":0,"client_request_id":"t:a:default:1","request_sha256":"","error":null,"response_id":null,"provider":null,"started_at":null,"finished_at":null,"params":{},"input":{}}"#;
+        std::fs::write(&path, format!("{good}\r\n\n{{\"key\":\"b")).expect("write");
+        let summary = over_outputs(std::slice::from_ref(&path)).expect("torn line left out");
+        assert_eq!(summary.requests.ok, 1);
+        // Terminated, the same half line was written by hand: an error naming it.
+        std::fs::write(&path, format!("{good}\r\n\n{{\"key\":\"b\n")).expect("write");
+        let err = over_outputs(std::slice::from_ref(&path)).unwrap_err();
+        assert!(matches!(err, ReportError::Record { line: 3, .. }), "{err}");
+        assert!(err.to_string().contains("out.jsonl:3"), "{err}");
     }
 }

@@ -8,13 +8,13 @@
 //! at every compaction would let reruns spend past it.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use super::lines::{Lines, Torn};
 use super::record::RecordHead;
 use super::{io_error, SinkError};
 use crate::keys::{KeyId, KeyMap};
@@ -34,29 +34,33 @@ pub fn compact(path: &Path) -> Result<u64, SinkError> {
     // Through a symlink, the file it points to is replaced, not the link.
     let real = super::resolve(path)?;
     let mut keys: KeyMap<KeyLines> = KeyMap::default();
-    let mut lines = 0u64;
-    for_each_line(&real, |n, line| {
-        let head = head(&real, n, line)?;
-        let total = head.total_charge();
-        keys.entry(KeyId::of(&head.key))
-            .and_modify(|k| {
-                k.dropped = add_usd(k.dropped, k.last_total);
-                k.last = n;
-                k.last_total = total;
-            })
-            .or_insert(KeyLines {
-                last: n,
-                last_total: total,
-                dropped: 0.0,
-            });
-        lines = n;
-        Ok(())
-    })?;
-    let dropped = lines - keys.len() as u64;
+    let (mut records, mut last_line) = (0u64, 0u64);
+    // Run under the lock after the scan cut a torn line off, and a run writes
+    // whole lines: a torn line here is read like any other.
+    if let Some(mut lines) = Lines::open(&real, Torn::Yield).map_err(io_error(&real))? {
+        while let Some(line) = lines.next_line().map_err(io_error(&real))? {
+            let head: RecordHead = line.parse()?;
+            let total = head.total_charge();
+            keys.entry(KeyId::of(&head.key))
+                .and_modify(|k| {
+                    k.dropped = add_usd(k.dropped, k.last_total);
+                    k.last = line.number;
+                    k.last_total = total;
+                })
+                .or_insert(KeyLines {
+                    last: line.number,
+                    last_total: total,
+                    dropped: 0.0,
+                });
+            records += 1;
+            last_line = line.number;
+        }
+    }
+    let dropped = records - keys.len() as u64;
     if dropped == 0 {
         return Ok(0);
     }
-    let mut keep: Vec<bool> = vec![false; lines as usize + 1];
+    let mut keep: Vec<bool> = vec![false; last_line as usize + 1];
     // The surviving lines that take over charges of dropped ones.
     let mut folds: HashMap<u64, f64> = HashMap::new();
     for k in keys.values() {
@@ -101,38 +105,29 @@ fn write_compacted(
         .permissions();
     std::fs::set_permissions(temp_path, permissions).map_err(io_error(temp_path))?;
     let mut out = BufWriter::with_capacity(256 * 1024, temp);
-    for_each_line(real, |n, line| {
-        if !keep[n as usize] {
-            return Ok(());
+    let mut lines = Lines::open(real, Torn::Yield)
+        .map_err(io_error(real))?
+        .ok_or_else(|| io_error(real)(std::io::ErrorKind::NotFound.into()))?;
+    while let Some(line) = lines.next_line().map_err(io_error(real))? {
+        if !keep.get(line.number as usize).copied().unwrap_or(false) {
+            continue;
         }
-        match folds.get(&n) {
+        match folds.get(&line.number) {
             Some(dropped) => {
-                let own = head(real, n, line)?.prior_charge_usd.unwrap_or(0.0);
-                let line =
-                    with_prior(line, add_usd(own, *dropped)).map_err(|e| SinkError::Corrupt {
-                        path: real.to_path_buf(),
-                        line: n,
-                        reason: e.to_string(),
-                    })?;
-                out.write_all(&line).map_err(io_error(temp_path))?;
+                let own = line.parse::<RecordHead>()?.prior_charge_usd.unwrap_or(0.0);
+                let text = with_prior(line.text, add_usd(own, *dropped))
+                    .map_err(|e| line.bad(e.to_string()))?;
+                out.write_all(&text).map_err(io_error(temp_path))?;
             }
-            None => out.write_all(line).map_err(io_error(temp_path))?,
+            None => out.write_all(line.text).map_err(io_error(temp_path))?,
         }
-        out.write_all(b"\n").map_err(io_error(temp_path))
-    })?;
+        out.write_all(b"\n").map_err(io_error(temp_path))?;
+    }
     let temp = out
         .into_inner()
         .map_err(|e| io_error(temp_path)(e.into_error()))?;
     temp.sync_all().map_err(io_error(temp_path))?;
     std::fs::rename(temp_path, real).map_err(io_error(real))
-}
-
-fn head(path: &Path, n: u64, line: &[u8]) -> Result<RecordHead, SinkError> {
-    serde_json::from_slice(line).map_err(|e| SinkError::Corrupt {
-        path: path.to_path_buf(),
-        line: n,
-        reason: e.to_string(),
-    })
 }
 
 /// A record's fields in the order they were written, values untouched.
@@ -190,34 +185,6 @@ fn with_prior(line: &[u8], prior: f64) -> Result<Vec<u8>, serde_json::Error> {
     }
     out.push(b'}');
     Ok(out)
-}
-
-/// Calls `f` with each non-blank line (1-based number, without its newline).
-fn for_each_line(
-    path: &Path,
-    mut f: impl FnMut(u64, &[u8]) -> Result<(), SinkError>,
-) -> Result<(), SinkError> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io_error(path)(e)),
-    };
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
-    let mut buf = Vec::new();
-    let mut n = 0u64;
-    loop {
-        buf.clear();
-        if reader.read_until(b'\n', &mut buf).map_err(io_error(path))? == 0 {
-            return Ok(());
-        }
-        let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        n += 1;
-        f(n, line)?;
-    }
 }
 
 #[cfg(test)]
@@ -337,6 +304,19 @@ mod tests {
             crate::sink::scan(&path).expect("scan").recorded_cost_usd,
             f64::MAX
         );
+    }
+
+    #[test]
+    fn a_line_that_does_not_parse_is_named_by_its_number_in_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.jsonl");
+        let a = record("a/default", "ok", "a1", "");
+        std::fs::write(&path, format!("{a}\n\n\r\n{a}\nnot json\n")).expect("write");
+        let err = compact(&path).unwrap_err();
+        assert!(err.to_string().contains("out.jsonl:5:"), "{err}");
+        assert!(std::fs::read_to_string(&path)
+            .expect("read")
+            .contains("not json"));
     }
 
     #[test]

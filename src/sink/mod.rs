@@ -4,7 +4,7 @@
 //! the next scan cuts off) and compacts atomically when it ends.
 
 mod compact;
-mod lines;
+pub mod lines;
 mod lock;
 mod paths;
 pub mod record;
@@ -15,6 +15,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub use compact::compact;
+pub use lines::{BadLine, Line, Lines, Torn};
 pub use lock::{holder, OutputLock};
 pub use paths::{check_temp, lock_path, move_aside, remove_stale_temp, resolve, FileStamp};
 pub use record::{Record, RecordHead, Status};
@@ -46,6 +47,16 @@ pub enum SinkError {
         line: u64,
         reason: String,
     },
+}
+
+impl From<BadLine> for SinkError {
+    fn from(bad: BadLine) -> SinkError {
+        SinkError::Corrupt {
+            path: bad.path,
+            line: bad.line,
+            reason: bad.reason,
+        }
+    }
 }
 
 pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SinkError + '_ {

@@ -120,21 +120,32 @@ impl RecordHead {
 
 /// The fields every record has, with their types: a first line without them
 /// is not a promptbatch output (a data file with `key` and `status` columns,
-/// say), and is never appended to or compacted.
+/// say), and is never appended to or compacted. Parsed only to prove the
+/// fields are there (hence `_` names: nothing reads them).
 #[derive(Debug, Deserialize)]
-#[allow(dead_code)] // Read only to prove the fields are there.
 pub struct RecordCheck {
-    key: String,
-    job: String,
-    id: String,
-    param_set: String,
-    status: Status,
-    attempts: u32,
-    uncertain_attempts: u32,
-    client_request_id: String,
-    request_sha256: String,
-    params: Map<String, Value>,
-    input: Map<String, Value>,
+    #[serde(rename = "key")]
+    _key: String,
+    #[serde(rename = "job")]
+    _job: String,
+    #[serde(rename = "id")]
+    _id: String,
+    #[serde(rename = "param_set")]
+    _param_set: String,
+    #[serde(rename = "status")]
+    _status: Status,
+    #[serde(rename = "attempts")]
+    _attempts: u32,
+    #[serde(rename = "uncertain_attempts")]
+    _uncertain_attempts: u32,
+    #[serde(rename = "client_request_id")]
+    _client_request_id: String,
+    #[serde(rename = "request_sha256")]
+    _request_sha256: String,
+    #[serde(rename = "params")]
+    _params: Map<String, Value>,
+    #[serde(rename = "input")]
+    _input: Map<String, Value>,
 }
 
 pub fn timestamp(at: DateTime<Utc>) -> String {

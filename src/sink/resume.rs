@@ -7,10 +7,9 @@
 //! it would lose a line, counting it would give the budget room it lacks.
 
 use std::fs::{File, OpenOptions};
-use std::io::BufReader;
 use std::path::Path;
 
-use super::lines::{read_line, skip_rest, starts_like_a_record, trim_newline, Line};
+use super::lines::{starts_like_a_record, Lines, Torn};
 use super::paths::FileStamp;
 use super::record::{RecordCheck, RecordHead, Status};
 use super::{io_error, SinkError};
@@ -35,7 +34,7 @@ pub struct ResumeState {
     pub lines: u64,
     /// An unterminated last line to cut off: its line number and bytes.
     pub cut: Option<(u64, u64)>,
-    /// Where the good lines end.
+    /// Where the good lines end (where the line to cut off starts).
     good_end: u64,
     /// The file as it was scanned (None: there was none).
     stamp: Option<FileStamp>,
@@ -80,89 +79,43 @@ impl ResumeState {
 /// whose first line is one of this tool's records: a data file is never
 /// appended to, compacted or moved aside.
 pub fn check_is_output(path: &Path) -> Result<(), SinkError> {
-    let Some(mut reader) = open(path)? else {
+    let Some(file) = open(path)? else {
         return Ok(());
     };
-    let mut buf = Vec::new();
-    loop {
-        match read_line(&mut reader, &mut buf).map_err(io_error(path))? {
-            Line::Read(0) => return Ok(()),
-            Line::Read(_) => {}
-            Line::Long => return Err(not_a_record_start(path)),
-        }
-        let text = trim_newline(&buf);
-        if text.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        return if buf.last() == Some(&b'\n') {
-            first_line_is_a_record(path, text)
-        } else {
-            unterminated_first_line(path, text)
-        };
+    let mut lines = Lines::new(file, path, Torn::Yield);
+    match lines.next_line().map_err(io_error(path))? {
+        None => Ok(()),
+        Some(first) if first.long => Err(not_a_record_start(path)),
+        Some(first) if first.torn => unterminated_first_line(path, first.text),
+        Some(first) => first_line_is_a_record(path, first.text),
     }
 }
 
 /// Scans `path` (missing = empty), reading only: see [`ResumeState::repair`].
 pub fn scan(path: &Path) -> Result<ResumeState, SinkError> {
     let mut state = ResumeState::default();
-    let Some(mut reader) = open(path)? else {
+    let Some(file) = open(path)? else {
         return Ok(state);
     };
-    state.stamp = Some(FileStamp::of(
-        &reader.get_ref().metadata().map_err(io_error(path))?,
-    ));
-    let mut buf = Vec::new();
-    let mut line_no: u64 = 0;
-    loop {
-        let n = match read_line(&mut reader, &mut buf).map_err(io_error(path))? {
-            Line::Read(0) => break,
-            Line::Read(n) => n,
-            Line::Long => {
-                line_no += 1;
-                if state.lines == 0 {
-                    return Err(not_a_record_start(path));
-                }
-                let (bytes, terminated) = skip_rest(&mut reader).map_err(io_error(path))?;
-                if terminated {
-                    return Err(SinkError::Corrupt {
-                        path: path.to_path_buf(),
-                        line: line_no,
-                        reason: "a long line that does not start like a record".into(),
-                    });
-                }
-                // A last line without its newline, as a crash leaves one: cut.
-                state.cut = Some((line_no, bytes));
-                break;
-            }
-        };
-        line_no += 1;
-        let text = trim_newline(&buf);
-        let blank = text.iter().all(u8::is_ascii_whitespace);
-        if buf.last() != Some(&b'\n') {
-            // Only the last line can lack its newline: a crash mid-write.
-            if state.lines == 0 && !blank {
-                unterminated_first_line(path, text)?;
-            }
-            state.cut = Some((line_no, n));
-            break;
+    state.stamp = Some(FileStamp::of(&file.metadata().map_err(io_error(path))?));
+    // A torn last line is held back, to be cut once the lock is held.
+    let mut lines = Lines::new(file, path, Torn::HoldBack);
+    while let Some(line) = lines.next_line().map_err(io_error(path))? {
+        if line.long && state.lines == 0 {
+            return Err(not_a_record_start(path));
         }
-        if blank {
-            state.good_end += n;
-            continue;
+        if line.long {
+            return Err(line
+                .bad("a long line that does not start like a record".into())
+                .into());
         }
         if state.lines == 0 {
-            first_line_is_a_record(path, text)?;
+            first_line_is_a_record(path, line.text)?;
         }
-        let corrupt = |reason: String| SinkError::Corrupt {
-            path: path.to_path_buf(),
-            line: line_no,
-            reason,
-        };
-        let head: RecordHead = serde_json::from_slice(text).map_err(|e| corrupt(e.to_string()))?;
+        let head: RecordHead = line.parse()?;
         if let Some(reason) = head.bad_figure() {
-            return Err(corrupt(reason));
+            return Err(line.bad(reason).into());
         }
-        state.good_end += n;
         state.lines += 1;
         state.recorded_cost_usd =
             crate::scheduler::pricing::add_usd(state.recorded_cost_usd, head.total_charge());
@@ -173,6 +126,16 @@ pub fn scan(path: &Path) -> Result<ResumeState, SinkError> {
                 sha: sha_prefix(&head.request_sha256),
             },
         );
+    }
+    if let Some(torn) = lines.torn() {
+        if state.lines == 0 && torn.long {
+            return Err(not_a_record_start(path));
+        }
+        if state.lines == 0 && !torn.is_blank() {
+            unterminated_first_line(path, torn.text)?;
+        }
+        state.cut = Some((torn.number, torn.len));
+        state.good_end = torn.offset;
     }
     Ok(state)
 }
@@ -185,14 +148,14 @@ fn not_a_record_start(path: &Path) -> SinkError {
 }
 
 /// The file for reading; None when there is none. Only plain files are outputs.
-fn open(path: &Path) -> Result<Option<BufReader<File>>, SinkError> {
+fn open(path: &Path) -> Result<Option<File>, SinkError> {
     if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
         return Err(SinkError::NotAFile {
             path: path.to_path_buf(),
         });
     }
     match File::open(path) {
-        Ok(file) => Ok(Some(BufReader::with_capacity(256 * 1024, file))),
+        Ok(file) => Ok(Some(file)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_error(path)(e)),
     }

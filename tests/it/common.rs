@@ -7,8 +7,6 @@
 //! files when it is dropped and [`output`] / [`code`] check what a run
 //! printed, so every test makes that promise without asking.
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
