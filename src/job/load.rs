@@ -10,55 +10,15 @@
 //! winning, and this file fills the defaults and checks what spans both.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::Path;
 
+use super::problem::{JobError, Problems};
 use super::settings::{self, Settings};
-use super::toml_walk::Problems;
 use super::{
     file, flags, EndpointConfig, Format, InputConfig, InputSource, Job, Limits, OutputConfig,
     ParamLayer, ParamSet, Pricing, RetryConfig, SystemMode, DEFAULT_ENDPOINT, DEFAULT_KEY_ENV,
 };
 use crate::cli::JobArgs;
-
-/// One thing wrong with the job.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Where: `faq.toml: [limits] concurrency`, `faq.toml:12:5`, `--param temperature`.
-    pub place: String,
-    /// What is wrong and what to do about it.
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.place, self.message)
-    }
-}
-
-/// The job is invalid; nothing was sent. Lists every problem found.
-#[derive(Debug, thiserror::Error)]
-#[error("{}", render(&self.problems))]
-pub struct JobError {
-    pub problems: Vec<Problem>,
-}
-
-fn render(problems: &[Problem]) -> String {
-    let mut out = match problems.len() {
-        1 => "the job has a problem:\n".to_string(),
-        n => format!("the job has {n} problems:\n"),
-    };
-    for (i, p) in problems.iter().enumerate() {
-        out.push_str(&format!("  {}. {p}\n", i + 1));
-    }
-    out.push_str(if problems.len() == 1 {
-        "Fix it"
-    } else {
-        "Fix them"
-    });
-    out.push_str(" and run again; `promptbatch validate` checks a job without sending anything.");
-    out
-}
 
 /// The set used when the job file has no `[[params]]`.
 const DEFAULT_SET: &str = "default";
@@ -71,8 +31,9 @@ impl Job {
     /// start as YYYY-MM-DD, for `{date}`. The API key is not read here.
     pub fn load(args: &JobArgs, cwd: &Path, today: &str) -> Result<Job, JobError> {
         let mut problems = Problems::default();
-        let file = match &args.job {
-            Some(path) => match file::read(path, cwd, &mut problems) {
+        let mut s = Settings::default();
+        let mut file = match &args.job {
+            Some(path) => match file::read(path, cwd, &mut s, &mut problems) {
                 Some(file) => file,
                 None => {
                     return Err(JobError {
@@ -85,15 +46,15 @@ impl Job {
                 ..Default::default()
             },
         };
-        let (flag_settings, overrides, flags_ok) = flags::read(args, cwd, &mut problems);
-        let s = flag_settings.over(file.settings);
-        let label = args.job.as_ref().map(|p| p.display().to_string());
+        let (overrides, flags_ok) = flags::read(args, cwd, &mut s, &mut problems);
         // Where a problem that spans sources is reported: the job file's key
-        // when there is a file, else the flag.
-        let at = |key: &str, flag: &str| match &label {
-            Some(label) => format!("{label}: {key}"),
+        // (where it is written, else its section) when there is a file, else the flag.
+        let places = file.places.take();
+        let at = |key: &str, flag: &str| match &places {
+            Some(places) => places.place(key),
             None => flag.to_string(),
         };
+        check_backoff(&s, &at, &mut problems);
 
         let name = job_name(&s, args, &mut problems);
         let input = input_config(&s, &at, &mut problems);
@@ -172,6 +133,22 @@ impl Job {
     }
 }
 
+/// `max_backoff_ms` below `initial_backoff_ms` (given or default) could never back off.
+fn check_backoff(s: &Settings, at: &dyn Fn(&str, &str) -> String, problems: &mut Problems) {
+    let initial = (s.initial_backoff_ms).unwrap_or(settings::DEFAULT_INITIAL_BACKOFF_MS);
+    let max = s.max_backoff_ms.unwrap_or(settings::DEFAULT_MAX_BACKOFF_MS);
+    if max < initial {
+        let key = match s.max_backoff_ms {
+            Some(_) => "retry.max_backoff_ms",
+            None => "retry.initial_backoff_ms",
+        };
+        problems.push(
+            at(key, "--max-attempts"),
+            format!("max_backoff_ms ({max}) must be at least initial_backoff_ms ({initial})"),
+        );
+    }
+}
+
 /// `--name`, else `name`, else the job file's stem, else the input file's stem, else `promptbatch`.
 fn job_name(s: &Settings, args: &JobArgs, problems: &mut Problems) -> String {
     if let Some(name) = &s.name {
@@ -205,7 +182,7 @@ fn input_config(
 ) -> Option<InputConfig> {
     let Some(source) = s.input.clone() else {
         problems.push(
-            at("[input] path", "--input"),
+            at("input.path", "--input"),
             "no input: set [input] path in the job file or pass --input PATH",
         );
         return None;
@@ -217,7 +194,7 @@ fn input_config(
             Some(f) => f,
             None => {
                 problems.push(
-                    at("[input] format", "--format"),
+                    at("input.format", "--format"),
                     format!(
                         "cannot tell the format of {} from its extension; set [input] format = \"jsonl\" or \"csv\", or pass --format jsonl|csv",
                         path.display()
@@ -230,7 +207,7 @@ fn input_config(
     if format == Format::Csv && s.template.is_none() {
         // Caught once here rather than on every row.
         problems.push(
-            at("[input] template", "--template"),
+            at("input.template", "--template"),
             "CSV rows are sent through a template over their columns, and the job has none: set [input] template or pass --template (e.g. --template 'Answer: {{question}}')",
         );
         return None;
@@ -278,7 +255,7 @@ fn output_config(
     let mut ok = true;
     if summary == path {
         problems.push(
-            at("[output] summary", "--summary"),
+            at("output.summary", "--summary"),
             format!(
                 "the summary path {} is the output path; pick another",
                 path.display()
@@ -289,7 +266,7 @@ fn output_config(
     if let Some(input) = input_path {
         if same_file(input, &path) || same_file(input, &summary) {
             problems.push(
-                at("[output] path", "--output"),
+                at("output.path", "--output"),
                 format!(
                     "{} is both the input and an output, and writing it would destroy the input; pass --output PATH or set [output] path",
                     input.display()
@@ -352,7 +329,7 @@ fn check_budget(
     }
     for (model, sets) in unpriced {
         problems.push(
-            at("[pricing]", "--max-cost"),
+            at("pricing", "--max-cost"),
             format!(
                 "with max_cost_usd set, model {model:?} (parameter set {}) needs a [pricing] entry: add {model:?} = {{ input = USD per 1M tokens, output = USD per 1M tokens }} to the job file, or drop the budget",
                 sets.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ")
@@ -361,7 +338,7 @@ fn check_budget(
     }
     if !uncapped.is_empty() {
         problems.push(
-            at("[defaults]", "--max-cost"),
+            at("defaults", "--max-cost"),
             format!(
                 "with max_cost_usd set, every request needs a token cap, and parameter set {} has none: set max_tokens (or max_completion_tokens) in [defaults], the set, or with --param max_tokens=N",
                 uncapped.join(", ")

@@ -11,15 +11,15 @@ use serde_json::{Map, Value};
 
 mod file;
 mod flags;
-pub mod load;
+mod load;
 pub mod params;
 pub mod plan;
 pub mod pricing;
+mod problem;
 mod settings;
 pub mod template;
-mod toml_walk;
 
-pub use load::{JobError, Problem};
+pub use problem::{JobError, Problem};
 
 pub const DEFAULT_ENDPOINT: &str = "https://api.aimlapi.com/v1/chat/completions";
 pub const DEFAULT_KEY_ENV: &str = "AIMLAPI_API_KEY";

@@ -266,14 +266,14 @@ fn names_that_cannot_be_file_names_are_rejected() {
         "name = \"a\\\\b\"\n[input]\npath = \"q.jsonl\"\n",
     );
     let found = problems(&job_args(Some("j.toml")), dir.path());
-    assert_problem(&found, "j.toml: name", "path separator");
+    assert_problem(&found, "j.toml:1:8: name", "path separator");
     write(
         dir.path(),
         "k.toml",
         "name = \"\"\n[input]\npath = \"q.jsonl\"\n",
     );
     let found = problems(&job_args(Some("k.toml")), dir.path());
-    assert_problem(&found, "k.toml: name", "must not be empty");
+    assert_problem(&found, "k.toml:1:8: name", "must not be empty");
 }
 
 #[test]
@@ -331,7 +331,11 @@ fn formats_come_from_the_flag_the_file_or_the_extension() {
         "[input]\npath = \"a.txt\"\nformat = \"tsv\"\n",
     );
     let found = problems(&job_args(Some("j.toml")), dir.path());
-    assert_problem(&found, "j.toml: [input] format", "\"tsv\" is not a format");
+    assert_problem(
+        &found,
+        "j.toml:3:10: [input] format",
+        "\"tsv\" is not a format",
+    );
 }
 
 #[test]
@@ -346,7 +350,7 @@ fn missing_input_is_a_problem_saying_how_to_give_one() {
     );
     write(dir.path(), "j.toml", "name = \"x\"\n");
     let found = problems(&job_args(Some("j.toml")), dir.path());
-    assert_problem(&found, "j.toml: [input] path", "no input");
+    assert_problem(&found, "j.toml:1:1: [input] path", "no input");
 }
 
 #[test]
