@@ -101,6 +101,8 @@ pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
         }
     };
     let limit = job.row_limit.unwrap_or(u64::MAX);
+    // "no model for parameter set ..." -> (first line, rows).
+    let mut no_model: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for row in rows.take(usize::try_from(limit).unwrap_or(usize::MAX)) {
         scan.rows += 1;
         let row = match row {
@@ -122,7 +124,12 @@ pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
             Ok(requests) => requests,
             Err(problems) => {
                 for p in problems {
-                    scan.problem(p);
+                    // A set without a model fails every row alike: said once, below.
+                    if p.field.as_deref() == Some("model") {
+                        no_model.entry(p.message).or_insert((line, 0)).1 += 1;
+                    } else {
+                        scan.problem(p);
+                    }
                 }
                 continue;
             }
@@ -168,6 +175,17 @@ pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
                 },
             );
         }
+    }
+    for (message, (first, rows)) in no_model {
+        let rows = match rows {
+            1 => format!("line {first}"),
+            n => format!("{n} rows, the first at line {first}"),
+        };
+        scan.problem(InputError::new(
+            &file.display,
+            None,
+            format!("{message} ({rows})"),
+        ));
     }
     scan
 }
@@ -306,6 +324,36 @@ mod tests {
         let message = s.problems[0].to_string();
         assert!(
             message.contains("\"nope\"") && message.contains("\"question\""),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_missing_model_is_one_problem_not_one_per_row() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("q.jsonl");
+        let rows: String = (1..=30)
+            .map(|i| format!("{{\"prompt\": \"q{i}\"}}\n"))
+            .collect();
+        std::fs::write(&path, rows).expect("write");
+        let args = JobArgs {
+            input: Some("q.jsonl".into()),
+            ..JobArgs::default()
+        };
+        let job = Job::load(&args, dir.path(), "2026-11-25").expect("valid job");
+        let file = InputFile {
+            path,
+            display: "q.jsonl".into(),
+        };
+        let s = scan(&job, &file, &ResumeState::default());
+        assert_eq!(s.problem_count, 1, "{}", s.problem_report());
+        let message = s.problems[0].to_string();
+        assert!(
+            message.contains("no model for parameter set \"default\""),
+            "{message}"
+        );
+        assert!(
+            message.contains("30 rows, the first at line 1"),
             "{message}"
         );
     }

@@ -17,7 +17,7 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::params::{is_chat_param, layer_from_map, UnknownKeys};
-use super::problem::{describe, line_col, unknown_key, Problems};
+use super::problem::{describe, unknown_key, Lines, Problems};
 use super::settings::{self, Settings, KEYS};
 use super::{ParamLayer, ParamSet, Price, Pricing};
 
@@ -100,7 +100,7 @@ pub(crate) fn read(
         Err(e) => {
             let place = match e.span() {
                 Some(span) => {
-                    let (line, col) = line_col(&text, span.start);
+                    let (line, col) = Lines::new(&text).at(span.start);
                     format!("{label}:{line}:{col}")
                 }
                 None => label,
@@ -113,7 +113,7 @@ pub(crate) fn read(
         }
     };
     let mut walk = Walk {
-        text: &text,
+        lines: Lines::new(&text),
         base: full.parent().unwrap_or(cwd),
         problems,
         places: Places {
@@ -175,7 +175,7 @@ type Node<'t> = Spanned<DeValue<'t>>;
 
 /// One pass over the document: where problems go and where relative paths start.
 struct Walk<'a> {
-    text: &'a str,
+    lines: Lines<'a>,
     base: &'a Path,
     problems: &'a mut Problems,
     places: Places,
@@ -184,13 +184,13 @@ struct Walk<'a> {
 
 impl Walk<'_> {
     fn mark(&mut self, path: &str, span: Range<usize>) {
-        let at = line_col(self.text, span.start);
+        let at = self.lines.at(span.start);
         self.places.lines.insert(path.to_string(), at);
     }
 
     /// `faq.toml:12:5: what` for the text at `span`.
     fn at(&self, span: Range<usize>, what: &str) -> String {
-        let (line, col) = line_col(self.text, span.start);
+        let (line, col) = self.lines.at(span.start);
         format!("{}:{line}:{col}: {what}", self.places.label)
     }
 
@@ -240,14 +240,14 @@ impl Walk<'_> {
                     continue;
                 };
                 let one = toml::Table::from_iter([(name.get_ref().to_string(), value)]);
-                let result = (entry.set)(s, &toml::Value::Table(one), self.base);
+                let result = entry.apply(s, &toml::Value::Table(one), self.base);
                 let place = self.at(name.span(), &what);
                 self.problems.report(result, place);
             }
             return;
         }
         if let Some(value) = self.value(node, &what) {
-            let result = (entry.set)(s, &value, self.base);
+            let result = entry.apply(s, &value, self.base);
             let place = self.at(node.span(), &what);
             self.problems.report(result, place);
         }

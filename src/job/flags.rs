@@ -78,7 +78,7 @@ pub(crate) fn read(
 ) -> (ParamLayer, bool) {
     for (flag, key, get) in FLAGS {
         if let (Some(value), Some(key)) = (get(args), settings::key(key)) {
-            problems.report((key.set)(s, &value, cwd), *flag);
+            problems.report(key.apply(s, &value, cwd), *flag);
         }
     }
     for header in &args.headers {
@@ -97,7 +97,7 @@ pub(crate) fn read(
         };
         let one =
             toml::Table::from_iter([(name.trim().to_string(), toml::Value::String(value.into()))]);
-        problems.report((key.set)(s, &toml::Value::Table(one), cwd), place);
+        problems.report(key.apply(s, &toml::Value::Table(one), cwd), place);
     }
     let before = problems.0.len();
     let overrides = overrides(args, problems);

@@ -190,6 +190,8 @@ fn input_config(
     let format = match (&s.format, &source) {
         (Some(f), _) => *f,
         (None, InputSource::Stdin) => Format::Jsonl,
+        // Given but bad: that problem is reported already.
+        (None, _) if s.given("input.format") => return None,
         (None, InputSource::File(path)) => match settings::format_from_extension(path) {
             Some(f) => f,
             None => {
@@ -204,7 +206,7 @@ fn input_config(
             }
         },
     };
-    if format == Format::Csv && s.template.is_none() {
+    if format == Format::Csv && s.template.is_none() && !s.given("input.template") {
         // Caught once here rather than on every row.
         problems.push(
             at("input.template", "--template"),

@@ -103,14 +103,32 @@ pub(crate) fn describe(value: &toml::Value) -> String {
     }
 }
 
-/// Converts a byte offset in `text` to a 1-based line and column (in characters).
-pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let col = before[line_start..].chars().count() + 1;
-    (line, col)
+/// Where each line of a text starts, to turn byte offsets into lines and
+/// columns without rescanning the text for every problem (a job file may
+/// hold tens of thousands of keys).
+pub(crate) struct Lines<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> Lines<'a> {
+    pub fn new(text: &'a str) -> Lines<'a> {
+        let breaks = text.match_indices('\n').map(|(i, _)| i + 1);
+        let starts = std::iter::once(0).chain(breaks).collect();
+        Lines { text, starts }
+    }
+
+    /// The 1-based line and column (in characters) of byte `offset`.
+    pub fn at(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = self.starts.partition_point(|&start| start <= offset);
+        let start = self.starts[line - 1];
+        let col = self
+            .text
+            .get(start..offset)
+            .map_or(0, |s| s.chars().count());
+        (line, col + 1)
+    }
 }
 
 #[cfg(test)]
@@ -119,12 +137,12 @@ mod tests {
 
     #[test]
     fn line_col_counts_lines_and_characters() {
-        let text = "a = 1\nbé = 2\nc";
-        assert_eq!(line_col(text, 0), (1, 1));
-        assert_eq!(line_col(text, 6), (2, 1));
+        let lines = Lines::new("a = 1\nbé = 2\nc");
+        assert_eq!(lines.at(0), (1, 1));
+        assert_eq!(lines.at(6), (2, 1));
         // "bé " is 4 bytes but 3 characters.
-        assert_eq!(line_col(text, 10), (2, 4));
-        assert_eq!(line_col(text, text.len()), (3, 2));
+        assert_eq!(lines.at(10), (2, 4));
+        assert_eq!(lines.at(15), (3, 2));
     }
 
     #[test]

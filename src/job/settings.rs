@@ -72,6 +72,14 @@ pub(crate) struct Settings {
     pub max_attempts: Option<u32>,
     pub initial_backoff_ms: Option<u64>,
     pub max_backoff_ms: Option<u64>,
+    /// The keys given, a bad value included: a key given but bad is not also "missing".
+    pub given: Vec<&'static str>,
+}
+
+impl Settings {
+    pub fn given(&self, path: &str) -> bool {
+        self.given.contains(&path)
+    }
 }
 
 /// One job-file key (`section.key`, or `key` at the top level) and how it
@@ -121,6 +129,14 @@ keys! { |v, base|
     "retry.max_attempts" => max_attempts: whole(v, 1, MAX_ATTEMPTS).map(|n| n as u32);
     "retry.initial_backoff_ms" => initial_backoff_ms: whole(v, 0, i64::MAX).map(|n| n as u64);
     "retry.max_backoff_ms" => max_backoff_ms: whole(v, 0, i64::MAX).map(|n| n as u64);
+}
+
+impl Key {
+    /// Checks `value` and stores it, noting the key as given even when it is bad.
+    pub fn apply(&self, s: &mut Settings, value: &Value, base: &Path) -> Result<(), String> {
+        s.given.push(self.path);
+        (self.set)(s, value, base)
+    }
 }
 
 /// The entry of `path` (`limits.concurrency`), if the job file has such a key.

@@ -572,3 +572,44 @@ max_completion_tokens = 9223372036854775807
     );
     assert_problem(&found, "--param max_tokens", "from 1 to 2147483648");
 }
+
+#[test]
+fn many_sets_are_checked_in_linear_time_and_a_repeat_is_named_once() {
+    // Comparing each name with every earlier one is 3.2 billion comparisons
+    // of long names here (minutes); a set of names is 80,000 lookups.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prefix = "p".repeat(64);
+    let mut text = String::from("[input]\npath = \"q.jsonl\"\n");
+    for i in (0..80_000).chain([1, 1]) {
+        text.push_str(&format!("[[params]]\nname = \"{prefix}{i}\"\n"));
+    }
+    write(dir.path(), "j.toml", &text);
+    let started = std::time::Instant::now();
+    let found = problems(&job_args(Some("j.toml")), dir.path());
+    let elapsed = started.elapsed();
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert_problem(
+        &found,
+        &format!("j.toml:160004:8: [[params]] #80001 (\"{prefix}1\") name"),
+        "must be unique",
+    );
+    assert!(
+        elapsed < Duration::from_secs(20),
+        "80,000 sets took {elapsed:?}"
+    );
+}
+
+#[test]
+fn parameters_keep_their_types_and_dates_become_strings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "j.toml",
+        "[input]\npath = \"q.jsonl\"\n[defaults]\nstop = [\"x\"]\nextra = { a = 1, b = 0.5, d = 1979-05-27 }\n",
+    );
+    let job = load(&job_args(Some("j.toml")), dir.path()).expect("valid");
+    assert_eq!(job.defaults.named.get("stop"), Some(&json!(["x"])));
+    assert_eq!(job.defaults.extra.get("a"), Some(&json!(1)));
+    assert_eq!(job.defaults.extra.get("b"), Some(&json!(0.5)));
+    assert_eq!(job.defaults.extra.get("d"), Some(&json!("1979-05-27")));
+}

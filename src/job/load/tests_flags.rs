@@ -397,3 +397,54 @@ fn the_error_lists_every_problem_numbered_with_a_hint() {
     assert!(text.contains("  2. --limit: must be at least 1"), "{text}");
     assert!(text.contains("promptbatch validate"), "{text}");
 }
+
+#[test]
+fn a_bad_value_is_one_problem_not_also_a_missing_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // An unclosed template is not also "the job has no template".
+    let args = JobArgs {
+        input: Some("q.csv".into()),
+        template: Some("Answer: {{question".into()),
+        ..JobArgs::default()
+    };
+    let found = problems(&args, dir.path());
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_problem(&found, "--template", "unclosed");
+    // A format that is not one is not also "cannot tell the format".
+    write(
+        dir.path(),
+        "j.toml",
+        "[input]\npath = \"a.txt\"\nformat = \"tsv\"\n",
+    );
+    let found = problems(&job_args(Some("j.toml")), dir.path());
+    assert_eq!(found.len(), 1, "{found:#?}");
+}
+
+#[test]
+fn a_near_miss_of_a_chat_parameter_in_param_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = JobArgs {
+        input: Some("q.jsonl".into()),
+        params: vec![
+            "temprature=0.2".into(),
+            "top_pp=0.9".into(),
+            "user=u1".into(),
+        ],
+        ..JobArgs::default()
+    };
+    let found = problems(&args, dir.path());
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert_problem(
+        &found,
+        "--param temprature",
+        "did you mean \"temperature\"?",
+    );
+    assert_problem(&found, "--param top_pp", "put it under extra");
+    // Under extra, it is sent as it is.
+    let args = JobArgs {
+        params: vec!["extra={\"temprature\": 0.2}".into()],
+        ..args
+    };
+    let job = load(&args, dir.path()).expect("valid");
+    assert_eq!(job.overrides.extra.get("temprature"), Some(&json!(0.2)));
+}
