@@ -208,12 +208,13 @@ fn missing_columns(
         return None;
     }
     let have: Vec<&str> = columns.keys().map(String::as_str).collect();
+    let near = crate::job::did_you_mean(missing[0], have.iter().copied());
     Some(
         InputError::new(
             display,
             Some(1),
             format!(
-                "the template needs column{} {} but the header has {}",
+                "the template needs column{} {} but the header has {}{near}",
                 if missing.len() == 1 { "" } else { "s" },
                 quoted(&missing),
                 quoted(&have)
@@ -356,6 +357,16 @@ mod tests {
             message.contains("30 rows, the first at line 1"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_template_field_close_to_a_column_gets_a_suggestion() {
+        let s = scan_csv("id,question\n1,q\n", "{{questoin}}");
+        let message = s.problems[0].to_string();
+        assert!(message.contains("did you mean \"question\"?"), "{message}");
+        let s = scan_csv("id,question\n1,q\n", "{{zzz}}");
+        let message = s.problems[0].to_string();
+        assert!(!message.contains("did you mean"), "{message}");
     }
 
     #[test]

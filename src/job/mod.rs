@@ -19,7 +19,7 @@ mod problem;
 mod settings;
 pub mod template;
 
-pub use problem::{JobError, Problem};
+pub use problem::{did_you_mean, JobError, Problem};
 
 pub const DEFAULT_ENDPOINT: &str = "https://api.aimlapi.com/v1/chat/completions";
 pub const DEFAULT_KEY_ENV: &str = "AIMLAPI_API_KEY";

@@ -74,6 +74,12 @@ pub fn nearest<'a>(key: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
+/// `; did you mean "question"?` when one of `names` is close to `name`, else "".
+pub fn did_you_mean<'a>(name: &str, names: impl IntoIterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.into_iter().collect();
+    nearest(name, &names).map_or_else(String::new, |near| format!("; did you mean {near:?}?"))
+}
+
 /// `unknown key "concurency"; did you mean "concurrency"?`, else the keys there are.
 pub(crate) fn unknown_key(key: &str, allowed: &[&str]) -> String {
     match nearest(key, allowed) {

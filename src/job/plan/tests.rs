@@ -356,3 +356,15 @@ fn a_role_other_than_system_user_assistant_or_tool_is_a_row_error() {
     ]);
     plan(&j, json!({ "messages": conversation })).expect("the four roles are valid");
 }
+
+#[test]
+fn a_template_field_close_to_a_row_field_gets_a_suggestion() {
+    let j = with_template(job(), "Answer: {{questoin}}");
+    let e = errors(&j, json!({"question": "why?"}));
+    assert_eq!(e[0].field.as_deref(), Some("questoin"));
+    assert!(
+        e[0].message.contains("did you mean \"question\"?"),
+        "{}",
+        e[0]
+    );
+}
