@@ -206,17 +206,17 @@ impl Walk<'_> {
         }
     }
 
+    /// `the string "x"`: what a value is, for a problem about its type.
+    fn got(&mut self, node: &Node, what: &str) -> String {
+        self.value(node, what)
+            .map_or_else(String::new, |v| describe(&v))
+    }
+
     /// A section that must be a table.
     fn table<'n, 't>(&mut self, name: &str, node: &'n Node<'t>) -> Option<&'n DeTable<'t>> {
         let table = node.get_ref().as_table();
         if table.is_none() {
-            let got = self
-                .value(node, name)
-                .map_or_else(String::new, |v| describe(&v));
-            let message = match node.get_ref() {
-                DeValue::Array(_) if name == "params" => return table,
-                _ => format!("must be a table, got {got}"),
-            };
+            let message = format!("must be a table, got {}", self.got(node, name));
             let place = self.at(node.span(), name);
             self.problems.push(place, message);
         }
@@ -293,7 +293,7 @@ impl Walk<'_> {
         let Some(items) = node.get_ref().as_array() else {
             let message = match node.get_ref() {
                 DeValue::Table(_) => "must be a list of tables: write [[params]] (double brackets) above each parameter set".to_string(),
-                _ => format!("must be a list of [[params]] tables, got {}", self.value(node, "params").map_or_else(String::new, |v| describe(&v))),
+                _ => format!("must be a list of [[params]] tables, got {}", self.got(node, "params")),
             };
             let place = self.at(node.span(), "params");
             self.problems.push(place, message);
@@ -304,13 +304,7 @@ impl Walk<'_> {
         let mut names: HashSet<String> = HashSet::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             let number = i + 1;
-            let Some(table) = item.get_ref().as_table() else {
-                let got = self
-                    .value(item, "params")
-                    .map_or_else(String::new, |v| describe(&v));
-                let place = self.at(item.span(), &format!("[[params]] #{number}"));
-                self.problems
-                    .push(place, format!("must be a table, got {got}"));
+            let Some(table) = self.table(&format!("[[params]] #{number}"), item) else {
                 continue;
             };
             let name_node = table.get("name");
@@ -323,7 +317,7 @@ impl Walk<'_> {
             };
             let name_ok = match (name_node, &name) {
                 (None, _) => Err("every parameter set needs a name, e.g. name = \"precise\"".to_string()),
-                (Some(node), None) => Err(format!("must be a string, got {}", self.value(node, "name").map_or_else(String::new, |v| describe(&v)))),
+                (Some(node), None) => Err(format!("must be a string, got {}", self.got(node, "name"))),
                 (Some(_), Some(n)) if n.trim().is_empty() => Err("must not be empty".to_string()),
                 (Some(_), Some(n)) if n.contains('/') => Err(format!(
                     "{n:?} contains '/', which separates the id from the set in request keys; pick another name"
@@ -358,9 +352,7 @@ impl Walk<'_> {
                 continue;
             }
             let Some(fields) = entry.get_ref().as_table() else {
-                let got = self
-                    .value(entry, &what)
-                    .map_or_else(String::new, |v| describe(&v));
+                let got = self.got(entry, &what);
                 let place = self.at(entry.span(), &what);
                 self.problems.push(place, format!("must be {{ input = USD per 1M tokens, output = USD per 1M tokens }}, got {got}"));
                 continue;
