@@ -327,10 +327,11 @@ impl Walk<'_> {
                 )),
                 (Some(_), Some(n)) => Ok(n.clone()),
             };
-            let layer = self.layer(&section, table);
             let span = name_node.map_or(item.span(), Spanned::span);
             let place = self.at(span, &format!("{section} name"));
-            if let Some(name) = self.problems.report(name_ok, place) {
+            let name = self.problems.report(name_ok, place);
+            let layer = self.layer(&section, table);
+            if let Some(name) = name {
                 self.job.param_sets.push(ParamSet { name, layer });
             }
         }
