@@ -5,9 +5,10 @@
 //! per run would give up. Only an unreadable or unparseable job file stops
 //! early: nothing in it can be trusted then.
 //!
-//! Sources, each checked where it is written: [`super::file`] (the TOML file),
-//! [`super::flags`] (the command line); [`super::settings`] merges them, flags
-//! winning, and this file fills the defaults and checks what spans both.
+//! Sources, each checked where it is written through the key table of
+//! [`super::settings`]: [`super::file`] (the TOML file) first, then
+//! [`super::flags`] (the command line) over it. This file fills the defaults
+//! that depend on other settings and checks what spans both sources.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,8 +16,7 @@ use std::path::Path;
 use super::problem::{JobError, Problems};
 use super::settings::{self, Settings};
 use super::{
-    file, flags, EndpointConfig, Format, InputConfig, InputSource, Job, Limits, OutputConfig,
-    ParamLayer, ParamSet, Pricing, RetryConfig, SystemMode, DEFAULT_ENDPOINT, DEFAULT_KEY_ENV,
+    file, flags, Format, InputConfig, InputSource, Job, OutputConfig, ParamLayer, ParamSet, Pricing,
 };
 use crate::cli::JobArgs;
 
@@ -74,13 +74,7 @@ impl Job {
         } else {
             file.param_sets
         };
-        let limits = Limits {
-            concurrency: s.concurrency.unwrap_or(settings::DEFAULT_CONCURRENCY),
-            requests_per_minute: s.requests_per_minute.unwrap_or(0),
-            tokens_per_minute: s.tokens_per_minute.unwrap_or(0),
-            max_cost_usd: s.max_cost_usd.unwrap_or(0.0),
-        };
-        if limits.max_cost_usd > 0.0 && file.params_ok && flags_ok {
+        if s.limits.max_cost_usd > 0.0 && file.params_ok && flags_ok {
             check_budget(
                 &file.defaults,
                 &param_sets,
@@ -97,32 +91,11 @@ impl Job {
         };
         Ok(Job {
             name,
-            endpoint: EndpointConfig {
-                url: s.url.unwrap_or_else(|| DEFAULT_ENDPOINT.into()),
-                api_key_env: s.api_key_env.unwrap_or_else(|| DEFAULT_KEY_ENV.into()),
-                timeout: s.timeout.unwrap_or(settings::DEFAULT_TIMEOUT),
-                headers: s.headers,
-                max_reply_bytes: s
-                    .max_reply_bytes
-                    .unwrap_or(settings::DEFAULT_MAX_REPLY_BYTES),
-                max_attempt: std::time::Duration::from_secs(
-                    s.max_attempt_secs
-                        .unwrap_or(settings::DEFAULT_MAX_ATTEMPT_SECS),
-                ),
-            },
+            endpoint: s.endpoint,
             input,
             output,
-            limits,
-            retry: RetryConfig {
-                max_attempts: s.max_attempts.unwrap_or(settings::DEFAULT_MAX_ATTEMPTS),
-                initial_backoff: std::time::Duration::from_millis(
-                    s.initial_backoff_ms
-                        .unwrap_or(settings::DEFAULT_INITIAL_BACKOFF_MS),
-                ),
-                max_backoff: std::time::Duration::from_millis(
-                    s.max_backoff_ms.unwrap_or(settings::DEFAULT_MAX_BACKOFF_MS),
-                ),
-            },
+            limits: s.limits,
+            retry: s.retry,
             defaults: file.defaults,
             param_sets,
             overrides,
@@ -135,12 +108,14 @@ impl Job {
 
 /// `max_backoff_ms` below `initial_backoff_ms` (given or default) could never back off.
 fn check_backoff(s: &Settings, at: &dyn Fn(&str, &str) -> String, problems: &mut Problems) {
-    let initial = (s.initial_backoff_ms).unwrap_or(settings::DEFAULT_INITIAL_BACKOFF_MS);
-    let max = s.max_backoff_ms.unwrap_or(settings::DEFAULT_MAX_BACKOFF_MS);
+    let (initial, max) = (
+        s.retry.initial_backoff.as_millis(),
+        s.retry.max_backoff.as_millis(),
+    );
     if max < initial {
-        let key = match s.max_backoff_ms {
-            Some(_) => "retry.max_backoff_ms",
-            None => "retry.initial_backoff_ms",
+        let key = match s.given("retry.max_backoff_ms") {
+            true => "retry.max_backoff_ms",
+            false => "retry.initial_backoff_ms",
         };
         problems.push(
             at(key, "--max-attempts"),
@@ -220,7 +195,7 @@ fn input_config(
         id: s.id.clone(),
         // `--system ''` clears a system message the job file sets.
         system: s.system.clone().filter(|text| !text.is_empty()),
-        system_mode: s.system_mode.unwrap_or(SystemMode::Auto),
+        system_mode: s.system_mode,
         template: s.template.clone(),
     })
 }

@@ -15,20 +15,15 @@ use toml::Value;
 
 use super::problem::describe;
 use super::template::Template;
-use super::{Format, InputSource, SystemMode};
+use super::{
+    EndpointConfig, Format, InputSource, Limits, RetryConfig, SystemMode, DEFAULT_ENDPOINT,
+    DEFAULT_KEY_ENV,
+};
 
 /// Most requests in flight that a job may ask for: beyond this, sockets and
 /// memory run out before any endpoint could keep up.
 pub(crate) const MAX_CONCURRENCY: i64 = 10_000;
 pub(crate) const MAX_ATTEMPTS: i64 = 100;
-
-pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
-pub(crate) const DEFAULT_MAX_REPLY_BYTES: u64 = 16 * 1024 * 1024;
-pub(crate) const DEFAULT_MAX_ATTEMPT_SECS: u64 = 1800;
-pub(crate) const DEFAULT_CONCURRENCY: usize = 16;
-pub(crate) const DEFAULT_MAX_ATTEMPTS: u32 = 5;
-pub(crate) const DEFAULT_INITIAL_BACKOFF_MS: u64 = 500;
-pub(crate) const DEFAULT_MAX_BACKOFF_MS: u64 = 60_000;
 
 /// A path that may hold `{name}` and `{date}`, expanded once the name is known.
 #[derive(Debug, Clone)]
@@ -45,35 +40,62 @@ impl PathSpec {
     }
 }
 
-/// Every setting a job can give, the flags written over the job file's;
-/// `None` = given nowhere, so the default applies.
-#[derive(Debug, Default)]
+/// Every setting a job can give, the flags written over the job file's
+/// over the defaults; `None` = given nowhere (a default that depends on
+/// other settings is filled in later).
+#[derive(Debug)]
 pub(crate) struct Settings {
     pub name: Option<String>,
-    pub url: Option<String>,
-    pub api_key_env: Option<String>,
-    pub timeout: Option<Duration>,
-    pub headers: Vec<(String, String)>,
-    pub max_reply_bytes: Option<u64>,
-    pub max_attempt_secs: Option<u64>,
+    pub endpoint: EndpointConfig,
     pub input: Option<InputSource>,
     pub format: Option<Format>,
     pub id: Option<Template>,
     /// `Some("")` clears a system message set elsewhere (`--system ''`).
     pub system: Option<String>,
-    pub system_mode: Option<SystemMode>,
+    pub system_mode: SystemMode,
     pub template: Option<Template>,
     pub output: Option<PathSpec>,
     pub summary: Option<PathSpec>,
-    pub concurrency: Option<usize>,
-    pub requests_per_minute: Option<u32>,
-    pub tokens_per_minute: Option<u64>,
-    pub max_cost_usd: Option<f64>,
-    pub max_attempts: Option<u32>,
-    pub initial_backoff_ms: Option<u64>,
-    pub max_backoff_ms: Option<u64>,
+    pub limits: Limits,
+    pub retry: RetryConfig,
     /// The keys given, a bad value included: a key given but bad is not also "missing".
     pub given: Vec<&'static str>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            name: None,
+            endpoint: EndpointConfig {
+                url: DEFAULT_ENDPOINT.into(),
+                api_key_env: DEFAULT_KEY_ENV.into(),
+                timeout: Duration::from_secs(120),
+                headers: Vec::new(),
+                max_reply_bytes: 16 * 1024 * 1024,
+                max_attempt: Duration::from_secs(1800),
+            },
+            input: None,
+            format: None,
+            id: None,
+            system: None,
+            system_mode: SystemMode::Auto,
+            template: None,
+            output: None,
+            summary: None,
+            limits: Limits {
+                concurrency: 16,
+                requests_per_minute: 0,
+                tokens_per_minute: 0,
+                max_cost_usd: 0.0,
+            },
+            retry: RetryConfig {
+                max_attempts: 5,
+                initial_backoff: Duration::from_millis(500),
+                max_backoff: Duration::from_millis(60_000),
+            },
+            given: Vec::new(),
+        }
+    }
 }
 
 impl Settings {
@@ -89,16 +111,17 @@ pub(crate) struct Key {
     pub set: fn(&mut Settings, &Value, &Path) -> Result<(), String>,
 }
 
-/// The table of keys: `"path" => field: check`, where `check` (over `v`, the
-/// value, and `base`, the folder) gives the field's value or the problem.
+/// The table of keys: `"path" => field = value;`, where `value` is computed
+/// from `v` (the value written) and `base` (the folder relative paths start
+/// from), `?` returning the problem.
 macro_rules! keys {
-    (|$v:ident, $base:ident| $($path:literal => $field:ident: $check:expr;)*) => {
+    (|$v:ident, $base:ident| $($path:literal => $($field:ident).+ = $value:expr;)*) => {
         /// Every scalar key of the job file outside `[defaults]`, `[[params]]` and `[pricing]`.
         pub(crate) const KEYS: &[Key] = &[
             Key { path: "endpoint.headers", set: set_headers },
             $(Key { path: $path, set: |s, $v, $base| {
                 let _ = $base;
-                s.$field = Some($check?);
+                s.$($field).+ = $value;
                 Ok(())
             } },)*
         ];
@@ -106,29 +129,37 @@ macro_rules! keys {
 }
 
 keys! { |v, base|
-    "name" => name: checked(v, check_name);
-    "endpoint.url" => url: checked(v, check_url);
-    "endpoint.api_key_env" => api_key_env: checked(v, check_key_env);
-    "endpoint.timeout_secs" => timeout: check_timeout(number(v)?);
+    "name" => name = Some(checked(v, check_name)?);
+    "endpoint.url" => endpoint.url = checked(v, check_url)?;
+    "endpoint.api_key_env" => endpoint.api_key_env = checked(v, check_key_env)?;
+    "endpoint.timeout_secs" => endpoint.timeout = check_timeout(number(v)?)?;
     // Whole numbers >= 1: a cap of 0 bytes or a 0 s deadline could never succeed.
-    "endpoint.max_reply_bytes" => max_reply_bytes: whole(v, 1, i64::MAX).map(|n| n as u64);
-    "endpoint.max_attempt_secs" => max_attempt_secs: whole(v, 1, i64::MAX).map(|n| n as u64);
-    "input.path" => input: input_source(&string(v)?, base);
-    "input.format" => format: choose(v, "a format", &[("jsonl", Format::Jsonl), ("csv", Format::Csv)]);
-    "input.id" => id: Template::parse(&string(v)?).map_err(|e| e.to_string());
-    "input.system" => system: string(v);
-    "input.system_mode" => system_mode: choose(v, "a system mode", &[
-        ("auto", SystemMode::Auto), ("message", SystemMode::Message), ("fold", SystemMode::Fold)]);
-    "input.template" => template: Template::parse(&string(v)?).map_err(|e| e.to_string());
-    "output.path" => output: path_spec(&string(v)?, base);
-    "output.summary" => summary: path_spec(&string(v)?, base);
-    "limits.concurrency" => concurrency: whole(v, 1, MAX_CONCURRENCY).map(|n| n as usize);
-    "limits.requests_per_minute" => requests_per_minute: whole(v, 0, u32::MAX.into()).map(|n| n as u32);
-    "limits.tokens_per_minute" => tokens_per_minute: whole(v, 0, i64::MAX).map(|n| n as u64);
-    "limits.max_cost_usd" => max_cost_usd: check_max_cost(number(v)?);
-    "retry.max_attempts" => max_attempts: whole(v, 1, MAX_ATTEMPTS).map(|n| n as u32);
-    "retry.initial_backoff_ms" => initial_backoff_ms: whole(v, 0, i64::MAX).map(|n| n as u64);
-    "retry.max_backoff_ms" => max_backoff_ms: whole(v, 0, i64::MAX).map(|n| n as u64);
+    "endpoint.max_reply_bytes" => endpoint.max_reply_bytes = whole(v, 1, i64::MAX)? as u64;
+    "endpoint.max_attempt_secs" => endpoint.max_attempt = secs(whole(v, 1, i64::MAX)?);
+    "input.path" => input = Some(input_source(&string(v)?, base)?);
+    "input.format" => format = Some(choose(v, "a format", &[("jsonl", Format::Jsonl), ("csv", Format::Csv)])?);
+    "input.id" => id = Some(Template::parse(&string(v)?).map_err(|e| e.to_string())?);
+    "input.system" => system = Some(string(v)?);
+    "input.system_mode" => system_mode = choose(v, "a system mode", &[
+        ("auto", SystemMode::Auto), ("message", SystemMode::Message), ("fold", SystemMode::Fold)])?;
+    "input.template" => template = Some(Template::parse(&string(v)?).map_err(|e| e.to_string())?);
+    "output.path" => output = Some(path_spec(&string(v)?, base)?);
+    "output.summary" => summary = Some(path_spec(&string(v)?, base)?);
+    "limits.concurrency" => limits.concurrency = whole(v, 1, MAX_CONCURRENCY)? as usize;
+    "limits.requests_per_minute" => limits.requests_per_minute = whole(v, 0, u32::MAX.into())? as u32;
+    "limits.tokens_per_minute" => limits.tokens_per_minute = whole(v, 0, i64::MAX)? as u64;
+    "limits.max_cost_usd" => limits.max_cost_usd = check_max_cost(number(v)?)?;
+    "retry.max_attempts" => retry.max_attempts = whole(v, 1, MAX_ATTEMPTS)? as u32;
+    "retry.initial_backoff_ms" => retry.initial_backoff = millis(whole(v, 0, i64::MAX)?);
+    "retry.max_backoff_ms" => retry.max_backoff = millis(whole(v, 0, i64::MAX)?);
+}
+
+fn secs(n: i64) -> Duration {
+    Duration::from_secs(n.unsigned_abs())
+}
+
+fn millis(n: i64) -> Duration {
+    Duration::from_millis(n.unsigned_abs())
 }
 
 impl Key {
@@ -157,13 +188,13 @@ fn set_headers(s: &mut Settings, value: &Value, _: &Path) -> Result<(), String> 
         };
         check_header(name, value)?;
         let header = (name.clone(), value.clone());
-        match s
-            .headers
+        let headers = &mut s.endpoint.headers;
+        match headers
             .iter_mut()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
         {
             Some(slot) => *slot = header,
-            None => s.headers.push(header),
+            None => headers.push(header),
         }
     }
     Ok(())
