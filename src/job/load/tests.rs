@@ -613,3 +613,23 @@ fn parameters_keep_their_types_and_dates_become_strings() {
     assert_eq!(job.defaults.extra.get("b"), Some(&json!(0.5)));
     assert_eq!(job.defaults.extra.get("d"), Some(&json!("1979-05-27")));
 }
+
+#[test]
+fn problems_come_in_the_order_of_the_file_each_with_line_and_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "j.toml",
+        "[retry]\nmax_attempts = 0\n[limits]\nconcurency = 8\n[endpoint]\ntimeout = 3\n[input]\npath = \"q.jsonl\"\n",
+    );
+    let found = problems(&job_args(Some("j.toml")), dir.path());
+    let places: Vec<&str> = found.iter().map(|p| p.place.as_str()).collect();
+    assert_eq!(
+        places,
+        [
+            "j.toml:2:16: [retry] max_attempts",
+            "j.toml:4:1: [limits] concurency",
+            "j.toml:6:1: [endpoint] timeout"
+        ]
+    );
+}
