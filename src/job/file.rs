@@ -1,41 +1,37 @@
-//! The TOML job file: read, parse and walk every section into [`Settings`],
-//! parameter layers and prices, collecting every problem on the way.
+//! The TOML job file: parsed into toml's spanned document, every key checked
+//! where it is written and every problem placed at its file:line:column.
+//!
+//! Scalar keys go through [`settings::KEYS`], the table the flags write
+//! through too; `[defaults]` and `[[params]]` become parameter layers;
+//! `[pricing]` becomes prices. Values are typed by serde (`toml::Value`
+//! from the spanned document) and judged by our own checks, not by serde's
+//! first error: a user fixing a job one error per run would give up.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 use std::path::Path;
 
-use super::params::{layer_from_map, UnknownKeys};
-use super::settings::{self, report, Settings, MAX_ATTEMPTS, MAX_CONCURRENCY};
-use super::toml_walk::{describe, line_col, table_to_json, Problems, Section};
+use serde::de::{Deserialize, IntoDeserializer};
+use serde_json::{Map, Number, Value};
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use super::params::{is_chat_param, layer_from_map, UnknownKeys};
+use super::problem::{describe, unknown_key, Lines, Problems};
+use super::settings::{self, Settings, KEYS};
 use super::{ParamLayer, ParamSet, Price, Pricing};
-use crate::template::Template;
 
-const TOP_KEYS: &[&str] = &[
-    "name", "endpoint", "input", "output", "limits", "retry", "defaults", "params", "pricing",
+/// The sections of a job file; any other top-level key is a setting of `KEYS`.
+const SECTIONS: &[&str] = &[
+    "endpoint", "input", "output", "limits", "retry", "defaults", "params", "pricing",
 ];
-const ENDPOINT_KEYS: &[&str] = &[
-    "url",
-    "api_key_env",
-    "timeout_secs",
-    "headers",
-    "max_reply_bytes",
-    "max_attempt_secs",
-];
-const INPUT_KEYS: &[&str] = &["path", "format", "id", "system", "system_mode", "template"];
-const OUTPUT_KEYS: &[&str] = &["path", "summary"];
-const LIMITS_KEYS: &[&str] = &[
-    "concurrency",
-    "requests_per_minute",
-    "tokens_per_minute",
-    "max_cost_usd",
-];
-const RETRY_KEYS: &[&str] = &["max_attempts", "initial_backoff_ms", "max_backoff_ms"];
 const PRICE_KEYS: &[&str] = &["input", "output"];
+/// The largest `[pricing] image_tokens`: like a token cap, past 2^31 it can only be a typo.
+const MAX_IMAGE_TOKENS: i64 = 1 << 31;
 
-/// What the job file says, each value checked where it is written.
+/// What the job file says besides its settings (which went into [`Settings`]).
 #[derive(Debug, Default)]
 pub(crate) struct FileJob {
-    pub settings: Settings,
     pub defaults: ParamLayer,
     /// Empty when the file has no `[[params]]`.
     pub param_sets: Vec<ParamSet>,
@@ -43,11 +39,50 @@ pub(crate) struct FileJob {
     /// False when a parameter or price had a problem: the layers above are
     /// then incomplete, and a budget check over them would report noise.
     pub params_ok: bool,
+    /// Where each key is written; `None` when there is no job file.
+    pub places: Option<Places>,
 }
 
-/// Reads and walks the job file. `None` when it cannot be read or parsed at
-/// all (that one problem is pushed); otherwise every problem in it is pushed.
-pub(crate) fn read(path: &Path, cwd: &Path, problems: &mut Problems) -> Option<FileJob> {
+/// Where the keys of the job file are, for problems found after reading it.
+#[derive(Debug, Default)]
+pub(crate) struct Places {
+    /// The job file as the user named it, e.g. `faq.toml`.
+    label: String,
+    /// Line and column of each key and section written (`limits.concurrency`, `input`).
+    lines: HashMap<String, (usize, usize)>,
+}
+
+impl Places {
+    /// `faq.toml:7:1: [input] path`: the key where it is written, else its
+    /// section, else the top of the file (a problem about a missing key).
+    pub fn place(&self, path: &str) -> String {
+        let section = path.split('.').next().unwrap_or(path);
+        let (line, col) = (self.lines.get(path))
+            .or_else(|| self.lines.get(section))
+            .copied()
+            .unwrap_or((1, 1));
+        format!("{}:{line}:{col}: {}", self.label, display(path))
+    }
+}
+
+/// `limits.concurrency` → `[limits] concurrency`; `pricing` → `[pricing]`; `name` → `name`.
+fn display(path: &str) -> String {
+    match path.split_once('.') {
+        Some((section, key)) => format!("[{section}] {key}"),
+        None if SECTIONS.contains(&path) => format!("[{path}]"),
+        None => path.to_string(),
+    }
+}
+
+/// Reads and walks the job file, writing its settings into `s`. `None` when it
+/// cannot be read or parsed at all (that one problem is pushed); otherwise
+/// every problem in it is pushed.
+pub(crate) fn read(
+    path: &Path,
+    cwd: &Path,
+    s: &mut Settings,
+    problems: &mut Problems,
+) -> Option<FileJob> {
     let label = path.display().to_string();
     let full = cwd.join(path);
     let text = match std::fs::read_to_string(&full) {
@@ -60,12 +95,12 @@ pub(crate) fn read(path: &Path, cwd: &Path, problems: &mut Problems) -> Option<F
             return None;
         }
     };
-    let table: toml::Table = match text.parse() {
-        Ok(table) => table,
+    let root = match DeTable::parse(&text) {
+        Ok(root) => root,
         Err(e) => {
             let place = match e.span() {
                 Some(span) => {
-                    let (line, col) = line_col(&text, span.start);
+                    let (line, col) = Lines::new(&text).at(span.start);
                     format!("{label}:{line}:{col}")
                 }
                 None => label,
@@ -77,376 +112,324 @@ pub(crate) fn read(path: &Path, cwd: &Path, problems: &mut Problems) -> Option<F
             return None;
         }
     };
-    let base = full.parent().unwrap_or(cwd);
-    let top = Section {
-        file: &label,
-        name: String::new(),
-        table: &table,
+    let mut walk = Walk {
+        lines: Lines::new(&text),
+        base: full.parent().unwrap_or(cwd),
+        problems,
+        places: Places {
+            label,
+            ..Places::default()
+        },
+        job: FileJob::default(),
     };
-    top.reject_unknown(TOP_KEYS, problems);
-    let mut job = FileJob::default();
-    let s = &mut job.settings;
-    if let Some(name) = top.string("name", problems) {
-        s.name = report(
-            settings::check_name(&name).map(|_| name),
-            top.place("name"),
-            problems,
-        );
+    let top: Vec<&str> = std::iter::once("name")
+        .chain(SECTIONS.iter().copied())
+        .collect();
+    walk.job.params_ok = true;
+    for (key, value) in root.get_ref() {
+        let name: &str = key.get_ref();
+        walk.mark(name, key.span());
+        let before = walk.problems.0.len();
+        match name {
+            "defaults" => {
+                if let Some(table) = walk.table("defaults", value) {
+                    walk.job.defaults = walk.layer("[defaults]", table);
+                }
+            }
+            "params" => walk.param_sets(value),
+            "pricing" => {
+                if let Some(table) = walk.table("pricing", value) {
+                    walk.pricing(table);
+                }
+            }
+            _ if SECTIONS.contains(&name) => {
+                let Some(table) = walk.table(name, value) else {
+                    continue;
+                };
+                let prefix = format!("{name}.");
+                let keys: Vec<&str> = (KEYS.iter())
+                    .filter_map(|k| k.path.strip_prefix(&prefix))
+                    .collect();
+                for (k, v) in table {
+                    let path = format!("{prefix}{}", k.get_ref());
+                    walk.setting(&path, k, v, &keys, s);
+                }
+                continue;
+            }
+            _ => {
+                walk.setting(name, key, value, &top, s);
+                continue;
+            }
+        }
+        // A bad parameter or price leaves the layers incomplete.
+        if walk.problems.0.len() != before {
+            walk.job.params_ok = false;
+        }
     }
-    if let Some(t) = sub(&top, "endpoint", ENDPOINT_KEYS, problems) {
-        endpoint(&t, s, problems);
+    walk.job.places = Some(walk.places);
+    Some(walk.job)
+}
+
+type Key<'t> = Spanned<std::borrow::Cow<'t, str>>;
+type Node<'t> = Spanned<DeValue<'t>>;
+
+/// One pass over the document: where problems go and where relative paths start.
+struct Walk<'a> {
+    lines: Lines<'a>,
+    base: &'a Path,
+    problems: &'a mut Problems,
+    places: Places,
+    job: FileJob,
+}
+
+impl Walk<'_> {
+    fn mark(&mut self, path: &str, span: Range<usize>) {
+        let at = self.lines.at(span.start);
+        self.places.lines.insert(path.to_string(), at);
     }
-    if let Some(t) = sub(&top, "input", INPUT_KEYS, problems) {
-        input(&t, base, s, problems);
+
+    /// `faq.toml:12:5: what` for the text at `span`.
+    fn at(&self, span: Range<usize>, what: &str) -> String {
+        let (line, col) = self.lines.at(span.start);
+        format!("{}:{line}:{col}: {what}", self.places.label)
     }
-    if let Some(t) = sub(&top, "output", OUTPUT_KEYS, problems) {
-        for (key, slot) in [("path", &mut s.output), ("summary", &mut s.summary)] {
-            if let Some(text) = t.string(key, problems) {
-                *slot = report(settings::path_spec(&text, base), t.place(key), problems);
+
+    /// The value as serde types it, or a problem where it is written.
+    fn value(&mut self, node: &Node, what: &str) -> Option<toml::Value> {
+        match toml::Value::deserialize(node.clone().into_deserializer()) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                let place = self.at(e.span().unwrap_or(node.span()), what);
+                self.problems.push(place, e.message().to_string());
+                None
             }
         }
     }
-    if let Some(t) = sub(&top, "limits", LIMITS_KEYS, problems) {
-        let max = MAX_CONCURRENCY as i64;
-        s.concurrency = t.whole("concurrency", 1, max, problems).map(|n| n as usize);
-        s.requests_per_minute = t
-            .whole("requests_per_minute", 0, u32::MAX.into(), problems)
-            .map(|n| n as u32);
-        s.tokens_per_minute = t
-            .whole("tokens_per_minute", 0, i64::MAX, problems)
-            .map(|n| n as u64);
-        if let Some(usd) = t.number("max_cost_usd", problems) {
-            s.max_cost_usd = report(
-                settings::check_max_cost(usd),
-                t.place("max_cost_usd"),
-                problems,
-            );
+
+    /// `the string "x"`: what a value is, for a problem about its type.
+    fn got(&mut self, node: &Node, what: &str) -> String {
+        self.value(node, what)
+            .map_or_else(String::new, |v| describe(&v))
+    }
+
+    /// A section that must be a table.
+    fn table<'n, 't>(&mut self, name: &str, node: &'n Node<'t>) -> Option<&'n DeTable<'t>> {
+        let table = node.get_ref().as_table();
+        if table.is_none() {
+            let message = format!("must be a table, got {}", self.got(node, name));
+            let place = self.at(node.span(), name);
+            self.problems.push(place, message);
+        }
+        table
+    }
+
+    /// One key of `KEYS` (`limits.concurrency`), or an unknown key among `known`.
+    fn setting(&mut self, path: &str, key: &Key, node: &Node, known: &[&str], s: &mut Settings) {
+        let what = display(path);
+        let Some(entry) = settings::key(path) else {
+            let place = self.at(key.span(), &what);
+            self.problems.push(place, unknown_key(key.get_ref(), known));
+            return;
+        };
+        self.mark(path, node.span());
+        // Headers are checked one by one, each problem at its own header.
+        if let (DeValue::Table(headers), "endpoint.headers") = (node.get_ref(), path) {
+            for (name, value) in headers {
+                let what = format!("{what} {:?}", name.get_ref());
+                let Some(value) = self.value(value, &what) else {
+                    continue;
+                };
+                let one = toml::Table::from_iter([(name.get_ref().to_string(), value)]);
+                let result = entry.apply(s, &toml::Value::Table(one), self.base);
+                let place = self.at(name.span(), &what);
+                self.problems.report(result, place);
+            }
+            return;
+        }
+        if let Some(value) = self.value(node, &what) {
+            let result = entry.apply(s, &value, self.base);
+            let place = self.at(node.span(), &what);
+            self.problems.report(result, place);
         }
     }
-    if let Some(t) = sub(&top, "retry", RETRY_KEYS, problems) {
-        s.max_attempts = t
-            .whole("max_attempts", 1, MAX_ATTEMPTS.into(), problems)
-            .map(|n| n as u32);
-        s.initial_backoff_ms = t
-            .whole("initial_backoff_ms", 0, i64::MAX, problems)
-            .map(|n| n as u64);
-        s.max_backoff_ms = t
-            .whole("max_backoff_ms", 0, i64::MAX, problems)
-            .map(|n| n as u64);
-        let initial = s
-            .initial_backoff_ms
-            .unwrap_or(settings::DEFAULT_INITIAL_BACKOFF_MS);
-        let max = s.max_backoff_ms.unwrap_or(settings::DEFAULT_MAX_BACKOFF_MS);
-        if max < initial {
-            let key = if s.max_backoff_ms.is_some() {
-                "max_backoff_ms"
+
+    /// Chat parameters of `[defaults]` or one `[[params]]` set (without its `name`).
+    fn layer(&mut self, section: &str, table: &DeTable) -> ParamLayer {
+        let mut map = Map::new();
+        let mut places = HashMap::new();
+        for (name, node) in table {
+            let key: &str = name.get_ref();
+            if key == "name" && section.starts_with("[[") {
+                continue;
+            }
+            let here = self.at(node.span(), section);
+            let value = self.value(node, &format!("{section} {key}"));
+            let place = |path: &str| format!("{here} {path}");
+            if let Some(json) = value.and_then(|v| to_json(&v, key, &place, self.problems)) {
+                map.insert(key.to_string(), json);
+            }
+            // An unknown key is shown where the key is, a bad value where the value is.
+            let known = is_chat_param(key) || key == "extra";
+            let at = if known {
+                place(key)
             } else {
-                "initial_backoff_ms"
+                self.at(name.span(), &format!("{section} {key}"))
             };
-            problems.push(
-                t.place(key),
-                format!("max_backoff_ms ({max}) must be at least initial_backoff_ms ({initial})"),
-            );
+            places.insert(key.to_string(), at);
+        }
+        match layer_from_map(&map, UnknownKeys::Reject) {
+            Ok(layer) => layer,
+            Err(found) => {
+                for p in found {
+                    let place = places.get(&p.key).cloned().unwrap_or_default();
+                    self.problems.push(place, p.message);
+                }
+                ParamLayer::default()
+            }
         }
     }
-    let before = problems.0.len();
-    if let Some(t) = top.table("defaults", problems) {
-        let section = Section {
-            file: &label,
-            name: "[defaults]".into(),
-            table: t,
+
+    fn param_sets(&mut self, node: &Node) {
+        let Some(items) = node.get_ref().as_array() else {
+            let message = match node.get_ref() {
+                DeValue::Table(_) => "must be a list of tables: write [[params]] (double brackets) above each parameter set".to_string(),
+                _ => format!("must be a list of [[params]] tables, got {}", self.got(node, "params")),
+            };
+            let place = self.at(node.span(), "params");
+            self.problems.push(place, message);
+            return;
         };
-        job.defaults = layer(&section, t, problems);
+        // Names seen so far: a set makes the duplicate check linear in the sets
+        // (a scan of the earlier ones made 80,000 sets take seconds).
+        let mut names: HashSet<String> = HashSet::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let number = i + 1;
+            let Some(table) = self.table(&format!("[[params]] #{number}"), item) else {
+                continue;
+            };
+            let name_node = table.get("name");
+            let name = name_node
+                .and_then(|n| n.get_ref().as_str())
+                .map(str::to_string);
+            let section = match &name {
+                Some(n) => format!("[[params]] #{number} ({n:?})"),
+                None => format!("[[params]] #{number}"),
+            };
+            let name_ok = match (name_node, &name) {
+                (None, _) => Err("every parameter set needs a name, e.g. name = \"precise\"".to_string()),
+                (Some(node), None) => Err(format!("must be a string, got {}", self.got(node, "name"))),
+                (Some(_), Some(n)) if n.trim().is_empty() => Err("must not be empty".to_string()),
+                (Some(_), Some(n)) if n.contains('/') => Err(format!(
+                    "{n:?} contains '/', which separates the id from the set in request keys; pick another name"
+                )),
+                (Some(_), Some(n)) if !names.insert(n.clone()) => Err(format!(
+                    "{n:?} is the name of an earlier set; set names must be unique"
+                )),
+                (Some(_), Some(n)) => Ok(n.clone()),
+            };
+            let span = name_node.map_or(item.span(), Spanned::span);
+            let place = self.at(span, &format!("{section} name"));
+            let name = self.problems.report(name_ok, place);
+            let layer = self.layer(&section, table);
+            if let Some(name) = name {
+                self.job.param_sets.push(ParamSet { name, layer });
+            }
+        }
     }
-    if let Some(value) = top.get("params") {
-        job.param_sets = param_sets(&label, value, problems);
+
+    fn pricing(&mut self, table: &DeTable) {
+        for (model, entry) in table {
+            let model: &str = model.get_ref();
+            let what = format!("[pricing] {model:?}");
+            if model == "image_tokens" {
+                let what = "[pricing] image_tokens";
+                if let Some(v) = self.value(entry, what) {
+                    let place = self.at(entry.span(), what);
+                    let n = settings::whole(&v, 1, MAX_IMAGE_TOKENS);
+                    if let Some(n) = self.problems.report(n, place) {
+                        self.job.pricing.image_tokens = n.unsigned_abs();
+                    }
+                }
+                continue;
+            }
+            let Some(fields) = entry.get_ref().as_table() else {
+                let got = self.got(entry, &what);
+                let place = self.at(entry.span(), &what);
+                self.problems.push(place, format!("must be {{ input = USD per 1M tokens, output = USD per 1M tokens }}, got {got}"));
+                continue;
+            };
+            for (key, _) in fields {
+                if !PRICE_KEYS.contains(&key.get_ref().as_ref()) {
+                    let place = self.at(key.span(), &format!("{what} {}", key.get_ref()));
+                    self.problems
+                        .push(place, unknown_key(key.get_ref(), PRICE_KEYS));
+                }
+            }
+            let mut price = [None, None];
+            for (slot, key) in price.iter_mut().zip(PRICE_KEYS) {
+                let what = format!("{what} {key}");
+                let Some(node) = fields.get(*key) else {
+                    let place = self.at(entry.span(), &what);
+                    self.problems.push(
+                        place,
+                        "is missing: give the price in USD per 1M tokens (0 if free)",
+                    );
+                    continue;
+                };
+                let usd = match self.value(node, &what).map(|v| settings::number(&v)) {
+                    Some(Ok(usd)) if usd >= 0.0 && usd.is_finite() => Ok(usd),
+                    Some(Ok(usd)) => Err(format!("must be USD per 1M tokens >= 0, got {usd}")),
+                    Some(Err(message)) => Err(message),
+                    None => continue,
+                };
+                let place = self.at(node.span(), &what);
+                *slot = self.problems.report(usd, place);
+            }
+            if let [Some(input), Some(output)] = price {
+                let price = Price { input, output };
+                self.job.pricing.models.insert(model.to_string(), price);
+            }
+        }
     }
-    if let Some(t) = top.table("pricing", problems) {
-        job.pricing = pricing(&label, t, problems);
-    }
-    job.params_ok = problems.0.len() == before;
-    Some(job)
 }
 
-/// A section that must be a table of known keys.
-fn sub<'a>(
-    top: &Section<'a>,
-    key: &str,
-    allowed: &[&str],
+/// Converts a TOML value to JSON for the chat parameters: date-times become
+/// strings; a NaN or infinite float (JSON has none) is a problem at `place(key path)`.
+fn to_json(
+    value: &toml::Value,
+    path: &str,
+    place: &dyn Fn(&str) -> String,
     problems: &mut Problems,
-) -> Option<Section<'a>> {
-    let table = top.table(key, problems)?;
-    let section = Section {
-        file: top.file,
-        name: format!("[{key}]"),
-        table,
-    };
-    section.reject_unknown(allowed, problems);
-    Some(section)
-}
-
-fn endpoint(t: &Section, s: &mut Settings, problems: &mut Problems) {
-    if let Some(url) = t.string("url", problems) {
-        s.url = report(
-            settings::check_url(&url).map(|_| url),
-            t.place("url"),
-            problems,
-        );
-    }
-    if let Some(env) = t.string("api_key_env", problems) {
-        s.api_key_env = report(
-            settings::check_key_env(&env).map(|_| env),
-            t.place("api_key_env"),
-            problems,
-        );
-    }
-    if let Some(secs) = t.number("timeout_secs", problems) {
-        s.timeout = report(
-            settings::check_timeout(secs),
-            t.place("timeout_secs"),
-            problems,
-        );
-    }
-    // Whole numbers >= 1: a cap of 0 bytes or a 0 s deadline could never succeed.
-    s.max_reply_bytes = t
-        .whole("max_reply_bytes", 1, i64::MAX, problems)
-        .map(|n| n.unsigned_abs());
-    s.max_attempt_secs = t
-        .whole("max_attempt_secs", 1, i64::MAX, problems)
-        .map(|n| n.unsigned_abs());
-    if let Some(headers) = t.table("headers", problems) {
-        for (name, value) in headers {
-            let place = format!("{} {name:?}", t.place("headers"));
-            match value {
-                toml::Value::String(v) => match settings::check_header(name, v) {
-                    Ok(()) => s.headers.push((name.clone(), v.clone())),
-                    Err(message) => problems.push(place, message),
-                },
-                other => problems.push(
-                    place,
-                    format!("a header value must be a string, got {}", describe(other)),
-                ),
+) -> Option<Value> {
+    Some(match value {
+        toml::Value::String(s) => Value::String(s.clone()),
+        toml::Value::Integer(n) => Value::Number((*n).into()),
+        toml::Value::Float(x) => match Number::from_f64(*x) {
+            Some(n) => Value::Number(n),
+            None => {
+                problems.push(
+                    place(path),
+                    format!("{x} cannot be sent as JSON; write a finite number"),
+                );
+                return None;
             }
-        }
-    }
-}
-
-fn input(t: &Section, base: &Path, s: &mut Settings, problems: &mut Problems) {
-    if let Some(path) = t.string("path", problems) {
-        s.input = report(
-            settings::input_source(&path, base),
-            t.place("path"),
-            problems,
-        );
-    }
-    if let Some(format) = t.string("format", problems) {
-        s.format = report(settings::parse_format(&format), t.place("format"), problems);
-    }
-    for (key, slot) in [("id", &mut s.id), ("template", &mut s.template)] {
-        if let Some(text) = t.string(key, problems) {
-            *slot = report(
-                Template::parse(&text).map_err(|e| e.to_string()),
-                t.place(key),
-                problems,
-            );
-        }
-    }
-    s.system = t.string("system", problems);
-    if let Some(mode) = t.string("system_mode", problems) {
-        s.system_mode = report(
-            settings::parse_system_mode(&mode),
-            t.place("system_mode"),
-            problems,
-        );
-    }
-}
-
-/// Chat parameters of `[defaults]` or one `[[params]]` set (its `name` already removed).
-fn layer(section: &Section, table: &toml::Table, problems: &mut Problems) -> ParamLayer {
-    let map = table_to_json(table, &|key: &str| section.place(key), problems);
-    match layer_from_map(&map, UnknownKeys::Reject) {
-        Ok(layer) => layer,
-        Err(found) => {
-            for p in found {
-                problems.push(section.place(&p.key), p.message);
-            }
-            ParamLayer::default()
-        }
-    }
-}
-
-fn param_sets(label: &str, value: &toml::Value, problems: &mut Problems) -> Vec<ParamSet> {
-    let Some(items) = value.as_array() else {
-        problems.push(
-            format!("{label}: params"),
-            match value {
-                toml::Value::Table(_) => "must be a list of tables: write [[params]] (double brackets) above each parameter set".to_string(),
-                other => format!("must be a list of [[params]] tables, got {}", describe(other)),
-            },
-        );
-        return Vec::new();
-    };
-    let mut sets: Vec<ParamSet> = Vec::new();
-    // Names seen so far: a set makes the duplicate check linear in the sets
-    // (a scan of the earlier ones made 80,000 sets take seconds).
-    let mut names: HashSet<String> = HashSet::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let number = i + 1;
-        let Some(table) = item.as_table() else {
-            problems.push(
-                format!("{label}: [[params]] #{number}"),
-                format!("must be a table, got {}", describe(item)),
-            );
-            continue;
-        };
-        let name = match table.get("name") {
-            Some(toml::Value::String(s)) => Some(s.clone()),
-            _ => None,
-        };
-        let section_name = match &name {
-            Some(n) => format!("[[params]] #{number} ({n:?})"),
-            None => format!("[[params]] #{number}"),
-        };
-        let section = Section {
-            file: label,
-            name: section_name,
-            table,
-        };
-        let name_place = section.place("name");
-        let name_ok = match (table.get("name"), &name) {
-            (None, _) => Err("every parameter set needs a name, e.g. name = \"precise\"".to_string()),
-            (Some(other), None) => Err(format!("must be a string, got {}", describe(other))),
-            (Some(_), Some(n)) if n.trim().is_empty() => Err("must not be empty".to_string()),
-            (Some(_), Some(n)) if n.contains('/') => Err(format!(
-                "{n:?} contains '/', which separates the id from the set in request keys; pick another name"
-            )),
-            (Some(_), Some(n)) if !names.insert(n.clone()) => Err(format!(
-                "{n:?} is the name of an earlier set; set names must be unique"
-            )),
-            (Some(_), Some(n)) => Ok(n.clone()),
-        };
-        let mut params = table.clone();
-        params.remove("name");
-        let layer = layer(&section, &params, problems);
-        match name_ok {
-            Ok(name) => sets.push(ParamSet { name, layer }),
-            Err(message) => problems.push(name_place, message),
-        }
-    }
-    sets
-}
-
-/// The largest `[pricing] image_tokens`: like a token cap, past 2^31 it can only be a typo.
-const MAX_IMAGE_TOKENS: i64 = 1 << 31;
-
-fn pricing(label: &str, table: &toml::Table, problems: &mut Problems) -> Pricing {
-    let mut pricing = Pricing::default();
-    let section = Section {
-        file: label,
-        name: "[pricing]".into(),
-        table,
-    };
-    if let Some(n) = section.whole("image_tokens", 1, MAX_IMAGE_TOKENS, problems) {
-        pricing.image_tokens = n as u64;
-    }
-    for (model, entry) in table {
-        if model == "image_tokens" {
-            continue;
-        }
-        let place = format!("{label}: [pricing] {model:?}");
-        let Some(entry) = entry.as_table() else {
-            problems.push(
-                place,
-                format!(
-                    "must be {{ input = USD per 1M tokens, output = USD per 1M tokens }}, got {}",
-                    describe(entry)
-                ),
-            );
-            continue;
-        };
-        let section = Section {
-            file: label,
-            name: format!("[pricing] {model:?}"),
-            table: entry,
-        };
-        section.reject_unknown(PRICE_KEYS, problems);
-        let mut price = [None, None];
-        for (slot, key) in price.iter_mut().zip(PRICE_KEYS) {
-            match section.number(key, problems) {
-                Some(usd) if usd >= 0.0 => *slot = Some(usd),
-                Some(usd) => problems.push(
-                    section.place(key),
-                    format!("must be USD per 1M tokens >= 0, got {usd}"),
-                ),
-                None if entry.get(*key).is_none() => problems.push(
-                    section.place(key),
-                    "is missing: give the price in USD per 1M tokens (0 if free)",
-                ),
-                None => {}
-            }
-        }
-        if let [Some(input), Some(output)] = price {
-            pricing
-                .models
-                .insert(model.clone(), Price { input, output });
-        }
-    }
-    pricing
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `n` sets named by a long shared prefix and their number, as TOML would give them.
-    fn sets(n: usize) -> toml::Value {
-        let prefix = "p".repeat(512);
-        let items = (0..n)
-            .map(|i| {
-                let mut table = toml::Table::new();
-                table.insert("name".into(), toml::Value::String(format!("{prefix}{i}")));
-                toml::Value::Table(table)
-            })
-            .collect();
-        toml::Value::Array(items)
-    }
-
-    #[test]
-    fn checking_many_sets_is_linear() {
-        // Comparing each name with every earlier one is 3.2 billion comparisons of
-        // 512-byte names here (minutes); a set of names is 80,000 lookups (well
-        // under a second, even in a debug build on a loaded machine).
-        let value = sets(80_000);
-        let mut problems = Problems::default();
-        let started = std::time::Instant::now();
-        let found = param_sets("job.toml", &value, &mut problems);
-        let elapsed = started.elapsed();
-        assert_eq!(found.len(), 80_000);
-        assert!(problems.0.is_empty(), "{:?}", problems.0);
-        assert!(
-            elapsed < std::time::Duration::from_secs(20),
-            "checking 80,000 sets took {elapsed:?}"
-        );
-    }
-
-    #[test]
-    fn a_repeated_set_name_is_named_once_per_repeat() {
-        let mut items = sets(3).as_array().cloned().unwrap_or_default();
-        items.push(items[1].clone());
-        items.push(items[1].clone());
-        let mut problems = Problems::default();
-        let found = param_sets("job.toml", &toml::Value::Array(items), &mut problems);
-        assert_eq!(found.len(), 3);
-        assert_eq!(problems.0.len(), 2, "{:?}", problems.0);
-        assert!(
-            problems.0[0].to_string().contains("[[params]] #4"),
-            "{}",
-            problems.0[0]
-        );
-        assert!(
-            problems.0[0].to_string().contains("must be unique"),
-            "{}",
-            problems.0[0]
-        );
-    }
+        },
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(items) => Value::Array(
+            (items.iter().enumerate())
+                .map(|(i, item)| to_json(item, &format!("{path}[{i}]"), place, problems))
+                .collect::<Option<_>>()?,
+        ),
+        toml::Value::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| {
+                    Some((
+                        k.clone(),
+                        to_json(v, &format!("{path}.{k}"), place, problems)?,
+                    ))
+                })
+                .collect::<Option<_>>()?,
+        ),
+    })
 }

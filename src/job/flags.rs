@@ -1,134 +1,107 @@
-//! The flags of `run` and `validate` as one more source of settings, and
-//! `--param`/`--model` as the top layer of chat parameters.
+//! The flags of `run` and `validate` written over the job file's settings,
+//! and `--param`/`--model` as the top layer of chat parameters.
 //!
-//! Paths given as flags are relative to the working directory.
+//! One table maps each flag to the job-file key it sets; the key's own check
+//! (in [`super::settings::KEYS`]) judges it, so a bad value reads the same
+//! from the flag and from the file. Paths given as flags are relative to the
+//! working directory.
 
 use std::path::Path;
 
+use clap::ValueEnum;
 use serde_json::{Map, Value};
 
 use super::params::{self, layer_from_map, UnknownKeys};
-use super::settings::{self, report, Settings, MAX_ATTEMPTS, MAX_CONCURRENCY};
-use super::toml_walk::Problems;
-use super::{Format, ParamLayer, SystemMode};
-use crate::cli::{FormatArg, JobArgs, SystemModeArg};
-use crate::template::Template;
+use super::problem::Problems;
+use super::settings::{self, Settings};
+use super::ParamLayer;
+use crate::cli::JobArgs;
 
-/// The flags' settings and the `--param`/`--model` layer; `bool` is false
-/// when a parameter flag had a problem (the layer is then incomplete).
+/// Reads a flag's value as the job file would write it, if the flag is given.
+type Get = fn(&JobArgs) -> Option<toml::Value>;
+
+fn text(value: &Option<String>) -> Option<toml::Value> {
+    value.clone().map(toml::Value::String)
+}
+
+fn float(value: Option<f64>) -> Option<toml::Value> {
+    value.map(toml::Value::Float)
+}
+
+fn whole(value: Option<impl TryInto<i64>>) -> Option<toml::Value> {
+    value.map(|n| toml::Value::Integer(n.try_into().unwrap_or(i64::MAX)))
+}
+
+/// A `--format`/`--system-mode` choice as its name (`csv`, `fold`).
+fn choice(value: Option<impl ValueEnum>) -> Option<toml::Value> {
+    let name = value?.to_possible_value()?.get_name().to_string();
+    Some(toml::Value::String(name))
+}
+
+/// Each flag that sets a job-file key: `(flag, key, value)`.
+pub(crate) const FLAGS: &[(&str, &str, Get)] = &[
+    ("--name", "name", |a| text(&a.name)),
+    ("--input", "input.path", |a| text(&a.input)),
+    ("--format", "input.format", |a| choice(a.format)),
+    ("--id", "input.id", |a| text(&a.id)),
+    ("--system", "input.system", |a| text(&a.system)),
+    ("--system-mode", "input.system_mode", |a| {
+        choice(a.system_mode)
+    }),
+    ("--template", "input.template", |a| text(&a.template)),
+    ("--output", "output.path", |a| text(&a.output)),
+    ("--summary", "output.summary", |a| text(&a.summary)),
+    ("--endpoint", "endpoint.url", |a| text(&a.endpoint)),
+    ("--api-key-env", "endpoint.api_key_env", |a| {
+        text(&a.api_key_env)
+    }),
+    ("--timeout", "endpoint.timeout_secs", |a| float(a.timeout)),
+    ("--concurrency", "limits.concurrency", |a| {
+        whole(a.concurrency)
+    }),
+    ("--rpm", "limits.requests_per_minute", |a| whole(a.rpm)),
+    ("--tpm", "limits.tokens_per_minute", |a| whole(a.tpm)),
+    ("--max-cost", "limits.max_cost_usd", |a| float(a.max_cost)),
+    ("--max-attempts", "retry.max_attempts", |a| {
+        whole(a.max_attempts)
+    }),
+];
+
+/// Writes the flags over `s` (the job file's settings) and returns the
+/// `--param`/`--model` layer; `bool` is false when a parameter flag had a
+/// problem (the layer is then incomplete).
 pub(crate) fn read(
     args: &JobArgs,
     cwd: &Path,
+    s: &mut Settings,
     problems: &mut Problems,
-) -> (Settings, ParamLayer, bool) {
-    let mut s = Settings::default();
-    if let Some(name) = &args.name {
-        s.name = report(
-            settings::check_name(name).map(|_| name.clone()),
-            "--name",
-            problems,
-        );
-    }
-    if let Some(input) = &args.input {
-        s.input = report(settings::input_source(input, cwd), "--input", problems);
-    }
-    s.format = args.format.map(|f| match f {
-        FormatArg::Jsonl => Format::Jsonl,
-        FormatArg::Csv => Format::Csv,
-    });
-    for (flag, text, slot) in [
-        ("--id", &args.id, &mut s.id),
-        ("--template", &args.template, &mut s.template),
-    ] {
-        if let Some(text) = text {
-            *slot = report(
-                Template::parse(text).map_err(|e| e.to_string()),
-                flag,
-                problems,
-            );
+) -> (ParamLayer, bool) {
+    for (flag, key, get) in FLAGS {
+        if let (Some(value), Some(key)) = (get(args), settings::key(key)) {
+            problems.report(key.apply(s, &value, cwd), *flag);
         }
-    }
-    s.system = args.system.clone();
-    s.system_mode = args.system_mode.map(|m| match m {
-        SystemModeArg::Auto => SystemMode::Auto,
-        SystemModeArg::Message => SystemMode::Message,
-        SystemModeArg::Fold => SystemMode::Fold,
-    });
-    for (flag, text, slot) in [
-        ("--output", &args.output, &mut s.output),
-        ("--summary", &args.summary, &mut s.summary),
-    ] {
-        if let Some(text) = text {
-            *slot = report(settings::path_spec(text, cwd), flag, problems);
-        }
-    }
-    if let Some(url) = &args.endpoint {
-        s.url = report(
-            settings::check_url(url).map(|_| url.clone()),
-            "--endpoint",
-            problems,
-        );
-    }
-    if let Some(env) = &args.api_key_env {
-        s.api_key_env = report(
-            settings::check_key_env(env).map(|_| env.clone()),
-            "--api-key-env",
-            problems,
-        );
     }
     for header in &args.headers {
         // Named by the header's name only: its value may be a key (and a
         // curl-style "Authorization: Bearer sk-..." has no '=' to stop at).
         let name = header.split(['=', ':']).next().unwrap_or_default().trim();
         let place = format!("--header {name:?}");
-        match header.split_once('=') {
-            Some((name, value)) => {
-                let name = name.trim();
-                match settings::check_header(name, value) {
-                    Ok(()) => s.headers.push((name.to_string(), value.to_string())),
-                    Err(message) => problems.push(place, message),
-                }
-            }
-            None => problems.push(
+        let (Some((name, value)), Some(key)) =
+            (header.split_once('='), settings::key("endpoint.headers"))
+        else {
+            problems.push(
                 place,
                 "expected NAME=VALUE, e.g. --header X-Title=faq or --header Authorization=...",
-            ),
-        }
-    }
-    if let Some(secs) = args.timeout {
-        s.timeout = report(settings::check_timeout(secs), "--timeout", problems);
-    }
-    if let Some(n) = args.concurrency {
-        s.concurrency = report(
-            in_range(n as u64, 1, MAX_CONCURRENCY as u64).map(|_| n),
-            "--concurrency",
-            problems,
-        );
-    }
-    s.requests_per_minute = args.rpm;
-    s.tokens_per_minute = args.tpm;
-    if let Some(n) = args.max_attempts {
-        s.max_attempts = report(
-            in_range(n.into(), 1, MAX_ATTEMPTS.into()).map(|_| n),
-            "--max-attempts",
-            problems,
-        );
-    }
-    if let Some(usd) = args.max_cost {
-        s.max_cost_usd = report(settings::check_max_cost(usd), "--max-cost", problems);
+            );
+            continue;
+        };
+        let one =
+            toml::Table::from_iter([(name.trim().to_string(), toml::Value::String(value.into()))]);
+        problems.report(key.apply(s, &toml::Value::Table(one), cwd), place);
     }
     let before = problems.0.len();
     let overrides = overrides(args, problems);
-    let params_ok = problems.0.len() == before;
-    (s, overrides, params_ok)
-}
-
-fn in_range(n: u64, min: u64, max: u64) -> Result<(), String> {
-    if (min..=max).contains(&n) {
-        Ok(())
-    } else {
-        Err(format!("must be between {min} and {max}, got {n}"))
-    }
+    (overrides, problems.0.len() == before)
 }
 
 /// `--param KEY=VALUE` (unknown keys go to `extra`) and `--model ID`.
@@ -139,11 +112,8 @@ fn in_range(n: u64, min: u64, max: u64) -> Result<(), String> {
 fn overrides(args: &JobArgs, problems: &mut Problems) -> ParamLayer {
     let mut map = Map::new();
     for text in &args.params {
-        match params::parse_assignment(text) {
-            Ok((key, value)) => {
-                map.insert(key, value);
-            }
-            Err(message) => problems.push("--param", message),
+        if let Some((key, value)) = problems.report(params::parse_assignment(text), "--param") {
+            map.insert(key, value);
         }
     }
     if let Some(model) = &args.model {

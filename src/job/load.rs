@@ -5,60 +5,20 @@
 //! per run would give up. Only an unreadable or unparseable job file stops
 //! early: nothing in it can be trusted then.
 //!
-//! Sources, each checked where it is written: [`super::file`] (the TOML file),
-//! [`super::flags`] (the command line); [`super::settings`] merges them, flags
-//! winning, and this file fills the defaults and checks what spans both.
+//! Sources, each checked where it is written through the key table of
+//! [`super::settings`]: [`super::file`] (the TOML file) first, then
+//! [`super::flags`] (the command line) over it. This file fills the defaults
+//! that depend on other settings and checks what spans both sources.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::Path;
 
+use super::problem::{JobError, Problems};
 use super::settings::{self, Settings};
-use super::toml_walk::Problems;
 use super::{
-    file, flags, EndpointConfig, Format, InputConfig, InputSource, Job, Limits, OutputConfig,
-    ParamLayer, ParamSet, Pricing, RetryConfig, SystemMode, DEFAULT_ENDPOINT, DEFAULT_KEY_ENV,
+    file, flags, Format, InputConfig, InputSource, Job, OutputConfig, ParamLayer, ParamSet, Pricing,
 };
 use crate::cli::JobArgs;
-
-/// One thing wrong with the job.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Where: `faq.toml: [limits] concurrency`, `faq.toml:12:5`, `--param temperature`.
-    pub place: String,
-    /// What is wrong and what to do about it.
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.place, self.message)
-    }
-}
-
-/// The job is invalid; nothing was sent. Lists every problem found.
-#[derive(Debug, thiserror::Error)]
-#[error("{}", render(&self.problems))]
-pub struct JobError {
-    pub problems: Vec<Problem>,
-}
-
-fn render(problems: &[Problem]) -> String {
-    let mut out = match problems.len() {
-        1 => "the job has a problem:\n".to_string(),
-        n => format!("the job has {n} problems:\n"),
-    };
-    for (i, p) in problems.iter().enumerate() {
-        out.push_str(&format!("  {}. {p}\n", i + 1));
-    }
-    out.push_str(if problems.len() == 1 {
-        "Fix it"
-    } else {
-        "Fix them"
-    });
-    out.push_str(" and run again; `promptbatch validate` checks a job without sending anything.");
-    out
-}
 
 /// The set used when the job file has no `[[params]]`.
 const DEFAULT_SET: &str = "default";
@@ -71,8 +31,9 @@ impl Job {
     /// start as YYYY-MM-DD, for `{date}`. The API key is not read here.
     pub fn load(args: &JobArgs, cwd: &Path, today: &str) -> Result<Job, JobError> {
         let mut problems = Problems::default();
-        let file = match &args.job {
-            Some(path) => match file::read(path, cwd, &mut problems) {
+        let mut s = Settings::default();
+        let mut file = match &args.job {
+            Some(path) => match file::read(path, cwd, &mut s, &mut problems) {
                 Some(file) => file,
                 None => {
                     return Err(JobError {
@@ -85,15 +46,15 @@ impl Job {
                 ..Default::default()
             },
         };
-        let (flag_settings, overrides, flags_ok) = flags::read(args, cwd, &mut problems);
-        let s = flag_settings.over(file.settings);
-        let label = args.job.as_ref().map(|p| p.display().to_string());
+        let (overrides, flags_ok) = flags::read(args, cwd, &mut s, &mut problems);
         // Where a problem that spans sources is reported: the job file's key
-        // when there is a file, else the flag.
-        let at = |key: &str, flag: &str| match &label {
-            Some(label) => format!("{label}: {key}"),
+        // (where it is written, else its section) when there is a file, else the flag.
+        let places = file.places.take();
+        let at = |key: &str, flag: &str| match &places {
+            Some(places) => places.place(key),
             None => flag.to_string(),
         };
+        check_backoff(&s, &at, &mut problems);
 
         let name = job_name(&s, args, &mut problems);
         let input = input_config(&s, &at, &mut problems);
@@ -113,13 +74,7 @@ impl Job {
         } else {
             file.param_sets
         };
-        let limits = Limits {
-            concurrency: s.concurrency.unwrap_or(settings::DEFAULT_CONCURRENCY),
-            requests_per_minute: s.requests_per_minute.unwrap_or(0),
-            tokens_per_minute: s.tokens_per_minute.unwrap_or(0),
-            max_cost_usd: s.max_cost_usd.unwrap_or(0.0),
-        };
-        if limits.max_cost_usd > 0.0 && file.params_ok && flags_ok {
+        if s.limits.max_cost_usd > 0.0 && file.params_ok && flags_ok {
             check_budget(
                 &file.defaults,
                 &param_sets,
@@ -136,32 +91,11 @@ impl Job {
         };
         Ok(Job {
             name,
-            endpoint: EndpointConfig {
-                url: s.url.unwrap_or_else(|| DEFAULT_ENDPOINT.into()),
-                api_key_env: s.api_key_env.unwrap_or_else(|| DEFAULT_KEY_ENV.into()),
-                timeout: s.timeout.unwrap_or(settings::DEFAULT_TIMEOUT),
-                headers: s.headers,
-                max_reply_bytes: s
-                    .max_reply_bytes
-                    .unwrap_or(settings::DEFAULT_MAX_REPLY_BYTES),
-                max_attempt: std::time::Duration::from_secs(
-                    s.max_attempt_secs
-                        .unwrap_or(settings::DEFAULT_MAX_ATTEMPT_SECS),
-                ),
-            },
+            endpoint: s.endpoint,
             input,
             output,
-            limits,
-            retry: RetryConfig {
-                max_attempts: s.max_attempts.unwrap_or(settings::DEFAULT_MAX_ATTEMPTS),
-                initial_backoff: std::time::Duration::from_millis(
-                    s.initial_backoff_ms
-                        .unwrap_or(settings::DEFAULT_INITIAL_BACKOFF_MS),
-                ),
-                max_backoff: std::time::Duration::from_millis(
-                    s.max_backoff_ms.unwrap_or(settings::DEFAULT_MAX_BACKOFF_MS),
-                ),
-            },
+            limits: s.limits,
+            retry: s.retry,
             defaults: file.defaults,
             param_sets,
             overrides,
@@ -169,6 +103,24 @@ impl Job {
             row_limit: args.limit,
             simulate: args.simulate,
         })
+    }
+}
+
+/// `max_backoff_ms` below `initial_backoff_ms` (given or default) could never back off.
+fn check_backoff(s: &Settings, at: &dyn Fn(&str, &str) -> String, problems: &mut Problems) {
+    let (initial, max) = (
+        s.retry.initial_backoff.as_millis(),
+        s.retry.max_backoff.as_millis(),
+    );
+    if max < initial {
+        let key = match s.given("retry.max_backoff_ms") {
+            true => "retry.max_backoff_ms",
+            false => "retry.initial_backoff_ms",
+        };
+        problems.push(
+            at(key, "--max-attempts"),
+            format!("max_backoff_ms ({max}) must be at least initial_backoff_ms ({initial})"),
+        );
     }
 }
 
@@ -205,7 +157,7 @@ fn input_config(
 ) -> Option<InputConfig> {
     let Some(source) = s.input.clone() else {
         problems.push(
-            at("[input] path", "--input"),
+            at("input.path", "--input"),
             "no input: set [input] path in the job file or pass --input PATH",
         );
         return None;
@@ -213,11 +165,13 @@ fn input_config(
     let format = match (&s.format, &source) {
         (Some(f), _) => *f,
         (None, InputSource::Stdin) => Format::Jsonl,
+        // Given but bad: that problem is reported already.
+        (None, _) if s.given("input.format") => return None,
         (None, InputSource::File(path)) => match settings::format_from_extension(path) {
             Some(f) => f,
             None => {
                 problems.push(
-                    at("[input] format", "--format"),
+                    at("input.format", "--format"),
                     format!(
                         "cannot tell the format of {} from its extension; set [input] format = \"jsonl\" or \"csv\", or pass --format jsonl|csv",
                         path.display()
@@ -227,10 +181,10 @@ fn input_config(
             }
         },
     };
-    if format == Format::Csv && s.template.is_none() {
+    if format == Format::Csv && s.template.is_none() && !s.given("input.template") {
         // Caught once here rather than on every row.
         problems.push(
-            at("[input] template", "--template"),
+            at("input.template", "--template"),
             "CSV rows are sent through a template over their columns, and the job has none: set [input] template or pass --template (e.g. --template 'Answer: {{question}}')",
         );
         return None;
@@ -241,7 +195,7 @@ fn input_config(
         id: s.id.clone(),
         // `--system ''` clears a system message the job file sets.
         system: s.system.clone().filter(|text| !text.is_empty()),
-        system_mode: s.system_mode.unwrap_or(SystemMode::Auto),
+        system_mode: s.system_mode,
         template: s.template.clone(),
     })
 }
@@ -283,7 +237,7 @@ fn output_config(
     lock.push(".lock");
     if same_file(&path, &summary) || same_file(Path::new(&lock), &summary) {
         problems.push(
-            at("[output] summary", "--summary"),
+            at("output.summary", "--summary"),
             format!(
                 "the summary path {} is the output path or its lock file; pick another",
                 summary.display()
@@ -294,7 +248,7 @@ fn output_config(
     if let Some(input) = input_path {
         if same_file(input, &path) || same_file(input, &summary) {
             problems.push(
-                at("[output] path", "--output"),
+                at("output.path", "--output"),
                 format!(
                     "{} is both the input and an output, and writing it would destroy the input; pass --output PATH or set [output] path",
                     input.display()
@@ -357,7 +311,7 @@ fn check_budget(
     }
     for (model, sets) in unpriced {
         problems.push(
-            at("[pricing]", "--max-cost"),
+            at("pricing", "--max-cost"),
             format!(
                 "with max_cost_usd set, model {model:?} (parameter set {}) needs a [pricing] entry: add {model:?} = {{ input = USD per 1M tokens, output = USD per 1M tokens }} to the job file, or drop the budget",
                 sets.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ")
@@ -366,7 +320,7 @@ fn check_budget(
     }
     if !uncapped.is_empty() {
         problems.push(
-            at("[defaults]", "--max-cost"),
+            at("defaults", "--max-cost"),
             format!(
                 "with max_cost_usd set, every request needs a token cap, and parameter set {} has none: set max_tokens (or max_completion_tokens) in [defaults], the set, or with --param max_tokens=N",
                 uncapped.join(", ")

@@ -13,12 +13,12 @@ use crate::template::Template;
 
 mod file;
 mod flags;
-pub mod load;
+mod load;
 pub mod params;
+mod problem;
 mod settings;
-mod toml_walk;
 
-pub use load::{JobError, Problem};
+pub use problem::{did_you_mean, JobError, Problem};
 
 pub const DEFAULT_ENDPOINT: &str = "https://api.aimlapi.com/v1/chat/completions";
 pub const DEFAULT_KEY_ENV: &str = "AIMLAPI_API_KEY";

@@ -7,6 +7,7 @@
 
 use serde_json::{Map, Value};
 
+use super::problem::nearest;
 use super::ParamLayer;
 
 /// The chat parameters the contract names; anything else goes under `extra`.
@@ -193,11 +194,18 @@ pub fn layer_from_map(
                 }),
             }
         } else {
-            match unknown {
-                UnknownKeys::IntoExtra => {
+            match (unknown, typo_of(key)) {
+                (UnknownKeys::IntoExtra, None) => {
                     layer.extra.insert(key.clone(), value.clone());
                 }
-                UnknownKeys::Reject => problems.push(ParamProblem {
+                // Passed through, a typo would be sent silently and ignored by the server.
+                (UnknownKeys::IntoExtra, Some(near)) => problems.push(ParamProblem {
+                    key: key.clone(),
+                    message: format!(
+                        "{key:?} is not a chat parameter; did you mean {near:?}? to send {key:?} as it is, put it under extra, e.g. {{\"extra\": {{{key:?}: ...}}}}"
+                    ),
+                }),
+                (UnknownKeys::Reject, _) => problems.push(ParamProblem {
                     key: key.clone(),
                     message: unknown_key_message(key),
                 }),
@@ -225,14 +233,16 @@ pub fn unknown_key_message(key: &str) -> String {
     }
 }
 
-/// The candidate closest to `key` when it is close enough to be a likely typo.
-pub fn nearest<'a>(key: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    candidates
+/// The chat parameter `key` is a likely misspelling of: within 1 edit
+/// (2 for keys longer than 5 characters), transpositions counting as one.
+pub fn typo_of(key: &str) -> Option<&'static str> {
+    let most = if key.chars().count() > 5 { 2 } else { 1 };
+    CHAT_PARAMS
         .iter()
-        .map(|c| (strsim::jaro_winkler(key, c), *c))
-        .filter(|(score, _)| *score >= 0.75)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
+        .map(|p| (strsim::damerau_levenshtein(key, p), *p))
+        .filter(|(d, _)| (1..=most).contains(d))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, p)| p)
 }
 
 /// Parses `KEY=VALUE` from `--param`: the value as JSON when it parses, else as a string.
@@ -361,9 +371,34 @@ mod tests {
         assert_eq!(problems[0].key, "temprature");
         assert!(problems[0].message.contains("\"temperature\""));
 
+        let map = obj(json!({"temperature_bias": 0.2, "max_tokens": 5}));
         let layer = layer_from_map(&map, UnknownKeys::IntoExtra).expect("valid");
-        assert_eq!(layer.extra.get("temprature"), Some(&json!(0.2)));
+        assert_eq!(layer.extra.get("temperature_bias"), Some(&json!(0.2)));
         assert_eq!(layer.named.get("max_tokens"), Some(&json!(5)));
+    }
+
+    #[test]
+    fn near_misses_of_chat_parameters_are_errors_even_where_unknown_keys_pass_through() {
+        for (typo, meant) in [
+            ("temprature", "temperature"),
+            ("top_pp", "top_p"),
+            ("max_token", "max_tokens"),
+            ("tpo_k", "top_k"),
+        ] {
+            let map = obj(json!({ typo: 1 }));
+            let problems = layer_from_map(&map, UnknownKeys::IntoExtra).unwrap_err();
+            assert_eq!(problems[0].key, typo);
+            let message = &problems[0].message;
+            assert!(
+                message.contains(&format!("did you mean {meant:?}?")),
+                "{message}"
+            );
+            assert!(message.contains("under extra"), "{message}");
+        }
+        // Far from every chat parameter, or under extra: passed through.
+        let map = obj(json!({"user": "u", "logprobs": true, "extra": {"temprature": 1}}));
+        let layer = layer_from_map(&map, UnknownKeys::IntoExtra).expect("valid");
+        assert_eq!(layer.extra.len(), 3, "{layer:?}");
     }
 
     #[test]

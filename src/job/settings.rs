@@ -1,31 +1,29 @@
-//! The job's scalar settings as one source gives them (the job file or the
-//! flags), each already checked where it was written, and the checks both
-//! sources share so a bad value reads the same from either.
+//! The job's scalar settings, the one table of job-file keys that sets them,
+//! and the checks behind it, shared by the job file and the flags so a bad
+//! value reads the same from either.
 //!
-//! Merging is then field by field: a flag beats the file, the file beats the
-//! default. Checking at the source means a bad value in the file is reported
-//! even when a flag overrides it: the file is still wrong and will bite the
-//! next run that lacks the flag.
+//! The job file is written first, then the flags over it: a flag beats the
+//! file, the file beats the default. Every value is checked where it is
+//! written, so a bad value in the file is reported even when a flag
+//! overrides it: the file is still wrong and will bite the next run that
+//! lacks the flag.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::toml_walk::Problems;
-use super::{Format, InputSource, SystemMode};
+use toml::Value;
+
+use super::problem::describe;
+use super::{
+    EndpointConfig, Format, InputSource, Limits, RetryConfig, SystemMode, DEFAULT_ENDPOINT,
+    DEFAULT_KEY_ENV,
+};
 use crate::template::Template;
 
 /// Most requests in flight that a job may ask for: beyond this, sockets and
 /// memory run out before any endpoint could keep up.
-pub(crate) const MAX_CONCURRENCY: usize = 10_000;
-pub(crate) const MAX_ATTEMPTS: u32 = 100;
-
-pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
-pub(crate) const DEFAULT_MAX_REPLY_BYTES: u64 = 16 * 1024 * 1024;
-pub(crate) const DEFAULT_MAX_ATTEMPT_SECS: u64 = 1800;
-pub(crate) const DEFAULT_CONCURRENCY: usize = 16;
-pub(crate) const DEFAULT_MAX_ATTEMPTS: u32 = 5;
-pub(crate) const DEFAULT_INITIAL_BACKOFF_MS: u64 = 500;
-pub(crate) const DEFAULT_MAX_BACKOFF_MS: u64 = 60_000;
+pub(crate) const MAX_CONCURRENCY: i64 = 10_000;
+pub(crate) const MAX_ATTEMPTS: i64 = 100;
 
 /// A path that may hold `{name}` and `{date}`, expanded once the name is known.
 #[derive(Debug, Clone)]
@@ -42,72 +40,214 @@ impl PathSpec {
     }
 }
 
-/// Every setting one source can give; `None` = not given there.
-#[derive(Debug, Default)]
+/// Every setting a job can give, the flags written over the job file's
+/// over the defaults; `None` = given nowhere (a default that depends on
+/// other settings is filled in later).
+#[derive(Debug)]
 pub(crate) struct Settings {
     pub name: Option<String>,
-    pub url: Option<String>,
-    pub api_key_env: Option<String>,
-    pub timeout: Option<Duration>,
-    pub headers: Vec<(String, String)>,
-    pub max_reply_bytes: Option<u64>,
-    pub max_attempt_secs: Option<u64>,
+    pub endpoint: EndpointConfig,
     pub input: Option<InputSource>,
     pub format: Option<Format>,
     pub id: Option<Template>,
     /// `Some("")` clears a system message set elsewhere (`--system ''`).
     pub system: Option<String>,
-    pub system_mode: Option<SystemMode>,
+    pub system_mode: SystemMode,
     pub template: Option<Template>,
     pub output: Option<PathSpec>,
     pub summary: Option<PathSpec>,
-    pub concurrency: Option<usize>,
-    pub requests_per_minute: Option<u32>,
-    pub tokens_per_minute: Option<u64>,
-    pub max_cost_usd: Option<f64>,
-    pub max_attempts: Option<u32>,
-    pub initial_backoff_ms: Option<u64>,
-    pub max_backoff_ms: Option<u64>,
+    pub limits: Limits,
+    pub retry: RetryConfig,
+    /// The keys given, a bad value included: a key given but bad is not also "missing".
+    pub given: Vec<&'static str>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            name: None,
+            endpoint: EndpointConfig {
+                url: DEFAULT_ENDPOINT.into(),
+                api_key_env: DEFAULT_KEY_ENV.into(),
+                timeout: Duration::from_secs(120),
+                headers: Vec::new(),
+                max_reply_bytes: 16 * 1024 * 1024,
+                max_attempt: Duration::from_secs(1800),
+            },
+            input: None,
+            format: None,
+            id: None,
+            system: None,
+            system_mode: SystemMode::Auto,
+            template: None,
+            output: None,
+            summary: None,
+            limits: Limits {
+                concurrency: 16,
+                requests_per_minute: 0,
+                tokens_per_minute: 0,
+                max_cost_usd: 0.0,
+            },
+            retry: RetryConfig {
+                max_attempts: 5,
+                initial_backoff: Duration::from_millis(500),
+                max_backoff: Duration::from_millis(60_000),
+            },
+            given: Vec::new(),
+        }
+    }
 }
 
 impl Settings {
-    /// `self` (the flags) over `under` (the job file). Headers merge by name,
-    /// case-insensitively, the flag's value replacing the file's in place.
-    pub fn over(self, under: Settings) -> Settings {
-        let mut headers = under.headers;
-        for (name, value) in self.headers {
-            match headers
-                .iter_mut()
-                .find(|(n, _)| n.eq_ignore_ascii_case(&name))
-            {
-                Some(slot) => *slot = (name, value),
-                None => headers.push((name, value)),
-            }
+    pub fn given(&self, path: &str) -> bool {
+        self.given.contains(&path)
+    }
+}
+
+/// One job-file key (`section.key`, or `key` at the top level) and how it
+/// is checked and stored: `set(settings, value, folder relative paths start from)`.
+pub(crate) struct Key {
+    pub path: &'static str,
+    pub set: fn(&mut Settings, &Value, &Path) -> Result<(), String>,
+}
+
+/// The table of keys: `"path" => field = value;`, where `value` is computed
+/// from `v` (the value written) and `base` (the folder relative paths start
+/// from), `?` returning the problem.
+macro_rules! keys {
+    (|$v:ident, $base:ident| $($path:literal => $($field:ident).+ = $value:expr;)*) => {
+        /// Every scalar key of the job file outside `[defaults]`, `[[params]]` and `[pricing]`.
+        pub(crate) const KEYS: &[Key] = &[
+            Key { path: "endpoint.headers", set: set_headers },
+            $(Key { path: $path, set: |s, $v, $base| {
+                let _ = $base;
+                s.$($field).+ = $value;
+                Ok(())
+            } },)*
+        ];
+    };
+}
+
+keys! { |v, base|
+    "name" => name = Some(checked(v, check_name)?);
+    "endpoint.url" => endpoint.url = checked(v, check_url)?;
+    "endpoint.api_key_env" => endpoint.api_key_env = checked(v, check_key_env)?;
+    "endpoint.timeout_secs" => endpoint.timeout = check_timeout(number(v)?)?;
+    // Whole numbers >= 1: a cap of 0 bytes or a 0 s deadline could never succeed.
+    "endpoint.max_reply_bytes" => endpoint.max_reply_bytes = whole(v, 1, i64::MAX)? as u64;
+    "endpoint.max_attempt_secs" => endpoint.max_attempt = secs(whole(v, 1, i64::MAX)?);
+    "input.path" => input = Some(input_source(&string(v)?, base)?);
+    "input.format" => format = Some(choose(v, "a format", &[("jsonl", Format::Jsonl), ("csv", Format::Csv)])?);
+    "input.id" => id = Some(Template::parse(&string(v)?).map_err(|e| e.to_string())?);
+    "input.system" => system = Some(string(v)?);
+    "input.system_mode" => system_mode = choose(v, "a system mode", &[
+        ("auto", SystemMode::Auto), ("message", SystemMode::Message), ("fold", SystemMode::Fold)])?;
+    "input.template" => template = Some(Template::parse(&string(v)?).map_err(|e| e.to_string())?);
+    "output.path" => output = Some(path_spec(&string(v)?, base)?);
+    "output.summary" => summary = Some(path_spec(&string(v)?, base)?);
+    "limits.concurrency" => limits.concurrency = whole(v, 1, MAX_CONCURRENCY)? as usize;
+    "limits.requests_per_minute" => limits.requests_per_minute = whole(v, 0, u32::MAX.into())? as u32;
+    "limits.tokens_per_minute" => limits.tokens_per_minute = whole(v, 0, i64::MAX)? as u64;
+    "limits.max_cost_usd" => limits.max_cost_usd = check_max_cost(number(v)?)?;
+    "retry.max_attempts" => retry.max_attempts = whole(v, 1, MAX_ATTEMPTS)? as u32;
+    "retry.initial_backoff_ms" => retry.initial_backoff = millis(whole(v, 0, i64::MAX)?);
+    "retry.max_backoff_ms" => retry.max_backoff = millis(whole(v, 0, i64::MAX)?);
+}
+
+fn secs(n: i64) -> Duration {
+    Duration::from_secs(n.unsigned_abs())
+}
+
+fn millis(n: i64) -> Duration {
+    Duration::from_millis(n.unsigned_abs())
+}
+
+impl Key {
+    /// Checks `value` and stores it, noting the key as given even when it is bad.
+    pub fn apply(&self, s: &mut Settings, value: &Value, base: &Path) -> Result<(), String> {
+        s.given.push(self.path);
+        (self.set)(s, value, base)
+    }
+}
+
+/// The entry of `path` (`limits.concurrency`), if the job file has such a key.
+pub(crate) fn key(path: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.path == path)
+}
+
+/// `{ NAME = "value", ... }`: each header checked, and merged by name,
+/// case-insensitively, a later value replacing an earlier one in place.
+fn set_headers(s: &mut Settings, value: &Value, _: &Path) -> Result<(), String> {
+    let Value::Table(table) = value else {
+        return Err(format!("must be a table, got {}", describe(value)));
+    };
+    for (name, value) in table {
+        let Value::String(value) = value else {
+            let got = describe(value);
+            return Err(format!("a header value must be a string, got {got}"));
+        };
+        check_header(name, value)?;
+        let header = (name.clone(), value.clone());
+        let headers = &mut s.endpoint.headers;
+        match headers
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            Some(slot) => *slot = header,
+            None => headers.push(header),
         }
-        Settings {
-            name: self.name.or(under.name),
-            url: self.url.or(under.url),
-            api_key_env: self.api_key_env.or(under.api_key_env),
-            timeout: self.timeout.or(under.timeout),
-            headers,
-            max_reply_bytes: self.max_reply_bytes.or(under.max_reply_bytes),
-            max_attempt_secs: self.max_attempt_secs.or(under.max_attempt_secs),
-            input: self.input.or(under.input),
-            format: self.format.or(under.format),
-            id: self.id.or(under.id),
-            system: self.system.or(under.system),
-            system_mode: self.system_mode.or(under.system_mode),
-            template: self.template.or(under.template),
-            output: self.output.or(under.output),
-            summary: self.summary.or(under.summary),
-            concurrency: self.concurrency.or(under.concurrency),
-            requests_per_minute: self.requests_per_minute.or(under.requests_per_minute),
-            tokens_per_minute: self.tokens_per_minute.or(under.tokens_per_minute),
-            max_cost_usd: self.max_cost_usd.or(under.max_cost_usd),
-            max_attempts: self.max_attempts.or(under.max_attempts),
-            initial_backoff_ms: self.initial_backoff_ms.or(under.initial_backoff_ms),
-            max_backoff_ms: self.max_backoff_ms.or(under.max_backoff_ms),
+    }
+    Ok(())
+}
+
+fn string(value: &Value) -> Result<String, String> {
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        other => Err(format!("must be a string, got {}", describe(other))),
+    }
+}
+
+/// A string that passes `check`.
+fn checked(value: &Value, check: fn(&str) -> Result<(), String>) -> Result<String, String> {
+    let text = string(value)?;
+    check(&text).map(|()| text)
+}
+
+/// One of a few words, e.g. `"csv"`.
+fn choose<T: Copy>(value: &Value, what: &str, choices: &[(&str, T)]) -> Result<T, String> {
+    let text = string(value)?;
+    match choices.iter().find(|(word, _)| *word == text) {
+        Some((_, choice)) => Ok(*choice),
+        None => {
+            let words: Vec<String> = choices.iter().map(|(w, _)| format!("{w:?}")).collect();
+            let (last, rest) = words.split_last().unwrap_or((&text, &[]));
+            Err(format!(
+                "{text:?} is not {what}; use {} or {last}",
+                rest.join(", ")
+            ))
         }
+    }
+}
+
+/// A whole number within `min..=max`.
+pub(crate) fn whole(value: &Value, min: i64, max: i64) -> Result<i64, String> {
+    let range = match max {
+        i64::MAX => format!("a whole number >= {min}"),
+        _ => format!("a whole number between {min} and {max}"),
+    };
+    match value {
+        Value::Integer(n) if (min..=max).contains(n) => Ok(*n),
+        Value::Integer(n) => Err(format!("must be {range}, got {n}")),
+        other => Err(format!("must be {range}, got {}", describe(other))),
+    }
+}
+
+/// A number, integer or float; the caller checks its range (NaN included).
+pub(crate) fn number(value: &Value) -> Result<f64, String> {
+    match value {
+        Value::Integer(n) => Ok(*n as f64),
+        Value::Float(x) => Ok(*x),
+        other => Err(format!("must be a finite number, got {}", describe(other))),
     }
 }
 
@@ -210,27 +350,6 @@ pub(crate) fn check_max_cost(usd: f64) -> Result<f64, String> {
     }
 }
 
-pub(crate) fn parse_format(text: &str) -> Result<Format, String> {
-    match text {
-        "jsonl" => Ok(Format::Jsonl),
-        "csv" => Ok(Format::Csv),
-        other => Err(format!(
-            "{other:?} is not a format; use \"jsonl\" or \"csv\""
-        )),
-    }
-}
-
-pub(crate) fn parse_system_mode(text: &str) -> Result<SystemMode, String> {
-    match text {
-        "auto" => Ok(SystemMode::Auto),
-        "message" => Ok(SystemMode::Message),
-        "fold" => Ok(SystemMode::Fold),
-        other => Err(format!(
-            "{other:?} is not a system mode; use \"auto\", \"message\" or \"fold\""
-        )),
-    }
-}
-
 /// `-` is standard input; anything else a file relative to `base`.
 pub(crate) fn input_source(text: &str, base: &Path) -> Result<InputSource, String> {
     match text {
@@ -283,21 +402,6 @@ pub(crate) fn format_from_extension(path: &Path) -> Option<Format> {
         "jsonl" | "ndjson" => Some(Format::Jsonl),
         "csv" => Some(Format::Csv),
         _ => None,
-    }
-}
-
-/// Reports `result`'s error at `place` and passes its value on.
-pub(crate) fn report<T>(
-    result: Result<T, String>,
-    place: impl Into<String>,
-    problems: &mut Problems,
-) -> Option<T> {
-    match result {
-        Ok(v) => Some(v),
-        Err(message) => {
-            problems.push(place, message);
-            None
-        }
     }
 }
 

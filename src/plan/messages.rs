@@ -130,10 +130,16 @@ pub(super) fn check(value: &Value) -> Result<&[Value], Vec<Problem>> {
             ));
             continue;
         };
-        if !message.get("role").is_some_and(Value::is_string) {
+        let role = message.get("role").and_then(Value::as_str);
+        if !role.is_some_and(|r| ["system", "user", "assistant", "tool"].contains(&r)) {
             problems.push((
                 Some(format!("messages[{i}].role")),
-                "must be a string such as \"user\", \"assistant\" or \"system\"".into(),
+                format!(
+                    "must be \"system\", \"user\", \"assistant\" or \"tool\", not {}",
+                    message
+                        .get("role")
+                        .map_or_else(|| "missing".into(), describe)
+                ),
             ));
         }
         check_content(message, i, &mut problems);

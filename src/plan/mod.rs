@@ -238,7 +238,10 @@ impl Planner {
             (None, Some(template)) => template
                 .render(fields)
                 .map(|text| Content::Text(Cow::Owned(text)))
-                .map_err(|e| vec![(Some(e.field().to_string()), e.to_string())]),
+                .map_err(|e| {
+                    let near = crate::job::did_you_mean(e.field(), fields.keys().map(String::as_str));
+                    vec![(Some(e.field().to_string()), format!("{e}{near}"))]
+                }),
             (None, None) if self.format == Format::Csv => Err(vec![(
                 None,
                 "CSV rows are sent through the template, and the job has none: set [input] template or --template (e.g. --template '{{question}}')".into(),

@@ -336,3 +336,35 @@ fn set_names_are_shared_across_rows() {
         json!({"prompt": "a"}).as_object().expect("object")
     );
 }
+
+#[test]
+fn a_role_other_than_system_user_assistant_or_tool_is_a_row_error() {
+    let j = job();
+    let e = errors(
+        &j,
+        json!({"messages": [{"role": "users", "content": "hi"}]}),
+    );
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!((e[0].path.as_str(), e[0].line), ("q.jsonl", Some(7)));
+    assert_eq!(e[0].field.as_deref(), Some("messages[0].role"));
+    assert!(e[0].message.contains("\"users\""), "{}", e[0]);
+    let conversation = json!([
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "c1"}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "42"},
+    ]);
+    plan(&j, json!({ "messages": conversation })).expect("the four roles are valid");
+}
+
+#[test]
+fn a_template_field_close_to_a_row_field_gets_a_suggestion() {
+    let j = with_template(job(), "Answer: {{questoin}}");
+    let e = errors(&j, json!({"question": "why?"}));
+    assert_eq!(e[0].field.as_deref(), Some("questoin"));
+    assert!(
+        e[0].message.contains("did you mean \"question\"?"),
+        "{}",
+        e[0]
+    );
+}

@@ -100,6 +100,8 @@ pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
         }
     };
     let limit = job.row_limit.unwrap_or(u64::MAX);
+    // "no model for parameter set ..." -> (first line, rows).
+    let mut no_model: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for row in rows.take(usize::try_from(limit).unwrap_or(usize::MAX)) {
         scan.rows += 1;
         let row = match row {
@@ -121,7 +123,12 @@ pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
             Ok(requests) => requests,
             Err(problems) => {
                 for p in problems {
-                    scan.problem(p);
+                    // A set without a model fails every row alike: said once, below.
+                    if p.field.as_deref() == Some("model") {
+                        no_model.entry(p.message).or_insert((line, 0)).1 += 1;
+                    } else {
+                        scan.problem(p);
+                    }
                 }
                 continue;
             }
@@ -171,6 +178,17 @@ pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
             );
         }
     }
+    for (message, (first, rows)) in no_model {
+        let rows = match rows {
+            1 => format!("line {first}"),
+            n => format!("{n} rows, the first at line {first}"),
+        };
+        scan.problem(InputError::new(
+            &file.display,
+            None,
+            format!("{message} ({rows})"),
+        ));
+    }
     scan
 }
 
@@ -215,12 +233,13 @@ fn missing_columns(
         return None;
     }
     let have: Vec<&str> = columns.keys().map(String::as_str).collect();
+    let near = crate::job::did_you_mean(missing[0], have.iter().copied());
     Some(
         InputError::new(
             display,
             Some(1),
             format!(
-                "the template needs column{} {} but the header has {}",
+                "the template needs column{} {} but the header has {}{near}",
                 if missing.len() == 1 { "" } else { "s" },
                 quoted(&missing),
                 quoted(&have)
@@ -353,6 +372,51 @@ mod tests {
         );
         let s = scan_csv_with("id,question\na,x\n", "{{question}}", Some(109));
         assert_eq!(s.problem_count, 0);
+    }
+
+    #[test]
+    fn a_missing_model_is_one_problem_not_one_per_row() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("q.jsonl");
+        let rows: String = (1..=30)
+            .map(|i| format!("{{\"prompt\": \"q{i}\"}}\n"))
+            .collect();
+        std::fs::write(&path, rows).expect("write");
+        let args = JobArgs {
+            input: Some("q.jsonl".into()),
+            ..JobArgs::default()
+        };
+        let job = Job::load(&args, dir.path(), "2026-11-25").expect("valid job");
+        let file = InputFile {
+            path,
+            display: "q.jsonl".into(),
+        };
+        let s = scan(&job, &file, &ResumeState::default());
+        assert_eq!(
+            s.problem_count,
+            1,
+            "{}",
+            problem_report(&s.problems, s.problem_count)
+        );
+        let message = s.problems[0].to_string();
+        assert!(
+            message.contains("no model for parameter set \"default\""),
+            "{message}"
+        );
+        assert!(
+            message.contains("30 rows, the first at line 1"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_template_field_close_to_a_column_gets_a_suggestion() {
+        let s = scan_csv("id,question\n1,q\n", "{{questoin}}");
+        let message = s.problems[0].to_string();
+        assert!(message.contains("did you mean \"question\"?"), "{message}");
+        let s = scan_csv("id,question\n1,q\n", "{{zzz}}");
+        let message = s.problems[0].to_string();
+        assert!(!message.contains("did you mean"), "{message}");
     }
 
     #[test]

@@ -195,29 +195,37 @@ temprature = 0.2
 "#,
     );
     let found = problems(&job_args(Some("faq.toml")), dir.path());
-    assert_problem(&found, "faq.toml: endpont", r#"did you mean "endpoint"?"#);
     assert_problem(
         &found,
-        "faq.toml: [limits] concurency",
+        "faq.toml:2:1: endpont",
+        r#"did you mean "endpoint"?"#,
+    );
+    assert_problem(
+        &found,
+        "faq.toml:6:1: [limits] concurency",
         r#"unknown key "concurency"; did you mean "concurrency"?"#,
     );
     assert_problem(
         &found,
-        "faq.toml: [endpoint] timeout",
+        "faq.toml:8:1: [endpoint] timeout",
         r#"did you mean "timeout_secs"?"#,
     );
     assert_problem(
         &found,
-        r#"faq.toml: [[params]] #1 ("precise") temprature"#,
+        r#"faq.toml:11:1: [[params]] #1 ("precise") temprature"#,
         r#"did you mean "temperature"?"#,
     );
     assert_problem(
         &found,
-        r#"faq.toml: [pricing] "m" outptu"#,
+        r#"faq.toml:13:20: [pricing] "m" outptu"#,
         r#"did you mean "output"?"#,
     );
     // The price lacks its output, so that is a problem too.
-    assert_problem(&found, r#"faq.toml: [pricing] "m" output"#, "is missing");
+    assert_problem(
+        &found,
+        r#"faq.toml:13:7: [pricing] "m" output"#,
+        "is missing",
+    );
     assert_eq!(found.len(), 6, "{found:#?}");
 }
 
@@ -261,47 +269,59 @@ extra = { bias = inf }
 "#,
     );
     let found = problems(&job_args(Some("j.toml")), dir.path());
-    assert_problem(&found, "j.toml: name", "must be a string, got the number 7");
-    assert_problem(&found, "j.toml: input", "must be a table");
     assert_problem(
         &found,
-        "j.toml: [endpoint] timeout_secs",
+        "j.toml:2:8: name",
+        "must be a string, got the number 7",
+    );
+    assert_problem(&found, "j.toml:3:9: input", "must be a table");
+    assert_problem(
+        &found,
+        "j.toml:5:16: [endpoint] timeout_secs",
         "the string \"60\"",
     );
     assert_problem(
         &found,
-        "j.toml: [endpoint] headers \"X-Title\"",
+        "j.toml:6:13: [endpoint] headers \"X-Title\"",
         "must be a string",
     );
     assert_problem(
         &found,
-        "j.toml: [endpoint] max_reply_bytes",
+        "j.toml:7:19: [endpoint] max_reply_bytes",
         "must be a whole number >= 1, got 0",
     );
     assert_problem(
         &found,
-        "j.toml: [endpoint] max_attempt_secs",
+        "j.toml:8:20: [endpoint] max_attempt_secs",
         "must be a whole number >= 1",
     );
     assert_problem(
         &found,
-        "j.toml: [limits] concurrency",
+        "j.toml:10:15: [limits] concurrency",
         "must be a whole number between 1 and 10000, got the string \"8\"",
     );
-    assert_problem(&found, "j.toml: [limits] max_cost_usd", "got -1");
+    assert_problem(&found, "j.toml:12:16: [limits] max_cost_usd", "got -1");
     assert_problem(
         &found,
-        "j.toml: [limits] tokens_per_minute",
+        "j.toml:11:21: [limits] tokens_per_minute",
         "whole number >= 0, got the number 8.0",
     );
     assert_problem(
         &found,
-        "j.toml: [retry] max_attempts",
+        "j.toml:14:16: [retry] max_attempts",
         "between 1 and 100, got 0",
     );
-    assert_problem(&found, "j.toml: [defaults] max_tokens", "integer");
-    assert_problem(&found, "j.toml: [defaults] temperature", "finite number");
-    assert_problem(&found, "j.toml: [defaults] extra.bias", "finite number");
+    assert_problem(&found, "j.toml:16:14: [defaults] max_tokens", "integer");
+    assert_problem(
+        &found,
+        "j.toml:17:15: [defaults] temperature",
+        "finite number",
+    );
+    assert_problem(
+        &found,
+        "j.toml:18:9: [defaults] extra.bias",
+        "finite number",
+    );
 }
 
 #[test]
@@ -355,19 +375,27 @@ name = 3
 "#,
     );
     let found = problems(&job_args(Some("j.toml")), dir.path());
-    assert_problem(&found, r#"j.toml: [[params]] #2 ("a") name"#, "earlier set");
     assert_problem(
         &found,
-        r#"j.toml: [[params]] #3 (" ") name"#,
+        r#"j.toml:7:8: [[params]] #2 ("a") name"#,
+        "earlier set",
+    );
+    assert_problem(
+        &found,
+        r#"j.toml:9:8: [[params]] #3 (" ") name"#,
         "must not be empty",
     );
     assert_problem(
         &found,
-        r#"j.toml: [[params]] #4 ("x/y") name"#,
+        r#"j.toml:11:8: [[params]] #4 ("x/y") name"#,
         "contains '/'",
     );
-    assert_problem(&found, "j.toml: [[params]] #5 name", "needs a name");
-    assert_problem(&found, "j.toml: [[params]] #6 name", "must be a string");
+    assert_problem(&found, "j.toml:12:1: [[params]] #5 name", "needs a name");
+    assert_problem(
+        &found,
+        "j.toml:15:8: [[params]] #6 name",
+        "must be a string",
+    );
     assert_eq!(found.len(), 5, "{found:#?}");
 
     write(
@@ -376,7 +404,7 @@ name = 3
         "params = 3\n[input]\npath = \"q.jsonl\"\n",
     );
     let found = problems(&job_args(Some("k.toml")), dir.path());
-    assert_problem(&found, "k.toml: params", "list of [[params]] tables");
+    assert_problem(&found, "k.toml:1:10: params", "list of [[params]] tables");
     write(
         dir.path(),
         "k.toml",
@@ -385,7 +413,7 @@ name = 3
     let found = problems(&job_args(Some("k.toml")), dir.path());
     assert_problem(
         &found,
-        "k.toml: params",
+        "k.toml:1:1: params",
         "write [[params]] (double brackets)",
     );
 }
@@ -401,7 +429,7 @@ fn retry_backoff_max_must_not_be_below_initial() {
     let found = problems(&job_args(Some("j.toml")), dir.path());
     assert_problem(
         &found,
-        "j.toml: [retry] max_backoff_ms",
+        "j.toml:4:18: [retry] max_backoff_ms",
         "at least initial_backoff_ms (500)",
     );
 }
@@ -416,7 +444,7 @@ fn a_budget_needs_prices_and_token_caps_for_the_jobs_models() {
     assert_eq!(found.len(), 1, "{found:#?}");
     assert_problem(
         &found,
-        "j.toml: [pricing]",
+        "j.toml:45:2: [pricing]",
         "model \"google/gemma-3-27b-it\" (parameter set \"creative\") needs a [pricing] entry",
     );
 
@@ -433,7 +461,7 @@ fn a_budget_needs_prices_and_token_caps_for_the_jobs_models() {
     let found = problems(&args, dir.path());
     assert_problem(
         &found,
-        "j.toml: [defaults]",
+        "j.toml:32:2: [defaults]",
         "\"precise\", \"creative\" has none",
     );
 
@@ -463,8 +491,8 @@ fn prices_must_be_non_negative_numbers() {
         "[input]\npath = \"q.jsonl\"\n[pricing]\n\"a\" = { input = -1, output = 2 }\n\"b\" = 3\n\"c\" = { input = 1, output = 2.5 }\n",
     );
     let found = problems(&job_args(Some("j.toml")), dir.path());
-    assert_problem(&found, r#"j.toml: [pricing] "a" input"#, ">= 0");
-    assert_problem(&found, r#"j.toml: [pricing] "b""#, "must be { input");
+    assert_problem(&found, r#"j.toml:4:17: [pricing] "a" input"#, ">= 0");
+    assert_problem(&found, r#"j.toml:5:7: [pricing] "b""#, "must be { input");
     assert_eq!(found.len(), 2, "{found:#?}");
 }
 
@@ -504,7 +532,11 @@ fn the_image_token_bound_is_a_pricing_key() {
             &job(&format!("image_tokens = {bad}\n")),
         );
         let found = problems(&job_args(Some("j.toml")), dir.path());
-        assert_problem(&found, "j.toml: [pricing] image_tokens", "whole number");
+        assert_problem(
+            &found,
+            "j.toml:6:16: [pricing] image_tokens",
+            "whole number",
+        );
     }
 }
 
@@ -532,13 +564,74 @@ max_completion_tokens = 9223372036854775807
     let found = problems(&args, dir.path());
     assert_problem(
         &found,
-        "j.toml: [defaults] max_tokens",
+        "j.toml:6:14: [defaults] max_tokens",
         "from 1 to 2147483648",
     );
     assert_problem(
         &found,
-        "j.toml: [[params]] #1 (\"huge\") max_completion_tokens",
+        "j.toml:9:25: [[params]] #1 (\"huge\") max_completion_tokens",
         "from 1 to 2147483648",
     );
     assert_problem(&found, "--param max_tokens", "from 1 to 2147483648");
+}
+
+#[test]
+fn many_sets_are_checked_in_linear_time_and_a_repeat_is_named_once() {
+    // Comparing each name with every earlier one is 3.2 billion comparisons
+    // of long names here (minutes); a set of names is 80,000 lookups.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prefix = "p".repeat(64);
+    let mut text = String::from("[input]\npath = \"q.jsonl\"\n");
+    for i in (0..80_000).chain([1, 1]) {
+        text.push_str(&format!("[[params]]\nname = \"{prefix}{i}\"\n"));
+    }
+    write(dir.path(), "j.toml", &text);
+    let started = std::time::Instant::now();
+    let found = problems(&job_args(Some("j.toml")), dir.path());
+    let elapsed = started.elapsed();
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert_problem(
+        &found,
+        &format!("j.toml:160004:8: [[params]] #80001 (\"{prefix}1\") name"),
+        "must be unique",
+    );
+    assert!(
+        elapsed < Duration::from_secs(20),
+        "80,000 sets took {elapsed:?}"
+    );
+}
+
+#[test]
+fn parameters_keep_their_types_and_dates_become_strings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "j.toml",
+        "[input]\npath = \"q.jsonl\"\n[defaults]\nstop = [\"x\"]\nextra = { a = 1, b = 0.5, d = 1979-05-27 }\n",
+    );
+    let job = load(&job_args(Some("j.toml")), dir.path()).expect("valid");
+    assert_eq!(job.defaults.named.get("stop"), Some(&json!(["x"])));
+    assert_eq!(job.defaults.extra.get("a"), Some(&json!(1)));
+    assert_eq!(job.defaults.extra.get("b"), Some(&json!(0.5)));
+    assert_eq!(job.defaults.extra.get("d"), Some(&json!("1979-05-27")));
+}
+
+#[test]
+fn problems_come_in_the_order_of_the_file_each_with_line_and_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "j.toml",
+        "[retry]\nmax_attempts = 0\n[limits]\nconcurency = 8\n[endpoint]\ntimeout = 3\n[input]\npath = \"q.jsonl\"\n",
+    );
+    let found = problems(&job_args(Some("j.toml")), dir.path());
+    let places: Vec<&str> = found.iter().map(|p| p.place.as_str()).collect();
+    assert_eq!(
+        places,
+        [
+            "j.toml:2:16: [retry] max_attempts",
+            "j.toml:4:1: [limits] concurency",
+            "j.toml:6:1: [endpoint] timeout"
+        ]
+    );
 }

@@ -266,14 +266,14 @@ fn names_that_cannot_be_file_names_are_rejected() {
         "name = \"a\\\\b\"\n[input]\npath = \"q.jsonl\"\n",
     );
     let found = problems(&job_args(Some("j.toml")), dir.path());
-    assert_problem(&found, "j.toml: name", "path separator");
+    assert_problem(&found, "j.toml:1:8: name", "path separator");
     write(
         dir.path(),
         "k.toml",
         "name = \"\"\n[input]\npath = \"q.jsonl\"\n",
     );
     let found = problems(&job_args(Some("k.toml")), dir.path());
-    assert_problem(&found, "k.toml: name", "must not be empty");
+    assert_problem(&found, "k.toml:1:8: name", "must not be empty");
 }
 
 #[test]
@@ -331,7 +331,11 @@ fn formats_come_from_the_flag_the_file_or_the_extension() {
         "[input]\npath = \"a.txt\"\nformat = \"tsv\"\n",
     );
     let found = problems(&job_args(Some("j.toml")), dir.path());
-    assert_problem(&found, "j.toml: [input] format", "\"tsv\" is not a format");
+    assert_problem(
+        &found,
+        "j.toml:3:10: [input] format",
+        "\"tsv\" is not a format",
+    );
 }
 
 #[test]
@@ -346,7 +350,7 @@ fn missing_input_is_a_problem_saying_how_to_give_one() {
     );
     write(dir.path(), "j.toml", "name = \"x\"\n");
     let found = problems(&job_args(Some("j.toml")), dir.path());
-    assert_problem(&found, "j.toml: [input] path", "no input");
+    assert_problem(&found, "j.toml:1:1: [input] path", "no input");
 }
 
 #[test]
@@ -392,4 +396,55 @@ fn the_error_lists_every_problem_numbered_with_a_hint() {
     assert!(text.contains("  1. --input: no input"), "{text}");
     assert!(text.contains("  2. --limit: must be at least 1"), "{text}");
     assert!(text.contains("promptbatch validate"), "{text}");
+}
+
+#[test]
+fn a_bad_value_is_one_problem_not_also_a_missing_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // An unclosed template is not also "the job has no template".
+    let args = JobArgs {
+        input: Some("q.csv".into()),
+        template: Some("Answer: {{question".into()),
+        ..JobArgs::default()
+    };
+    let found = problems(&args, dir.path());
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_problem(&found, "--template", "unclosed");
+    // A format that is not one is not also "cannot tell the format".
+    write(
+        dir.path(),
+        "j.toml",
+        "[input]\npath = \"a.txt\"\nformat = \"tsv\"\n",
+    );
+    let found = problems(&job_args(Some("j.toml")), dir.path());
+    assert_eq!(found.len(), 1, "{found:#?}");
+}
+
+#[test]
+fn a_near_miss_of_a_chat_parameter_in_param_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = JobArgs {
+        input: Some("q.jsonl".into()),
+        params: vec![
+            "temprature=0.2".into(),
+            "top_pp=0.9".into(),
+            "user=u1".into(),
+        ],
+        ..JobArgs::default()
+    };
+    let found = problems(&args, dir.path());
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert_problem(
+        &found,
+        "--param temprature",
+        "did you mean \"temperature\"?",
+    );
+    assert_problem(&found, "--param top_pp", "put it under extra");
+    // Under extra, it is sent as it is.
+    let args = JobArgs {
+        params: vec!["extra={\"temprature\": 0.2}".into()],
+        ..args
+    };
+    let job = load(&args, dir.path()).expect("valid");
+    assert_eq!(job.overrides.extra.get("temprature"), Some(&json!(0.2)));
 }
