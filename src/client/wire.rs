@@ -1,18 +1,23 @@
 //! Wire types of chat completions (whole replies and stream chunks), read leniently.
 //!
-//! Every field is optional and every field whose type varies between providers
-//! is a `serde_json::Value`, so unknown fields, nulls and numbers-as-strings
-//! never fail a reply that has what we need. Usage is kept as reported, never
-//! recounted; a missing usage stays `None`, never zeros.
+//! Every field is optional and a field whose type varies between providers is
+//! a [`Scalar`] (kept when a string, number, bool or null, skipped otherwise),
+//! so unknown fields, nulls and numbers-as-strings never fail a reply that has
+//! what we need, and nothing a server pads a reply with builds a tree in
+//! memory (see `lenient`). Usage is kept as reported, never recounted; a
+//! missing usage stays `None`, never zeros.
 
 use std::fmt;
 
 use reqwest::header::HeaderMap;
-use serde::de::{Deserializer, SeqAccess, Visitor};
+use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
+use super::lenient::{Content, Obj, Scalar};
 use super::Usage;
+
+pub use super::lenient::{content_text, string};
 
 /// $1 is 2,000,000 AI/ML API credits.
 pub const CREDITS_PER_USD: f64 = 2_000_000.0;
@@ -21,35 +26,79 @@ pub const CREDITS_PER_USD: f64 = 2_000_000.0;
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Completion {
-    pub id: Option<Value>,
-    pub model: Option<Value>,
+    pub id: Option<Scalar>,
+    pub model: Option<Scalar>,
     /// OpenRouter: the upstream provider that served the request.
-    pub provider: Option<Value>,
+    pub provider: Option<Scalar>,
     #[serde(deserialize_with = "leading_choices")]
     pub choices: Option<Vec<Choice>>,
-    pub usage: Option<Value>,
+    pub usage: Obj<WireUsage>,
     /// AI/ML API: `meta.usage.usd_spent` / `credits_used`.
-    pub meta: Option<Value>,
-    pub error: Option<Value>,
+    pub meta: Obj<Meta>,
+    /// Only whether there is one: the document is read again, typed, when so.
+    pub error: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Choice {
-    pub index: Option<Value>,
+    pub index: Option<Scalar>,
     pub message: Option<Message>,
     pub delta: Option<Message>,
-    pub finish_reason: Option<Value>,
+    pub finish_reason: Option<Scalar>,
 }
 
 /// A message or a delta. `reasoning` and the rest are ignored.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Message {
-    pub content: Option<Value>,
-    pub tool_calls: Option<Value>,
+    pub content: Option<Content>,
+    /// Passed through to the record as the server's text, never as a tree.
+    pub tool_calls: Option<Box<RawValue>>,
     /// OpenAI's refusal text, sent instead of content.
-    pub refusal: Option<Value>,
+    pub refusal: Option<Scalar>,
+}
+
+/// `usage` as providers send it: the token counts, and OpenRouter's cost.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct WireUsage {
+    pub prompt_tokens: Option<Scalar>,
+    pub completion_tokens: Option<Scalar>,
+    pub total_tokens: Option<Scalar>,
+    pub prompt_tokens_details: Obj<Details>,
+    pub completion_tokens_details: Obj<Details>,
+    /// OpenRouter.
+    pub cost: Option<Scalar>,
+    pub is_byok: Option<Scalar>,
+    pub cost_details: Obj<CostDetails>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Details {
+    pub cached_tokens: Option<Scalar>,
+    pub reasoning_tokens: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CostDetails {
+    pub upstream_inference_cost: Option<Scalar>,
+}
+
+/// AI/ML API's `meta`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Meta {
+    pub usage: Obj<MetaUsage>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct MetaUsage {
+    pub usd_spent: Option<Scalar>,
+    pub credits_used: Option<Scalar>,
 }
 
 /// `choices`, keeping only what is used: the first choice, and the first
@@ -96,66 +145,25 @@ fn leading_choices<'de, D: Deserializer<'de>>(
 impl Choice {
     /// The first choice of a reply (`n` > 1 is not ours to merge).
     pub fn is_first(&self) -> bool {
-        self.index.as_ref().and_then(Value::as_u64).unwrap_or(0) == 0
-    }
-}
-
-/// A string field, or None for anything else.
-pub fn string(value: Option<Value>) -> Option<String> {
-    match value {
-        Some(Value::String(s)) => Some(s),
-        _ => None,
-    }
-}
-
-/// Message content: a string, or parts whose `text` is joined. `None` when absent or null.
-pub fn content_text(content: Option<Value>) -> Option<String> {
-    match content? {
-        Value::String(s) => Some(s),
-        Value::Array(parts) => {
-            let mut text = String::new();
-            for part in &parts {
-                match part {
-                    Value::String(s) => text.push_str(s),
-                    Value::Object(map) => {
-                        let kind = map.get("type").and_then(Value::as_str);
-                        let is_text = matches!(kind, None | Some("text") | Some("output_text"));
-                        if let (true, Some(s)) = (is_text, map.get("text").and_then(Value::as_str))
-                        {
-                            text.push_str(s);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            Some(text)
-        }
-        _ => None,
+        self.index.as_ref().and_then(as_u64).unwrap_or(0) == 0
     }
 }
 
 /// A non-negative integer, from a number (integer or float) or a numeric string.
-pub fn as_u64(value: &Value) -> Option<u64> {
+pub fn as_u64(value: &Scalar) -> Option<u64> {
+    let from_f64 = |f: f64| (f.is_finite() && f >= 0.0).then(|| f.round() as u64);
     match value {
-        Value::Number(n) => n.as_u64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.is_finite() && *f >= 0.0)
-                .map(|f| f.round() as u64)
-        }),
-        Value::String(s) => s
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .and_then(|f| as_u64(&Value::from(f))),
+        Scalar::Number(n) => n.as_u64().or_else(|| n.as_f64().and_then(from_f64)),
+        Scalar::String(s) => s.trim().parse::<f64>().ok().and_then(from_f64),
         _ => None,
     }
 }
 
 /// A usable amount: finite and non-negative, from a number or a numeric string.
-pub fn as_amount(value: &Value) -> Option<f64> {
+pub fn as_amount(value: &Scalar) -> Option<f64> {
     let amount = match value {
-        Value::Number(n) => n.as_f64()?,
-        Value::String(s) => s.trim().parse().ok()?,
+        Scalar::Number(n) => n.as_f64()?,
+        Scalar::String(s) => s.trim().parse().ok()?,
         _ => return None,
     };
     (amount.is_finite() && amount >= 0.0).then_some(amount)
@@ -174,11 +182,11 @@ enum Count {
     Bad,
 }
 
-fn count(value: Option<&Value>) -> Count {
+fn count(value: Option<&Scalar>) -> Count {
     let valid = |n: u64| (n <= MAX_TOKEN_COUNT).then_some(n);
     let number = match value {
-        None | Some(Value::Null) => return Count::Absent,
-        Some(Value::Number(n)) => match n.as_u64() {
+        None | Some(Scalar::Null) => return Count::Absent,
+        Some(Scalar::Number(n)) => match n.as_u64() {
             Some(n) => valid(n),
             // A float: only a whole one (12.0) within the bound is a count.
             None => n
@@ -186,7 +194,7 @@ fn count(value: Option<&Value>) -> Count {
                 .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= MAX_TOKEN_COUNT as f64)
                 .map(|f| f as u64),
         },
-        Some(Value::String(s)) => s.trim().parse::<u64>().ok().and_then(valid),
+        Some(Scalar::String(s)) => s.trim().parse::<u64>().ok().and_then(valid),
         Some(_) => None,
     };
     number.map_or(Count::Bad, Count::Valid)
@@ -198,14 +206,14 @@ fn count(value: Option<&Value>) -> Count {
 /// sum a server may leave to us). A count that is negative, fractional or
 /// past 2^53 makes the whole usage bad: recorded as null, never clamped or
 /// rounded into a figure nobody sent; so does a bad cached or reasoning count.
-pub fn usage(usage: &Value) -> Option<Usage> {
-    let field = |name: &str| count(usage.get(name));
-    let (Count::Valid(prompt), Count::Valid(completion)) =
-        (field("prompt_tokens"), field("completion_tokens"))
-    else {
+pub fn usage(usage: &WireUsage) -> Option<Usage> {
+    let (Count::Valid(prompt), Count::Valid(completion)) = (
+        count(usage.prompt_tokens.as_ref()),
+        count(usage.completion_tokens.as_ref()),
+    ) else {
         return None;
     };
-    let total = match field("total_tokens") {
+    let total = match count(usage.total_tokens.as_ref()) {
         Count::Valid(total) => total,
         Count::Absent => prompt
             .checked_add(completion)
@@ -213,7 +221,7 @@ pub fn usage(usage: &Value) -> Option<Usage> {
         Count::Bad => return None,
     };
     // A lying detail makes the whole usage bad too: one figure of it is a lie.
-    let detail = |pointer: &str| match count(usage.pointer(pointer)) {
+    let detail = |value: Option<&Scalar>| match count(value) {
         Count::Valid(n) => Ok(Some(n)),
         Count::Absent => Ok(None),
         Count::Bad => Err(()),
@@ -222,8 +230,14 @@ pub fn usage(usage: &Value) -> Option<Usage> {
         prompt_tokens: prompt,
         completion_tokens: completion,
         total_tokens: total,
-        cached_tokens: detail("/prompt_tokens_details/cached_tokens").ok()?,
-        reasoning_tokens: detail("/completion_tokens_details/reasoning_tokens").ok()?,
+        cached_tokens: detail(
+            (usage.prompt_tokens_details.as_ref()).and_then(|d| d.cached_tokens.as_ref()),
+        )
+        .ok()?,
+        reasoning_tokens: detail(
+            (usage.completion_tokens_details.as_ref()).and_then(|d| d.reasoning_tokens.as_ref()),
+        )
+        .ok()?,
     })
 }
 
@@ -239,25 +253,21 @@ pub struct BodyCost {
 }
 
 impl BodyCost {
-    pub fn of(meta: Option<&Value>, usage: Option<&Value>) -> BodyCost {
-        let meta_usage = |field: &str| {
-            meta.and_then(|m| m.get("usage"))
-                .and_then(|u| u.get(field))
-                .and_then(as_amount)
-        };
+    pub fn of(meta: Option<&Meta>, usage: Option<&WireUsage>) -> BodyCost {
+        let meta_usage = meta.and_then(|m| m.usage.as_ref());
         let openrouter = usage.and_then(|usage| {
-            let cost = usage.get("cost").and_then(as_amount)?;
-            let byok = usage.get("is_byok").and_then(Value::as_bool) == Some(true);
-            let upstream = usage
-                .pointer("/cost_details/upstream_inference_cost")
+            let cost = usage.cost.as_ref().and_then(as_amount)?;
+            let byok = usage.is_byok == Some(Scalar::Bool(true));
+            let upstream = (usage.cost_details.as_ref())
+                .and_then(|d| d.upstream_inference_cost.as_ref())
                 .and_then(as_amount)
                 .filter(|_| byok);
             // Two huge figures may add up to infinity: no figure at all then.
             Some(cost + upstream.unwrap_or(0.0)).filter(|sum| sum.is_finite())
         });
         BodyCost {
-            usd_spent: meta_usage("usd_spent"),
-            credits_used: meta_usage("credits_used"),
+            usd_spent: meta_usage.and_then(|u| u.usd_spent.as_ref().and_then(as_amount)),
+            credits_used: meta_usage.and_then(|u| u.credits_used.as_ref().and_then(as_amount)),
             openrouter,
         }
     }
@@ -286,7 +296,7 @@ pub fn provider_cost(headers: &HeaderMap, body: &BodyCost) -> Option<f64> {
 }
 
 /// The server's model name, only when it differs from the one requested.
-pub fn response_model(model: Option<Value>, requested: &str) -> Option<String> {
+pub fn response_model(model: Option<Scalar>, requested: &str) -> Option<String> {
     string(model).filter(|model| model != requested)
 }
 
@@ -294,11 +304,31 @@ pub fn response_model(model: Option<Value>, requested: &str) -> Option<String> {
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    /// The typed form of a test's JSON, as a reply would be read.
+    fn typed<T: for<'de> Deserialize<'de>>(value: &Value) -> Option<T> {
+        serde_json::from_value::<Obj<T>>(value.clone()).unwrap().0
+    }
+
+    fn usage(value: &Value) -> Option<Usage> {
+        typed::<WireUsage>(value).as_ref().and_then(super::usage)
+    }
+
+    fn body_cost(meta: Option<&Value>, usage: Option<&Value>) -> BodyCost {
+        let meta = meta.and_then(typed::<Meta>);
+        let usage = usage.and_then(typed::<WireUsage>);
+        BodyCost::of(meta.as_ref(), usage.as_ref())
+    }
+
+    fn content_text(value: Option<Value>) -> Option<String> {
+        let content = value.map(|v| serde_json::from_value::<Option<Content>>(v).unwrap());
+        super::content_text(content.flatten())
+    }
 
     #[test]
     fn cost_precedence() {
-        let full_body = BodyCost::of(
+        let full_body = body_cost(
             Some(&json!({"usage": {"usd_spent": "0.5", "credits_used": 4000000}})),
             Some(&json!({"cost": 0.25})),
         );
@@ -354,7 +384,7 @@ mod tests {
 
     #[test]
     fn openrouter_cost_forms() {
-        let cost = |usage: Value| BodyCost::of(None, Some(&usage)).openrouter;
+        let cost = |usage: Value| body_cost(None, Some(&usage)).openrouter;
         assert_eq!(cost(json!({"cost": 0})), Some(0.0));
         assert_eq!(cost(json!({"cost": "0.002"})), Some(0.002));
         assert_eq!(
@@ -483,7 +513,7 @@ mod tests {
         let kept = parse(&many).unwrap().expect("choices");
         // The first, then the first of index 0 (`{}` has none, so counts as 0).
         assert_eq!(kept.len(), 2);
-        assert_eq!(kept[0].index, Some(json!(1)));
+        assert_eq!(kept[0].index, Some(Scalar::Number(1.into())));
         assert_eq!(kept[1].index, None);
         assert!(parse(r#"{"choices":null}"#).unwrap().is_none());
         assert!(parse(r#"{}"#).unwrap().is_none());
