@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{Deserializer as _, SeqAccess, Visitor};
+use serde::de::{Deserializer as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Number;
@@ -58,40 +58,69 @@ pub fn parse_error_body(body: &[u8]) -> ErrorInfo {
 /// both: they share their names), kept as the server's text and read only
 /// when used. Everything else, however big, is skipped unread: an error
 /// padded with millions of `{}` costs no memory.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default)]
 pub struct Fields<'a> {
-    #[serde(borrow)]
     pub error: Option<&'a RawValue>,
-    #[serde(borrow)]
     pub message: Option<&'a RawValue>,
-    #[serde(borrow, rename = "requestId")]
+    /// `requestId`.
     pub request_id: Option<&'a RawValue>,
-    #[serde(borrow, rename = "type")]
+    /// `type`.
     pub kind: Option<&'a RawValue>,
-    #[serde(borrow)]
     pub code: Option<&'a RawValue>,
-    #[serde(borrow)]
     pub status: Option<&'a RawValue>,
-    #[serde(borrow, rename = "statusCode")]
+    /// `statusCode`.
     pub status_code: Option<&'a RawValue>,
     /// FastAPI.
-    #[serde(borrow)]
     pub detail: Option<&'a RawValue>,
     /// OpenRouter's `metadata.raw`.
-    #[serde(borrow)]
     pub metadata: Option<&'a RawValue>,
-    #[serde(borrow)]
     pub raw: Option<&'a RawValue>,
     /// A FastAPI validation error's.
-    #[serde(borrow)]
     pub loc: Option<&'a RawValue>,
-    #[serde(borrow)]
     pub msg: Option<&'a RawValue>,
 }
 
-/// The fields of a JSON object; None for anything else (or an object that
-/// repeats a key it uses, which then reads as text).
+/// Read by hand, not derived: a repeated key keeps its last value, as a
+/// JSON tree would, rather than failing the whole document.
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Read;
+        impl<'de> Visitor<'de> for Read {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an error object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+                let mut read = Fields::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let field = match key.as_ref() {
+                        "error" => &mut read.error,
+                        "message" => &mut read.message,
+                        "requestId" => &mut read.request_id,
+                        "type" => &mut read.kind,
+                        "code" => &mut read.code,
+                        "status" => &mut read.status,
+                        "statusCode" => &mut read.status_code,
+                        "detail" => &mut read.detail,
+                        "metadata" => &mut read.metadata,
+                        "raw" => &mut read.raw,
+                        "loc" => &mut read.loc,
+                        "msg" => &mut read.msg,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *field = map.next_value()?;
+                }
+                Ok(read)
+            }
+        }
+        deserializer.deserialize_map(Read)
+    }
+}
+
+/// The fields of a JSON object; None for anything else.
 pub fn fields_of(raw: &RawValue) -> Option<Fields<'_>> {
     let text = raw.get();
     if !text.trim_start().starts_with('{') {
@@ -413,6 +442,11 @@ mod tests {
                 info("body.messages: field required", None),
             ),
             (r#"{"weird":true}"#, info(r#"{"weird":true}"#, None)),
+            // A repeated key keeps its last value; padding is skipped.
+            (
+                r#"{"error":{"message":"first","message":"last","code":429,"pad":[{},[]]},"pad":[{}]}"#,
+                info("last", Some("429")),
+            ),
             (r#""just a string""#, info("just a string", None)),
             ("upstream connect error\n or disconnect", info("upstream connect error or disconnect", None)),
             (

@@ -14,10 +14,10 @@ use std::fmt;
 
 use reqwest::header::HeaderMap;
 use serde::de::{Deserializer as _, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::classify;
-use super::lenient::{Obj, Scalar};
+use super::lenient::{lenient_struct, Obj, Scalar};
 use super::reply::bad_response;
 use super::sse::SseEvent;
 use super::wire::{self, BodyCost, Completion};
@@ -44,22 +44,21 @@ pub struct StreamAssembler {
 /// stream of empty calls must count too.
 const TOOL_CALL_OVERHEAD: usize = 64;
 
-/// One tool-call delta as a chunk sends it; the rest of it is skipped.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct CallDelta {
-    index: Option<Scalar>,
-    id: Option<Scalar>,
-    #[serde(rename = "type")]
-    kind: Option<Scalar>,
-    function: Obj<FunctionDelta>,
+lenient_struct! {
+    /// One tool-call delta as a chunk sends it; the rest of it is skipped.
+    pub struct CallDelta {
+        "index" => pub index: Option<Scalar>,
+        "id" => pub id: Option<Scalar>,
+        "type" => pub kind: Option<Scalar>,
+        "function" => pub function: Obj<FunctionDelta>,
+    }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct FunctionDelta {
-    name: Option<Scalar>,
-    arguments: Option<Scalar>,
+lenient_struct! {
+    pub struct FunctionDelta {
+        "name" => pub name: Option<Scalar>,
+        "arguments" => pub arguments: Option<Scalar>,
+    }
 }
 
 /// An assembled tool call as the record holds it.

@@ -14,7 +14,7 @@ use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::lenient::{Content, Obj, Scalar};
+use super::lenient::{lenient_struct, Content, Obj, Scalar};
 use super::Usage;
 
 pub use super::lenient::{content_text, string};
@@ -59,46 +59,46 @@ pub struct Message {
     pub refusal: Option<Scalar>,
 }
 
-/// `usage` as providers send it: the token counts, and OpenRouter's cost.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct WireUsage {
-    pub prompt_tokens: Option<Scalar>,
-    pub completion_tokens: Option<Scalar>,
-    pub total_tokens: Option<Scalar>,
-    pub prompt_tokens_details: Obj<Details>,
-    pub completion_tokens_details: Obj<Details>,
-    /// OpenRouter.
-    pub cost: Option<Scalar>,
-    pub is_byok: Option<Scalar>,
-    pub cost_details: Obj<CostDetails>,
+lenient_struct! {
+    /// `usage` as providers send it: the token counts, and OpenRouter's cost.
+    pub struct WireUsage {
+        "prompt_tokens" => pub prompt_tokens: Option<Scalar>,
+        "completion_tokens" => pub completion_tokens: Option<Scalar>,
+        "total_tokens" => pub total_tokens: Option<Scalar>,
+        "prompt_tokens_details" => pub prompt_tokens_details: Obj<Details>,
+        "completion_tokens_details" => pub completion_tokens_details: Obj<Details>,
+        /// OpenRouter.
+        "cost" => pub cost: Option<Scalar>,
+        "is_byok" => pub is_byok: Option<Scalar>,
+        "cost_details" => pub cost_details: Obj<CostDetails>,
+    }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Details {
-    pub cached_tokens: Option<Scalar>,
-    pub reasoning_tokens: Option<Scalar>,
+lenient_struct! {
+    pub struct Details {
+        "cached_tokens" => pub cached_tokens: Option<Scalar>,
+        "reasoning_tokens" => pub reasoning_tokens: Option<Scalar>,
+    }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct CostDetails {
-    pub upstream_inference_cost: Option<Scalar>,
+lenient_struct! {
+    pub struct CostDetails {
+        "upstream_inference_cost" => pub upstream_inference_cost: Option<Scalar>,
+    }
 }
 
-/// AI/ML API's `meta`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Meta {
-    pub usage: Obj<MetaUsage>,
+lenient_struct! {
+    /// AI/ML API's `meta`.
+    pub struct Meta {
+        "usage" => pub usage: Obj<MetaUsage>,
+    }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct MetaUsage {
-    pub usd_spent: Option<Scalar>,
-    pub credits_used: Option<Scalar>,
+lenient_struct! {
+    pub struct MetaUsage {
+        "usd_spent" => pub usd_spent: Option<Scalar>,
+        "credits_used" => pub credits_used: Option<Scalar>,
+    }
 }
 
 /// `choices`, keeping only what is used: the first choice, and the first
@@ -523,6 +523,20 @@ mod tests {
         );
         assert!(parse(r#"{"choices":{"a":1}}"#).is_err());
         assert!(parse(r#"{"choices":[1]}"#).is_err());
+    }
+
+    #[test]
+    fn a_repeated_key_keeps_its_last_value_as_a_tree_would() {
+        let completion: Completion = serde_json::from_str(
+            r#"{"choices":[],"usage":{"prompt_tokens":1,"prompt_tokens":5,"completion_tokens":2,
+            "prompt_tokens_details":{"cached_tokens":1,"cached_tokens":3},"pad":[{},{}]}}"#,
+        )
+        .unwrap();
+        let u = completion.usage.as_ref().and_then(super::usage).unwrap();
+        assert_eq!(
+            (u.prompt_tokens, u.total_tokens, u.cached_tokens),
+            (5, 7, Some(3))
+        );
     }
 
     #[test]
