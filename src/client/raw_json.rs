@@ -42,7 +42,10 @@ impl RawJson {
         let text = map_strings(self.get(), f);
         match RawValue::from_string(text) {
             Ok(value) => RawJson(value),
-            Err(_) => self.clone(),
+            // Cannot happen (only whole string tokens are replaced, each by
+            // an encoded string); if it did, the original text might still
+            // hold what `f` was removing: nothing is kept rather than that.
+            Err(_) => RawJson(RawValue::NULL.to_owned()),
         }
     }
 
