@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use reqwest::header::HeaderMap;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::error_body::{self, truncate, ErrorInfo};
 use super::retry_after;
@@ -130,21 +130,28 @@ fn reason_suffix(status: u16) -> String {
 /// is an `invalid_request`, never retried; a 429 or 5xx is retried), and
 /// reported with that code as its status. Without one, rate limits and server
 /// errors named by type stay retryable; anything else is a response we cannot use.
-pub fn in_band_failure(document: &Value, status: u16, uncertain: bool) -> Failure {
-    let error = document
-        .get("error")
-        .filter(|e| e.is_object())
-        .unwrap_or(document);
-    let own_status = ["code", "status", "statusCode"]
-        .iter()
-        .find_map(|field| error.get(*field).and_then(http_status));
-    let words = ["type", "code"]
-        .iter()
-        .filter_map(|field| error.get(*field).and_then(Value::as_str))
+pub fn in_band_failure(document: &str, status: u16, uncertain: bool) -> Failure {
+    let top = serde_json::from_str::<&RawValue>(document)
+        .ok()
+        .and_then(error_body::fields_of);
+    let error = (top.as_ref())
+        .and_then(|top| top.error)
+        .and_then(error_body::fields_of)
+        .or(top)
+        .unwrap_or_default();
+    let own_status = [error.code, error.status, error.status_code]
+        .into_iter()
+        .flatten()
+        .find_map(http_status);
+    let words = [error.kind, error.code]
+        .into_iter()
+        .flatten()
+        .filter_map(error_body::as_string)
         .collect::<Vec<_>>()
         .join(" ")
         .to_ascii_lowercase();
-    let ErrorInfo { message, code } = error_body::from_json(document);
+    let ErrorInfo { message, code } = error_body::from_json(document)
+        .unwrap_or_else(|| error_body::parse_error_body(document.as_bytes()));
     let refused = own_status.is_some_and(|own| is_refusal(own, &message, code.as_deref()));
     let (kind, reported) = match own_status {
         Some(own) => (status_kind(own), own),
@@ -170,11 +177,12 @@ pub fn in_band_failure(document: &Value, status: u16, uncertain: bool) -> Failur
 
 /// An error status given as a number or a numeric string; anything outside
 /// 400..=599 (a provider's own error numbering) is not a status.
-fn http_status(value: &Value) -> Option<u16> {
-    let number = match value {
-        Value::Number(n) => n.as_u64()?,
-        Value::String(s) => s.trim().parse().ok()?,
-        _ => return None,
+fn http_status(value: &RawValue) -> Option<u16> {
+    let number: u64 = match error_body::as_string(value) {
+        Some(s) => s.trim().parse().ok()?,
+        None => serde_json::from_str::<serde_json::Number>(value.get())
+            .ok()?
+            .as_u64()?,
     };
     u16::try_from(number)
         .ok()
@@ -333,8 +341,7 @@ mod tests {
             (r#"{"error":"plain"}"#, ErrorKind::BadResponse),
         ];
         for (body, kind) in cases {
-            let value: Value = serde_json::from_str(body).unwrap();
-            let failure = in_band_failure(&value, 200, true);
+            let failure = in_band_failure(body, 200, true);
             assert_eq!(failure.kind, kind, "{body}");
             assert!(failure.uncertain);
         }
@@ -347,17 +354,13 @@ mod tests {
             (r#"{"error":{"message":"x","code":1001}}"#, 200),
         ];
         for (body, status) in statuses {
-            let value: Value = serde_json::from_str(body).unwrap();
             assert_eq!(
-                in_band_failure(&value, 200, false).status,
+                in_band_failure(body, 200, false).status,
                 Some(status),
                 "{body}"
             );
         }
-        let value: Value = serde_json::from_str(
-            r#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":429}}"#,
-        )
-        .unwrap();
-        assert!(in_band_failure(&value, 200, false).refused);
+        let value = r#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":429}}"#;
+        assert!(in_band_failure(value, 200, false).refused);
     }
 }

@@ -8,9 +8,14 @@
 //! arrives, the user gets one readable line, never a parse error.
 
 use std::borrow::Cow;
+use std::fmt;
 
-use serde_json::Value;
+use serde::de::{Deserializer as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Number;
 
+use super::raw_json::compact;
 use super::redact;
 
 /// Longest message kept from a body: enough for any real explanation, short
@@ -35,8 +40,8 @@ pub fn parse_error_body(body: &[u8]) -> ErrorInfo {
     if text.is_empty() {
         return ErrorInfo::default();
     }
-    if let Ok(value) = serde_json::from_str::<Value>(text) {
-        return from_json(&value);
+    if let Some(info) = from_json(text) {
+        return info;
     }
     let message = if looks_like_html(text) {
         html_text(text)
@@ -49,116 +54,244 @@ pub fn parse_error_body(body: &[u8]) -> ErrorInfo {
     }
 }
 
-/// Reads a JSON error document (also used for `error` objects in 2xx bodies and streams).
-pub fn from_json(value: &Value) -> ErrorInfo {
-    let info = match value {
-        Value::Object(map) => match (map.get("error"), map.get("message")) {
-            (Some(error @ Value::Object(_)), _) => from_error_object(error),
-            // AI/ML API (NestJS): "message" says it all, "error" is only the status text.
-            (_, Some(message)) if !is_blank(message) => ErrorInfo {
-                message: with_request_id(text_of(message), map.get("requestId")),
-                code: type_or_code(map.get("type"), map.get("code")),
-            },
-            (Some(error), _) if !is_blank(error) => ErrorInfo {
-                message: text_of(error),
-                code: None,
-            },
-            _ => match map.get("detail") {
-                Some(detail) if !is_blank(detail) => ErrorInfo {
-                    message: fastapi_detail(detail),
+/// The fields of an error document, or of its `error` object (one type for
+/// both: they share their names), kept as the server's text and read only
+/// when used. Everything else, however big, is skipped unread: an error
+/// padded with millions of `{}` costs no memory.
+#[derive(Debug, Default)]
+pub struct Fields<'a> {
+    pub error: Option<&'a RawValue>,
+    pub message: Option<&'a RawValue>,
+    /// `requestId`.
+    pub request_id: Option<&'a RawValue>,
+    /// `type`.
+    pub kind: Option<&'a RawValue>,
+    pub code: Option<&'a RawValue>,
+    pub status: Option<&'a RawValue>,
+    /// `statusCode`.
+    pub status_code: Option<&'a RawValue>,
+    /// FastAPI.
+    pub detail: Option<&'a RawValue>,
+    /// OpenRouter's `metadata.raw`.
+    pub metadata: Option<&'a RawValue>,
+    pub raw: Option<&'a RawValue>,
+    /// A FastAPI validation error's.
+    pub loc: Option<&'a RawValue>,
+    pub msg: Option<&'a RawValue>,
+}
+
+/// Read by hand, not derived: a repeated key keeps its last value, as a
+/// JSON tree would, rather than failing the whole document.
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Read;
+        impl<'de> Visitor<'de> for Read {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an error object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+                let mut read = Fields::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let field = match key.as_ref() {
+                        "error" => &mut read.error,
+                        "message" => &mut read.message,
+                        "requestId" => &mut read.request_id,
+                        "type" => &mut read.kind,
+                        "code" => &mut read.code,
+                        "status" => &mut read.status,
+                        "statusCode" => &mut read.status_code,
+                        "detail" => &mut read.detail,
+                        "metadata" => &mut read.metadata,
+                        "raw" => &mut read.raw,
+                        "loc" => &mut read.loc,
+                        "msg" => &mut read.msg,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *field = map.next_value()?;
+                }
+                Ok(read)
+            }
+        }
+        deserializer.deserialize_map(Read)
+    }
+}
+
+/// The fields of a JSON object; None for anything else.
+pub fn fields_of(raw: &RawValue) -> Option<Fields<'_>> {
+    let text = raw.get();
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    serde_json::from_str(text).ok()
+}
+
+/// A JSON string, decoded; None for anything else.
+pub fn as_string(raw: &RawValue) -> Option<String> {
+    let text = raw.get().trim_start();
+    if !text.starts_with('"') {
+        return None;
+    }
+    serde_json::from_str(text).ok()
+}
+
+/// Calls `f` on each item of a JSON list, read one at a time.
+fn for_each_item<'a>(raw: &'a RawValue, f: impl FnMut(&'a RawValue)) {
+    struct Each<F>(F);
+    impl<'de, F: FnMut(&'de RawValue)> Visitor<'de> for Each<F> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(item) = seq.next_element::<&'de RawValue>()? {
+                (self.0)(item);
+            }
+            Ok(())
+        }
+    }
+    if raw.get().trim_start().starts_with('[') {
+        // Already read once as JSON: nothing here can fail.
+        let _ = serde_json::Deserializer::from_str(raw.get()).deserialize_seq(Each(f));
+    }
+}
+
+/// Items of a list joined by `separator`, whole items only, until the text
+/// is past what any message keeps: the rest are skipped, never cut (a cut
+/// here would come before redaction, see `truncate`).
+fn join_items(
+    raw: &RawValue,
+    separator: &str,
+    mut text: impl FnMut(&RawValue) -> String,
+) -> String {
+    let mut joined = String::new();
+    let mut first = true;
+    for_each_item(raw, |item| {
+        if joined.len() > 4 * MESSAGE_CAP {
+            return;
+        }
+        if !first {
+            joined.push_str(separator);
+        }
+        first = false;
+        joined.push_str(&text(item));
+    });
+    joined
+}
+
+/// Reads a JSON error document (also used for `error` objects in 2xx bodies
+/// and streams); None when `text` is not JSON.
+pub fn from_json(text: &str) -> Option<ErrorInfo> {
+    let document: &RawValue = serde_json::from_str(text).ok()?;
+    let info = match fields_of(document) {
+        Some(map) => {
+            let error_object = map.error.and_then(|e| fields_of(e).map(|f| (e, f)));
+            if let Some((raw, error)) = error_object {
+                from_error_object(raw, &error)
+            } else if let Some(message) = map.message.filter(|m| !is_blank(m)) {
+                // AI/ML API (NestJS): "message" says it all, "error" is only the status text.
+                ErrorInfo {
+                    message: with_request_id(text_of(message), map.request_id),
+                    code: type_or_code(map.kind, map.code),
+                }
+            } else if let Some(error) = map.error.filter(|e| !is_blank(e)) {
+                ErrorInfo {
+                    message: text_of(error),
                     code: None,
-                },
-                _ => ErrorInfo {
-                    message: value.to_string(),
+                }
+            } else {
+                ErrorInfo {
+                    message: match map.detail.filter(|d| !is_blank(d)) {
+                        Some(detail) => fastapi_detail(detail),
+                        None => compact(document.get()),
+                    },
                     code: None,
-                },
-            },
-        },
-        Value::String(text) => ErrorInfo {
-            message: text.clone(),
-            code: None,
-        },
-        other => ErrorInfo {
-            message: other.to_string(),
+                }
+            }
+        }
+        None => ErrorInfo {
+            message: as_string(document).unwrap_or_else(|| compact(document.get())),
             code: None,
         },
     };
-    ErrorInfo {
+    Some(ErrorInfo {
         message: truncate(&collapse_whitespace(&info.message), MESSAGE_CAP),
         code: info.code,
-    }
+    })
 }
 
 /// `{"message","type","code","metadata":{"raw"}}` as OpenAI and OpenRouter send it.
-fn from_error_object(error: &Value) -> ErrorInfo {
-    let mut message = error.get("message").map(text_of).unwrap_or_default();
+fn from_error_object(raw: &RawValue, error: &Fields) -> ErrorInfo {
+    let mut message = error.message.map(text_of).unwrap_or_default();
     if message.is_empty() {
-        message = error.to_string();
+        message = compact(raw.get());
     }
-    if let Some(raw) = error.pointer("/metadata/raw").filter(|raw| !is_blank(raw)) {
-        let raw = truncate(&collapse_whitespace(&text_of(raw)), RAW_CAP);
-        message = format!("{message} (upstream: {raw})");
+    let upstream = (error.metadata.and_then(fields_of))
+        .and_then(|metadata| metadata.raw)
+        .filter(|raw| !is_blank(raw));
+    if let Some(upstream) = upstream {
+        let upstream = truncate(&collapse_whitespace(&text_of(upstream)), RAW_CAP);
+        message = format!("{message} (upstream: {upstream})");
     }
     ErrorInfo {
         message,
-        code: type_or_code(error.get("type"), error.get("code")),
+        code: type_or_code(error.kind, error.code),
     }
 }
 
-fn type_or_code(kind: Option<&Value>, code: Option<&Value>) -> Option<String> {
-    let as_code = |value: &Value| match value {
-        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
+fn type_or_code(kind: Option<&RawValue>, code: Option<&RawValue>) -> Option<String> {
+    let as_code = |raw: &RawValue| match as_string(raw) {
+        Some(s) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
+        None => serde_json::from_str::<Number>(raw.get())
+            .ok()
+            .map(|n| n.to_string()),
     };
     kind.and_then(as_code).or_else(|| code.and_then(as_code))
 }
 
-fn with_request_id(message: String, request_id: Option<&Value>) -> String {
-    match request_id.and_then(Value::as_str) {
+fn with_request_id(message: String, request_id: Option<&RawValue>) -> String {
+    match request_id.and_then(as_string) {
         Some(id) if !id.is_empty() => format!("{message} (request id {id})"),
         _ => message,
     }
 }
 
 /// FastAPI: a string, or validation errors `[{"loc": [...], "msg": "..."}]`.
-fn fastapi_detail(detail: &Value) -> String {
-    let Value::Array(items) = detail else {
+fn fastapi_detail(detail: &RawValue) -> String {
+    if !detail.get().trim_start().starts_with('[') {
         return text_of(detail);
-    };
-    let parts: Vec<String> = items
-        .iter()
-        .map(
-            |item| match (item.get("loc"), item.get("msg").and_then(Value::as_str)) {
-                (Some(Value::Array(loc)), Some(msg)) => {
-                    let loc: Vec<String> = loc.iter().map(text_of).collect();
-                    format!("{}: {msg}", loc.join("."))
-                }
-                (_, Some(msg)) => msg.to_string(),
-                _ => text_of(item),
-            },
-        )
-        .collect();
-    parts.join("; ")
+    }
+    join_items(detail, "; ", |item| {
+        let fields = fields_of(item).unwrap_or_default();
+        let loc = fields.loc.filter(|l| l.get().trim_start().starts_with('['));
+        match (loc, fields.msg.and_then(as_string)) {
+            (Some(loc), Some(msg)) => format!("{}: {msg}", join_items(loc, ".", text_of)),
+            (_, Some(msg)) => msg,
+            _ => text_of(item),
+        }
+    })
 }
 
 /// A string as is, a list of strings joined, anything else as compact JSON.
-fn text_of(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Array(items) => items.iter().map(text_of).collect::<Vec<_>>().join("; "),
-        Value::Null => String::new(),
-        other => other.to_string(),
+fn text_of(raw: &RawValue) -> String {
+    let text = raw.get().trim_start();
+    if text.starts_with('[') {
+        join_items(raw, "; ", text_of)
+    } else if text.starts_with("null") {
+        String::new()
+    } else {
+        as_string(raw).unwrap_or_else(|| compact(text))
     }
 }
 
-fn is_blank(value: &Value) -> bool {
-    match value {
-        Value::Null => true,
-        Value::String(s) => s.trim().is_empty(),
-        Value::Array(items) => items.is_empty(),
-        _ => false,
-    }
+fn is_blank(raw: &RawValue) -> bool {
+    let text = raw.get().trim();
+    text == "null"
+        || (text.starts_with('[') && text[1..].trim() == "]")
+        || as_string(raw).is_some_and(|s| s.trim().is_empty())
 }
 
 fn looks_like_html(text: &str) -> bool {
@@ -309,6 +442,11 @@ mod tests {
                 info("body.messages: field required", None),
             ),
             (r#"{"weird":true}"#, info(r#"{"weird":true}"#, None)),
+            // A repeated key keeps its last value; padding is skipped.
+            (
+                r#"{"error":{"message":"first","message":"last","code":429,"pad":[{},[]]},"pad":[{}]}"#,
+                info("last", Some("429")),
+            ),
             (r#""just a string""#, info("just a string", None)),
             ("upstream connect error\n or disconnect", info("upstream connect error or disconnect", None)),
             (

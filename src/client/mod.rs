@@ -10,6 +10,8 @@ mod body;
 mod classify;
 mod error_body;
 mod http;
+mod lenient;
+mod raw_json;
 mod redact;
 mod reply;
 mod retry_after;
@@ -19,10 +21,10 @@ mod transport;
 mod wire;
 
 pub use http::Client;
+pub use raw_json::RawJson;
 pub use sse::{SseEvent, SseParser};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// The error kinds of the output record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -81,7 +83,8 @@ pub struct Reply {
     pub provider: Option<String>,
     /// The model the server named, when it differs from the one requested.
     pub response_model: Option<String>,
-    pub tool_calls: Option<Value>,
+    /// As the server sent them, compacted: passed through, never read.
+    pub tool_calls: Option<RawJson>,
     /// The model's refusal text (OpenAI `message.refusal`), when it gave one.
     pub refusal: Option<String>,
     /// Send to last byte.

@@ -41,9 +41,9 @@ use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::{Failure, Reply};
+use super::{Failure, RawJson, Reply};
 
 /// What a secret, or a part of one, is replaced with.
 pub const REDACTED: &str = "[redacted]";
@@ -203,26 +203,17 @@ impl Redactor {
         }
     }
 
-    /// Redacts every string in a JSON value, object keys included.
-    pub fn redact_json(&self, value: &mut Value) {
+    /// Redacts every string in JSON text, object keys included: string by
+    /// string, each decoded (so escaped forms are matched) and encoded again,
+    /// so a secret holding a quote or a backslash cannot break the JSON.
+    pub fn redact_json(&self, json: &RawJson) -> RawJson {
         if !self.is_active() {
-            return;
+            return json.clone();
         }
-        match value {
-            Value::String(text) => self.redact_string(text),
-            Value::Array(items) => items.iter_mut().for_each(|item| self.redact_json(item)),
-            Value::Object(map) => {
-                let entries = std::mem::take(map);
-                *map = entries
-                    .into_iter()
-                    .map(|(key, mut item)| {
-                        self.redact_json(&mut item);
-                        (self.redact(&key).into_owned(), item)
-                    })
-                    .collect::<Map<String, Value>>();
-            }
-            Value::Null | Value::Bool(_) | Value::Number(_) => {}
-        }
+        json.map_strings(|text| match self.redact(text) {
+            Cow::Owned(redacted) => Some(redacted),
+            Cow::Borrowed(_) => None,
+        })
     }
 
     /// Every string of a reply a server wrote.
@@ -257,7 +248,7 @@ impl Redactor {
             self.redact_string(text);
         }
         if let Some(calls) = tool_calls {
-            self.redact_json(calls);
+            *calls = self.redact_json(calls);
         }
         reply
     }

@@ -5,12 +5,12 @@
 //! needs to recognise a proxy's login page or a half-compatible server.
 
 use reqwest::header::HeaderMap;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::classify;
 use super::error_body::{collapse_whitespace, truncate};
 use super::wire::{self, BodyCost, Completion};
-use super::{ErrorKind, Failure, Reply};
+use super::{ErrorKind, Failure, RawJson, Reply};
 
 /// How much of a bad body is quoted in the message.
 const EXCERPT_CAP: usize = 200;
@@ -32,10 +32,9 @@ pub fn parse_reply(
             body,
         )
     })?;
-    if completion.error.as_ref().is_some_and(|e| !e.is_null()) {
-        let document: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    if completion.error.is_some() {
         // The server answered: nothing was left in flight.
-        return Err(classify::in_band_failure(&document, status, false));
+        return Err(classify::in_band_failure(&text, status, false));
     }
     let cost = BodyCost::of(completion.meta.as_ref(), completion.usage.as_ref());
     let usage = completion.usage.as_ref().and_then(wire::usage);
@@ -53,7 +52,7 @@ pub fn parse_reply(
     let Some(message) = choice.message else {
         return Err(bad_response(status, "choices[0] has no message", body));
     };
-    let tool_calls = message.tool_calls.filter(has_tool_calls);
+    let tool_calls = message.tool_calls.as_deref().and_then(kept_tool_calls);
     let content = match wire::content_text(message.content) {
         Some(text) => Some(text),
         // Nothing but tool calls: content stays null, as the output record says.
@@ -75,13 +74,9 @@ pub fn parse_reply(
     })
 }
 
-/// A non-empty list of tool calls (some servers send `[]` or `null`).
-pub fn has_tool_calls(value: &Value) -> bool {
-    match value {
-        Value::Array(calls) => !calls.is_empty(),
-        Value::Null => false,
-        _ => true,
-    }
+/// Tool calls worth recording, compacted: not `[]` or `null` (some servers send those).
+pub fn kept_tool_calls(raw: &RawValue) -> Option<RawJson> {
+    Some(RawJson::compacted(raw)).filter(|calls| !calls.is_empty_or_null())
 }
 
 /// A 2xx we cannot use: what was wrong, and how the body started.
@@ -213,7 +208,9 @@ mod tests {
     fn tool_calls_and_content_parts() {
         let reply = parse(r#"{"choices":[{"message":{"content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#).unwrap();
         assert_eq!(reply.content, None);
-        assert_eq!(reply.tool_calls.unwrap()[0]["id"], "c1");
+        let calls: serde_json::Value =
+            serde_json::from_str(reply.tool_calls.unwrap().get()).unwrap();
+        assert_eq!(calls[0]["id"], "c1");
         let reply =
             parse(r#"{"choices":[{"message":{"content":null,"tool_calls":[]}}],"usage":null}"#)
                 .unwrap();

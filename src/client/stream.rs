@@ -10,15 +10,18 @@
 //! caller can cap a reply that never ends.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use reqwest::header::HeaderMap;
-use serde_json::{json, Value};
+use serde::de::{Deserializer as _, SeqAccess, Visitor};
+use serde::Serialize;
 
 use super::classify;
+use super::lenient::{lenient_struct, Obj, Scalar};
 use super::reply::bad_response;
 use super::sse::SseEvent;
 use super::wire::{self, BodyCost, Completion};
-use super::{ErrorKind, Failure, Reply, Usage};
+use super::{ErrorKind, Failure, RawJson, Reply, Usage};
 
 #[derive(Debug, Default)]
 pub struct StreamAssembler {
@@ -29,7 +32,7 @@ pub struct StreamAssembler {
     usage: Option<Usage>,
     cost: BodyCost,
     id: Option<String>,
-    model: Option<Value>,
+    model: Option<Scalar>,
     provider: Option<String>,
     chunks: u64,
     done: bool,
@@ -40,6 +43,38 @@ pub struct StreamAssembler {
 /// What a tool call's bookkeeping costs besides its strings: an endless
 /// stream of empty calls must count too.
 const TOOL_CALL_OVERHEAD: usize = 64;
+
+lenient_struct! {
+    /// One tool-call delta as a chunk sends it; the rest of it is skipped.
+    pub struct CallDelta {
+        "index" => pub index: Option<Scalar>,
+        "id" => pub id: Option<Scalar>,
+        "type" => pub kind: Option<Scalar>,
+        "function" => pub function: Obj<FunctionDelta>,
+    }
+}
+
+lenient_struct! {
+    pub struct FunctionDelta {
+        "name" => pub name: Option<Scalar>,
+        "arguments" => pub arguments: Option<Scalar>,
+    }
+}
+
+/// An assembled tool call as the record holds it.
+#[derive(Serialize)]
+struct CallOut<'a> {
+    function: FunctionOut<'a>,
+    id: Option<&'a str>,
+    #[serde(rename = "type")]
+    kind: &'a str,
+}
+
+#[derive(Serialize)]
+struct FunctionOut<'a> {
+    arguments: &'a str,
+    name: &'a str,
+}
 
 /// One tool call as its deltas arrive.
 #[derive(Debug, Default)]
@@ -70,11 +105,8 @@ impl StreamAssembler {
                 data.as_bytes(),
             )
         })?;
-        if chunk.error.as_ref().is_some_and(|e| !e.is_null())
-            || event.event.as_deref() == Some("error")
-        {
-            let document: Value = serde_json::from_str(data).unwrap_or(Value::Null);
-            return Err(classify::in_band_failure(&document, status, true));
+        if chunk.error.is_some() || event.event.as_deref() == Some("error") {
+            return Err(classify::in_band_failure(data, status, true));
         }
         self.chunks += 1;
         self.cost
@@ -85,7 +117,7 @@ impl StreamAssembler {
         if let Some(id) = wire::string(chunk.id) {
             self.id = Some(id);
         }
-        if let Some(model @ Value::String(_)) = chunk.model {
+        if let Some(model @ Scalar::String(_)) = chunk.model {
             self.model = Some(model);
         }
         if let Some(provider) = wire::string(chunk.provider) {
@@ -109,14 +141,12 @@ impl StreamAssembler {
                 self.size = self.size.saturating_add(text.len());
                 self.content.push_str(&text);
             }
-            if let Some(Value::String(text)) = delta.refusal {
+            if let Some(Scalar::String(text)) = delta.refusal {
                 self.size = self.size.saturating_add(text.len());
                 self.refusal.push_str(&text);
             }
-            if let Some(Value::Array(calls)) = delta.tool_calls {
-                for call in &calls {
-                    self.merge_tool_call(call);
-                }
+            if let Some(calls) = delta.tool_calls {
+                self.merge_tool_calls(calls.get());
             }
         }
         Ok(!had_content && !self.content.is_empty())
@@ -142,11 +172,34 @@ impl StreamAssembler {
         self.size
     }
 
-    fn merge_tool_call(&mut self, delta: &Value) {
-        let id = delta.get("id").and_then(Value::as_str);
+    /// Merges a list of tool-call deltas, one at a time as they are read: a
+    /// delta of millions of tiny nodes never stands in memory as a tree.
+    /// Anything but a list is ignored.
+    fn merge_tool_calls(&mut self, raw: &str) {
+        struct Merge<'a>(&'a mut StreamAssembler);
+        impl<'de> Visitor<'de> for Merge<'_> {
+            type Value = ();
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of tool calls")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+                while let Some(Obj(delta)) = seq.next_element::<Obj<CallDelta>>()? {
+                    self.0.merge_tool_call(delta.unwrap_or_default());
+                }
+                Ok(())
+            }
+        }
+        if raw.trim_start().starts_with('[') {
+            // The text is JSON already read once: only a repeated key can fail
+            // here, and the deltas before it are kept.
+            let _ = serde_json::Deserializer::from_str(raw).deserialize_seq(Merge(self));
+        }
+    }
+
+    fn merge_tool_call(&mut self, delta: CallDelta) {
+        let id = delta.id.as_ref().and_then(Scalar::as_str);
         // Servers that send whole calls may omit the index: place them by id.
-        let index = delta
-            .get("index")
+        let index = (delta.index.as_ref())
             .and_then(wire::as_u64)
             .unwrap_or_else(|| {
                 let known = id.and_then(|id| {
@@ -176,15 +229,16 @@ impl StreamAssembler {
             added += id.len();
             call.id = Some(id.to_string());
         }
-        if let Some(kind) = delta.get("type").and_then(Value::as_str) {
+        if let Some(kind) = wire::string(delta.kind) {
             added += kind.len();
-            call.kind = Some(kind.to_string());
+            call.kind = Some(kind);
         }
-        if let Some(name) = delta.pointer("/function/name").and_then(Value::as_str) {
+        let function = delta.function.0.unwrap_or_default();
+        if let Some(name) = function.name.as_ref().and_then(Scalar::as_str) {
             added += name.len();
             call.name.push_str(name);
         }
-        if let Some(arguments) = delta.pointer("/function/arguments").and_then(Value::as_str) {
+        if let Some(arguments) = function.arguments.as_ref().and_then(Scalar::as_str) {
             added += arguments.len();
             call.arguments.push_str(arguments);
         }
@@ -226,20 +280,30 @@ impl StreamAssembler {
                 ..Failure::new(ErrorKind::Connection, Some(status), message)
             });
         }
-        let tool_calls = (!self.tool_calls.is_empty()).then(|| {
-            Value::Array(
-                self.tool_calls
-                    .into_values()
-                    .map(|call| {
-                        json!({
-                            "id": call.id,
-                            "type": call.kind.unwrap_or_else(|| "function".to_string()),
-                            "function": {"name": call.name, "arguments": call.arguments},
-                        })
-                    })
-                    .collect(),
-            )
-        });
+        // Written straight to text, keys in the order a JSON tree would
+        // write them, so a streamed reply records what a whole one would.
+        let calls: Vec<CallOut> = (self.tool_calls.values())
+            .map(|call| CallOut {
+                function: FunctionOut {
+                    arguments: &call.arguments,
+                    name: &call.name,
+                },
+                id: call.id.as_deref(),
+                kind: call.kind.as_deref().unwrap_or("function"),
+            })
+            .collect();
+        let tool_calls = if calls.is_empty() {
+            None
+        } else {
+            Some(RawJson::of(&calls).map_err(|err| {
+                Failure::new(
+                    ErrorKind::BadResponse,
+                    Some(status),
+                    format!("the tool calls could not be written: {err}"),
+                )
+            })?)
+        };
+        drop(calls);
         let content = if self.content.is_empty() && tool_calls.is_some() {
             None
         } else {

@@ -9,7 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::client::{ErrorKind, Usage};
+use crate::client::{ErrorKind, RawJson, Usage};
 use crate::job::Pricing;
 pub use crate::scheduler::pricing::CostSource;
 use crate::scheduler::Outcome;
@@ -58,7 +58,7 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_model: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tool_calls: Option<Value>,
+    pub tool_calls: Option<RawJson>,
     /// The model's refusal text, when it refused instead of answering.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refusal: Option<String>,

@@ -10,6 +10,7 @@
 //! scenario: one variant in `server::Behaviour`, its bytes in `Behaviour::answer`,
 //! and a test that runs it.
 
+mod memory;
 mod server;
 
 use std::fs::File;

@@ -107,9 +107,10 @@ fn escaped_and_encoded_forms() {
 #[test]
 fn json_strings_and_keys() {
     let redactor = Redactor::new([KEY]);
-    let mut value = json!([{"id": format!("call_{KEY}"), "function": {"name": "f",
+    let value = json!([{"id": format!("call_{KEY}"), "function": {"name": "f",
         "arguments": format!("{{\"k\":\"{KEY}\"}}")}, KEY: [KEY, 1, null]}]);
-    redactor.redact_json(&mut value);
+    let value = redactor.redact_json(&raw(&value));
+    let value: Value = serde_json::from_str(value.get()).unwrap();
     assert!(!value.to_string().contains("0123456789"), "{value}");
     assert_eq!(value[0]["id"], "call_[redacted]");
     assert_eq!(value[0][REDACTED][0], REDACTED);
@@ -127,7 +128,7 @@ fn every_string_of_a_reply_and_a_failure() {
         provider: echo("provider"),
         response_model: echo("model"),
         refusal: echo("refusal"),
-        tool_calls: Some(json!([{"id": KEY}])),
+        tool_calls: Some(raw(&json!([{"id": KEY}]))),
         ..Reply::default()
     });
     let text = format!("{reply:?}");
@@ -229,5 +230,39 @@ fn in_messages_case_does_not_hide_a_secret() {
             "bad key [redacted].",
             "{echo}"
         );
+    }
+}
+
+fn raw(value: &Value) -> RawJson {
+    RawJson::of(value).unwrap()
+}
+
+#[test]
+fn json_stays_json_whatever_the_secret_holds() {
+    // A secret with a quote and a backslash, as it sits in JSON text
+    // (escaped) and in a \u escape: every form is found, and what is left
+    // parses, the other strings untouched.
+    for secret in [
+        r#"ab"cd\ef-123456"#,
+        "sk-\"quoted\"-key",
+        "\\\\back\\slashes",
+    ] {
+        let redactor = Redactor::new([secret]);
+        let text = serde_json::to_string(&json!([{"id": secret, "k": format!("x {secret} y"),
+            "n": 5, "other": "keep \" this \\"}]))
+        .unwrap();
+        let escaped = text.replace("\"k\"", "\"\\u006b\"");
+        for text in [text, escaped] {
+            let calls =
+                RawJson::of(&serde_json::from_str::<&serde_json::value::RawValue>(&text).unwrap())
+                    .unwrap();
+            let out = redactor.redact_json(&calls);
+            let value: Value = serde_json::from_str(out.get())
+                .unwrap_or_else(|_| panic!("not JSON: {}", out.get()));
+            assert_eq!(value[0]["id"], REDACTED, "{secret}");
+            assert_eq!(value[0]["k"], format!("x {REDACTED} y"), "{secret}");
+            assert_eq!(value[0]["n"], 5);
+            assert_eq!(value[0]["other"], "keep \" this \\");
+        }
     }
 }

@@ -1,0 +1,187 @@
+//! Server JSON kept as text: [`RawJson`], and the passes over it that need no tree.
+//!
+//! What a reply passes through to the record (`tool_calls`) is kept as the
+//! server's own JSON text, never as a `serde_json::Value`: a tree costs about
+//! 30 times its text (16 MiB of `{}` took 490 MB), text costs once its size.
+//! The text is compacted when kept (a record is one line) and redacted string
+//! by string ([`map_strings`]), so no pass can break it.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
+
+/// A JSON value kept as compact text.
+#[derive(Clone)]
+pub struct RawJson(Box<RawValue>);
+
+impl RawJson {
+    /// Keeps `raw` compacted: whitespace outside strings removed.
+    pub fn compacted(raw: &RawValue) -> RawJson {
+        let text = compact(raw.get());
+        // Removing whitespace between tokens keeps valid JSON valid.
+        match RawValue::from_string(text) {
+            Ok(value) => RawJson(value),
+            Err(_) => RawJson(raw.to_owned()),
+        }
+    }
+
+    /// A value written straight to compact text, no tree between.
+    pub fn of<T: Serialize>(value: &T) -> Result<RawJson, serde_json::Error> {
+        serde_json::value::to_raw_value(value).map(RawJson)
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Replaces every string token with what `f` returns for its decoded
+    /// text (`None`: unchanged). The result is valid JSON whatever `f` returns.
+    pub fn map_strings(&self, f: impl FnMut(&str) -> Option<String>) -> RawJson {
+        let text = map_strings(self.get(), f);
+        match RawValue::from_string(text) {
+            Ok(value) => RawJson(value),
+            // Cannot happen (only whole string tokens are replaced, each by
+            // an encoded string); if it did, the original text might still
+            // hold what `f` was removing: nothing is kept rather than that.
+            Err(_) => RawJson(RawValue::NULL.to_owned()),
+        }
+    }
+
+    /// Whether this is a value worth keeping: not null, not an empty list.
+    pub fn is_empty_or_null(&self) -> bool {
+        let text = self.get().trim();
+        text == "null" || (text.starts_with('[') && text[1..].trim() == "]")
+    }
+}
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &RawJson) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl fmt::Debug for RawJson {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.get())
+    }
+}
+
+impl Serialize for RawJson {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawJson {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<RawJson, D::Error> {
+        Box::<RawValue>::deserialize(deserializer).map(RawJson)
+    }
+}
+
+/// The end (exclusive) of the string token starting at `start` (a quote).
+fn string_end(bytes: &[u8], start: usize) -> usize {
+    let mut i = start + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    bytes.len()
+}
+
+/// JSON text without whitespace outside strings.
+pub fn compact(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                let end = string_end(bytes, i);
+                out.push_str(&text[i..end]);
+                i = end;
+            }
+            b' ' | b'\t' | b'\n' | b'\r' => i += 1,
+            _ => {
+                // Up to the next quote or whitespace: ASCII, so a char boundary.
+                let end = bytes[i..]
+                    .iter()
+                    .position(|b| matches!(b, b'"' | b' ' | b'\t' | b'\n' | b'\r'))
+                    .map_or(bytes.len(), |n| i + n);
+                out.push_str(&text[i..end]);
+                i = end;
+            }
+        }
+    }
+    out
+}
+
+/// `text` with each string token replaced, re-encoded, by what `f` returns
+/// for its decoded value. A token that does not decode is left as it is.
+pub fn map_strings(text: &str, mut f: impl FnMut(&str) -> Option<String>) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'"' {
+            i += 1;
+            continue;
+        }
+        let end = string_end(bytes, i);
+        let token = &text[i..end];
+        let replaced = serde_json::from_str::<String>(token)
+            .ok()
+            .and_then(|decoded| f(&decoded));
+        if let Some(new) = replaced {
+            out.push_str(&text[copied..i]);
+            // Encoding a string cannot fail; the fallback keeps the token.
+            out.push_str(&serde_json::to_string(&new).unwrap_or_else(|_| token.to_string()));
+            copied = end;
+        }
+        i = end;
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(text: &str) -> RawJson {
+        RawJson::compacted(&RawValue::from_string(text.to_string()).unwrap())
+    }
+
+    #[test]
+    fn compacting_keeps_strings_and_values() {
+        let kept = raw("[ {\"id\" :\n \"a b\\\" \\\\\" , \"n\": 1.50e3,\t\"x\":[ ]} ]");
+        assert_eq!(kept.get(), r#"[{"id":"a b\" \\","n":1.50e3,"x":[]}]"#);
+        let tree: serde_json::Value = serde_json::from_str(kept.get()).unwrap();
+        assert_eq!(tree[0]["id"], "a b\" \\");
+        assert!(raw("null").is_empty_or_null());
+        assert!(raw("[ ]").is_empty_or_null());
+        assert!(!raw("[{}]").is_empty_or_null());
+    }
+
+    #[test]
+    fn mapping_strings_never_breaks_the_json() {
+        // Replacements holding quotes, backslashes and control characters
+        // are encoded; escaped forms in the text are decoded before `f` sees them.
+        let text = r#"{"k\u0065y":"a\"b\\c sk\u002dsecret","n":12,"s":"sk-secret"}"#;
+        let out = map_strings(text, |s| {
+            s.contains("sk-secret")
+                .then(|| s.replace("sk-secret", "\"\\\n[redacted]"))
+        });
+        let tree: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(tree["key"], "a\"b\\c \"\\\n[redacted]");
+        assert_eq!(tree["s"], "\"\\\n[redacted]");
+        assert_eq!(tree["n"], 12);
+        // Numbers and keywords are never strings: untouched.
+        assert_eq!(map_strings("[12,true]", |_| Some("x".into())), "[12,true]");
+    }
+}

@@ -1,0 +1,146 @@
+//! Memory stays a small multiple of `max_reply_bytes` whatever shape a reply
+//! takes: a body of millions of tiny JSON nodes (`{}`) where a reply passes
+//! JSON through (tool calls), where its text is joined (content parts), in an
+//! in-band error, and in stream chunks (an HTTP error body is read only
+//! up to 64 KiB). Read as `serde_json::Value`
+//! trees such bodies took 25 to 30 times their size.
+
+use super::*;
+
+/// The cap of these runs: big enough for millions of nodes, small enough to be quick.
+const CAP: u64 = 4 * MIB;
+/// A small multiple of the cap, over what the binary needs at rest.
+const BOUND_MIB: u64 = 6 * CAP / MIB + 40;
+
+/// `n` empty objects, comma-separated: about 3 bytes a node.
+fn nodes(n: usize) -> String {
+    let mut text = "{},".repeat(n);
+    text.pop();
+    text
+}
+
+/// As many nodes as fit in the cap with `room` bytes to spare.
+fn nodes_in_cap(room: u64) -> usize {
+    usize::try_from((CAP - room) / 3).expect("fits")
+}
+
+fn capped(stream: bool) -> Scenario {
+    Scenario {
+        stream,
+        max_reply_bytes: Some(CAP),
+        ..Scenario::default()
+    }
+}
+
+fn json_200(body: String) -> Behaviour {
+    Behaviour::Fixed {
+        status: "200 OK",
+        headers: "content-type: application/json\r\n".to_string(),
+        body,
+    }
+}
+
+#[tokio::test]
+async fn tool_calls_of_millions_of_tiny_nodes_are_kept_exactly_in_bounded_memory() {
+    let calls = format!(
+        r#"[{{"id":"c1","type":"function","function":{{"name":"f","arguments":"{{}}"}},"pad":[{}]}}]"#,
+        nodes(nodes_in_cap(4096))
+    );
+    let body = format!(
+        r#"{{"id":"r1","choices":[{{"index":0,"message":{{"content":null,"tool_calls":{calls}}},"finish_reason":"tool_calls"}}]}}"#
+    );
+    assert!(body.len() as u64 <= CAP);
+    let server = Hostile::start(json_200(body)).await;
+    let (finished, record) = run(&server.url, capped(false)).await;
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert_eq!(record["status"], "ok");
+    let expected: Value = serde_json::from_str(&calls).expect("calls");
+    assert!(record["tool_calls"] == expected, "the tool calls changed");
+    assert_eq!(server.requests(), 1);
+    assert_peak_below(&finished, BOUND_MIB);
+}
+
+#[tokio::test]
+async fn content_parts_of_millions_of_tiny_items_are_joined_in_bounded_memory() {
+    let body = format!(
+        r#"{{"id":"r1","choices":[{{"index":0,"message":{{"content":[{{"type":"text","text":"fi"}},{},"ne"]}},"finish_reason":"stop"}}]}}"#,
+        nodes(nodes_in_cap(4096))
+    );
+    let server = Hostile::start(json_200(body)).await;
+    let (finished, record) = run(&server.url, capped(false)).await;
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert_eq!(record["status"], "ok");
+    assert_eq!(record["content"], "fine");
+    assert_peak_below(&finished, BOUND_MIB);
+}
+
+#[tokio::test]
+async fn an_in_band_error_padded_with_millions_of_nodes_is_classified_in_bounded_memory() {
+    let half = nodes_in_cap(4096) / 2;
+    let body = format!(
+        r#"{{"error":{{"message":"bad parameter","code":400,"pad":[{}]}},"pad":[{}]}}"#,
+        nodes(half),
+        nodes(half)
+    );
+    let server = Hostile::start(json_200(body)).await;
+    let (finished, record) = run(&server.url, capped(false)).await;
+    assert_failed(&finished, &record, "invalid_request", 1);
+    let message = record["error"]["message"].as_str().expect("message");
+    assert!(message.contains("bad parameter"), "{message}");
+    assert_peak_below(&finished, BOUND_MIB);
+}
+
+#[tokio::test]
+async fn a_streamed_error_padded_with_millions_of_nodes_is_classified_in_bounded_memory() {
+    let body = format!(
+        "data: {{\"error\":{{\"message\":\"overloaded\",\"code\":503}},\"pad\":[{}]}}\n\n",
+        nodes(nodes_in_cap(4096))
+    );
+    let server = Hostile::start(Behaviour::Fixed {
+        status: "200 OK",
+        headers: "content-type: text/event-stream\r\n".to_string(),
+        body,
+    })
+    .await;
+    let (finished, record) = run(&server.url, capped(true)).await;
+    assert_failed(&finished, &record, "server", 2);
+    let message = record["error"]["message"].as_str().expect("message");
+    assert!(message.contains("overloaded"), "{message}");
+    assert_peak_below(&finished, BOUND_MIB);
+}
+
+#[tokio::test]
+async fn streamed_tool_call_deltas_of_millions_of_tiny_nodes_stay_in_bounded_memory() {
+    // Each data line just under the cap (which bounds one SSE line), a few of them.
+    let pad = nodes(nodes_in_cap(4096));
+    let line = |delta: &str| {
+        format!(r#"data: {{"choices":[{{"index":0,"delta":{{"tool_calls":[{delta}]}}}}]}}"#)
+    };
+    let mut body =
+        line(r#"{"index":0,"id":"c1","type":"function","function":{"name":"f","arguments":""}}"#);
+    body.push_str("\n\n");
+    for _ in 0..3 {
+        body.push_str(&line(&format!(r#"{{"index":0,"pad":[{pad}]}}"#)));
+        body.push_str("\n\n");
+        body.push_str(&line(&pad));
+        body.push_str("\n\n");
+    }
+    body.push_str(&line(r#"{"index":0,"function":{"arguments":"{}"}}"#));
+    body.push_str("\n\n");
+    body.push_str(r#"data: {"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#);
+    body.push_str("\n\ndata: [DONE]\n\n");
+    let server = Hostile::start(Behaviour::Fixed {
+        status: "200 OK",
+        headers: "content-type: text/event-stream\r\n".to_string(),
+        body,
+    })
+    .await;
+    let (finished, record) = run(&server.url, capped(true)).await;
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert_eq!(record["status"], "ok", "{record}");
+    assert_eq!(
+        record["tool_calls"].to_string(),
+        r#"[{"function":{"arguments":"{}","name":"f"},"id":"c1","type":"function"}]"#
+    );
+    assert_peak_below(&finished, BOUND_MIB);
+}
