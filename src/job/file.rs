@@ -194,38 +194,29 @@ pub(crate) fn read(
 ) -> Option<FileJob> {
     let label = path.display().to_string();
     let full = cwd.join(path);
-    let text = match std::fs::read_to_string(&full) {
-        Ok(text) => text,
-        Err(e) => {
-            problems.push(
-                label,
-                format!("cannot read the job file: {e}; check the path (it is relative to the working directory)"),
-            );
-            return None;
-        }
-    };
+    let text = (std::fs::read_to_string(&full).map_err(|e| {
+        let message = format!("cannot read the job file: {e}; check the path (it is relative to the working directory)");
+        problems.push(label.clone(), message)
+    }))
+    .ok()?;
     let lines = Lines::new(&text);
     let mut unknown = Vec::new();
     let parsed = DeTable::parse(&text).and_then(|root| {
         let de = toml::de::Deserializer::from(root.clone());
-        let file = serde_ignored::deserialize(de, |p| unknown.push(segments(&p)))?;
+        let file: JobFile = serde_ignored::deserialize(de, |p| unknown.push(segments(&p)))?;
         Ok((root, file))
     });
-    let (root, file): (_, JobFile) = match parsed {
-        Ok(read) => read,
-        Err(e) => {
-            let place = match e.span() {
-                Some(span) => {
-                    let (line, col) = lines.at(span.start);
-                    format!("{label}:{line}:{col}")
-                }
-                None => label,
-            };
-            let message = format!("TOML syntax error: {}", e.message().trim_end());
-            problems.push(place, message);
-            return None;
-        }
-    };
+    let (root, file) = (parsed.map_err(|e| {
+        let place = match e.span().map(|span| lines.at(span.start)) {
+            Some((line, col)) => format!("{label}:{line}:{col}"),
+            None => label.clone(),
+        };
+        problems.push(
+            place,
+            format!("TOML syntax error: {}", e.message().trim_end()),
+        )
+    }))
+    .ok()?;
     let mut doc = Doc {
         root: root.get_ref(),
         lines,
@@ -400,31 +391,30 @@ impl Doc<'_, '_> {
     /// `name`); `path` leads to the table, for the places of unknown keys.
     fn layer(&mut self, section: &str, path: &[&str], table: &ParamTable) -> ParamLayer {
         let mut map = Map::new();
-        let mut places = HashMap::new();
         for (key, node) in table {
             if key == "name" && section.starts_with("[[") {
                 continue;
             }
             match to_json(node.get_ref()) {
-                Ok(json) => {
-                    map.insert(key.clone(), json);
-                }
-                Err((inner, message)) => {
-                    self.push(node.span(), &format!("{section} {key}{inner}"), message)
+                Ok(json) => drop(map.insert(key.clone(), json)),
+                Err((inside, message)) => {
+                    self.push(node.span(), &format!("{section} {key}{inside}"), message)
                 }
             }
-            // An unknown key is shown where the key is, a bad value where the value is.
-            let known = is_chat_param(key) || key == "extra";
-            let span = match known {
-                true => node.span(),
-                false => (self.key_span(&[path, &[key]].concat())).unwrap_or(node.span()),
-            };
-            places.insert(key.clone(), span);
         }
         layer_from_map(&map, UnknownKeys::Reject).unwrap_or_else(|found| {
             for p in found {
-                let span = places.get(&p.key).cloned().unwrap_or(0..0);
-                self.push(span, &format!("{section} {}", p.key), p.message);
+                // An unknown key is shown where the key is, a bad value where the value is.
+                let value = table.get(&p.key).map_or(0..0, Spanned::span);
+                let span = match is_chat_param(&p.key) || p.key == "extra" {
+                    true => Some(value.clone()),
+                    false => self.key_span(&[path, &[&p.key]].concat()),
+                };
+                self.push(
+                    span.unwrap_or(value),
+                    &format!("{section} {}", p.key),
+                    p.message,
+                );
             }
             ParamLayer::default()
         })

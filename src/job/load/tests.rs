@@ -635,3 +635,19 @@ fn problems_come_in_the_order_of_the_file_each_with_line_and_column() {
         ]
     );
 }
+
+#[test]
+fn summary_paths_replace_or_append() {
+    assert_eq!(
+        super::summary_for(Path::new("out/x.jsonl")),
+        PathBuf::from("out/x.summary.json")
+    );
+    assert_eq!(
+        super::summary_for(Path::new("out/x.out")),
+        PathBuf::from("out/x.out.summary.json")
+    );
+    assert_eq!(
+        super::summary_for(Path::new("out/.jsonl")),
+        PathBuf::from("out/.jsonl.summary.json")
+    );
+}
