@@ -262,13 +262,14 @@ pub(crate) fn read(
 }
 
 /// The keys of a `serde_ignored` path (`limits.concurency`, `pricing.m.outptu`),
-/// without the fields of `Spanned` that serde uses to carry spans.
+/// without the fields of `Spanned` that serde uses to carry spans (a
+/// date-time's own field stays: a date-time where a table belongs is a wrong type).
 fn segments(path: &serde_ignored::Path) -> Vec<String> {
     use serde_ignored::Path as P;
     let (parent, own) = match path {
         P::Root => return Vec::new(),
         P::Seq { parent, index } => (parent, Some(index.to_string())),
-        P::Map { parent, key } => (parent, (!key.starts_with("$__")).then(|| key.clone())),
+        P::Map { parent, key } => (parent, (!key.starts_with("$__serde")).then(|| key.clone())),
         P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
             (parent, None)
         }
@@ -297,15 +298,9 @@ impl Doc<'_, '_> {
             .push((span.start, super::Problem { place, message }));
     }
 
-    fn report<T>(
-        &mut self,
-        span: Range<usize>,
-        what: &str,
-        result: Result<T, String>,
-    ) -> Option<T> {
-        result
-            .map_err(|message| self.push(span, what, message))
-            .ok()
+    /// `r`'s error as a problem at `at`, or its value.
+    fn report<T>(&mut self, at: Range<usize>, what: &str, r: Result<T, String>) -> Option<T> {
+        r.map_err(|message| self.push(at, what, message)).ok()
     }
 
     /// Where the key at `path` is written (`["params", "0", "temprature"]`).
@@ -373,6 +368,10 @@ impl Doc<'_, '_> {
         let Some((key, parents)) = path.split_last() else {
             return;
         };
+        if key.starts_with("$__toml") {
+            let span = self.key_span(parents).unwrap_or(0..0);
+            return self.push(span, &parents.join("."), "must be a table, got a date-time");
+        }
         let (what, known): (String, Vec<&str>) = match parents {
             [] => (key.to_string(), [&["name"], SECTIONS].concat()),
             [section] => {
@@ -489,26 +488,20 @@ impl Doc<'_, '_> {
                 }
             };
             let mut usd = [None, None];
-            for (slot, (key, field)) in usd
-                .iter_mut()
-                .zip([("input", &price.input), ("output", &price.output)])
-            {
+            let fields = [("input", &price.input), ("output", &price.output)];
+            for (slot, (key, field)) in usd.iter_mut().zip(fields) {
                 let what = format!("{what} {key}");
-                let Some(node) = field else {
-                    self.push(
-                        entry.span(),
-                        &what,
-                        "is missing: give the price in USD per 1M tokens (0 if free)",
-                    );
-                    continue;
-                };
-                let result = settings::number(node.get_ref()).and_then(|usd| {
-                    match usd >= 0.0 && usd.is_finite() {
-                        true => Ok(usd),
-                        false => Err(format!("must be USD per 1M tokens >= 0, got {usd}")),
+                *slot = match field {
+                    Some(node) => {
+                        let usd = settings::usd(node.get_ref(), "USD per 1M tokens >= 0");
+                        self.report(node.span(), &what, usd)
                     }
-                });
-                *slot = self.report(node.span(), &what, result);
+                    None => {
+                        let message = "is missing: give the price in USD per 1M tokens (0 if free)";
+                        self.push(entry.span(), &what, message);
+                        None
+                    }
+                };
             }
             if let [Some(input), Some(output)] = usd {
                 pricing

@@ -148,7 +148,7 @@ keys! { |v, base|
     "limits.concurrency" => limits.concurrency = whole(v, 1, MAX_CONCURRENCY)? as usize;
     "limits.requests_per_minute" => limits.requests_per_minute = whole(v, 0, u32::MAX.into())? as u32;
     "limits.tokens_per_minute" => limits.tokens_per_minute = whole(v, 0, i64::MAX)? as u64;
-    "limits.max_cost_usd" => limits.max_cost_usd = check_max_cost(number(v)?)?;
+    "limits.max_cost_usd" => limits.max_cost_usd = usd(v, "a number of USD >= 0 (0 = no budget)")?;
     "retry.max_attempts" => retry.max_attempts = whole(v, 1, MAX_ATTEMPTS)? as u32;
     "retry.initial_backoff_ms" => retry.initial_backoff = millis(whole(v, 0, i64::MAX)?);
     "retry.max_backoff_ms" => retry.max_backoff = millis(whole(v, 0, i64::MAX)?);
@@ -324,13 +324,11 @@ pub(crate) fn check_timeout(secs: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{secs} seconds is too long"))
 }
 
-pub(crate) fn check_max_cost(usd: f64) -> Result<f64, String> {
-    if usd.is_finite() && usd >= 0.0 {
-        Ok(usd)
-    } else {
-        Err(format!(
-            "must be a number of USD >= 0 (0 = no budget), got {usd}"
-        ))
+/// A sum of money: a finite number >= 0, described as `what` (`USD per 1M tokens >= 0`).
+pub(crate) fn usd(value: &Value, what: &str) -> Result<f64, String> {
+    match number(value)? {
+        usd if usd.is_finite() && usd >= 0.0 => Ok(usd),
+        usd => Err(format!("must be {what}, got {usd}")),
     }
 }
 
@@ -420,8 +418,9 @@ mod tests {
         assert!(check_timeout(0.0).is_err());
         assert!(check_timeout(f64::NAN).is_err());
         assert!(check_timeout(1e300).is_err());
-        assert!(check_max_cost(0.0).is_ok());
-        assert!(check_max_cost(-1.0).is_err());
-        assert!(check_max_cost(f64::INFINITY).is_err());
+        let budget = |x: f64| usd(&Value::Float(x), "USD");
+        assert!(budget(0.0).is_ok());
+        assert!(budget(-1.0).is_err());
+        assert!(budget(f64::INFINITY).is_err());
     }
 }
