@@ -546,3 +546,34 @@ fn to_json(value: &toml::Value) -> Result<Value, (String, String)> {
         ),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key in a section struct but not in `KEYS` would be read and dropped
+    /// without a word; one in `KEYS` but not in a struct would be "unknown".
+    #[test]
+    fn the_section_structs_hold_exactly_the_keys_of_the_table() {
+        let text: String = KEYS.iter().map(|k| format!("{} = 0\n", k.path)).collect();
+        let root = DeTable::parse(&text).expect("parses");
+        let mut unknown = Vec::new();
+        let de = toml::de::Deserializer::from(root.clone());
+        let file: JobFile =
+            serde_ignored::deserialize(de, |p| unknown.push(segments(&p))).expect("reads");
+        assert!(unknown.is_empty(), "{unknown:?}");
+        let mut doc = Doc {
+            root: root.get_ref(),
+            lines: Lines::new(&text),
+            label: String::new(),
+            found: Vec::new(),
+        };
+        let mut written: Vec<&str> = (settings(&file, &mut doc).into_iter())
+            .filter_map(|(path, field)| field.as_ref().map(|_| path))
+            .collect();
+        let mut keys: Vec<&str> = KEYS.iter().map(|k| k.path).collect();
+        written.sort_unstable();
+        keys.sort_unstable();
+        assert_eq!(written, keys);
+    }
+}
