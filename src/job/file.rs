@@ -1,17 +1,21 @@
-//! The TOML job file: parsed into toml's spanned document, every key checked
-//! where it is written and every problem placed at its file:line:column.
+//! The TOML job file, read by serde into one struct per section.
 //!
-//! Scalar keys go through [`settings::KEYS`], the table the flags write
-//! through too; `[defaults]` and `[[params]]` become parameter layers;
-//! `[pricing]` becomes prices. Values are typed by serde (`toml::Value`
-//! from the spanned document) and judged by our own checks, not by serde's
-//! first error: a user fixing a job one error per run would give up.
+//! Every value is `Spanned`, so each problem names its file:line:column. A
+//! setting's field holds the `toml::Value` written, judged by its entry in
+//! [`settings::KEYS`] (the table the flags write through too) rather than by
+//! serde's first error: a user fixing a job one error per run would give up.
+//! For the same reason unknown keys are collected by `serde_ignored` (each
+//! with "did you mean"), and a section of the wrong type ([`Lenient`]) is one
+//! problem, not the end of reading.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::marker::PhantomData;
 use std::ops::Range;
 use std::path::Path;
 
-use serde::de::{Deserialize, IntoDeserializer};
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
 use serde_json::{Map, Number, Value};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
@@ -28,6 +32,111 @@ const SECTIONS: &[&str] = &[
 const PRICE_KEYS: &[&str] = &["input", "output"];
 /// The largest `[pricing] image_tokens`: like a token cap, past 2^31 it can only be a typo.
 const MAX_IMAGE_TOKENS: i64 = 1 << 31;
+
+type Node = Spanned<toml::Value>;
+type Field = Option<Node>;
+/// A table section: absent, read, or something else written in its place.
+type Section<T> = Option<Spanned<Lenient<T>>>;
+/// `[defaults]` or a `[[params]]` set: the user's keys (sorted, as the layers are).
+type ParamTable = BTreeMap<String, Node>;
+type ParamSets = Vec<Spanned<Lenient<ParamTable>>>;
+
+/// The job file. Sections of settings hold plain values; `[defaults]`,
+/// `[[params]]` and `[pricing]` have keys of the user's choosing.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct JobFile {
+    name: Field,
+    endpoint: Section<EndpointSection>,
+    input: Section<InputSection>,
+    output: Section<OutputSection>,
+    limits: Section<LimitsSection>,
+    retry: Section<RetrySection>,
+    defaults: Section<ParamTable>,
+    params: Option<Spanned<Lenient<ParamSets, true>>>,
+    pricing: Section<BTreeMap<String, Spanned<Lenient<PriceEntry>>>>,
+}
+
+/// Declares the structs of the sections whose every key is a setting of
+/// `KEYS`, and `settings`, which lists the keys written by path
+/// (`limits.concurrency`), each section checked to be a table.
+macro_rules! sections {
+    ($($section:ident: $name:ident { $($key:ident),* })*) => {
+        $(#[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct $name { $($key: Field,)* })*
+
+        fn settings<'f>(file: &'f JobFile, doc: &mut Doc) -> Vec<(&'static str, &'f Field)> {
+            let mut found = vec![("name", &file.name)];
+            $(if let Some(t) = doc.table(stringify!($section), file.$section.as_ref()) {
+                found.extend([$((concat!(stringify!($section), ".", stringify!($key)), &t.$key)),*]);
+            })*
+            found
+        }
+    };
+}
+
+sections! {
+    endpoint: EndpointSection { url, api_key_env, timeout_secs, max_reply_bytes, max_attempt_secs, headers }
+    input: InputSection { path, format, id, system, system_mode, template }
+    output: OutputSection { path, summary }
+    limits: LimitsSection { concurrency, requests_per_minute, tokens_per_minute, max_cost_usd }
+    retry: RetrySection { max_attempts, initial_backoff_ms, max_backoff_ms }
+}
+
+/// `"model" = { input = 0.02, output = 0.04 }`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PriceEntry {
+    input: Field,
+    output: Field,
+}
+
+/// A `T`, or the value written where a table (a list when `LIST`) of `T` belongs.
+enum Lenient<T, const LIST: bool = false> {
+    Read(T),
+    Not(toml::Value),
+}
+
+impl<'de, T: Deserialize<'de>, const LIST: bool> Deserialize<'de> for Lenient<T, LIST> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LenientVisitor(PhantomData))
+    }
+}
+
+struct LenientVisitor<T, const LIST: bool>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>, const LIST: bool> Visitor<'de> for LenientVisitor<T, LIST> {
+    type Value = Lenient<T, LIST>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any value")
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Self::Value, E> {
+        Ok(Lenient::Not(toml::Value::Boolean(b)))
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<Self::Value, E> {
+        Ok(Lenient::Not(toml::Value::Integer(n)))
+    }
+    fn visit_f64<E>(self, x: f64) -> Result<Self::Value, E> {
+        Ok(Lenient::Not(toml::Value::Float(x)))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(Lenient::Not(toml::Value::String(s.into())))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let read = (!LIST).then(|| T::deserialize(MapAccessDeserializer::new(map)).ok());
+        Ok(read
+            .flatten()
+            .map_or(Lenient::Not(toml::Table::new().into()), Lenient::Read))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        let read = LIST.then(|| T::deserialize(SeqAccessDeserializer::new(seq)).ok());
+        Ok(read
+            .flatten()
+            .map_or(Lenient::Not(toml::Value::Array(Vec::new())), Lenient::Read))
+    }
+}
 
 /// What the job file says besides its settings (which went into [`Settings`]).
 #[derive(Debug, Default)]
@@ -48,7 +157,7 @@ pub(crate) struct FileJob {
 pub(crate) struct Places {
     /// The job file as the user named it, e.g. `faq.toml`.
     label: String,
-    /// Line and column of each key and section written (`limits.concurrency`, `input`).
+    /// Line and column of each setting's value and each section (`limits.concurrency`, `input`).
     lines: HashMap<String, (usize, usize)>,
 }
 
@@ -74,9 +183,9 @@ fn display(path: &str) -> String {
     }
 }
 
-/// Reads and walks the job file, writing its settings into `s`. `None` when it
-/// cannot be read or parsed at all (that one problem is pushed); otherwise
-/// every problem in it is pushed.
+/// Reads the job file, writing its settings into `s`. `None` when it cannot
+/// be read or parsed at all (that one problem is pushed); otherwise every
+/// problem in it is pushed, in the order of the file.
 pub(crate) fn read(
     path: &Path,
     cwd: &Path,
@@ -85,351 +194,386 @@ pub(crate) fn read(
 ) -> Option<FileJob> {
     let label = path.display().to_string();
     let full = cwd.join(path);
-    let text = match std::fs::read_to_string(&full) {
-        Ok(text) => text,
-        Err(e) => {
-            problems.push(
-                label,
-                format!("cannot read the job file: {e}; check the path (it is relative to the working directory)"),
-            );
-            return None;
-        }
+    let text = (std::fs::read_to_string(&full).map_err(|e| {
+        let message = format!("cannot read the job file: {e}; check the path (it is relative to the working directory)");
+        problems.push(label.clone(), message)
+    }))
+    .ok()?;
+    let lines = Lines::new(&text);
+    let mut unknown = Vec::new();
+    let parsed = DeTable::parse(&text).and_then(|root| {
+        let de = toml::de::Deserializer::from(root.clone());
+        let file: JobFile = serde_ignored::deserialize(de, |p| unknown.push(segments(&p)))?;
+        Ok((root, file))
+    });
+    let (root, file) = (parsed.map_err(|e| {
+        let place = match e.span().map(|span| lines.at(span.start)) {
+            Some((line, col)) => format!("{label}:{line}:{col}"),
+            None => label.clone(),
+        };
+        problems.push(
+            place,
+            format!("TOML syntax error: {}", e.message().trim_end()),
+        )
+    }))
+    .ok()?;
+    let mut doc = Doc {
+        root: root.get_ref(),
+        lines,
+        label,
+        found: Vec::new(),
     };
-    let root = match DeTable::parse(&text) {
-        Ok(root) => root,
-        Err(e) => {
-            let place = match e.span() {
-                Some(span) => {
-                    let (line, col) = Lines::new(&text).at(span.start);
-                    format!("{label}:{line}:{col}")
-                }
-                None => label,
-            };
-            problems.push(
-                place,
-                format!("TOML syntax error: {}", e.message().trim_end()),
-            );
-            return None;
-        }
-    };
-    let mut walk = Walk {
-        lines: Lines::new(&text),
-        base: full.parent().unwrap_or(cwd),
-        problems,
-        places: Places {
-            label,
-            ..Places::default()
-        },
-        job: FileJob::default(),
-    };
-    let top: Vec<&str> = std::iter::once("name")
-        .chain(SECTIONS.iter().copied())
-        .collect();
-    walk.job.params_ok = true;
-    for (key, value) in root.get_ref() {
-        let name: &str = key.get_ref();
-        walk.mark(name, key.span());
-        let before = walk.problems.0.len();
-        match name {
-            "defaults" => {
-                if let Some(table) = walk.table("defaults", value) {
-                    walk.job.defaults = walk.layer("[defaults]", table);
-                }
-            }
-            "params" => walk.param_sets(value),
-            "pricing" => {
-                if let Some(table) = walk.table("pricing", value) {
-                    walk.pricing(table);
-                }
-            }
-            _ if SECTIONS.contains(&name) => {
-                let Some(table) = walk.table(name, value) else {
-                    continue;
-                };
-                let prefix = format!("{name}.");
-                let keys: Vec<&str> = (KEYS.iter())
-                    .filter_map(|k| k.path.strip_prefix(&prefix))
-                    .collect();
-                for (k, v) in table {
-                    let path = format!("{prefix}{}", k.get_ref());
-                    walk.setting(&path, k, v, &keys, s);
-                }
-                continue;
-            }
-            _ => {
-                walk.setting(name, key, value, &top, s);
-                continue;
-            }
-        }
-        // A bad parameter or price leaves the layers incomplete.
-        if walk.problems.0.len() != before {
-            walk.job.params_ok = false;
+    let base = full.parent().unwrap_or(cwd);
+    let mut job = FileJob::default();
+    let mut places = HashMap::new();
+    for (path, node) in settings(&file, &mut doc) {
+        if let Some(node) = node {
+            places.insert(path.to_string(), doc.lines.at(node.span().start));
+            doc.setting(path, node, base, s);
         }
     }
-    walk.job.places = Some(walk.places);
-    Some(walk.job)
+    let before = doc.found.len();
+    if let Some(defaults) = doc.table("defaults", file.defaults.as_ref()) {
+        job.defaults = doc.layer("[defaults]", &["defaults"], defaults);
+    }
+    if let Some(params) = &file.params {
+        job.param_sets = doc.param_sets(params);
+    }
+    if let Some(pricing) = doc.table("pricing", file.pricing.as_ref()) {
+        job.pricing = doc.pricing(pricing);
+    }
+    // A bad parameter or price leaves the layers incomplete.
+    job.params_ok = doc.found.len() == before;
+    for path in &unknown {
+        doc.unknown(path);
+    }
+    for section in SECTIONS {
+        if let Some(span) = doc.key_span(&[section]) {
+            places.insert(section.to_string(), doc.lines.at(span.start));
+        }
+    }
+    doc.found.sort_by_key(|(offset, _)| *offset);
+    problems.0.extend(doc.found.into_iter().map(|(_, p)| p));
+    job.places = Some(Places {
+        label: doc.label,
+        lines: places,
+    });
+    Some(job)
 }
 
-type Key<'t> = Spanned<std::borrow::Cow<'t, str>>;
-type Node<'t> = Spanned<DeValue<'t>>;
+/// The keys of a `serde_ignored` path (`limits.concurency`, `pricing.m.outptu`),
+/// without the fields of `Spanned` that serde uses to carry spans (a
+/// date-time's own field stays: a date-time where a table belongs is a wrong type).
+fn segments(path: &serde_ignored::Path) -> Vec<String> {
+    use serde_ignored::Path as P;
+    let (parent, own) = match path {
+        P::Root => return Vec::new(),
+        P::Seq { parent, index } => (parent, Some(index.to_string())),
+        P::Map { parent, key } => (parent, (!key.starts_with("$__serde")).then(|| key.clone())),
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            (parent, None)
+        }
+    };
+    let mut keys = segments(parent);
+    keys.extend(own);
+    keys
+}
 
-/// One pass over the document: where problems go and where relative paths start.
-struct Walk<'a> {
+/// The parsed document, for the places of keys, and the problems found so far.
+struct Doc<'a, 't> {
+    root: &'a DeTable<'t>,
     lines: Lines<'a>,
-    base: &'a Path,
-    problems: &'a mut Problems,
-    places: Places,
-    job: FileJob,
+    label: String,
+    /// Each problem with the byte offset it is at, to sort them into file order.
+    found: Vec<(usize, super::Problem)>,
 }
 
-impl Walk<'_> {
-    fn mark(&mut self, path: &str, span: Range<usize>) {
-        let at = self.lines.at(span.start);
-        self.places.lines.insert(path.to_string(), at);
-    }
-
-    /// `faq.toml:12:5: what` for the text at `span`.
-    fn at(&self, span: Range<usize>, what: &str) -> String {
+impl Doc<'_, '_> {
+    /// A problem about `what` (`[limits] concurrency`) at the text at `span`.
+    fn push(&mut self, span: Range<usize>, what: &str, message: impl Into<String>) {
         let (line, col) = self.lines.at(span.start);
-        format!("{}:{line}:{col}: {what}", self.places.label)
+        let place = format!("{}:{line}:{col}: {what}", self.label);
+        let message = message.into();
+        self.found
+            .push((span.start, super::Problem { place, message }));
     }
 
-    /// The value as serde types it, or a problem where it is written.
-    fn value(&mut self, node: &Node, what: &str) -> Option<toml::Value> {
-        match toml::Value::deserialize(node.clone().into_deserializer()) {
-            Ok(value) => Some(value),
-            Err(e) => {
-                let place = self.at(e.span().unwrap_or(node.span()), what);
-                self.problems.push(place, e.message().to_string());
+    /// `r`'s error as a problem at `at`, or its value.
+    fn report<T>(&mut self, at: Range<usize>, what: &str, r: Result<T, String>) -> Option<T> {
+        r.map_err(|message| self.push(at, what, message)).ok()
+    }
+
+    /// Where the key at `path` is written (`["params", "0", "temprature"]`).
+    fn key_span(&self, path: &[&str]) -> Option<Range<usize>> {
+        let (mut table, mut span) = (self.root, None);
+        let mut keys = path.iter().peekable();
+        while let Some(key) = keys.next() {
+            let (k, mut value) = table.get_key_value(*key)?;
+            span = Some(k.span());
+            let index = keys.peek().and_then(|i| i.parse::<usize>().ok());
+            if let (DeValue::Array(items), Some(i)) = (value.get_ref(), index) {
+                value = items.get(i)?;
+                keys.next();
+            }
+            if keys.peek().is_some() {
+                table = value.get_ref().as_table()?;
+            }
+        }
+        span
+    }
+
+    /// A table, or a problem at `what` when something else is written there.
+    fn table<'f, T, const L: bool>(
+        &mut self,
+        what: &str,
+        node: Option<&'f Spanned<Lenient<T, L>>>,
+    ) -> Option<&'f T> {
+        let node = node?;
+        match node.get_ref() {
+            Lenient::Read(table) => Some(table),
+            Lenient::Not(value) => {
+                let message = format!("must be a table, got {}", describe(value));
+                self.push(node.span(), what, message);
                 None
             }
         }
     }
 
-    /// `the string "x"`: what a value is, for a problem about its type.
-    fn got(&mut self, node: &Node, what: &str) -> String {
-        self.value(node, what)
-            .map_or_else(String::new, |v| describe(&v))
-    }
-
-    /// A section that must be a table.
-    fn table<'n, 't>(&mut self, name: &str, node: &'n Node<'t>) -> Option<&'n DeTable<'t>> {
-        let table = node.get_ref().as_table();
-        if table.is_none() {
-            let message = format!("must be a table, got {}", self.got(node, name));
-            let place = self.at(node.span(), name);
-            self.problems.push(place, message);
-        }
-        table
-    }
-
-    /// One key of `KEYS` (`limits.concurrency`), or an unknown key among `known`.
-    fn setting(&mut self, path: &str, key: &Key, node: &Node, known: &[&str], s: &mut Settings) {
-        let what = display(path);
+    /// One setting of `KEYS`; each header is checked on its own, at its own name.
+    fn setting(&mut self, path: &'static str, node: &Node, base: &Path, s: &mut Settings) {
         let Some(entry) = settings::key(path) else {
-            let place = self.at(key.span(), &what);
-            self.problems.push(place, unknown_key(key.get_ref(), known));
             return;
         };
-        self.mark(path, node.span());
-        // Headers are checked one by one, each problem at its own header.
-        if let (DeValue::Table(headers), "endpoint.headers") = (node.get_ref(), path) {
+        let what = display(path);
+        if let (toml::Value::Table(headers), "endpoint.headers") = (node.get_ref(), path) {
             for (name, value) in headers {
-                let what = format!("{what} {:?}", name.get_ref());
-                let Some(value) = self.value(value, &what) else {
-                    continue;
-                };
-                let one = toml::Table::from_iter([(name.get_ref().to_string(), value)]);
-                let result = entry.apply(s, &toml::Value::Table(one), self.base);
-                let place = self.at(name.span(), &what);
-                self.problems.report(result, place);
+                let one = toml::Table::from_iter([(name.clone(), value.clone())]);
+                let result = entry.apply(s, &toml::Value::Table(one), base);
+                let span = self.key_span(&["endpoint", "headers", name]);
+                self.report(
+                    span.unwrap_or(node.span()),
+                    &format!("{what} {name:?}"),
+                    result,
+                );
             }
             return;
         }
-        if let Some(value) = self.value(node, &what) {
-            let result = entry.apply(s, &value, self.base);
-            let place = self.at(node.span(), &what);
-            self.problems.report(result, place);
-        }
+        let result = entry.apply(s, node.get_ref(), base);
+        self.report(node.span(), &what, result);
     }
 
-    /// Chat parameters of `[defaults]` or one `[[params]]` set (without its `name`).
-    fn layer(&mut self, section: &str, table: &DeTable) -> ParamLayer {
+    /// An unknown key, where it is written, with the nearest key of its table.
+    fn unknown(&mut self, path: &[String]) {
+        let path: Vec<&str> = path.iter().map(String::as_str).collect();
+        let Some((key, parents)) = path.split_last() else {
+            return;
+        };
+        if key.starts_with("$__toml") {
+            let span = self.key_span(parents).unwrap_or(0..0);
+            return self.push(span, &parents.join("."), "must be a table, got a date-time");
+        }
+        let (what, known): (String, Vec<&str>) = match parents {
+            [] => (key.to_string(), [&["name"], SECTIONS].concat()),
+            [section] => {
+                let prefix = format!("{section}.");
+                let known = KEYS.iter().filter_map(|k| k.path.strip_prefix(&prefix));
+                (format!("[{section}] {key}"), known.collect())
+            }
+            ["pricing", model] => (format!("[pricing] {model:?} {key}"), PRICE_KEYS.to_vec()),
+            _ => (path.join("."), Vec::new()),
+        };
+        let span = self.key_span(&path).unwrap_or(0..0);
+        self.push(span, &what, unknown_key(key, &known));
+    }
+
+    /// Chat parameters of `[defaults]` or one `[[params]]` set (without its
+    /// `name`); `path` leads to the table, for the places of unknown keys.
+    fn layer(&mut self, section: &str, path: &[&str], table: &ParamTable) -> ParamLayer {
         let mut map = Map::new();
-        let mut places = HashMap::new();
-        for (name, node) in table {
-            let key: &str = name.get_ref();
+        for (key, node) in table {
             if key == "name" && section.starts_with("[[") {
                 continue;
             }
-            let here = self.at(node.span(), section);
-            let value = self.value(node, &format!("{section} {key}"));
-            let place = |path: &str| format!("{here} {path}");
-            if let Some(json) = value.and_then(|v| to_json(&v, key, &place, self.problems)) {
-                map.insert(key.to_string(), json);
-            }
-            // An unknown key is shown where the key is, a bad value where the value is.
-            let known = is_chat_param(key) || key == "extra";
-            let at = if known {
-                place(key)
-            } else {
-                self.at(name.span(), &format!("{section} {key}"))
-            };
-            places.insert(key.to_string(), at);
-        }
-        match layer_from_map(&map, UnknownKeys::Reject) {
-            Ok(layer) => layer,
-            Err(found) => {
-                for p in found {
-                    let place = places.get(&p.key).cloned().unwrap_or_default();
-                    self.problems.push(place, p.message);
+            match to_json(node.get_ref()) {
+                Ok(json) => drop(map.insert(key.clone(), json)),
+                Err((inside, message)) => {
+                    self.push(node.span(), &format!("{section} {key}{inside}"), message)
                 }
-                ParamLayer::default()
             }
         }
+        layer_from_map(&map, UnknownKeys::Reject).unwrap_or_else(|found| {
+            for p in found {
+                // An unknown key is shown where the key is, a bad value where the value is.
+                let value = table.get(&p.key).map_or(0..0, Spanned::span);
+                let span = match is_chat_param(&p.key) || p.key == "extra" {
+                    true => Some(value.clone()),
+                    false => self.key_span(&[path, &[&p.key]].concat()),
+                };
+                self.push(
+                    span.unwrap_or(value),
+                    &format!("{section} {}", p.key),
+                    p.message,
+                );
+            }
+            ParamLayer::default()
+        })
     }
 
-    fn param_sets(&mut self, node: &Node) {
-        let Some(items) = node.get_ref().as_array() else {
-            let message = match node.get_ref() {
-                DeValue::Table(_) => "must be a list of tables: write [[params]] (double brackets) above each parameter set".to_string(),
-                _ => format!("must be a list of [[params]] tables, got {}", self.got(node, "params")),
-            };
-            let place = self.at(node.span(), "params");
-            self.problems.push(place, message);
-            return;
+    fn param_sets(&mut self, node: &Spanned<Lenient<ParamSets, true>>) -> Vec<ParamSet> {
+        let items = match node.get_ref() {
+            Lenient::Read(items) => items,
+            Lenient::Not(value) => {
+                let message = match value {
+                    toml::Value::Table(_) => "must be a list of tables: write [[params]] (double brackets) above each parameter set".to_string(),
+                    _ => format!("must be a list of [[params]] tables, got {}", describe(value)),
+                };
+                self.push(node.span(), "params", message);
+                return Vec::new();
+            }
         };
         // Names seen so far: a set makes the duplicate check linear in the sets
         // (a scan of the earlier ones made 80,000 sets take seconds).
-        let mut names: HashSet<String> = HashSet::with_capacity(items.len());
+        let mut names: HashSet<&str> = HashSet::with_capacity(items.len());
+        let mut sets = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let number = i + 1;
-            let Some(table) = self.table(&format!("[[params]] #{number}"), item) else {
+            let Some(table) = self.table(&format!("[[params]] #{number}"), Some(item)) else {
                 continue;
             };
             let name_node = table.get("name");
-            let name = name_node
-                .and_then(|n| n.get_ref().as_str())
-                .map(str::to_string);
-            let section = match &name {
+            let name = name_node.and_then(|n| n.get_ref().as_str());
+            let section = match name {
                 Some(n) => format!("[[params]] #{number} ({n:?})"),
                 None => format!("[[params]] #{number}"),
             };
-            let name_ok = match (name_node, &name) {
+            let name_ok = match (name_node, name) {
                 (None, _) => Err("every parameter set needs a name, e.g. name = \"precise\"".to_string()),
-                (Some(node), None) => Err(format!("must be a string, got {}", self.got(node, "name"))),
+                (Some(node), None) => Err(format!("must be a string, got {}", describe(node.get_ref()))),
                 (Some(_), Some(n)) if n.trim().is_empty() => Err("must not be empty".to_string()),
                 (Some(_), Some(n)) if n.contains('/') => Err(format!(
                     "{n:?} contains '/', which separates the id from the set in request keys; pick another name"
                 )),
-                (Some(_), Some(n)) if !names.insert(n.clone()) => Err(format!(
+                (Some(_), Some(n)) if !names.insert(n) => Err(format!(
                     "{n:?} is the name of an earlier set; set names must be unique"
                 )),
-                (Some(_), Some(n)) => Ok(n.clone()),
+                (Some(_), Some(n)) => Ok(n.to_string()),
             };
             let span = name_node.map_or(item.span(), Spanned::span);
-            let place = self.at(span, &format!("{section} name"));
-            let name = self.problems.report(name_ok, place);
-            let layer = self.layer(&section, table);
+            let name = self.report(span, &format!("{section} name"), name_ok);
+            let layer = self.layer(&section, &["params", &i.to_string()], table);
             if let Some(name) = name {
-                self.job.param_sets.push(ParamSet { name, layer });
+                sets.push(ParamSet { name, layer });
             }
         }
+        sets
     }
 
-    fn pricing(&mut self, table: &DeTable) {
+    fn pricing(&mut self, table: &BTreeMap<String, Spanned<Lenient<PriceEntry>>>) -> Pricing {
+        let mut pricing = Pricing::default();
         for (model, entry) in table {
-            let model: &str = model.get_ref();
             let what = format!("[pricing] {model:?}");
-            if model == "image_tokens" {
-                let what = "[pricing] image_tokens";
-                if let Some(v) = self.value(entry, what) {
-                    let place = self.at(entry.span(), what);
-                    let n = settings::whole(&v, 1, MAX_IMAGE_TOKENS);
-                    if let Some(n) = self.problems.report(n, place) {
-                        self.job.pricing.image_tokens = n.unsigned_abs();
+            let price = match entry.get_ref() {
+                Lenient::Read(price) => price,
+                Lenient::Not(value) if model == "image_tokens" => {
+                    let n = settings::whole(value, 1, MAX_IMAGE_TOKENS);
+                    if let Some(n) = self.report(entry.span(), "[pricing] image_tokens", n) {
+                        pricing.image_tokens = n.unsigned_abs();
                     }
-                }
-                continue;
-            }
-            let Some(fields) = entry.get_ref().as_table() else {
-                let got = self.got(entry, &what);
-                let place = self.at(entry.span(), &what);
-                self.problems.push(place, format!("must be {{ input = USD per 1M tokens, output = USD per 1M tokens }}, got {got}"));
-                continue;
-            };
-            for (key, _) in fields {
-                if !PRICE_KEYS.contains(&key.get_ref().as_ref()) {
-                    let place = self.at(key.span(), &format!("{what} {}", key.get_ref()));
-                    self.problems
-                        .push(place, unknown_key(key.get_ref(), PRICE_KEYS));
-                }
-            }
-            let mut price = [None, None];
-            for (slot, key) in price.iter_mut().zip(PRICE_KEYS) {
-                let what = format!("{what} {key}");
-                let Some(node) = fields.get(*key) else {
-                    let place = self.at(entry.span(), &what);
-                    self.problems.push(
-                        place,
-                        "is missing: give the price in USD per 1M tokens (0 if free)",
-                    );
                     continue;
+                }
+                Lenient::Not(value) => {
+                    let message = format!("must be {{ input = USD per 1M tokens, output = USD per 1M tokens }}, got {}", describe(value));
+                    self.push(entry.span(), &what, message);
+                    continue;
+                }
+            };
+            let mut usd = [None, None];
+            let fields = [("input", &price.input), ("output", &price.output)];
+            for (slot, (key, field)) in usd.iter_mut().zip(fields) {
+                let what = format!("{what} {key}");
+                *slot = match field {
+                    Some(node) => {
+                        let usd = settings::usd(node.get_ref(), "USD per 1M tokens >= 0");
+                        self.report(node.span(), &what, usd)
+                    }
+                    None => {
+                        let message = "is missing: give the price in USD per 1M tokens (0 if free)";
+                        self.push(entry.span(), &what, message);
+                        None
+                    }
                 };
-                let usd = match self.value(node, &what).map(|v| settings::number(&v)) {
-                    Some(Ok(usd)) if usd >= 0.0 && usd.is_finite() => Ok(usd),
-                    Some(Ok(usd)) => Err(format!("must be USD per 1M tokens >= 0, got {usd}")),
-                    Some(Err(message)) => Err(message),
-                    None => continue,
-                };
-                let place = self.at(node.span(), &what);
-                *slot = self.problems.report(usd, place);
             }
-            if let [Some(input), Some(output)] = price {
-                let price = Price { input, output };
-                self.job.pricing.models.insert(model.to_string(), price);
+            if let [Some(input), Some(output)] = usd {
+                pricing
+                    .models
+                    .insert(model.clone(), Price { input, output });
             }
         }
+        pricing
     }
 }
 
 /// Converts a TOML value to JSON for the chat parameters: date-times become
-/// strings; a NaN or infinite float (JSON has none) is a problem at `place(key path)`.
-fn to_json(
-    value: &toml::Value,
-    path: &str,
-    place: &dyn Fn(&str) -> String,
-    problems: &mut Problems,
-) -> Option<Value> {
-    Some(match value {
+/// strings; a NaN or infinite float (JSON has none) is a problem at the path
+/// inside the value (`.bias`), returned with its message.
+fn to_json(value: &toml::Value) -> Result<Value, (String, String)> {
+    let inside = |at: String| move |(path, m): (String, String)| (format!("{at}{path}"), m);
+    Ok(match value {
         toml::Value::String(s) => Value::String(s.clone()),
         toml::Value::Integer(n) => Value::Number((*n).into()),
-        toml::Value::Float(x) => match Number::from_f64(*x) {
-            Some(n) => Value::Number(n),
-            None => {
-                problems.push(
-                    place(path),
-                    format!("{x} cannot be sent as JSON; write a finite number"),
-                );
-                return None;
-            }
-        },
+        toml::Value::Float(x) => Value::Number(Number::from_f64(*x).ok_or_else(|| {
+            (
+                String::new(),
+                format!("{x} cannot be sent as JSON; write a finite number"),
+            )
+        })?),
         toml::Value::Boolean(b) => Value::Bool(*b),
         toml::Value::Datetime(d) => Value::String(d.to_string()),
         toml::Value::Array(items) => Value::Array(
             (items.iter().enumerate())
-                .map(|(i, item)| to_json(item, &format!("{path}[{i}]"), place, problems))
-                .collect::<Option<_>>()?,
+                .map(|(i, item)| to_json(item).map_err(inside(format!("[{i}]"))))
+                .collect::<Result<_, _>>()?,
         ),
         toml::Value::Table(t) => Value::Object(
-            t.iter()
+            (t.iter())
                 .map(|(k, v)| {
-                    Some((
+                    Ok::<_, (String, String)>((
                         k.clone(),
-                        to_json(v, &format!("{path}.{k}"), place, problems)?,
+                        to_json(v).map_err(inside(format!(".{k}")))?,
                     ))
                 })
-                .collect::<Option<_>>()?,
+                .collect::<Result<_, _>>()?,
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key in a section struct but not in `KEYS` would be read and dropped
+    /// without a word; one in `KEYS` but not in a struct would be "unknown".
+    #[test]
+    fn the_section_structs_hold_exactly_the_keys_of_the_table() {
+        let text: String = KEYS.iter().map(|k| format!("{} = 0\n", k.path)).collect();
+        let root = DeTable::parse(&text).expect("parses");
+        let mut unknown = Vec::new();
+        let de = toml::de::Deserializer::from(root.clone());
+        let file: JobFile =
+            serde_ignored::deserialize(de, |p| unknown.push(segments(&p))).expect("reads");
+        assert!(unknown.is_empty(), "{unknown:?}");
+        let mut doc = Doc {
+            root: root.get_ref(),
+            lines: Lines::new(&text),
+            label: String::new(),
+            found: Vec::new(),
+        };
+        let mut written: Vec<&str> = (settings(&file, &mut doc).into_iter())
+            .filter_map(|(path, field)| field.as_ref().map(|_| path))
+            .collect();
+        let mut keys: Vec<&str> = KEYS.iter().map(|k| k.path).collect();
+        written.sort_unstable();
+        keys.sort_unstable();
+        assert_eq!(written, keys);
+    }
 }

@@ -39,32 +39,25 @@ fn choice(value: Option<impl ValueEnum>) -> Option<toml::Value> {
 }
 
 /// Each flag that sets a job-file key: `(flag, key, value)`.
+#[rustfmt::skip]
 pub(crate) const FLAGS: &[(&str, &str, Get)] = &[
     ("--name", "name", |a| text(&a.name)),
     ("--input", "input.path", |a| text(&a.input)),
     ("--format", "input.format", |a| choice(a.format)),
     ("--id", "input.id", |a| text(&a.id)),
     ("--system", "input.system", |a| text(&a.system)),
-    ("--system-mode", "input.system_mode", |a| {
-        choice(a.system_mode)
-    }),
+    ("--system-mode", "input.system_mode", |a| choice(a.system_mode)),
     ("--template", "input.template", |a| text(&a.template)),
     ("--output", "output.path", |a| text(&a.output)),
     ("--summary", "output.summary", |a| text(&a.summary)),
     ("--endpoint", "endpoint.url", |a| text(&a.endpoint)),
-    ("--api-key-env", "endpoint.api_key_env", |a| {
-        text(&a.api_key_env)
-    }),
+    ("--api-key-env", "endpoint.api_key_env", |a| text(&a.api_key_env)),
     ("--timeout", "endpoint.timeout_secs", |a| float(a.timeout)),
-    ("--concurrency", "limits.concurrency", |a| {
-        whole(a.concurrency)
-    }),
+    ("--concurrency", "limits.concurrency", |a| whole(a.concurrency)),
     ("--rpm", "limits.requests_per_minute", |a| whole(a.rpm)),
     ("--tpm", "limits.tokens_per_minute", |a| whole(a.tpm)),
     ("--max-cost", "limits.max_cost_usd", |a| float(a.max_cost)),
-    ("--max-attempts", "retry.max_attempts", |a| {
-        whole(a.max_attempts)
-    }),
+    ("--max-attempts", "retry.max_attempts", |a| whole(a.max_attempts)),
 ];
 
 /// Writes the flags over `s` (the job file's settings) and returns the

@@ -11,7 +11,7 @@
 //! that depend on other settings and checks what spans both sources.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::problem::{JobError, Problems};
 use super::settings::{self, Settings};
@@ -167,7 +167,7 @@ fn input_config(
         (None, InputSource::Stdin) => Format::Jsonl,
         // Given but bad: that problem is reported already.
         (None, _) if s.given("input.format") => return None,
-        (None, InputSource::File(path)) => match settings::format_from_extension(path) {
+        (None, InputSource::File(path)) => match format_from_extension(path) {
             Some(f) => f,
             None => {
                 problems.push(
@@ -227,7 +227,7 @@ fn output_config(
     };
     let summary = match &s.summary {
         Some(spec) => spec.resolve(name, today),
-        None => settings::summary_for(&path),
+        None => summary_for(&path),
     };
     let mut ok = true;
     // By identity, not spelling (`dir/../out.jsonl`, a linked folder): the
@@ -326,6 +326,27 @@ fn check_budget(
                 uncapped.join(", ")
             ),
         );
+    }
+}
+
+/// `x.jsonl` → `x.summary.json`; anything else gets `.summary.json` appended.
+pub(crate) fn summary_for(output: &Path) -> PathBuf {
+    let text = output.as_os_str().to_string_lossy();
+    match text.strip_suffix(".jsonl") {
+        Some(stem) if !stem.is_empty() && !stem.ends_with(['/', '\\']) => {
+            PathBuf::from(format!("{stem}.summary.json"))
+        }
+        _ => PathBuf::from(format!("{text}.summary.json")),
+    }
+}
+
+/// The format a file name implies: `.jsonl`/`.ndjson` or `.csv`, any case.
+pub(crate) fn format_from_extension(path: &Path) -> Option<Format> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    match ext.as_str() {
+        "jsonl" | "ndjson" => Some(Format::Jsonl),
+        "csv" => Some(Format::Csv),
+        _ => None,
     }
 }
 

@@ -10,26 +10,49 @@ use serde_json::{Map, Value};
 use super::problem::nearest;
 use super::ParamLayer;
 
-/// The chat parameters the contract names; anything else goes under `extra`.
-pub const CHAT_PARAMS: &[&str] = &[
-    "model",
-    "max_completion_tokens",
-    "max_tokens",
-    "stream",
-    "temperature",
-    "top_p",
-    "seed",
-    "min_p",
-    "top_k",
-    "repetition_penalty",
-    "top_a",
-    "frequency_penalty",
-    "presence_penalty",
-    "stop",
+/// How a chat parameter's value is checked.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// A non-empty string.
+    Model,
+    Bool,
+    /// An integer within the bounds (one beyond i64 counts as i64::MAX).
+    Integer(i64, i64),
+    Number(f64, f64),
+    /// A string or a list of up to 4 strings.
+    Stop,
+}
+
+/// The largest `max_tokens` / `max_completion_tokens` (2^31): no model
+/// writes more, and a cap beyond it could only be a typo whose worst case
+/// and token reservation would be absurd.
+pub const MAX_TOKEN_CAP: i64 = 1 << 31;
+
+/// The chat parameters the contract names and their bounds; anything else goes under `extra`.
+#[rustfmt::skip]
+const PARAMS: &[(&str, Kind)] = &[
+    ("model", Kind::Model),
+    ("max_completion_tokens", Kind::Integer(1, MAX_TOKEN_CAP)),
+    ("max_tokens", Kind::Integer(1, MAX_TOKEN_CAP)),
+    ("stream", Kind::Bool),
+    ("temperature", Kind::Number(0.0, 2.0)),
+    ("top_p", Kind::Number(0.01, 1.0)),
+    ("seed", Kind::Integer(1, i64::MAX)),
+    ("min_p", Kind::Number(0.001, 0.999)),
+    ("top_k", Kind::Integer(0, i64::MAX)),
+    ("repetition_penalty", Kind::Number(f64::MIN, f64::MAX)),
+    ("top_a", Kind::Number(0.0, 1.0)),
+    ("frequency_penalty", Kind::Number(-2.0, 2.0)),
+    ("presence_penalty", Kind::Number(-2.0, 2.0)),
+    ("stop", Kind::Stop),
 ];
 
 pub fn is_chat_param(key: &str) -> bool {
-    CHAT_PARAMS.contains(&key)
+    PARAMS.iter().any(|(name, _)| *name == key)
+}
+
+fn chat_params() -> impl Iterator<Item = &'static str> {
+    PARAMS.iter().map(|(name, _)| *name)
 }
 
 /// One parameter that failed its check.
@@ -50,98 +73,38 @@ pub enum UnknownKeys {
 
 /// Checks one chat parameter's type and bounds. `null` is always accepted: it removes.
 pub fn check(key: &str, value: &Value) -> Result<(), String> {
-    if value.is_null() {
+    let Some((_, kind)) = PARAMS.iter().find(|(name, _)| *name == key) else {
         return Ok(());
-    }
-    match key {
-        "model" => match value.as_str() {
-            Some(s) if !s.trim().is_empty() => Ok(()),
-            Some(_) => Err("must not be empty".into()),
-            None => Err(format!(
-                "must be a string (a model id), not {}",
-                describe(value)
-            )),
-        },
-        "stream" => value
-            .as_bool()
-            .map(|_| ())
-            .ok_or_else(|| format!("must be true or false, not {}", describe(value))),
-        "max_tokens" | "max_completion_tokens" => integer_in(value, 1, MAX_TOKEN_CAP),
-        "seed" => integer_at_least(value, 1),
-        "top_k" => integer_at_least(value, 0),
-        "temperature" => number_in(value, 0.0, 2.0),
-        "top_p" => number_in(value, 0.01, 1.0),
-        "min_p" => number_in(value, 0.001, 0.999),
-        "top_a" => number_in(value, 0.0, 1.0),
-        "frequency_penalty" | "presence_penalty" => number_in(value, -2.0, 2.0),
-        "repetition_penalty" => value
-            .as_f64()
-            .map(|_| ())
-            .ok_or_else(|| format!("must be a number, not {}", describe(value))),
-        "stop" => check_stop(value),
-        _ => Ok(()),
-    }
-}
-
-fn check_stop(value: &Value) -> Result<(), String> {
-    match value {
-        Value::String(_) => Ok(()),
-        Value::Array(items) => {
-            if items.len() > 4 {
-                return Err(format!("takes at most 4 strings, got {}", items.len()));
-            }
-            if items.iter().all(Value::is_string) {
-                Ok(())
-            } else {
-                Err("must be a string or a list of up to 4 strings".into())
-            }
+    };
+    let ok = match *kind {
+        _ if value.is_null() => true,
+        Kind::Model if value.as_str().is_some_and(|s| s.trim().is_empty()) => {
+            return Err("must not be empty".into())
         }
-        other => Err(format!(
-            "must be a string or a list of up to 4 strings, not {}",
-            describe(other)
-        )),
-    }
-}
-
-/// The largest `max_tokens` / `max_completion_tokens` (2^31): no model
-/// writes more, and a cap beyond it could only be a typo whose worst case
-/// and token reservation would be absurd.
-pub const MAX_TOKEN_CAP: i64 = 1 << 31;
-
-fn integer_in(value: &Value, min: i64, max: i64) -> Result<(), String> {
-    integer_at_least(value, min)?;
-    match value.as_i64() {
-        Some(n) if n <= max => Ok(()),
-        _ => Err(format!(
-            "must be an integer from {min} to {max}, got {}",
-            describe(value)
-        )),
-    }
-}
-
-fn integer_at_least(value: &Value, min: i64) -> Result<(), String> {
-    let n = value.as_i64().or_else(|| {
-        // u64 beyond i64 is still a valid (huge) integer.
-        value.as_u64().map(|_| i64::MAX)
-    });
-    match n {
-        Some(n) if n >= min => Ok(()),
-        Some(n) => Err(format!("must be an integer >= {min}, got {n}")),
-        None => Err(format!(
-            "must be an integer >= {min}, not {}",
-            describe(value)
-        )),
-    }
-}
-
-fn number_in(value: &Value, min: f64, max: f64) -> Result<(), String> {
-    match value.as_f64() {
-        Some(x) if (min..=max).contains(&x) => Ok(()),
-        Some(x) => Err(format!("must be between {min} and {max}, got {x}")),
-        None => Err(format!(
-            "must be a number between {min} and {max}, not {}",
-            describe(value)
-        )),
+        Kind::Model => value.is_string(),
+        Kind::Bool => value.is_boolean(),
+        Kind::Integer(min, max) => (value.as_i64())
+            .or_else(|| value.as_u64().map(|_| i64::MAX))
+            .is_some_and(|n| (min..=max).contains(&n)),
+        Kind::Number(min, max) => value.as_f64().is_some_and(|x| (min..=max).contains(&x)),
+        Kind::Stop => {
+            let list = value.as_array();
+            value.is_string()
+                || list.is_some_and(|l| l.len() <= 4 && l.iter().all(Value::is_string))
+        }
+    };
+    let expected = match *kind {
+        Kind::Model => "a string (a model id)".to_string(),
+        Kind::Bool => "true or false".to_string(),
+        Kind::Integer(min, i64::MAX) => format!("an integer >= {min}"),
+        Kind::Integer(min, max) => format!("an integer from {min} to {max}"),
+        Kind::Number(f64::MIN, _) => "a number".to_string(),
+        Kind::Number(min, max) => format!("a number between {min} and {max}"),
+        Kind::Stop => "a string or a list of up to 4 strings".to_string(),
+    };
+    match ok {
+        true => Ok(()),
+        false => Err(format!("must be {expected}, got {}", describe(value))),
     }
 }
 
@@ -167,62 +130,45 @@ pub fn layer_from_map(
     let mut layer = ParamLayer::default();
     let mut problems = Vec::new();
     for (key, value) in map {
-        if is_chat_param(key) {
-            match check(key, value) {
-                Ok(()) => {
-                    layer.named.insert(key.clone(), value.clone());
-                }
-                Err(message) => problems.push(ParamProblem {
-                    key: key.clone(),
-                    message,
-                }),
+        let result = match (key.as_str(), value) {
+            (name, _) if is_chat_param(name) => check(name, value).map(|()| {
+                layer.named.insert(key.clone(), value.clone());
+            }),
+            ("extra", Value::Object(extra)) => {
+                layer.extra.extend(extra.clone());
+                Ok(())
             }
-        } else if key == "extra" {
-            match value {
-                Value::Object(extra) => {
-                    for (k, v) in extra {
-                        layer.extra.insert(k.clone(), v.clone());
-                    }
-                }
-                Value::Null => {}
-                other => problems.push(ParamProblem {
-                    key: "extra".into(),
-                    message: format!(
-                        "must be a table of pass-through parameters, not {}",
-                        describe(other)
-                    ),
-                }),
-            }
-        } else {
-            match (unknown, typo_of(key)) {
+            ("extra", Value::Null) => Ok(()),
+            ("extra", other) => Err(format!(
+                "must be a table of pass-through parameters, not {}",
+                describe(other)
+            )),
+            _ => match (unknown, typo_of(key)) {
                 (UnknownKeys::IntoExtra, None) => {
                     layer.extra.insert(key.clone(), value.clone());
+                    Ok(())
                 }
                 // Passed through, a typo would be sent silently and ignored by the server.
-                (UnknownKeys::IntoExtra, Some(near)) => problems.push(ParamProblem {
-                    key: key.clone(),
-                    message: format!(
-                        "{key:?} is not a chat parameter; did you mean {near:?}? to send {key:?} as it is, put it under extra, e.g. {{\"extra\": {{{key:?}: ...}}}}"
-                    ),
-                }),
-                (UnknownKeys::Reject, _) => problems.push(ParamProblem {
-                    key: key.clone(),
-                    message: unknown_key_message(key),
-                }),
-            }
+                (UnknownKeys::IntoExtra, Some(near)) => Err(format!(
+                    "{key:?} is not a chat parameter; did you mean {near:?}? to send {key:?} as it is, put it under extra, e.g. {{\"extra\": {{{key:?}: ...}}}}"
+                )),
+                (UnknownKeys::Reject, _) => Err(unknown_key_message(key)),
+            },
+        };
+        if let Err(message) = result {
+            let key = key.clone();
+            problems.push(ParamProblem { key, message });
         }
     }
-    if problems.is_empty() {
-        Ok(layer)
-    } else {
-        Err(problems)
+    match problems.is_empty() {
+        true => Ok(layer),
+        false => Err(problems),
     }
 }
 
 /// "unknown chat parameter ..., did you mean ...?" with the nearest valid key.
 pub fn unknown_key_message(key: &str) -> String {
-    let mut candidates: Vec<&str> = CHAT_PARAMS.to_vec();
-    candidates.push("extra");
+    let candidates: Vec<&str> = chat_params().chain(["extra"]).collect();
     match nearest(key, &candidates) {
         Some(near) => format!(
             "unknown chat parameter {key:?}; did you mean {near:?}? (pass-through parameters go under extra = {{ ... }})"
@@ -237,9 +183,8 @@ pub fn unknown_key_message(key: &str) -> String {
 /// (2 for keys longer than 5 characters), transpositions counting as one.
 pub fn typo_of(key: &str) -> Option<&'static str> {
     let most = if key.chars().count() > 5 { 2 } else { 1 };
-    CHAT_PARAMS
-        .iter()
-        .map(|p| (strsim::damerau_levenshtein(key, p), *p))
+    chat_params()
+        .map(|p| (strsim::damerau_levenshtein(key, p), p))
         .filter(|(d, _)| (1..=most).contains(d))
         .min_by_key(|(d, _)| *d)
         .map(|(_, p)| p)
@@ -263,12 +208,8 @@ pub fn parse_assignment(text: &str) -> Result<(String, Value), String> {
 impl ParamLayer {
     /// Applies `over` on top of `self`: the last wins, `extra` key by key, `null` removes.
     pub fn merge(&mut self, over: &ParamLayer) {
-        for (k, v) in &over.named {
-            self.named.insert(k.clone(), v.clone());
-        }
-        for (k, v) in &over.extra {
-            self.extra.insert(k.clone(), v.clone());
-        }
+        self.named.extend(over.named.clone());
+        self.extra.extend(over.extra.clone());
     }
 
     /// Drops the `null`s that remained after merging: they mean "not sent".

@@ -148,7 +148,7 @@ keys! { |v, base|
     "limits.concurrency" => limits.concurrency = whole(v, 1, MAX_CONCURRENCY)? as usize;
     "limits.requests_per_minute" => limits.requests_per_minute = whole(v, 0, u32::MAX.into())? as u32;
     "limits.tokens_per_minute" => limits.tokens_per_minute = whole(v, 0, i64::MAX)? as u64;
-    "limits.max_cost_usd" => limits.max_cost_usd = check_max_cost(number(v)?)?;
+    "limits.max_cost_usd" => limits.max_cost_usd = usd(v, "a number of USD >= 0 (0 = no budget)")?;
     "retry.max_attempts" => retry.max_attempts = whole(v, 1, MAX_ATTEMPTS)? as u32;
     "retry.initial_backoff_ms" => retry.initial_backoff = millis(whole(v, 0, i64::MAX)?);
     "retry.max_backoff_ms" => retry.max_backoff = millis(whole(v, 0, i64::MAX)?);
@@ -264,16 +264,15 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// An http(s) URL with a host. Checked by hand: the client parses it for real
-/// later; this only catches typos before anything runs.
+/// An http(s) URL with a host, as the client will parse it (`reqwest::Url`),
+/// checked here to catch typos before anything runs.
 pub(crate) fn check_url(url: &str) -> Result<(), String> {
     let example = "e.g. https://api.aimlapi.com/v1/chat/completions";
     let lower = url.to_ascii_lowercase();
-    let rest = if lower.starts_with("https://") {
-        &url[8..]
-    } else if lower.starts_with("http://") {
-        &url[7..]
-    } else {
+    let Some(rest) = ["https://", "http://"]
+        .iter()
+        .find_map(|s| lower.strip_prefix(s))
+    else {
         return Err(format!(
             "{url:?} is not an http:// or https:// URL ({example})"
         ));
@@ -281,28 +280,13 @@ pub(crate) fn check_url(url: &str) -> Result<(), String> {
     if url.chars().any(char::is_whitespace) {
         return Err(format!("{url:?} contains whitespace"));
     }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host_port = authority.rsplit('@').next().unwrap_or_default();
-    let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
-        match v6.split_once(']') {
-            Some((host, after)) => (host, after.strip_prefix(':')),
-            None => return Err(format!("{url:?} has an unclosed [ in its host")),
-        }
-    } else {
-        match host_port.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (host_port, None),
-        }
-    };
-    if host.is_empty() {
+    // `url` reads "https:///path" as the host "path"; the user forgot the host.
+    if rest.starts_with('/') || rest.is_empty() {
         return Err(format!("{url:?} has no host ({example})"));
     }
-    if let Some(port) = port {
-        if port.parse::<u16>().is_err() {
-            return Err(format!("{url:?} has a bad port {port:?}"));
-        }
-    }
-    Ok(())
+    reqwest::Url::parse(url)
+        .map(drop)
+        .map_err(|e| format!("{url:?} is not a valid URL: {e} ({example})"))
 }
 
 /// An HTTP header name is a token; a value has no line breaks (they would split the request).
@@ -340,13 +324,11 @@ pub(crate) fn check_timeout(secs: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{secs} seconds is too long"))
 }
 
-pub(crate) fn check_max_cost(usd: f64) -> Result<f64, String> {
-    if usd.is_finite() && usd >= 0.0 {
-        Ok(usd)
-    } else {
-        Err(format!(
-            "must be a number of USD >= 0 (0 = no budget), got {usd}"
-        ))
+/// A sum of money: a finite number >= 0, described as `what` (`USD per 1M tokens >= 0`).
+pub(crate) fn usd(value: &Value, what: &str) -> Result<f64, String> {
+    match number(value)? {
+        usd if usd.is_finite() && usd >= 0.0 => Ok(usd),
+        usd => Err(format!("must be {what}, got {usd}")),
     }
 }
 
@@ -382,27 +364,6 @@ pub(crate) fn path_spec(text: &str, base: &Path) -> Result<PathSpec, String> {
         text: text.to_string(),
         base: base.to_path_buf(),
     })
-}
-
-/// `x.jsonl` → `x.summary.json`; anything else gets `.summary.json` appended.
-pub(crate) fn summary_for(output: &Path) -> PathBuf {
-    let text = output.as_os_str().to_string_lossy();
-    match text.strip_suffix(".jsonl") {
-        Some(stem) if !stem.is_empty() && !stem.ends_with(['/', '\\']) => {
-            PathBuf::from(format!("{stem}.summary.json"))
-        }
-        _ => PathBuf::from(format!("{text}.summary.json")),
-    }
-}
-
-/// The format a file name implies: `.jsonl`/`.ndjson` or `.csv`, any case.
-pub(crate) fn format_from_extension(path: &Path) -> Option<Format> {
-    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-    match ext.as_str() {
-        "jsonl" | "ndjson" => Some(Format::Jsonl),
-        "csv" => Some(Format::Csv),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -442,22 +403,6 @@ mod tests {
     }
 
     #[test]
-    fn summary_paths_replace_or_append() {
-        assert_eq!(
-            summary_for(Path::new("out/x.jsonl")),
-            PathBuf::from("out/x.summary.json")
-        );
-        assert_eq!(
-            summary_for(Path::new("out/x.out")),
-            PathBuf::from("out/x.out.summary.json")
-        );
-        assert_eq!(
-            summary_for(Path::new("out/.jsonl")),
-            PathBuf::from("out/.jsonl.summary.json")
-        );
-    }
-
-    #[test]
     fn unknown_placeholders_are_rejected() {
         let base = Path::new("/tmp");
         assert!(path_spec("out/{name}-{date}.jsonl", base).is_ok());
@@ -473,8 +418,9 @@ mod tests {
         assert!(check_timeout(0.0).is_err());
         assert!(check_timeout(f64::NAN).is_err());
         assert!(check_timeout(1e300).is_err());
-        assert!(check_max_cost(0.0).is_ok());
-        assert!(check_max_cost(-1.0).is_err());
-        assert!(check_max_cost(f64::INFINITY).is_err());
+        let budget = |x: f64| usd(&Value::Float(x), "USD");
+        assert!(budget(0.0).is_ok());
+        assert!(budget(-1.0).is_err());
+        assert!(budget(f64::INFINITY).is_err());
     }
 }

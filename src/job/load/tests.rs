@@ -635,3 +635,41 @@ fn problems_come_in_the_order_of_the_file_each_with_line_and_column() {
         ]
     );
 }
+
+#[test]
+fn summary_paths_replace_or_append() {
+    assert_eq!(
+        super::summary_for(Path::new("out/x.jsonl")),
+        PathBuf::from("out/x.summary.json")
+    );
+    assert_eq!(
+        super::summary_for(Path::new("out/x.out")),
+        PathBuf::from("out/x.out.summary.json")
+    );
+    assert_eq!(
+        super::summary_for(Path::new("out/.jsonl")),
+        PathBuf::from("out/.jsonl.summary.json")
+    );
+}
+
+#[test]
+fn a_date_time_section_and_a_dotted_model_are_placed_like_any_other() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "j.toml",
+        "output = 1979-05-27\n[input]\npath = \"q.jsonl\"\n[pricing]\n\"gpt-4.1\" = { input = 1, output = 2, extra = 3 }\n",
+    );
+    let found = problems(&job_args(Some("j.toml")), dir.path());
+    assert_problem(
+        &found,
+        "j.toml:1:1: output",
+        "must be a table, got a date-time",
+    );
+    assert_problem(
+        &found,
+        r#"j.toml:5:38: [pricing] "gpt-4.1" extra"#,
+        r#"unknown key "extra"; the keys here are "input", "output""#,
+    );
+    assert_eq!(found.len(), 2, "{found:#?}");
+}
