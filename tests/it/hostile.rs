@@ -123,6 +123,15 @@ fn streaming() -> Scenario {
     }
 }
 
+/// A run whose reads (or, not streaming, whole reply) must come within 1 s.
+fn one_second(stream: bool) -> Scenario {
+    Scenario {
+        stream,
+        timeout_secs: 1,
+        ..Scenario::default()
+    }
+}
+
 /// A reply of these status line, content type and body.
 fn fixed(status: &'static str, content_type: &str, body: impl Into<String>) -> Behaviour {
     Behaviour::Fixed {
@@ -223,11 +232,7 @@ async fn a_stream_of_pings_times_out_per_read() {
         every: Duration::from_millis(50),
     })
     .await;
-    let scenario = Scenario {
-        stream: true,
-        timeout_secs: 1,
-        ..Scenario::default()
-    };
+    let scenario = one_second(true);
     let (finished, record) = run(&server.url, scenario).await;
     assert_failed(&finished, &record, "timeout", 2);
     assert_eq!(server.requests(), 2);
@@ -242,11 +247,7 @@ async fn a_trickled_stream_times_out_per_read() {
         every: Duration::from_millis(200),
     })
     .await;
-    let scenario = Scenario {
-        stream: true,
-        timeout_secs: 1,
-        ..Scenario::default()
-    };
+    let scenario = one_second(true);
     let (finished, record) = run(&server.url, scenario).await;
     assert_failed(&finished, &record, "timeout", 2);
     assert_eq!(server.requests(), 2);
@@ -259,10 +260,7 @@ async fn a_trickled_whole_reply_meets_the_total_timeout() {
         every: Duration::from_millis(100),
     })
     .await;
-    let scenario = Scenario {
-        timeout_secs: 1,
-        ..Scenario::default()
-    };
+    let scenario = one_second(false);
     let (finished, record) = run(&server.url, scenario).await;
     assert_failed(&finished, &record, "timeout", 2);
     assert_eq!(server.requests(), 2);
