@@ -378,7 +378,7 @@ const REDACT_MARGIN: usize = 64 * 1024;
 /// terminal (the stderr table quotes the last error), where an ANSI escape,
 /// a BEL or a backspace would act (retitle the window, hide or fake text)
 /// rather than be read. Whitespace controls become spaces, others U+FFFD.
-fn printable(text: &str) -> Cow<'_, str> {
+pub(crate) fn printable(text: &str) -> Cow<'_, str> {
     if !text.chars().any(char::is_control) {
         return Cow::Borrowed(text);
     }

@@ -20,6 +20,7 @@ mod stream;
 mod transport;
 mod wire;
 
+pub(crate) use error_body::printable;
 pub use http::Client;
 pub use raw_json::RawJson;
 pub use sse::{SseEvent, SseParser};

@@ -278,7 +278,7 @@ impl Tally {
             param_set: &r.param_set,
             finish_reason: r.finish_reason.as_deref(),
             usage: r.usage.as_ref(),
-            cost_usd: r.cost_usd.filter(|c| c.is_finite() && *c >= 0.0),
+            cost_usd: r.cost_usd.filter(|c| is_amount(*c)),
             latency_ms: r.latency_ms,
             ttft_ms: r.ttft_ms,
             attempts: r.attempts,

@@ -121,17 +121,11 @@ fn counts(map: &BTreeMap<String, u64>) -> String {
     items.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     items
         .iter()
-        .map(|(k, v)| format!("{} {v}", printable(k)))
+        // A server's word (a finish reason): made printable, or an escape in it
+        // would act on the terminal.
+        .map(|(k, v)| format!("{} {v}", crate::client::printable(k)))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// A server's word (a finish reason) as the terminal shows it: an ANSI
-/// escape or a BEL in it would act on the terminal, not be read.
-fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
-        .collect()
 }
 
 fn amounts(map: &BTreeMap<String, f64>) -> String {

@@ -13,7 +13,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-use crate::scheduler::pricing::add_usd;
+use crate::scheduler::pricing::{add_usd, is_amount};
 
 /// The share of the budget kept back against rounding: sums of floating-point
 /// amounts (this run's, the resume scan's over every line) can round below the
@@ -80,8 +80,7 @@ impl Budget {
     fn try_book(&self, worst_usd: f64, in_flight_caller: bool) -> Result<(), bool> {
         let mut s = self.lock();
         // A worst case that is not an amount cannot be shown to fit.
-        let fits = worst_usd.is_finite()
-            && worst_usd >= 0.0
+        let fits = is_amount(worst_usd)
             && s.recorded + s.in_flight + worst_usd <= self.max_usd * (1.0 - ROUNDING_SLACK);
         if fits {
             s.in_flight = add_usd(s.in_flight, worst_usd);
@@ -139,7 +138,7 @@ impl Budget {
     /// (NaN, infinite, negative) counts as everything the request booked.
     /// Returns the charge recorded.
     pub fn settle(&self, booked_usd: f64, charge_usd: f64) -> f64 {
-        let charge = if charge_usd.is_finite() && charge_usd >= 0.0 {
+        let charge = if is_amount(charge_usd) {
             charge_usd
         } else {
             add_usd(0.0, booked_usd)
@@ -193,7 +192,7 @@ pub fn charge(
     uncertain_attempts: u32,
 ) -> f64 {
     // A cost that is no amount (NaN, infinite, negative) is no figure.
-    let cost_usd = cost_usd.filter(|c| c.is_finite() && *c >= 0.0);
+    let cost_usd = cost_usd.filter(|c| is_amount(*c));
     let answer = if answered {
         cost_usd.unwrap_or(worst_usd)
     } else {

@@ -177,19 +177,13 @@ impl Writer {
                 "the output was removed or replaced during the run, and the lines this run appended went with the old file",
             ))
         };
-        let Ok(now) = std::fs::metadata(&self.path) else {
+        let Some(now) = FileStamp::now(&self.path) else {
             return Err(gone());
         };
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt;
-            let ours = self.file.metadata().map_err(io_error(&self.path))?;
-            if (ours.dev(), ours.ino()) != (now.dev(), now.ino()) {
-                return Err(gone());
-            }
+        let ours = self.file.metadata().map_err(io_error(&self.path))?;
+        if !FileStamp::of(&ours).same_file(&now) {
+            return Err(gone());
         }
-        #[cfg(not(unix))]
-        let _ = now;
         Ok(())
     }
 }

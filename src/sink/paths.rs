@@ -146,6 +146,12 @@ impl FileStamp {
         }
     }
 
+    /// Whether both stamps are of the same file (device and inode), however
+    /// it changed; always true off Unix, where there is no identity to compare.
+    pub fn same_file(&self, other: &FileStamp) -> bool {
+        self.id == other.id
+    }
+
     /// The stamp of the file at `path` now (None when there is none).
     pub fn now(path: &Path) -> Option<FileStamp> {
         std::fs::metadata(path).ok().map(|m| FileStamp::of(&m))

@@ -366,3 +366,15 @@ pub async fn keyed_job(rows: usize) -> (MockServer, Sandbox) {
     sb.write("job.toml", &job);
     (mock, sb)
 }
+
+/// Polls `done` every 10 ms; fails the test past 20 s, naming `what` it waited for.
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

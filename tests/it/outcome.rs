@@ -35,17 +35,6 @@ fn stderr_lines(out: &std::process::Output) -> Vec<String> {
         .collect()
 }
 
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test]
 async fn an_endpoint_that_cannot_be_reached_stops_the_run_with_exit_4() {
     // A port nothing listens on: every connection is refused.

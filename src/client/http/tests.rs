@@ -72,12 +72,28 @@ async fn read_request(stream: &mut TcpStream) -> String {
 fn respond(
     response: String,
 ) -> impl Fn(TcpStream) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync {
+    answer(response, true)
+}
+
+/// Writes `response`, then drops the connection: a reply broken off there.
+fn respond_and_close(
+    response: String,
+) -> impl Fn(TcpStream) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync {
+    answer(response, false)
+}
+
+fn answer(
+    response: String,
+    hold: bool,
+) -> impl Fn(TcpStream) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync {
     move |mut stream| {
         let response = response.clone();
         Box::pin(async move {
             stream.write_all(response.as_bytes()).await.unwrap();
-            // Keep the connection open until the client is done with it.
-            let _ = stream.read(&mut [0u8; 1]).await;
+            if hold {
+                // Keep the connection open until the client is done with it.
+                let _ = stream.read(&mut [0u8; 1]).await;
+            }
         })
     }
 }
@@ -258,15 +274,8 @@ async fn a_silent_server_times_out_uncertain() {
 
 #[tokio::test]
 async fn a_stalled_stream_times_out_per_read() {
-    let (url, _heads) = serve(|mut stream: TcpStream| async move {
-        let first = chunk("data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n");
-        stream
-            .write_all(format!("{SSE_HEAD}{first}").as_bytes())
-            .await
-            .unwrap();
-        let _ = stream.read(&mut [0u8; 1]).await;
-    })
-    .await;
+    let first = chunk("data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n");
+    let (url, _heads) = serve(respond(format!("{SSE_HEAD}{first}"))).await;
     let failure = client(&url, Duration::from_millis(200))
         .send(&request(true), 1)
         .await

@@ -32,14 +32,6 @@ fn capped(stream: bool) -> Scenario {
     }
 }
 
-fn json_200(body: String) -> Behaviour {
-    Behaviour::Fixed {
-        status: "200 OK",
-        headers: "content-type: application/json\r\n".to_string(),
-        body,
-    }
-}
-
 #[tokio::test]
 async fn tool_calls_of_millions_of_tiny_nodes_are_kept_exactly_in_bounded_memory() {
     let calls = format!(
@@ -85,7 +77,7 @@ async fn an_in_band_error_padded_with_millions_of_nodes_is_classified_in_bounded
     let server = Hostile::start(json_200(body)).await;
     let (finished, record) = run(&server.url, capped(false)).await;
     assert_failed(&finished, &record, "invalid_request", 1);
-    let message = record["error"]["message"].as_str().expect("message");
+    let message = error_message(&record);
     assert!(message.contains("bad parameter"), "{message}");
     assert_peak_below(&finished, BOUND_MIB);
 }
@@ -96,15 +88,10 @@ async fn a_streamed_error_padded_with_millions_of_nodes_is_classified_in_bounded
         "data: {{\"error\":{{\"message\":\"overloaded\",\"code\":503}},\"pad\":[{}]}}\n\n",
         nodes(nodes_in_cap(4096))
     );
-    let server = Hostile::start(Behaviour::Fixed {
-        status: "200 OK",
-        headers: "content-type: text/event-stream\r\n".to_string(),
-        body,
-    })
-    .await;
+    let server = Hostile::start(fixed("200 OK", "text/event-stream", body)).await;
     let (finished, record) = run(&server.url, capped(true)).await;
     assert_failed(&finished, &record, "server", 2);
-    let message = record["error"]["message"].as_str().expect("message");
+    let message = error_message(&record);
     assert!(message.contains("overloaded"), "{message}");
     assert_peak_below(&finished, BOUND_MIB);
 }
@@ -129,12 +116,7 @@ async fn streamed_tool_call_deltas_of_millions_of_tiny_nodes_stay_in_bounded_mem
     body.push_str("\n\n");
     body.push_str(r#"data: {"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#);
     body.push_str("\n\ndata: [DONE]\n\n");
-    let server = Hostile::start(Behaviour::Fixed {
-        status: "200 OK",
-        headers: "content-type: text/event-stream\r\n".to_string(),
-        body,
-    })
-    .await;
+    let server = Hostile::start(fixed("200 OK", "text/event-stream", body)).await;
     let (finished, record) = run(&server.url, capped(true)).await;
     assert_eq!(finished.code, 0, "{}", finished.stderr);
     assert_eq!(record["status"], "ok", "{record}");

@@ -47,15 +47,9 @@ async fn a_stream_answering_a_non_streaming_request_is_read_as_a_stream() {
 
 #[tokio::test]
 async fn a_stream_cut_mid_way_is_an_uncertain_connection_error() {
-    let (url, _heads) = serve(|mut stream: TcpStream| async move {
-        let first = chunk("data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n");
-        stream
-            .write_all(format!("{SSE_HEAD}{first}").as_bytes())
-            .await
-            .unwrap();
-        // Dropped without the terminating chunk.
-    })
-    .await;
+    let first = chunk("data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n");
+    // Dropped without the terminating chunk.
+    let (url, _heads) = serve(respond_and_close(format!("{SSE_HEAD}{first}"))).await;
     let failure = client(&url, Duration::from_secs(5))
         .send(&request(true), 1)
         .await
@@ -73,17 +67,11 @@ async fn a_stream_cut_mid_way_is_an_uncertain_connection_error() {
 
 #[tokio::test]
 async fn a_stream_dropped_after_its_finish_reason_is_accepted() {
-    let (url, _heads) = serve(|mut stream: TcpStream| async move {
-        let last = chunk(
-            "data: {\"choices\":[{\"delta\":{\"content\":\"ok\"},\"finish_reason\":\"stop\"}]}\n\n",
-        );
-        stream
-            .write_all(format!("{SSE_HEAD}{last}").as_bytes())
-            .await
-            .unwrap();
-        // Dropped without [DONE] or the terminating chunk.
-    })
-    .await;
+    let last = chunk(
+        "data: {\"choices\":[{\"delta\":{\"content\":\"ok\"},\"finish_reason\":\"stop\"}]}\n\n",
+    );
+    // Dropped without [DONE] or the terminating chunk.
+    let (url, _heads) = serve(respond_and_close(format!("{SSE_HEAD}{last}"))).await;
     let reply = client(&url, Duration::from_secs(5))
         .send(&request(true), 1)
         .await
