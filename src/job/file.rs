@@ -59,19 +59,6 @@ struct JobFile {
     pricing: Section<BTreeMap<String, Spanned<Lenient<PriceEntry>>>>,
 }
 
-impl JobFile {
-    /// The sections whose every key is a setting of `KEYS`.
-    fn setting_sections(&self) -> [(&'static str, &Section<Table>); 5] {
-        [
-            ("endpoint", &self.endpoint),
-            ("input", &self.input),
-            ("output", &self.output),
-            ("limits", &self.limits),
-            ("retry", &self.retry),
-        ]
-    }
-}
-
 /// `"model" = { input = 0.02, output = 0.04 }`.
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -199,10 +186,8 @@ pub(crate) fn read(
             Some((line, col)) => format!("{label}:{line}:{col}"),
             None => label.clone(),
         };
-        problems.push(
-            place,
-            format!("TOML syntax error: {}", e.message().trim_end()),
-        )
+        let message = format!("TOML syntax error: {}", e.message().trim_end());
+        problems.push(place, message)
     }))
     .ok()?;
     let mut doc = Doc {
@@ -218,7 +203,15 @@ pub(crate) fn read(
         places.insert("name".to_string(), doc.lines.at(name.span().start));
         doc.setting("name", name, base, s);
     }
-    for (section, node) in file.setting_sections() {
+    // The first five `SECTIONS` are those of settings.
+    let tables = [
+        &file.endpoint,
+        &file.input,
+        &file.output,
+        &file.limits,
+        &file.retry,
+    ];
+    for (section, node) in SECTIONS.iter().zip(tables) {
         for (key, node) in doc.table(section, node.as_ref()).into_iter().flatten() {
             let path = format!("{section}.{key}");
             places.insert(path.clone(), doc.lines.at(node.span().start));
@@ -494,11 +487,10 @@ impl Doc<'_, '_> {
                     continue;
                 }
             };
-            let mut usd = [None, None];
             let fields = [("input", &price.input), ("output", &price.output)];
-            for (slot, (key, field)) in usd.iter_mut().zip(fields) {
+            let usd = fields.map(|(key, field)| {
                 let what = format!("{what} {key}");
-                *slot = match field {
+                match field {
                     Some(node) => {
                         let usd = settings::usd(node.get_ref(), "USD per 1M tokens >= 0");
                         self.report(node.span(), &what, usd)
@@ -508,8 +500,8 @@ impl Doc<'_, '_> {
                         self.push(entry.span(), &what, message);
                         None
                     }
-                };
-            }
+                }
+            });
             if let [Some(input), Some(output)] = usd {
                 pricing
                     .models
@@ -541,15 +533,12 @@ fn to_json(value: &toml::Value) -> Result<Value, (String, String)> {
                 .map(|(i, item)| to_json(item).map_err(inside(format!("[{i}]"))))
                 .collect::<Result<_, _>>()?,
         ),
-        toml::Value::Table(t) => Value::Object(
-            (t.iter())
-                .map(|(k, v)| {
-                    Ok::<_, (String, String)>((
-                        k.clone(),
-                        to_json(v).map_err(inside(format!(".{k}")))?,
-                    ))
-                })
-                .collect::<Result<_, _>>()?,
-        ),
+        toml::Value::Table(t) => {
+            let mut map = Map::new();
+            for (k, v) in t {
+                map.insert(k.clone(), to_json(v).map_err(inside(format!(".{k}")))?);
+            }
+            Value::Object(map)
+        }
     })
 }

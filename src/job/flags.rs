@@ -20,12 +20,8 @@ use crate::cli::JobArgs;
 /// Reads a flag's value as the job file would write it, if the flag is given.
 type Get = fn(&JobArgs) -> Option<toml::Value>;
 
-fn text(value: &Option<String>) -> Option<toml::Value> {
-    value.clone().map(toml::Value::String)
-}
-
-fn float(value: Option<f64>) -> Option<toml::Value> {
-    value.map(toml::Value::Float)
+fn given<T: Clone + Into<toml::Value>>(value: &Option<T>) -> Option<toml::Value> {
+    value.clone().map(Into::into)
 }
 
 fn whole(value: Option<impl TryInto<i64>>) -> Option<toml::Value> {
@@ -41,22 +37,22 @@ fn choice(value: Option<impl ValueEnum>) -> Option<toml::Value> {
 /// Each flag that sets a job-file key: `(flag, key, value)`.
 #[rustfmt::skip]
 pub(crate) const FLAGS: &[(&str, &str, Get)] = &[
-    ("--name", "name", |a| text(&a.name)),
-    ("--input", "input.path", |a| text(&a.input)),
+    ("--name", "name", |a| given(&a.name)),
+    ("--input", "input.path", |a| given(&a.input)),
     ("--format", "input.format", |a| choice(a.format)),
-    ("--id", "input.id", |a| text(&a.id)),
-    ("--system", "input.system", |a| text(&a.system)),
+    ("--id", "input.id", |a| given(&a.id)),
+    ("--system", "input.system", |a| given(&a.system)),
     ("--system-mode", "input.system_mode", |a| choice(a.system_mode)),
-    ("--template", "input.template", |a| text(&a.template)),
-    ("--output", "output.path", |a| text(&a.output)),
-    ("--summary", "output.summary", |a| text(&a.summary)),
-    ("--endpoint", "endpoint.url", |a| text(&a.endpoint)),
-    ("--api-key-env", "endpoint.api_key_env", |a| text(&a.api_key_env)),
-    ("--timeout", "endpoint.timeout_secs", |a| float(a.timeout)),
+    ("--template", "input.template", |a| given(&a.template)),
+    ("--output", "output.path", |a| given(&a.output)),
+    ("--summary", "output.summary", |a| given(&a.summary)),
+    ("--endpoint", "endpoint.url", |a| given(&a.endpoint)),
+    ("--api-key-env", "endpoint.api_key_env", |a| given(&a.api_key_env)),
+    ("--timeout", "endpoint.timeout_secs", |a| given(&a.timeout)),
     ("--concurrency", "limits.concurrency", |a| whole(a.concurrency)),
     ("--rpm", "limits.requests_per_minute", |a| whole(a.rpm)),
     ("--tpm", "limits.tokens_per_minute", |a| whole(a.tpm)),
-    ("--max-cost", "limits.max_cost_usd", |a| float(a.max_cost)),
+    ("--max-cost", "limits.max_cost_usd", |a| given(&a.max_cost)),
     ("--max-attempts", "retry.max_attempts", |a| whole(a.max_attempts)),
 ];
 

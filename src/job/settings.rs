@@ -135,7 +135,7 @@ keys! { |v, base|
     "endpoint.timeout_secs" => endpoint.timeout = check_timeout(number(v)?)?;
     // Whole numbers >= 1: a cap of 0 bytes or a 0 s deadline could never succeed.
     "endpoint.max_reply_bytes" => endpoint.max_reply_bytes = whole(v, 1, i64::MAX)? as u64;
-    "endpoint.max_attempt_secs" => endpoint.max_attempt = secs(whole(v, 1, i64::MAX)?);
+    "endpoint.max_attempt_secs" => endpoint.max_attempt = Duration::from_secs(whole(v, 1, i64::MAX)? as u64);
     "input.path" => input = Some(input_source(&string(v)?, base)?);
     "input.format" => format = Some(choose(v, "a format", &[("jsonl", Format::Jsonl), ("csv", Format::Csv)])?);
     "input.id" => id = Some(Template::parse(&string(v)?).map_err(|e| e.to_string())?);
@@ -150,16 +150,8 @@ keys! { |v, base|
     "limits.tokens_per_minute" => limits.tokens_per_minute = whole(v, 0, i64::MAX)? as u64;
     "limits.max_cost_usd" => limits.max_cost_usd = usd(v, "a number of USD >= 0 (0 = no budget)")?;
     "retry.max_attempts" => retry.max_attempts = whole(v, 1, MAX_ATTEMPTS)? as u32;
-    "retry.initial_backoff_ms" => retry.initial_backoff = millis(whole(v, 0, i64::MAX)?);
-    "retry.max_backoff_ms" => retry.max_backoff = millis(whole(v, 0, i64::MAX)?);
-}
-
-fn secs(n: i64) -> Duration {
-    Duration::from_secs(n.unsigned_abs())
-}
-
-fn millis(n: i64) -> Duration {
-    Duration::from_millis(n.unsigned_abs())
+    "retry.initial_backoff_ms" => retry.initial_backoff = Duration::from_millis(whole(v, 0, i64::MAX)? as u64);
+    "retry.max_backoff_ms" => retry.max_backoff = Duration::from_millis(whole(v, 0, i64::MAX)? as u64);
 }
 
 impl Key {
