@@ -23,7 +23,7 @@ use toml::Spanned;
 
 use super::params::{is_chat_param, layer_from_map, UnknownKeys};
 use super::problem::{describe, unknown_key, Lines, Problems};
-use super::settings::{self, Settings, KEYS};
+use super::settings::{self, Key, Settings, KEYS};
 use super::{ParamLayer, ParamSet, Price, Pricing};
 
 /// The sections of a job file; any other top-level key is a setting of `KEYS`.
@@ -101,15 +101,13 @@ impl<'de, T: Deserialize<'de>, const LIST: bool> Visitor<'de> for LenientVisitor
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
         let read = (!LIST).then(|| T::deserialize(MapAccessDeserializer::new(map)).ok());
-        Ok(read
-            .flatten()
-            .map_or(Lenient::Not(toml::Table::new().into()), Lenient::Read))
+        let not = Lenient::Not(toml::Table::new().into());
+        Ok(read.flatten().map_or(not, Lenient::Read))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
         let read = LIST.then(|| T::deserialize(SeqAccessDeserializer::new(seq)).ok());
-        Ok(read
-            .flatten()
-            .map_or(Lenient::Not(toml::Value::Array(Vec::new())), Lenient::Read))
+        let not = Lenient::Not(toml::Value::Array(Vec::new()));
+        Ok(read.flatten().map_or(not, Lenient::Read))
     }
 }
 
@@ -199,9 +197,9 @@ pub(crate) fn read(
     let base = full.parent().unwrap_or(cwd);
     let mut job = FileJob::default();
     let mut places = HashMap::new();
-    if let Some(name) = &file.name {
+    if let (Some(name), Some(entry)) = (&file.name, settings::key("name")) {
         places.insert("name".to_string(), doc.lines.at(name.span().start));
-        doc.setting("name", name, base, s);
+        doc.setting(entry, name, base, s);
     }
     // The first five `SECTIONS` are those of settings.
     let tables = [
@@ -216,7 +214,7 @@ pub(crate) fn read(
             let path = format!("{section}.{key}");
             places.insert(path.clone(), doc.lines.at(node.span().start));
             match settings::key(&path) {
-                Some(_) => doc.setting(&path, node, base, s),
+                Some(entry) => doc.setting(entry, node, base, s),
                 None => unknown.push(vec![section.to_string(), key.clone()]),
             }
         }
@@ -318,43 +316,31 @@ impl Doc<'_, '_> {
         node: Option<&'f Spanned<Lenient<T, L>>>,
     ) -> Option<&'f T> {
         let node = node?;
-        match node.get_ref() {
-            Lenient::Read(table) => Some(table),
-            // A date-time reaches serde as a table with one private key.
-            Lenient::Not(_)
-                if matches!(
-                    self.root.get(what).map(Spanned::get_ref),
-                    Some(DeValue::Datetime(_))
-                ) =>
-            {
-                let span = self.key_span(&[what]).unwrap_or(node.span());
-                self.push(span, what, "must be a table, got a date-time");
-                None
-            }
-            Lenient::Not(value) => {
-                let message = format!("must be a table, got {}", describe(value));
-                self.push(node.span(), what, message);
-                None
-            }
+        let value = match node.get_ref() {
+            Lenient::Read(table) => return Some(table),
+            Lenient::Not(value) => value,
+        };
+        // A date-time reaches serde as a table with one private key.
+        if let Some(DeValue::Datetime(_)) = self.root.get(what).map(Spanned::get_ref) {
+            let span = self.key_span(&[what]).unwrap_or(node.span());
+            self.push(span, what, "must be a table, got a date-time");
+        } else {
+            let message = format!("must be a table, got {}", describe(value));
+            self.push(node.span(), what, message);
         }
+        None
     }
 
     /// One setting of `KEYS`; each header is checked on its own, at its own name.
-    fn setting(&mut self, path: &str, node: &Node, base: &Path, s: &mut Settings) {
-        let Some(entry) = settings::key(path) else {
-            return;
-        };
-        let what = display(path);
-        if let (toml::Value::Table(headers), "endpoint.headers") = (node.get_ref(), path) {
+    fn setting(&mut self, entry: &Key, node: &Node, base: &Path, s: &mut Settings) {
+        let what = display(entry.path);
+        if let (toml::Value::Table(headers), "endpoint.headers") = (node.get_ref(), entry.path) {
             for (name, value) in headers {
                 let one = toml::Table::from_iter([(name.clone(), value.clone())]);
                 let result = entry.apply(s, &toml::Value::Table(one), base);
                 let span = self.key_span(&["endpoint", "headers", name]);
-                self.report(
-                    span.unwrap_or(node.span()),
-                    &format!("{what} {name:?}"),
-                    result,
-                );
+                let what = format!("{what} {name:?}");
+                self.report(span.unwrap_or(node.span()), &what, result);
             }
             return;
         }
@@ -409,11 +395,8 @@ impl Doc<'_, '_> {
                     true => Some(value.clone()),
                     false => self.key_span(&[path, &[&p.key]].concat()),
                 };
-                self.push(
-                    span.unwrap_or(value),
-                    &format!("{section} {}", p.key),
-                    p.message,
-                );
+                let what = format!("{section} {}", p.key);
+                self.push(span.unwrap_or(value), &what, p.message);
             }
             ParamLayer::default()
         })
@@ -520,12 +503,10 @@ fn to_json(value: &toml::Value) -> Result<Value, (String, String)> {
     Ok(match value {
         toml::Value::String(s) => Value::String(s.clone()),
         toml::Value::Integer(n) => Value::Number((*n).into()),
-        toml::Value::Float(x) => Value::Number(Number::from_f64(*x).ok_or_else(|| {
-            (
-                String::new(),
-                format!("{x} cannot be sent as JSON; write a finite number"),
-            )
-        })?),
+        toml::Value::Float(x) => {
+            let message = format!("{x} cannot be sent as JSON; write a finite number");
+            Value::Number(Number::from_f64(*x).ok_or((String::new(), message))?)
+        }
         toml::Value::Boolean(b) => Value::Bool(*b),
         toml::Value::Datetime(d) => Value::String(d.to_string()),
         toml::Value::Array(items) => Value::Array(

@@ -75,18 +75,16 @@ pub(crate) fn read(
         // curl-style "Authorization: Bearer sk-..." has no '=' to stop at).
         let name = header.split(['=', ':']).next().unwrap_or_default().trim();
         let place = format!("--header {name:?}");
+        let expected =
+            "expected NAME=VALUE, e.g. --header X-Title=faq or --header Authorization=...";
         let (Some((name, value)), Some(key)) =
             (header.split_once('='), settings::key("endpoint.headers"))
         else {
-            problems.push(
-                place,
-                "expected NAME=VALUE, e.g. --header X-Title=faq or --header Authorization=...",
-            );
+            problems.push(place, expected);
             continue;
         };
-        let one =
-            toml::Table::from_iter([(name.trim().to_string(), toml::Value::String(value.into()))]);
-        problems.report(key.apply(s, &toml::Value::Table(one), cwd), place);
+        let one = toml::Table::from_iter([(name.trim().into(), value.into())]);
+        problems.report(key.apply(s, &one.into(), cwd), place);
     }
     let before = problems.0.len();
     let overrides = overrides(args, problems);
@@ -109,15 +107,13 @@ fn overrides(args: &JobArgs, problems: &mut Problems) -> ParamLayer {
         let value = Value::String(model.clone());
         match (params::check("model", &value), map.get("model")) {
             (Err(message), _) => problems.push("--model", message),
-            (Ok(()), Some(other)) if other != &value => problems.push(
-                "--model",
-                format!(
-                    "conflicts with --param model={}; pass the model once",
-                    other
-                        .as_str()
-                        .map_or_else(|| other.to_string(), str::to_string)
-                ),
-            ),
+            (Ok(()), Some(other)) if other != &value => {
+                let other = other
+                    .as_str()
+                    .map_or_else(|| other.to_string(), str::to_string);
+                let message = format!("conflicts with --param model={other}; pass the model once");
+                problems.push("--model", message)
+            }
             (Ok(()), _) => {
                 map.insert("model".into(), value);
             }

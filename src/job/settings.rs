@@ -84,9 +84,7 @@ impl Default for Settings {
             summary: None,
             limits: Limits {
                 concurrency: 16,
-                requests_per_minute: 0,
-                tokens_per_minute: 0,
-                max_cost_usd: 0.0,
+                ..Limits::default()
             },
             retry: RetryConfig {
                 max_attempts: 5,
@@ -213,10 +211,8 @@ fn choose<T: Copy>(value: &Value, what: &str, choices: &[(&str, T)]) -> Result<T
         None => {
             let words: Vec<String> = choices.iter().map(|(w, _)| format!("{w:?}")).collect();
             let (last, rest) = words.split_last().unwrap_or((&text, &[]));
-            Err(format!(
-                "{text:?} is not {what}; use {} or {last}",
-                rest.join(", ")
-            ))
+            let rest = rest.join(", ");
+            Err(format!("{text:?} is not {what}; use {rest} or {last}"))
         }
     }
 }
@@ -261,10 +257,8 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
 pub(crate) fn check_url(url: &str) -> Result<(), String> {
     let example = "e.g. https://api.aimlapi.com/v1/chat/completions";
     let lower = url.to_ascii_lowercase();
-    let Some(rest) = ["https://", "http://"]
-        .iter()
-        .find_map(|s| lower.strip_prefix(s))
-    else {
+    let schemes = ["https://", "http://"];
+    let Some(rest) = schemes.iter().find_map(|s| lower.strip_prefix(s)) else {
         return Err(format!(
             "{url:?} is not an http:// or https:// URL ({example})"
         ));
