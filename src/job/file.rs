@@ -4,8 +4,8 @@
 //! section of settings is a table of the `toml::Value`s written, each judged
 //! by its key's entry in [`settings::KEYS`] (the table the flags write through
 //! too) rather than by serde's first error: a user fixing a job one error per
-//! run would give up. For the same reason a key `KEYS` lacks, or one
-//! `serde_ignored` reports elsewhere, is one problem with "did you mean", and
+//! run would give up. For the same reason an unknown key (one `KEYS`,
+//! `SECTIONS` or `PRICE_KEYS` lacks) is one problem with "did you mean", and
 //! a section of the wrong type ([`Lenient`]) is one problem, not the end of
 //! reading.
 
@@ -30,7 +30,8 @@ use super::{ParamLayer, ParamSet, Price, Pricing};
 const SECTIONS: &[&str] = &[
     "endpoint", "input", "output", "limits", "retry", "defaults", "params", "pricing",
 ];
-const PRICE_KEYS: &[&str] = &["input", "output"];
+/// The keys of a `[pricing]` entry: `"model" = { input = 0.02, output = 0.04 }`.
+const PRICE_KEYS: [&str; 2] = ["input", "output"];
 /// The largest `[pricing] image_tokens`: like a token cap, past 2^31 it can only be a typo.
 const MAX_IMAGE_TOKENS: i64 = 1 << 31;
 
@@ -55,34 +56,26 @@ struct JobFile {
     limits: Section<Table>,
     retry: Section<Table>,
     defaults: Section<Table>,
-    params: Option<Spanned<Lenient<ParamSets, true>>>,
-    pricing: Section<BTreeMap<String, Spanned<Lenient<PriceEntry>>>>,
+    params: Section<ParamSets>,
+    pricing: Section<BTreeMap<String, Spanned<Lenient<Table>>>>,
 }
 
-/// `"model" = { input = 0.02, output = 0.04 }`.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct PriceEntry {
-    input: Field,
-    output: Field,
-}
-
-/// A `T`, or the value written where a table (a list when `LIST`) of `T` belongs.
-enum Lenient<T, const LIST: bool = false> {
+/// A `T` (a table or a list), or the value written where it belongs.
+enum Lenient<T> {
     Read(T),
     Not(toml::Value),
 }
 
-impl<'de, T: Deserialize<'de>, const LIST: bool> Deserialize<'de> for Lenient<T, LIST> {
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(LenientVisitor(PhantomData))
     }
 }
 
-struct LenientVisitor<T, const LIST: bool>(PhantomData<T>);
+struct LenientVisitor<T>(PhantomData<T>);
 
-impl<'de, T: Deserialize<'de>, const LIST: bool> Visitor<'de> for LenientVisitor<T, LIST> {
-    type Value = Lenient<T, LIST>;
+impl<'de, T: Deserialize<'de>> Visitor<'de> for LenientVisitor<T> {
+    type Value = Lenient<T>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("any value")
@@ -100,14 +93,12 @@ impl<'de, T: Deserialize<'de>, const LIST: bool> Visitor<'de> for LenientVisitor
         Ok(Lenient::Not(toml::Value::String(s.into())))
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        let read = (!LIST).then(|| T::deserialize(MapAccessDeserializer::new(map)).ok());
-        let not = Lenient::Not(toml::Table::new().into());
-        Ok(read.flatten().map_or(not, Lenient::Read))
+        let read = T::deserialize(MapAccessDeserializer::new(map)).ok();
+        Ok(read.map_or(Lenient::Not(toml::Table::new().into()), Lenient::Read))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        let read = LIST.then(|| T::deserialize(SeqAccessDeserializer::new(seq)).ok());
-        let not = Lenient::Not(toml::Value::Array(Vec::new()));
-        Ok(read.flatten().map_or(not, Lenient::Read))
+        let read = T::deserialize(SeqAccessDeserializer::new(seq)).ok();
+        Ok(read.map_or(Lenient::Not(toml::Value::Array(Vec::new())), Lenient::Read))
     }
 }
 
@@ -173,10 +164,8 @@ pub(crate) fn read(
     }))
     .ok()?;
     let lines = Lines::new(&text);
-    let mut unknown = Vec::new();
     let parsed = DeTable::parse(&text).and_then(|root| {
-        let de = toml::de::Deserializer::from(root.clone());
-        let file: JobFile = serde_ignored::deserialize(de, |p| unknown.push(segments(&p)))?;
+        let file = JobFile::deserialize(toml::de::Deserializer::from(root.clone()))?;
         Ok((root, file))
     });
     let (root, file) = (parsed.map_err(|e| {
@@ -197,6 +186,11 @@ pub(crate) fn read(
     let base = full.parent().unwrap_or(cwd);
     let mut job = FileJob::default();
     let mut places = HashMap::new();
+    let mut unknown: Vec<Vec<String>> = (doc.root.iter())
+        .map(|(key, _)| key.get_ref().to_string())
+        .filter(|key| key != "name" && !SECTIONS.contains(&key.as_str()))
+        .map(|key| vec![key])
+        .collect();
     if let (Some(name), Some(entry)) = (&file.name, settings::key("name")) {
         places.insert("name".to_string(), doc.lines.at(name.span().start));
         doc.setting(entry, name, base, s);
@@ -248,24 +242,6 @@ pub(crate) fn read(
     Some(job)
 }
 
-/// The keys of a `serde_ignored` path (`limits.concurency`, `pricing.m.outptu`),
-/// without the fields of `Spanned` that serde uses to carry spans (a
-/// date-time's own field stays: a date-time where a table belongs is a wrong type).
-fn segments(path: &serde_ignored::Path) -> Vec<String> {
-    use serde_ignored::Path as P;
-    let (parent, own) = match path {
-        P::Root => return Vec::new(),
-        P::Seq { parent, index } => (parent, Some(index.to_string())),
-        P::Map { parent, key } => (parent, (!key.starts_with("$__serde")).then(|| key.clone())),
-        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
-            (parent, None)
-        }
-    };
-    let mut keys = segments(parent);
-    keys.extend(own);
-    keys
-}
-
 /// The parsed document, for the places of keys, and the problems found so far.
 struct Doc<'a, 't> {
     root: &'a DeTable<'t>,
@@ -309,19 +285,28 @@ impl Doc<'_, '_> {
         span
     }
 
+    /// Whether the value at `path` is a date-time, which serde reads as a
+    /// table with one private key.
+    fn is_date(&self, path: &[&str]) -> bool {
+        let mut table = self.root;
+        for (i, key) in path.iter().enumerate() {
+            match table.get(*key).map(Spanned::get_ref) {
+                Some(DeValue::Datetime(_)) => return i + 1 == path.len(),
+                Some(DeValue::Table(inner)) => table = inner,
+                _ => return false,
+            }
+        }
+        false
+    }
+
     /// A table, or a problem at `what` when something else is written there.
-    fn table<'f, T, const L: bool>(
-        &mut self,
-        what: &str,
-        node: Option<&'f Spanned<Lenient<T, L>>>,
-    ) -> Option<&'f T> {
+    fn table<'f, T>(&mut self, what: &str, node: Option<&'f Spanned<Lenient<T>>>) -> Option<&'f T> {
         let node = node?;
         let value = match node.get_ref() {
             Lenient::Read(table) => return Some(table),
             Lenient::Not(value) => value,
         };
-        // A date-time reaches serde as a table with one private key.
-        if let Some(DeValue::Datetime(_)) = self.root.get(what).map(Spanned::get_ref) {
+        if self.is_date(&[what]) {
             let span = self.key_span(&[what]).unwrap_or(node.span());
             self.push(span, what, "must be a table, got a date-time");
         } else {
@@ -354,10 +339,6 @@ impl Doc<'_, '_> {
         let Some((key, parents)) = path.split_last() else {
             return;
         };
-        if key.starts_with("$__toml") {
-            let span = self.key_span(parents).unwrap_or(0..0);
-            return self.push(span, &parents.join("."), "must be a table, got a date-time");
-        }
         let (what, known): (String, Vec<&str>) = match parents {
             [] => (key.to_string(), [&["name"], SECTIONS].concat()),
             [section] => {
@@ -402,7 +383,7 @@ impl Doc<'_, '_> {
         })
     }
 
-    fn param_sets(&mut self, node: &Spanned<Lenient<ParamSets, true>>) -> Vec<ParamSet> {
+    fn param_sets(&mut self, node: &Spanned<Lenient<ParamSets>>) -> Vec<ParamSet> {
         let items = match node.get_ref() {
             Lenient::Read(items) => items,
             Lenient::Not(value) => {
@@ -451,7 +432,7 @@ impl Doc<'_, '_> {
         sets
     }
 
-    fn pricing(&mut self, table: &BTreeMap<String, Spanned<Lenient<PriceEntry>>>) -> Pricing {
+    fn pricing(&mut self, table: &BTreeMap<String, Spanned<Lenient<Table>>>) -> Pricing {
         let mut pricing = Pricing::default();
         for (model, entry) in table {
             let what = format!("[pricing] {model:?}");
@@ -464,16 +445,22 @@ impl Doc<'_, '_> {
                     }
                     continue;
                 }
+                Lenient::Not(_) if self.is_date(&["pricing", model]) => {
+                    self.push(entry.span(), &what, "must be a table, got a date-time");
+                    continue;
+                }
                 Lenient::Not(value) => {
                     let message = format!("must be {{ input = USD per 1M tokens, output = USD per 1M tokens }}, got {}", describe(value));
                     self.push(entry.span(), &what, message);
                     continue;
                 }
             };
-            let fields = [("input", &price.input), ("output", &price.output)];
-            let usd = fields.map(|(key, field)| {
+            for key in price.keys().filter(|k| !PRICE_KEYS.contains(&k.as_str())) {
+                self.unknown(&["pricing".into(), model.clone(), key.clone()]);
+            }
+            let usd = PRICE_KEYS.map(|key| {
                 let what = format!("{what} {key}");
-                match field {
+                match price.get(key) {
                     Some(node) => {
                         let usd = settings::usd(node.get_ref(), "USD per 1M tokens >= 0");
                         self.report(node.span(), &what, usd)

@@ -119,13 +119,10 @@ fn overrides(args: &JobArgs, problems: &mut Problems) -> ParamLayer {
             }
         }
     }
-    match layer_from_map(&map, UnknownKeys::IntoExtra) {
-        Ok(layer) => layer,
-        Err(found) => {
-            for p in found {
-                problems.push(format!("--param {}", p.key), p.message);
-            }
-            ParamLayer::default()
+    layer_from_map(&map, UnknownKeys::IntoExtra).unwrap_or_else(|found| {
+        for p in found {
+            problems.push(format!("--param {}", p.key), p.message);
         }
-    }
+        ParamLayer::default()
+    })
 }
