@@ -186,9 +186,9 @@ pub(crate) fn read(
     let base = full.parent().unwrap_or(cwd);
     let mut job = FileJob::default();
     let mut places = HashMap::new();
-    let mut unknown: Vec<Vec<String>> = (doc.root.iter())
-        .map(|(key, _)| key.get_ref().to_string())
-        .filter(|key| key != "name" && !SECTIONS.contains(&key.as_str()))
+    let mut unknown: Vec<Vec<&str>> = (root.get_ref().iter())
+        .map(|(key, _)| key.get_ref().as_ref())
+        .filter(|key| *key != "name" && !SECTIONS.contains(key))
         .map(|key| vec![key])
         .collect();
     if let (Some(name), Some(entry)) = (&file.name, settings::key("name")) {
@@ -196,20 +196,15 @@ pub(crate) fn read(
         doc.setting(entry, name, base, s);
     }
     // The first five `SECTIONS` are those of settings.
-    let tables = [
-        &file.endpoint,
-        &file.input,
-        &file.output,
-        &file.limits,
-        &file.retry,
-    ];
+    let f = &file;
+    let tables = [&f.endpoint, &f.input, &f.output, &f.limits, &f.retry];
     for (section, node) in SECTIONS.iter().zip(tables) {
         for (key, node) in doc.table(section, node.as_ref()).into_iter().flatten() {
             let path = format!("{section}.{key}");
             places.insert(path.clone(), doc.lines.at(node.span().start));
             match settings::key(&path) {
                 Some(entry) => doc.setting(entry, node, base, s),
-                None => unknown.push(vec![section.to_string(), key.clone()]),
+                None => unknown.push(vec![section, key]),
             }
         }
     }
@@ -334,8 +329,7 @@ impl Doc<'_, '_> {
     }
 
     /// An unknown key, where it is written, with the nearest key of its table.
-    fn unknown(&mut self, path: &[String]) {
-        let path: Vec<&str> = path.iter().map(String::as_str).collect();
+    fn unknown(&mut self, path: &[&str]) {
         let Some((key, parents)) = path.split_last() else {
             return;
         };
@@ -349,7 +343,7 @@ impl Doc<'_, '_> {
             ["pricing", model] => (format!("[pricing] {model:?} {key}"), PRICE_KEYS.to_vec()),
             _ => (path.join("."), Vec::new()),
         };
-        let span = self.key_span(&path).unwrap_or(0..0);
+        let span = self.key_span(path).unwrap_or(0..0);
         self.push(span, &what, unknown_key(key, &known));
     }
 
@@ -456,7 +450,7 @@ impl Doc<'_, '_> {
                 }
             };
             for key in price.keys().filter(|k| !PRICE_KEYS.contains(&k.as_str())) {
-                self.unknown(&["pricing".into(), model.clone(), key.clone()]);
+                self.unknown(&["pricing", model, key]);
             }
             let usd = PRICE_KEYS.map(|key| {
                 let what = format!("{what} {key}");

@@ -96,12 +96,6 @@ impl Default for Settings {
     }
 }
 
-impl Settings {
-    pub fn given(&self, path: &str) -> bool {
-        self.given.contains(&path)
-    }
-}
-
 /// One job-file key (`section.key`, or `key` at the top level) and how it
 /// is checked and stored: `set(settings, value, folder relative paths start from)`.
 pub(crate) struct Key {
@@ -206,15 +200,13 @@ fn checked(value: &Value, check: fn(&str) -> Result<(), String>) -> Result<Strin
 /// One of a few words, e.g. `"csv"`.
 fn choose<T: Copy>(value: &Value, what: &str, choices: &[(&str, T)]) -> Result<T, String> {
     let text = string(value)?;
-    match choices.iter().find(|(word, _)| *word == text) {
-        Some((_, choice)) => Ok(*choice),
-        None => {
-            let words: Vec<String> = choices.iter().map(|(w, _)| format!("{w:?}")).collect();
-            let (last, rest) = words.split_last().unwrap_or((&text, &[]));
-            let rest = rest.join(", ");
-            Err(format!("{text:?} is not {what}; use {rest} or {last}"))
-        }
+    if let Some((_, choice)) = choices.iter().find(|(word, _)| *word == text) {
+        return Ok(*choice);
     }
+    let words: Vec<String> = choices.iter().map(|(w, _)| format!("{w:?}")).collect();
+    let (last, rest) = words.split_last().unwrap_or((&text, &[]));
+    let rest = rest.join(", ");
+    Err(format!("{text:?} is not {what}; use {rest} or {last}"))
 }
 
 /// A whole number within `min..=max`.
@@ -279,14 +271,12 @@ pub(crate) fn check_url(url: &str) -> Result<(), String> {
 pub(crate) fn check_header(name: &str, value: &str) -> Result<(), String> {
     let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     if name.is_empty() || !name.chars().all(token) {
-        return Err(format!(
-            "{name:?} is not a valid header name (letters, digits and -, e.g. X-Title)"
-        ));
+        let example = "letters, digits and -, e.g. X-Title";
+        return Err(format!("{name:?} is not a valid header name ({example})"));
     }
     if value.chars().any(|c| c.is_control() && c != '\t') {
-        return Err(format!(
-            "the value of header {name:?} contains a control character or line break"
-        ));
+        let what = "a control character or line break";
+        return Err(format!("the value of header {name:?} contains {what}"));
     }
     Ok(())
 }
