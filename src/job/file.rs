@@ -36,12 +36,12 @@ const PRICE_KEYS: [&str; 2] = ["input", "output"];
 const MAX_IMAGE_TOKENS: i64 = 1 << 31;
 
 type Node = Spanned<toml::Value>;
-type Field = Option<Node>;
 /// A table section: absent, read, or something else written in its place.
 type Section<T> = Option<Spanned<Lenient<T>>>;
 /// A section's keys, sorted (as the layers are).
 type Table = BTreeMap<String, Node>;
 type ParamSets = Vec<Spanned<Lenient<Table>>>;
+type Prices = BTreeMap<String, Spanned<Lenient<Table>>>;
 
 /// The job file. The sections of settings are read as tables, each key then
 /// looked up in `KEYS` (so a key's name is written once, there); `[defaults]`,
@@ -49,7 +49,7 @@ type ParamSets = Vec<Spanned<Lenient<Table>>>;
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct JobFile {
-    name: Field,
+    name: Option<Node>,
     endpoint: Section<Table>,
     input: Section<Table>,
     output: Section<Table>,
@@ -57,7 +57,7 @@ struct JobFile {
     retry: Section<Table>,
     defaults: Section<Table>,
     params: Section<ParamSets>,
-    pricing: Section<BTreeMap<String, Spanned<Lenient<Table>>>>,
+    pricing: Section<Prices>,
 }
 
 /// A `T` (a table or a list), or the value written where it belongs.
@@ -216,7 +216,7 @@ pub(crate) fn read(
         job.param_sets = doc.param_sets(params);
     }
     if let Some(pricing) = doc.table("pricing", file.pricing.as_ref()) {
-        job.pricing = doc.pricing(pricing);
+        job.pricing = doc.pricing(pricing, &mut unknown);
     }
     // A bad parameter or price leaves the layers incomplete.
     job.params_ok = doc.found.len() == before;
@@ -426,7 +426,8 @@ impl Doc<'_, '_> {
         sets
     }
 
-    fn pricing(&mut self, table: &BTreeMap<String, Spanned<Lenient<Table>>>) -> Pricing {
+    /// The prices; their unknown keys go to `unknown`, reported after `params_ok` is known.
+    fn pricing<'f>(&mut self, table: &'f Prices, unknown: &mut Vec<Vec<&'f str>>) -> Pricing {
         let mut pricing = Pricing::default();
         for (model, entry) in table {
             let what = format!("[pricing] {model:?}");
@@ -450,7 +451,7 @@ impl Doc<'_, '_> {
                 }
             };
             for key in price.keys().filter(|k| !PRICE_KEYS.contains(&k.as_str())) {
-                self.unknown(&["pricing", model, key]);
+                unknown.push(vec!["pricing", model, key]);
             }
             let usd = PRICE_KEYS.map(|key| {
                 let what = format!("{what} {key}");

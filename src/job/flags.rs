@@ -30,8 +30,7 @@ fn whole(value: Option<impl TryInto<i64>>) -> Option<toml::Value> {
 
 /// A `--format`/`--system-mode` choice as its name (`csv`, `fold`).
 fn choice(value: Option<impl ValueEnum>) -> Option<toml::Value> {
-    let name = value?.to_possible_value()?.get_name().to_string();
-    Some(toml::Value::String(name))
+    Some(value?.to_possible_value()?.get_name().into())
 }
 
 /// Each flag that sets a job-file key: `(flag, key, value)`.
