@@ -20,12 +20,8 @@ use crate::cli::JobArgs;
 /// Reads a flag's value as the job file would write it, if the flag is given.
 type Get = fn(&JobArgs) -> Option<toml::Value>;
 
-fn text(value: &Option<String>) -> Option<toml::Value> {
-    value.clone().map(toml::Value::String)
-}
-
-fn float(value: Option<f64>) -> Option<toml::Value> {
-    value.map(toml::Value::Float)
+fn given<T: Clone + Into<toml::Value>>(value: &Option<T>) -> Option<toml::Value> {
+    value.clone().map(Into::into)
 }
 
 fn whole(value: Option<impl TryInto<i64>>) -> Option<toml::Value> {
@@ -34,29 +30,28 @@ fn whole(value: Option<impl TryInto<i64>>) -> Option<toml::Value> {
 
 /// A `--format`/`--system-mode` choice as its name (`csv`, `fold`).
 fn choice(value: Option<impl ValueEnum>) -> Option<toml::Value> {
-    let name = value?.to_possible_value()?.get_name().to_string();
-    Some(toml::Value::String(name))
+    Some(value?.to_possible_value()?.get_name().into())
 }
 
 /// Each flag that sets a job-file key: `(flag, key, value)`.
 #[rustfmt::skip]
 pub(crate) const FLAGS: &[(&str, &str, Get)] = &[
-    ("--name", "name", |a| text(&a.name)),
-    ("--input", "input.path", |a| text(&a.input)),
+    ("--name", "name", |a| given(&a.name)),
+    ("--input", "input.path", |a| given(&a.input)),
     ("--format", "input.format", |a| choice(a.format)),
-    ("--id", "input.id", |a| text(&a.id)),
-    ("--system", "input.system", |a| text(&a.system)),
+    ("--id", "input.id", |a| given(&a.id)),
+    ("--system", "input.system", |a| given(&a.system)),
     ("--system-mode", "input.system_mode", |a| choice(a.system_mode)),
-    ("--template", "input.template", |a| text(&a.template)),
-    ("--output", "output.path", |a| text(&a.output)),
-    ("--summary", "output.summary", |a| text(&a.summary)),
-    ("--endpoint", "endpoint.url", |a| text(&a.endpoint)),
-    ("--api-key-env", "endpoint.api_key_env", |a| text(&a.api_key_env)),
-    ("--timeout", "endpoint.timeout_secs", |a| float(a.timeout)),
+    ("--template", "input.template", |a| given(&a.template)),
+    ("--output", "output.path", |a| given(&a.output)),
+    ("--summary", "output.summary", |a| given(&a.summary)),
+    ("--endpoint", "endpoint.url", |a| given(&a.endpoint)),
+    ("--api-key-env", "endpoint.api_key_env", |a| given(&a.api_key_env)),
+    ("--timeout", "endpoint.timeout_secs", |a| given(&a.timeout)),
     ("--concurrency", "limits.concurrency", |a| whole(a.concurrency)),
     ("--rpm", "limits.requests_per_minute", |a| whole(a.rpm)),
     ("--tpm", "limits.tokens_per_minute", |a| whole(a.tpm)),
-    ("--max-cost", "limits.max_cost_usd", |a| float(a.max_cost)),
+    ("--max-cost", "limits.max_cost_usd", |a| given(&a.max_cost)),
     ("--max-attempts", "retry.max_attempts", |a| whole(a.max_attempts)),
 ];
 
@@ -79,18 +74,16 @@ pub(crate) fn read(
         // curl-style "Authorization: Bearer sk-..." has no '=' to stop at).
         let name = header.split(['=', ':']).next().unwrap_or_default().trim();
         let place = format!("--header {name:?}");
+        let expected =
+            "expected NAME=VALUE, e.g. --header X-Title=faq or --header Authorization=...";
         let (Some((name, value)), Some(key)) =
             (header.split_once('='), settings::key("endpoint.headers"))
         else {
-            problems.push(
-                place,
-                "expected NAME=VALUE, e.g. --header X-Title=faq or --header Authorization=...",
-            );
+            problems.push(place, expected);
             continue;
         };
-        let one =
-            toml::Table::from_iter([(name.trim().to_string(), toml::Value::String(value.into()))]);
-        problems.report(key.apply(s, &toml::Value::Table(one), cwd), place);
+        let one = toml::Table::from_iter([(name.trim().into(), value.into())]);
+        problems.report(key.apply(s, &one.into(), cwd), place);
     }
     let before = problems.0.len();
     let overrides = overrides(args, problems);
@@ -113,27 +106,22 @@ fn overrides(args: &JobArgs, problems: &mut Problems) -> ParamLayer {
         let value = Value::String(model.clone());
         match (params::check("model", &value), map.get("model")) {
             (Err(message), _) => problems.push("--model", message),
-            (Ok(()), Some(other)) if other != &value => problems.push(
-                "--model",
-                format!(
-                    "conflicts with --param model={}; pass the model once",
-                    other
-                        .as_str()
-                        .map_or_else(|| other.to_string(), str::to_string)
-                ),
-            ),
+            (Ok(()), Some(other)) if other != &value => {
+                let other = other
+                    .as_str()
+                    .map_or_else(|| other.to_string(), str::to_string);
+                let message = format!("conflicts with --param model={other}; pass the model once");
+                problems.push("--model", message)
+            }
             (Ok(()), _) => {
                 map.insert("model".into(), value);
             }
         }
     }
-    match layer_from_map(&map, UnknownKeys::IntoExtra) {
-        Ok(layer) => layer,
-        Err(found) => {
-            for p in found {
-                problems.push(format!("--param {}", p.key), p.message);
-            }
-            ParamLayer::default()
+    layer_from_map(&map, UnknownKeys::IntoExtra).unwrap_or_else(|found| {
+        for p in found {
+            problems.push(format!("--param {}", p.key), p.message);
         }
-    }
+        ParamLayer::default()
+    })
 }

@@ -113,7 +113,7 @@ fn check_backoff(s: &Settings, at: &dyn Fn(&str, &str) -> String, problems: &mut
         s.retry.max_backoff.as_millis(),
     );
     if max < initial {
-        let key = match s.given("retry.max_backoff_ms") {
+        let key = match s.given.contains(&"retry.max_backoff_ms") {
             true => "retry.max_backoff_ms",
             false => "retry.initial_backoff_ms",
         };
@@ -166,7 +166,7 @@ fn input_config(
         (Some(f), _) => *f,
         (None, InputSource::Stdin) => Format::Jsonl,
         // Given but bad: that problem is reported already.
-        (None, _) if s.given("input.format") => return None,
+        (None, _) if s.given.contains(&"input.format") => return None,
         (None, InputSource::File(path)) => match format_from_extension(path) {
             Some(f) => f,
             None => {
@@ -181,7 +181,7 @@ fn input_config(
             }
         },
     };
-    if format == Format::Csv && s.template.is_none() && !s.given("input.template") {
+    if format == Format::Csv && s.template.is_none() && !s.given.contains(&"input.template") {
         // Caught once here rather than on every row.
         problems.push(
             at("input.template", "--template"),

@@ -93,7 +93,7 @@ pub struct OutputConfig {
     pub summary: PathBuf,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Limits {
     pub concurrency: usize,
     /// 0 = no limit.

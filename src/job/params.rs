@@ -51,10 +51,6 @@ pub fn is_chat_param(key: &str) -> bool {
     PARAMS.iter().any(|(name, _)| *name == key)
 }
 
-fn chat_params() -> impl Iterator<Item = &'static str> {
-    PARAMS.iter().map(|(name, _)| *name)
-}
-
 /// One parameter that failed its check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParamProblem {
@@ -168,7 +164,8 @@ pub fn layer_from_map(
 
 /// "unknown chat parameter ..., did you mean ...?" with the nearest valid key.
 pub fn unknown_key_message(key: &str) -> String {
-    let candidates: Vec<&str> = chat_params().chain(["extra"]).collect();
+    let names = PARAMS.iter().map(|(name, _)| *name);
+    let candidates: Vec<&str> = names.chain(["extra"]).collect();
     match nearest(key, &candidates) {
         Some(near) => format!(
             "unknown chat parameter {key:?}; did you mean {near:?}? (pass-through parameters go under extra = {{ ... }})"
@@ -183,8 +180,9 @@ pub fn unknown_key_message(key: &str) -> String {
 /// (2 for keys longer than 5 characters), transpositions counting as one.
 pub fn typo_of(key: &str) -> Option<&'static str> {
     let most = if key.chars().count() > 5 { 2 } else { 1 };
-    chat_params()
-        .map(|p| (strsim::damerau_levenshtein(key, p), p))
+    PARAMS
+        .iter()
+        .map(|(p, _)| (strsim::damerau_levenshtein(key, p), *p))
         .filter(|(d, _)| (1..=most).contains(d))
         .min_by_key(|(d, _)| *d)
         .map(|(_, p)| p)
@@ -206,26 +204,17 @@ pub fn parse_assignment(text: &str) -> Result<(String, Value), String> {
 }
 
 impl ParamLayer {
-    /// Applies `over` on top of `self`: the last wins, `extra` key by key, `null` removes.
-    pub fn merge(&mut self, over: &ParamLayer) {
-        self.named.extend(over.named.clone());
-        self.extra.extend(over.extra.clone());
-    }
-
-    /// Drops the `null`s that remained after merging: they mean "not sent".
-    pub fn without_nulls(mut self) -> ParamLayer {
-        self.named.retain(|_, v| !v.is_null());
-        self.extra.retain(|_, v| !v.is_null());
-        self
-    }
-
-    /// Merges layers in order, last wins, and removes what `null` removed.
+    /// Merges layers in order: the last wins, `extra` key by key, and a `null`
+    /// left at the end means "not sent".
     pub fn merged<'a>(layers: impl IntoIterator<Item = &'a ParamLayer>) -> ParamLayer {
         let mut out = ParamLayer::default();
         for layer in layers {
-            out.merge(layer);
+            out.named.extend(layer.named.clone());
+            out.extra.extend(layer.extra.clone());
         }
-        out.without_nulls()
+        out.named.retain(|_, v| !v.is_null());
+        out.extra.retain(|_, v| !v.is_null());
+        out
     }
 }
 

@@ -84,9 +84,7 @@ impl Default for Settings {
             summary: None,
             limits: Limits {
                 concurrency: 16,
-                requests_per_minute: 0,
-                tokens_per_minute: 0,
-                max_cost_usd: 0.0,
+                ..Limits::default()
             },
             retry: RetryConfig {
                 max_attempts: 5,
@@ -95,12 +93,6 @@ impl Default for Settings {
             },
             given: Vec::new(),
         }
-    }
-}
-
-impl Settings {
-    pub fn given(&self, path: &str) -> bool {
-        self.given.contains(&path)
     }
 }
 
@@ -135,7 +127,7 @@ keys! { |v, base|
     "endpoint.timeout_secs" => endpoint.timeout = check_timeout(number(v)?)?;
     // Whole numbers >= 1: a cap of 0 bytes or a 0 s deadline could never succeed.
     "endpoint.max_reply_bytes" => endpoint.max_reply_bytes = whole(v, 1, i64::MAX)? as u64;
-    "endpoint.max_attempt_secs" => endpoint.max_attempt = secs(whole(v, 1, i64::MAX)?);
+    "endpoint.max_attempt_secs" => endpoint.max_attempt = Duration::from_secs(whole(v, 1, i64::MAX)? as u64);
     "input.path" => input = Some(input_source(&string(v)?, base)?);
     "input.format" => format = Some(choose(v, "a format", &[("jsonl", Format::Jsonl), ("csv", Format::Csv)])?);
     "input.id" => id = Some(Template::parse(&string(v)?).map_err(|e| e.to_string())?);
@@ -150,16 +142,8 @@ keys! { |v, base|
     "limits.tokens_per_minute" => limits.tokens_per_minute = whole(v, 0, i64::MAX)? as u64;
     "limits.max_cost_usd" => limits.max_cost_usd = usd(v, "a number of USD >= 0 (0 = no budget)")?;
     "retry.max_attempts" => retry.max_attempts = whole(v, 1, MAX_ATTEMPTS)? as u32;
-    "retry.initial_backoff_ms" => retry.initial_backoff = millis(whole(v, 0, i64::MAX)?);
-    "retry.max_backoff_ms" => retry.max_backoff = millis(whole(v, 0, i64::MAX)?);
-}
-
-fn secs(n: i64) -> Duration {
-    Duration::from_secs(n.unsigned_abs())
-}
-
-fn millis(n: i64) -> Duration {
-    Duration::from_millis(n.unsigned_abs())
+    "retry.initial_backoff_ms" => retry.initial_backoff = Duration::from_millis(whole(v, 0, i64::MAX)? as u64);
+    "retry.max_backoff_ms" => retry.max_backoff = Duration::from_millis(whole(v, 0, i64::MAX)? as u64);
 }
 
 impl Key {
@@ -216,17 +200,13 @@ fn checked(value: &Value, check: fn(&str) -> Result<(), String>) -> Result<Strin
 /// One of a few words, e.g. `"csv"`.
 fn choose<T: Copy>(value: &Value, what: &str, choices: &[(&str, T)]) -> Result<T, String> {
     let text = string(value)?;
-    match choices.iter().find(|(word, _)| *word == text) {
-        Some((_, choice)) => Ok(*choice),
-        None => {
-            let words: Vec<String> = choices.iter().map(|(w, _)| format!("{w:?}")).collect();
-            let (last, rest) = words.split_last().unwrap_or((&text, &[]));
-            Err(format!(
-                "{text:?} is not {what}; use {} or {last}",
-                rest.join(", ")
-            ))
-        }
+    if let Some((_, choice)) = choices.iter().find(|(word, _)| *word == text) {
+        return Ok(*choice);
     }
+    let words: Vec<String> = choices.iter().map(|(w, _)| format!("{w:?}")).collect();
+    let (last, rest) = words.split_last().unwrap_or((&text, &[]));
+    let rest = rest.join(", ");
+    Err(format!("{text:?} is not {what}; use {rest} or {last}"))
 }
 
 /// A whole number within `min..=max`.
@@ -269,10 +249,8 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
 pub(crate) fn check_url(url: &str) -> Result<(), String> {
     let example = "e.g. https://api.aimlapi.com/v1/chat/completions";
     let lower = url.to_ascii_lowercase();
-    let Some(rest) = ["https://", "http://"]
-        .iter()
-        .find_map(|s| lower.strip_prefix(s))
-    else {
+    let schemes = ["https://", "http://"];
+    let Some(rest) = schemes.iter().find_map(|s| lower.strip_prefix(s)) else {
         return Err(format!(
             "{url:?} is not an http:// or https:// URL ({example})"
         ));
@@ -293,14 +271,12 @@ pub(crate) fn check_url(url: &str) -> Result<(), String> {
 pub(crate) fn check_header(name: &str, value: &str) -> Result<(), String> {
     let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     if name.is_empty() || !name.chars().all(token) {
-        return Err(format!(
-            "{name:?} is not a valid header name (letters, digits and -, e.g. X-Title)"
-        ));
+        let example = "letters, digits and -, e.g. X-Title";
+        return Err(format!("{name:?} is not a valid header name ({example})"));
     }
     if value.chars().any(|c| c.is_control() && c != '\t') {
-        return Err(format!(
-            "the value of header {name:?} contains a control character or line break"
-        ));
+        let what = "a control character or line break";
+        return Err(format!("the value of header {name:?} contains {what}"));
     }
     Ok(())
 }

@@ -673,3 +673,38 @@ fn a_date_time_section_and_a_dotted_model_are_placed_like_any_other() {
     );
     assert_eq!(found.len(), 2, "{found:#?}");
 }
+
+#[test]
+fn an_unknown_price_key_leaves_the_budget_check_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let budget_job = DESIGN_JOB.replace("max_cost_usd = 0", "max_cost_usd = 5");
+    // The prices read are complete: the typo is reported, and the budget still checked.
+    let job = format!("{budget_job}\"other\" = {{ input = 1, output = 1, cached = 0 }}\n");
+    write(dir.path(), "j.toml", &job);
+    let found = problems(&job_args(Some("j.toml")), dir.path());
+    assert_problem(
+        &found,
+        r#"j.toml:47:36: [pricing] "other" cached"#,
+        r#"unknown key "cached"; the keys here are "input", "output""#,
+    );
+    assert_problem(
+        &found,
+        "j.toml:45:2: [pricing]",
+        "model \"google/gemma-3-27b-it\" (parameter set \"creative\") needs a [pricing] entry",
+    );
+    assert_eq!(found.len(), 2, "{found:#?}");
+}
+
+#[test]
+fn a_date_time_price_entry_is_one_wrong_type() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = "[input]\npath = \"q.jsonl\"\n[pricing]\n\"m\" = 1979-05-27\n";
+    write(dir.path(), "j.toml", job);
+    let found = problems(&job_args(Some("j.toml")), dir.path());
+    assert_problem(
+        &found,
+        r#"j.toml:4:7: [pricing] "m""#,
+        "must be a table, got a date-time",
+    );
+    assert_eq!(found.len(), 1, "{found:#?}");
+}
