@@ -47,6 +47,23 @@ Exit codes: 0 all ok, 1 some failed, 2 invalid job/input/key (nothing sent),
 
 Per-prompt faults: put [mock:fail=429,500,reset,hang,malformed,...] in a prompt.")]
     MockServer(MockArgs),
+    /// Print a shell completion script on standard output.
+    #[command(after_help = "Examples:
+  promptbatch completions bash > ~/.local/share/bash-completion/completions/promptbatch
+  promptbatch completions zsh > ~/.zfunc/_promptbatch
+  promptbatch completions fish > ~/.config/fish/completions/promptbatch.fish")]
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on standard output.
+    #[command(after_help = "Example:
+  promptbatch man > ~/.local/share/man/man1/promptbatch.1")]
+    Man,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell to write completions for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
 
 /// The job: a job file and the flags that override its keys.
