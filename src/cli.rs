@@ -9,13 +9,22 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use crate::printer::LogFormat;
 
+/// `--version`: the package version and the commit it was built from
+/// ("unknown" outside a git checkout, as in a crates.io build); see build.rs.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("PROMPTBATCH_COMMIT"),
+    ")"
+);
+
 /// Run large batches of prompts through an OpenAI-compatible chat-completions endpoint.
 ///
 /// Reads rows from JSONL or CSV, sends one request per row and parameter set with
 /// bounded concurrency, rate limits and retries, and writes one JSON line per request
 /// plus a cost and latency summary.
 #[derive(Debug, Parser)]
-#[command(name = "promptbatch", version, propagate_version = true)]
+#[command(name = "promptbatch", version = VERSION, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -64,3 +64,28 @@ async fn man_prints_a_roff_page_naming_every_subcommand() {
         );
     }
 }
+
+#[tokio::test]
+async fn version_names_the_commit_it_was_built_from() {
+    let sb = Sandbox::new();
+    let out = crate::common::output(sb.command(&["--version"])).await;
+    assert_eq!(code(&out), 0);
+    // The commit as this test finds it, independently of the build script.
+    let root = env!("CARGO_MANIFEST_DIR");
+    let commit = std::path::Path::new(root)
+        .join(".git")
+        .exists()
+        .then(|| {
+            std::process::Command::new("git")
+                .args(["rev-parse", "--short", "HEAD"])
+                .current_dir(root)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        })
+        .flatten()
+        .unwrap_or_else(|| "unknown".to_string());
+    let expected = format!("promptbatch {} ({commit})\n", env!("CARGO_PKG_VERSION"));
+    assert_eq!(stdout(&out), expected);
+}
