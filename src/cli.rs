@@ -42,8 +42,15 @@ Exit codes: 0 all ok, 1 some failed, 2 invalid job/input/key (nothing sent),
 3 budget reached, 4 endpoint refuses (key, credits), 130 interrupted.")]
     Run(RunArgs),
     /// Check the job and every input row, count requests and estimate tokens and cost; sends nothing.
-    #[command(after_help = "Example:
-  promptbatch validate samples/quickstart.toml --limit 100")]
+    #[command(
+        mut_args(hide_sending_only),
+        after_help = "Example:
+  promptbatch validate samples/quickstart.toml --limit 100
+
+The flags of run that change only how requests are sent (--endpoint, --header,
+--timeout, --summary, --concurrency, --rpm, --max-attempts) are not listed
+here but are accepted and checked, so one set of flags serves both commands."
+    )]
     Validate(JobArgs),
     /// Print a usage report (tokens, cost, latency, errors) over one or more output files.
     #[command(after_help = "Example:
@@ -73,6 +80,25 @@ pub struct CompletionsArgs {
     /// The shell to write completions for.
     #[arg(value_enum, value_name = "SHELL")]
     pub shell: clap_complete::Shell,
+}
+
+/// The `JobArgs` flags that change nothing `validate` checks or estimates
+/// beyond their own value: how requests are sent, and where the summary goes.
+/// `validate --help` leaves them out; `validate` still accepts and checks
+/// them, so a preflight given the run's flags passes only if the run can start.
+pub const SENDING_ONLY: &[&str] = &[
+    "endpoint",
+    "headers",
+    "timeout",
+    "summary",
+    "concurrency",
+    "rpm",
+    "max_attempts",
+];
+
+fn hide_sending_only(arg: clap::Arg) -> clap::Arg {
+    let hide = SENDING_ONLY.contains(&arg.get_id().as_str());
+    arg.hide(hide)
 }
 
 /// The job: a job file and the flags that override its keys.
@@ -286,6 +312,114 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    fn long_help(sub: &str) -> String {
+        let mut command = Cli::command();
+        command.build();
+        let sub = command.find_subcommand_mut(sub).expect("subcommand");
+        sub.render_long_help().to_string()
+    }
+
+    /// Every flag `JobArgs` defines, as typed (`--max-attempts`, `--header`).
+    fn job_flags() -> Vec<String> {
+        let command = Cli::command();
+        let run = command.find_subcommand("run").expect("run");
+        run.get_arguments()
+            .filter_map(|a| {
+                a.get_long()
+                    .map(|l| (a.get_id().as_str(), format!("--{l}")))
+            })
+            .filter(|(id, _)| !["fresh", "progress", "quiet", "help", "version"].contains(id))
+            .map(|(_, flag)| flag)
+            .collect()
+    }
+
+    #[test]
+    fn validate_help_leaves_out_the_flags_that_only_change_sending() {
+        let help = long_help("validate");
+        let flags = job_flags();
+        assert!(flags.len() > 20, "{flags:?}");
+        let hidden = [
+            "--endpoint",
+            "--header",
+            "--timeout",
+            "--summary",
+            "--concurrency",
+            "--rpm",
+            "--max-attempts",
+        ];
+        for flag in &flags {
+            let listed = help.contains(&format!("      {flag} "))
+                || help.contains(&format!("      {flag}\n"));
+            assert_eq!(
+                listed,
+                !hidden.contains(&flag.as_str()),
+                "validate --help and {flag}"
+            );
+        }
+        // What changes the checks or the estimate stays.
+        for flag in [
+            "--input",
+            "--template",
+            "--param",
+            "--model",
+            "--tpm",
+            "--max-cost",
+            "--simulate",
+            "--api-key-env",
+            "--output",
+        ] {
+            assert!(flags.contains(&flag.to_string()), "{flag}");
+        }
+    }
+
+    #[test]
+    fn run_help_lists_every_flag() {
+        let help = long_help("run");
+        for flag in
+            job_flags()
+                .iter()
+                .chain(&["--fresh".into(), "--progress".into(), "--quiet".into()])
+        {
+            assert!(
+                help.contains(&format!("      {flag} "))
+                    || help.contains(&format!("      {flag}\n"))
+                    || help.contains(&format!(", {flag}")),
+                "run --help lacks {flag}"
+            );
+        }
+    }
+
+    #[test]
+    fn validate_still_accepts_the_flags_its_help_leaves_out() {
+        let cli = Cli::try_parse_from([
+            "promptbatch",
+            "validate",
+            "job.toml",
+            "--concurrency",
+            "4",
+            "--rpm",
+            "60",
+            "--max-attempts",
+            "2",
+            "--timeout",
+            "30",
+            "--endpoint",
+            "http://127.0.0.1:1/v1",
+            "--header",
+            "X-Title=faq",
+            "--summary",
+            "s.json",
+        ])
+        .expect("accepted");
+        let Command::Validate(job) = cli.command else {
+            panic!("expected validate")
+        };
+        assert_eq!(
+            (job.concurrency, job.rpm, job.max_attempts),
+            (Some(4), Some(60), Some(2))
+        );
     }
 
     #[test]

@@ -89,3 +89,25 @@ async fn version_names_the_commit_it_was_built_from() {
     let expected = format!("promptbatch {} ({commit})\n", env!("CARGO_PKG_VERSION"));
     assert_eq!(stdout(&out), expected);
 }
+
+#[tokio::test]
+async fn validate_checks_the_run_flags_its_help_leaves_out() {
+    let sb = Sandbox::new();
+    sb.write("rows.jsonl", "{\"prompt\":\"hi\"}\n");
+    let base = [
+        "validate",
+        "--input",
+        "rows.jsonl",
+        "--model",
+        "m",
+        "--simulate",
+    ];
+    let ok =
+        crate::common::output(sb.command(&[&base[..], &["--concurrency", "4"]].concat())).await;
+    assert_eq!(code(&ok), 0, "{}", crate::common::stderr(&ok));
+    // A preflight given the run's flags passes only if the run could start.
+    let bad =
+        crate::common::output(sb.command(&[&base[..], &["--concurrency", "0"]].concat())).await;
+    assert_eq!(code(&bad), 2);
+    assert!(crate::common::stderr(&bad).contains("--concurrency"));
+}
