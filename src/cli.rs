@@ -9,13 +9,22 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use crate::printer::LogFormat;
 
+/// `--version`: the package version and the commit it was built from
+/// ("unknown" outside a git checkout, as in a crates.io build); see build.rs.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("PROMPTBATCH_COMMIT"),
+    ")"
+);
+
 /// Run large batches of prompts through an OpenAI-compatible chat-completions endpoint.
 ///
 /// Reads rows from JSONL or CSV, sends one request per row and parameter set with
 /// bounded concurrency, rate limits and retries, and writes one JSON line per request
 /// plus a cost and latency summary.
 #[derive(Debug, Parser)]
-#[command(name = "promptbatch", version, propagate_version = true)]
+#[command(name = "promptbatch", version = VERSION, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -33,8 +42,15 @@ Exit codes: 0 all ok, 1 some failed, 2 invalid job/input/key (nothing sent),
 3 budget reached, 4 endpoint refuses (key, credits), 130 interrupted.")]
     Run(RunArgs),
     /// Check the job and every input row, count requests and estimate tokens and cost; sends nothing.
-    #[command(after_help = "Example:
-  promptbatch validate samples/quickstart.toml --limit 100")]
+    #[command(
+        mut_args(hide_sending_only),
+        after_help = "Example:
+  promptbatch validate samples/quickstart.toml --limit 100
+
+The flags of run that change only how requests are sent (--endpoint, --header,
+--timeout, --summary, --concurrency, --rpm, --max-attempts) are not listed
+here but are accepted and checked, so one set of flags serves both commands."
+    )]
     Validate(JobArgs),
     /// Print a usage report (tokens, cost, latency, errors) over one or more output files.
     #[command(after_help = "Example:
@@ -47,116 +63,198 @@ Exit codes: 0 all ok, 1 some failed, 2 invalid job/input/key (nothing sent),
 
 Per-prompt faults: put [mock:fail=429,500,reset,hang,malformed,...] in a prompt.")]
     MockServer(MockArgs),
+    /// Print a shell completion script on standard output.
+    #[command(after_help = "Examples:
+  promptbatch completions bash > ~/.local/share/bash-completion/completions/promptbatch
+  promptbatch completions zsh > ~/.zfunc/_promptbatch
+  promptbatch completions fish > ~/.config/fish/completions/promptbatch.fish")]
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on standard output.
+    #[command(after_help = "Example:
+  promptbatch man > ~/.local/share/man/man1/promptbatch.1")]
+    Man,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell to write completions for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+/// The `JobArgs` flags that change nothing `validate` checks or estimates
+/// beyond their own value: how requests are sent, and where the summary goes.
+/// `validate --help` leaves them out; `validate` still accepts and checks
+/// them, so a preflight given the run's flags passes only if the run can start.
+pub const SENDING_ONLY: &[&str] = &[
+    "endpoint",
+    "headers",
+    "timeout",
+    "summary",
+    "concurrency",
+    "rpm",
+    "max_attempts",
+];
+
+fn hide_sending_only(arg: clap::Arg) -> clap::Arg {
+    let hide = SENDING_ONLY.contains(&arg.get_id().as_str());
+    arg.hide(hide)
 }
 
 /// The job: a job file and the flags that override its keys.
 #[derive(Debug, Clone, Default, Args)]
 pub struct JobArgs {
-    /// Job file (TOML), e.g. samples/quickstart.toml. Optional: every key people change per run has a flag.
+    /// Job file (TOML); optional, as every key people change per run has a flag.
+    ///
+    /// e.g. samples/quickstart.toml. Relative paths inside it are relative to its folder.
     #[arg(value_name = "JOB.toml")]
     pub job: Option<PathBuf>,
 
-    /// Job name, used in output names and request ids, e.g. --name faq-nightly [default: the job file's stem, else the input's stem].
+    /// Job name, used in output names and request ids [default: the job file's stem, else the input's stem].
+    ///
+    /// e.g. --name faq-nightly
     #[arg(long, value_name = "NAME", help_heading = "Job")]
     pub name: Option<String>,
 
-    /// Input rows: a .jsonl or .csv file, or - for standard input (e.g. --input questions.csv).
+    /// Input rows: a .jsonl or .csv file, or - for standard input.
+    ///
+    /// e.g. --input questions.csv
     #[arg(long, value_name = "PATH|-", help_heading = "Input")]
     pub input: Option<String>,
 
-    /// Input format, e.g. --format csv [default: from the file extension; JSONL for standard input].
+    /// Input format [default: from the file extension; jsonl for standard input].
+    ///
+    /// e.g. --format csv
     #[arg(long, value_enum, value_name = "FORMAT", help_heading = "Input")]
     pub format: Option<FormatArg>,
 
-    /// Row id template, e.g. --id '{{qid}}' [default: the "id" field, else the 1-based row number].
+    /// Row id template [default: the "id" field, else the 1-based row number].
+    ///
+    /// e.g. --id '{{qid}}'
     #[arg(long, value_name = "TEMPLATE", help_heading = "Input")]
     pub id: Option<String>,
 
-    /// System message sent with prompt and template rows, e.g. --system 'You are concise.'
+    /// System message sent with prompt and template rows.
+    ///
+    /// e.g. --system 'You are concise.'
     #[arg(long, value_name = "TEXT", help_heading = "Input")]
     pub system: Option<String>,
 
-    /// How the system message is sent: auto folds it into the first user turn for Gemma models,
-    /// message always sends a system message, fold always folds; e.g. --system-mode message
+    /// How the system message is sent [default: auto].
+    ///
+    /// auto folds it into the first user turn for Gemma models, message always sends a
+    /// system message, fold always folds; e.g. --system-mode message
     #[arg(long, value_enum, value_name = "MODE", help_heading = "Input")]
     pub system_mode: Option<SystemModeArg>,
 
-    /// User message template over the row's fields, e.g. --template 'Answer briefly: {{question}}'
+    /// User message template over the row's fields.
+    ///
+    /// e.g. --template 'Answer briefly: {{question}}'
     #[arg(long, value_name = "TEXT", help_heading = "Input")]
     pub template: Option<String>,
 
-    /// Use only the first N rows, e.g. --limit 10 for a trial run.
+    /// Use only the first N rows.
+    ///
+    /// e.g. --limit 10 for a trial run
     #[arg(long, value_name = "N", help_heading = "Input")]
     pub limit: Option<u64>,
 
-    /// Accept an input with no rows (exit 0, a summary of 0 requests) instead of exit 2,
-    /// e.g. for a nightly export that is empty on some days.
+    /// Accept an input with no rows (exit 0, a summary of 0 requests) instead of exit 2.
+    ///
+    /// e.g. for a nightly export that is empty on some days
     #[arg(long, help_heading = "Input")]
     pub allow_empty: bool,
 
-    /// Output JSONL, one line per request; {name} and {date} are expanded,
-    /// e.g. --output 'out/{name}-{date}.jsonl' [default: {name}.jsonl].
+    /// Output JSONL, one line per request; {name} and {date} are expanded [default: {name}.jsonl].
+    ///
+    /// e.g. --output 'out/{name}-{date}.jsonl'
     #[arg(long, value_name = "PATH", help_heading = "Output")]
     pub output: Option<String>,
 
-    /// Summary JSON, e.g. --summary reports/today.json [default: the output path with .jsonl replaced by .summary.json].
+    /// Summary JSON [default: the output path with .jsonl replaced by .summary.json].
+    ///
+    /// e.g. --summary reports/today.json
     #[arg(long, value_name = "PATH", help_heading = "Output")]
     pub summary: Option<String>,
 
-    /// Chat-completions URL, e.g. --endpoint http://127.0.0.1:8000/v1/chat/completions
+    /// Chat-completions URL [default: https://api.aimlapi.com/v1/chat/completions].
+    ///
+    /// e.g. --endpoint http://127.0.0.1:8000/v1/chat/completions
     #[arg(long, value_name = "URL", help_heading = "Endpoint")]
     pub endpoint: Option<String>,
 
-    /// Environment variable holding the API key, e.g. --api-key-env OPENAI_API_KEY;
-    /// "" sends no Authorization header (local servers) [default: AIMLAPI_API_KEY].
+    /// Environment variable holding the API key; "" sends no key [default: AIMLAPI_API_KEY].
+    ///
+    /// e.g. --api-key-env OPENAI_API_KEY, or --api-key-env '' for a local server
+    /// (no Authorization header is sent)
     #[arg(long, value_name = "NAME", help_heading = "Endpoint")]
     pub api_key_env: Option<String>,
 
-    /// Extra HTTP header, repeatable, e.g. --header X-Title=faq
+    /// Extra HTTP header, repeatable.
+    ///
+    /// e.g. --header X-Title=faq
     #[arg(long = "header", value_name = "K=V", help_heading = "Endpoint")]
     pub headers: Vec<String>,
 
-    /// Per-attempt timeout in seconds (streams: per read), e.g. --timeout 60
+    /// Per-attempt timeout in seconds; for a stream, per read [default: 120].
+    ///
+    /// e.g. --timeout 60
     #[arg(long, value_name = "SECS", help_heading = "Endpoint")]
     pub timeout: Option<f64>,
 
-    /// Model for every request, e.g. --model google/gemma-3-27b-it; the same as --param model=ID,
-    /// so it beats the parameter sets.
+    /// Model for every request; the same as --param model=ID, so it beats the parameter sets.
+    ///
+    /// e.g. --model google/gemma-3-27b-it
     #[arg(long, value_name = "ID", help_heading = "Parameters")]
     pub model: Option<String>,
 
-    /// Chat parameter for every request, repeatable; JSON values allowed, unknown keys go to extra,
+    /// Chat parameter for every request, repeatable; JSON values allowed.
+    ///
+    /// A key that is not a chat parameter goes into extra;
     /// e.g. --param temperature=0.2 --param 'stop=["\n\n"]'
     #[arg(long = "param", value_name = "KEY=VALUE", help_heading = "Parameters")]
     pub params: Vec<String>,
 
-    /// Most requests in flight at once, e.g. --concurrency 32 [default: 16].
+    /// Most requests in flight at once [default: 16].
+    ///
+    /// e.g. --concurrency 32
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub concurrency: Option<usize>,
 
-    /// Requests per minute; 0 = no limit, e.g. --rpm 600
+    /// Requests per minute; 0 = no limit [default: 0].
+    ///
+    /// e.g. --rpm 600
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub rpm: Option<u32>,
 
-    /// Tokens per minute (prompt bound + max tokens); 0 = no limit, e.g. --tpm 200000
+    /// Tokens per minute (prompt bound + max tokens); 0 = no limit [default: 0].
+    ///
+    /// A request whose own bound is above it can never be sent: validate and run refuse
+    /// the job (exit 2); e.g. --tpm 200000
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub tpm: Option<u64>,
 
-    /// Total attempts per request, the first included, e.g. --max-attempts 3 [default: 5].
+    /// Total attempts per request, the first included [default: 5].
+    ///
+    /// e.g. --max-attempts 3
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub max_attempts: Option<u32>,
 
-    /// Stop dispatching before the recorded cost could pass this many USD, e.g. --max-cost 2.50
+    /// Stop dispatching before the recorded cost could pass this many USD; 0 = no budget [default: 0].
+    ///
+    /// A run stopped by it exits 3, and a rerun with a higher budget resumes; e.g. --max-cost 2.50
     #[arg(long, value_name = "USD", help_heading = "Limits")]
     pub max_cost: Option<f64>,
 
-    /// Send to the built-in simulated endpoint on loopback instead; no API key needed,
+    /// Send to the built-in simulated endpoint on loopback instead; no API key needed.
+    ///
     /// e.g. promptbatch run job.toml --simulate --limit 5
     #[arg(long, help_heading = "Endpoint")]
     pub simulate: bool,
 
-    /// How messages on stderr are written: text for people, or json (one object per line:
-    /// ts, level, event, message and figures) for log shippers, e.g. --log-format json
+    /// How messages on stderr are written: text for people, json for log shippers.
+    ///
+    /// json is one object per line: ts, level, event, message and figures; e.g. --log-format json
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text, help_heading = "Output")]
     pub log_format: LogFormat,
 }
@@ -166,17 +264,23 @@ pub struct RunArgs {
     #[command(flatten)]
     pub job: JobArgs,
 
-    /// Start over: once every check has passed, move an existing output to
-    /// <output>.<UTC YYYYMMDDTHHMMSSZ>.bak instead of resuming it, e.g. promptbatch run job.toml --fresh
+    /// Start over: move an existing output aside instead of resuming it.
+    ///
+    /// Once every check has passed, the output is renamed <output>.<UTC YYYYMMDDTHHMMSSZ>.bak;
+    /// e.g. promptbatch run job.toml --fresh
     #[arg(long, help_heading = "Output")]
     pub fresh: bool,
 
-    /// Progress display: auto is a bar on a terminal and a log line every 5 s otherwise,
-    /// e.g. --progress log in cron jobs.
+    /// Progress display.
+    ///
+    /// auto is a bar on a terminal and a log line every 5 s otherwise;
+    /// e.g. --progress log in cron jobs
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto, help_heading = "Output")]
     pub progress: ProgressArg,
 
-    /// Print nothing but errors (no progress, no summary table), e.g. for cron: run job.toml -q
+    /// Print nothing but errors (no progress, no summary table).
+    ///
+    /// A run that exits non-zero still prints one line saying why; e.g. for cron: run job.toml -q
     #[arg(long, short, help_heading = "Output")]
     pub quiet: bool,
 }
@@ -253,42 +357,4 @@ pub enum ProgressArg {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn cli_definition_is_consistent() {
-        Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn flags_parse_into_job_args() {
-        let cli = Cli::try_parse_from([
-            "promptbatch",
-            "run",
-            "job.toml",
-            "--param",
-            "temperature=0.2",
-            "--param",
-            "seed=7",
-            "--header",
-            "X-Title=faq",
-            "--concurrency",
-            "4",
-            "--fresh",
-        ])
-        .expect("valid flags");
-        let Command::Run(run) = cli.command else {
-            panic!("expected run")
-        };
-        assert_eq!(
-            run.job.job.as_deref(),
-            Some(std::path::Path::new("job.toml"))
-        );
-        assert_eq!(run.job.params, vec!["temperature=0.2", "seed=7"]);
-        assert_eq!(run.job.headers, vec!["X-Title=faq"]);
-        assert_eq!(run.job.concurrency, Some(4));
-        assert!(run.fresh);
-    }
-}
+mod tests;

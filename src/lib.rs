@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod docs;
 pub mod exit;
 pub mod input;
 pub mod job;
@@ -53,6 +54,8 @@ pub async fn main(cli: Cli) -> ExitStatus {
         }
         Command::Report(args) => said(report::command(&args.outputs, args.json)),
         Command::MockServer(args) => said(mock::serve(&args).await),
+        Command::Completions(args) => said(docs::completions(args.shell, &mut std::io::stdout())),
+        Command::Man => said(docs::man(&mut std::io::stdout())),
     }
 }
 

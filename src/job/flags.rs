@@ -125,3 +125,45 @@ fn overrides(args: &JobArgs, problems: &mut Problems) -> ParamLayer {
         ParamLayer::default()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::super::settings::Settings;
+    use crate::cli::Cli;
+
+    /// The `[default: X]` a flag's help states.
+    fn stated_default(flag: &str) -> String {
+        let command = Cli::command();
+        let run = command.find_subcommand("run").expect("run");
+        let arg = run
+            .get_arguments()
+            .find(|a| a.get_long() == Some(flag))
+            .expect("flag");
+        let help = arg.get_help().expect("help").to_string();
+        let (_, rest) = help.split_once("[default: ").expect("a stated default");
+        rest.split_once(']').expect("closed").0.to_string()
+    }
+
+    /// Help writes the defaults as text (the flags are optional so the job
+    /// file can set them); the text must say what the loader really uses.
+    #[test]
+    fn defaults_in_help_are_the_real_defaults() {
+        let s = Settings::default();
+        let real = [
+            ("timeout", s.endpoint.timeout.as_secs_f64().to_string()),
+            ("endpoint", s.endpoint.url.to_string()),
+            ("api-key-env", s.endpoint.api_key_env.to_string()),
+            ("concurrency", s.limits.concurrency.to_string()),
+            ("rpm", s.limits.requests_per_minute.to_string()),
+            ("tpm", s.limits.tokens_per_minute.to_string()),
+            ("max-cost", s.limits.max_cost_usd.to_string()),
+            ("max-attempts", s.retry.max_attempts.to_string()),
+            ("system-mode", format!("{:?}", s.system_mode).to_lowercase()),
+        ];
+        for (flag, value) in real {
+            assert_eq!(stated_default(flag), value, "--{flag}");
+        }
+    }
+}

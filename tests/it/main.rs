@@ -3,6 +3,7 @@
 //! validated against the contract's JSON Schemas (tests/fixtures).
 
 mod budget;
+mod cli;
 mod common;
 #[cfg(unix)]
 mod files;

@@ -1,0 +1,113 @@
+//! The command line itself: shell completions, the man page, `--version`,
+//! and which flags each subcommand's help lists.
+
+use crate::common::{code, stdout, Sandbox};
+
+#[tokio::test]
+async fn bash_completions_are_a_valid_bash_script() {
+    let sb = Sandbox::new();
+    let out = crate::common::output(sb.command(&["completions", "bash"])).await;
+    assert_eq!(code(&out), 0);
+    let script = stdout(&out);
+    assert!(script.contains("validate") && script.contains("mock-server"));
+    let path = sb.write("promptbatch.bash", &script);
+    let check = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&path)
+        .output()
+        .expect("bash runs");
+    assert!(
+        check.status.success(),
+        "bash -n: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+#[tokio::test]
+async fn every_shell_gets_a_script_naming_the_subcommands() {
+    let sb = Sandbox::new();
+    for shell in ["zsh", "fish", "powershell"] {
+        let out = crate::common::output(sb.command(&["completions", shell])).await;
+        assert_eq!(code(&out), 0, "{shell}");
+        let script = stdout(&out);
+        for sub in [
+            "run",
+            "validate",
+            "report",
+            "mock-server",
+            "completions",
+            "man",
+        ] {
+            assert!(script.contains(sub), "{shell}: no {sub}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn man_prints_a_roff_page_naming_every_subcommand() {
+    let sb = Sandbox::new();
+    let out = crate::common::output(sb.command(&["man"])).await;
+    assert_eq!(code(&out), 0);
+    let page = stdout(&out);
+    assert!(page.starts_with(".TH"), "{}", &page[..60.min(page.len())]);
+    for sub in [
+        "RUN",
+        "VALIDATE",
+        "REPORT",
+        "MOCK-SERVER",
+        "COMPLETIONS",
+        "MAN",
+    ] {
+        assert!(
+            page.contains(&format!(".SH \"PROMPTBATCH {sub}\"")),
+            "no {sub}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn version_names_the_commit_it_was_built_from() {
+    let sb = Sandbox::new();
+    let out = crate::common::output(sb.command(&["--version"])).await;
+    assert_eq!(code(&out), 0);
+    // The commit as this test finds it, independently of the build script.
+    let root = env!("CARGO_MANIFEST_DIR");
+    let commit = std::path::Path::new(root)
+        .join(".git")
+        .exists()
+        .then(|| {
+            std::process::Command::new("git")
+                .args(["rev-parse", "--short", "HEAD"])
+                .current_dir(root)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        })
+        .flatten()
+        .unwrap_or_else(|| "unknown".to_string());
+    let expected = format!("promptbatch {} ({commit})\n", env!("CARGO_PKG_VERSION"));
+    assert_eq!(stdout(&out), expected);
+}
+
+#[tokio::test]
+async fn validate_checks_the_run_flags_its_help_leaves_out() {
+    let sb = Sandbox::new();
+    sb.write("rows.jsonl", "{\"prompt\":\"hi\"}\n");
+    let base = [
+        "validate",
+        "--input",
+        "rows.jsonl",
+        "--model",
+        "m",
+        "--simulate",
+    ];
+    let ok =
+        crate::common::output(sb.command(&[&base[..], &["--concurrency", "4"]].concat())).await;
+    assert_eq!(code(&ok), 0, "{}", crate::common::stderr(&ok));
+    // A preflight given the run's flags passes only if the run could start.
+    let bad =
+        crate::common::output(sb.command(&[&base[..], &["--concurrency", "0"]].concat())).await;
+    assert_eq!(code(&bad), 2);
+    assert!(crate::common::stderr(&bad).contains("--concurrency"));
+}
