@@ -39,7 +39,8 @@ pub enum Command {
   promptbatch run --input rows.jsonl --model google/gemma-3-4b-it --output out.jsonl
 
 Exit codes: 0 all ok, 1 some failed, 2 invalid job/input/key (nothing sent),
-3 budget reached, 4 endpoint refuses (key, credits), 130 interrupted.")]
+3 budget reached, 4 endpoint refuses (key, credits) or cannot be reached,
+5 a local failure after sending (disk full), 130 interrupted.")]
     Run(RunArgs),
     /// Check the job and every input row, count requests and estimate tokens and cost; sends nothing.
     #[command(
