@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 
 use super::classify;
 use super::error_body::{collapse_whitespace, truncate};
+use super::raw_json::repair_lone_surrogates;
 use super::wire::{self, BodyCost, Completion};
 use super::{ErrorKind, Failure, RawJson, Reply};
 
@@ -25,6 +26,8 @@ pub fn parse_reply(
     // An invalid UTF-8 byte in a good reply becomes U+FFFD rather than failing
     // it: a reply thrown away is paid for again. Valid UTF-8 is not copied.
     let text = String::from_utf8_lossy(body);
+    // So does a lone surrogate escape (`\ud800`), which no reader takes.
+    let text = repair_lone_surrogates(&text);
     let completion: Completion = serde_json::from_str(&text).map_err(|err| {
         bad_response(
             status,
@@ -195,6 +198,17 @@ mod tests {
             reply.response_id.as_deref(),
             Some("gen-1766960801-He9SRGgNx5QLMBSZW06F")
         );
+    }
+
+    #[test]
+    fn a_lone_surrogate_does_not_fail_a_paid_reply() {
+        // Read as it was, the reply was a bad_response, retried and paid again;
+        // in tool calls the escape was kept into the record as text no reader takes.
+        let reply = parse(r#"{"choices":[{"message":{"content":"a\ud800b","tool_calls":[{"id":"\udc00"}]}}],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#).unwrap();
+        assert_eq!(reply.content.as_deref(), Some("a\u{FFFD}b"));
+        let calls: serde_json::Value =
+            serde_json::from_str(reply.tool_calls.unwrap().get()).unwrap();
+        assert_eq!(calls[0]["id"], "\u{FFFD}");
     }
 
     #[test]

@@ -256,3 +256,13 @@ data: {"choices":[{"index":0,"delta":{"content":"c"},"finish_reason":"stop"}]}
 "#;
     assert_eq!(assemble(body).unwrap().content.as_deref(), Some("abc"));
 }
+
+#[test]
+fn a_lone_surrogate_does_not_fail_a_paid_chunk() {
+    let reply = assemble(
+        "data: {\"choices\":[{\"delta\":{\"content\":\"a\\ud800b\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n",
+    )
+    .unwrap();
+    assert_eq!(reply.content.as_deref(), Some("a\u{FFFD}b"));
+    assert_eq!(reply.usage.map(|u| u.total_tokens), Some(3));
+}
