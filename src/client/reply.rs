@@ -41,7 +41,7 @@ pub fn parse_reply(
     }
     let cost = BodyCost::of(completion.meta.as_ref(), completion.usage.as_ref());
     let usage = completion.usage.as_ref().and_then(wire::usage);
-    let choice = match completion.choices {
+    let choice = match completion.choices.0 {
         None => return Err(bad_response(status, "the reply has no choices", body)),
         Some(choices) => choices.into_iter().next(),
     };

@@ -128,7 +128,13 @@ impl StreamAssembler {
             self.provider = Some(provider);
         }
         let had_content = !self.content.is_empty();
-        for choice in chunk.choices.into_iter().flatten().filter(|c| c.is_first()) {
+        for choice in chunk
+            .choices
+            .0
+            .into_iter()
+            .flatten()
+            .filter(|c| c.is_first())
+        {
             // Some servers send `"finish_reason": ""` on every chunk before
             // the last: a blank one is no finish reason, or a stream cut short
             // after its first chunk would pass for a whole reply.
