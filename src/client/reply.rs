@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 
 use super::classify;
 use super::error_body::{collapse_whitespace, truncate};
-use super::raw_json::repair_lone_surrogates;
+use super::raw_json::readable;
 use super::wire::{self, BodyCost, Completion};
 use super::{ErrorKind, Failure, RawJson, Reply};
 
@@ -26,8 +26,9 @@ pub fn parse_reply(
     // An invalid UTF-8 byte in a good reply becomes U+FFFD rather than failing
     // it: a reply thrown away is paid for again. Valid UTF-8 is not copied.
     let text = String::from_utf8_lossy(body);
-    // So does a lone surrogate escape (`\ud800`), which no reader takes.
-    let text = repair_lone_surrogates(&text);
+    // So do a lone surrogate escape (`\ud800`) and a number past a double
+    // (`1e400`), which no reader takes where it decodes them.
+    let text = readable(&text);
     let completion: Completion = serde_json::from_str(&text).map_err(|err| {
         bad_response(
             status,
@@ -209,6 +210,15 @@ mod tests {
         let calls: serde_json::Value =
             serde_json::from_str(reply.tool_calls.unwrap().get()).unwrap();
         assert_eq!(calls[0]["id"], "\u{FFFD}");
+    }
+
+    #[test]
+    fn a_number_past_a_double_is_one_bad_figure_not_a_lost_reply() {
+        // Read as it was, "number out of range" failed the paid reply: retried, paid again.
+        let reply = parse(r#"{"choices":[{"message":{"content":"a"},"index":1e400}],"usage":{"prompt_tokens":1e400,"completion_tokens":1,"cost":2e999}}"#).unwrap();
+        assert_eq!(reply.content.as_deref(), Some("a"));
+        // A token count past 2^53 is bad usage; an infinite cost is none.
+        assert_eq!((reply.usage, reply.provider_cost_usd), (None, None));
     }
 
     #[test]

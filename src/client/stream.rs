@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::classify;
 use super::lenient::{lenient_struct, Obj, Scalar};
-use super::raw_json::repair_lone_surrogates;
+use super::raw_json::readable;
 use super::reply::bad_response;
 use super::sse::SseEvent;
 use super::wire::{self, BodyCost, Completion};
@@ -98,8 +98,8 @@ impl StreamAssembler {
             self.done = true;
             return Ok(false);
         }
-        // A lone surrogate escape would fail the chunk: it becomes U+FFFD.
-        let repaired = repair_lone_surrogates(data);
+        // A lone surrogate or a number past a double would fail the chunk (see `readable`).
+        let repaired = readable(data);
         let data = repaired.as_ref();
         let chunk: Completion = serde_json::from_str(data).map_err(|err| Failure {
             uncertain: true,
