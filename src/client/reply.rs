@@ -36,7 +36,7 @@ pub fn parse_reply(
             body,
         )
     })?;
-    if completion.error.is_some() {
+    if completion.is_error() {
         // The server answered: nothing was left in flight.
         return Err(classify::in_band_failure(&text, status, false));
     }
@@ -219,6 +219,18 @@ mod tests {
         assert_eq!(reply.content.as_deref(), Some("a"));
         // A token count past 2^53 is bad usage; an infinite cost is none.
         assert_eq!((reply.usage, reply.provider_cost_usd), (None, None));
+    }
+
+    #[test]
+    fn a_vllm_error_in_a_200_is_classified_by_its_code() {
+        let failure =
+            parse(r#"{"object":"error","message":"boom","type":"InternalServerError","code":500}"#)
+                .unwrap_err();
+        assert_eq!(
+            (failure.kind, failure.status),
+            (ErrorKind::Server, Some(500))
+        );
+        assert!(failure.message.contains("boom"), "{}", failure.message);
     }
 
     #[test]

@@ -109,7 +109,7 @@ impl StreamAssembler {
                 data.as_bytes(),
             )
         })?;
-        if chunk.error.is_some() || event.event.as_deref() == Some("error") {
+        if chunk.is_error() || event.event.as_deref() == Some("error") {
             return Err(classify::in_band_failure(data, status, true));
         }
         self.chunks += 1;

@@ -37,6 +37,15 @@ lenient_struct! {
         "meta" => pub meta: Obj<Meta>,
         /// Only whether there is one: the document is read again, typed, when so.
         "error" => pub error: Option<IgnoredAny>,
+        /// vLLM's errors say `"object": "error"` at the top, with no `error` key.
+        "object" => pub object: Option<Scalar>,
+    }
+}
+
+impl Completion {
+    /// Whether the server sent an error where a completion was due.
+    pub fn is_error(&self) -> bool {
+        self.error.is_some() || self.object.as_ref().and_then(Scalar::as_str) == Some("error")
     }
 }
 

@@ -266,3 +266,16 @@ fn a_lone_surrogate_does_not_fail_a_paid_chunk() {
     assert_eq!(reply.content.as_deref(), Some("a\u{FFFD}b"));
     assert_eq!(reply.usage.map(|u| u.total_tokens), Some(3));
 }
+
+#[test]
+fn a_vllm_error_chunk_fails_with_its_message() {
+    let failure = assemble(
+        "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"object\":\"error\",\"message\":\"boom\",\"code\":500}\n\ndata: [DONE]\n\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        (failure.kind, failure.status),
+        (ErrorKind::Server, Some(500))
+    );
+    assert!(failure.message.contains("boom"), "{}", failure.message);
+}
