@@ -15,10 +15,11 @@ use std::fmt;
 use reqwest::header::HeaderMap;
 use serde::de::{Deserializer as _, SeqAccess, Visitor};
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use super::classify;
 use super::lenient::{lenient_struct, Obj, Scalar};
-use super::raw_json::readable;
+use super::raw_json::{compact, readable};
 use super::reply::bad_response;
 use super::sse::SseEvent;
 use super::wire::{self, BodyCost, Completion};
@@ -58,7 +59,8 @@ lenient_struct! {
 lenient_struct! {
     pub struct FunctionDelta {
         "name" => pub name: Option<Scalar>,
-        "arguments" => pub arguments: Option<Scalar>,
+        /// A string by the spec; kept as text, whatever it is (see `merge_tool_call`).
+        "arguments" => pub arguments: Option<Box<RawValue>>,
     }
 }
 
@@ -248,9 +250,16 @@ impl StreamAssembler {
             added += name.len();
             call.name.push_str(name);
         }
-        if let Some(arguments) = function.arguments.as_ref().and_then(Scalar::as_str) {
+        // Some servers send the arguments whole, as an object rather than its
+        // text: kept as that object's JSON text, not dropped from a paid reply.
+        let arguments = function.arguments.as_deref().and_then(|raw| {
+            serde_json::from_str::<String>(raw.get())
+                .ok()
+                .or_else(|| Some(compact(raw.get())).filter(|text| text != "null"))
+        });
+        if let Some(arguments) = arguments {
             added += arguments.len();
-            call.arguments.push_str(arguments);
+            call.arguments.push_str(&arguments);
         }
         // Replaced ids and kinds are counted again: an over-count, never an under-count.
         self.size = self.size.saturating_add(added);

@@ -279,3 +279,13 @@ fn a_vllm_error_chunk_fails_with_its_message() {
     );
     assert!(failure.message.contains("boom"), "{}", failure.message);
 }
+
+#[test]
+fn arguments_sent_whole_as_an_object_are_kept_as_text() {
+    let reply = assemble(
+        "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c\",\"function\":{\"name\":\"f\",\"arguments\":{\"city\": \"Paris\"}}}]},\"finish_reason\":\"tool_calls\"}]}\n\ndata: [DONE]\n\n",
+    )
+    .unwrap();
+    let calls: serde_json::Value = serde_json::from_str(reply.tool_calls.unwrap().get()).unwrap();
+    assert_eq!(calls[0]["function"]["arguments"], r#"{"city":"Paris"}"#);
+}
