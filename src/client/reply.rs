@@ -28,7 +28,8 @@ pub fn parse_reply(
     let text = String::from_utf8_lossy(body);
     // So do a lone surrogate escape (`\ud800`) and a number past a double
     // (`1e400`), which no reader takes where it decodes them.
-    let text = readable(&text);
+    // A byte order mark before the JSON, which JSON readers may ignore (RFC 8259), is.
+    let text = readable(text.strip_prefix('\u{feff}').unwrap_or(&text));
     let completion: Completion = serde_json::from_str(&text).map_err(|err| {
         bad_response(
             status,
@@ -231,6 +232,12 @@ mod tests {
             (ErrorKind::Server, Some(500))
         );
         assert!(failure.message.contains("boom"), "{}", failure.message);
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_the_json_is_ignored() {
+        let reply = parse("\u{feff}{\"choices\":[{\"message\":{\"content\":\"a\"}}]}").unwrap();
+        assert_eq!(reply.content.as_deref(), Some("a"));
     }
 
     #[test]
