@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Number;
 
-use super::raw_json::compact;
+use super::raw_json::{compact, readable};
 use super::redact;
 
 /// Longest message kept from a body: enough for any real explanation, short
@@ -40,7 +40,9 @@ pub fn parse_error_body(body: &[u8]) -> ErrorInfo {
     if text.is_empty() {
         return ErrorInfo::default();
     }
-    if let Some(info) = from_json(text) {
+    // A lone surrogate or a number past a double would leave the whole
+    // document unread, its message shown as raw JSON text with escapes.
+    if let Some(info) = from_json(&readable(text)) {
         return info;
     }
     let message = if looks_like_html(text) {
@@ -463,6 +465,14 @@ mod tests {
         for (body, expected) in table {
             assert_eq!(&parse_error_body(body.as_bytes()), expected, "{body}");
         }
+    }
+
+    #[test]
+    fn a_lone_surrogate_or_a_huge_number_leaves_the_document_readable() {
+        let parsed = parse_error_body(
+            br#"{"error":{"message":"bad \ud800 k\u0065y","type":"x","code":1e400}}"#,
+        );
+        assert_eq!(parsed, info("bad \u{FFFD} key", Some("x")));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 
 use super::classify;
 use super::error_body::{collapse_whitespace, truncate};
+use super::raw_json::readable;
 use super::wire::{self, BodyCost, Completion};
 use super::{ErrorKind, Failure, RawJson, Reply};
 
@@ -25,6 +26,10 @@ pub fn parse_reply(
     // An invalid UTF-8 byte in a good reply becomes U+FFFD rather than failing
     // it: a reply thrown away is paid for again. Valid UTF-8 is not copied.
     let text = String::from_utf8_lossy(body);
+    // So do a lone surrogate escape (`\ud800`) and a number past a double
+    // (`1e400`), which no reader takes where it decodes them.
+    // A byte order mark before the JSON, which JSON readers may ignore (RFC 8259), is.
+    let text = readable(text.strip_prefix('\u{feff}').unwrap_or(&text));
     let completion: Completion = serde_json::from_str(&text).map_err(|err| {
         bad_response(
             status,
@@ -32,13 +37,13 @@ pub fn parse_reply(
             body,
         )
     })?;
-    if completion.error.is_some() {
+    if completion.is_error() {
         // The server answered: nothing was left in flight.
         return Err(classify::in_band_failure(&text, status, false));
     }
     let cost = BodyCost::of(completion.meta.as_ref(), completion.usage.as_ref());
     let usage = completion.usage.as_ref().and_then(wire::usage);
-    let choice = match completion.choices {
+    let choice = match completion.choices.0 {
         None => return Err(bad_response(status, "the reply has no choices", body)),
         Some(choices) => choices.into_iter().next(),
     };
@@ -195,6 +200,44 @@ mod tests {
             reply.response_id.as_deref(),
             Some("gen-1766960801-He9SRGgNx5QLMBSZW06F")
         );
+    }
+
+    #[test]
+    fn a_lone_surrogate_does_not_fail_a_paid_reply() {
+        // Read as it was, the reply was a bad_response, retried and paid again;
+        // in tool calls the escape was kept into the record as text no reader takes.
+        let reply = parse(r#"{"choices":[{"message":{"content":"a\ud800b","tool_calls":[{"id":"\udc00"}]}}],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#).unwrap();
+        assert_eq!(reply.content.as_deref(), Some("a\u{FFFD}b"));
+        let calls: serde_json::Value =
+            serde_json::from_str(reply.tool_calls.unwrap().get()).unwrap();
+        assert_eq!(calls[0]["id"], "\u{FFFD}");
+    }
+
+    #[test]
+    fn a_number_past_a_double_is_one_bad_figure_not_a_lost_reply() {
+        // Read as it was, "number out of range" failed the paid reply: retried, paid again.
+        let reply = parse(r#"{"choices":[{"message":{"content":"a"},"index":1e400}],"usage":{"prompt_tokens":1e400,"completion_tokens":1,"cost":2e999}}"#).unwrap();
+        assert_eq!(reply.content.as_deref(), Some("a"));
+        // A token count past 2^53 is bad usage; an infinite cost is none.
+        assert_eq!((reply.usage, reply.provider_cost_usd), (None, None));
+    }
+
+    #[test]
+    fn a_vllm_error_in_a_200_is_classified_by_its_code() {
+        let failure =
+            parse(r#"{"object":"error","message":"boom","type":"InternalServerError","code":500}"#)
+                .unwrap_err();
+        assert_eq!(
+            (failure.kind, failure.status),
+            (ErrorKind::Server, Some(500))
+        );
+        assert!(failure.message.contains("boom"), "{}", failure.message);
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_the_json_is_ignored() {
+        let reply = parse("\u{feff}{\"choices\":[{\"message\":{\"content\":\"a\"}}]}").unwrap();
+        assert_eq!(reply.content.as_deref(), Some("a"));
     }
 
     #[test]

@@ -15,9 +15,11 @@ use std::fmt;
 use reqwest::header::HeaderMap;
 use serde::de::{Deserializer as _, SeqAccess, Visitor};
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use super::classify;
 use super::lenient::{lenient_struct, Obj, Scalar};
+use super::raw_json::{compact, readable};
 use super::reply::bad_response;
 use super::sse::SseEvent;
 use super::wire::{self, BodyCost, Completion};
@@ -57,7 +59,8 @@ lenient_struct! {
 lenient_struct! {
     pub struct FunctionDelta {
         "name" => pub name: Option<Scalar>,
-        "arguments" => pub arguments: Option<Scalar>,
+        /// A string by the spec; kept as text, whatever it is (see `merge_tool_call`).
+        "arguments" => pub arguments: Option<Box<RawValue>>,
     }
 }
 
@@ -97,6 +100,9 @@ impl StreamAssembler {
             self.done = true;
             return Ok(false);
         }
+        // A lone surrogate or a number past a double would fail the chunk (see `readable`).
+        let repaired = readable(data);
+        let data = repaired.as_ref();
         let chunk: Completion = serde_json::from_str(data).map_err(|err| Failure {
             uncertain: true,
             ..bad_response(
@@ -105,7 +111,7 @@ impl StreamAssembler {
                 data.as_bytes(),
             )
         })?;
-        if chunk.error.is_some() || event.event.as_deref() == Some("error") {
+        if chunk.is_error() || event.event.as_deref() == Some("error") {
             return Err(classify::in_band_failure(data, status, true));
         }
         self.chunks += 1;
@@ -124,7 +130,13 @@ impl StreamAssembler {
             self.provider = Some(provider);
         }
         let had_content = !self.content.is_empty();
-        for choice in chunk.choices.into_iter().flatten().filter(|c| c.is_first()) {
+        for choice in chunk
+            .choices
+            .0
+            .into_iter()
+            .flatten()
+            .filter(|c| c.is_first())
+        {
             // Some servers send `"finish_reason": ""` on every chunk before
             // the last: a blank one is no finish reason, or a stream cut short
             // after its first chunk would pass for a whole reply.
@@ -238,9 +250,16 @@ impl StreamAssembler {
             added += name.len();
             call.name.push_str(name);
         }
-        if let Some(arguments) = function.arguments.as_ref().and_then(Scalar::as_str) {
+        // Some servers send the arguments whole, as an object rather than its
+        // text: kept as that object's JSON text, not dropped from a paid reply.
+        let arguments = function.arguments.as_deref().and_then(|raw| {
+            serde_json::from_str::<String>(raw.get())
+                .ok()
+                .or_else(|| Some(compact(raw.get())).filter(|text| text != "null"))
+        });
+        if let Some(arguments) = arguments {
             added += arguments.len();
-            call.arguments.push_str(arguments);
+            call.arguments.push_str(&arguments);
         }
         // Replaced ids and kinds are counted again: an over-count, never an under-count.
         self.size = self.size.saturating_add(added);

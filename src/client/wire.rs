@@ -22,41 +22,61 @@ pub use super::lenient::{content_text, string};
 /// $1 is 2,000,000 AI/ML API credits.
 pub const CREDITS_PER_USD: f64 = 2_000_000.0;
 
-/// A whole completion or one stream chunk: the two share their outer shape.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Completion {
-    pub id: Option<Scalar>,
-    pub model: Option<Scalar>,
-    /// OpenRouter: the upstream provider that served the request.
-    pub provider: Option<Scalar>,
-    #[serde(deserialize_with = "leading_choices")]
-    pub choices: Option<Vec<Choice>>,
-    pub usage: Obj<WireUsage>,
-    /// AI/ML API: `meta.usage.usd_spent` / `credits_used`.
-    pub meta: Obj<Meta>,
-    /// Only whether there is one: the document is read again, typed, when so.
-    pub error: Option<IgnoredAny>,
+lenient_struct! {
+    /// A whole completion or one stream chunk: the two share their outer shape.
+    /// Read by hand like every object here: a repeated key keeps its last
+    /// value, as a tree would, rather than failing a reply already paid for.
+    pub struct Completion {
+        "id" => pub id: Option<Scalar>,
+        "model" => pub model: Option<Scalar>,
+        /// OpenRouter: the upstream provider that served the request.
+        "provider" => pub provider: Option<Scalar>,
+        "choices" => pub choices: Choices,
+        "usage" => pub usage: Obj<WireUsage>,
+        /// AI/ML API: `meta.usage.usd_spent` / `credits_used`.
+        "meta" => pub meta: Obj<Meta>,
+        /// Only whether there is one: the document is read again, typed, when so.
+        "error" => pub error: Option<IgnoredAny>,
+        /// vLLM's errors say `"object": "error"` at the top, with no `error` key.
+        "object" => pub object: Option<Scalar>,
+    }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Choice {
-    pub index: Option<Scalar>,
-    pub message: Option<Message>,
-    pub delta: Option<Message>,
-    pub finish_reason: Option<Scalar>,
+impl Completion {
+    /// Whether the server sent an error where a completion was due.
+    pub fn is_error(&self) -> bool {
+        self.error.is_some() || self.object.as_ref().and_then(Scalar::as_str) == Some("error")
+    }
 }
 
-/// A message or a delta. `reasoning` and the rest are ignored.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Message {
-    pub content: Option<Content>,
-    /// Passed through to the record as the server's text, never as a tree.
-    pub tool_calls: Option<Box<RawValue>>,
-    /// OpenAI's refusal text, sent instead of content.
-    pub refusal: Option<Scalar>,
+lenient_struct! {
+    pub struct Choice {
+        "index" => pub index: Option<Scalar>,
+        "message" => pub message: Option<Message>,
+        "delta" => pub delta: Option<Message>,
+        "finish_reason" => pub finish_reason: Option<Scalar>,
+    }
+}
+
+lenient_struct! {
+    /// A message or a delta. `reasoning` and the rest are ignored.
+    pub struct Message {
+        "content" => pub content: Option<Content>,
+        /// Passed through to the record as the server's text, never as a tree.
+        "tool_calls" => pub tool_calls: Option<Box<RawValue>>,
+        /// OpenAI's refusal text, sent instead of content.
+        "refusal" => pub refusal: Option<Scalar>,
+    }
+}
+
+/// `choices` as kept (see [`leading_choices`]); `None` when absent or null.
+#[derive(Debug, Default)]
+pub struct Choices(pub Option<Vec<Choice>>);
+
+impl<'de> Deserialize<'de> for Choices {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Choices, D::Error> {
+        leading_choices(deserializer).map(Choices)
+    }
 }
 
 lenient_struct! {

@@ -332,12 +332,36 @@ fn reply_with(usage: &str) -> Behaviour {
 }
 
 #[tokio::test]
+async fn odd_but_paid_json_is_kept_and_paid_once() {
+    for (body, content) in [
+        // A lone surrogate: no JSON reader takes it as a string.
+        (
+            r#"{"choices":[{"message":{"content":"a\ud800b"}}]}"#,
+            "a\u{FFFD}b",
+        ),
+        // A repeated key: the last one counts, as in a tree.
+        (
+            r#"{"choices":[],"choices":[{"message":{"content":"x","content":"y"}}]}"#,
+            "y",
+        ),
+    ] {
+        let server = Hostile::start(json_200(body.to_string())).await;
+        let (finished, record) = run(&server.url, Scenario::default()).await;
+        assert_eq!(finished.code, 0, "{body}: {}", finished.stderr);
+        assert_eq!(record["content"], content, "{record}");
+        assert_eq!(server.requests(), 1, "{body}");
+    }
+}
+
+#[tokio::test]
 async fn lying_token_counts_are_recorded_as_no_usage() {
     for usage in [
         // No total: prompt + completion would overflow.
         r#"{"prompt_tokens":18446744073709551615,"completion_tokens":1}"#,
         r#"{"prompt_tokens":9007199254740993,"completion_tokens":1,"total_tokens":5}"#,
         r#"{"prompt_tokens":1,"completion_tokens":2,"total_tokens":1e300}"#,
+        // Past a double: a JSON reader fails the whole reply on it.
+        r#"{"prompt_tokens":1e400,"completion_tokens":1}"#,
     ] {
         let server = Hostile::start(reply_with(usage)).await;
         let (finished, record) = run(&server.url, Scenario::default()).await;

@@ -256,3 +256,36 @@ data: {"choices":[{"index":0,"delta":{"content":"c"},"finish_reason":"stop"}]}
 "#;
     assert_eq!(assemble(body).unwrap().content.as_deref(), Some("abc"));
 }
+
+#[test]
+fn a_lone_surrogate_does_not_fail_a_paid_chunk() {
+    let reply = assemble(
+        "data: {\"choices\":[{\"delta\":{\"content\":\"a\\ud800b\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n",
+    )
+    .unwrap();
+    assert_eq!(reply.content.as_deref(), Some("a\u{FFFD}b"));
+    assert_eq!(reply.usage.map(|u| u.total_tokens), Some(3));
+}
+
+#[test]
+fn a_vllm_error_chunk_fails_with_its_message() {
+    let failure = assemble(
+        "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"object\":\"error\",\"message\":\"boom\",\"code\":500}\n\ndata: [DONE]\n\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        (failure.kind, failure.status),
+        (ErrorKind::Server, Some(500))
+    );
+    assert!(failure.message.contains("boom"), "{}", failure.message);
+}
+
+#[test]
+fn arguments_sent_whole_as_an_object_are_kept_as_text() {
+    let reply = assemble(
+        "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c\",\"function\":{\"name\":\"f\",\"arguments\":{\"city\": \"Paris\"}}}]},\"finish_reason\":\"tool_calls\"}]}\n\ndata: [DONE]\n\n",
+    )
+    .unwrap();
+    let calls: serde_json::Value = serde_json::from_str(reply.tool_calls.unwrap().get()).unwrap();
+    assert_eq!(calls[0]["function"]["arguments"], r#"{"city":"Paris"}"#);
+}

@@ -201,7 +201,7 @@ fn lying_counts_are_bad_usage_never_clamped_or_summed_past_the_bound() {
 
 #[test]
 fn only_the_choices_used_are_kept() {
-    let parse = |text: &str| serde_json::from_str::<Completion>(text).map(|c| c.choices);
+    let parse = |text: &str| serde_json::from_str::<Completion>(text).map(|c| c.choices.0);
     let many = format!(
         r#"{{"choices":[{{"index":1}},{}{{"index":0,"finish_reason":"stop"}},{{"index":0}}]}}"#,
         "{},".repeat(1000)
@@ -233,6 +233,27 @@ fn a_repeated_key_keeps_its_last_value_as_a_tree_would() {
         (u.prompt_tokens, u.total_tokens, u.cached_tokens),
         (5, 7, Some(3))
     );
+    // So at every level: the reply, a choice, a message.
+    let completion: Completion = serde_json::from_str(
+        r#"{"id":"a","choices":[{"message":{"content":"x"}}],"id":"b","choices":[{"index":0,
+        "message":{"content":"y","content":"z","refusal":"r","refusal":null},"finish_reason":"stop","finish_reason":"length"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        completion.id.and_then(Scalar::into_string).as_deref(),
+        Some("b")
+    );
+    let choice = completion.choices.0.unwrap().into_iter().next().unwrap();
+    assert_eq!(
+        choice
+            .finish_reason
+            .and_then(Scalar::into_string)
+            .as_deref(),
+        Some("length")
+    );
+    let message = choice.message.unwrap();
+    assert_eq!(super::content_text(message.content).as_deref(), Some("z"));
+    assert_eq!(message.refusal, None);
 }
 
 #[test]
