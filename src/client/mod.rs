@@ -24,6 +24,7 @@ pub(crate) use error_body::printable;
 pub use http::Client;
 pub use raw_json::RawJson;
 pub use sse::{SseEvent, SseParser};
+pub use wire::is_amount;
 
 use serde::{Deserialize, Serialize};
 

@@ -179,6 +179,12 @@ pub fn as_u64(value: &Scalar) -> Option<u64> {
     }
 }
 
+/// Finite and not negative: a figure that can be added up. The one rule for
+/// every dollar figure, a server's or a file's.
+pub fn is_amount(usd: f64) -> bool {
+    usd.is_finite() && usd >= 0.0
+}
+
 /// A usable amount: finite and non-negative, from a number or a numeric string.
 pub fn as_amount(value: &Scalar) -> Option<f64> {
     let amount = match value {
@@ -186,7 +192,7 @@ pub fn as_amount(value: &Scalar) -> Option<f64> {
         Scalar::String(s) => s.trim().parse().ok()?,
         _ => return None,
     };
-    (amount.is_finite() && amount >= 0.0).then_some(amount)
+    is_amount(amount).then_some(amount)
 }
 
 /// The largest token count believed: past 2^53 a count is no longer exact
@@ -306,7 +312,7 @@ impl BodyCost {
 pub fn provider_cost(headers: &HeaderMap, body: &BodyCost) -> Option<f64> {
     let header = |name: &str| {
         let value: f64 = headers.get(name)?.to_str().ok()?.trim().parse().ok()?;
-        (value.is_finite() && value >= 0.0).then_some(value)
+        is_amount(value).then_some(value)
     };
     header("x-aimlapi-usd-spent")
         .or(body.usd_spent)

@@ -26,10 +26,7 @@ pub fn add_usd(sum: f64, usd: f64) -> f64 {
     }
 }
 
-/// Finite and not negative: a figure that can be added up.
-pub fn is_amount(usd: f64) -> bool {
-    usd.is_finite() && usd >= 0.0
-}
+pub use crate::client::is_amount;
 
 /// Where a record's cost comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
