@@ -253,38 +253,34 @@ impl Default for Tally {
     }
 }
 
+/// The figures of a record or of a line read back: the two types share
+/// these fields' names, so one spelling serves both. (`add` judges the cost.)
+macro_rules! figures {
+    ($r:expr) => {
+        Figures {
+            ok: $r.status == Status::Ok,
+            model: &$r.model,
+            param_set: &$r.param_set,
+            finish_reason: $r.finish_reason.as_deref(),
+            usage: $r.usage.as_ref(),
+            cost_usd: $r.cost_usd,
+            latency_ms: $r.latency_ms,
+            ttft_ms: $r.ttft_ms,
+            attempts: $r.attempts,
+            uncertain: $r.uncertain_attempts,
+            error_kind: $r.error.as_ref().map(|e| e.kind.as_str()),
+        }
+    };
+}
+
 impl Tally {
     pub fn observe(&mut self, r: &Record) {
-        self.add(Figures {
-            ok: r.status == Status::Ok,
-            model: &r.model,
-            param_set: &r.param_set,
-            finish_reason: r.finish_reason.as_deref(),
-            usage: r.usage.as_ref(),
-            cost_usd: r.cost_usd,
-            latency_ms: r.latency_ms,
-            ttft_ms: r.ttft_ms,
-            attempts: r.attempts,
-            uncertain: r.uncertain_attempts,
-            error_kind: r.error.as_ref().map(|e| e.kind.as_str()),
-        });
+        self.add(figures!(r));
     }
 
     /// A line read back from an output file (resumed from an earlier run).
     pub fn observe_line(&mut self, r: &LineFigures) {
-        self.add(Figures {
-            ok: r.status == Status::Ok,
-            model: &r.model,
-            param_set: &r.param_set,
-            finish_reason: r.finish_reason.as_deref(),
-            usage: r.usage.as_ref(),
-            cost_usd: r.cost_usd.filter(|c| is_amount(*c)),
-            latency_ms: r.latency_ms,
-            ttft_ms: r.ttft_ms,
-            attempts: r.attempts,
-            uncertain: r.uncertain_attempts,
-            error_kind: r.error.as_ref().map(|e| e.kind.as_str()),
-        });
+        self.add(figures!(r));
     }
 
     fn add(&mut self, r: Figures<'_>) {
