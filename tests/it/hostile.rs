@@ -226,44 +226,49 @@ async fn an_endless_healthy_looking_stream_meets_the_attempt_deadline() {
     assert_eq!(server.requests(), 2);
 }
 
-#[tokio::test]
-async fn a_stream_of_pings_times_out_per_read() {
-    let server = Hostile::start(Behaviour::Pings {
-        every: Duration::from_millis(50),
-    })
-    .await;
-    let scenario = one_second(true);
-    let (finished, record) = run(&server.url, scenario).await;
+/// A one-second scenario against `behaviour` ends as a timeout after its two attempts.
+async fn times_out_twice(behaviour: Behaviour, stream: bool) {
+    let server = Hostile::start(behaviour).await;
+    let (finished, record) = run(&server.url, one_second(stream)).await;
     assert_failed(&finished, &record, "timeout", 2);
     assert_eq!(server.requests(), 2);
+}
+
+#[tokio::test]
+async fn a_stream_of_pings_times_out_per_read() {
+    times_out_twice(
+        Behaviour::Pings {
+            every: Duration::from_millis(50),
+        },
+        true,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_trickled_stream_times_out_per_read() {
     // One byte every 200 ms: bytes keep coming, but a data event would take
     // longer than the 1 s timeout to complete.
-    let server = Hostile::start(Behaviour::Trickle {
-        stream: true,
-        every: Duration::from_millis(200),
-    })
+    times_out_twice(
+        Behaviour::Trickle {
+            stream: true,
+            every: Duration::from_millis(200),
+        },
+        true,
+    )
     .await;
-    let scenario = one_second(true);
-    let (finished, record) = run(&server.url, scenario).await;
-    assert_failed(&finished, &record, "timeout", 2);
-    assert_eq!(server.requests(), 2);
 }
 
 #[tokio::test]
 async fn a_trickled_whole_reply_meets_the_total_timeout() {
-    let server = Hostile::start(Behaviour::Trickle {
-        stream: false,
-        every: Duration::from_millis(100),
-    })
+    times_out_twice(
+        Behaviour::Trickle {
+            stream: false,
+            every: Duration::from_millis(100),
+        },
+        false,
+    )
     .await;
-    let scenario = one_second(false);
-    let (finished, record) = run(&server.url, scenario).await;
-    assert_failed(&finished, &record, "timeout", 2);
-    assert_eq!(server.requests(), 2);
 }
 
 #[tokio::test]
