@@ -3,6 +3,7 @@
 //! Never calls HTTP: a report is a pure function of records.
 
 mod command;
+pub mod usage;
 pub mod summary;
 pub mod table;
 
