@@ -13,7 +13,7 @@ pub mod scan;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -35,15 +35,18 @@ use scan::{scan, Scan};
 /// How long requests in flight may still finish after Ctrl-C or SIGTERM.
 const GRACE: Duration = Duration::from_secs(10);
 
-fn load(args: &JobArgs) -> Result<Job, StartError> {
+/// Loads the job; `started` (the run's start) is what `{date}` and `{datetime}` say.
+fn load(args: &JobArgs, started: DateTime<Utc>) -> Result<Job, StartError> {
     let cwd = std::env::current_dir().map_err(StartError::WorkingDir)?;
-    let today = Utc::now().format("%Y-%m-%d").to_string();
-    Ok(Job::load(args, &cwd, &today)?)
+    Ok(Job::load(args, &cwd, started)?)
 }
 
 /// Loads the job; `--simulate` swaps the endpoint for the built-in mock.
-async fn prepare(args: &JobArgs) -> Result<(Job, Option<MockServer>), StartError> {
-    let mut job = load(args)?;
+async fn prepare(
+    args: &JobArgs,
+    started: DateTime<Utc>,
+) -> Result<(Job, Option<MockServer>), StartError> {
+    let mut job = load(args, started)?;
     let mock = if job.simulate {
         // Realistic enough to watch: some latency, and a cost figure the way the
         // AI/ML API reports it (a nominal simulated price, not a real one).
@@ -104,7 +107,7 @@ async fn scan_input(
 /// `promptbatch validate`: every check a run makes before sending, and the estimate on stdout.
 pub async fn validate(args: &JobArgs) -> Result<(), StartError> {
     // Nothing is sent, so a simulated endpoint is not started either.
-    let job = load(args)?;
+    let job = load(args, Utc::now())?;
     let file = input::resolve(&job.input.source)?;
     let resume = Arc::new(sink::read(&job.output.path, false)?);
     let scan = scan_input(&job, &file, &resume, args.allow_empty).await?;
@@ -123,7 +126,7 @@ pub async fn validate(args: &JobArgs) -> Result<(), StartError> {
 /// `promptbatch run`: `Ok` once every request is judged, else why not.
 pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     let started = Utc::now();
-    let (job, _mock) = prepare(&args.job).await?;
+    let (job, _mock) = prepare(&args.job, started).await?;
     let key = api_key(&job)?;
     let file = input::resolve(&job.input.source).map_err(StartError::from)?;
     // Nothing is written before every check has passed and the lock is held:
