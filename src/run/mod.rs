@@ -191,27 +191,10 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         for note in &progress_notes {
             printer::notice(note);
         }
-        if args.progress != ProgressArg::Off {
+        // JSON logs always open with it: a shipper keys the run on its figures.
+        if args.progress != ProgressArg::Off || printer::format() == printer::LogFormat::Json {
             let secs = (Utc::now() - started).num_milliseconds() as f64 / 1000.0;
-            printer::event(
-                printer::Level::Info,
-                "start",
-                format_args!(
-                    "{} rows checked in {secs:.1} s: {} requests, {} already done, {} to send",
-                    scan.rows,
-                    scan.requests(),
-                    scan.resumed,
-                    scan.to_send()
-                ),
-                figures(json!({
-                    "job": job.name,
-                    "rows": scan.rows,
-                    "requests": scan.requests(),
-                    "resumed": scan.resumed,
-                    "to_send": scan.to_send(),
-                    "checked_s": secs,
-                })),
-            );
+            say_start(&job, &scan, secs);
         }
     }
     let mut progress = Progress::new(args.progress, args.quiet, scan.to_send());
@@ -265,6 +248,49 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         stopped_because: stop.detail(),
     };
     finish(&job, args, &resume, &scan, collected, ended, produced)
+}
+
+/// The `start` event: what the run is about to do, and where it writes.
+fn say_start(job: &Job, scan: &Scan, checked_s: f64) {
+    let limit = |n: u64| (n > 0).then_some(n);
+    printer::event(
+        printer::Level::Info,
+        "start",
+        format_args!(
+            "{} checked in {checked_s:.1} s: {}, {} already done, {} to send; writing {}",
+            plural(scan.rows, "row"),
+            plural(scan.requests(), "request"),
+            scan.resumed,
+            scan.to_send(),
+            job.output.path.display()
+        ),
+        figures(json!({
+            "job": job.name,
+            "output": job.output.path.display().to_string(),
+            "summary_path": job.output.summary.display().to_string(),
+            "rows": scan.rows,
+            "requests": scan.requests(),
+            "resumed": scan.resumed,
+            "to_send": scan.to_send(),
+            "checked_s": checked_s,
+            "concurrency": job.limits.concurrency,
+            // null: no configured rate, the run paces itself from the endpoint's answers.
+            "pace": {
+                "requests_per_minute": limit(u64::from(job.limits.requests_per_minute)),
+                "tokens_per_minute": limit(job.limits.tokens_per_minute),
+            },
+            "max_cost_usd": (job.limits.max_cost_usd > 0.0).then_some(job.limits.max_cost_usd),
+        })),
+    );
+}
+
+/// `1 row`, `2 rows`.
+fn plural(n: u64, one: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {one}s")
+    }
 }
 
 /// The fields of a JSON event, from a `json!` object.
