@@ -9,9 +9,9 @@ use chrono::Utc;
 
 use super::collector::Collected;
 use super::error::{Finished, RunError};
-use super::figures;
 use super::producer::ProducerError;
 use super::scan::{Scan, Seen};
+use super::{figures, plural};
 use crate::cli::RunArgs;
 use crate::exit::ExitStatus;
 use crate::job::Job;
@@ -201,8 +201,8 @@ fn end_event(summary: &Summary, status: ExitStatus, output: &str, path: &str, li
         ExitStatus::Success => (
             Level::Info,
             format!(
-                "{} requests ok; see {output} (summary {path})",
-                summary.requests.total
+                "{} ok; see {output} (summary {path})",
+                plural(summary.requests.total, "request")
             ),
         ),
         ExitStatus::OutputFailed => (Level::Error, line),

@@ -285,7 +285,7 @@ fn say_start(job: &Job, scan: &Scan, checked_s: f64) {
 }
 
 /// `1 row`, `2 rows`.
-fn plural(n: u64, one: &str) -> String {
+pub(super) fn plural(n: u64, one: &str) -> String {
     if n == 1 {
         format!("1 {one}")
     } else {
