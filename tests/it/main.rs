@@ -16,3 +16,4 @@ mod records;
 mod redaction;
 mod resume;
 mod retries;
+mod schedule;
