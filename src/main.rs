@@ -1,9 +1,15 @@
 //! The thin binary: parse flags, build the runtime, map the exit status to the process exit code.
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
+
+use promptbatch::cli::{Cli, ColorChoice};
 
 fn main() {
-    let cli = promptbatch::cli::Cli::parse();
+    // clap prints help and its errors before the flags are parsed: it takes
+    // --color from the raw arguments, so `--color never --help` is plain.
+    let color = ColorChoice::from_args(std::env::args_os());
+    let matches = Cli::command().color(color.clap()).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -9,6 +9,7 @@ mod error;
 mod finish;
 mod producer;
 pub mod scan;
+mod verbose;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -161,8 +162,9 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     if let Some((line, bytes)) = resume.cut {
         // Said even with --quiet: the file changed.
         printer::notice(format_args!(
-            "{}: cut off an incomplete last line (line {line}, {bytes} bytes) left by an earlier run that was stopped mid-write",
-            output.display()
+            "{}: cut off an incomplete last line (line {line}, {}) left by an earlier run that was stopped mid-write",
+            output.display(),
+            printer::count(bytes, "byte")
         ));
     }
     let mut progress_notes = Vec::new();
@@ -194,9 +196,9 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
                 printer::Level::Info,
                 "start",
                 format_args!(
-                    "{} rows checked in {secs:.1} s: {} requests, {} already done, {} to send",
-                    scan.rows,
-                    scan.requests(),
+                    "{} checked in {secs:.1} s: {}, {} already done, {} to send",
+                    printer::count(scan.rows, "row"),
+                    printer::count(scan.requests(), "request"),
                     scan.resumed,
                     scan.to_send()
                 ),
@@ -233,7 +235,8 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         &resume,
         &mut scan.keys,
         stop.clone(),
-    );
+    )
+    .verbose(args.verbose && !args.quiet);
     let busy_from = Utc::now();
     while let Some(event) = event_rx.recv().await {
         collector.collect(event);
