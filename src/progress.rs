@@ -203,3 +203,28 @@ impl Progress {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(status: &str, cost: &str) -> Record {
+        let line = format!(
+            r#"{{"key":"a","job":"t","id":"a","param_set":"default","status":"{status}","model":"m","content":null,"finish_reason":"stop","usage":null,"cost_usd":{cost},"cost_source":null,"latency_ms":1.0,"ttft_ms":null,"attempts":1,"uncertain_attempts":0,"client_request_id":"t:a:default:1","request_sha256":"","error":null,"response_id":null,"provider":null,"started_at":null,"finished_at":null,"params":{{}},"input":{{}}}}"#
+        );
+        serde_json::from_str(&line).expect("a record")
+    }
+
+    #[test]
+    fn the_bar_and_log_lines_count_unpriced_requests_instead_of_showing_zero_dollars() {
+        let mut progress = Progress::new(ProgressArg::Off, false, 3);
+        progress.on_record(&record("ok", "null"));
+        progress.on_record(&record("error", "null"));
+        let text = progress.counts();
+        assert!(text.ends_with("· unpriced (1 request)"), "{text}");
+        assert!(!text.contains("$0"), "{text}");
+        progress.on_record(&record("ok", "0.5"));
+        let text = progress.counts();
+        assert!(text.ends_with("· $0.500000 + 1 unpriced"), "{text}");
+    }
+}
