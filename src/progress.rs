@@ -153,12 +153,12 @@ impl Progress {
 
     fn counts(&self) -> String {
         format!(
-            "{:.1} req/s · ok {} · failed {} · retries {} · {} tokens · {}",
+            "{:.1} req/s · ok {} · failed {} · retries {} · {} · {}",
             self.rate(),
             self.ok,
             self.failed,
             self.retries,
-            self.tokens,
+            printer::count(self.tokens, "token"),
             table::cost(self.cost, self.unpriced, self.priced == 0)
         )
     }
