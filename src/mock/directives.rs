@@ -550,6 +550,16 @@ mod tests {
             .collect();
         let table: Vec<&str> = DIRECTIVES.iter().map(|d| d.name).collect();
         assert_eq!(names, table, "{help}");
+        // Each as listed, its placeholder filled in, is accepted.
+        for listed in &listed {
+            let filled = listed
+                .replace("F1,F2,...", "429,500")
+                .replace("=MS", "=5")
+                .replace("=MODE", "=openrouter")
+                .replace("=NAME", "=x/y");
+            let (parsed, _) = parse(&format!("[mock:{filled}]")).expect(&filled);
+            assert_ne!(parsed, Directives::default(), "{filled}");
+        }
         // The rows under a heading, up to the next blank line.
         let section = |title: &str| -> Vec<String> {
             help.lines()
