@@ -133,9 +133,12 @@ pub(super) fn finish(
         });
     }
     if !args.quiet {
+        let color = printer::color();
         printer::text(&format!(
-            "{}  output       {output}\n  summary      {summary_path}",
-            report::table::render_styled(&summary, printer::color())
+            "{}  {}{output}\n  {}{summary_path}",
+            report::table::render_styled(&summary, color),
+            printer::heading("output       ", color),
+            printer::heading("summary      ", color)
         ));
         if other_keys > 0 {
             printer::notice(format_args!(
