@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-pub use crate::printer::LogFormat;
+pub use crate::printer::{ColorChoice, LogFormat};
 
 /// `--version`: the package version and the commit it was built from
 /// ("unknown" outside a git checkout, as in a crates.io build); see build.rs.
@@ -28,6 +28,12 @@ pub const VERSION: &str = concat!(
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// When to colour messages on stderr; NO_COLOR (set, not empty) means never unless --color always.
+    ///
+    /// auto colours a terminal whose TERM is not dumb; e.g. --color never
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,11 +64,10 @@ here but are accepted and checked, so one set of flags serves both commands."
   promptbatch report out/faq-2026-11-24.jsonl out/faq-2026-11-25.jsonl --json")]
     Report(ReportArgs),
     /// Serve the built-in simulated chat-completions endpoint on loopback.
-    #[command(after_help = "Example:
-  promptbatch mock-server --port 8089 --latency-ms 50 --rate-429 0.05
-  promptbatch run job.toml --endpoint http://127.0.0.1:8089/v1/chat/completions --api-key-env ''
-
-Per-prompt faults: put [mock:fail=429,500,reset,hang,malformed,...] in a prompt.")]
+    #[command(
+        after_help = format!("{MOCK_EXAMPLE}\n\nPer-prompt faults: put [mock:fail=429,500,reset,...] in a prompt; --help lists every directive and fault."),
+        after_long_help = format!("{MOCK_EXAMPLE}\n\n{}", crate::mock::directives_help())
+    )]
     MockServer(MockArgs),
     /// Print a shell completion script on standard output.
     #[command(after_help = "Examples:
@@ -75,6 +80,10 @@ Per-prompt faults: put [mock:fail=429,500,reset,hang,malformed,...] in a prompt.
   promptbatch man > ~/.local/share/man/man1/promptbatch.1")]
     Man,
 }
+
+const MOCK_EXAMPLE: &str = "Example:
+  promptbatch mock-server --port 8089 --latency-ms 50 --rate-429 0.05
+  promptbatch run job.toml --endpoint http://127.0.0.1:8089/v1/chat/completions --api-key-env ''";
 
 #[derive(Debug, Clone, Args)]
 pub struct CompletionsArgs {
@@ -291,6 +300,12 @@ pub struct RunArgs {
     /// A run that exits non-zero still prints one line saying why; e.g. for cron: run job.toml -q
     #[arg(long, short, help_heading = "Output")]
     pub quiet: bool,
+
+    /// Say more: a line for each retry (why, attempt n of max, the wait) and each change of pace.
+    ///
+    /// In JSON logs these are `retry` and `pace` events; e.g. run job.toml -v
+    #[arg(long, short, help_heading = "Output")]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Clone, Args)]

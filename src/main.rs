@@ -1,8 +1,8 @@
 //! The thin binary: parse flags, build the runtime, map the exit status to the process exit code.
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
-use promptbatch::cli::{Cli, LogFormat};
+use promptbatch::cli::{Cli, ColorChoice, LogFormat};
 use promptbatch::printer;
 
 fn main() {
@@ -27,8 +27,16 @@ fn main() {
 /// The flags; a usage error is said as clap says it, or, when the command
 /// line asks for `--log-format json`, as one JSON error event, so every line
 /// on stderr stays JSON for a shipper even when the flags are wrong.
+///
+/// clap prints help and its errors before the flags are parsed: it takes
+/// `--color` from the raw arguments, so `--color never --help` is plain.
 fn parse() -> Cli {
-    match Cli::try_parse() {
+    let color = ColorChoice::from_args(std::env::args_os());
+    let parsed = Cli::command()
+        .color(color.clap())
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    match parsed {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() && asks_json_logs(std::env::args_os().skip(1)) => {
             printer::set_format(LogFormat::Json);

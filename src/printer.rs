@@ -16,6 +16,12 @@
 //! ...`: read in a log hours later, a line means little without it. On a
 //! terminal they stay as they are (the reader is watching); progress log
 //! lines carry the time either way.
+//!
+//! Colour (`--color`, `NO_COLOR`) is decided here once per command, for
+//! stderr only: the `error:` / `warning:` prefixes and the summary table's
+//! headings. A JSON log never gets any, and neither do results on stdout
+//! (they end up in files). [`count`] writes "1 row" / "2 rows" for every
+//! message that puts a number before a noun.
 
 use std::fmt::Display;
 use std::io::{IsTerminal, Write};
@@ -33,6 +39,92 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line (`ts`, `level`, `event`, `message`, figures), for log shippers.
     Json,
+}
+
+/// `--color`: when messages on stderr are coloured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// When stderr is a terminal, TERM is not `dumb` and NO_COLOR is unset or empty.
+    #[default]
+    Auto,
+    /// Always, NO_COLOR and pipes included (not in a JSON log).
+    Always,
+    /// Never.
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether stderr gets colour: `no_color` is NO_COLOR's value, `term` TERM's.
+    pub fn decide(self, terminal: bool, no_color: Option<&str>, term: Option<&str>) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            // https://no-color.org: set and not empty means no colour.
+            ColorChoice::Auto => {
+                terminal && no_color.is_none_or(str::is_empty) && term != Some("dumb")
+            }
+        }
+    }
+
+    /// The choice for clap's own help and errors, which it prints before
+    /// the flags are parsed: taken from the raw arguments (the last
+    /// `--color` before a `--` wins; a bad value is clap's to report).
+    pub fn from_args<I, S>(args: I) -> ColorChoice
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut choice = ColorChoice::Auto;
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let arg = arg.as_ref().to_string_lossy().into_owned();
+            if arg == "--" {
+                break;
+            }
+            let value = match arg.strip_prefix("--color") {
+                Some("") => args
+                    .next()
+                    .map(|v| v.as_ref().to_string_lossy().into_owned()),
+                Some(rest) => rest.strip_prefix('=').map(str::to_string),
+                None => None,
+            };
+            match value.as_deref() {
+                Some("always") => choice = ColorChoice::Always,
+                Some("never") => choice = ColorChoice::Never,
+                Some("auto") => choice = ColorChoice::Auto,
+                _ => {}
+            }
+        }
+        choice
+    }
+
+    /// The same choice for clap.
+    pub fn clap(self) -> clap::ColorChoice {
+        match self {
+            ColorChoice::Auto => clap::ColorChoice::Auto,
+            ColorChoice::Always => clap::ColorChoice::Always,
+            ColorChoice::Never => clap::ColorChoice::Never,
+        }
+    }
+}
+
+/// "1 row", "2 rows", "0 rows": a count and its noun, for messages to people.
+/// Nouns whose plural is not the singular plus "s" use [`count_as`].
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// [`count`] with the plural given: `count_as(n, "retry", "retries")`.
+pub fn count_as(n: u64, singular: &str, plural: &str) -> String {
+    if n == 1 {
+        format!("1 {singular}")
+    } else {
+        format!("{n} {plural}")
+    }
 }
 
 /// How serious a message is; `level` in JSON.
@@ -55,6 +147,8 @@ impl Level {
 
 struct State {
     format: LogFormat,
+    /// Colour on stderr (never in JSON, whatever this says).
+    color: bool,
     /// The bar being drawn, if any: lines are printed with it lifted.
     bar: Option<ProgressBar>,
     /// Whether text lines start with the time; None until the first line
@@ -64,6 +158,7 @@ struct State {
 
 static STATE: Mutex<State> = Mutex::new(State {
     format: LogFormat::Text,
+    color: false,
     bar: None,
     stamp: None,
 });
@@ -98,7 +193,7 @@ pub fn set_format(format: LogFormat) {
                 fields: Map::new(),
             };
             // Not through the state's lock: the panic may have happened while holding it.
-            let text = line(LogFormat::Json, Utc::now(), false, &m);
+            let text = line(LogFormat::Json, false, Utc::now(), false, &m);
             let _ = writeln!(std::io::stderr().lock(), "{text}");
         }));
     }
@@ -106,6 +201,39 @@ pub fn set_format(format: LogFormat) {
 
 pub fn format() -> LogFormat {
     state().format
+}
+
+/// Decides once per command whether stderr gets colour (see [`ColorChoice::decide`]).
+pub fn set_color(choice: ColorChoice) {
+    use std::io::IsTerminal;
+    let no_color = std::env::var("NO_COLOR").ok();
+    let term = std::env::var("TERM").ok();
+    let color = choice.decide(
+        std::io::stderr().is_terminal(),
+        no_color.as_deref(),
+        term.as_deref(),
+    );
+    state().color = color;
+}
+
+/// Whether text on stderr is coloured now (a JSON log never is).
+pub fn color() -> bool {
+    let state = state();
+    state.color && state.format == LogFormat::Text
+}
+
+/// `text` in bold, when `color`: the summary table's headings.
+pub fn heading(text: &str, color: bool) -> String {
+    let style = anstyle::Style::new().bold();
+    styled(text, style, color)
+}
+
+fn styled(text: &str, style: anstyle::Style, color: bool) -> String {
+    if color {
+        format!("{style}{text}{style:#}")
+    } else {
+        text.to_string()
+    }
 }
 
 /// A bar is drawing from now on: lines go above it.
@@ -155,6 +283,7 @@ fn say(
     let stamp = always_stamp || state.stamp();
     let line = line(
         state.format,
+        state.color,
         Utc::now(),
         stamp,
         &Message {
@@ -224,13 +353,22 @@ struct Message<'a> {
 
 /// The line a message becomes (without the newline); `stamp`: text starts
 /// with the time.
-fn line(format: LogFormat, now: DateTime<Utc>, stamp: bool, m: &Message) -> String {
+fn line(format: LogFormat, color: bool, now: DateTime<Utc>, stamp: bool, m: &Message) -> String {
+    use anstyle::AnsiColor;
+    let prefix = |name: &str, hue: AnsiColor| {
+        let style = anstyle::Style::new().bold().fg_color(Some(hue.into()));
+        styled(name, style, color)
+    };
     match format {
         LogFormat::Text => {
             let text = match m.level {
                 Level::Info => format!("promptbatch: {}", m.message),
-                Level::Warn => format!("promptbatch: warning: {}", m.message),
-                Level::Error => format!("error: {}", m.message),
+                Level::Warn => format!(
+                    "promptbatch: {} {}",
+                    prefix("warning:", AnsiColor::Yellow),
+                    m.message
+                ),
+                Level::Error => format!("{} {}", prefix("error:", AnsiColor::Red), m.message),
             };
             if stamp {
                 stamped(now, text)
@@ -279,6 +417,7 @@ mod tests {
         let at = |level| {
             line(
                 LogFormat::Text,
+                false,
                 now,
                 false,
                 &message(level, "it", none.clone()),
@@ -290,6 +429,90 @@ mod tests {
     }
 
     #[test]
+    fn colour_marks_the_prefixes_in_text_and_never_in_json() {
+        let now = Utc::now();
+        let none = json!({});
+        let error = line(
+            LogFormat::Text,
+            true,
+            now,
+            false,
+            &message(Level::Error, "it", none.clone()),
+        );
+        assert_eq!(error, "\x1b[1m\x1b[31merror:\x1b[0m it");
+        let warn = line(
+            LogFormat::Text,
+            true,
+            now,
+            false,
+            &message(Level::Warn, "it", none.clone()),
+        );
+        assert!(warn.starts_with("promptbatch: \x1b["), "{warn:?}");
+        assert!(warn.ends_with("warning:\x1b[0m it"), "{warn:?}");
+        let json = line(
+            LogFormat::Json,
+            true,
+            now,
+            false,
+            &message(Level::Error, "it", none),
+        );
+        assert!(!json.contains('\x1b'), "{json:?}");
+        assert_eq!(heading("cost", false), "cost");
+        assert_eq!(heading("cost", true), "\x1b[1mcost\x1b[0m");
+    }
+
+    #[test]
+    fn auto_colours_only_a_terminal_without_no_color_or_a_dumb_term() {
+        use ColorChoice::*;
+        // choice, terminal, NO_COLOR, TERM, colour?
+        let cases = [
+            (Auto, true, None, Some("xterm-256color"), true),
+            (Auto, true, None, None, true),
+            (Auto, false, None, Some("xterm"), false),
+            (Auto, true, Some("1"), Some("xterm"), false),
+            // NO_COLOR set but empty does not count.
+            (Auto, true, Some(""), Some("xterm"), true),
+            (Auto, true, None, Some("dumb"), false),
+            (Always, false, Some("1"), Some("dumb"), true),
+            (Never, true, None, Some("xterm"), false),
+        ];
+        for (choice, terminal, no_color, term, expected) in cases {
+            assert_eq!(
+                choice.decide(terminal, no_color, term),
+                expected,
+                "{choice:?} terminal={terminal} NO_COLOR={no_color:?} TERM={term:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_color_flag_is_found_before_clap_parses() {
+        let from = |args: &[&str]| ColorChoice::from_args(args.iter().copied());
+        assert_eq!(from(&["promptbatch", "run", "--help"]), ColorChoice::Auto);
+        assert_eq!(from(&["pb", "--color", "never", "run"]), ColorChoice::Never);
+        assert_eq!(from(&["pb", "run", "--color=always"]), ColorChoice::Always);
+        assert_eq!(
+            from(&["pb", "--color=never", "run", "--color", "always"]),
+            ColorChoice::Always
+        );
+        // After `--` it is an argument, not the flag; a bad value is clap's to report.
+        assert_eq!(
+            from(&["pb", "run", "--", "--color=always"]),
+            ColorChoice::Auto
+        );
+        assert_eq!(from(&["pb", "--color=purple"]), ColorChoice::Auto);
+    }
+
+    #[test]
+    fn counts_agree_with_their_nouns() {
+        assert_eq!(count(1, "row"), "1 row");
+        assert_eq!(count(2, "row"), "2 rows");
+        assert_eq!(count(0, "request"), "0 requests");
+        assert_eq!(count_as(1, "retry", "retries"), "1 retry");
+        assert_eq!(count_as(3, "retry", "retries"), "3 retries");
+    }
+
+    #[test]
     fn a_stamped_text_line_starts_with_the_utc_time_to_the_second() {
         let now = DateTime::parse_from_rfc3339("2026-11-26T03:00:05.750+01:00")
             .expect("a time")
@@ -298,6 +521,7 @@ mod tests {
         let at = |level| {
             line(
                 LogFormat::Text,
+                false,
                 now,
                 true,
                 &message(level, "it", none.clone()),
@@ -322,7 +546,7 @@ mod tests {
             json!({"requests": {"ok": 2}, "level": "not this one"}),
         );
         // JSON has its `ts`: never a stamp in front.
-        let text = line(LogFormat::Json, now, true, &m);
+        let text = line(LogFormat::Json, false, now, true, &m);
         assert!(!text.contains('\n'), "{text}");
         let value: Value = serde_json::from_str(&text).expect("JSON");
         assert_eq!(value["ts"], "2026-11-25T23:00:00.000Z");

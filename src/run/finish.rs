@@ -9,9 +9,9 @@ use chrono::Utc;
 
 use super::collector::Collected;
 use super::error::{Finished, RunError};
+use super::figures;
 use super::producer::ProducerError;
 use super::scan::{Scan, Seen};
-use super::{figures, plural};
 use crate::cli::RunArgs;
 use crate::exit::ExitStatus;
 use crate::job::Job;
@@ -32,7 +32,9 @@ pub(super) struct Ended {
 #[derive(Debug, thiserror::Error)]
 enum LocalFailure {
     #[error(
-        "writing the output failed: {failed}; {lost} answered requests have no line (they may have been billed), and the rest were not sent; fix the cause (disk space?) and rerun to resume"
+        "writing the output failed: {failed}; {} {} no line (they may have been billed), and the rest were not sent; fix the cause (disk space?) and rerun to resume",
+        printer::count(*lost, "answered request"),
+        if *lost == 1 { "has" } else { "have" }
     )]
     WriteLost { failed: SinkError, lost: u64 },
     #[error(
@@ -142,13 +144,17 @@ pub(super) fn finish(
         }
     }
     if !args.quiet {
+        let color = printer::color();
         printer::text(&format!(
-            "{}  output       {output}\n  summary      {summary_path}",
-            report::table::render(&summary)
+            "{}  {}{output}\n  {}{summary_path}",
+            report::table::render_styled(&summary, color),
+            printer::heading("output       ", color),
+            printer::heading("summary      ", color)
         ));
         if other_keys > 0 {
             printer::notice(format_args!(
-                "{output} also holds {other_keys} lines of keys this job no longer has (rows removed, --limit, or another input written to it); they are kept, and not counted above"
+                "{output} also holds {} of keys this job no longer has (rows removed, --limit, or another input written to it); they are kept, and not counted above",
+                printer::count(other_keys, "line")
             ));
         }
     }
@@ -202,7 +208,7 @@ fn end_event(summary: &Summary, status: ExitStatus, output: &str, path: &str, li
             Level::Info,
             format!(
                 "{} ok; see {output} (summary {path})",
-                plural(summary.requests.total, "request")
+                printer::count(summary.requests.total, "request")
             ),
         ),
         ExitStatus::OutputFailed => (Level::Error, line),
@@ -225,16 +231,16 @@ fn quiet_line(s: &Summary, output: &str, summary: &str) -> String {
         .unwrap_or_default();
     match s.stopped {
         Some(reason) => format!(
-            "stopped: {}{because}; {} of {} requests not sent, {} failed; see {output} and {summary}",
+            "stopped: {}{because}; {} of {} not sent, {} failed; see {output} and {summary}",
             report::table::stop_reason(reason),
             r.not_sent,
-            r.total,
+            printer::count(r.total, "request"),
             r.failed
         ),
         None => format!(
-            "{} of {} requests failed{}; each failure is a line in {output} (summary {summary}); rerun to retry them",
+            "{} of {} failed{}; each failure is a line in {output} (summary {summary}); rerun to retry them",
             r.failed,
-            r.total,
+            printer::count(r.total, "request"),
             if r.not_sent > 0 {
                 format!(", {} not sent", r.not_sent)
             } else {

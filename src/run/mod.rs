@@ -9,6 +9,7 @@ mod error;
 mod finish;
 mod producer;
 pub mod scan;
+mod verbose;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -164,8 +165,9 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     if let Some((line, bytes)) = resume.cut {
         // Said even with --quiet: the file changed.
         printer::notice(format_args!(
-            "{}: cut off an incomplete last line (line {line}, {bytes} bytes) left by an earlier run that was stopped mid-write",
-            output.display()
+            "{}: cut off an incomplete last line (line {line}, {}) left by an earlier run that was stopped mid-write",
+            output.display(),
+            printer::count(bytes, "byte")
         ));
     }
     let mut progress_notes = Vec::new();
@@ -219,7 +221,8 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         &resume,
         &mut scan.keys,
         stop.clone(),
-    );
+    )
+    .verbose(args.verbose && !args.quiet);
     let busy_from = Utc::now();
     while let Some(event) = event_rx.recv().await {
         collector.collect(event);
@@ -258,8 +261,8 @@ fn say_start(job: &Job, scan: &Scan, checked_s: f64) {
         "start",
         format_args!(
             "{} checked in {checked_s:.1} s: {}, {} already done, {} to send; writing {}",
-            plural(scan.rows, "row"),
-            plural(scan.requests(), "request"),
+            printer::count(scan.rows, "row"),
+            printer::count(scan.requests(), "request"),
             scan.resumed,
             scan.to_send(),
             job.output.path.display()
@@ -282,15 +285,6 @@ fn say_start(job: &Job, scan: &Scan, checked_s: f64) {
             "max_cost_usd": (job.limits.max_cost_usd > 0.0).then_some(job.limits.max_cost_usd),
         })),
     );
-}
-
-/// `1 row`, `2 rows`.
-pub(super) fn plural(n: u64, one: &str) -> String {
-    if n == 1 {
-        format!("1 {one}")
-    } else {
-        format!("{n} {one}s")
-    }
 }
 
 /// The fields of a JSON event, from a `json!` object.

@@ -75,8 +75,8 @@ pub fn problem_report(shown: &[InputError], count: u64) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "the input has {count} problem{}; nothing was sent:",
-        if count == 1 { "" } else { "s" }
+        "the input has {}; nothing was sent:",
+        crate::printer::count(count, "problem")
     );
     for p in shown {
         let _ = writeln!(out, "  {p}");

@@ -145,7 +145,7 @@ async fn a_quiet_json_run_says_only_its_end_and_only_when_it_did_not_succeed() {
     assert!(
         events[0]["message"]
             .as_str()
-            .is_some_and(|m| m.contains("1 of 1 requests failed")),
+            .is_some_and(|m| m.contains("1 of 1 request failed")),
         "{events:?}"
     );
 

@@ -5,6 +5,7 @@
 mod budget;
 mod cli;
 mod common;
+mod conventions;
 #[cfg(unix)]
 mod files;
 mod hostile;
