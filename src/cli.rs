@@ -258,6 +258,12 @@ pub struct JobArgs {
     /// json is one object per line: ts, level, event, message and figures; e.g. --log-format json
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text, help_heading = "Output")]
     pub log_format: LogFormat,
+
+    /// Print the result as JSON on standard output: the summary for run, the estimate for validate.
+    ///
+    /// Nothing else goes to standard output; e.g. promptbatch run job.toml --json | jq .cost_usd.total
+    #[arg(long, help_heading = "Output")]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]

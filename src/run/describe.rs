@@ -1,0 +1,284 @@
+//! What `validate` prints on stdout: the job's requests and the estimate of
+//! what they cost, as a small aligned table for people or (`--json`) as one
+//! JSON document for scripts. Pure functions from figures to text.
+
+use std::fmt::Write;
+
+use serde_json::{json, Value};
+
+use super::estimate::{Basis, Priced, Row, Totals};
+use super::scan::Scan;
+use crate::job::Job;
+use crate::plan::request::{PROMPT_BOUND_METHOD, PROMPT_ESTIMATE_METHOD};
+use crate::report::table::usd;
+
+/// How the expected cost is made, in words.
+pub const EXPECTED_METHOD: &str = "the prompt estimate at the input price + the mean completion tokens of the output's earlier ok lines of the model, else half the token cap, at the output price";
+
+/// How the worst case is made, in words.
+pub const WORST_METHOD: &str =
+    "the prompt bound at the input price + the token cap at the output price";
+
+/// What validate found, beside the estimate.
+pub struct Validated<'a> {
+    pub job: &'a Job,
+    pub input: &'a str,
+    pub scan: &'a Scan,
+    pub priced: &'a Priced,
+    /// What the output already records as charged (a budget counts it).
+    pub recorded_usd: f64,
+    /// Said on stderr too; here as data.
+    pub warnings: &'a [String],
+}
+
+/// `count` and `noun`, plural unless the count is 1: "1 request", "2 requests".
+fn counted(count: u64, noun: &str) -> String {
+    if count == 1 {
+        format!("{count} {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
+/// The table and the lines around it.
+pub fn text(v: &Validated) -> String {
+    let (job, scan, priced) = (v.job, v.scan, v.priced);
+    let mut out = String::new();
+    let sets = job.param_sets.len() as u64;
+    let _ = writeln!(
+        out,
+        "job {:?}: {} x {} = {} from {}",
+        job.name,
+        counted(scan.rows, "row"),
+        counted(sets, "parameter set"),
+        counted(scan.requests(), "request"),
+        v.input
+    );
+    let mut table = vec![[
+        "set",
+        "model",
+        "requests",
+        "prompt tokens (est.)",
+        "worst case",
+        "expected",
+        "expected from",
+    ]
+    .map(String::from)];
+    for row in &priced.sets {
+        table.push([
+            row.param_set.clone(),
+            row.model.clone(),
+            row.sums.requests.to_string(),
+            row.sums.prompt_tokens.to_string(),
+            worst_cell(row.worst_case_usd, row.price.is_some()),
+            cost_cell(row.expected_usd),
+            basis_cell(row),
+        ]);
+    }
+    let t = &priced.totals;
+    table.push([
+        "total".into(),
+        String::new(),
+        t.sums.requests.to_string(),
+        t.sums.prompt_tokens.to_string(),
+        total_cell(t.worst_case_usd),
+        total_cell(t.expected_usd),
+        left_out(t),
+    ]);
+    out.push_str(&align(&table));
+    let _ = writeln!(out, "prompt tokens: {PROMPT_ESTIMATE_METHOD}");
+    let _ = writeln!(
+        out,
+        "worst case: {WORST_METHOD}; the prompt bound is {PROMPT_BOUND_METHOD}"
+    );
+    let _ = writeln!(out, "expected: {EXPECTED_METHOD}");
+    let _ = write!(
+        out,
+        "output {}: {} already done, {} to send",
+        job.output.path.display(),
+        counted(scan.resumed, "request"),
+        scan.to_send()
+    );
+    if scan.resumed > 0 && scan.to_send() > 0 {
+        let s = &priced.to_send;
+        let _ = write!(
+            out,
+            ": worst case {}, expected {}",
+            total_cell(s.worst_case_usd),
+            total_cell(s.expected_usd)
+        );
+    }
+    out.push('\n');
+    out.push_str("nothing was sent\n");
+    out
+}
+
+fn cost_cell(usd_figure: Option<f64>) -> String {
+    usd_figure.map_or_else(|| "unknown".into(), usd)
+}
+
+fn worst_cell(worst: Option<f64>, priced: bool) -> String {
+    match worst {
+        Some(x) => usd(x),
+        // Priced but without a cap: no bound to give.
+        None if priced => "unbounded".into(),
+        None => "unknown".into(),
+    }
+}
+
+/// A total of the known figures; "unknown" when nothing was known (never $0).
+fn total_cell(figure: Option<f64>) -> String {
+    cost_cell(figure)
+}
+
+fn basis_cell(row: &Row) -> String {
+    if row.price.is_none() {
+        return format!("no [pricing] for {}", row.model);
+    }
+    let basis = match row.basis {
+        Basis::EarlierLines(n) => format!("{} earlier", counted(n, "line")),
+        Basis::HalfTokenCap => "half the token cap".into(),
+        Basis::Unknown => "no token cap, no earlier line".into(),
+    };
+    match (row.basis, row.sums.uncapped) {
+        (Basis::Unknown, _) | (_, 0) => basis,
+        (_, n) => format!("{basis}; {n} without a token cap"),
+    }
+}
+
+/// What the totals leave out, in words.
+fn left_out(t: &Totals) -> String {
+    let mut parts = Vec::new();
+    if t.unpriced_requests > 0 {
+        parts.push(format!(
+            "{} unpriced",
+            counted(t.unpriced_requests, "request")
+        ));
+    }
+    if t.uncapped_requests > 0 {
+        parts.push(format!(
+            "{} without a token cap",
+            counted(t.uncapped_requests, "request")
+        ));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("leaves out {}", parts.join(", "))
+    }
+}
+
+/// Columns padded to their widest cell; figures (columns 2-5) to the right.
+fn align<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            if (2..=5).contains(&i) {
+                let _ = write!(line, "{cell:>w$}");
+            } else {
+                let _ = write!(line, "{cell:<w$}");
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The same as one JSON document: what scripts read with `validate --json`.
+pub fn json(v: &Validated) -> Value {
+    let (job, scan, priced) = (v.job, v.scan, v.priced);
+    let budget = job.limits.max_cost_usd;
+    json!({
+        "job": job.name,
+        "input": v.input,
+        "output": job.output.path.display().to_string(),
+        "rows": scan.rows,
+        "param_sets": job.param_sets.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        "requests": scan.requests(),
+        "resumed": scan.resumed,
+        "to_send": scan.to_send(),
+        "estimate": {
+            "method": PROMPT_ESTIMATE_METHOD,
+            "bound_method": PROMPT_BOUND_METHOD,
+            "worst_case_method": WORST_METHOD,
+            "expected_method": EXPECTED_METHOD,
+            "sets": priced.sets.iter().map(set_json).collect::<Vec<_>>(),
+            "totals": totals_json(&priced.totals),
+            "to_send": totals_json(&priced.to_send),
+        },
+        "budget_usd": (budget > 0.0).then_some(budget),
+        "recorded_cost_usd": v.recorded_usd,
+        "warnings": v.warnings,
+    })
+}
+
+fn set_json(row: &Row) -> Value {
+    let (basis, earlier) = match row.basis {
+        Basis::EarlierLines(n) => (Some("earlier_lines"), n),
+        Basis::HalfTokenCap => (Some("half_token_cap"), 0),
+        Basis::Unknown => (None, 0),
+    };
+    json!({
+        "param_set": row.param_set,
+        "model": row.model,
+        "requests": row.sums.requests,
+        "prompt_tokens": row.sums.prompt_tokens,
+        "prompt_tokens_bound": row.sums.prompt_bound,
+        "token_cap": row.sums.token_cap(),
+        "uncapped_requests": row.sums.uncapped,
+        "expected_completion_tokens": row.expected_completion_tokens,
+        "worst_case_usd": row.worst_case_usd,
+        "expected_usd": row.expected_usd,
+        "expected_basis": basis,
+        "earlier_lines": earlier,
+        "priced": row.price.is_some(),
+    })
+}
+
+fn totals_json(t: &Totals) -> Value {
+    json!({
+        "requests": t.sums.requests,
+        "prompt_tokens": t.sums.prompt_tokens,
+        "prompt_tokens_bound": t.sums.prompt_bound,
+        "token_cap": t.sums.token_cap(),
+        "worst_case_usd": t.worst_case_usd,
+        "expected_usd": t.expected_usd,
+        "unpriced_requests": t.unpriced_requests,
+        "uncapped_requests": t.uncapped_requests,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_singular_for_one() {
+        assert_eq!(counted(1, "request"), "1 request");
+        assert_eq!(counted(0, "request"), "0 requests");
+        assert_eq!(counted(2, "line"), "2 lines");
+    }
+
+    #[test]
+    fn columns_align_and_figures_sit_right() {
+        let rows = [
+            ["set", "model", "n", "p", "w", "e", "from"].map(String::from),
+            ["precise", "m", "12", "3", "$1", "$0.5", "x"].map(String::from),
+        ];
+        let text = align(&rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "set      model   n  p   w     e  from");
+        assert_eq!(lines[1], "precise  m      12  3  $1  $0.5  x");
+    }
+}
