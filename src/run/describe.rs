@@ -16,8 +16,9 @@ use crate::report::table::usd;
 pub const EXPECTED_METHOD: &str = "the prompt estimate at the input price + the mean completion tokens of the output's earlier ok lines of the model, else half the token cap, at the output price";
 
 /// How the worst case is made, in words.
-pub const WORST_METHOD: &str =
-    "the prompt bound at the input price + the token cap at the output price";
+fn worst_method() -> String {
+    format!("the prompt bound ({PROMPT_BOUND_METHOD}) at the input price + the token cap at the output price")
+}
 
 /// What validate found, beside the estimate.
 pub struct Validated<'a> {
@@ -86,11 +87,8 @@ pub fn text(v: &Validated) -> String {
         left_out(t),
     ]);
     out.push_str(&align(&table));
-    let _ = writeln!(out, "prompt tokens: {PROMPT_ESTIMATE_METHOD}");
-    let _ = writeln!(
-        out,
-        "worst case: {WORST_METHOD}; the prompt bound is {PROMPT_BOUND_METHOD}"
-    );
+    let _ = writeln!(out, "prompt tokens (est.): {PROMPT_ESTIMATE_METHOD}");
+    let _ = writeln!(out, "worst case: {}", worst_method());
     let _ = writeln!(out, "expected: {EXPECTED_METHOD}");
     let _ = write!(
         out,
@@ -136,7 +134,7 @@ fn basis_cell(row: &Row) -> String {
         return format!("no [pricing] for {}", row.model);
     }
     let basis = match row.basis {
-        Basis::EarlierLines(n) => format!("{} earlier", counted(n, "line")),
+        Basis::EarlierLines(n) => counted(n, "earlier line"),
         Basis::HalfTokenCap => "half the token cap".into(),
         Basis::Unknown => "no token cap, no earlier line".into(),
     };
@@ -211,7 +209,7 @@ pub fn json(v: &Validated) -> Value {
         "estimate": {
             "method": PROMPT_ESTIMATE_METHOD,
             "bound_method": PROMPT_BOUND_METHOD,
-            "worst_case_method": WORST_METHOD,
+            "worst_case_method": worst_method(),
             "expected_method": EXPECTED_METHOD,
             "sets": priced.sets.iter().map(set_json).collect::<Vec<_>>(),
             "totals": totals_json(&priced.totals),

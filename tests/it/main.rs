@@ -5,6 +5,7 @@
 mod budget;
 mod cli;
 mod common;
+mod estimate;
 #[cfg(unix)]
 mod files;
 mod hostile;
