@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use super::estimate::{Basis, Priced, Row, Totals};
 use super::scan::Scan;
@@ -193,68 +193,126 @@ fn align<const N: usize>(rows: &[[String; N]]) -> String {
     out
 }
 
-/// The same as one JSON document: what scripts read with `validate --json`.
-pub fn json(v: &Validated) -> Value {
-    let (job, scan, priced) = (v.job, v.scan, v.priced);
-    let budget = job.limits.max_cost_usd;
-    json!({
-        "job": job.name,
-        "input": v.input,
-        "output": job.output.path.display().to_string(),
-        "rows": scan.rows,
-        "param_sets": job.param_sets.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
-        "requests": scan.requests(),
-        "resumed": scan.resumed,
-        "to_send": scan.to_send(),
-        "estimate": {
-            "method": PROMPT_ESTIMATE_METHOD,
-            "bound_method": PROMPT_BOUND_METHOD,
-            "worst_case_method": worst_method(),
-            "expected_method": EXPECTED_METHOD,
-            "sets": priced.sets.iter().map(set_json).collect::<Vec<_>>(),
-            "totals": totals_json(&priced.totals),
-            "to_send": totals_json(&priced.to_send),
-        },
-        "budget_usd": (budget > 0.0).then_some(budget),
-        "recorded_cost_usd": v.recorded_usd,
-        "warnings": v.warnings,
-    })
+/// `validate --json`: one document, its fields in this order.
+#[derive(Serialize)]
+struct Document<'a> {
+    job: &'a str,
+    input: &'a str,
+    output: String,
+    rows: u64,
+    param_sets: Vec<&'a str>,
+    requests: u64,
+    resumed: u64,
+    to_send: u64,
+    estimate: EstimateJson<'a>,
+    budget_usd: Option<f64>,
+    recorded_cost_usd: f64,
+    warnings: &'a [String],
 }
 
-fn set_json(row: &Row) -> Value {
-    let (basis, earlier) = match row.basis {
+#[derive(Serialize)]
+struct EstimateJson<'a> {
+    method: &'static str,
+    bound_method: &'static str,
+    worst_case_method: String,
+    expected_method: &'static str,
+    sets: Vec<SetJson<'a>>,
+    totals: TotalsJson,
+    to_send: TotalsJson,
+}
+
+#[derive(Serialize)]
+struct SetJson<'a> {
+    param_set: &'a str,
+    model: &'a str,
+    requests: u64,
+    prompt_tokens: u64,
+    prompt_tokens_bound: u64,
+    token_cap: Option<u64>,
+    uncapped_requests: u64,
+    expected_completion_tokens: Option<u64>,
+    worst_case_usd: Option<f64>,
+    expected_usd: Option<f64>,
+    expected_basis: Option<&'static str>,
+    earlier_lines: u64,
+    priced: bool,
+}
+
+#[derive(Serialize)]
+struct TotalsJson {
+    requests: u64,
+    prompt_tokens: u64,
+    prompt_tokens_bound: u64,
+    token_cap: Option<u64>,
+    worst_case_usd: Option<f64>,
+    expected_usd: Option<f64>,
+    unpriced_requests: u64,
+    uncapped_requests: u64,
+}
+
+/// The same as one JSON document: what scripts read with `validate --json`.
+pub fn json(v: &Validated) -> String {
+    let (job, scan, priced) = (v.job, v.scan, v.priced);
+    let budget = job.limits.max_cost_usd;
+    let doc = Document {
+        job: &job.name,
+        input: v.input,
+        output: job.output.path.display().to_string(),
+        rows: scan.rows,
+        param_sets: job.param_sets.iter().map(|s| s.name.as_str()).collect(),
+        requests: scan.requests(),
+        resumed: scan.resumed,
+        to_send: scan.to_send(),
+        estimate: EstimateJson {
+            method: PROMPT_ESTIMATE_METHOD,
+            bound_method: PROMPT_BOUND_METHOD,
+            worst_case_method: worst_method(),
+            expected_method: EXPECTED_METHOD,
+            sets: priced.sets.iter().map(set_json).collect(),
+            totals: totals_json(&priced.totals),
+            to_send: totals_json(&priced.to_send),
+        },
+        budget_usd: (budget > 0.0).then_some(budget),
+        recorded_cost_usd: v.recorded_usd,
+        warnings: v.warnings,
+    };
+    serde_json::to_string(&doc).expect("plain fields always serialize")
+}
+
+fn set_json(row: &Row) -> SetJson<'_> {
+    let (expected_basis, earlier_lines) = match row.basis {
         Basis::EarlierLines(n) => (Some("earlier_lines"), n),
         Basis::HalfTokenCap => (Some("half_token_cap"), 0),
         Basis::Unknown => (None, 0),
     };
-    json!({
-        "param_set": row.param_set,
-        "model": row.model,
-        "requests": row.sums.requests,
-        "prompt_tokens": row.sums.prompt_tokens,
-        "prompt_tokens_bound": row.sums.prompt_bound,
-        "token_cap": row.sums.token_cap(),
-        "uncapped_requests": row.sums.uncapped,
-        "expected_completion_tokens": row.expected_completion_tokens,
-        "worst_case_usd": row.worst_case_usd,
-        "expected_usd": row.expected_usd,
-        "expected_basis": basis,
-        "earlier_lines": earlier,
-        "priced": row.price.is_some(),
-    })
+    SetJson {
+        param_set: &row.param_set,
+        model: &row.model,
+        requests: row.sums.requests,
+        prompt_tokens: row.sums.prompt_tokens,
+        prompt_tokens_bound: row.sums.prompt_bound,
+        token_cap: row.sums.token_cap(),
+        uncapped_requests: row.sums.uncapped,
+        expected_completion_tokens: row.expected_completion_tokens,
+        worst_case_usd: row.worst_case_usd,
+        expected_usd: row.expected_usd,
+        expected_basis,
+        earlier_lines,
+        priced: row.price.is_some(),
+    }
 }
 
-fn totals_json(t: &Totals) -> Value {
-    json!({
-        "requests": t.sums.requests,
-        "prompt_tokens": t.sums.prompt_tokens,
-        "prompt_tokens_bound": t.sums.prompt_bound,
-        "token_cap": t.sums.token_cap(),
-        "worst_case_usd": t.worst_case_usd,
-        "expected_usd": t.expected_usd,
-        "unpriced_requests": t.unpriced_requests,
-        "uncapped_requests": t.uncapped_requests,
-    })
+fn totals_json(t: &Totals) -> TotalsJson {
+    TotalsJson {
+        requests: t.sums.requests,
+        prompt_tokens: t.sums.prompt_tokens,
+        prompt_tokens_bound: t.sums.prompt_bound,
+        token_cap: t.sums.token_cap(),
+        worst_case_usd: t.worst_case_usd,
+        expected_usd: t.expected_usd,
+        unpriced_requests: t.unpriced_requests,
+        uncapped_requests: t.uncapped_requests,
+    }
 }
 
 #[cfg(test)]
