@@ -9,6 +9,7 @@ mod describe;
 mod error;
 mod estimate;
 mod finish;
+mod over_rate;
 mod producer;
 pub mod scan;
 

@@ -13,6 +13,7 @@ use crate::keys::{KeyId, KeyMap};
 use crate::plan::Planner;
 
 use super::estimate::Estimate;
+use super::over_rate::OverRate;
 use crate::sink::ResumeState;
 
 /// How many problems are listed before the rest are only counted.
@@ -89,6 +90,7 @@ pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
         }
     };
     let limit = job.row_limit.unwrap_or(u64::MAX);
+    let mut over_rate = OverRate::new(job.limits.tokens_per_minute);
     // "no model for parameter set ..." -> (first line, rows).
     let mut no_model: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for row in rows.take(usize::try_from(limit).unwrap_or(usize::MAX)) {
@@ -141,8 +143,7 @@ pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
             scan.estimate.add(&req, prior != Some(true));
             if prior == Some(true) {
                 scan.resumed += 1;
-            } else if let Some(e) = over_tpm(job, &req, &file.display, line) {
-                scan.problem(e);
+            } else if over_rate.over(&req, &file.display, line) {
                 continue;
             }
             scan.keys.insert(
@@ -166,32 +167,10 @@ pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
             format!("{message} ({rows})"),
         ));
     }
+    for problem in over_rate.problems(&file.display) {
+        scan.problem(problem);
+    }
     scan
-}
-
-/// A request to send that needs more tokens than `tokens_per_minute` allows
-/// in a minute: the limiter could never let it through, so the run would
-/// wait forever instead of failing before anything is sent.
-fn over_tpm(
-    job: &Job,
-    req: &crate::plan::request::Request,
-    display: &str,
-    line: u64,
-) -> Option<InputError> {
-    let tpm = job.limits.tokens_per_minute;
-    let bound = req.token_bound();
-    (tpm > 0 && bound > tpm).then(|| {
-        InputError::new(
-            display,
-            Some(line),
-            format!(
-                "request {:?} may use up to {bound} tokens (prompt at most {} + token cap {}), more than tokens_per_minute (--tpm) {tpm} allows in a minute: it could never be sent; raise the rate or lower max_tokens",
-                req.key,
-                req.prompt_token_bound(),
-                req.max_output_tokens.unwrap_or(0)
-            ),
-        )
-    })
 }
 
 /// The template and id fields a CSV header lacks, as one problem naming the columns it has.
@@ -280,12 +259,22 @@ mod tests {
 
     #[test]
     fn a_request_larger_than_the_tokens_per_minute_is_a_problem() {
-        // "x" + 8 per message + 100 = 109 tokens at most.
-        let s = scan_csv_with("id,question\na,x\nb,y\n", "{{question}}", Some(108));
-        assert_eq!(s.problem_count, 2);
+        // "x" + 8 per message + 100 = 109 tokens at most; "long" 112.
+        let s = scan_csv_with("id,question\na,x\nb,long\n", "{{question}}", Some(109));
+        assert_eq!(s.problem_count, 1);
         let message = s.problems[0].to_string();
         assert!(
-            message.contains("q.csv:2") && message.contains("109 tokens"),
+            message.contains("q.csv:3")
+                && message.contains("\"b/default\" may use up to 112 tokens"),
+            "{message}"
+        );
+        assert_eq!(s.requests(), 1, "the request that fits is still counted");
+        // None fits: the rate is the problem, said once.
+        let s = scan_csv_with("id,question\na,x\nb,y\n", "{{question}}", Some(108));
+        assert_eq!(s.problem_count, 1);
+        let message = s.problems[0].to_string();
+        assert!(
+            message.contains("every one of the 2 requests") && message.contains("at least 109"),
             "{message}"
         );
         let s = scan_csv_with("id,question\na,x\n", "{{question}}", Some(109));

@@ -305,6 +305,14 @@ async fn a_rate_that_can_never_send_a_request_is_exit_2_naming_the_requests_that
         );
     }
     assert!(!sb.path("t.jsonl").exists(), "nothing was sent");
+    // None fits: the rate is the problem, with the rate it would take.
+    let out = output(sb.command(&["validate", "job.toml", "--tpm", "100"])).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("every one of the 3 requests") && err.contains("at least 408"),
+        "{err}"
+    );
     // A rate every request fits passes.
     let doc = validate_json(&sb, &["--tpm", "408"]).await;
     assert_eq!(doc["requests"], 3);
