@@ -386,3 +386,28 @@ async fn the_estimate_bounds_a_simulated_runs_actual_cost_and_closes_in_once_lin
     assert_eq!(after["estimate"]["to_send"]["requests"], 0);
     assert_eq!(usd(&after["estimate"]["to_send"]["worst_case_usd"]), 0.0);
 }
+
+#[tokio::test]
+async fn a_budget_below_the_worst_case_is_a_warning_on_stderr_and_in_the_json() {
+    let sb = Sandbox::new();
+    sb.write("job.toml", &priced_job());
+    // The three rows of "m": worst case $0.000648.
+    sb.write(
+        "rows.jsonl",
+        &ROWS.lines().take(3).collect::<Vec<_>>().join("\n"),
+    );
+    let doc = validate_json(&sb, &["--max-cost", "0.001"]).await;
+    assert_eq!(doc["warnings"], serde_json::json!([]), "within the budget");
+    assert_eq!(usd(&doc["budget_usd"]), 0.001);
+    let out = output(sb.command(&["validate", "job.toml", "--json", "--max-cost", "0.0005"])).await;
+    assert_eq!(code(&out), 0, "a warning, not a refusal: {}", stderr(&out));
+    let doc: Value = serde_json::from_str(&stdout(&out)).expect("one JSON document");
+    let warning = doc["warnings"][0].as_str().expect("a warning");
+    assert!(
+        warning.contains("$0.000500")
+            && warning.contains("$0.000648")
+            && warning.contains("exit 3"),
+        "{warning}"
+    );
+    assert!(stderr(&out).contains(warning), "{}", stderr(&out));
+}
