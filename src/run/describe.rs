@@ -82,8 +82,8 @@ pub fn text(v: &Validated) -> String {
         String::new(),
         t.sums.requests.to_string(),
         t.sums.prompt_tokens.to_string(),
-        total_cell(t.worst_case_usd),
-        total_cell(t.expected_usd),
+        cost_cell(t.worst_case_usd),
+        cost_cell(t.expected_usd),
         left_out(t),
     ]);
     out.push_str(&align(&table));
@@ -102,8 +102,8 @@ pub fn text(v: &Validated) -> String {
         let _ = write!(
             out,
             ": worst case {}, expected {}",
-            total_cell(s.worst_case_usd),
-            total_cell(s.expected_usd)
+            cost_cell(s.worst_case_usd),
+            cost_cell(s.expected_usd)
         );
     }
     out.push('\n');
@@ -111,6 +111,7 @@ pub fn text(v: &Validated) -> String {
     out
 }
 
+/// A figure, or "unknown" (never $0 for what is not known).
 fn cost_cell(usd_figure: Option<f64>) -> String {
     usd_figure.map_or_else(|| "unknown".into(), usd)
 }
@@ -122,11 +123,6 @@ fn worst_cell(worst: Option<f64>, priced: bool) -> String {
         None if priced => "unbounded".into(),
         None => "unknown".into(),
     }
-}
-
-/// A total of the known figures; "unknown" when nothing was known (never $0).
-fn total_cell(figure: Option<f64>) -> String {
-    cost_cell(figure)
 }
 
 fn basis_cell(row: &Row) -> String {
