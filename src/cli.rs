@@ -167,15 +167,16 @@ pub struct JobArgs {
     #[arg(long, help_heading = "Input")]
     pub allow_empty: bool,
 
-    /// Output JSONL, one line per request; {name} and {date} are expanded [default: {name}.jsonl].
+    /// Output JSONL, one line per request; {name}, {date} and {datetime} are expanded [default: {name}.jsonl].
     ///
-    /// e.g. --output 'out/{name}-{date}.jsonl'
+    /// {date} and {datetime} are the run's start in UTC (2026-11-26, 20261126T020005Z), so a
+    /// scheduled run writes a new file instead of resuming the last one; e.g. --output 'out/{name}-{date}.jsonl'
     #[arg(long, value_name = "PATH", help_heading = "Output")]
     pub output: Option<String>,
 
     /// Summary JSON [default: the output path with .jsonl replaced by .summary.json].
     ///
-    /// e.g. --summary reports/today.json
+    /// Takes the placeholders of --output; e.g. --summary 'reports/{name}-{datetime}.json'
     #[arg(long, value_name = "PATH", help_heading = "Output")]
     pub summary: Option<String>,
 

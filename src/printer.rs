@@ -8,11 +8,17 @@
 //! little global state, set once per command, that every caller shares
 //! without threading a handle through the pipeline.
 //!
-//! Stdout carries results (`validate`'s estimate, `report`'s table) and goes
-//! through [`out`]; everything else is stderr.
+//! Stdout carries results (`validate`'s estimate, `report`'s table, `run
+//! --json`'s summary) and goes through [`out`]; everything else is stderr.
+//!
+//! Text lines on a stderr that is not a terminal (cron, systemd, a pipe)
+//! start with the UTC time to the second, `2026-11-26T02:00:05Z promptbatch:
+//! ...`: read in a log hours later, a line means little without it. On a
+//! terminal they stay as they are (the reader is watching); progress log
+//! lines carry the time either way.
 
 use std::fmt::Display;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::{Mutex, PoisonError};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -51,12 +57,25 @@ struct State {
     format: LogFormat,
     /// The bar being drawn, if any: lines are printed with it lifted.
     bar: Option<ProgressBar>,
+    /// Whether text lines start with the time; None until the first line
+    /// asks (stderr is not a terminal).
+    stamp: Option<bool>,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
     format: LogFormat::Text,
     bar: None,
+    stamp: None,
 });
+
+impl State {
+    /// Text lines are stamped where stderr is not a terminal: a log file.
+    fn stamp(&mut self) -> bool {
+        *self
+            .stamp
+            .get_or_insert_with(|| !std::io::stderr().is_terminal())
+    }
+}
 
 fn state() -> std::sync::MutexGuard<'static, State> {
     // A panic while printing leaves nothing half-set worth refusing over.
@@ -64,8 +83,25 @@ fn state() -> std::sync::MutexGuard<'static, State> {
 }
 
 /// Sets the format of every later message (once, when a command starts).
+///
+/// With JSON, a panic's message becomes an `error` event too (a panic in one
+/// request is caught and recorded, and its default text would be the one
+/// line on stderr a shipper cannot parse).
 pub fn set_format(format: LogFormat) {
     state().format = format;
+    if format == LogFormat::Json {
+        std::panic::set_hook(Box::new(|info| {
+            let m = Message {
+                level: Level::Error,
+                event: "error",
+                message: &format!("internal error (a bug in promptbatch): {info}"),
+                fields: Map::new(),
+            };
+            // Not through the state's lock: the panic may have happened while holding it.
+            let text = line(LogFormat::Json, Utc::now(), false, &m);
+            let _ = writeln!(std::io::stderr().lock(), "{text}");
+        }));
+    }
 }
 
 pub fn format() -> LogFormat {
@@ -99,10 +135,28 @@ pub fn error(message: impl Display) {
 
 /// A message with figures: text shows the message only, JSON adds the figures.
 pub fn event(level: Level, event: &str, message: impl Display, fields: Map<String, Value>) {
+    say(level, event, message, fields, false);
+}
+
+/// A progress line: text has the time in front even on a terminal (it is a
+/// log line: `--progress log`), JSON the figures.
+pub fn progress(message: impl Display, fields: Map<String, Value>) {
+    say(Level::Info, "progress", message, fields, true);
+}
+
+fn say(
+    level: Level,
+    event: &str,
+    message: impl Display,
+    fields: Map<String, Value>,
+    always_stamp: bool,
+) {
     let mut state = state();
+    let stamp = always_stamp || state.stamp();
     let line = line(
         state.format,
         Utc::now(),
+        stamp,
         &Message {
             level,
             event,
@@ -113,31 +167,23 @@ pub fn event(level: Level, event: &str, message: impl Display, fields: Map<Strin
     emit(&mut state, &line);
 }
 
-/// A progress line: text puts a timestamp in it (it is for logs), JSON the figures.
-pub fn progress(message: impl Display, fields: Map<String, Value>) {
-    let message = match format() {
-        LogFormat::Text => stamped(Utc::now(), message),
-        // The event has its `ts`.
-        LogFormat::Json => message.to_string(),
-    };
-    event(Level::Info, "progress", message, fields);
-}
-
-/// A text log line's message with the time in front: read in a cron log
-/// hours later, "10/40" means little without it.
-fn stamped(now: DateTime<Utc>, message: impl Display) -> String {
-    format!(
-        "{} {message}",
-        now.to_rfc3339_opts(SecondsFormat::Secs, true)
-    )
+/// `text` with the time in front.
+fn stamped(now: DateTime<Utc>, text: impl Display) -> String {
+    format!("{} {text}", now.to_rfc3339_opts(SecondsFormat::Secs, true))
 }
 
 /// Text for people only (the summary table): JSON leaves it out, its figures
-/// travel in an event instead.
+/// travel in an event instead. In a log only its first line is stamped, so
+/// the table's columns stay aligned.
 pub fn text(block: &str) {
     let mut state = state();
     if state.format == LogFormat::Text {
-        emit(&mut state, block.trim_end_matches('\n'));
+        let block = block.trim_end_matches('\n');
+        if state.stamp() {
+            emit(&mut state, &stamped(Utc::now(), block));
+        } else {
+            emit(&mut state, block);
+        }
     }
 }
 
@@ -176,14 +222,22 @@ struct Message<'a> {
     fields: Map<String, Value>,
 }
 
-/// The line a message becomes (without the newline).
-fn line(format: LogFormat, now: DateTime<Utc>, m: &Message) -> String {
+/// The line a message becomes (without the newline); `stamp`: text starts
+/// with the time.
+fn line(format: LogFormat, now: DateTime<Utc>, stamp: bool, m: &Message) -> String {
     match format {
-        LogFormat::Text => match m.level {
-            Level::Info => format!("promptbatch: {}", m.message),
-            Level::Warn => format!("promptbatch: warning: {}", m.message),
-            Level::Error => format!("error: {}", m.message),
-        },
+        LogFormat::Text => {
+            let text = match m.level {
+                Level::Info => format!("promptbatch: {}", m.message),
+                Level::Warn => format!("promptbatch: warning: {}", m.message),
+                Level::Error => format!("error: {}", m.message),
+            };
+            if stamp {
+                stamped(now, text)
+            } else {
+                text
+            }
+        }
         LogFormat::Json => {
             let mut object = Map::new();
             object.insert(
@@ -222,21 +276,39 @@ mod tests {
     fn text_has_one_format_per_level() {
         let now = Utc::now();
         let none = json!({});
-        let at = |level| line(LogFormat::Text, now, &message(level, "it", none.clone()));
+        let at = |level| {
+            line(
+                LogFormat::Text,
+                now,
+                false,
+                &message(level, "it", none.clone()),
+            )
+        };
         assert_eq!(at(Level::Info), "promptbatch: it");
         assert_eq!(at(Level::Warn), "promptbatch: warning: it");
         assert_eq!(at(Level::Error), "error: it");
     }
 
     #[test]
-    fn a_text_progress_line_starts_with_the_time() {
-        let now = DateTime::parse_from_rfc3339("2026-11-25T23:00:05.250Z")
+    fn a_stamped_text_line_starts_with_the_utc_time_to_the_second() {
+        let now = DateTime::parse_from_rfc3339("2026-11-26T03:00:05.750+01:00")
             .expect("a time")
             .with_timezone(&Utc);
+        let none = json!({});
+        let at = |level| {
+            line(
+                LogFormat::Text,
+                now,
+                true,
+                &message(level, "it", none.clone()),
+            )
+        };
+        assert_eq!(at(Level::Info), "2026-11-26T02:00:05Z promptbatch: it");
         assert_eq!(
-            stamped(now, "3/10 (30%)"),
-            "2026-11-25T23:00:05Z 3/10 (30%)"
+            at(Level::Warn),
+            "2026-11-26T02:00:05Z promptbatch: warning: it"
         );
+        assert_eq!(at(Level::Error), "2026-11-26T02:00:05Z error: it");
     }
 
     #[test]
@@ -249,7 +321,8 @@ mod tests {
             "two\nlines",
             json!({"requests": {"ok": 2}, "level": "not this one"}),
         );
-        let text = line(LogFormat::Json, now, &m);
+        // JSON has its `ts`: never a stamp in front.
+        let text = line(LogFormat::Json, now, true, &m);
         assert!(!text.contains('\n'), "{text}");
         let value: Value = serde_json::from_str(&text).expect("JSON");
         assert_eq!(value["ts"], "2026-11-25T23:00:00.000Z");

@@ -9,9 +9,9 @@ use chrono::Utc;
 
 use super::collector::Collected;
 use super::error::{Finished, RunError};
-use super::figures;
 use super::producer::ProducerError;
 use super::scan::{Scan, Seen};
+use super::{figures, plural};
 use crate::cli::RunArgs;
 use crate::exit::ExitStatus;
 use crate::job::Job;
@@ -54,6 +54,8 @@ enum LocalFailure {
         "writing the summary to {path} failed: {error}; the output holds every line written, and a rerun writes the summary again"
     )]
     Summary { path: String, error: std::io::Error },
+    #[error("printing the summary on standard output (--json) failed: {error}; it is in {path}")]
+    Stdout { path: String, error: std::io::Error },
 }
 
 pub(super) fn finish(
@@ -130,6 +132,15 @@ pub(super) fn finish(
             error,
         });
     }
+    // Whatever the exit code: a script reads how the run ended from it.
+    if args.job.json {
+        if let Err(error) = print_summary(&summary) {
+            local.push(LocalFailure::Stdout {
+                path: summary_path.clone(),
+                error,
+            });
+        }
+    }
     if !args.quiet {
         printer::text(&format!(
             "{}  output       {output}\n  summary      {summary_path}",
@@ -177,14 +188,21 @@ pub(super) fn finish(
     ending
 }
 
+/// `run --json`: the summary on stdout, as the summary file has it.
+fn print_summary(summary: &Summary) -> std::io::Result<()> {
+    let mut text = serde_json::to_string_pretty(summary)?;
+    text.push('\n');
+    printer::out(&text)
+}
+
 /// The `end` event: the summary's figures, the exit code, where to look.
 fn end_event(summary: &Summary, status: ExitStatus, output: &str, path: &str, line: String) {
     let (level, message) = match status {
         ExitStatus::Success => (
             Level::Info,
             format!(
-                "{} requests ok; see {output} (summary {path})",
-                summary.requests.total
+                "{} ok; see {output} (summary {path})",
+                plural(summary.requests.total, "request")
             ),
         ),
         ExitStatus::OutputFailed => (Level::Error, line),

@@ -16,7 +16,7 @@ pub mod scan;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -38,15 +38,18 @@ use scan::{scan, Scan};
 /// How long requests in flight may still finish after Ctrl-C or SIGTERM.
 const GRACE: Duration = Duration::from_secs(10);
 
-fn load(args: &JobArgs) -> Result<Job, StartError> {
+/// Loads the job; `started` (the run's start) is what `{date}` and `{datetime}` say.
+fn load(args: &JobArgs, started: DateTime<Utc>) -> Result<Job, StartError> {
     let cwd = std::env::current_dir().map_err(StartError::WorkingDir)?;
-    let today = Utc::now().format("%Y-%m-%d").to_string();
-    Ok(Job::load(args, &cwd, &today)?)
+    Ok(Job::load(args, &cwd, started)?)
 }
 
 /// Loads the job; `--simulate` swaps the endpoint for the built-in mock.
-async fn prepare(args: &JobArgs) -> Result<(Job, Option<MockServer>), StartError> {
-    let mut job = load(args)?;
+async fn prepare(
+    args: &JobArgs,
+    started: DateTime<Utc>,
+) -> Result<(Job, Option<MockServer>), StartError> {
+    let mut job = load(args, started)?;
     let mock = if job.simulate {
         // Realistic enough to watch: some latency, and a cost figure the way the
         // AI/ML API reports it (a nominal simulated price, not a real one).
@@ -107,7 +110,7 @@ async fn scan_input(
 /// `promptbatch validate`: every check a run makes before sending, and the estimate on stdout.
 pub async fn validate(args: &JobArgs) -> Result<(), StartError> {
     // Nothing is sent, so a simulated endpoint is not started either.
-    let job = load(args)?;
+    let job = load(args, Utc::now())?;
     let file = input::resolve(&job.input.source)?;
     let resume = Arc::new(sink::read(&job.output.path, false)?);
     let scan = scan_input(&job, &file, &resume, args.allow_empty).await?;
@@ -158,7 +161,7 @@ pub async fn validate(args: &JobArgs) -> Result<(), StartError> {
 /// `promptbatch run`: `Ok` once every request is judged, else why not.
 pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     let started = Utc::now();
-    let (job, _mock) = prepare(&args.job).await?;
+    let (job, _mock) = prepare(&args.job, started).await?;
     let key = api_key(&job)?;
     let file = input::resolve(&job.input.source).map_err(StartError::from)?;
     // Nothing is written before every check has passed and the lock is held:
@@ -223,27 +226,10 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         for note in &progress_notes {
             printer::notice(note);
         }
-        if args.progress != ProgressArg::Off {
+        // JSON logs always open with it: a shipper keys the run on its figures.
+        if args.progress != ProgressArg::Off || printer::format() == printer::LogFormat::Json {
             let secs = (Utc::now() - started).num_milliseconds() as f64 / 1000.0;
-            printer::event(
-                printer::Level::Info,
-                "start",
-                format_args!(
-                    "{} rows checked in {secs:.1} s: {} requests, {} already done, {} to send",
-                    scan.rows,
-                    scan.requests(),
-                    scan.resumed,
-                    scan.to_send()
-                ),
-                figures(json!({
-                    "job": job.name,
-                    "rows": scan.rows,
-                    "requests": scan.requests(),
-                    "resumed": scan.resumed,
-                    "to_send": scan.to_send(),
-                    "checked_s": secs,
-                })),
-            );
+            say_start(&job, &scan, secs);
         }
     }
     let mut progress = Progress::new(args.progress, args.quiet, scan.to_send());
@@ -297,6 +283,49 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         stopped_because: stop.detail(),
     };
     finish(&job, args, &resume, &scan, collected, ended, produced)
+}
+
+/// The `start` event: what the run is about to do, and where it writes.
+fn say_start(job: &Job, scan: &Scan, checked_s: f64) {
+    let limit = |n: u64| (n > 0).then_some(n);
+    printer::event(
+        printer::Level::Info,
+        "start",
+        format_args!(
+            "{} checked in {checked_s:.1} s: {}, {} already done, {} to send; writing {}",
+            plural(scan.rows, "row"),
+            plural(scan.requests(), "request"),
+            scan.resumed,
+            scan.to_send(),
+            job.output.path.display()
+        ),
+        figures(json!({
+            "job": job.name,
+            "output": job.output.path.display().to_string(),
+            "summary_path": job.output.summary.display().to_string(),
+            "rows": scan.rows,
+            "requests": scan.requests(),
+            "resumed": scan.resumed,
+            "to_send": scan.to_send(),
+            "checked_s": checked_s,
+            "concurrency": job.limits.concurrency,
+            // null: no configured rate, the run paces itself from the endpoint's answers.
+            "pace": {
+                "requests_per_minute": limit(u64::from(job.limits.requests_per_minute)),
+                "tokens_per_minute": limit(job.limits.tokens_per_minute),
+            },
+            "max_cost_usd": (job.limits.max_cost_usd > 0.0).then_some(job.limits.max_cost_usd),
+        })),
+    );
+}
+
+/// `1 row`, `2 rows`.
+pub(super) fn plural(n: u64, one: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {one}s")
+    }
 }
 
 /// The fields of a JSON event, from a `json!` object.

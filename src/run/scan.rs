@@ -237,7 +237,7 @@ mod tests {
             tpm,
             ..JobArgs::default()
         };
-        let job = Job::load(&args, dir.path(), "2026-11-25").expect("valid job");
+        let job = Job::load(&args, dir.path(), chrono::Utc::now()).expect("valid job");
         let file = InputFile {
             path,
             display: "q.csv".into(),
@@ -293,7 +293,7 @@ mod tests {
             input: Some("q.jsonl".into()),
             ..JobArgs::default()
         };
-        let job = Job::load(&args, dir.path(), "2026-11-25").expect("valid job");
+        let job = Job::load(&args, dir.path(), chrono::Utc::now()).expect("valid job");
         let file = InputFile {
             path,
             display: "q.jsonl".into(),

@@ -17,3 +17,4 @@ mod records;
 mod redaction;
 mod resume;
 mod retries;
+mod schedule;
