@@ -7,6 +7,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use super::estimate::{Basis, Priced, Row, Totals};
+use super::plural;
 use super::scan::Scan;
 use crate::job::Job;
 use crate::plan::request::{PROMPT_BOUND_METHOD, PROMPT_ESTIMATE_METHOD};
@@ -32,15 +33,6 @@ pub struct Validated<'a> {
     pub warnings: &'a [String],
 }
 
-/// `count` and `noun`, plural unless the count is 1: "1 request", "2 requests".
-fn counted(count: u64, noun: &str) -> String {
-    if count == 1 {
-        format!("{count} {noun}")
-    } else {
-        format!("{count} {noun}s")
-    }
-}
-
 /// The table and the lines around it.
 pub fn text(v: &Validated) -> String {
     let (job, scan, priced) = (v.job, v.scan, v.priced);
@@ -50,9 +42,9 @@ pub fn text(v: &Validated) -> String {
         out,
         "job {:?}: {} x {} = {} from {}",
         job.name,
-        counted(scan.rows, "row"),
-        counted(sets, "parameter set"),
-        counted(scan.requests(), "request"),
+        plural(scan.rows, "row"),
+        plural(sets, "parameter set"),
+        plural(scan.requests(), "request"),
         v.input
     );
     let mut table = vec![[
@@ -94,7 +86,7 @@ pub fn text(v: &Validated) -> String {
         out,
         "output {}: {} already done, {} to send",
         job.output.path.display(),
-        counted(scan.resumed, "request"),
+        plural(scan.resumed, "request"),
         scan.to_send()
     );
     if scan.resumed > 0 && scan.to_send() > 0 {
@@ -130,7 +122,7 @@ fn basis_cell(row: &Row) -> String {
         return format!("no [pricing] for {}", row.model);
     }
     let basis = match row.basis {
-        Basis::EarlierLines(n) => counted(n, "earlier line"),
+        Basis::EarlierLines(n) => plural(n, "earlier line"),
         Basis::HalfTokenCap => "half the token cap".into(),
         Basis::Unknown => "no token cap, no earlier line".into(),
     };
@@ -146,13 +138,13 @@ fn left_out(t: &Totals) -> String {
     if t.unpriced_requests > 0 {
         parts.push(format!(
             "{} unpriced",
-            counted(t.unpriced_requests, "request")
+            plural(t.unpriced_requests, "request")
         ));
     }
     if t.uncapped_requests > 0 {
         parts.push(format!(
             "{} without a token cap",
-            counted(t.uncapped_requests, "request")
+            plural(t.uncapped_requests, "request")
         ));
     }
     if parts.is_empty() {
@@ -317,9 +309,9 @@ mod tests {
 
     #[test]
     fn counts_are_singular_for_one() {
-        assert_eq!(counted(1, "request"), "1 request");
-        assert_eq!(counted(0, "request"), "0 requests");
-        assert_eq!(counted(2, "line"), "2 lines");
+        assert_eq!(plural(1, "earlier line"), "1 earlier line");
+        assert_eq!(plural(0, "request"), "0 requests");
+        assert_eq!(plural(2, "request"), "2 requests");
     }
 
     #[test]
