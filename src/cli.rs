@@ -51,8 +51,9 @@ Exit codes: 0 all ok, 1 some failed, 2 invalid job/input/key (nothing sent),
     /// Check the job and every input row, count requests and estimate tokens and cost; sends nothing.
     #[command(
         mut_args(hide_sending_only),
-        after_help = "Example:
+        after_help = "Examples:
   promptbatch validate samples/quickstart.toml --limit 100
+  promptbatch validate job.toml --json | jq .estimate.totals.expected_usd
 
 The flags of run that change only how requests are sent (--endpoint, --header,
 --timeout, --summary, --concurrency, --rpm, --max-attempts) are not listed

@@ -5,8 +5,11 @@
 //! Every line for people goes through `crate::printer`.
 
 mod collector;
+mod describe;
 mod error;
+mod estimate;
 mod finish;
+mod over_rate;
 mod producer;
 pub mod scan;
 mod verbose;
@@ -112,13 +115,45 @@ pub async fn validate(args: &JobArgs) -> Result<(), StartError> {
     let file = input::resolve(&job.input.source)?;
     let resume = Arc::new(sink::read(&job.output.path, false)?);
     let scan = scan_input(&job, &file, &resume, args.allow_empty).await?;
-    printer::out(&scan::describe(&job, &file.file.display, &scan)).map_err(StartError::Stdout)?;
+    let mut priced = scan.estimate.price(&job.pricing, &resume.completions);
+    // Sets in the job's order, as people wrote them (models by name within each).
+    priced
+        .sets
+        .sort_by_key(|row| job.param_sets.iter().position(|s| s.name == row.param_set));
+    let mut warnings = Vec::new();
     if let Some(pid) = sink::holder(&job.output.path) {
-        printer::warning(format_args!(
+        warnings.push(format!(
             "{} is being written by another promptbatch run (process {pid}); a run started now is refused until that one ends",
             job.output.path.display()
         ));
     }
+    let budget = job.limits.max_cost_usd;
+    let worst = priced.to_send.worst_case_usd.unwrap_or(0.0);
+    if budget > 0.0 && resume.recorded_cost_usd + worst > budget {
+        warnings.push(format!(
+            "budget {}: the output records {} and the requests to send may cost up to {}; the run stops (exit 3) before passing the budget, and a rerun with a higher one resumes",
+            report::table::usd(budget),
+            report::table::usd(resume.recorded_cost_usd),
+            report::table::usd(worst),
+        ));
+    }
+    for warning in &warnings {
+        printer::warning(warning);
+    }
+    let validated = describe::Validated {
+        job: &job,
+        input: &file.file.display,
+        scan: &scan,
+        priced: &priced,
+        recorded_usd: resume.recorded_cost_usd,
+        warnings: &warnings,
+    };
+    let text = if args.json {
+        format!("{}\n", describe::json(&validated))
+    } else {
+        describe::text(&validated)
+    };
+    printer::out(&text).map_err(StartError::Stdout)?;
     // A run would stop here too: a preflight that passes must mean the run can start.
     api_key(&job)?;
     Ok(())

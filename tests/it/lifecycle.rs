@@ -229,6 +229,27 @@ async fn the_readme_commands_and_job_file_are_real() {
         "{}",
         stdout(&out)
     );
+    // The estimate the README shows is what validate prints for that job,
+    // paths aside (the sandbox's folder, today's date).
+    let start = readme
+        .find("## Before spending: validate")
+        .expect("section");
+    let block = &readme[start..];
+    let shown = &block[block.find("```text\n").expect("text block") + 8..];
+    let shown = &shown[..shown.find("```").expect("block end")];
+    let mut printed = stdout(&out);
+    for dir in [
+        sb.dir.path().to_path_buf(),
+        sb.dir.path().canonicalize().expect("dir"),
+    ] {
+        printed = printed.replace(&format!("{}/", dir.display()), "");
+    }
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let printed = printed.replace(&today, "2026-11-26");
+    assert_eq!(
+        printed, shown,
+        "the README's validate example is out of date"
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod budget;
 mod cli;
 mod common;
 mod conventions;
+mod estimate;
 #[cfg(unix)]
 mod files;
 mod hostile;
