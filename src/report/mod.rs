@@ -3,9 +3,9 @@
 //! Never calls HTTP: a report is a pure function of records.
 
 mod command;
-pub mod usage;
 pub mod summary;
 pub mod table;
+pub mod usage;
 
 use std::fs::File;
 use std::io::Write;

@@ -8,6 +8,7 @@ mod common;
 #[cfg(unix)]
 mod files;
 mod hostile;
+mod html;
 mod lifecycle;
 mod logs;
 mod money;
