@@ -205,6 +205,9 @@ fn browse(page: &Path, extra: &[String]) -> String {
             "--disable-component-update",
             "--disable-sync",
             "--hide-scrollbars",
+            // Containers have a small /dev/shm; colours exactly as written.
+            "--disable-dev-shm-usage",
+            "--force-color-profile=srgb",
         ])
         .arg(format!(
             "--user-data-dir={}",

@@ -1,5 +1,6 @@
 //! `report --format html`: one self-contained page (inline CSS and SVG, no
-//! script, nothing fetched) — headline figures, then the charts (`svg`),
+//! script, nothing fetched) — headline figures, then the charts (`days`,
+//! `svg`),
 //! then the same tables as the other formats: one row per group and a
 //! totals row, the files read, and the pricing check.
 //!
@@ -43,7 +44,7 @@ pub fn render(report: &Report) -> String {
     pricing_check(&mut page, report);
     let _ = write!(
         page,
-        r#"<footer>Made by promptbatch {} from the output lines above; every line is one API call, the same call seen twice counted once.</footer></main></body></html>"#,
+        r#"<footer>Made by promptbatch {} from the output files listed above: every line is one API call, and the same call seen twice is counted once.</footer></main></body></html>"#,
         env!("CARGO_PKG_VERSION")
     );
     page.push('\n');
@@ -131,7 +132,10 @@ fn headline(page: &mut String, report: &Report) {
         "cost_usd",
         "Cost",
         &cost,
-        t.cost_usd.total.map(|c| fin(c).to_string()),
+        t.cost_usd
+            .total
+            .filter(|c| c.is_finite())
+            .map(|c| c.to_string()),
         &cost_detail,
     );
     stat(
@@ -159,7 +163,10 @@ fn headline(page: &mut String, report: &Report) {
         "latency_ms_p50",
         "Latency p50",
         &latency.0,
-        t.latency_ms.map(|p| fin(p.p50).to_string()),
+        t.latency_ms
+            .map(|p| p.p50)
+            .filter(|v| v.is_finite())
+            .map(|v| v.to_string()),
         &latency.1,
     );
     stat(
@@ -204,7 +211,7 @@ impl Cell {
     }
 
     fn f(v: Option<f64>, show: fn(f64) -> String) -> Cell {
-        match v {
+        match v.filter(|v| v.is_finite()) {
             Some(v) => Cell {
                 text: show(v),
                 raw: Some(fin(v).to_string()),

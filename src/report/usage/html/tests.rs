@@ -366,6 +366,9 @@ fn nan_and_huge_figures_never_reach_the_page() {
     let page = render(&r);
     assert_clean(&page);
     assert!(page.contains("18,446,744,073,709,551,615"));
+    // A figure that is not a number has no value to read back, only a dash.
+    assert!(page.contains(r#"<td class="none" data-total="cost_usd_total">—</td>"#));
+    assert!(page.contains(r#"<td class="none" data-total="latency_ms_p50">—</td>"#));
 }
 
 #[test]
