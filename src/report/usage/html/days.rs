@@ -14,6 +14,8 @@ use crate::report::usage::model::Report;
 
 /// Models past this many are drawn as one "other" stack.
 const TOP_MODELS: usize = PALETTE.len();
+/// Up to this many days, each bar has its figures written over it.
+const LABELLED_DAYS: usize = 16;
 
 /// The models the day charts draw, most expensive first, and the name of
 /// the stack the rest are folded into.
@@ -186,7 +188,7 @@ fn stacked(report: &Report, measure: Measure) -> String {
             }
             let day_total: f64 = values[d].iter().sum();
             let cx = x + bar / 2.0;
-            if days.len() <= 16 && day_total > 0.0 {
+            if days.len() <= LABELLED_DAYS && day_total > 0.0 {
                 let _ = write!(
                     svg,
                     r#"<text class="value" x="{cx:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
@@ -196,18 +198,29 @@ fn stacked(report: &Report, measure: Measure) -> String {
             }
             if let (Measure::Cost, n) = (measure, unpriced[d]) {
                 if n > 0 {
-                    let _ = write!(
-                        svg,
-                        r#"<text class="unpriced" x="{cx:.1}" y="{:.1}" text-anchor="middle" data-unpriced="{n}">+{}<title>{}: {} not in the bar</title></text>"#,
-                        if days.len() <= 16 && day_total > 0.0 {
-                            y - 16.0
-                        } else {
-                            y - 4.0
-                        },
-                        count(n),
-                        esc(day),
-                        plural(n, "unpriced request", "unpriced requests"),
+                    let title = format!(
+                        "{day}: {} not in the bar",
+                        plural(n, "unpriced request", "unpriced requests")
                     );
+                    if days.len() <= LABELLED_DAYS {
+                        let above = if day_total > 0.0 { y - 16.0 } else { y - 4.0 };
+                        let _ = write!(
+                            svg,
+                            r#"<text class="unpriced" x="{cx:.1}" y="{above:.1}" text-anchor="middle" data-unpriced="{n}">+{}<title>{}</title></text>"#,
+                            count(n),
+                            esc(&title),
+                        );
+                    } else {
+                        // No room for a number over a narrow bar: a dot, the
+                        // count in its tooltip and in the note below.
+                        let _ = write!(
+                            svg,
+                            r#"<circle class="unpriced" cx="{cx:.1}" cy="{:.1}" r="{:.1}" data-unpriced="{n}"><title>{}</title></circle>"#,
+                            y - 5.0,
+                            (bar / 2.0).clamp(1.5, 3.5),
+                            esc(&title),
+                        );
+                    }
                 }
             }
             if d % label_every == 0 {
@@ -245,7 +258,7 @@ fn stacked(report: &Report, measure: Measure) -> String {
     legend.push_str("</ul>");
     let note = match measure {
         Measure::Cost if total_unpriced > 0 => format!(
-            r#"<p class="note warn" data-unpriced="{total_unpriced}">+{} not in the bars (no cost from the provider or a price).</p>"#,
+            r#"<p class="note warn" data-unpriced="{total_unpriced}">+{} not in the bars; each day's count is over its bar.</p>"#,
             plural(total_unpriced, "unpriced request", "unpriced requests")
         ),
         Measure::Tokens => {

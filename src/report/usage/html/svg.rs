@@ -48,7 +48,7 @@ pub(super) fn latency(report: &Report) -> String {
                 ms(p.p95),
                 ms(p.p99)
             ),
-            None => "No latency recorded (no ok request).".to_string(),
+            None => "No latency recorded.".to_string(),
         };
         empty(&mut svg, W, H, &why);
     } else {

@@ -136,6 +136,7 @@ const OUR_TAGS: &[&str] = &[
     "figcaption",
     "svg",
     "rect",
+    "circle",
     "line",
     "text",
     "g",
@@ -400,4 +401,36 @@ fn percentile_marks_sit_in_order_inside_their_buckets() {
     // 812.4 ms is 4.06 buckets of 200 ms from the left edge at x=64.
     let slot = (640.0 - 64.0 - 14.0) / 20.0;
     assert!((p50 - (64.0 + slot * 4.062)).abs() < 0.2, "{p50}");
+}
+
+#[test]
+fn many_days_thin_their_labels_and_mark_unpriced_days_with_a_dot() {
+    let mut r = sample();
+    r.charts.days = (0..40_u32)
+        .map(|d| {
+            let unpriced = if d % 9 == 0 { 4 } else { 0 };
+            let model = BTreeMap::from([("m".to_string(), day(0.5, unpriced, 100))]);
+            (format!("2026-{:02}-{:02}", 10 + d / 28, d % 28 + 1), model)
+        })
+        .collect();
+    let page = render(&r);
+    assert_clean(&page);
+    let days = r.charts.days.len();
+    let cost = &page[page.find("chart-cost-per-day").expect("cost")..];
+    let cost = &cost[..cost.find("</svg>").expect("end")];
+    // At most ten day labels under the axis; no figure over each bar.
+    let ticks = cost.matches(r#"<text class="tick""#).count() - 5;
+    assert!(ticks <= 10, "{ticks} day labels");
+    assert!(!cost.contains(r#"<text class="value""#));
+    let unpriced_days = r
+        .charts
+        .days
+        .values()
+        .filter(|m| m["m"].unpriced_requests > 0)
+        .count();
+    assert_eq!(
+        cost.matches(r#"<circle class="unpriced""#).count(),
+        unpriced_days
+    );
+    assert_eq!(days, 40);
 }
