@@ -122,7 +122,15 @@ pub(super) fn latency(report: &Report) -> String {
         }
     }
     svg.push_str("</svg>");
-    figure("wide", TITLE, &svg, "")
+    // Buckets are drawn equally wide; say so when they are not in ms.
+    let widths = buckets.iter().map(|b| fin(b.hi_ms - b.lo_ms));
+    let (narrow, wide) = widths.fold((f64::MAX, 0.0_f64), |(n, w), x| (n.min(x), w.max(x)));
+    let note = if highest > 0 && wide > narrow * 1.5 {
+        r#"<p class="note">Buckets widen with latency (a log scale): each bar is one bucket.</p>"#
+    } else {
+        ""
+    };
+    figure("wide", TITLE, &svg, note)
 }
 
 /// Requests by status, and failed requests by error kind, with counts.

@@ -434,3 +434,28 @@ fn many_days_thin_their_labels_and_mark_unpriced_days_with_a_dot() {
     );
     assert_eq!(days, 40);
 }
+
+#[test]
+fn log_spaced_buckets_are_said_to_widen() {
+    let mut r = sample();
+    assert!(
+        !render(&r).contains("Buckets widen"),
+        "200 ms buckets are linear"
+    );
+    r.charts.latency = [250.0, 500.0, 1000.0, 2000.0, 4000.0]
+        .windows(2)
+        .map(|w| Bucket {
+            lo_ms: w[0],
+            hi_ms: w[1],
+            count: 5,
+        })
+        .collect();
+    let page = render(&r);
+    assert!(page.contains("Buckets widen with latency"));
+    // 812.4 ms sits 62% of the way through the 500–1000 ms bucket (the second bar).
+    let at = page.find(r#"data-mark="p50""#).expect("p50");
+    let x1 = &page[at..][page[at..].find("x1=\"").expect("x1") + 4..];
+    let x: f64 = x1[..x1.find('"').expect("end")].parse().expect("a number");
+    let slot = (640.0 - 64.0 - 14.0) / 4.0;
+    assert!((x - (64.0 + slot * 1.6248)).abs() < 0.2, "{x}");
+}
