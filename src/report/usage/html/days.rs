@@ -157,7 +157,8 @@ fn stacked(report: &Report, measure: Measure) -> String {
         };
         empty(&mut svg, W, H, &why);
     } else {
-        let top = nice_top(values.iter().map(|v| v.iter().sum()).fold(0.0, f64::max));
+        let highest = values.iter().map(|v| v.iter().sum()).fold(0.0, f64::max);
+        let top = nice_top(highest, matches!(measure, Measure::Tokens));
         y_axis(&mut svg, top, axis);
         let slot = (W - LEFT - RIGHT) / days.len() as f64;
         let bar = (slot * 0.72).min(56.0);

@@ -52,7 +52,7 @@ pub(super) fn latency(report: &Report) -> String {
         };
         empty(&mut svg, W, H, &why);
     } else {
-        let top = nice_top(highest as f64);
+        let top = nice_top(highest as f64, true);
         y_axis(&mut svg, top, compact);
         let slot = (W - LEFT - RIGHT) / buckets.len() as f64;
         let plot_h = H - TOP - BOTTOM;
@@ -236,19 +236,26 @@ fn position(buckets: &[Bucket], v: f64) -> f64 {
     0.0
 }
 
-/// A round number at or above `max` for the top of a y axis.
-pub(super) fn nice_top(max: f64) -> f64 {
+/// The top of a y axis at or above `max`, four round steps from 0
+/// (1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power of ten; whole steps for
+/// counts).
+pub(super) fn nice_top(max: f64, whole: bool) -> f64 {
     let max = fin(max);
     if max <= 0.0 {
-        return 1.0;
+        return if whole { 4.0 } else { 1.0 };
     }
-    let step = 10f64.powf(max.log10().floor());
-    let top = [1.0, 2.0, 2.5, 5.0, 10.0]
+    let rough = max / 4.0;
+    let decade = 10f64.powf(rough.log10().floor());
+    let mut step = [1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0]
         .iter()
-        .map(|m| m * step)
-        .find(|t| *t >= max)
-        .unwrap_or(max);
-    if top.is_finite() && top > 0.0 {
+        .map(|m| m * decade)
+        .find(|s| *s >= rough)
+        .unwrap_or(rough);
+    if whole {
+        step = step.max(1.0).ceil();
+    }
+    let top = step * 4.0;
+    if top.is_finite() && top >= max {
         top
     } else {
         max
@@ -294,4 +301,24 @@ pub(super) fn figure(class: &str, title: &str, svg: &str, after: &str) -> String
         r#"<figure class="{class}"><figcaption>{}</figcaption>{svg}{after}</figure>"#,
         esc(title)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nice_top;
+
+    #[test]
+    fn axes_end_four_round_steps_up() {
+        assert_eq!(nice_top(0.000382, false), 0.0004);
+        assert_eq!(nice_top(0.79, false), 0.8);
+        assert_eq!(nice_top(0.81, false), 1.0);
+        assert_eq!(nice_top(7.92e6, true), 8e6);
+        assert_eq!(nice_top(9_500.0, true), 10_000.0);
+        assert_eq!(nice_top(3.0, true), 4.0);
+        assert_eq!(nice_top(11_800.0, true), 12_000.0);
+        assert_eq!(nice_top(1.0, true), 4.0);
+        assert_eq!(nice_top(0.0, false), 1.0);
+        assert_eq!(nice_top(f64::NAN, true), 4.0);
+        assert_eq!(nice_top(f64::MAX, false), f64::MAX);
+    }
 }
