@@ -198,7 +198,9 @@ async fn the_standalone_mock_server_serves_a_run() {
 async fn the_readme_commands_and_job_file_are_real() {
     let readme = include_str!("../../README.md");
     assert!(readme.contains("cargo run --release -- run samples/quickstart.toml --simulate"));
-    assert!(readme.contains("\ncargo test "));
+    assert!(readme.contains("\nscripts/test "));
+    let test = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test");
+    assert!(test.is_file(), "the README's test command exists");
     // The job file shown in the README loads and validates as it is.
     let start = readme.find("## The job file").expect("section");
     let block = &readme[start..];

@@ -10,6 +10,7 @@ mod estimate;
 #[cfg(unix)]
 mod files;
 mod hostile;
+mod html;
 mod lifecycle;
 mod logs;
 mod money;
