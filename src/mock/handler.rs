@@ -49,6 +49,10 @@ pub(crate) struct Shared {
     /// Enforced limit: window index in the high 32 bits, requests in it in the low 32.
     window: AtomicU64,
     started: tokio::time::Instant,
+    /// Reply ids are unique, as a provider's are: this server's start time
+    /// and a serial number, so two runs against two servers (a report over
+    /// both) never share one.
+    reply_ids: (u64, AtomicU64),
     /// Attempts seen per body hash; touched only by requests with a fault list.
     attempts: Mutex<HashMap<u64, u32>>,
     pub recorded: Mutex<Vec<ReceivedRequest>>,
@@ -71,9 +75,22 @@ impl Shared {
             draws: AtomicU64::new(0),
             window: AtomicU64::new(0),
             started: tokio::time::Instant::now(),
+            reply_ids: (
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64),
+                AtomicU64::new(0),
+            ),
             attempts: Mutex::default(),
             recorded: Mutex::default(),
         }
+    }
+
+    /// `chatcmpl-mock-<body hash>-<server start>-<serial>`.
+    fn reply_id(&self, body_hash: u64) -> String {
+        let (salt, serial) = &self.reply_ids;
+        let n = serial.fetch_add(1, Relaxed);
+        format!("chatcmpl-mock-{body_hash:016x}-{salt:x}-{n}")
     }
 
     fn random(&self) -> u64 {
@@ -240,7 +257,7 @@ async fn completions(
             .copied(),
     };
     let mut ctx = ReplyContext {
-        id: format!("chatcmpl-mock-{body_hash:016x}"),
+        id: shared.reply_id(body_hash),
         created: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),

@@ -88,6 +88,25 @@ pub(super) fn joined_content(events: &[Value]) -> String {
         .collect()
 }
 
+/// Regression: ids were the body's hash, so a report over two runs of the
+/// same job took the second run's calls for copies of the first's.
+#[tokio::test]
+async fn every_reply_has_its_own_id_even_to_the_same_body_on_another_server() {
+    let body = chat("same");
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (server, client) = start(MockConfig::default()).await;
+        for _ in 0..2 {
+            let reply: Value = read_json(post(&client, &server, &body).await)
+                .await
+                .expect("JSON");
+            ids.push(reply["id"].as_str().expect("id").to_string());
+        }
+    }
+    let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
+    assert_eq!(distinct.len(), 4, "{ids:?}");
+}
+
 #[tokio::test]
 async fn a_plain_reply_is_the_expected_reply() {
     let (server, client) = start(MockConfig::default()).await;
