@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 /// A field a report can group by (`--by day,model`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum Field {
     Model,
     ParamSet,
