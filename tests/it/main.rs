@@ -14,5 +14,6 @@ mod money;
 mod outcome;
 mod records;
 mod redaction;
+mod report;
 mod resume;
 mod retries;

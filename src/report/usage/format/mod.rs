@@ -144,20 +144,25 @@ pub fn footer(report: &Report) -> Vec<String> {
     }
     lines.push(what);
     let c = &report.totals.cost_usd;
-    lines.push(format!(
-        "cost {}: {} from the provider, {} from prices{}",
-        cost(c.total),
-        crate::report::table::usd(c.provider),
-        crate::report::table::usd(c.pricing),
-        if c.unpriced_requests > 0 {
-            format!(
-                "; {} unpriced (give --pricing FILE to price them)",
-                count(c.unpriced_requests, "request", "requests")
-            )
-        } else {
-            String::new()
-        }
-    ));
+    let usd = crate::report::table::usd;
+    let mut sources = Vec::new();
+    if c.provider > 0.0 {
+        sources.push(format!("{} from the provider", usd(c.provider)));
+    }
+    if c.pricing > 0.0 {
+        sources.push(format!("{} from prices", usd(c.pricing)));
+    }
+    let mut what = format!("cost {}", cost(c.total));
+    if !sources.is_empty() {
+        what.push_str(&format!(": {}", sources.join(", ")));
+    }
+    if c.unpriced_requests > 0 {
+        what.push_str(&format!(
+            "; {} unpriced (give --pricing FILE to price them)",
+            count(c.unpriced_requests, "request", "requests")
+        ));
+    }
+    lines.push(what);
     if let Some(check) = &report.pricing_check {
         lines.push(price_check(check));
     }
