@@ -1,7 +1,7 @@
 //! Which files a report reads: the arguments as given (files, folders, the
 //! shell's glob expansions), folders replaced by their `*.jsonl` (sorted, not
-//! recursive), the files that sit beside outputs skipped with a note, and a
-//! file named twice read once.
+//! recursive), the files that sit beside outputs skipped with a note (one
+//! each when named, one per folder), and a file named twice read once.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -71,7 +71,28 @@ pub fn expand(args: &[PathBuf]) -> Result<Vec<PathBuf>, ReportError> {
             }
         }
         inside.sort();
-        for path in inside {
+        // Every output in a folder has its lock and summary beside it: one
+        // note for the folder, not two a run.
+        let (side, outputs): (Vec<_>, Vec<_>) =
+            inside.into_iter().partition(|p| side_file(p).is_some());
+        if !side.is_empty() {
+            printer::notice(format_args!(
+                "skipped {} in {} that {} not {} (locks, summaries, backups, temp files)",
+                if side.len() == 1 {
+                    "1 file".to_string()
+                } else {
+                    format!("{} files", side.len())
+                },
+                arg.display(),
+                if side.len() == 1 { "is" } else { "are" },
+                if side.len() == 1 {
+                    "an output"
+                } else {
+                    "outputs"
+                },
+            ));
+        }
+        for path in outputs {
             take(path, &mut files);
         }
     }
