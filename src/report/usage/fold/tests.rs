@@ -181,3 +181,42 @@ fn latency_buckets_are_contiguous_cover_every_value_and_stay_few() {
     }
     assert!(latency_buckets(&[]).is_empty());
 }
+
+#[test]
+fn the_charts_add_up_to_the_totals() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let day2 = r#","finished_at":"2026-11-25T08:00:00.000Z""#;
+    let path = write(
+        dir.path(),
+        "a.jsonl",
+        &[
+            line("1", r#","cost_usd":0.5,"cost_source":"provider""#),
+            line(
+                "2",
+                &format!(r#","cost_usd":0.25,"cost_source":"pricing","model":"n"{day2}"#),
+            ),
+            line("3", day2),
+            line(
+                "4",
+                r#","status":"error","error":{"kind":"timeout"},"usage":null"#,
+            ),
+        ],
+    );
+    let report = fold(&[path], &[], None).expect("report");
+    let cells: Vec<&DayModel> = report
+        .charts
+        .days
+        .values()
+        .flat_map(|m| m.values())
+        .collect();
+    let sum = |f: fn(&DayModel) -> f64| cells.iter().map(|c| f(c)).sum::<f64>();
+    assert_eq!(sum(|c| c.cost_usd), 0.75);
+    assert_eq!(sum(|c| c.requests as f64), 4.0);
+    assert_eq!(sum(|c| c.unpriced_requests as f64), 1.0);
+    assert_eq!(sum(|c| c.tokens as f64), 90.0);
+    assert_eq!(report.charts.days["2026-11-25"]["n"].cost_usd, 0.25);
+    let latency: u64 = report.charts.latency.iter().map(|b| b.count).sum();
+    assert_eq!(latency, 3, "the answers' latencies only");
+    assert_eq!(report.charts.by_status["error"], 1);
+    assert_eq!(report.charts.by_error_kind["timeout"], 1);
+}
