@@ -6,6 +6,7 @@
 //! two HDR histograms; per counted call one 128-bit fingerprint, for dedupe.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::path::{Path, PathBuf};
 
@@ -195,9 +196,8 @@ impl<'p> Fold<'p> {
             match value(*field, file, line, day.as_deref()) {
                 // Length-prefixed: no two lists of values encode alike.
                 Some(v) => {
-                    self.key.push_str(&v.len().to_string());
-                    self.key.push(':');
-                    self.key.push_str(v);
+                    // Into the reused buffer: no allocation per line.
+                    let _ = write!(self.key, "{}:{v}", v.len());
                 }
                 None => self.key.push('-'),
             }
