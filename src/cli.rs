@@ -296,11 +296,11 @@ pub struct ReportArgs {
 
     /// Group by these fields, comma-separated or repeated, e.g. --by day,model
     #[arg(long, value_enum, value_delimiter = ',', value_name = "FIELD")]
-    pub by: Vec<crate::report::usage::Field>,
+    pub by: Vec<ByField>,
 
     /// The report's format [default: table, or the -o file's extension: .json .csv .md .html]
     #[arg(long, value_enum, value_name = "FORMAT")]
-    pub format: Option<crate::report::usage::Format>,
+    pub format: Option<ReportFormat>,
 
     /// Short for --format json
     #[arg(long, conflicts_with = "format")]
@@ -313,6 +313,38 @@ pub struct ReportArgs {
     /// Price lines that have no provider cost with this TOML file of the [pricing] shape (a job file will do), e.g. --pricing prices.toml
     #[arg(long, value_name = "FILE")]
     pub pricing: Option<PathBuf>,
+}
+
+/// A field `report --by` groups by (the report's own `Field`, named here so
+/// the command line imports nothing downstream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum ByField {
+    Model,
+    ParamSet,
+    Job,
+    /// The UTC day of finished_at
+    Day,
+    Status,
+    FinishReason,
+    ErrorKind,
+    /// The output file, as named
+    File,
+}
+
+/// `report --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// Aligned columns for a terminal
+    Table,
+    /// by, groups, totals, span_s, files
+    Json,
+    /// One row per group and a totals row
+    Csv,
+    /// A GitHub table
+    Markdown,
+    /// One self-contained page: charts above the tables
+    Html,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -4,9 +4,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::usage::Field;
 use super::usage::{self, Format};
 use super::ReportError;
-use crate::cli::ReportArgs;
+use crate::cli::{ByField, ReportArgs};
 use crate::printer;
 
 pub fn command(args: &ReportArgs) -> Result<(), ReportError> {
@@ -35,7 +36,7 @@ pub fn command(args: &ReportArgs) -> Result<(), ReportError> {
     }
     let format = match (args.json, args.format, &output) {
         (true, _, _) => Format::Json,
-        (false, Some(format), _) => format,
+        (false, Some(format), _) => format.into(),
         (false, None, Some(path)) => Format::of_path(path).unwrap_or(Format::Table),
         (false, None, None) => Format::Table,
     };
@@ -43,15 +44,13 @@ pub fn command(args: &ReportArgs) -> Result<(), ReportError> {
     if files.is_empty() {
         return Err(ReportError::NoOutputs);
     }
-    let mut by = args.by.clone();
     // `--by model,model` is one grouping.
-    let mut seen = Vec::new();
-    by.retain(|f| {
-        !seen.contains(f) && {
-            seen.push(*f);
-            true
+    let mut by: Vec<Field> = Vec::new();
+    for field in args.by.iter().map(|f| field(*f)) {
+        if !by.contains(&field) {
+            by.push(field);
         }
-    });
+    }
     let report = usage::fold::fold(&files, &by, pricing.as_ref())?;
     let text = usage::format::render(&report, format);
     match output {
@@ -62,6 +61,19 @@ pub fn command(args: &ReportArgs) -> Result<(), ReportError> {
             })
         }
         None => printer::out(&text).map_err(ReportError::Print),
+    }
+}
+
+fn field(f: ByField) -> Field {
+    match f {
+        ByField::Model => Field::Model,
+        ByField::ParamSet => Field::ParamSet,
+        ByField::Job => Field::Job,
+        ByField::Day => Field::Day,
+        ByField::Status => Field::Status,
+        ByField::FinishReason => Field::FinishReason,
+        ByField::ErrorKind => Field::ErrorKind,
+        ByField::File => Field::File,
     }
 }
 

@@ -10,9 +10,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 /// A field a report can group by (`--by day,model`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
 pub enum Field {
     Model,
     ParamSet,

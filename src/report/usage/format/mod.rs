@@ -10,20 +10,28 @@ pub mod table;
 use std::path::Path;
 
 use super::model::{Figures, Report};
+use crate::cli::ReportFormat;
 
 /// `--format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// Aligned columns for a terminal.
     Table,
-    /// The shape DESIGN.md gives: by, groups, totals, span_s, files.
     Json,
-    /// One row per group and a totals row; the JSON names flattened with `_`.
     Csv,
-    /// A GitHub table.
     Markdown,
-    /// One self-contained page: charts above the tables.
     Html,
+}
+
+impl From<ReportFormat> for Format {
+    fn from(f: ReportFormat) -> Format {
+        match f {
+            ReportFormat::Table => Format::Table,
+            ReportFormat::Json => Format::Json,
+            ReportFormat::Csv => Format::Csv,
+            ReportFormat::Markdown => Format::Markdown,
+            ReportFormat::Html => Format::Html,
+        }
+    }
 }
 
 impl Format {
