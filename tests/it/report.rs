@@ -7,14 +7,13 @@
 mod data;
 mod expect;
 
-use std::collections::BTreeMap;
 use std::process::Output;
 
 use serde_json::{json, Value};
 
 use crate::common::{code, stderr, stdout, Sandbox};
 use data::{jsonl, outputs, records, PRICES};
-use expect::{assert_matches, Prices};
+use expect::{check_csv, check_json, span, Prices};
 
 fn prices() -> Prices {
     Prices::from([
@@ -28,103 +27,6 @@ fn report(sb: &Sandbox, args: &[String], extra: &[&str]) -> Output {
     all.extend(args.iter().map(String::as_str));
     all.extend(extra);
     sb.command(&all).output().expect("the binary runs")
-}
-
-/// The sum of each file's span (first start to last finish of its counted lines).
-fn span(files: &[(String, Vec<Value>)]) -> f64 {
-    let counted = expect::counted(files);
-    let t =
-        |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().expect("time")).expect("time");
-    let mut total = 0.0;
-    for (name, _) in files {
-        let lines: Vec<&Value> = counted
-            .iter()
-            .filter(|(f, _)| f == name)
-            .map(|(_, l)| l)
-            .collect();
-        let (Some(first), Some(last)) = (
-            lines.iter().map(|l| t(&l["started_at"])).min(),
-            lines.iter().map(|l| t(&l["finished_at"])).max(),
-        ) else {
-            continue;
-        };
-        total += (last - first).num_microseconds().expect("span") as f64 / 1e6;
-    }
-    total
-}
-
-fn check_json(text: &str, by: &[&str], want: &BTreeMap<String, Value>, totals: &Value) {
-    let got: Value = serde_json::from_str(text).expect("JSON report");
-    // The contract's order, top level (indented two spaces).
-    let at = |key: &str| text.find(&format!("\n  \"{key}\":")).expect(key);
-    let order = ["by", "groups", "totals", "span_s", "files"].map(at);
-    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
-    assert_eq!(got["by"], json!(by));
-    let groups = got["groups"].as_array().expect("groups");
-    assert_eq!(groups.len(), want.len(), "{by:?}: {groups:?}");
-    for group in groups {
-        let values: Vec<Value> = by.iter().map(|f| group[*f].clone()).collect();
-        let key = serde_json::to_string(&values).expect("key");
-        let expected = want
-            .get(&key)
-            .unwrap_or_else(|| panic!("{by:?}: unexpected group {key}"));
-        assert_matches(group, expected, &format!("{by:?} {key}"));
-    }
-    assert_matches(&got["totals"], totals, &format!("{by:?} totals"));
-}
-
-fn check_csv(text: &str, by: &[&str], want: &BTreeMap<String, Value>, totals: &Value) {
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let header: Vec<String> = reader
-        .headers()
-        .expect("header")
-        .iter()
-        .map(str::to_string)
-        .collect();
-    let rows: Vec<Vec<String>> = (reader.records())
-        .map(|r| r.expect("row").iter().map(str::to_string).collect())
-        .collect();
-    assert_eq!(
-        rows.len(),
-        want.len() + 1,
-        "{by:?}: one row per group and the totals"
-    );
-    let parse = |cell: &str| -> Value {
-        if cell.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(cell).unwrap_or_else(|_| json!(cell))
-        }
-    };
-    for (i, row) in rows.iter().enumerate() {
-        let cells: BTreeMap<&str, &str> = header
-            .iter()
-            .map(String::as_str)
-            .zip(row.iter().map(String::as_str))
-            .collect();
-        let expected = if i + 1 == rows.len() {
-            assert_eq!(row[0], "total");
-            totals
-        } else {
-            let values: Vec<Value> = (by.iter())
-                .map(|f| match cells[f] {
-                    "" => Value::Null,
-                    v => json!(v),
-                })
-                .collect();
-            let key = serde_json::to_string(&values).expect("key");
-            want.get(&key)
-                .unwrap_or_else(|| panic!("{by:?}: unexpected CSV group {key}"))
-        };
-        let mut flat = BTreeMap::new();
-        expect::flat(expected, "", &mut flat);
-        for (name, value) in &flat {
-            let cell = cells
-                .get(name.as_str())
-                .unwrap_or_else(|| panic!("no column {name}"));
-            assert_matches(&parse(cell), value, &format!("csv {by:?} row {i} {name}"));
-        }
-    }
 }
 
 #[test]
