@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-pub use crate::printer::LogFormat;
+pub use crate::printer::{ColorChoice, LogFormat};
 
 /// `--version`: the package version and the commit it was built from
 /// ("unknown" outside a git checkout, as in a crates.io build); see build.rs.
@@ -28,6 +28,12 @@ pub const VERSION: &str = concat!(
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// When to colour messages on stderr; NO_COLOR (set, not empty) means never unless --color always.
+    ///
+    /// auto colours a terminal whose TERM is not dumb; e.g. --color never
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
 }
 
 #[derive(Debug, Subcommand)]
@@ -45,8 +51,9 @@ Exit codes: 0 all ok, 1 some failed, 2 invalid job/input/key (nothing sent),
     /// Check the job and every input row, count requests and estimate tokens and cost; sends nothing.
     #[command(
         mut_args(hide_sending_only),
-        after_help = "Example:
+        after_help = "Examples:
   promptbatch validate samples/quickstart.toml --limit 100
+  promptbatch validate job.toml --json | jq .estimate.totals.expected_usd
 
 The flags of run that change only how requests are sent (--endpoint, --header,
 --timeout, --summary, --concurrency, --rpm, --max-attempts) are not listed
@@ -60,11 +67,10 @@ here but are accepted and checked, so one set of flags serves both commands."
   promptbatch report out/ --by day,model -o weekly-{date}.html")]
     Report(ReportArgs),
     /// Serve the built-in simulated chat-completions endpoint on loopback.
-    #[command(after_help = "Example:
-  promptbatch mock-server --port 8089 --latency-ms 50 --rate-429 0.05
-  promptbatch run job.toml --endpoint http://127.0.0.1:8089/v1/chat/completions --api-key-env ''
-
-Per-prompt faults: put [mock:fail=429,500,reset,hang,malformed,...] in a prompt.")]
+    #[command(
+        after_help = format!("{MOCK_EXAMPLE}\n\nPer-prompt faults: put [mock:fail=429,500,reset,...] in a prompt; --help lists every directive and fault."),
+        after_long_help = format!("{MOCK_EXAMPLE}\n\n{}", crate::mock::directives_help())
+    )]
     MockServer(MockArgs),
     /// Print a shell completion script on standard output.
     #[command(after_help = "Examples:
@@ -77,6 +83,10 @@ Per-prompt faults: put [mock:fail=429,500,reset,hang,malformed,...] in a prompt.
   promptbatch man > ~/.local/share/man/man1/promptbatch.1")]
     Man,
 }
+
+const MOCK_EXAMPLE: &str = "Example:
+  promptbatch mock-server --port 8089 --latency-ms 50 --rate-429 0.05
+  promptbatch run job.toml --endpoint http://127.0.0.1:8089/v1/chat/completions --api-key-env ''";
 
 #[derive(Debug, Clone, Args)]
 pub struct CompletionsArgs {
@@ -168,15 +178,16 @@ pub struct JobArgs {
     #[arg(long, help_heading = "Input")]
     pub allow_empty: bool,
 
-    /// Output JSONL, one line per request; {name} and {date} are expanded [default: {name}.jsonl].
+    /// Output JSONL, one line per request; {name}, {date} and {datetime} are expanded [default: {name}.jsonl].
     ///
-    /// e.g. --output 'out/{name}-{date}.jsonl'
+    /// {date} and {datetime} are the run's start in UTC (2026-11-26, 20261126T020005Z), so a
+    /// scheduled run writes a new file instead of resuming the last one; e.g. --output 'out/{name}-{date}.jsonl'
     #[arg(long, value_name = "PATH", help_heading = "Output")]
     pub output: Option<String>,
 
     /// Summary JSON [default: the output path with .jsonl replaced by .summary.json].
     ///
-    /// e.g. --summary reports/today.json
+    /// Takes the placeholders of --output; e.g. --summary 'reports/{name}-{datetime}.json'
     #[arg(long, value_name = "PATH", help_heading = "Output")]
     pub summary: Option<String>,
 
@@ -260,6 +271,12 @@ pub struct JobArgs {
     /// json is one object per line: ts, level, event, message and figures; e.g. --log-format json
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text, help_heading = "Output")]
     pub log_format: LogFormat,
+
+    /// Print the result as JSON on standard output: the summary for run, the estimate for validate.
+    ///
+    /// Nothing else goes to standard output; e.g. promptbatch run job.toml --json | jq .cost_usd.total
+    #[arg(long, help_heading = "Output")]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -286,6 +303,12 @@ pub struct RunArgs {
     /// A run that exits non-zero still prints one line saying why; e.g. for cron: run job.toml -q
     #[arg(long, short, help_heading = "Output")]
     pub quiet: bool,
+
+    /// Say more: a line for each retry (why, attempt n of max, the wait) and each change of pace.
+    ///
+    /// In JSON logs these are `retry` and `pace` events; e.g. run job.toml -v
+    #[arg(long, short, help_heading = "Output")]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Clone, Args)]

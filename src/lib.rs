@@ -32,6 +32,7 @@ pub use exit::ExitStatus;
 /// Runs one command; its messages go through the printer, and the result is
 /// the exit status.
 pub async fn main(cli: Cli) -> ExitStatus {
+    printer::set_color(cli.color);
     match cli.command {
         Command::Run(args) => {
             printer::set_format(args.job.log_format);

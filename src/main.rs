@@ -1,9 +1,12 @@
 //! The thin binary: parse flags, build the runtime, map the exit status to the process exit code.
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
+
+use promptbatch::cli::{Cli, ColorChoice, LogFormat};
+use promptbatch::printer;
 
 fn main() {
-    let cli = promptbatch::cli::Cli::parse();
+    let cli = parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -19,6 +22,45 @@ fn main() {
     // may still sit in a read (a spooled standard input, say).
     runtime.shutdown_background();
     std::process::exit(status.code());
+}
+
+/// The flags; a usage error is said as clap says it, or, when the command
+/// line asks for `--log-format json`, as one JSON error event, so every line
+/// on stderr stays JSON for a shipper even when the flags are wrong.
+///
+/// clap prints help and its errors before the flags are parsed: it takes
+/// `--color` from the raw arguments, so `--color never --help` is plain.
+fn parse() -> Cli {
+    let color = ColorChoice::from_args(std::env::args_os());
+    let parsed = Cli::command()
+        .color(color.clap())
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    match parsed {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() && asks_json_logs(std::env::args_os().skip(1)) => {
+            printer::set_format(LogFormat::Json);
+            let text = e.render().to_string();
+            let text = text.trim_end();
+            printer::error(text.strip_prefix("error: ").unwrap_or(text));
+            std::process::exit(e.exit_code());
+        }
+        Err(e) => e.exit(),
+    }
+}
+
+/// `--log-format json` or `--log-format=json` among the arguments.
+fn asks_json_logs(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    let mut previous = None;
+    for arg in args {
+        if arg == "--log-format=json"
+            || (previous.as_deref() == Some("--log-format".as_ref()) && arg == "json")
+        {
+            return true;
+        }
+        previous = Some(arg);
+    }
+    false
 }
 
 /// mimalloc: about 20 % less CPU per request than the system allocator in the

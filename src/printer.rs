@@ -8,11 +8,23 @@
 //! little global state, set once per command, that every caller shares
 //! without threading a handle through the pipeline.
 //!
-//! Stdout carries results (`validate`'s estimate, `report`'s table) and goes
-//! through [`out`]; everything else is stderr.
+//! Stdout carries results (`validate`'s estimate, `report`'s table, `run
+//! --json`'s summary) and goes through [`out`]; everything else is stderr.
+//!
+//! Text lines on a stderr that is not a terminal (cron, systemd, a pipe)
+//! start with the UTC time to the second, `2026-11-26T02:00:05Z promptbatch:
+//! ...`: read in a log hours later, a line means little without it. On a
+//! terminal they stay as they are (the reader is watching); progress log
+//! lines carry the time either way.
+//!
+//! Colour (`--color`, `NO_COLOR`) is decided here once per command, for
+//! stderr only: the `error:` / `warning:` prefixes and the summary table's
+//! headings. A JSON log never gets any, and neither do results on stdout
+//! (they end up in files). [`count`] writes "1 row" / "2 rows" for every
+//! message that puts a number before a noun.
 
 use std::fmt::Display;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::{Mutex, PoisonError};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -27,6 +39,92 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line (`ts`, `level`, `event`, `message`, figures), for log shippers.
     Json,
+}
+
+/// `--color`: when messages on stderr are coloured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// When stderr is a terminal, TERM is not `dumb` and NO_COLOR is unset or empty.
+    #[default]
+    Auto,
+    /// Always, NO_COLOR and pipes included (not in a JSON log).
+    Always,
+    /// Never.
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether stderr gets colour: `no_color` is NO_COLOR's value, `term` TERM's.
+    pub fn decide(self, terminal: bool, no_color: Option<&str>, term: Option<&str>) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            // https://no-color.org: set and not empty means no colour.
+            ColorChoice::Auto => {
+                terminal && no_color.is_none_or(str::is_empty) && term != Some("dumb")
+            }
+        }
+    }
+
+    /// The choice for clap's own help and errors, which it prints before
+    /// the flags are parsed: taken from the raw arguments (the last
+    /// `--color` before a `--` wins; a bad value is clap's to report).
+    pub fn from_args<I, S>(args: I) -> ColorChoice
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut choice = ColorChoice::Auto;
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let arg = arg.as_ref().to_string_lossy().into_owned();
+            if arg == "--" {
+                break;
+            }
+            let value = match arg.strip_prefix("--color") {
+                Some("") => args
+                    .next()
+                    .map(|v| v.as_ref().to_string_lossy().into_owned()),
+                Some(rest) => rest.strip_prefix('=').map(str::to_string),
+                None => None,
+            };
+            match value.as_deref() {
+                Some("always") => choice = ColorChoice::Always,
+                Some("never") => choice = ColorChoice::Never,
+                Some("auto") => choice = ColorChoice::Auto,
+                _ => {}
+            }
+        }
+        choice
+    }
+
+    /// The same choice for clap.
+    pub fn clap(self) -> clap::ColorChoice {
+        match self {
+            ColorChoice::Auto => clap::ColorChoice::Auto,
+            ColorChoice::Always => clap::ColorChoice::Always,
+            ColorChoice::Never => clap::ColorChoice::Never,
+        }
+    }
+}
+
+/// "1 row", "2 rows", "0 rows": a count and its noun, for messages to people.
+/// Nouns whose plural is not the singular plus "s" use [`count_as`].
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// [`count`] with the plural given: `count_as(n, "retry", "retries")`.
+pub fn count_as(n: u64, singular: &str, plural: &str) -> String {
+    if n == 1 {
+        format!("1 {singular}")
+    } else {
+        format!("{n} {plural}")
+    }
 }
 
 /// How serious a message is; `level` in JSON.
@@ -49,14 +147,30 @@ impl Level {
 
 struct State {
     format: LogFormat,
+    /// Colour on stderr (never in JSON, whatever this says).
+    color: bool,
     /// The bar being drawn, if any: lines are printed with it lifted.
     bar: Option<ProgressBar>,
+    /// Whether text lines start with the time; None until the first line
+    /// asks (stderr is not a terminal).
+    stamp: Option<bool>,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
     format: LogFormat::Text,
+    color: false,
     bar: None,
+    stamp: None,
 });
+
+impl State {
+    /// Text lines are stamped where stderr is not a terminal: a log file.
+    fn stamp(&mut self) -> bool {
+        *self
+            .stamp
+            .get_or_insert_with(|| !std::io::stderr().is_terminal())
+    }
+}
 
 fn state() -> std::sync::MutexGuard<'static, State> {
     // A panic while printing leaves nothing half-set worth refusing over.
@@ -64,12 +178,62 @@ fn state() -> std::sync::MutexGuard<'static, State> {
 }
 
 /// Sets the format of every later message (once, when a command starts).
+///
+/// With JSON, a panic's message becomes an `error` event too (a panic in one
+/// request is caught and recorded, and its default text would be the one
+/// line on stderr a shipper cannot parse).
 pub fn set_format(format: LogFormat) {
     state().format = format;
+    if format == LogFormat::Json {
+        std::panic::set_hook(Box::new(|info| {
+            let m = Message {
+                level: Level::Error,
+                event: "error",
+                message: &format!("internal error (a bug in promptbatch): {info}"),
+                fields: Map::new(),
+            };
+            // Not through the state's lock: the panic may have happened while holding it.
+            let text = line(LogFormat::Json, false, Utc::now(), false, &m);
+            let _ = writeln!(std::io::stderr().lock(), "{text}");
+        }));
+    }
 }
 
 pub fn format() -> LogFormat {
     state().format
+}
+
+/// Decides once per command whether stderr gets colour (see [`ColorChoice::decide`]).
+pub fn set_color(choice: ColorChoice) {
+    use std::io::IsTerminal;
+    let no_color = std::env::var("NO_COLOR").ok();
+    let term = std::env::var("TERM").ok();
+    let color = choice.decide(
+        std::io::stderr().is_terminal(),
+        no_color.as_deref(),
+        term.as_deref(),
+    );
+    state().color = color;
+}
+
+/// Whether text on stderr is coloured now (a JSON log never is).
+pub fn color() -> bool {
+    let state = state();
+    state.color && state.format == LogFormat::Text
+}
+
+/// `text` in bold, when `color`: the summary table's headings.
+pub fn heading(text: &str, color: bool) -> String {
+    let style = anstyle::Style::new().bold();
+    styled(text, style, color)
+}
+
+fn styled(text: &str, style: anstyle::Style, color: bool) -> String {
+    if color {
+        format!("{style}{text}{style:#}")
+    } else {
+        text.to_string()
+    }
 }
 
 /// A bar is drawing from now on: lines go above it.
@@ -99,10 +263,29 @@ pub fn error(message: impl Display) {
 
 /// A message with figures: text shows the message only, JSON adds the figures.
 pub fn event(level: Level, event: &str, message: impl Display, fields: Map<String, Value>) {
+    say(level, event, message, fields, false);
+}
+
+/// A progress line: text has the time in front even on a terminal (it is a
+/// log line: `--progress log`), JSON the figures.
+pub fn progress(message: impl Display, fields: Map<String, Value>) {
+    say(Level::Info, "progress", message, fields, true);
+}
+
+fn say(
+    level: Level,
+    event: &str,
+    message: impl Display,
+    fields: Map<String, Value>,
+    always_stamp: bool,
+) {
     let mut state = state();
+    let stamp = always_stamp || state.stamp();
     let line = line(
         state.format,
+        state.color,
         Utc::now(),
+        stamp,
         &Message {
             level,
             event,
@@ -113,31 +296,23 @@ pub fn event(level: Level, event: &str, message: impl Display, fields: Map<Strin
     emit(&mut state, &line);
 }
 
-/// A progress line: text puts a timestamp in it (it is for logs), JSON the figures.
-pub fn progress(message: impl Display, fields: Map<String, Value>) {
-    let message = match format() {
-        LogFormat::Text => stamped(Utc::now(), message),
-        // The event has its `ts`.
-        LogFormat::Json => message.to_string(),
-    };
-    event(Level::Info, "progress", message, fields);
-}
-
-/// A text log line's message with the time in front: read in a cron log
-/// hours later, "10/40" means little without it.
-fn stamped(now: DateTime<Utc>, message: impl Display) -> String {
-    format!(
-        "{} {message}",
-        now.to_rfc3339_opts(SecondsFormat::Secs, true)
-    )
+/// `text` with the time in front.
+fn stamped(now: DateTime<Utc>, text: impl Display) -> String {
+    format!("{} {text}", now.to_rfc3339_opts(SecondsFormat::Secs, true))
 }
 
 /// Text for people only (the summary table): JSON leaves it out, its figures
-/// travel in an event instead.
+/// travel in an event instead. In a log only its first line is stamped, so
+/// the table's columns stay aligned.
 pub fn text(block: &str) {
     let mut state = state();
     if state.format == LogFormat::Text {
-        emit(&mut state, block.trim_end_matches('\n'));
+        let block = block.trim_end_matches('\n');
+        if state.stamp() {
+            emit(&mut state, &stamped(Utc::now(), block));
+        } else {
+            emit(&mut state, block);
+        }
     }
 }
 
@@ -176,14 +351,31 @@ struct Message<'a> {
     fields: Map<String, Value>,
 }
 
-/// The line a message becomes (without the newline).
-fn line(format: LogFormat, now: DateTime<Utc>, m: &Message) -> String {
+/// The line a message becomes (without the newline); `stamp`: text starts
+/// with the time.
+fn line(format: LogFormat, color: bool, now: DateTime<Utc>, stamp: bool, m: &Message) -> String {
+    use anstyle::AnsiColor;
+    let prefix = |name: &str, hue: AnsiColor| {
+        let style = anstyle::Style::new().bold().fg_color(Some(hue.into()));
+        styled(name, style, color)
+    };
     match format {
-        LogFormat::Text => match m.level {
-            Level::Info => format!("promptbatch: {}", m.message),
-            Level::Warn => format!("promptbatch: warning: {}", m.message),
-            Level::Error => format!("error: {}", m.message),
-        },
+        LogFormat::Text => {
+            let text = match m.level {
+                Level::Info => format!("promptbatch: {}", m.message),
+                Level::Warn => format!(
+                    "promptbatch: {} {}",
+                    prefix("warning:", AnsiColor::Yellow),
+                    m.message
+                ),
+                Level::Error => format!("{} {}", prefix("error:", AnsiColor::Red), m.message),
+            };
+            if stamp {
+                stamped(now, text)
+            } else {
+                text
+            }
+        }
         LogFormat::Json => {
             let mut object = Map::new();
             object.insert(
@@ -222,21 +414,125 @@ mod tests {
     fn text_has_one_format_per_level() {
         let now = Utc::now();
         let none = json!({});
-        let at = |level| line(LogFormat::Text, now, &message(level, "it", none.clone()));
+        let at = |level| {
+            line(
+                LogFormat::Text,
+                false,
+                now,
+                false,
+                &message(level, "it", none.clone()),
+            )
+        };
         assert_eq!(at(Level::Info), "promptbatch: it");
         assert_eq!(at(Level::Warn), "promptbatch: warning: it");
         assert_eq!(at(Level::Error), "error: it");
     }
 
     #[test]
-    fn a_text_progress_line_starts_with_the_time() {
-        let now = DateTime::parse_from_rfc3339("2026-11-25T23:00:05.250Z")
+    fn colour_marks_the_prefixes_in_text_and_never_in_json() {
+        let now = Utc::now();
+        let none = json!({});
+        let error = line(
+            LogFormat::Text,
+            true,
+            now,
+            false,
+            &message(Level::Error, "it", none.clone()),
+        );
+        assert_eq!(error, "\x1b[1m\x1b[31merror:\x1b[0m it");
+        let warn = line(
+            LogFormat::Text,
+            true,
+            now,
+            false,
+            &message(Level::Warn, "it", none.clone()),
+        );
+        assert!(warn.starts_with("promptbatch: \x1b["), "{warn:?}");
+        assert!(warn.ends_with("warning:\x1b[0m it"), "{warn:?}");
+        let json = line(
+            LogFormat::Json,
+            true,
+            now,
+            false,
+            &message(Level::Error, "it", none),
+        );
+        assert!(!json.contains('\x1b'), "{json:?}");
+        assert_eq!(heading("cost", false), "cost");
+        assert_eq!(heading("cost", true), "\x1b[1mcost\x1b[0m");
+    }
+
+    #[test]
+    fn auto_colours_only_a_terminal_without_no_color_or_a_dumb_term() {
+        use ColorChoice::*;
+        // choice, terminal, NO_COLOR, TERM, colour?
+        let cases = [
+            (Auto, true, None, Some("xterm-256color"), true),
+            (Auto, true, None, None, true),
+            (Auto, false, None, Some("xterm"), false),
+            (Auto, true, Some("1"), Some("xterm"), false),
+            // NO_COLOR set but empty does not count.
+            (Auto, true, Some(""), Some("xterm"), true),
+            (Auto, true, None, Some("dumb"), false),
+            (Always, false, Some("1"), Some("dumb"), true),
+            (Never, true, None, Some("xterm"), false),
+        ];
+        for (choice, terminal, no_color, term, expected) in cases {
+            assert_eq!(
+                choice.decide(terminal, no_color, term),
+                expected,
+                "{choice:?} terminal={terminal} NO_COLOR={no_color:?} TERM={term:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_color_flag_is_found_before_clap_parses() {
+        let from = |args: &[&str]| ColorChoice::from_args(args.iter().copied());
+        assert_eq!(from(&["promptbatch", "run", "--help"]), ColorChoice::Auto);
+        assert_eq!(from(&["pb", "--color", "never", "run"]), ColorChoice::Never);
+        assert_eq!(from(&["pb", "run", "--color=always"]), ColorChoice::Always);
+        assert_eq!(
+            from(&["pb", "--color=never", "run", "--color", "always"]),
+            ColorChoice::Always
+        );
+        // After `--` it is an argument, not the flag; a bad value is clap's to report.
+        assert_eq!(
+            from(&["pb", "run", "--", "--color=always"]),
+            ColorChoice::Auto
+        );
+        assert_eq!(from(&["pb", "--color=purple"]), ColorChoice::Auto);
+    }
+
+    #[test]
+    fn counts_agree_with_their_nouns() {
+        assert_eq!(count(1, "row"), "1 row");
+        assert_eq!(count(2, "row"), "2 rows");
+        assert_eq!(count(0, "request"), "0 requests");
+        assert_eq!(count_as(1, "retry", "retries"), "1 retry");
+        assert_eq!(count_as(3, "retry", "retries"), "3 retries");
+    }
+
+    #[test]
+    fn a_stamped_text_line_starts_with_the_utc_time_to_the_second() {
+        let now = DateTime::parse_from_rfc3339("2026-11-26T03:00:05.750+01:00")
             .expect("a time")
             .with_timezone(&Utc);
+        let none = json!({});
+        let at = |level| {
+            line(
+                LogFormat::Text,
+                false,
+                now,
+                true,
+                &message(level, "it", none.clone()),
+            )
+        };
+        assert_eq!(at(Level::Info), "2026-11-26T02:00:05Z promptbatch: it");
         assert_eq!(
-            stamped(now, "3/10 (30%)"),
-            "2026-11-25T23:00:05Z 3/10 (30%)"
+            at(Level::Warn),
+            "2026-11-26T02:00:05Z promptbatch: warning: it"
         );
+        assert_eq!(at(Level::Error), "2026-11-26T02:00:05Z error: it");
     }
 
     #[test]
@@ -249,7 +545,8 @@ mod tests {
             "two\nlines",
             json!({"requests": {"ok": 2}, "level": "not this one"}),
         );
-        let text = line(LogFormat::Json, now, &m);
+        // JSON has its `ts`: never a stamp in front.
+        let text = line(LogFormat::Json, false, now, true, &m);
         assert!(!text.contains('\n'), "{text}");
         let value: Value = serde_json::from_str(&text).expect("JSON");
         assert_eq!(value["ts"], "2026-11-25T23:00:00.000Z");

@@ -15,8 +15,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
 use crate::cli::ProgressArg;
+use crate::client::is_amount;
 use crate::printer::{self, LogFormat};
-use crate::report::table::usd;
+use crate::report::table;
 use crate::sink::{Record, Status};
 
 const LOG_EVERY: Duration = Duration::from_secs(5);
@@ -37,14 +38,23 @@ pub struct Progress {
     retries: u64,
     tokens: u64,
     cost: f64,
+    /// Requests with a cost, and successes without one: shown as a count, never as $0.
+    priced: u64,
+    unpriced: u64,
     start: Instant,
     last_message: Instant,
 }
 
 fn bar(total: u64) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    // --color never (or NO_COLOR) on a terminal: a bar without colour.
+    let template = if printer::color() {
+        "{bar:30.cyan/blue} {pos}/{len} eta {eta} {msg}"
+    } else {
+        "{bar:30} {pos}/{len} eta {eta} {msg}"
+    };
     bar.set_style(
-        ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} eta {eta} {msg}")
+        ProgressStyle::with_template(template)
             .expect("the template is valid")
             .progress_chars("█▉▊▋▌▍▎▏ "),
     );
@@ -77,6 +87,8 @@ impl Progress {
             retries: 0,
             tokens: 0,
             cost: 0.0,
+            priced: 0,
+            unpriced: 0,
             start: now,
             last_message: now,
         }
@@ -95,7 +107,14 @@ impl Progress {
         if let Some(u) = &r.usage {
             self.tokens += u.total_tokens;
         }
-        self.cost += r.cost_usd.unwrap_or(0.0);
+        match r.cost_usd.filter(|c| is_amount(*c)) {
+            Some(cost) => {
+                self.cost += cost;
+                self.priced += 1;
+            }
+            None if r.status == Status::Ok => self.unpriced += 1,
+            None => {}
+        }
         let now = Instant::now();
         match &self.display {
             Display::Bar(bar) => {
@@ -134,13 +153,13 @@ impl Progress {
 
     fn counts(&self) -> String {
         format!(
-            "{:.1} req/s · ok {} · failed {} · retries {} · {} tokens · {}",
+            "{:.1} req/s · ok {} · failed {} · retries {} · {} · {}",
             self.rate(),
             self.ok,
             self.failed,
             self.retries,
-            self.tokens,
-            usd(self.cost)
+            printer::count(self.tokens, "token"),
+            table::cost(self.cost, self.unpriced, self.priced == 0)
         )
     }
 
@@ -164,7 +183,9 @@ impl Progress {
             "failed": self.failed,
             "retries": self.retries,
             "tokens": self.tokens,
-            "cost_usd": self.cost,
+            // Null, not 0, while nothing is priced (as in a report).
+            "cost_usd": (self.priced > 0 || self.unpriced == 0).then_some(self.cost),
+            "unpriced_requests": self.unpriced,
             "requests_per_s": rate,
             "eta_s": eta_s,
         });
@@ -180,5 +201,30 @@ impl Progress {
             ),
             fields,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(status: &str, cost: &str) -> Record {
+        let line = format!(
+            r#"{{"key":"a","job":"t","id":"a","param_set":"default","status":"{status}","model":"m","content":null,"finish_reason":"stop","usage":null,"cost_usd":{cost},"cost_source":null,"latency_ms":1.0,"ttft_ms":null,"attempts":1,"uncertain_attempts":0,"client_request_id":"t:a:default:1","request_sha256":"","error":null,"response_id":null,"provider":null,"started_at":null,"finished_at":null,"params":{{}},"input":{{}}}}"#
+        );
+        serde_json::from_str(&line).expect("a record")
+    }
+
+    #[test]
+    fn the_bar_and_log_lines_count_unpriced_requests_instead_of_showing_zero_dollars() {
+        let mut progress = Progress::new(ProgressArg::Off, false, 3);
+        progress.on_record(&record("ok", "null"));
+        progress.on_record(&record("error", "null"));
+        let text = progress.counts();
+        assert!(text.ends_with("· unpriced (1 request)"), "{text}");
+        assert!(!text.contains("$0"), "{text}");
+        progress.on_record(&record("ok", "0.5"));
+        let text = progress.counts();
+        assert!(text.ends_with("· $0.500000 + 1 unpriced"), "{text}");
     }
 }

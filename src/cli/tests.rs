@@ -24,7 +24,9 @@ fn job_flags() -> Vec<String> {
             a.get_long()
                 .map(|l| (a.get_id().as_str(), format!("--{l}")))
         })
-        .filter(|(id, _)| !["fresh", "progress", "quiet", "help", "version"].contains(id))
+        .filter(|(id, _)| {
+            !["fresh", "progress", "quiet", "verbose", "help", "version"].contains(id)
+        })
         .map(|(_, flag)| flag)
         .collect()
 }
@@ -168,5 +170,34 @@ fn short_help_states_the_defaults_and_long_help_adds_the_examples() {
     ] {
         assert!(!short.contains(example), "-h has {example}");
         assert!(long.contains(example), "--help lacks {example}");
+    }
+}
+
+#[test]
+fn color_is_a_flag_of_every_subcommand_and_verbose_one_of_run() {
+    for args in [
+        &["promptbatch", "run", "--color", "never"][..],
+        &["promptbatch", "--color=always", "validate"],
+        &["promptbatch", "report", "o.jsonl", "--color", "always"],
+        &["promptbatch", "mock-server", "--color", "never"],
+        &["promptbatch", "completions", "bash", "--color", "never"],
+        &["promptbatch", "man", "--color=never"],
+    ] {
+        let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        assert_ne!(cli.color, ColorChoice::Auto, "{args:?}");
+    }
+    let cli = Cli::try_parse_from(["promptbatch", "run"]).expect("valid");
+    assert_eq!(cli.color, ColorChoice::Auto);
+    assert!(Cli::try_parse_from(["promptbatch", "run", "--color", "purple"]).is_err());
+
+    for (args, verbose) in [
+        (&["promptbatch", "run", "-v"][..], true),
+        (&["promptbatch", "run", "--verbose"], true),
+        (&["promptbatch", "run"], false),
+    ] {
+        let Command::Run(run) = Cli::try_parse_from(args).expect("valid").command else {
+            panic!("expected run")
+        };
+        assert_eq!(run.verbose, verbose, "{args:?}");
     }
 }

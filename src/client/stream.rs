@@ -291,8 +291,8 @@ impl StreamAssembler {
                 "it ended"
             };
             let message = format!(
-                "stream cut short after {} chunk(s): {how} before any choice carried a finish reason",
-                self.chunks
+                "stream cut short after {}: {how} before any choice carried a finish reason",
+                crate::printer::count(self.chunks, "chunk")
             );
             return Err(Failure {
                 uncertain: true,

@@ -192,10 +192,9 @@ impl<R: BufRead> CsvRows<R> {
                 self.path.as_str(),
                 Some(line),
                 format!(
-                    "{} field{}, but the header has {} columns{}",
-                    records.len,
-                    if records.len == 1 { "" } else { "s" },
-                    self.names.len(),
+                    "{}, but the header has {}{}",
+                    crate::printer::count(records.len as u64, "field"),
+                    crate::printer::count(self.names.len() as u64, "column"),
                     if records.len < self.names.len() {
                         "; a value with a comma, quote or line break must be in double quotes, with any quote inside doubled (\"\")"
                     } else {
@@ -327,6 +326,18 @@ mod tests {
             "q.csv:3: 3 fields, but the header has 4 columns; a value with a comma, quote or line break must be in double quotes, with any quote inside doubled (\"\")"
         );
         assert_eq!(rows[2].clone().expect("fine").number, 3);
+    }
+
+    #[test]
+    fn a_field_count_of_one_is_singular() {
+        let rows = read(b"q\na,b\n").expect("header is fine");
+        let err = rows[0].clone().unwrap_err();
+        assert!(
+            err.message
+                .starts_with("2 fields, but the header has 1 column;"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

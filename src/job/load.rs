@@ -13,6 +13,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Utc};
+
+use super::placeholder::Values;
 use super::problem::{JobError, Problems};
 use super::settings::{self, Settings};
 use super::{
@@ -27,9 +30,9 @@ const FALLBACK_NAME: &str = "promptbatch";
 impl Job {
     /// Reads the job file (if any), applies the flags over it and validates the result.
     ///
-    /// `cwd`: where flag paths are relative to; `today`: UTC date of the run's
-    /// start as YYYY-MM-DD, for `{date}`. The API key is not read here.
-    pub fn load(args: &JobArgs, cwd: &Path, today: &str) -> Result<Job, JobError> {
+    /// `cwd`: where flag paths are relative to; `started`: the run's start,
+    /// for `{date}` and `{datetime}`. The API key is not read here.
+    pub fn load(args: &JobArgs, cwd: &Path, started: DateTime<Utc>) -> Result<Job, JobError> {
         let mut problems = Problems::default();
         let mut s = Settings::default();
         let mut file = match &args.job {
@@ -58,7 +61,11 @@ impl Job {
 
         let name = job_name(&s, args, &mut problems);
         let input = input_config(&s, &at, &mut problems);
-        let output = output_config(&s, &name, cwd, today, input.as_ref(), &at, &mut problems);
+        let values = Values {
+            name: Some(&name),
+            at: started,
+        };
+        let output = output_config(&s, &values, cwd, input.as_ref(), &at, &mut problems);
 
         if args.limit == Some(0) {
             problems.push(
@@ -202,9 +209,8 @@ fn input_config(
 
 fn output_config(
     s: &Settings,
-    name: &str,
+    values: &Values,
     cwd: &Path,
-    today: &str,
     input: Option<&InputConfig>,
     at: &dyn Fn(&str, &str) -> String,
     problems: &mut Problems,
@@ -213,8 +219,16 @@ fn output_config(
         Some(InputSource::File(input)) => Some(input),
         _ => None,
     };
+    let name = values.name.unwrap_or(FALLBACK_NAME);
+    // Checked when read; a failure here would be a placeholder the check let through.
+    let mut expanded = |spec: &settings::PathSpec, key: &str, flag: &str| {
+        spec.resolve(values).unwrap_or_else(|e| {
+            problems.push(at(key, flag), e.to_string());
+            spec.base.join(&spec.text)
+        })
+    };
     let path = match &s.output {
-        Some(spec) => spec.resolve(name, today),
+        Some(spec) => expanded(spec, "output.path", "--output"),
         None => {
             // `--input rows.jsonl` names the job "rows", and "rows.jsonl" is the
             // input itself: the default steps aside instead of refusing.
@@ -226,7 +240,7 @@ fn output_config(
         }
     };
     let summary = match &s.summary {
-        Some(spec) => spec.resolve(name, today),
+        Some(spec) => expanded(spec, "output.summary", "--summary"),
         None => summary_for(&path),
     };
     let mut ok = true;

@@ -15,6 +15,7 @@ mod file;
 mod flags;
 mod load;
 pub mod params;
+pub mod placeholder;
 mod prices;
 mod problem;
 mod settings;

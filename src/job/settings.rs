@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use toml::Value;
 
+use super::placeholder::{self, UnknownPlaceholder, Values};
 use super::problem::describe;
 use super::{
     EndpointConfig, Format, InputSource, Limits, RetryConfig, SystemMode, DEFAULT_ENDPOINT,
@@ -25,7 +26,8 @@ use crate::template::Template;
 pub(crate) const MAX_CONCURRENCY: i64 = 10_000;
 pub(crate) const MAX_ATTEMPTS: i64 = 100;
 
-/// A path that may hold `{name}` and `{date}`, expanded once the name is known.
+/// A path that may hold `{name}`, `{date}` and `{datetime}`, expanded once
+/// the name is known.
 #[derive(Debug, Clone)]
 pub(crate) struct PathSpec {
     pub text: String,
@@ -34,9 +36,8 @@ pub(crate) struct PathSpec {
 }
 
 impl PathSpec {
-    pub fn resolve(&self, name: &str, today: &str) -> PathBuf {
-        let expanded = self.text.replace("{name}", name).replace("{date}", today);
-        self.base.join(expanded)
+    pub fn resolve(&self, values: &Values) -> Result<PathBuf, UnknownPlaceholder> {
+        Ok(self.base.join(placeholder::expand(&self.text, values)?))
     }
 }
 
@@ -317,25 +318,14 @@ pub(crate) fn input_source(text: &str, base: &Path) -> Result<InputSource, Strin
     }
 }
 
-/// An output or summary path: non-empty, and no placeholder but `{name}` and `{date}`
-/// (a typo such as `{data}` would otherwise become a literal file name).
+/// An output or summary path: non-empty, and no placeholder but `{name}`,
+/// `{date}` and `{datetime}` (a typo such as `{data}` would otherwise become
+/// a literal file name).
 pub(crate) fn path_spec(text: &str, base: &Path) -> Result<PathSpec, String> {
     if text.is_empty() {
         return Err("must not be empty".into());
     }
-    let mut rest = text;
-    while let Some(open) = rest.find('{') {
-        let after = &rest[open + 1..];
-        let Some(close) = after.find('}') else { break };
-        let word = &after[..close];
-        let is_word = !word.is_empty() && word.chars().all(|c| c.is_alphanumeric() || c == '_');
-        if is_word && word != "name" && word != "date" {
-            return Err(format!(
-                "unknown placeholder {{{word}}} in {text:?}; the placeholders are {{name}} and {{date}}"
-            ));
-        }
-        rest = &after[close + 1..];
-    }
+    placeholder::check(text, &["name", "date", "datetime"]).map_err(|e| e.to_string())?;
     Ok(PathSpec {
         text: text.to_string(),
         base: base.to_path_buf(),
@@ -382,9 +372,11 @@ mod tests {
     fn unknown_placeholders_are_rejected() {
         let base = Path::new("/tmp");
         assert!(path_spec("out/{name}-{date}.jsonl", base).is_ok());
+        assert!(path_spec("out/{name}-{datetime}.jsonl", base).is_ok());
         assert!(path_spec("out/{}.jsonl", base).is_ok());
         let err = path_spec("out/{data}.jsonl", base).unwrap_err();
         assert!(err.contains("{data}"), "{err}");
+        assert!(err.contains("{name}, {date} and {datetime}"), "{err}");
         assert!(path_spec("", base).is_err());
     }
 

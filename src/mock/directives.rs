@@ -81,30 +81,251 @@ impl Fault {
     }
 }
 
-const FAULT_NAMES: &[(&str, Fault)] = &[
-    ("429", Fault::RateLimit),
-    ("quota", Fault::Quota),
-    ("500", Fault::Server500),
-    ("502", Fault::BadGateway),
-    ("504", Fault::GatewayTimeout),
-    ("503html", Fault::Unavailable503Html),
-    ("400", Fault::BadRequest400),
-    ("422", Fault::Unprocessable422),
-    ("401", Fault::Unauthorized401),
-    ("402", Fault::PaymentRequired402),
-    ("403", Fault::Forbidden403),
-    ("404", Fault::NotFound404),
-    ("reset", Fault::Reset),
-    ("hang", Fault::Hang),
-    ("malformed", Fault::Malformed),
-    ("empty", Fault::Empty),
-    ("cut", Fault::Cut),
-    ("sse-error", Fault::SseError),
-    ("echo-401", Fault::Echo401),
-    ("echo-502", Fault::Echo502),
-    ("echo-200", Fault::Echo200),
-    ("echo-sse", Fault::EchoSse),
+/// Every fault `[mock:fail=...]` understands, with what the attempt gets:
+/// the one table parsing, error messages and `mock-server --help` read.
+pub(crate) const FAULT_NAMES: &[(&str, Fault, &str)] = &[
+    (
+        "429",
+        Fault::RateLimit,
+        "429 rate_limit_error with Retry-After: 1 (or retry-after-ms)",
+    ),
+    (
+        "quota",
+        Fault::Quota,
+        "429 insufficient_quota: out of credits, not a rate limit",
+    ),
+    (
+        "500",
+        Fault::Server500,
+        "500 in the AI/ML API's error shape",
+    ),
+    ("502", Fault::BadGateway, "502 Bad Gateway, plain text"),
+    (
+        "504",
+        Fault::GatewayTimeout,
+        "504 Gateway Timeout, plain text",
+    ),
+    (
+        "503html",
+        Fault::Unavailable503Html,
+        "503 with a load balancer's HTML page",
+    ),
+    (
+        "400",
+        Fault::BadRequest400,
+        "400 in the AI/ML API's shape (statusCode as a string)",
+    ),
+    (
+        "422",
+        Fault::Unprocessable422,
+        "422 in vLLM's shape (context length exceeded)",
+    ),
+    ("401", Fault::Unauthorized401, "401 invalid API key"),
+    (
+        "402",
+        Fault::PaymentRequired402,
+        "402 insufficient credits (OpenRouter)",
+    ),
+    (
+        "403",
+        Fault::Forbidden403,
+        "403 insufficient credits (AI/ML API)",
+    ),
+    ("404", Fault::NotFound404, "404 model not found"),
+    (
+        "reset",
+        Fault::Reset,
+        "the connection is closed without an answer",
+    ),
+    (
+        "hang",
+        Fault::Hang,
+        "no answer at all until the server stops (a timeout)",
+    ),
+    (
+        "malformed",
+        Fault::Malformed,
+        "200 with the first half of a JSON body",
+    ),
+    ("empty", Fault::Empty, "200 whose choices are empty"),
+    (
+        "cut",
+        Fault::Cut,
+        "the body (or stream) ends before it is complete",
+    ),
+    (
+        "sse-error",
+        Fault::SseError,
+        "an error event inside a 200 stream (an error object in a 200 body)",
+    ),
+    (
+        "echo-401",
+        Fault::Echo401,
+        "401 quoting the key and x-api-key sent (redaction tests)",
+    ),
+    (
+        "echo-502",
+        Fault::Echo502,
+        "502 with the credentials in an upstream excerpt",
+    ),
+    (
+        "echo-200",
+        Fault::Echo200,
+        "200 with broken JSON quoting the key where a completion belongs",
+    ),
+    (
+        "echo-sse",
+        Fault::EchoSse,
+        "an in-band error quoting the credentials",
+    ),
 ];
+
+/// Every `[mock:cost=...]` mode, with what it sends.
+const COST_MODES: &[(&str, CostMode, &str)] = &[
+    (
+        "aiml-header",
+        CostMode::AimlHeader,
+        "the AI/ML API's x-aimlapi-usd-spent header",
+    ),
+    (
+        "aiml-body",
+        CostMode::AimlBody,
+        "the AI/ML API's meta.usage.usd_spent in the body",
+    ),
+    (
+        "aiml-credits",
+        CostMode::AimlCredits,
+        "x-aimlapi-credits-used ($1 = 2,000,000 credits)",
+    ),
+    (
+        "openrouter",
+        CostMode::OpenRouter,
+        "OpenRouter's usage.cost and provider",
+    ),
+];
+
+/// What a directive sets; `apply` matches on it exhaustively, so a new
+/// directive cannot be parsed without a row in [`DIRECTIVES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Fail,
+    RetryAfterMs,
+    Latency,
+    ChunkMs,
+    NoUsage,
+    Cost,
+    Model,
+    Tools,
+    EchoAuth,
+}
+
+/// One `[mock:NAME]` or `[mock:NAME=VALUE]` directive.
+pub(crate) struct Directive {
+    pub name: &'static str,
+    /// What follows `=`, for people (None: the directive takes no value).
+    pub value: Option<&'static str>,
+    pub help: &'static str,
+    kind: Kind,
+}
+
+/// Every directive the mock understands: the one table parsing, error
+/// messages and `mock-server --help` read.
+pub(crate) const DIRECTIVES: &[Directive] = &[
+    Directive {
+        name: "fail",
+        value: Some("F1,F2,..."),
+        help: "the Nth attempt answers the Nth fault below; later ones succeed",
+        kind: Kind::Fail,
+    },
+    Directive {
+        name: "retry-after-ms",
+        value: Some("MS"),
+        help: "429 faults send retry-after-ms: MS instead of Retry-After: 1",
+        kind: Kind::RetryAfterMs,
+    },
+    Directive {
+        name: "latency",
+        value: Some("MS"),
+        help: "added to the configured latency, before the reply's head",
+        kind: Kind::Latency,
+    },
+    Directive {
+        name: "chunk-ms",
+        value: Some("MS"),
+        help: "pause between the chunks of a stream",
+        kind: Kind::ChunkMs,
+    },
+    Directive {
+        name: "no-usage",
+        value: None,
+        help: "no usage anywhere in the reply, streams included",
+        kind: Kind::NoUsage,
+    },
+    Directive {
+        name: "cost",
+        value: Some("MODE"),
+        help: "report the cost the way a provider does (modes below)",
+        kind: Kind::Cost,
+    },
+    Directive {
+        name: "model",
+        value: Some("NAME"),
+        help: "the reply names this model instead of the one requested",
+        kind: Kind::Model,
+    },
+    Directive {
+        name: "tools",
+        value: None,
+        help: "the reply is a single tool call and no content",
+        kind: Kind::Tools,
+    },
+    Directive {
+        name: "echo-auth",
+        value: None,
+        help: "every string of the reply quotes the credentials it was sent",
+        kind: Kind::EchoAuth,
+    },
+];
+
+/// The directives, faults and cost modes for `mock-server --help`, from the tables above.
+pub fn help() -> String {
+    let mut out = String::from(
+        "Directives: put them in the last user message of a request; the mock removes them\n\
+         from the text it echoes, and answers a directive it does not know with a 400.\n",
+    );
+    let written = |d: &Directive| match d.value {
+        Some(value) => format!("[mock:{}={value}]", d.name),
+        None => format!("[mock:{}]", d.name),
+    };
+    let width = DIRECTIVES
+        .iter()
+        .map(|d| written(d).len())
+        .max()
+        .unwrap_or(0);
+    for d in DIRECTIVES {
+        out.push_str(&format!("  {:<width$}  {}\n", written(d), d.help));
+    }
+    out.push_str("\nFaults (fail=...):\n");
+    let width = FAULT_NAMES
+        .iter()
+        .map(|(n, _, _)| n.len())
+        .max()
+        .unwrap_or(0);
+    for (name, _, help) in FAULT_NAMES {
+        out.push_str(&format!("  {name:<width$}  {help}\n"));
+    }
+    out.push_str("\nCost modes (cost=...):\n");
+    let width = COST_MODES
+        .iter()
+        .map(|(n, _, _)| n.len())
+        .max()
+        .unwrap_or(0);
+    for (name, _, help) in COST_MODES {
+        out.push_str(&format!("  {name:<width$}  {help}\n"));
+    }
+    out.push_str("\nExample prompt: \"What is 2+2? [mock:fail=429,500] [mock:latency=50]\"");
+    out
+}
 
 const OPEN: &str = "[mock:";
 
@@ -147,21 +368,19 @@ pub(crate) enum DirectiveError {
     NeedsValue(String),
     #[error("mock directive `[mock:{key}={value}]`: expected whole milliseconds")]
     NotMillis { key: String, value: String },
-    #[error("unknown mock fault `{0}`; known faults: {known}", known = fault_names())]
+    #[error("unknown mock fault `{0}`; known faults: {known}", known = names(FAULT_NAMES))]
     UnknownFault(String),
-    #[error(
-        "unknown mock cost mode `{0}`; known: aiml-header, aiml-body, aiml-credits, openrouter"
-    )]
+    #[error("unknown mock cost mode `{0}`; known: {known}", known = names(COST_MODES))]
     UnknownCostMode(String),
     #[error(
-        "unknown mock directive `[mock:{0}]`; known: fail, retry-after-ms, latency, chunk-ms, \
-         no-usage, cost, model, tools, echo-auth"
+        "unknown mock directive `[mock:{0}]`; known: {known}",
+        known = DIRECTIVES.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
     )]
     Unknown(String),
 }
 
-fn fault_names() -> String {
-    let known: Vec<&str> = FAULT_NAMES.iter().map(|(n, _)| *n).collect();
+fn names<T>(table: &[(&str, T, &str)]) -> String {
+    let known: Vec<&str> = table.iter().map(|(n, _, _)| *n).collect();
     known.join(", ")
 }
 
@@ -177,8 +396,13 @@ fn apply(directives: &mut Directives, directive: &str) -> Result<(), DirectiveEr
             value: v.to_string(),
         })
     };
-    match key {
-        "fail" => {
+    let kind = DIRECTIVES
+        .iter()
+        .find(|d| d.name == key)
+        .map(|d| d.kind)
+        .ok_or_else(|| DirectiveError::Unknown(key.to_string()))?;
+    match kind {
+        Kind::Fail => {
             for name in need_value()?
                 .split(',')
                 .map(str::trim)
@@ -186,29 +410,28 @@ fn apply(directives: &mut Directives, directive: &str) -> Result<(), DirectiveEr
             {
                 let fault = FAULT_NAMES
                     .iter()
-                    .find(|(known, _)| *known == name)
-                    .map(|(_, fault)| *fault)
+                    .find(|(known, _, _)| *known == name)
+                    .map(|(_, fault, _)| *fault)
                     .ok_or_else(|| DirectiveError::UnknownFault(name.to_string()))?;
                 directives.fails.push(fault);
             }
         }
-        "retry-after-ms" => directives.retry_after_ms = Some(millis(need_value()?)?),
-        "latency" => directives.latency += Duration::from_millis(millis(need_value()?)?),
-        "chunk-ms" => directives.chunk_gap = Duration::from_millis(millis(need_value()?)?),
-        "no-usage" => directives.no_usage = true,
-        "tools" => directives.tools = true,
-        "echo-auth" => directives.echo_auth = true,
-        "model" => directives.model = Some(need_value()?.to_string()),
-        "cost" => {
-            directives.cost = Some(match need_value()? {
-                "aiml-header" => CostMode::AimlHeader,
-                "aiml-body" => CostMode::AimlBody,
-                "aiml-credits" => CostMode::AimlCredits,
-                "openrouter" => CostMode::OpenRouter,
-                other => return Err(DirectiveError::UnknownCostMode(other.to_string())),
-            })
+        Kind::RetryAfterMs => directives.retry_after_ms = Some(millis(need_value()?)?),
+        Kind::Latency => directives.latency += Duration::from_millis(millis(need_value()?)?),
+        Kind::ChunkMs => directives.chunk_gap = Duration::from_millis(millis(need_value()?)?),
+        Kind::NoUsage => directives.no_usage = true,
+        Kind::Tools => directives.tools = true,
+        Kind::EchoAuth => directives.echo_auth = true,
+        Kind::Model => directives.model = Some(need_value()?.to_string()),
+        Kind::Cost => {
+            let mode = need_value()?;
+            let found = COST_MODES.iter().find(|(name, _, _)| *name == mode);
+            directives.cost = Some(
+                found
+                    .map(|(_, mode, _)| *mode)
+                    .ok_or_else(|| DirectiveError::UnknownCostMode(mode.to_string()))?,
+            );
         }
-        other => return Err(DirectiveError::Unknown(other.to_string())),
     }
     Ok(())
 }
@@ -243,6 +466,52 @@ mod tests {
         assert_eq!(d.retry_after_ms, Some(250));
     }
 
+    /// `[mock:NAME]` or `[mock:NAME=VALUE]` as a directive is written.
+    fn written(d: &Directive, value: &str) -> String {
+        match d.value {
+            Some(_) => format!("[mock:{}={value}]", d.name),
+            None => format!("[mock:{}]", d.name),
+        }
+    }
+
+    #[test]
+    fn every_listed_directive_fault_and_cost_mode_is_accepted() {
+        // A value each directive takes; a new one without a value here fails below.
+        let example = |name| match name {
+            "fail" => "429,500,reset",
+            "retry-after-ms" | "latency" | "chunk-ms" => "25",
+            "cost" => "openrouter",
+            "model" => "x/y",
+            _ => "",
+        };
+        for d in DIRECTIVES {
+            let text = written(d, example(d.name));
+            let (parsed, rest) = parse(&format!("hi {text}")).expect(&text);
+            assert_ne!(parsed, Directives::default(), "{text} changed nothing");
+            assert_eq!(rest, "hi");
+        }
+        for (name, fault, _) in FAULT_NAMES {
+            let (parsed, _) = parse(&format!("[mock:fail={name}]")).expect(name);
+            assert_eq!(parsed.fails, vec![*fault], "{name}");
+        }
+        for (name, mode, _) in COST_MODES {
+            let (parsed, _) = parse(&format!("[mock:cost={name}]")).expect(name);
+            assert_eq!(parsed.cost, Some(*mode), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_tables_name_each_thing_once() {
+        let mut names: Vec<&str> = DIRECTIVES.iter().map(|d| d.name).collect();
+        let mut faults: Vec<&str> = FAULT_NAMES.iter().map(|(n, _, _)| *n).collect();
+        for list in [&mut names, &mut faults] {
+            let before = list.len();
+            list.sort_unstable();
+            list.dedup();
+            assert_eq!(list.len(), before, "{list:?}");
+        }
+    }
+
     #[test]
     fn bad_directives_are_errors_that_name_them() {
         for (text, expected) in [
@@ -255,6 +524,61 @@ mod tests {
         ] {
             let err = parse(text).expect_err(text).to_string();
             assert!(err.contains(expected), "{text}: {err}");
+        }
+    }
+
+    /// The help people read is generated from the tables: parse it back and
+    /// check it lists exactly what the mock understands, each accepted.
+    #[test]
+    fn mock_server_help_lists_every_directive_fault_and_cost_mode() {
+        use clap::CommandFactory;
+        let mut command = crate::cli::Cli::command();
+        command.build();
+        let help = command
+            .find_subcommand_mut("mock-server")
+            .expect("mock-server")
+            .render_long_help()
+            .to_string();
+        let listed: Vec<&str> = help
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("[mock:"))
+            .filter_map(|l| l.split(']').next())
+            .collect();
+        let names: Vec<&str> = listed
+            .iter()
+            .map(|d| d.split('=').next().unwrap_or(d))
+            .collect();
+        let table: Vec<&str> = DIRECTIVES.iter().map(|d| d.name).collect();
+        assert_eq!(names, table, "{help}");
+        // Each as listed, its placeholder filled in, is accepted.
+        for listed in &listed {
+            let filled = listed
+                .replace("F1,F2,...", "429,500")
+                .replace("=MS", "=5")
+                .replace("=MODE", "=openrouter")
+                .replace("=NAME", "=x/y");
+            let (parsed, _) = parse(&format!("[mock:{filled}]")).expect(&filled);
+            assert_ne!(parsed, Directives::default(), "{filled}");
+        }
+        // The rows under a heading, up to the next blank line.
+        let section = |title: &str| -> Vec<String> {
+            help.lines()
+                .skip_while(|l| !l.starts_with(title))
+                .skip(1)
+                .take_while(|l| !l.trim().is_empty())
+                .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+                .collect()
+        };
+        let faults = section("Faults");
+        let fault_table: Vec<&str> = FAULT_NAMES.iter().map(|(n, _, _)| *n).collect();
+        assert_eq!(faults, fault_table, "{help}");
+        for fault in &faults {
+            parse(&format!("[mock:fail={fault}]")).expect(fault);
+        }
+        let modes = section("Cost modes");
+        assert_eq!(modes.len(), COST_MODES.len(), "{help}");
+        for mode in &modes {
+            parse(&format!("[mock:cost={mode}]")).expect(mode);
         }
     }
 }

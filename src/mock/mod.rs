@@ -29,7 +29,7 @@ mod tests;
 
 use std::time::Duration;
 
-pub use directives::CostMode;
+pub use directives::{help as directives_help, CostMode};
 pub use reply::{expected_reply, ExpectedReply, DEFAULT_USD_PER_MILLION};
 pub use server::MockServer;
 pub use stats::MockStats;

@@ -20,6 +20,8 @@ pub(super) struct Built {
     /// other content as its compact JSON: an upper bound of the prompt's tokens
     /// before the allowance per message.
     pub prompt_bytes: u64,
+    /// Of `prompt_bytes`, what the image parts count for.
+    pub image_tokens: u64,
     pub count: u64,
 }
 
@@ -209,10 +211,17 @@ fn built(messages: Vec<Value>, image_tokens: u64) -> Built {
         .iter()
         .map(|m| message_bytes(m, image_tokens))
         .fold(0, u64::saturating_add);
+    let images = messages
+        .iter()
+        .filter_map(|m| m.get("content").and_then(Value::as_array))
+        .flatten()
+        .filter(|part| part_text(part).is_none() && is_image(part))
+        .count() as u64;
     Built {
         count: messages.len() as u64,
         messages: Value::Array(messages),
         prompt_bytes,
+        image_tokens: images.saturating_mul(image_tokens),
     }
 }
 

@@ -386,6 +386,7 @@ impl Planner {
             input: Arc::clone(fields),
             client_request_id_prefix: request_id::prefix(&self.job_part, id, &set.id_part),
             prompt_bytes: built.prompt_bytes.saturating_add(r.extra_bytes),
+            image_tokens: built.image_tokens,
             message_count: built.count,
             max_output_tokens: r.max_output_tokens,
             line,

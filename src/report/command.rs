@@ -25,7 +25,7 @@ pub fn command(args: &ReportArgs) -> Result<(), ReportError> {
         }
         None => None,
     };
-    let output = args.output.as_deref().map(expand);
+    let output = args.output.as_deref().map(expand).transpose()?;
     if let Some(path) = &output {
         if std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
             return Err(ReportError::Write {
@@ -77,19 +77,21 @@ fn field(f: ByField) -> Field {
     }
 }
 
-/// `{date}` (UTC `YYYY-MM-DD`) and `{datetime}` (UTC `YYYYMMDDTHHMMSSZ`) in `-o`.
-fn expand(path: &Path) -> PathBuf {
+/// `{date}` and `{datetime}` in `-o`, the command's start in UTC; any
+/// other placeholder (`{data}`, `{name}`: there is no job) is refused.
+fn expand(path: &Path) -> Result<PathBuf, ReportError> {
+    use crate::job::placeholder::{self, Values};
+    let values = Values {
+        name: None,
+        at: chrono::Utc::now(),
+    };
     let text = path.to_string_lossy();
-    if !text.contains('{') {
-        return path.to_path_buf();
-    }
-    let now = chrono::Utc::now();
-    let date = now.format("%Y-%m-%d").to_string();
-    let datetime = now.format("%Y%m%dT%H%M%SZ").to_string();
-    PathBuf::from(
-        text.replace("{datetime}", &datetime)
-            .replace("{date}", &date),
-    )
+    placeholder::expand(&text, &values)
+        .map(PathBuf::from)
+        .map_err(|e| ReportError::Write {
+            path: path.to_path_buf(),
+            error: std::io::Error::other(e.to_string()),
+        })
 }
 
 /// Writes `bytes` to `path` through a temp file beside it and a rename, so a

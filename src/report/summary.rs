@@ -98,6 +98,10 @@ pub struct ThisRun {
     pub uncertain_attempts: u64,
     pub tokens: Tokens,
     pub cost_usd: f64,
+    /// This run's successful requests without a cost, for the table (the
+    /// JSON has the job's count only).
+    #[serde(skip)]
+    pub unpriced_requests: u64,
     pub wall_s: f64,
     pub throughput: Throughput,
 }
@@ -387,6 +391,7 @@ impl Tally {
                 uncertain_attempts: run.uncertain,
                 tokens: run.tokens.clone(),
                 cost_usd: run.costs.total,
+                unpriced_requests: run.costs.unpriced_requests,
                 wall_s,
                 throughput,
             },

@@ -4,12 +4,27 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::summary::{Spread, Summary};
+use crate::printer::{count, count_as, heading};
 use crate::scheduler::StopReason;
 
+/// The table without colour (for a file, a pipe, or a test).
 pub fn render(s: &Summary) -> String {
+    render_styled(s, false)
+}
+
+/// The table; `color` puts its title and headings in bold (stderr on a terminal).
+pub fn render_styled(s: &Summary, color: bool) -> String {
     let mut out = String::new();
     let r = &s.requests;
-    let _ = writeln!(out, "promptbatch · {} · {:.1} s", s.job, s.wall_s);
+    // Each row's heading, padded before it is styled so the columns line up.
+    let head = |name: &str| heading(&format!("{name:<13}"), color);
+    let _ = writeln!(
+        out,
+        "{} · {} · {:.1} s",
+        heading("promptbatch", color),
+        s.job,
+        s.wall_s
+    );
     if s.requests.resumed > 0 {
         let _ = writeln!(
             out,
@@ -18,85 +33,122 @@ pub fn render(s: &Summary) -> String {
     }
     let _ = writeln!(
         out,
-        "  requests     {} total: {} ok, {} failed, {} resumed, {} not sent",
-        r.total, r.ok, r.failed, r.resumed, r.not_sent
+        "  {}{} total: {} ok, {} failed, {} resumed, {} not sent",
+        head("requests"),
+        r.total,
+        r.ok,
+        r.failed,
+        r.resumed,
+        r.not_sent
     );
     let _ = writeln!(
         out,
-        "  attempts     {} ({} retries, {} uncertain: may be billed)",
-        s.attempts, s.retries, s.uncertain_attempts
+        "  {}{} ({}, {} uncertain: may be billed)",
+        head("attempts"),
+        s.attempts,
+        count_as(s.retries, "retry", "retries"),
+        s.uncertain_attempts
     );
     if let Some(stopped) = s.stopped {
-        let _ = writeln!(out, "  stopped      {}", stop_reason(stopped));
+        let _ = writeln!(out, "  {}{}", head("stopped"), stop_reason(stopped));
         if let Some(why) = &s.stopped_because {
-            let _ = writeln!(out, "    last error {why}");
+            let _ = writeln!(out, "    {} {why}", heading("last error", color));
         }
     }
     if !s.finish_reasons.is_empty() {
-        let _ = writeln!(out, "  finish       {}", counts(&s.finish_reasons));
+        let _ = writeln!(out, "  {}{}", head("finish"), counts(&s.finish_reasons));
     }
     if !s.errors.is_empty() {
-        let _ = writeln!(out, "  errors       {}", counts(&s.errors));
+        let _ = writeln!(out, "  {}{}", head("errors"), counts(&s.errors));
     }
     let t = &s.tokens;
     let _ = write!(
         out,
-        "  tokens       {} prompt + {} completion = {}",
-        t.prompt, t.completion, t.total
+        "  {}{} prompt + {} completion = {}",
+        head("tokens"),
+        t.prompt,
+        t.completion,
+        t.total
     );
     if t.unreported > 0 {
         let _ = write!(
             out,
-            " ({} {} no usage)",
-            t.unreported,
-            if t.unreported == 1 {
-                "request reported"
-            } else {
-                "requests reported"
-            }
+            " ({} reported no usage)",
+            count(t.unreported, "request")
         );
     }
     out.push('\n');
     let c = &s.cost_usd;
-    let _ = write!(out, "  cost         {}", usd(c.total));
+    let _ = write!(
+        out,
+        "  {}{}",
+        head("cost"),
+        cost(c.total, c.unpriced_requests, c.by_model.is_empty())
+    );
     if c.unpriced_requests > 0 {
-        let _ = write!(
-            out,
-            " + {} unpriced request(s) (add [pricing] to count them)",
-            c.unpriced_requests
-        );
+        out.push_str(" (add [pricing] to price them)");
     }
     out.push('\n');
     if c.by_model.len() > 1 || c.by_param_set.len() > 1 {
-        let _ = writeln!(out, "    by model   {}", amounts(&c.by_model));
-        let _ = writeln!(out, "    by set     {}", amounts(&c.by_param_set));
+        let _ = writeln!(
+            out,
+            "    {}{}",
+            heading("by model   ", color),
+            amounts(&c.by_model)
+        );
+        let _ = writeln!(
+            out,
+            "    {}{}",
+            heading("by set     ", color),
+            amounts(&c.by_param_set)
+        );
     }
     if let Some(l) = &s.latency_ms {
-        let _ = writeln!(out, "  latency ms   {}", spread(l));
+        let _ = writeln!(out, "  {}{}", head("latency ms"), spread(l));
     }
     if let Some(l) = &s.ttft_ms {
-        let _ = writeln!(out, "  ttft ms      {}", spread(l));
+        let _ = writeln!(out, "  {}{}", head("ttft ms"), spread(l));
     }
     let run = &s.this_run;
     if run.sent != r.ok + r.failed || r.resumed > 0 {
         // A resumed run: the job's totals above, this run's own part here.
         let _ = writeln!(
             out,
-            "  this run     {} sent ({} attempts, {} retries, {} uncertain), {} tokens, {}",
+            "  {}{} sent ({}, {}, {} uncertain), {}, {}",
+            head("this run"),
             run.sent,
-            run.attempts,
-            run.retries,
+            count(run.attempts, "attempt"),
+            count_as(run.retries, "retry", "retries"),
             run.uncertain_attempts,
-            run.tokens.total,
-            usd(run.cost_usd)
+            count(run.tokens.total, "token"),
+            // This run's priced requests are not counted apart: nothing
+            // spent and some unpriced reads as unpriced, not as $0.
+            cost(
+                run.cost_usd,
+                run.unpriced_requests,
+                run.cost_usd == 0.0 && run.unpriced_requests > 0
+            )
         );
     }
     let _ = writeln!(
         out,
-        "  throughput   {:.1} requests/s, {:.1} completion tokens/s",
-        s.throughput.requests_per_s, s.throughput.completion_tokens_per_s
+        "  {}{:.1} requests/s, {:.1} completion tokens/s",
+        head("throughput"),
+        s.throughput.requests_per_s,
+        s.throughput.completion_tokens_per_s
     );
     out
+}
+
+/// A cost for people: unpriced requests are a count, never $0.
+/// "$0.0012", "$0.0012 + 3 unpriced", or "unpriced (5 requests)" when
+/// `nothing_priced` (no request had a cost at all).
+pub fn cost(total: f64, unpriced: u64, nothing_priced: bool) -> String {
+    match (unpriced, nothing_priced) {
+        (0, _) => usd(total),
+        (n, true) => format!("unpriced ({})", count(n, "request")),
+        (n, false) => format!("{} + {n} unpriced", usd(total)),
+    }
 }
 
 /// Why a run stopped early, and what to do about it.
@@ -158,7 +210,18 @@ fn spread(s: &Spread) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::usd;
+    use super::{cost, usd};
+
+    #[test]
+    fn unpriced_requests_are_a_count_never_zero_dollars() {
+        assert_eq!(cost(0.0012, 0, false), "$0.001200");
+        assert_eq!(cost(0.0012, 3, false), "$0.001200 + 3 unpriced");
+        assert_eq!(cost(0.0, 5, true), "unpriced (5 requests)");
+        assert_eq!(cost(0.0, 1, true), "unpriced (1 request)");
+        // A free model's provider figure of $0 is a price, not a missing one.
+        assert_eq!(cost(0.0, 2, false), "$0 + 2 unpriced");
+        assert_eq!(cost(0.0, 0, false), "$0");
+    }
 
     #[test]
     fn dollars_read_at_every_scale() {

@@ -34,6 +34,8 @@ pub(super) struct Collector<'a> {
     /// The job's keys; each request sent in this run notes how it ended.
     keys: &'a mut KeyMap<Seen>,
     stop: Arc<StopSignal>,
+    /// `-v`: a line per retry and per change of pace.
+    verbose: bool,
     /// Lines not yet in the file, and their records.
     batch: Vec<u8>,
     records: Vec<Record>,
@@ -73,6 +75,7 @@ impl<'a> Collector<'a> {
             resume,
             keys,
             stop,
+            verbose: false,
             batch: Vec::new(),
             records: Vec::new(),
             superseded: 0,
@@ -81,8 +84,26 @@ impl<'a> Collector<'a> {
         }
     }
 
+    /// `-v`: say each retry and each change of pace.
+    pub fn verbose(mut self, verbose: bool) -> Self {
+        self.verbose = verbose;
+        self
+    }
+
     pub fn collect(&mut self, event: Event) {
         let outcome = match event {
+            Event::RetryPlanned(note) => {
+                if self.verbose {
+                    super::verbose::retry(&note);
+                }
+                return;
+            }
+            Event::Pace(change) => {
+                if self.verbose {
+                    super::verbose::pace(&change);
+                }
+                return;
+            }
             Event::Retrying { .. } => return self.progress.on_retry(),
             Event::Done(outcome) => outcome,
         };

@@ -32,7 +32,9 @@ pub(super) struct Ended {
 #[derive(Debug, thiserror::Error)]
 enum LocalFailure {
     #[error(
-        "writing the output failed: {failed}; {lost} answered requests have no line (they may have been billed), and the rest were not sent; fix the cause (disk space?) and rerun to resume"
+        "writing the output failed: {failed}; {} {} no line (they may have been billed), and the rest were not sent; fix the cause (disk space?) and rerun to resume",
+        printer::count(*lost, "answered request"),
+        if *lost == 1 { "has" } else { "have" }
     )]
     WriteLost { failed: SinkError, lost: u64 },
     #[error(
@@ -54,6 +56,8 @@ enum LocalFailure {
         "writing the summary to {path} failed: {error}; the output holds every line written, and a rerun writes the summary again"
     )]
     Summary { path: String, error: std::io::Error },
+    #[error("printing the summary on standard output (--json) failed: {error}; it is in {path}")]
+    Stdout { path: String, error: std::io::Error },
 }
 
 pub(super) fn finish(
@@ -130,14 +134,27 @@ pub(super) fn finish(
             error,
         });
     }
+    // Whatever the exit code: a script reads how the run ended from it.
+    if args.job.json {
+        if let Err(error) = print_summary(&summary) {
+            local.push(LocalFailure::Stdout {
+                path: summary_path.clone(),
+                error,
+            });
+        }
+    }
     if !args.quiet {
+        let color = printer::color();
         printer::text(&format!(
-            "{}  output       {output}\n  summary      {summary_path}",
-            report::table::render(&summary)
+            "{}  {}{output}\n  {}{summary_path}",
+            report::table::render_styled(&summary, color),
+            printer::heading("output       ", color),
+            printer::heading("summary      ", color)
         ));
         if other_keys > 0 {
             printer::notice(format_args!(
-                "{output} also holds {other_keys} lines of keys this job no longer has (rows removed, --limit, or another input written to it); they are kept, and not counted above"
+                "{output} also holds {} of keys this job no longer has (rows removed, --limit, or another input written to it); they are kept, and not counted above",
+                printer::count(other_keys, "line")
             ));
         }
     }
@@ -177,14 +194,21 @@ pub(super) fn finish(
     ending
 }
 
+/// `run --json`: the summary on stdout, as the summary file has it.
+fn print_summary(summary: &Summary) -> std::io::Result<()> {
+    let mut text = serde_json::to_string_pretty(summary)?;
+    text.push('\n');
+    printer::out(&text)
+}
+
 /// The `end` event: the summary's figures, the exit code, where to look.
 fn end_event(summary: &Summary, status: ExitStatus, output: &str, path: &str, line: String) {
     let (level, message) = match status {
         ExitStatus::Success => (
             Level::Info,
             format!(
-                "{} requests ok; see {output} (summary {path})",
-                summary.requests.total
+                "{} ok; see {output} (summary {path})",
+                printer::count(summary.requests.total, "request")
             ),
         ),
         ExitStatus::OutputFailed => (Level::Error, line),
@@ -207,16 +231,16 @@ fn quiet_line(s: &Summary, output: &str, summary: &str) -> String {
         .unwrap_or_default();
     match s.stopped {
         Some(reason) => format!(
-            "stopped: {}{because}; {} of {} requests not sent, {} failed; see {output} and {summary}",
+            "stopped: {}{because}; {} of {} not sent, {} failed; see {output} and {summary}",
             report::table::stop_reason(reason),
             r.not_sent,
-            r.total,
+            printer::count(r.total, "request"),
             r.failed
         ),
         None => format!(
-            "{} of {} requests failed{}; each failure is a line in {output} (summary {summary}); rerun to retry them",
+            "{} of {} failed{}; each failure is a line in {output} (summary {summary}); rerun to retry them",
             r.failed,
-            r.total,
+            printer::count(r.total, "request"),
             if r.not_sent > 0 {
                 format!(", {} not sent", r.not_sent)
             } else {

@@ -5,15 +5,19 @@
 //! Every line for people goes through `crate::printer`.
 
 mod collector;
+mod describe;
 mod error;
+mod estimate;
 mod finish;
+mod over_rate;
 mod producer;
 pub mod scan;
+mod verbose;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -35,15 +39,18 @@ use scan::{scan, Scan};
 /// How long requests in flight may still finish after Ctrl-C or SIGTERM.
 const GRACE: Duration = Duration::from_secs(10);
 
-fn load(args: &JobArgs) -> Result<Job, StartError> {
+/// Loads the job; `started` (the run's start) is what `{date}` and `{datetime}` say.
+fn load(args: &JobArgs, started: DateTime<Utc>) -> Result<Job, StartError> {
     let cwd = std::env::current_dir().map_err(StartError::WorkingDir)?;
-    let today = Utc::now().format("%Y-%m-%d").to_string();
-    Ok(Job::load(args, &cwd, &today)?)
+    Ok(Job::load(args, &cwd, started)?)
 }
 
 /// Loads the job; `--simulate` swaps the endpoint for the built-in mock.
-async fn prepare(args: &JobArgs) -> Result<(Job, Option<MockServer>), StartError> {
-    let mut job = load(args)?;
+async fn prepare(
+    args: &JobArgs,
+    started: DateTime<Utc>,
+) -> Result<(Job, Option<MockServer>), StartError> {
+    let mut job = load(args, started)?;
     let mock = if job.simulate {
         // Realistic enough to watch: some latency, and a cost figure the way the
         // AI/ML API reports it (a nominal simulated price, not a real one).
@@ -104,17 +111,49 @@ async fn scan_input(
 /// `promptbatch validate`: every check a run makes before sending, and the estimate on stdout.
 pub async fn validate(args: &JobArgs) -> Result<(), StartError> {
     // Nothing is sent, so a simulated endpoint is not started either.
-    let job = load(args)?;
+    let job = load(args, Utc::now())?;
     let file = input::resolve(&job.input.source)?;
     let resume = Arc::new(sink::read(&job.output.path, false)?);
     let scan = scan_input(&job, &file, &resume, args.allow_empty).await?;
-    printer::out(&scan::describe(&job, &file.file.display, &scan)).map_err(StartError::Stdout)?;
+    let mut priced = scan.estimate.price(&job.pricing, &resume.completions);
+    // Sets in the job's order, as people wrote them (models by name within each).
+    priced
+        .sets
+        .sort_by_key(|row| job.param_sets.iter().position(|s| s.name == row.param_set));
+    let mut warnings = Vec::new();
     if let Some(pid) = sink::holder(&job.output.path) {
-        printer::warning(format_args!(
+        warnings.push(format!(
             "{} is being written by another promptbatch run (process {pid}); a run started now is refused until that one ends",
             job.output.path.display()
         ));
     }
+    let budget = job.limits.max_cost_usd;
+    let worst = priced.to_send.worst_case_usd.unwrap_or(0.0);
+    if budget > 0.0 && resume.recorded_cost_usd + worst > budget {
+        warnings.push(format!(
+            "budget {}: the output records {} and the requests to send may cost up to {}; the run stops (exit 3) before passing the budget, and a rerun with a higher one resumes",
+            report::table::usd(budget),
+            report::table::usd(resume.recorded_cost_usd),
+            report::table::usd(worst),
+        ));
+    }
+    for warning in &warnings {
+        printer::warning(warning);
+    }
+    let validated = describe::Validated {
+        job: &job,
+        input: &file.file.display,
+        scan: &scan,
+        priced: &priced,
+        recorded_usd: resume.recorded_cost_usd,
+        warnings: &warnings,
+    };
+    let text = if args.json {
+        format!("{}\n", describe::json(&validated))
+    } else {
+        describe::text(&validated)
+    };
+    printer::out(&text).map_err(StartError::Stdout)?;
     // A run would stop here too: a preflight that passes must mean the run can start.
     api_key(&job)?;
     Ok(())
@@ -123,7 +162,7 @@ pub async fn validate(args: &JobArgs) -> Result<(), StartError> {
 /// `promptbatch run`: `Ok` once every request is judged, else why not.
 pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     let started = Utc::now();
-    let (job, _mock) = prepare(&args.job).await?;
+    let (job, _mock) = prepare(&args.job, started).await?;
     let key = api_key(&job)?;
     let file = input::resolve(&job.input.source).map_err(StartError::from)?;
     // Nothing is written before every check has passed and the lock is held:
@@ -161,8 +200,9 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     if let Some((line, bytes)) = resume.cut {
         // Said even with --quiet: the file changed.
         printer::notice(format_args!(
-            "{}: cut off an incomplete last line (line {line}, {bytes} bytes) left by an earlier run that was stopped mid-write",
-            output.display()
+            "{}: cut off an incomplete last line (line {line}, {}) left by an earlier run that was stopped mid-write",
+            output.display(),
+            printer::count(bytes, "byte")
         ));
     }
     let mut progress_notes = Vec::new();
@@ -188,27 +228,10 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         for note in &progress_notes {
             printer::notice(note);
         }
-        if args.progress != ProgressArg::Off {
+        // JSON logs always open with it: a shipper keys the run on its figures.
+        if args.progress != ProgressArg::Off || printer::format() == printer::LogFormat::Json {
             let secs = (Utc::now() - started).num_milliseconds() as f64 / 1000.0;
-            printer::event(
-                printer::Level::Info,
-                "start",
-                format_args!(
-                    "{} rows checked in {secs:.1} s: {} requests, {} already done, {} to send",
-                    scan.rows,
-                    scan.requests(),
-                    scan.resumed,
-                    scan.to_send()
-                ),
-                figures(json!({
-                    "job": job.name,
-                    "rows": scan.rows,
-                    "requests": scan.requests(),
-                    "resumed": scan.resumed,
-                    "to_send": scan.to_send(),
-                    "checked_s": secs,
-                })),
-            );
+            say_start(&job, &scan, secs);
         }
     }
     let mut progress = Progress::new(args.progress, args.quiet, scan.to_send());
@@ -233,7 +256,8 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         &resume,
         &mut scan.keys,
         stop.clone(),
-    );
+    )
+    .verbose(args.verbose && !args.quiet);
     let busy_from = Utc::now();
     while let Some(event) = event_rx.recv().await {
         collector.collect(event);
@@ -262,6 +286,40 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         stopped_because: stop.detail(),
     };
     finish(&job, args, &resume, &scan, collected, ended, produced)
+}
+
+/// The `start` event: what the run is about to do, and where it writes.
+fn say_start(job: &Job, scan: &Scan, checked_s: f64) {
+    let limit = |n: u64| (n > 0).then_some(n);
+    printer::event(
+        printer::Level::Info,
+        "start",
+        format_args!(
+            "{} checked in {checked_s:.1} s: {}, {} already done, {} to send; writing {}",
+            printer::count(scan.rows, "row"),
+            printer::count(scan.requests(), "request"),
+            scan.resumed,
+            scan.to_send(),
+            job.output.path.display()
+        ),
+        figures(json!({
+            "job": job.name,
+            "output": job.output.path.display().to_string(),
+            "summary_path": job.output.summary.display().to_string(),
+            "rows": scan.rows,
+            "requests": scan.requests(),
+            "resumed": scan.resumed,
+            "to_send": scan.to_send(),
+            "checked_s": checked_s,
+            "concurrency": job.limits.concurrency,
+            // null: no configured rate, the run paces itself from the endpoint's answers.
+            "pace": {
+                "requests_per_minute": limit(u64::from(job.limits.requests_per_minute)),
+                "tokens_per_minute": limit(job.limits.tokens_per_minute),
+            },
+            "max_cost_usd": (job.limits.max_cost_usd > 0.0).then_some(job.limits.max_cost_usd),
+        })),
+    );
 }
 
 /// The fields of a JSON event, from a `json!` object.

@@ -36,7 +36,8 @@ pub(super) enum ProducerError {
     )]
     Changed { input: String },
     #[error(
-        "{input} changed during the run; only the {rows} rows checked before sending were read: rerun once it is complete to send the rest"
+        "{input} changed during the run; only the {} checked before sending were read: rerun once it is complete to send the rest",
+        crate::printer::count(*rows, "row")
     )]
     Grew { input: String, rows: u64 },
     #[error(transparent)]

@@ -11,24 +11,13 @@ use crate::input::{self, InputError, InputFile};
 use crate::job::{Format, Job};
 use crate::keys::{KeyId, KeyMap};
 use crate::plan::Planner;
-use crate::scheduler::pricing::add_usd;
+
+use super::estimate::Estimate;
+use super::over_rate::OverRate;
 use crate::sink::ResumeState;
 
 /// How many problems are listed before the rest are only counted.
 pub const SHOWN_PROBLEMS: usize = 20;
-
-/// Requests of one parameter set.
-#[derive(Debug, Default, Clone)]
-pub struct SetCount {
-    pub requests: u64,
-    pub prompt_token_bound: u64,
-    /// Sum of token caps; requests without a cap are counted in `uncapped`.
-    pub output_token_caps: u64,
-    pub uncapped: u64,
-    /// Worst-case cost of the priced requests.
-    pub worst_usd: f64,
-    pub unpriced: u64,
-}
 
 /// One key of the job.
 #[derive(Debug, Clone, Copy)]
@@ -46,7 +35,8 @@ pub struct Scan {
     pub rows: u64,
     /// Every key of the job.
     pub keys: KeyMap<Seen>,
-    pub by_set: BTreeMap<String, SetCount>,
+    /// What the requests may cost, per parameter set and model.
+    pub estimate: Estimate,
     /// Keys whose latest output line is `ok` for the same request: not sent again.
     pub resumed: u64,
     pub problems: Vec<InputError>,
@@ -75,8 +65,8 @@ pub fn problem_report(shown: &[InputError], count: u64) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "the input has {count} problem{}; nothing was sent:",
-        if count == 1 { "" } else { "s" }
+        "the input has {}; nothing was sent:",
+        crate::printer::count(count, "problem")
     );
     for p in shown {
         let _ = writeln!(out, "  {p}");
@@ -100,6 +90,7 @@ pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
         }
     };
     let limit = job.row_limit.unwrap_or(u64::MAX);
+    let mut over_rate = OverRate::new(job.limits.tokens_per_minute);
     // "no model for parameter set ..." -> (first line, rows).
     let mut no_model: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for row in rows.take(usize::try_from(limit).unwrap_or(usize::MAX)) {
@@ -148,24 +139,11 @@ pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
                 scan.problem(e);
                 continue;
             }
-            let set = scan.by_set.entry(req.param_set.to_string()).or_default();
-            set.requests += 1;
-            set.prompt_token_bound = set
-                .prompt_token_bound
-                .saturating_add(req.prompt_token_bound());
-            match req.max_output_tokens {
-                Some(cap) => set.output_token_caps = set.output_token_caps.saturating_add(cap),
-                None => set.uncapped += 1,
-            }
-            match job.pricing.worst_case(&req) {
-                Some(usd) => set.worst_usd = add_usd(set.worst_usd, usd),
-                None => set.unpriced += 1,
-            }
             let prior = resume.prior(&req.key, &req.sha256);
+            scan.estimate.add(&req, prior != Some(true));
             if prior == Some(true) {
                 scan.resumed += 1;
-            } else if let Some(e) = over_tpm(job, &req, &file.display, line) {
-                scan.problem(e);
+            } else if over_rate.over(&req, &file.display, line) {
                 continue;
             }
             scan.keys.insert(
@@ -189,30 +167,10 @@ pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
             format!("{message} ({rows})"),
         ));
     }
+    for problem in over_rate.problems(&file.display) {
+        scan.problem(problem);
+    }
     scan
-}
-
-/// A request to send that needs more tokens than `tokens_per_minute` allows
-/// in a minute: the limiter could never let it through, so the run would
-/// wait forever instead of failing before anything is sent.
-fn over_tpm(
-    job: &Job,
-    req: &crate::plan::request::Request,
-    display: &str,
-    line: u64,
-) -> Option<InputError> {
-    let tpm = job.limits.tokens_per_minute;
-    let bound = req.token_bound();
-    (tpm > 0 && bound > tpm).then(|| {
-        InputError::new(
-            display,
-            Some(line),
-            format!(
-                "request {:?} may use up to {bound} tokens (prompt bound + token cap), more than tokens_per_minute (--tpm) {tpm} allows: it could never be sent; raise the rate or lower max_tokens",
-                req.key
-            ),
-        )
-    })
 }
 
 /// The template and id fields a CSV header lacks, as one problem naming the columns it has.
@@ -257,67 +215,6 @@ fn quoted(names: &[&str]) -> String {
         .join(", ")
 }
 
-/// What `validate` prints: rows, requests per set, token bounds, worst-case cost, resume state.
-pub fn describe(job: &Job, input: &str, scan: &Scan) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "job {:?}: {} rows x {} parameter set{} = {} requests from {input}",
-        job.name,
-        scan.rows,
-        job.param_sets.len(),
-        if job.param_sets.len() == 1 { "" } else { "s" },
-        scan.requests()
-    );
-    let mut worst = 0.0;
-    let mut unpriced = 0;
-    let mut uncapped = 0;
-    for (name, set) in &scan.by_set {
-        let _ = writeln!(
-            out,
-            "  {name:<16} {:>8} requests, prompt tokens <= {}, completion tokens <= {}{}",
-            set.requests,
-            set.prompt_token_bound,
-            set.output_token_caps,
-            if set.uncapped > 0 {
-                format!(" ({} requests without max_tokens)", set.uncapped)
-            } else {
-                String::new()
-            }
-        );
-        worst = add_usd(worst, set.worst_usd);
-        unpriced += set.unpriced;
-        uncapped += set.uncapped;
-    }
-    let _ = write!(out, "worst-case cost: {}", crate::report::table::usd(worst));
-    if unpriced > 0 {
-        let _ =
-            write!(
-            out,
-            " + {unpriced} requests that cannot be priced (no [pricing] entry for their model{})",
-            if uncapped > 0 { ", or no token cap" } else { "" }
-        );
-    }
-    out.push('\n');
-    let budget = job.limits.max_cost_usd;
-    if budget > 0.0 && worst > budget {
-        let _ = writeln!(
-            out,
-            "budget {}: below the worst case; the run stops (exit 3) before it could pass it, and a rerun with a higher budget resumes",
-            crate::report::table::usd(budget)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "output {}: {} requests already done, {} to send",
-        job.output.path.display(),
-        scan.resumed,
-        scan.to_send()
-    );
-    out.push_str("nothing was sent\n");
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,7 +237,7 @@ mod tests {
             tpm,
             ..JobArgs::default()
         };
-        let job = Job::load(&args, dir.path(), "2026-11-25").expect("valid job");
+        let job = Job::load(&args, dir.path(), chrono::Utc::now()).expect("valid job");
         let file = InputFile {
             path,
             display: "q.csv".into(),
@@ -362,12 +259,22 @@ mod tests {
 
     #[test]
     fn a_request_larger_than_the_tokens_per_minute_is_a_problem() {
-        // "x" + 8 per message + 100 = 109 tokens at most.
-        let s = scan_csv_with("id,question\na,x\nb,y\n", "{{question}}", Some(108));
-        assert_eq!(s.problem_count, 2);
+        // "x" + 8 per message + 100 = 109 tokens at most; "long" 112.
+        let s = scan_csv_with("id,question\na,x\nb,long\n", "{{question}}", Some(109));
+        assert_eq!(s.problem_count, 1);
         let message = s.problems[0].to_string();
         assert!(
-            message.contains("q.csv:2") && message.contains("109 tokens"),
+            message.contains("q.csv:3")
+                && message.contains("\"b/default\" may use up to 112 tokens"),
+            "{message}"
+        );
+        assert_eq!(s.requests(), 1, "the request that fits is still counted");
+        // None fits: the rate is the problem, said once.
+        let s = scan_csv_with("id,question\na,x\nb,y\n", "{{question}}", Some(108));
+        assert_eq!(s.problem_count, 1);
+        let message = s.problems[0].to_string();
+        assert!(
+            message.contains("every one of the 2 requests") && message.contains("at least 109"),
             "{message}"
         );
         let s = scan_csv_with("id,question\na,x\n", "{{question}}", Some(109));
@@ -386,7 +293,7 @@ mod tests {
             input: Some("q.jsonl".into()),
             ..JobArgs::default()
         };
-        let job = Job::load(&args, dir.path(), "2026-11-25").expect("valid job");
+        let job = Job::load(&args, dir.path(), chrono::Utc::now()).expect("valid job");
         let file = InputFile {
             path,
             display: "q.jsonl".into(),

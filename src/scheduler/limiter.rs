@@ -50,6 +50,30 @@ const MIN_RATE_PER_S: f64 = 1.0 / 60.0;
 /// (or a weight that would take longer) is taken as asking for a day.
 pub const MAX_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// A change of pace, told to the run's consumers (`-v` prints it): the
+/// limiter only reports it, as it must never print.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaceChange {
+    /// The learned pace now, in requests per second (None: none learned yet).
+    pub rate_per_s: Option<f64>,
+    /// The pace before the change (None: there was none).
+    pub previous_per_s: Option<f64>,
+    /// Every dispatch waits this long first (zero when the pace went up).
+    pub pause: Duration,
+    pub why: PaceWhy,
+}
+
+/// What changed the pace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaceWhy {
+    /// This many of the last 32 answers were 429s: a limit shows.
+    Limited { rate_limited: u32 },
+    /// This many 429s in a row while the learned pace held requests back.
+    LimitedAgain { in_a_row: u32 },
+    /// No limit showed for a window at the learned pace: raised a little.
+    NoLimit,
+}
+
 /// `per_unit` × `weight`, capped at [`MAX_WAIT`] (never a panic).
 fn weigh(per_unit: Duration, weight: u64) -> Duration {
     Duration::try_from_secs_f64(per_unit.as_secs_f64() * weight as f64)
@@ -230,14 +254,14 @@ impl Limiter {
     }
 
     /// A 429: when it shows a limit, pause everyone until the server's time
-    /// and learn the rate the limit allows.
-    pub fn on_rate_limited(&self, retry_after: Option<Duration>) {
+    /// and learn the rate the limit allows; returns that change of pace.
+    pub fn on_rate_limited(&self, retry_after: Option<Duration>) -> Option<PaceChange> {
         let mut s = self.lock();
         let now = Instant::now();
         if now < s.cooldown_until {
             // An answer of the burst that was already measured: it is neither
             // new evidence nor a reason to pause everyone any longer.
-            return;
+            return None;
         }
         s.recent = (s.recent << 1) | 1;
         s.run = s.run.saturating_add(1);
@@ -247,9 +271,16 @@ impl Limiter {
         // pace say nothing about it).
         let binding = s.learned.as_ref().is_some_and(|l| l.binding(now));
         let again = binding && s.run >= LIMIT_AGAIN;
-        if s.recent.count_ones() < LIMIT_EVIDENCE && !again {
-            return;
+        let rate_limited = s.recent.count_ones();
+        if rate_limited < LIMIT_EVIDENCE && !again {
+            return None;
         }
+        let why = if rate_limited >= LIMIT_EVIDENCE {
+            PaceWhy::Limited { rate_limited }
+        } else {
+            PaceWhy::LimitedAgain { in_a_row: s.run }
+        };
+        let previous_per_s = s.learned.as_ref().map(|l| l.rate_per_s);
         let span = now
             .saturating_duration_since(s.window_start)
             .saturating_add(pause);
@@ -284,14 +315,21 @@ impl Limiter {
         s.successes = 0;
         s.recent = 0;
         s.run = 0;
+        Some(PaceChange {
+            rate_per_s: s.learned.as_ref().map(|l| l.rate_per_s),
+            previous_per_s,
+            pause,
+            why,
+        })
     }
 
-    pub fn on_success(&self) {
+    /// An answer that was not a 429; returns the change when it raised the pace.
+    pub fn on_success(&self) -> Option<PaceChange> {
         let mut s = self.lock();
         let now = Instant::now();
         if now < s.cooldown_until {
             // Admitted before the pause: it belongs to the window that ended.
-            return;
+            return None;
         }
         s.recent <<= 1;
         s.run = 0;
@@ -306,10 +344,20 @@ impl Limiter {
             // Probe upwards only while the learned pace is what holds requests
             // back, and never past twice what was measured.
             if now.saturating_duration_since(l.last_raise) >= l.window && l.binding(now) {
+                let previous = l.rate_per_s;
                 l.set_rate((l.rate_per_s * PROBE).min(l.measured * 2.0));
                 l.last_raise = now;
+                if l.rate_per_s > previous {
+                    return Some(PaceChange {
+                        rate_per_s: Some(l.rate_per_s),
+                        previous_per_s: Some(previous),
+                        pause: Duration::ZERO,
+                        why: PaceWhy::NoLimit,
+                    });
+                }
             }
         }
+        None
     }
 
     /// The request rate learned from 429s, if any.

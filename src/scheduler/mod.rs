@@ -13,6 +13,7 @@ mod stop;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
@@ -21,7 +22,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use booking::Booking;
 pub use budget::Budget;
-pub use limiter::Limiter;
+pub use limiter::{Limiter, PaceChange, PaceWhy};
 pub use stop::{shorten, StopSignal, IDENTICAL_TO_STOP, REFUSALS_TO_STOP, UNREACHABLE_TO_STOP};
 
 use crate::client::{Client, ErrorKind, Failure, Reply};
@@ -43,11 +44,32 @@ pub struct Outcome {
     pub budget_charge_usd: Option<f64>,
 }
 
+/// An attempt failed and the request will be tried again after `wait`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryNote {
+    pub key: String,
+    /// The attempt that failed (1-based), and how many the request may make.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub kind: ErrorKind,
+    pub status: Option<u16>,
+    /// Sent and not answered: the provider may have billed it.
+    pub uncertain: bool,
+    /// The wait before the next attempt (the rate limiter may add to it).
+    pub wait: Duration,
+    /// What the server asked for, when that set the wait.
+    pub retry_after: Option<Duration>,
+}
+
 /// What the core tells its consumers (sink, summary, progress).
 #[derive(Debug)]
 pub enum Event {
-    /// An attempt failed and the request will be tried again.
+    /// An attempt failed; the next one comes after the wait (told before it, for `-v`).
+    RetryPlanned(Box<RetryNote>),
+    /// The wait is over and the request is tried again.
     Retrying { kind: ErrorKind },
+    /// The pace learned from 429s changed (for `-v`).
+    Pace(PaceChange),
     /// A request ended; it becomes one output line.
     Done(Box<Outcome>),
 }
@@ -269,7 +291,9 @@ impl Shared {
             let failure = match sent {
                 Ok(reply) => {
                     self.streak(|s| s.on_attempt(None), None);
-                    self.limiter.on_success();
+                    if let Some(change) = self.limiter.on_success() {
+                        let _ = self.events.send(Event::Pace(change)).await;
+                    }
                     match reply.usage {
                         Some(usage) => booking.tokens_answered(Some(usage.total_tokens)),
                         // No usage reported: what was reserved counts as used.
@@ -293,7 +317,9 @@ impl Shared {
                 && (failure.status == Some(429) || failure.kind == ErrorKind::RateLimited)
             {
                 // A quota 429 is a refusal, not a pace to slow down to.
-                self.limiter.on_rate_limited(failure.retry_after);
+                if let Some(change) = self.limiter.on_rate_limited(failure.retry_after) {
+                    let _ = self.events.send(Event::Pace(change)).await;
+                }
             }
             if verdict != Verdict::Retry
                 || attempts >= self.retry.max_attempts
@@ -328,6 +354,20 @@ impl Shared {
             if stop::unreachable(&failure) {
                 delay = delay.min(stop::UNREACHABLE_MAX_BACKOFF);
             }
+            let note = RetryNote {
+                key: request.key.clone(),
+                attempt: attempts,
+                max_attempts: self.retry.max_attempts,
+                kind: failure.kind,
+                status: failure.status,
+                uncertain: failure.uncertain,
+                wait: delay,
+                // The server's word set the wait when the wait is what it asked.
+                retry_after: failure
+                    .retry_after
+                    .filter(|asked| (*asked).min(limiter::MAX_WAIT) == delay),
+            };
+            let _ = self.events.send(Event::RetryPlanned(Box::new(note))).await;
             let resumed = tokio::select! {
                 biased;
                 _ = retries.cancelled() => false,

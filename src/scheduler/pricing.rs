@@ -117,6 +117,7 @@ mod tests {
             input: Default::default(),
             client_request_id_prefix: "j:1:default".into(),
             prompt_bytes: 1000,
+            image_tokens: 0,
             message_count: 2,
             max_output_tokens: max,
             line: 1,

@@ -19,7 +19,7 @@ pub use lines::{BadLine, Line, Lines, Torn};
 pub use lock::{holder, OutputLock};
 pub use paths::{check_temp, lock_path, move_aside, remove_stale_temp, resolve, FileStamp};
 pub use record::{Record, RecordHead, Status};
-pub use resume::{check_is_output, scan, Latest, ResumeState};
+pub use resume::{check_is_output, scan, Completions, Latest, ResumeState};
 
 /// Something went wrong with the output file itself (not with a request).
 #[derive(Debug, thiserror::Error)]

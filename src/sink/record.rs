@@ -86,9 +86,48 @@ pub struct RecordHead {
     pub budget_charge_usd: Option<f64>,
     #[serde(default)]
     pub prior_charge_usd: Option<f64>,
+    /// The requested model and what its reply used: `validate` expects a
+    /// request to use what earlier replies of its model did.
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub usage: Option<Lenient<UsageHead>>,
+}
+
+/// A field read when it has the expected shape, skipped otherwise: a figure
+/// nothing but an estimate reads is no reason to refuse a file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Lenient<T> {
+    Read(T),
+    Other(serde::de::IgnoredAny),
+}
+
+impl<T> Lenient<T> {
+    pub fn get(&self) -> Option<&T> {
+        match self {
+            Lenient::Read(value) => Some(value),
+            Lenient::Other(_) => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct UsageHead {
+    #[serde(default)]
+    pub completion_tokens: Option<Lenient<u64>>,
 }
 
 impl RecordHead {
+    /// The completion tokens of an `ok` line that reported them.
+    pub fn completion_tokens(&self) -> Option<u64> {
+        if self.status != Status::Ok {
+            return None;
+        }
+        let usage = self.usage.as_ref()?.get()?;
+        usage.completion_tokens.as_ref()?.get().copied()
+    }
+
     /// What the line itself counts against a budget: its `budget_charge_usd`
     /// when a budget was set, else its cost.
     pub fn charge(&self) -> f64 {

@@ -6,6 +6,7 @@
 //! anywhere, a negative cost) was edited by hand and stops the run: cutting
 //! it would lose a line, counting it would give the budget room it lacks.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::path::Path;
 
@@ -23,6 +24,24 @@ pub struct Latest {
     pub sha: Option<u128>,
 }
 
+/// The completion tokens of a model's `ok` lines.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Completions {
+    /// `ok` lines that reported their completion tokens.
+    pub lines: u64,
+    pub tokens: u64,
+}
+
+impl Completions {
+    /// Completion tokens per line (None without a line).
+    pub fn mean(&self) -> Option<f64> {
+        (self.lines > 0).then(|| self.tokens as f64 / self.lines as f64)
+    }
+}
+
+/// Above this a token count is bad usage, not a count (DESIGN: Output record).
+const MAX_TOKENS: u64 = 1 << 53;
+
 #[derive(Debug, Default)]
 pub struct ResumeState {
     /// Latest line per key, for every key in the file (the job's or not).
@@ -31,6 +50,9 @@ pub struct ResumeState {
     /// `budget_charge_usd` when a budget was set, else its cost, plus the
     /// charges compaction folded into it (`prior_charge_usd`).
     pub recorded_cost_usd: f64,
+    /// Per requested model, the completions of every `ok` line (superseded
+    /// ones too: each is a real reply): what `validate` expects a request to use.
+    pub completions: BTreeMap<String, Completions>,
     pub lines: u64,
     /// An unterminated last line to cut off: its line number and bytes.
     pub cut: Option<(u64, u64)>,
@@ -112,13 +134,19 @@ pub fn scan(path: &Path) -> Result<ResumeState, SinkError> {
         if state.lines == 0 {
             first_line_is_a_record(path, line.text)?;
         }
-        let head: RecordHead = line.parse()?;
+        let mut head: RecordHead = line.parse()?;
         if let Some(reason) = head.bad_figure() {
             return Err(line.bad(reason).into());
         }
         state.lines += 1;
         state.recorded_cost_usd =
             crate::scheduler::pricing::add_usd(state.recorded_cost_usd, head.total_charge());
+        let tokens = head.completion_tokens().filter(|t| *t <= MAX_TOKENS);
+        if let (Some(tokens), Some(model)) = (tokens, head.model.take()) {
+            let seen = state.completions.entry(model).or_default();
+            seen.lines += 1;
+            seen.tokens = seen.tokens.saturating_add(tokens);
+        }
         state.latest.insert(
             KeyId::of(&head.key),
             Latest {
@@ -234,6 +262,41 @@ pub(crate) mod tests {
         let state = scan(&dir.path().join("none.jsonl")).expect("scan");
         assert!(state.latest.is_empty());
         assert!(state.unchanged(&dir.path().join("none.jsonl")));
+    }
+
+    #[test]
+    fn completions_of_ok_lines_are_summed_per_model_and_odd_usage_is_skipped_not_refused() {
+        let usage = |model: &str, tokens: &str| {
+            format!(
+                r#","model":"{model}","usage":{{"prompt_tokens":3,"completion_tokens":{tokens},"total_tokens":9}}"#
+            )
+        };
+        let lines = [
+            record("a/default", "ok", "a1", &usage("m", "10")),
+            // Superseded by the next line, and still a real reply of "m".
+            record("b/default", "ok", "b2", &usage("m", "20")),
+            record("b/default", "ok", "b2", &usage("m", "33")),
+            record("c/default", "error", "c3", &usage("m", "1000")),
+            record("d/default", "ok", "d4", &usage("other", "7")),
+            record("e/default", "ok", "e5", &usage("m", "-4")),
+            record("f/default", "ok", "f6", &usage("m", "\"12\"")),
+            record("g/default", "ok", "g7", r#","model":"m","usage":null"#),
+            record("h/default", "ok", "h8", r#","model":"m","usage":"garbage""#),
+            record("i/default", "ok", "i9", &usage("m", "9007199254740993")),
+        ];
+        let (_d, path) = write(&format!("{}\n", lines.join("\n")));
+        let state = scan(&path).expect("odd usage is no reason to refuse an output");
+        assert_eq!(state.lines, 10);
+        assert_eq!(
+            state.completions.get("m"),
+            Some(&Completions {
+                lines: 3,
+                tokens: 63
+            })
+        );
+        assert_eq!(state.completions["m"].mean(), Some(21.0));
+        assert_eq!(state.completions["other"].tokens, 7);
+        assert_eq!(Completions::default().mean(), None);
     }
 
     #[test]

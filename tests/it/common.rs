@@ -378,3 +378,20 @@ pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+/// A stderr line without the UTC time that text lines carry off a terminal
+/// (`2026-11-26T02:00:05Z promptbatch: ...` → `promptbatch: ...`).
+pub fn unstamped(line: &str) -> &str {
+    let b = line.as_bytes();
+    let stamped = b.len() > 21
+        && b[4] == b'-'
+        && b[10] == b'T'
+        && b[19] == b'Z'
+        && b[20] == b' '
+        && b[..4].iter().all(u8::is_ascii_digit);
+    if stamped {
+        &line[21..]
+    } else {
+        line
+    }
+}

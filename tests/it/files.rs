@@ -486,6 +486,15 @@ async fn validate_warns_of_a_held_lock() {
         "{}",
         stderr(&out)
     );
+    // --json carries the warning as data too.
+    let out = output(sb.command(&["validate", "job.toml", "--json"])).await;
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("one JSON document");
+    let warnings = doc["warnings"].as_array().expect("warnings");
+    assert_eq!(warnings.len(), 1, "{doc}");
+    assert!(warnings[0]
+        .as_str()
+        .expect("text")
+        .contains("being written by another promptbatch run"));
     assert_eq!(mock.stats().requests(), 0);
     mock.shutdown().await;
 }

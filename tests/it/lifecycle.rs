@@ -233,7 +233,9 @@ async fn the_standalone_mock_server_serves_a_run() {
 async fn the_readme_commands_and_job_file_are_real() {
     let readme = include_str!("../../README.md");
     assert!(readme.contains("cargo run --release -- run samples/quickstart.toml --simulate"));
-    assert!(readme.contains("\ncargo test "));
+    assert!(readme.contains("\nscripts/test "));
+    let test = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test");
+    assert!(test.is_file(), "the README's test command exists");
     // The job file shown in the README loads and validates as it is.
     let start = readme.find("## The job file").expect("section");
     let block = &readme[start..];
@@ -263,6 +265,27 @@ async fn the_readme_commands_and_job_file_are_real() {
         stdout(&out).contains("25 rows x 2 parameter sets = 50 requests"),
         "{}",
         stdout(&out)
+    );
+    // The estimate the README shows is what validate prints for that job,
+    // paths aside (the sandbox's folder, today's date).
+    let start = readme
+        .find("## Before spending: validate")
+        .expect("section");
+    let block = &readme[start..];
+    let shown = &block[block.find("```text\n").expect("text block") + 8..];
+    let shown = &shown[..shown.find("```").expect("block end")];
+    let mut printed = stdout(&out);
+    for dir in [
+        sb.dir.path().to_path_buf(),
+        sb.dir.path().canonicalize().expect("dir"),
+    ] {
+        printed = printed.replace(&format!("{}/", dir.display()), "");
+    }
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let printed = printed.replace(&today, "2026-11-26");
+    assert_eq!(
+        printed, shown,
+        "the README's validate example is out of date"
     );
 }
 

@@ -5,9 +5,12 @@
 mod budget;
 mod cli;
 mod common;
+mod conventions;
+mod estimate;
 #[cfg(unix)]
 mod files;
 mod hostile;
+mod html;
 mod lifecycle;
 mod logs;
 mod money;
@@ -17,3 +20,4 @@ mod redaction;
 mod report;
 mod resume;
 mod retries;
+mod schedule;

@@ -148,6 +148,7 @@ fn request(stream: bool) -> Request {
         input: Arc::new(Map::new()),
         client_request_id_prefix: "job:q1:default".into(),
         prompt_bytes: 2,
+        image_tokens: 0,
         message_count: 1,
         max_output_tokens: None,
         line: 1,

@@ -11,7 +11,12 @@ use crate::job::{Format, InputSource, Job, JobError, Price, Problem, SystemMode}
 
 mod flags;
 
-pub(super) const TODAY: &str = "2026-11-24";
+/// The run's start every test loads with: `{date}` is 2026-11-24.
+pub(super) fn started() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339("2026-11-24T23:59:58Z")
+        .expect("a time")
+        .with_timezone(&chrono::Utc)
+}
 
 pub(super) const DESIGN_JOB: &str = r#"
 name = "faq-nightly"
@@ -76,7 +81,7 @@ pub(super) fn job_args(job: Option<&str>) -> JobArgs {
 }
 
 pub(super) fn load(args: &JobArgs, cwd: &Path) -> Result<Job, JobError> {
-    Job::load(args, cwd, TODAY)
+    Job::load(args, cwd, started())
 }
 
 pub(super) fn problems(args: &JobArgs, cwd: &Path) -> Vec<Problem> {

@@ -187,9 +187,11 @@ fn prompt_bytes_and_message_count_cover_every_message() {
             &url[..20]
         );
         assert_eq!(r.message_count, 2);
+        assert_eq!(r.image_tokens, 1024, "the image's share, for the estimate");
         j.pricing.image_tokens = 256;
         let r = one(&j, json!({"messages": own}));
         assert_eq!(r.prompt_bytes, 3 + 256 + r#"[{"id":"1"}]"#.len() as u64);
+        assert_eq!(r.image_tokens, 256);
         j.pricing.image_tokens = 1024;
     }
     let own = json!([{"role": "user", "content": [{"type": "text", "text": "abc"}, image("u")]}]);

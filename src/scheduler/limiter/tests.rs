@@ -272,3 +272,44 @@ async fn no_limits_never_wait() {
     }
     assert_eq!(start.elapsed(), Duration::ZERO);
 }
+
+#[tokio::test(start_paused = true)]
+async fn each_change_of_pace_is_reported_and_nothing_else() {
+    let limiter = Limiter::new(0, 0);
+    for _ in 0..100 {
+        limiter.acquire(1).await;
+        assert_eq!(limiter.on_success(), None, "no pace to change yet");
+    }
+    // 23 stray 429s are no limit: no change.
+    for _ in 0..23 {
+        assert_eq!(limiter.on_rate_limited(Some(Duration::from_secs(1))), None);
+    }
+    let change = limiter
+        .on_rate_limited(Some(Duration::from_secs(1)))
+        .expect("the 24th shows a limit");
+    assert_eq!(change.why, PaceWhy::Limited { rate_limited: 24 });
+    assert_eq!(change.previous_per_s, None);
+    assert_eq!(change.pause, Duration::from_secs(1));
+    let learned = change.rate_per_s.expect("a rate learned");
+    assert!((learned - 95.0).abs() < 0.5, "{learned}");
+    // The rest of that burst changes nothing more.
+    assert_eq!(limiter.on_rate_limited(Some(Duration::from_secs(1))), None);
+    // Paced, with no 429 for a window: raised, and said so once per window.
+    let mut raises = Vec::new();
+    for _ in 0..3 {
+        for _ in 0..100 {
+            limiter.acquire(1).await;
+        }
+        raises.extend(limiter.on_success());
+    }
+    assert!(!raises.is_empty());
+    for raise in &raises {
+        assert_eq!(raise.why, PaceWhy::NoLimit);
+        assert_eq!(raise.pause, Duration::ZERO);
+        let (now, before) = (
+            raise.rate_per_s.expect("a rate"),
+            raise.previous_per_s.expect("a rate"),
+        );
+        assert!(now > before, "{raise:?}");
+    }
+}

@@ -303,6 +303,54 @@ fn name_and_date_expand_in_output_and_summary() {
 }
 
 #[test]
+fn datetime_expands_from_the_file_and_the_flags_to_the_same_instant_as_date() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "jobs/nightly.toml",
+        "[input]\npath = \"q.jsonl\"\n[output]\npath = \"out/{name}-{datetime}.jsonl\"\nsummary = \"out/{date}/{datetime}.json\"\n",
+    );
+    let job = load(&job_args(Some("jobs/nightly.toml")), dir.path()).expect("valid");
+    assert_eq!(
+        job.output.path,
+        dir.path().join("jobs/out/nightly-20261124T235958Z.jsonl")
+    );
+    assert_eq!(
+        job.output.summary,
+        dir.path().join("jobs/out/2026-11-24/20261124T235958Z.json")
+    );
+    let args = JobArgs {
+        output: Some("{datetime}.jsonl".into()),
+        ..job_args(Some("jobs/nightly.toml"))
+    };
+    let job = load(&args, dir.path()).expect("valid");
+    assert_eq!(job.output.path, dir.path().join("20261124T235958Z.jsonl"));
+}
+
+#[test]
+fn an_unknown_placeholder_is_a_job_error_naming_it_and_the_known_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "j.toml",
+        "[input]\npath = \"q.jsonl\"\n[output]\npath = \"out/{name}-{time}.jsonl\"\n",
+    );
+    let found = problems(&job_args(Some("j.toml")), dir.path());
+    assert_problem(
+        &found,
+        "j.toml:4:8: [output] path",
+        "unknown placeholder {time} in \"out/{name}-{time}.jsonl\"; the placeholders are {name}, {date} and {datetime}",
+    );
+    let args = JobArgs {
+        input: Some("q.jsonl".into()),
+        summary: Some("{Date}.json".into()),
+        ..JobArgs::default()
+    };
+    let found = problems(&args, dir.path());
+    assert_problem(&found, "--summary", "unknown placeholder {Date}");
+}
+
+#[test]
 fn formats_come_from_the_flag_the_file_or_the_extension() {
     let dir = tempfile::tempdir().expect("tempdir");
     let with_input = |input: &str, format: Option<FormatArg>| JobArgs {
