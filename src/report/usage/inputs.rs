@@ -76,19 +76,15 @@ pub fn expand(args: &[PathBuf]) -> Result<Vec<PathBuf>, ReportError> {
         let (side, outputs): (Vec<_>, Vec<_>) =
             inside.into_iter().partition(|p| side_file(p).is_some());
         if !side.is_empty() {
+            let one = side.len() == 1;
             printer::notice(format_args!(
-                "skipped {} in {} that {} not {} (locks, summaries, backups, temp files)",
-                if side.len() == 1 {
-                    "1 file".to_string()
-                } else {
-                    format!("{} files", side.len())
-                },
+                "skipped {} in {} that {} (locks, summaries, backups, temp files)",
+                printer::count(side.len() as u64, "file"),
                 arg.display(),
-                if side.len() == 1 { "is" } else { "are" },
-                if side.len() == 1 {
-                    "an output"
+                if one {
+                    "is not an output"
                 } else {
-                    "outputs"
+                    "are not outputs"
                 },
             ));
         }

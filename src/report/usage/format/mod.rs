@@ -11,6 +11,7 @@ use std::path::Path;
 
 use super::model::{Figures, Report};
 use crate::cli::ReportFormat;
+use crate::printer::count_as as count;
 
 /// `--format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,11 +110,6 @@ fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, serde
         }
         other => out.push((prefix.to_string(), other.clone())),
     }
-}
-
-/// `n thing` or `n things`.
-pub fn count(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// A cost for people: dollars, or `unpriced` when nothing is known (never $0).
