@@ -61,7 +61,7 @@ here but are accepted and checked, so one set of flags serves both commands."
     )]
     Validate(JobArgs),
     /// Print a usage report (tokens, cost, latency, errors) over one or more output files.
-    #[command(after_help = "Example:
+    #[command(after_help = "Examples:
   promptbatch report out/ --by day,model
   promptbatch report out/*.jsonl --by model --pricing prices.toml --format csv
   promptbatch report out/ --by day,model -o weekly-{date}.html")]
