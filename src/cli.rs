@@ -61,8 +61,10 @@ here but are accepted and checked, so one set of flags serves both commands."
     )]
     Validate(JobArgs),
     /// Print a usage report (tokens, cost, latency, errors) over one or more output files.
-    #[command(after_help = "Example:
-  promptbatch report out/faq-2026-11-24.jsonl out/faq-2026-11-25.jsonl --json")]
+    #[command(after_help = "Examples:
+  promptbatch report out/ --by day,model
+  promptbatch report out/*.jsonl --by model --pricing prices.toml --format csv
+  promptbatch report out/ --by day,model -o weekly-{date}.html")]
     Report(ReportArgs),
     /// Serve the built-in simulated chat-completions endpoint on loopback.
     #[command(
@@ -311,13 +313,61 @@ pub struct RunArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ReportArgs {
-    /// Output files written by `promptbatch run`, e.g. out/faq-2026-11-25.jsonl
-    #[arg(value_name = "OUTPUT.jsonl", required = true)]
+    /// Output files written by `promptbatch run`, folders of them (their *.jsonl), or globs, e.g. out/
+    #[arg(value_name = "OUTPUT", required = true)]
     pub outputs: Vec<PathBuf>,
 
-    /// Print the report as JSON (the summary's shape) instead of a table, e.g. report out.jsonl --json
-    #[arg(long)]
+    /// Group by these fields, comma-separated or repeated, e.g. --by day,model
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "FIELD")]
+    pub by: Vec<ByField>,
+
+    /// The report's format [default: table, or the -o file's extension: .json .csv .md .html]
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<ReportFormat>,
+
+    /// Short for --format json
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+
+    /// Write the report to this file instead of standard output ({date} and {datetime} are expanded), e.g. -o weekly-{date}.html
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Price lines that have no provider cost with this TOML file of the [pricing] shape (a job file will do), e.g. --pricing prices.toml
+    #[arg(long, value_name = "FILE")]
+    pub pricing: Option<PathBuf>,
+}
+
+/// A field `report --by` groups by (the report's own `Field`, named here so
+/// the command line imports nothing downstream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum ByField {
+    Model,
+    ParamSet,
+    Job,
+    /// The UTC day of finished_at
+    Day,
+    Status,
+    FinishReason,
+    ErrorKind,
+    /// The output file, as named
+    File,
+}
+
+/// `report --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// Aligned columns for a terminal
+    Table,
+    /// by, groups, totals, span_s, files
+    Json,
+    /// One row per group and a totals row
+    Csv,
+    /// A GitHub table
+    Markdown,
+    /// One self-contained page: charts above the tables
+    Html,
 }
 
 #[derive(Debug, Clone, Args)]

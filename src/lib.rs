@@ -53,7 +53,7 @@ pub async fn main(cli: Cli) -> ExitStatus {
             printer::set_format(args.log_format);
             said(run::validate(&args).await)
         }
-        Command::Report(args) => said(report::command(&args.outputs, args.json)),
+        Command::Report(args) => said(report::command(&args)),
         Command::MockServer(args) => said(mock::serve(&args).await),
         Command::Completions(args) => said(docs::completions(args.shell, &mut std::io::stdout())),
         Command::Man => said(docs::man(&mut std::io::stdout())),

@@ -31,7 +31,7 @@ const SECTIONS: &[&str] = &[
     "endpoint", "input", "output", "limits", "retry", "defaults", "params", "pricing",
 ];
 /// The keys of a `[pricing]` entry: `"model" = { input = 0.02, output = 0.04 }`.
-const PRICE_KEYS: [&str; 2] = ["input", "output"];
+pub(super) const PRICE_KEYS: [&str; 2] = ["input", "output"];
 /// The largest `[pricing] image_tokens`: like a token cap, past 2^31 it can only be a typo.
 const MAX_IMAGE_TOKENS: i64 = 1 << 31;
 
@@ -41,7 +41,7 @@ type Section<T> = Option<Spanned<Lenient<T>>>;
 /// A section's keys, sorted (as the layers are).
 type Table = BTreeMap<String, Node>;
 type ParamSets = Vec<Spanned<Lenient<Table>>>;
-type Prices = BTreeMap<String, Spanned<Lenient<Table>>>;
+pub(super) type Prices = BTreeMap<String, Spanned<Lenient<Table>>>;
 
 /// The job file. The sections of settings are read as tables, each key then
 /// looked up in `KEYS` (so a key's name is written once, there); `[defaults]`,
@@ -61,7 +61,7 @@ struct JobFile {
 }
 
 /// A `T` (a table or a list), or the value written where it belongs.
-enum Lenient<T> {
+pub(super) enum Lenient<T> {
     Read(T),
     Not(toml::Value),
 }
@@ -216,7 +216,7 @@ pub(crate) fn read(
         job.param_sets = doc.param_sets(params);
     }
     if let Some(pricing) = doc.table("pricing", file.pricing.as_ref()) {
-        job.pricing = doc.pricing(pricing, &mut unknown);
+        job.pricing = doc.pricing(pricing, &["pricing"], &mut unknown);
     }
     // A bad parameter or price leaves the layers incomplete.
     job.params_ok = doc.found.len() == before;
@@ -238,17 +238,17 @@ pub(crate) fn read(
 }
 
 /// The parsed document, for the places of keys, and the problems found so far.
-struct Doc<'a, 't> {
-    root: &'a DeTable<'t>,
-    lines: Lines<'a>,
-    label: String,
+pub(super) struct Doc<'a, 't> {
+    pub(super) root: &'a DeTable<'t>,
+    pub(super) lines: Lines<'a>,
+    pub(super) label: String,
     /// Each problem with the byte offset it is at, to sort them into file order.
-    found: Vec<(usize, super::Problem)>,
+    pub(super) found: Vec<(usize, super::Problem)>,
 }
 
 impl Doc<'_, '_> {
     /// A problem about `what` (`[limits] concurrency`) at the text at `span`.
-    fn push(&mut self, span: Range<usize>, what: &str, message: impl Into<String>) {
+    pub(super) fn push(&mut self, span: Range<usize>, what: &str, message: impl Into<String>) {
         let (line, col) = self.lines.at(span.start);
         let place = format!("{}:{line}:{col}: {what}", self.label);
         let message = message.into();
@@ -262,7 +262,7 @@ impl Doc<'_, '_> {
     }
 
     /// Where the key at `path` is written (`["params", "0", "temprature"]`).
-    fn key_span(&self, path: &[&str]) -> Option<Range<usize>> {
+    pub(super) fn key_span(&self, path: &[&str]) -> Option<Range<usize>> {
         let (mut table, mut span) = (self.root, None);
         let mut keys = path.iter().peekable();
         while let Some(key) = keys.next() {
@@ -295,7 +295,11 @@ impl Doc<'_, '_> {
     }
 
     /// A table, or a problem at `what` when something else is written there.
-    fn table<'f, T>(&mut self, what: &str, node: Option<&'f Spanned<Lenient<T>>>) -> Option<&'f T> {
+    pub(super) fn table<'f, T>(
+        &mut self,
+        what: &str,
+        node: Option<&'f Spanned<Lenient<T>>>,
+    ) -> Option<&'f T> {
         let node = node?;
         let value = match node.get_ref() {
             Lenient::Read(table) => return Some(table),
@@ -426,8 +430,15 @@ impl Doc<'_, '_> {
         sets
     }
 
-    /// The prices; their unknown keys go to `unknown`, reported after `params_ok` is known.
-    fn pricing<'f>(&mut self, table: &'f Prices, unknown: &mut Vec<Vec<&'f str>>) -> Pricing {
+    /// The prices of the table at `at` (`["pricing"]` in a job file, `[]`
+    /// in a file of prices alone); their unknown keys go to `unknown`,
+    /// reported after `params_ok` is known.
+    pub(super) fn pricing<'f>(
+        &mut self,
+        table: &'f Prices,
+        at: &[&'f str],
+        unknown: &mut Vec<Vec<&'f str>>,
+    ) -> Pricing {
         let mut pricing = Pricing::default();
         for (model, entry) in table {
             let what = format!("[pricing] {model:?}");
@@ -440,7 +451,7 @@ impl Doc<'_, '_> {
                     }
                     continue;
                 }
-                Lenient::Not(_) if self.is_date(&["pricing", model]) => {
+                Lenient::Not(_) if self.is_date(&[at, &[model.as_str()]].concat()) => {
                     self.push(entry.span(), &what, "must be a table, got a date-time");
                     continue;
                 }
@@ -451,7 +462,7 @@ impl Doc<'_, '_> {
                 }
             };
             for key in price.keys().filter(|k| !PRICE_KEYS.contains(&k.as_str())) {
-                unknown.push(vec!["pricing", model, key]);
+                unknown.push([at, &[model.as_str(), key.as_str()]].concat());
             }
             let usd = PRICE_KEYS.map(|key| {
                 let what = format!("{what} {key}");

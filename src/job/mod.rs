@@ -16,9 +16,11 @@ mod flags;
 mod load;
 pub mod params;
 pub mod placeholder;
+mod prices;
 mod problem;
 mod settings;
 
+pub use prices::read_pricing;
 pub use problem::{did_you_mean, JobError, Problem};
 
 pub const DEFAULT_ENDPOINT: &str = "https://api.aimlapi.com/v1/chat/completions";

@@ -1,19 +1,108 @@
-//! `promptbatch report`: the report over output files, on stdout as a table or JSON.
+//! `promptbatch report`: the usage report over output files, in the format
+//! asked for, on stdout or written to `-o FILE`.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
-use super::{over_outputs, table, ReportError};
+use super::usage::Field;
+use super::usage::{self, Format};
+use super::ReportError;
+use crate::cli::{ByField, ReportArgs};
 use crate::printer;
 
-pub fn command(outputs: &[PathBuf], json: bool) -> Result<(), ReportError> {
-    let summary = over_outputs(outputs)?;
-    let text = if json {
-        let mut text =
-            serde_json::to_string_pretty(&summary).map_err(|e| ReportError::Print(e.into()))?;
-        text.push('\n');
-        text
-    } else {
-        table::render(&summary)
+pub fn command(args: &ReportArgs) -> Result<(), ReportError> {
+    let pricing = match &args.pricing {
+        Some(path) => {
+            let pricing =
+                crate::job::read_pricing(path).map_err(|problems| ReportError::Pricing {
+                    path: path.clone(),
+                    problems,
+                })?;
+            if pricing.models.is_empty() {
+                printer::warning(format_args!("{} prices no model", path.display()));
+            }
+            Some(pricing)
+        }
+        None => None,
     };
-    printer::out(&text).map_err(ReportError::Print)
+    let output = args.output.as_deref().map(expand).transpose()?;
+    if let Some(path) = &output {
+        if std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+            return Err(ReportError::Write {
+                path: path.clone(),
+                error: std::io::Error::other("it is a folder; name a file, e.g. -o report.html"),
+            });
+        }
+    }
+    let format = match (args.json, args.format, &output) {
+        (true, _, _) => Format::Json,
+        (false, Some(format), _) => format.into(),
+        (false, None, Some(path)) => Format::of_path(path).unwrap_or(Format::Table),
+        (false, None, None) => Format::Table,
+    };
+    let files = usage::inputs::expand(&args.outputs)?;
+    if files.is_empty() {
+        return Err(ReportError::NoOutputs);
+    }
+    // `--by model,model` is one grouping.
+    let mut by: Vec<Field> = Vec::new();
+    for field in args.by.iter().map(|f| field(*f)) {
+        if !by.contains(&field) {
+            by.push(field);
+        }
+    }
+    let report = usage::fold::fold(&files, &by, pricing.as_ref())?;
+    let text = usage::format::render(&report, format);
+    match output {
+        Some(path) => {
+            write_atomically(&path, text.as_bytes()).map_err(|error| ReportError::Write {
+                path: path.clone(),
+                error,
+            })
+        }
+        None => printer::out(&text).map_err(ReportError::Print),
+    }
+}
+
+fn field(f: ByField) -> Field {
+    match f {
+        ByField::Model => Field::Model,
+        ByField::ParamSet => Field::ParamSet,
+        ByField::Job => Field::Job,
+        ByField::Day => Field::Day,
+        ByField::Status => Field::Status,
+        ByField::FinishReason => Field::FinishReason,
+        ByField::ErrorKind => Field::ErrorKind,
+        ByField::File => Field::File,
+    }
+}
+
+/// `{date}` and `{datetime}` in `-o`, the command's start in UTC; any
+/// other placeholder (`{data}`, `{name}`: there is no job) is refused.
+fn expand(path: &Path) -> Result<PathBuf, ReportError> {
+    use crate::job::placeholder::{self, Values};
+    let values = Values {
+        name: None,
+        at: chrono::Utc::now(),
+    };
+    let text = path.to_string_lossy();
+    placeholder::expand(&text, &values)
+        .map(PathBuf::from)
+        .map_err(|e| ReportError::Write {
+            path: path.to_path_buf(),
+            error: std::io::Error::other(e.to_string()),
+        })
+}
+
+/// Writes `bytes` to `path` through a temp file beside it and a rename, so a
+/// reader (a web server, a mail job) never sees half a report.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut temp = crate::sink::temp_beside(path)?;
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }

@@ -1,4 +1,5 @@
-//! Summaries and reports: statistics over records, written as JSON or as a table.
+//! Summaries and reports: statistics over records; the run's summary as
+//! JSON or a table, and `report`'s usage report over output files (`usage`).
 //!
 //! Never calls HTTP: a report is a pure function of records.
 
@@ -7,17 +8,14 @@ pub mod summary;
 pub mod table;
 pub mod usage;
 
-use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-use chrono::{DateTime, Utc};
 
 pub use command::command;
 pub use summary::{LineFigures, RequestCounts, RunFacts, Summary, Tally, ThisRun};
 
 use crate::keys::{KeyId, KeyMap};
-use crate::sink::{BadLine, Lines, Record, Status, Torn};
+use crate::sink::{BadLine, Lines, Torn};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -34,8 +32,32 @@ pub enum ReportError {
     },
     #[error("no records in {0}")]
     Empty(String),
+    #[error("no outputs to report on: every file named is a lock, summary, backup or temp file")]
+    NoOutputs,
+    #[error("--pricing {}: {}", path.display(), render_problems(problems))]
+    Pricing {
+        path: PathBuf,
+        problems: Vec<crate::job::Problem>,
+    },
+    #[error("cannot write the report to {}: {error}", path.display())]
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("cannot write the report to standard output: {0}")]
     Print(std::io::Error),
+}
+
+/// The problems of a prices file, one a line.
+fn render_problems(problems: &[crate::job::Problem]) -> String {
+    let mut out = match problems.len() {
+        1 => "the prices have a problem:".to_string(),
+        n => format!("the prices have {n} problems:"),
+    };
+    for p in problems {
+        out.push_str(&format!("\n  {p}"));
+    }
+    out
 }
 
 impl From<BadLine> for ReportError {
@@ -170,77 +192,6 @@ fn written_into(path: &Path) -> std::io::Result<bool> {
     ))
 }
 
-/// A usage report over output files: every record counts as sent; the time
-/// span runs from the earliest start to the latest finish.
-pub fn over_outputs(paths: &[PathBuf]) -> Result<Summary, ReportError> {
-    let mut tally = Tally::default();
-    let mut jobs: Vec<String> = Vec::new();
-    let mut first: Option<DateTime<Utc>> = None;
-    let mut last: Option<DateTime<Utc>> = None;
-    let mut counts = RequestCounts::default();
-    for path in paths {
-        let io = |error| ReportError::Io {
-            path: path.clone(),
-            error,
-        };
-        // A torn last line is a run still writing, or one killed mid-write.
-        let mut lines = Lines::new(File::open(path).map_err(io)?, path, Torn::Yield);
-        while let Some(line) = lines.next_line().map_err(io)? {
-            let record: Record = match line.parse() {
-                Ok(record) => record,
-                Err(bad) if line.torn => {
-                    crate::printer::notice(format_args!(
-                        "{}:{}: left out an incomplete last line (a run still writing, or one stopped mid-write)",
-                        path.display(),
-                        bad.line
-                    ));
-                    continue;
-                }
-                Err(bad) => return Err(bad.into()),
-            };
-            if !jobs.contains(&record.job) {
-                jobs.push(record.job.clone());
-            }
-            let parse = |t: &Option<String>| {
-                t.as_deref()
-                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                    .map(|t| t.with_timezone(&Utc))
-            };
-            if let Some(t) = parse(&record.started_at) {
-                first = Some(first.map_or(t, |f| f.min(t)));
-            }
-            if let Some(t) = parse(&record.finished_at) {
-                last = Some(last.map_or(t, |l| l.max(t)));
-            }
-            match record.status {
-                Status::Ok => counts.ok += 1,
-                Status::Error => counts.failed += 1,
-            }
-            tally.observe(&record);
-        }
-    }
-    counts.total = counts.ok + counts.failed;
-    if counts.total == 0 {
-        let names: Vec<_> = paths.iter().map(|p| p.display().to_string()).collect();
-        return Err(ReportError::Empty(names.join(", ")));
-    }
-    let now = Utc::now();
-    let started = first.unwrap_or(now);
-    let finished = last.unwrap_or(started).max(started);
-    let span = (finished - started).to_std().unwrap_or_default();
-    let facts = RunFacts {
-        job: jobs.join(","),
-        started,
-        finished,
-        busy: span,
-        requests: counts,
-        stopped: None,
-        stopped_because: None,
-        other_keys_in_output: 0,
-    };
-    Ok(tally.summary(&tally, facts))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,20 +216,5 @@ mod tests {
         let mut tally = Tally::default();
         fold_output(&path, &mut tally, |id| id != gone, false).expect("fold");
         assert_eq!((tally.ok, tally.failed), (2, 1));
-    }
-
-    #[test]
-    fn a_report_leaves_out_a_torn_last_line_but_names_a_bad_whole_one() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("out.jsonl");
-        let good = r#"{"key":"a","job":"t","id":"a","param_set":"default","status":"ok","model":"m","content":"hi","finish_reason":"stop","usage":null,"cost_usd":null,"cost_source":null,"latency_ms":1.0,"ttft_ms":null,"attempts":1,"uncertain_attempts":0,"client_request_id":"t:a:default:1","request_sha256":"","error":null,"response_id":null,"provider":null,"started_at":null,"finished_at":null,"params":{},"input":{}}"#;
-        std::fs::write(&path, format!("{good}\r\n\n{{\"key\":\"b")).expect("write");
-        let summary = over_outputs(std::slice::from_ref(&path)).expect("torn line left out");
-        assert_eq!(summary.requests.ok, 1);
-        // Terminated, the same half line was written by hand: an error naming it.
-        std::fs::write(&path, format!("{good}\r\n\n{{\"key\":\"b\n")).expect("write");
-        let err = over_outputs(std::slice::from_ref(&path)).unwrap_err();
-        assert!(matches!(err, ReportError::Record { line: 3, .. }), "{err}");
-        assert!(err.to_string().contains("out.jsonl:3"), "{err}");
     }
 }

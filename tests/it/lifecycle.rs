@@ -119,29 +119,64 @@ async fn report_totals_one_or_more_outputs() {
     let records: Vec<_> = [sb.records("a-out.jsonl"), sb.records("b-out.jsonl")].concat();
     let cost: f64 = records.iter().filter_map(|r| r["cost_usd"].as_f64()).sum();
 
-    let out = output(sb.command(&["report", "a-out.jsonl", "b-out.jsonl", "--json"])).await;
+    let out = output(sb.command(&[
+        "report",
+        "a-out.jsonl",
+        "b-out.jsonl",
+        "--json",
+        "--by",
+        "job",
+    ]))
+    .await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON report");
-    assert_eq!(report["requests"]["total"], 3);
-    assert_eq!(report["requests"]["failed"], 1);
-    assert_eq!(report["errors"]["not_found"], 1);
-    assert!((report["cost_usd"]["total"].as_f64().expect("cost") - cost).abs() < 1e-12);
-    assert_eq!(report["job"], "a,b");
+    let totals = &report["totals"];
+    assert_eq!(totals["requests"]["ok"], 2);
+    assert_eq!(totals["requests"]["failed"], 1);
+    let total = totals["cost_usd"]["total"].as_f64().expect("cost");
+    assert!((total - cost).abs() < 1e-12, "{total} vs {cost}");
+    let jobs: Vec<_> = (report["groups"].as_array().expect("groups").iter())
+        .map(|g| g["job"].as_str().expect("job"))
+        .collect();
+    assert_eq!(jobs, ["a", "b"]);
 
+    let ok_cell = |text: &str| {
+        let totals = text
+            .lines()
+            .find(|l| l.starts_with("total"))
+            .expect("totals row");
+        totals.split_whitespace().nth(1).map(str::to_string)
+    };
     let out = output(sb.command(&["report", "a-out.jsonl"])).await;
-    assert!(stdout(&out).contains("2 ok"), "{}", stdout(&out));
+    assert_eq!(
+        ok_cell(&stdout(&out)).as_deref(),
+        Some("2"),
+        "{}",
+        stdout(&out)
+    );
     // Half a last line (a run killed mid-write) is left out with a word, not an error.
     let mut text = sb.read("a-out.jsonl");
     text.push_str("{\"key\":\"x");
     sb.write("a-out.jsonl", &text);
     let out = output(sb.command(&["report", "a-out.jsonl"])).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(stdout(&out).contains("2 ok"), "{}", stdout(&out));
+    assert_eq!(
+        ok_cell(&stdout(&out)).as_deref(),
+        Some("2"),
+        "{}",
+        stdout(&out)
+    );
     assert!(
         stderr(&out).contains("incomplete last line"),
         "{}",
         stderr(&out)
     );
+    // Terminated, the same half line is no record: an error naming file and line.
+    text.push('\n');
+    sb.write("a-out.jsonl", &text);
+    let out = output(sb.command(&["report", "a-out.jsonl"])).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("a-out.jsonl:3"), "{}", stderr(&out));
     let out = output(sb.command(&["report", "missing.jsonl"])).await;
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).contains("missing.jsonl"));

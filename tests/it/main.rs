@@ -17,6 +17,7 @@ mod money;
 mod outcome;
 mod records;
 mod redaction;
+mod report;
 mod resume;
 mod retries;
 mod schedule;
