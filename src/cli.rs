@@ -68,8 +68,7 @@ here but are accepted and checked, so one set of flags serves both commands."
     Report(ReportArgs),
     /// Serve the built-in simulated chat-completions endpoint on loopback.
     #[command(
-        after_help = format!("{MOCK_EXAMPLE}\n\nPer-prompt faults: put [mock:fail=429,500,reset,...] in a prompt; --help lists every directive and fault."),
-        after_long_help = format!("{MOCK_EXAMPLE}\n\n{}", crate::mock::directives_help())
+        after_help = format!("{MOCK_EXAMPLE}\n\nPer-prompt faults: put [mock:fail=429,500,reset,...] in a prompt; --help lists every directive and fault.")
     )]
     MockServer(MockArgs),
     /// Print a shell completion script on standard output.
@@ -84,7 +83,7 @@ here but are accepted and checked, so one set of flags serves both commands."
     Man,
 }
 
-const MOCK_EXAMPLE: &str = "Example:
+pub const MOCK_EXAMPLE: &str = "Example:
   promptbatch mock-server --port 8089 --latency-ms 50 --rate-429 0.05
   promptbatch run job.toml --endpoint http://127.0.0.1:8089/v1/chat/completions --api-key-env ''";
 

@@ -6,11 +6,25 @@ use std::io::{self, Write};
 use clap::CommandFactory;
 use clap_complete::Shell;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, MOCK_EXAMPLE};
+
+/// The command line as clap builds it, plus what the flag definitions cannot
+/// know without importing a later stage: the mock's own list of directives
+/// and faults in `mock-server --help` (generated from its table, so it
+/// never drifts). The binary parses with it; completions and the man page
+/// are made from it.
+pub fn command() -> clap::Command {
+    Cli::command().mut_subcommand("mock-server", |mock| {
+        mock.after_long_help(format!(
+            "{MOCK_EXAMPLE}\n\n{}",
+            crate::mock::directives_help()
+        ))
+    })
+}
 
 /// Writes the completion script for `shell` to `out`.
 pub fn completions(shell: Shell, out: &mut impl Write) -> io::Result<()> {
-    let mut command = Cli::command();
+    let mut command = command();
     // Into a buffer first: `generate` panics on a write error (a closed
     // pipe), and a failed write should be an error message, not a panic.
     let mut script = Vec::new();
@@ -23,7 +37,7 @@ pub fn completions(shell: Shell, out: &mut impl Write) -> io::Result<()> {
 /// one section per subcommand with its synopsis and every flag, so
 /// `man promptbatch` alone documents the whole command line.
 pub fn man(out: &mut impl Write) -> io::Result<()> {
-    let command = Cli::command();
+    let command = command();
     let mut top = Vec::new();
     clap_mangen::Man::new(command.clone()).render(&mut top)?;
     let top = String::from_utf8_lossy(&top);

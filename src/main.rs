@@ -1,6 +1,6 @@
 //! The thin binary: parse flags, build the runtime, map the exit status to the process exit code.
 
-use clap::{CommandFactory, FromArgMatches};
+use clap::FromArgMatches;
 
 use promptbatch::cli::{Cli, ColorChoice, LogFormat};
 use promptbatch::printer;
@@ -32,7 +32,7 @@ fn main() {
 /// `--color` from the raw arguments, so `--color never --help` is plain.
 fn parse() -> Cli {
     let color = ColorChoice::from_args(std::env::args_os());
-    let parsed = Cli::command()
+    let parsed = promptbatch::docs::command()
         .color(color.clap())
         .try_get_matches()
         .and_then(|matches| Cli::from_arg_matches(&matches));

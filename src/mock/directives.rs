@@ -531,8 +531,7 @@ mod tests {
     /// check it lists exactly what the mock understands, each accepted.
     #[test]
     fn mock_server_help_lists_every_directive_fault_and_cost_mode() {
-        use clap::CommandFactory;
-        let mut command = crate::cli::Cli::command();
+        let mut command = crate::docs::command();
         command.build();
         let help = command
             .find_subcommand_mut("mock-server")
