@@ -136,32 +136,27 @@ fn cron_shell(home: &Path, command: &str) -> Command {
     cmd
 }
 
-/// Whether this build's `report` has the flags the samples' weekly report uses.
-fn report_writes_html() -> bool {
-    let help = Command::new(BINARY)
-        .args(["report", "--help"])
-        .output()
-        .expect("report --help");
-    String::from_utf8_lossy(&help.stdout).contains("--format")
-}
-
-/// After a weekly report line ran: the HTML report, or, while this build's
-/// `report` lacks `--format html -o`, the refusal of exactly that flag.
+/// After a weekly report line ran: no alert, and the dated HTML report over
+/// every line in out/ (its requests headline counts them all).
 fn assert_report(home: &Path, log: &str, alert: &str, dates: &[String]) {
-    if report_writes_html() {
-        assert_eq!(alert, "", "the report line alerted; its log:\n{log}");
-        let names: Vec<String> = dates
-            .iter()
-            .map(|d| format!("reports/usage-{d}.html"))
-            .collect();
-        let html = std::fs::read_to_string(one_of(home, &names)).expect("the report");
-        assert!(html.contains("<svg"), "{html}");
-    } else {
-        assert!(
-            log.contains("--format") && alert.contains("exit 2"),
-            "{log}\n{alert}"
-        );
+    assert_eq!(alert, "", "the report line alerted; its log:\n{log}");
+    let names: Vec<String> = dates
+        .iter()
+        .map(|d| format!("reports/usage-{d}.html"))
+        .collect();
+    let html = std::fs::read_to_string(one_of(home, &names)).expect("the report");
+    assert!(html.contains("<svg"), "{html}");
+    let mut lines = 0;
+    for entry in std::fs::read_dir(home.join("out")).expect("out/") {
+        let path = entry.expect("an entry").path();
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            let text = std::fs::read_to_string(&path).expect("an output");
+            lines += text.lines().filter(|l| !l.trim().is_empty()).count();
+        }
     }
+    assert!(lines > 0, "no output lines under {}", home.display());
+    let headline = format!(r#"data-headline="requests" data-value="{lines}""#);
+    assert!(html.contains(&headline), "expected {headline} in the page");
 }
 
 #[tokio::test]
