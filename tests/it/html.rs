@@ -271,6 +271,11 @@ fn browse(page: &Path, extra: &[String]) -> String {
     std::fs::read_to_string(&out).expect("chromium's stdout")
 }
 
+/// The DOM of `page` once Chromium has laid it out.
+pub fn dom(page: &Path) -> String {
+    browse(page, &["--dump-dom".to_string()])
+}
+
 /// Opens `page` and saves what a `width`×`height` window shows as a PNG.
 pub fn screenshot(page: &Path, png: &Path, width: u32, height: u32) {
     browse(
@@ -301,7 +306,7 @@ fn pixels(png: &Path) -> (Vec<[u8; 3]>, u32, u32) {
 }
 
 /// The value of `data-value` on the element carrying `attr`.
-fn value_of(dom: &str, attr: &str) -> String {
+pub fn value_of(dom: &str, attr: &str) -> String {
     let at = dom
         .find(attr)
         .unwrap_or_else(|| panic!("{attr} is not in the DOM"));

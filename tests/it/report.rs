@@ -430,3 +430,54 @@ fn the_readme_report_examples_run_as_written() {
         .count();
     assert_eq!(html, 1);
 }
+
+/// The page a user opens: written by the binary over the same outputs, laid
+/// out by Chromium, its totals row equal to the sums computed here.
+#[test]
+fn the_html_page_from_the_binary_shows_the_independent_totals_in_chromium() {
+    let sb = Sandbox::new();
+    let (args, files) = outputs(&sb);
+    sb.write("prices.toml", PRICES);
+    let counted = expect::counted(&files);
+    let all: Vec<&Value> = counted.iter().map(|(_, l)| l).collect();
+    let mut want = std::collections::BTreeMap::new();
+    expect::flat(&expect::figures(&all, &prices()), "", &mut want);
+    let out = report(
+        &sb,
+        &args,
+        &[
+            "--by",
+            "day,model",
+            "--pricing",
+            "prices.toml",
+            "-o",
+            "r.html",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let dom = crate::html::dom(&sb.dir.path().join("r.html"));
+    for id in [
+        "chart-cost-per-day",
+        "chart-tokens-per-day",
+        "chart-latency",
+    ] {
+        assert!(dom.contains(&format!("id=\"{id}\"")), "no {id} in the DOM");
+    }
+    let mut checked = 0;
+    for (name, value) in &want {
+        let Some(want) = value.as_f64() else { continue };
+        let attr = format!("data-total=\"{name}\"");
+        if name.starts_with("latency") || name.starts_with("ttft") || !dom.contains(&attr) {
+            continue;
+        }
+        let got: f64 = crate::html::value_of(&dom, &attr)
+            .parse()
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            (got - want).abs() <= 1e-9 * want.abs().max(1.0),
+            "{name}: {got} != {want}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} totals on the page: {want:?}");
+}
