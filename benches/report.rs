@@ -7,6 +7,10 @@
 //! from wait4's rusage); nothing here passes or fails on a time.
 //! `PROMPTBATCH_BENCH_LINES=100000` writes fewer lines.
 
+mod common;
+
+use common::{timeval, wait4};
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -135,20 +139,4 @@ fn write_output(path: &Path, n: u64) -> u64 {
     }
     out.flush().expect("flush");
     bytes
-}
-
-fn wait4(pid: libc::pid_t) -> (i32, libc::rusage) {
-    // SAFETY: wait4 writes the status and rusage of our own child into the
-    // locals passed by pointer; both are plain C structs.
-    unsafe {
-        let mut status = 0;
-        let mut usage: libc::rusage = std::mem::zeroed();
-        let r = libc::wait4(pid, &mut status, 0, &mut usage);
-        assert_eq!(r, pid, "wait4 failed");
-        (libc::WEXITSTATUS(status), usage)
-    }
-}
-
-fn timeval(t: libc::timeval) -> Duration {
-    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
 }

@@ -8,6 +8,10 @@
 //! `PROMPTBATCH_BENCH_SCALE=0.2 cargo bench` runs a smaller version;
 //! `PROMPTBATCH_BENCH_ONLY=limit` only the scenarios whose name has "limit".
 
+mod common;
+
+use common::{timeval, wait4};
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -183,22 +187,6 @@ fn write_rows(path: &Path, n: u64) {
         )
         .expect("write");
     }
-}
-
-fn wait4(pid: libc::pid_t) -> (i32, libc::rusage) {
-    // SAFETY: wait4 writes the status and rusage of our own child into the
-    // locals passed by pointer; both are plain C structs.
-    unsafe {
-        let mut status = 0;
-        let mut usage: libc::rusage = std::mem::zeroed();
-        let r = libc::wait4(pid, &mut status, 0, &mut usage);
-        assert_eq!(r, pid, "wait4 failed");
-        (libc::WEXITSTATUS(status), usage)
-    }
-}
-
-fn timeval(t: libc::timeval) -> Duration {
-    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
 }
 
 fn print(s: &Scenario, f: &Figures) {
