@@ -1,3 +1,5 @@
+//! Redaction of every form of a secret, before any cut.
+
 use serde_json::json;
 
 use super::*;

@@ -1,3 +1,5 @@
+//! The wire rules: usage bounds, amounts and the typed reply shapes.
+
 use super::*;
 use reqwest::header::HeaderValue;
 use serde_json::{json, Value};

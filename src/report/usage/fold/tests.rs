@@ -1,3 +1,6 @@
+//! The fold over hand-made lines: dedupe, side files, spans, torn lines and
+//! the chart series against the totals.
+
 use super::*;
 
 /// A record line with the fields a report reads; `extra` (`,"k":v,...`)
