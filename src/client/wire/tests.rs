@@ -1,4 +1,5 @@
-//! The wire rules: usage bounds, amounts and the typed reply shapes.
+//! The wire rules: cost precedence, usage forms and bounds, and which parts
+//! of a reply are kept.
 
 use super::*;
 use reqwest::header::HeaderValue;
