@@ -10,17 +10,15 @@
 //! reading.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::marker::PhantomData;
 use std::ops::Range;
 use std::path::Path;
 
-use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
-use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Number, Value};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+use super::lenient::Lenient;
 use super::params::{is_chat_param, layer_from_map, UnknownKeys};
 use super::problem::{describe, unknown_key, Lines, Problems};
 use super::settings::{self, Key, Settings, KEYS};
@@ -58,48 +56,6 @@ struct JobFile {
     defaults: Section<Table>,
     params: Section<ParamSets>,
     pricing: Section<Prices>,
-}
-
-/// A `T` (a table or a list), or the value written where it belongs.
-pub(super) enum Lenient<T> {
-    Read(T),
-    Not(toml::Value),
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(LenientVisitor(PhantomData))
-    }
-}
-
-struct LenientVisitor<T>(PhantomData<T>);
-
-impl<'de, T: Deserialize<'de>> Visitor<'de> for LenientVisitor<T> {
-    type Value = Lenient<T>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("any value")
-    }
-    fn visit_bool<E>(self, b: bool) -> Result<Self::Value, E> {
-        Ok(Lenient::Not(toml::Value::Boolean(b)))
-    }
-    fn visit_i64<E>(self, n: i64) -> Result<Self::Value, E> {
-        Ok(Lenient::Not(toml::Value::Integer(n)))
-    }
-    fn visit_f64<E>(self, x: f64) -> Result<Self::Value, E> {
-        Ok(Lenient::Not(toml::Value::Float(x)))
-    }
-    fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
-        Ok(Lenient::Not(toml::Value::String(s.into())))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        let read = T::deserialize(MapAccessDeserializer::new(map)).ok();
-        Ok(read.map_or(Lenient::Not(toml::Table::new().into()), Lenient::Read))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        let read = T::deserialize(SeqAccessDeserializer::new(seq)).ok();
-        Ok(read.map_or(Lenient::Not(toml::Value::Array(Vec::new())), Lenient::Read))
-    }
 }
 
 /// What the job file says besides its settings (which went into [`Settings`]).

@@ -13,6 +13,7 @@ use crate::template::Template;
 
 mod file;
 mod flags;
+mod lenient;
 mod load;
 pub mod params;
 pub mod placeholder;

@@ -11,7 +11,8 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::de::DeTable;
 
-use super::file::{Doc, Lenient, Prices, PRICE_KEYS};
+use super::file::{Doc, Prices, PRICE_KEYS};
+use super::lenient::Lenient;
 use super::problem::{unknown_key, Lines};
 use super::{Pricing, Problem};
 
