@@ -33,6 +33,47 @@ async fn bash_completions_are_a_valid_bash_script() {
     );
 }
 
+/// Loaded into bash as a user's shell loads it: the completion function
+/// offers the subcommand, the long flag and the values of `--by`.
+#[tokio::test]
+async fn bash_completions_complete_subcommands_flags_and_values_once_loaded() {
+    let sb = Sandbox::new();
+    let out = crate::common::output(sb.command(&["completions", "bash"])).await;
+    let path = sb.write("promptbatch.bash", &stdout(&out));
+    // `complete WORDS...`: what the function offers for the last word.
+    let script = r#"
+        source "$1"
+        complete() {
+            COMP_WORDS=("$@"); COMP_CWORD=$(( $# - 1 ))
+            COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}; COMPREPLY=()
+            _promptbatch promptbatch "${@: -1}" "${@: -2:1}"
+            echo "$*: ${COMPREPLY[*]}"
+        }
+        complete promptbatch rep
+        complete promptbatch report --fo
+        complete promptbatch report --by ''
+        complete promptbatch run --progr
+    "#;
+    let check = std::process::Command::new("bash")
+        .args(["-c", script, "bash"])
+        .arg(&path)
+        .output()
+        .expect("bash runs");
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(lines[0], "promptbatch rep: report", "{said}");
+    assert_eq!(lines[1], "promptbatch report --fo: --format", "{said}");
+    for field in ["model", "param_set", "day", "error_kind", "file"] {
+        assert!(lines[2].split(' ').any(|w| w == field), "{said}");
+    }
+    assert_eq!(lines[3], "promptbatch run --progr: --progress", "{said}");
+}
+
 #[tokio::test]
 async fn every_shell_gets_a_script_naming_the_subcommands() {
     let sb = Sandbox::new();
