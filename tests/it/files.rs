@@ -498,3 +498,51 @@ async fn validate_warns_of_a_held_lock() {
     assert_eq!(mock.stats().requests(), 0);
     mock.shutdown().await;
 }
+
+/// Regression: under a file-size limit (`ulimit -f`, systemd's `LimitFSIZE=`)
+/// the kernel's SIGXFSZ killed the run mid-write (exit 153, no summary, no
+/// message). A write past the limit is a disk failure like ENOSPC: exit 5,
+/// the output keeps whole lines, and a rerun resumes.
+#[tokio::test]
+async fn a_file_size_limit_is_exit_5_and_a_rerun_resumes() {
+    let (mock, sb) = start().await;
+    let prompts: Vec<String> = (0..120).map(|i| format!("question {i}")).collect();
+    let prompts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    sb.write("rows.jsonl", &rows(&prompts));
+    sb.write("job.toml", &job(&mock.url(), ""));
+    // 16 blocks of 512 bytes (dash) or 1 KiB (bash): a few records, never 120.
+    let limited = sb
+        .command(&["run", "job.toml", "--progress", "off"])
+        .get_args()
+        .map(|a| a.to_owned())
+        .collect::<Vec<_>>();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg("ulimit -f 16 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_promptbatch"))
+        .args(limited)
+        .current_dir(sb.path("."))
+        .env("NO_COLOR", "1");
+    let out = output(cmd).await;
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{:?}: {}",
+        out.status,
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("writing the output failed"),
+        "{}",
+        stderr(&out)
+    );
+    let text = sb.read("o.jsonl");
+    assert!(text.ends_with('\n'), "no half line is kept");
+    let kept = text.lines().count();
+    assert!((1..120).contains(&kept), "{kept} lines");
+    let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(sb.records("o.jsonl").len(), 120);
+    assert_eq!(sb.summary("o.summary.json")["requests"]["resumed"], kept);
+    mock.shutdown().await;
+}
