@@ -457,7 +457,7 @@ impl Doc<'_, '_> {
                 let what = format!("{what} {key}");
                 match price.get(key) {
                     Some(node) => {
-                        let usd = settings::usd(node.get_ref(), "USD per 1M tokens >= 0");
+                        let usd = settings::price(node.get_ref());
                         self.report(node.span(), &what, usd)
                     }
                     None => {

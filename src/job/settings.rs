@@ -309,6 +309,30 @@ pub(crate) fn usd(value: &Value, what: &str) -> Result<f64, String> {
     }
 }
 
+/// The most a price may say, in USD per 1M tokens: $1 a token, over a thousand
+/// times any price list. Past it a price is a typo, and a very large one
+/// (1e308) overflowed every cost it entered: the estimate's `$inf`, a total of
+/// `$0`, a run's costs recorded as unpriced.
+pub(crate) const MAX_PRICE_PER_MILLION: f64 = 1_000_000.0;
+
+/// A price in USD per 1M tokens: a finite number from 0 to [`MAX_PRICE_PER_MILLION`].
+pub(crate) fn price(value: &Value) -> Result<f64, String> {
+    match number(value)? {
+        usd if (0.0..=MAX_PRICE_PER_MILLION).contains(&usd) => Ok(usd),
+        usd => {
+            // 1e308 as 1 followed by 308 digits says nothing more.
+            let got = if usd.abs() < 1e15 {
+                usd.to_string()
+            } else {
+                format!("{usd:e}")
+            };
+            Err(format!(
+                "must be USD per 1M tokens >= 0 and at most {MAX_PRICE_PER_MILLION} ($1 a token), got {got}"
+            ))
+        }
+    }
+}
+
 /// `-` is standard input; anything else a file relative to `base`.
 pub(crate) fn input_source(text: &str, base: &Path) -> Result<InputSource, String> {
     match text {

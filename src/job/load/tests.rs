@@ -493,12 +493,19 @@ fn prices_must_be_non_negative_numbers() {
     write(
         dir.path(),
         "j.toml",
-        "[input]\npath = \"q.jsonl\"\n[pricing]\n\"a\" = { input = -1, output = 2 }\n\"b\" = 3\n\"c\" = { input = 1, output = 2.5 }\n",
+        "[input]\npath = \"q.jsonl\"\n[pricing]\n\"a\" = { input = -1, output = 2 }\n\"b\" = 3\n\"c\" = { input = 1, output = 2.5 }\n\"d\" = { input = 1, output = 1e308 }\n\"e\" = { input = 1000000, output = 0 }\n",
     );
     let found = problems(&job_args(Some("j.toml")), dir.path());
     assert_problem(&found, r#"j.toml:4:17: [pricing] "a" input"#, ">= 0");
     assert_problem(&found, r#"j.toml:5:7: [pricing] "b""#, "must be { input");
-    assert_eq!(found.len(), 2, "{found:#?}");
+    // Regression: 1e308 was taken, and overflowed every cost it entered
+    // (validate printed `$inf` per set and `$0` in total).
+    assert_problem(
+        &found,
+        r#"j.toml:7:29: [pricing] "d" output"#,
+        "at most 1000000 ($1 a token), got 1e308",
+    );
+    assert_eq!(found.len(), 3, "{found:#?}");
 }
 
 #[test]
