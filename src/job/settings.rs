@@ -268,6 +268,32 @@ pub(crate) fn check_url(url: &str) -> Result<(), String> {
         .map_err(|e| format!("{url:?} is not a valid URL: {e} ({example})"))
 }
 
+/// The warning for an endpoint whose path is not `.../chat/completions`, or
+/// None. The path is judged without the query (Azure OpenAI's
+/// `.../chat/completions?api-version=...` is right), and the URL is quoted
+/// without its user, password, query and fragment: a `?key=` or a password
+/// there is a secret, and logs are kept.
+pub fn endpoint_warning(url: &str) -> Option<String> {
+    let (path, shown) = match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            let path = parsed.path().to_string();
+            // Only fails for URLs that cannot have a user (not http(s)).
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            (path, parsed.to_string())
+        }
+        Err(_) => return None,
+    };
+    if path.trim_end_matches('/').ends_with("/chat/completions") {
+        return None;
+    }
+    Some(format!(
+        "the endpoint {shown} does not end in /chat/completions; OpenAI-compatible servers answer at .../v1/chat/completions"
+    ))
+}
+
 /// An HTTP header name is a token; a value has no line breaks (they would split the request).
 pub(crate) fn check_header(name: &str, value: &str) -> Result<(), String> {
     let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
@@ -359,6 +385,25 @@ pub(crate) fn path_spec(text: &str, base: &Path) -> Result<PathSpec, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_endpoint_warning_judges_the_path_and_quotes_no_secret() {
+        for right in [
+            "https://api.aimlapi.com/v1/chat/completions",
+            "https://api.aimlapi.com/v1/chat/completions/",
+            "https://x.openai.azure.com/openai/deployments/d/chat/completions?api-version=2024-06-01",
+        ] {
+            assert_eq!(endpoint_warning(right), None, "{right}");
+        }
+        let warning =
+            endpoint_warning("https://u:pw-secret@h.example/v1/completions?key=k-secret#f")
+                .expect("a warning");
+        assert!(
+            warning.starts_with("the endpoint https://h.example/v1/completions does not end in"),
+            "{warning}"
+        );
+        assert!(!warning.contains("secret"), "{warning}");
+    }
 
     #[test]
     fn urls_need_http_scheme_and_host() {

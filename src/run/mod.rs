@@ -214,16 +214,8 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     }
 
     if !args.quiet {
-        if !job
-            .endpoint
-            .url
-            .trim_end_matches('/')
-            .ends_with("/chat/completions")
-        {
-            printer::warning(format_args!(
-                "the endpoint {} does not end in /chat/completions; OpenAI-compatible servers answer at .../v1/chat/completions",
-                job.endpoint.url
-            ));
+        if let Some(warning) = crate::job::endpoint_warning(&job.endpoint.url) {
+            printer::warning(warning);
         }
         for note in &progress_notes {
             printer::notice(note);
