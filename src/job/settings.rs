@@ -375,6 +375,11 @@ pub(crate) fn path_spec(text: &str, base: &Path) -> Result<PathSpec, String> {
     if text.is_empty() {
         return Err("must not be empty".into());
     }
+    // `--input -` is standard input, so `-` reads as standard output here;
+    // it was a file named "-" in the working directory instead.
+    if text == "-" {
+        return Err("cannot be - (standard output): the output is a file a rerun resumes, and the summary a file beside it; --json prints the summary on standard output".into());
+    }
     placeholder::check(text, &["name", "date", "datetime"]).map_err(|e| e.to_string())?;
     Ok(PathSpec {
         text: text.to_string(),
@@ -447,6 +452,20 @@ mod tests {
         assert!(err.contains("{data}"), "{err}");
         assert!(err.contains("{name}, {date} and {datetime}"), "{err}");
         assert!(path_spec("", base).is_err());
+    }
+
+    /// Regression: `--output -` wrote a file named "-".
+    #[test]
+    fn a_dash_is_not_taken_as_a_file_name() {
+        let err = path_spec("-", Path::new("/tmp")).unwrap_err();
+        assert!(
+            err.contains("standard output") && err.contains("--json"),
+            "{err}"
+        );
+        assert!(
+            path_spec("./-", Path::new("/tmp")).is_ok(),
+            "spelled as a path, it is one"
+        );
     }
 
     #[test]
