@@ -344,7 +344,8 @@ pub(crate) const MAX_PRICE_PER_MILLION: f64 = 1_000_000.0;
 /// A price in USD per 1M tokens: a finite number from 0 to [`MAX_PRICE_PER_MILLION`].
 pub(crate) fn price(value: &Value) -> Result<f64, String> {
     match number(value)? {
-        usd if (0.0..=MAX_PRICE_PER_MILLION).contains(&usd) => Ok(usd),
+        // -0.0 is in range, and would be written as a cost of -0.0.
+        usd if (0.0..=MAX_PRICE_PER_MILLION).contains(&usd) => Ok(usd.abs()),
         usd => {
             // 1e308 as 1 followed by 308 digits says nothing more.
             let got = if usd.abs() < 1e15 {

@@ -508,6 +508,21 @@ fn prices_must_be_non_negative_numbers() {
     assert_eq!(found.len(), 3, "{found:#?}");
 }
 
+/// Regression: a price of -0.0 was taken as it is, and every cost it
+/// priced was written as `"cost_usd": -0.0` (and validate's as -0.0).
+#[test]
+fn a_negative_zero_price_is_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "j.toml",
+        "[input]\npath = \"q.jsonl\"\n[pricing]\n\"m\" = { input = -0.0, output = -0.0 }\n",
+    );
+    let job = load(&job_args(Some("j.toml")), dir.path()).expect("valid job");
+    let price = job.pricing.models["m"];
+    assert!(price.input.is_sign_positive() && price.output.is_sign_positive());
+}
+
 #[test]
 fn reply_cap_and_attempt_deadline_are_read_from_the_endpoint() {
     let dir = tempfile::tempdir().expect("tempdir");
