@@ -154,7 +154,19 @@ pub async fn validate(args: &JobArgs) -> Result<(), StartError> {
         describe::text(&validated)
     };
     printer::out(&text).map_err(StartError::Stdout)?;
-    // A run would stop here too: a preflight that passes must mean the run can start.
+    // A run would stop here too: a preflight that passes must mean the run
+    // can start. The paths are checked as a run checks them before sending
+    // (a file can be made where each goes), leaving nothing behind.
+    report::check_summary_path(&job.output.path).map_err(|error| {
+        StartError::Output(sink::SinkError::Io {
+            path: job.output.path.clone(),
+            error,
+        })
+    })?;
+    report::check_summary_path(&job.output.summary).map_err(|source| StartError::SummaryPath {
+        path: job.output.summary.clone(),
+        source,
+    })?;
     api_key(&job)?;
     Ok(())
 }

@@ -546,3 +546,34 @@ async fn a_file_size_limit_is_exit_5_and_a_rerun_resumes() {
     assert_eq!(sb.summary("o.summary.json")["requests"]["resumed"], kept);
     mock.shutdown().await;
 }
+
+/// Regression: validate passed (exit 0) where the run it vouches for was
+/// refused before sending (exit 2) because the summary, or the output,
+/// could not be written where it goes.
+#[tokio::test]
+async fn validate_refuses_a_summary_or_output_path_the_run_would_refuse() {
+    let (mock, sb) = start().await;
+    sb.write("rows.jsonl", &rows(&["hi"]));
+    sb.write("job.toml", &job(&mock.url(), ""));
+    sb.write("plain", "a file, not a folder\n");
+    let mut cases: Vec<(Vec<&str>, &str)> = vec![(
+        vec!["--summary", "plain/s.json"],
+        "the summary cannot be written to",
+    )];
+    // A folder no file can be made in, even by root: Linux's /proc.
+    if std::path::Path::new("/proc/self").exists() {
+        let flags = vec!["--output", "/proc/o.jsonl", "--summary", "s.json"];
+        cases.push((flags, "/proc/o.jsonl"));
+    }
+    for (flags, says) in cases {
+        for command in ["validate", "run"] {
+            let args = [&[command, "job.toml"][..], &flags[..]].concat();
+            let out = output(sb.command(&args)).await;
+            assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+            assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+        }
+    }
+    assert_eq!(mock.stats().requests(), 0);
+    assert!(!std::path::Path::new("/proc/o.jsonl").exists());
+    mock.shutdown().await;
+}
