@@ -536,10 +536,15 @@ async fn a_file_size_limit_is_exit_5_and_a_rerun_resumes() {
         "{}",
         stderr(&out)
     );
+    // Lines are written in batches, all or nothing: on a loaded machine the
+    // first batch alone may pass the limit, and nothing is kept.
     let text = sb.read("o.jsonl");
-    assert!(text.ends_with('\n'), "no half line is kept");
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "no half line is kept"
+    );
     let kept = text.lines().count();
-    assert!((1..120).contains(&kept), "{kept} lines");
+    assert!(kept < 120, "{kept} lines");
     let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(sb.records("o.jsonl").len(), 120);
