@@ -64,6 +64,10 @@ struct JobFile {
 enum Lenient<T> {
     Read(T),
     Not(toml::Value),
+    /// A table holding a value no TOML reader can hold (an integer past
+    /// 2^63, 1e999): why, as serde said it. Without it the section was
+    /// "not a table" although it is one.
+    Unreadable(String),
 }
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
@@ -93,13 +97,28 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for LenientVisitor<T> {
         Ok(Lenient::Not(toml::Value::String(s.into())))
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        let read = T::deserialize(MapAccessDeserializer::new(map)).ok();
-        Ok(read.map_or(Lenient::Not(toml::Table::new().into()), Lenient::Read))
+        match T::deserialize(MapAccessDeserializer::new(map)) {
+            Ok(read) => Ok(Lenient::Read(read)),
+            // A table where a list belongs ([params] for [[params]]): the
+            // caller says what to write instead.
+            Err(e) if e.to_string().starts_with("invalid type: map") => {
+                Ok(Lenient::Not(toml::Table::new().into()))
+            }
+            Err(e) => Ok(Lenient::Unreadable(e.to_string())),
+        }
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
         let read = T::deserialize(SeqAccessDeserializer::new(seq)).ok();
         Ok(read.map_or(Lenient::Not(toml::Value::Array(Vec::new())), Lenient::Read))
     }
+}
+
+/// The problem of a table holding a value TOML cannot hold.
+fn unreadable(why: &str) -> String {
+    format!(
+        "holds a value that cannot be read ({}); integers must be below 2^63 and numbers finite",
+        why.trim_end().replace('\n', " ")
+    )
 }
 
 /// What the job file says besides its settings (which went into [`Settings`]).
@@ -300,6 +319,12 @@ impl Doc<'_, '_> {
         let value = match node.get_ref() {
             Lenient::Read(table) => return Some(table),
             Lenient::Not(value) => value,
+            // A date-time reads as a table with one private key, which fails.
+            Lenient::Unreadable(why) if !self.is_date(&[what]) => {
+                self.push(node.span(), what, unreadable(why));
+                return None;
+            }
+            Lenient::Unreadable(_) => &toml::Value::Boolean(false),
         };
         if self.is_date(&[what]) {
             let span = self.key_span(&[what]).unwrap_or(node.span());
@@ -380,6 +405,10 @@ impl Doc<'_, '_> {
     fn param_sets(&mut self, node: &Spanned<Lenient<ParamSets>>) -> Vec<ParamSet> {
         let items = match node.get_ref() {
             Lenient::Read(items) => items,
+            Lenient::Unreadable(why) => {
+                self.push(node.span(), "params", unreadable(why));
+                return Vec::new();
+            }
             Lenient::Not(value) => {
                 let message = match value {
                     toml::Value::Table(_) => "must be a list of tables: write [[params]] (double brackets) above each parameter set".to_string(),
@@ -440,8 +469,12 @@ impl Doc<'_, '_> {
                     }
                     continue;
                 }
-                Lenient::Not(_) if self.is_date(&["pricing", model]) => {
+                Lenient::Not(_) | Lenient::Unreadable(_) if self.is_date(&["pricing", model]) => {
                     self.push(entry.span(), &what, "must be a table, got a date-time");
+                    continue;
+                }
+                Lenient::Unreadable(why) => {
+                    self.push(entry.span(), &what, unreadable(why));
                     continue;
                 }
                 Lenient::Not(value) => {

@@ -735,3 +735,37 @@ fn a_date_time_price_entry_is_one_wrong_type() {
     );
     assert_eq!(found.len(), 1, "{found:#?}");
 }
+
+/// Regression: a number TOML cannot hold (past 2^63, or 1e999) inside a
+/// section was reported as "limits: must be a table, got a table".
+#[test]
+fn an_unreadable_number_in_a_section_is_named_not_called_a_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (section, key) in [
+        ("limits", "concurrency"),
+        ("defaults", "max_tokens"),
+        ("pricing.m", "input"),
+    ] {
+        write(
+            dir.path(),
+            "j.toml",
+            &format!("[input]\npath = \"q.jsonl\"\n[{section}]\n{key} = 99999999999999999999\n"),
+        );
+        let found = problems(&job_args(Some("j.toml")), dir.path());
+        let text = format!("{found:#?}");
+        assert!(!text.contains("got a table"), "{section}: {text}");
+        assert!(text.contains("99999999999999999999"), "{section}: {text}");
+    }
+    // A single [params] table is still told to use [[params]].
+    write(
+        dir.path(),
+        "j.toml",
+        "[input]\npath = \"q.jsonl\"\n[params]\nname = \"a\"\n",
+    );
+    let found = problems(&job_args(Some("j.toml")), dir.path());
+    assert_problem(
+        &found,
+        "j.toml:3:1: params",
+        "write [[params]] (double brackets)",
+    );
+}
