@@ -6,6 +6,7 @@ use promptbatch::cli::{Cli, ColorChoice, LogFormat};
 use promptbatch::printer;
 
 fn main() {
+    ignore_file_size_signal();
     let cli = parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -22,6 +23,20 @@ fn main() {
     // may still sit in a read (a spooled standard input, say).
     runtime.shutdown_background();
     std::process::exit(status.code());
+}
+
+/// Under a file-size limit (`ulimit -f`, systemd's `LimitFSIZE=`) the
+/// kernel kills a process whose write passes it with SIGXFSZ: no summary, no
+/// message, exit 153. Ignored, the write fails with EFBIG instead, and the
+/// run handles that as it handles a full disk (exit 5, a rerun resumes).
+fn ignore_file_size_signal() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread starts; SIG_IGN
+    // installs no handler code, and signal() with a valid signal number and
+    // SIG_IGN has no other precondition.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
 }
 
 /// The flags; a usage error is said as clap says it, or, when the command

@@ -62,10 +62,20 @@ fn bar(total: u64) -> ProgressBar {
     bar
 }
 
+/// Whether a bar would show: indicatif draws nothing on a `TERM=dumb`
+/// terminal (Emacs' shell, some CI consoles), where `auto` showed no
+/// progress at all; log lines work there.
+fn bar_can_draw(terminal: bool, term: Option<&str>) -> bool {
+    terminal && term != Some("dumb")
+}
+
 impl Progress {
     /// `total`: the requests this run will send (resumed ones excluded).
     pub fn new(mode: ProgressArg, quiet: bool, total: u64) -> Progress {
-        let terminal = std::io::stderr().is_terminal();
+        let terminal = bar_can_draw(
+            std::io::stderr().is_terminal(),
+            std::env::var("TERM").ok().as_deref(),
+        );
         // A bar is not a line: JSON logs get progress events instead.
         let lines = printer::format() == LogFormat::Json;
         let display = match mode {
@@ -207,6 +217,16 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: on a TERM=dumb terminal `--progress auto` chose a bar
+    /// that indicatif never draws, so a run showed no progress at all.
+    #[test]
+    fn a_dumb_terminal_gets_log_lines_not_a_bar() {
+        assert!(bar_can_draw(true, Some("xterm-256color")));
+        assert!(bar_can_draw(true, None));
+        assert!(!bar_can_draw(true, Some("dumb")));
+        assert!(!bar_can_draw(false, Some("xterm")));
+    }
 
     fn record(status: &str, cost: &str) -> Record {
         let line = format!(

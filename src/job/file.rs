@@ -18,7 +18,7 @@ use serde_json::{Map, Number, Value};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::lenient::Lenient;
+use super::lenient::{unreadable, Lenient};
 use super::params::{is_chat_param, layer_from_map, UnknownKeys};
 use super::problem::{describe, unknown_key, Lines, Problems};
 use super::settings::{self, Key, Settings, KEYS};
@@ -260,6 +260,12 @@ impl Doc<'_, '_> {
         let value = match node.get_ref() {
             Lenient::Read(table) => return Some(table),
             Lenient::Not(value) => value,
+            // A date-time reads as a table with one private key, which fails.
+            Lenient::Unreadable(why) if !self.is_date(&[what]) => {
+                self.push(node.span(), what, unreadable(why));
+                return None;
+            }
+            Lenient::Unreadable(_) => &toml::Value::Boolean(false),
         };
         if self.is_date(&[what]) {
             let span = self.key_span(&[what]).unwrap_or(node.span());
@@ -340,6 +346,10 @@ impl Doc<'_, '_> {
     fn param_sets(&mut self, node: &Spanned<Lenient<ParamSets>>) -> Vec<ParamSet> {
         let items = match node.get_ref() {
             Lenient::Read(items) => items,
+            Lenient::Unreadable(why) => {
+                self.push(node.span(), "params", unreadable(why));
+                return Vec::new();
+            }
             Lenient::Not(value) => {
                 let message = match value {
                     toml::Value::Table(_) => "must be a list of tables: write [[params]] (double brackets) above each parameter set".to_string(),
@@ -407,8 +417,14 @@ impl Doc<'_, '_> {
                     }
                     continue;
                 }
-                Lenient::Not(_) if self.is_date(&[at, &[model.as_str()]].concat()) => {
+                Lenient::Not(_) | Lenient::Unreadable(_)
+                    if self.is_date(&[at, &[model.as_str()]].concat()) =>
+                {
                     self.push(entry.span(), &what, "must be a table, got a date-time");
+                    continue;
+                }
+                Lenient::Unreadable(why) => {
+                    self.push(entry.span(), &what, unreadable(why));
                     continue;
                 }
                 Lenient::Not(value) => {
@@ -424,7 +440,7 @@ impl Doc<'_, '_> {
                 let what = format!("{what} {key}");
                 match price.get(key) {
                     Some(node) => {
-                        let usd = settings::usd(node.get_ref(), "USD per 1M tokens >= 0");
+                        let usd = settings::price(node.get_ref());
                         self.report(node.span(), &what, usd)
                     }
                     None => {

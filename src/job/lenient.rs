@@ -12,6 +12,10 @@ use serde::Deserialize;
 pub(super) enum Lenient<T> {
     Read(T),
     Not(toml::Value),
+    /// A table holding a value no TOML reader can hold (an integer past
+    /// 2^63, 1e999): why, as serde said it. Without it the section was
+    /// "not a table" although it is one.
+    Unreadable(String),
 }
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
@@ -41,11 +45,26 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for LenientVisitor<T> {
         Ok(Lenient::Not(toml::Value::String(s.into())))
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        let read = T::deserialize(MapAccessDeserializer::new(map)).ok();
-        Ok(read.map_or(Lenient::Not(toml::Table::new().into()), Lenient::Read))
+        match T::deserialize(MapAccessDeserializer::new(map)) {
+            Ok(read) => Ok(Lenient::Read(read)),
+            // A table where a list belongs ([params] for [[params]]): the
+            // caller says what to write instead.
+            Err(e) if e.to_string().starts_with("invalid type: map") => {
+                Ok(Lenient::Not(toml::Table::new().into()))
+            }
+            Err(e) => Ok(Lenient::Unreadable(e.to_string())),
+        }
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
         let read = T::deserialize(SeqAccessDeserializer::new(seq)).ok();
         Ok(read.map_or(Lenient::Not(toml::Value::Array(Vec::new())), Lenient::Read))
     }
+}
+
+/// The problem of a table holding a value TOML cannot hold.
+pub(super) fn unreadable(why: &str) -> String {
+    format!(
+        "holds a value that cannot be read ({}); integers must be below 2^63 and numbers finite",
+        why.trim_end().replace('\n', " ")
+    )
 }

@@ -23,6 +23,7 @@ mod settings;
 
 pub use prices::read_pricing;
 pub use problem::{did_you_mean, JobError, Problem};
+pub use settings::endpoint_warning;
 
 pub const DEFAULT_ENDPOINT: &str = "https://api.aimlapi.com/v1/chat/completions";
 pub const DEFAULT_KEY_ENV: &str = "AIMLAPI_API_KEY";

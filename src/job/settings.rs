@@ -268,6 +268,32 @@ pub(crate) fn check_url(url: &str) -> Result<(), String> {
         .map_err(|e| format!("{url:?} is not a valid URL: {e} ({example})"))
 }
 
+/// The warning for an endpoint whose path is not `.../chat/completions`, or
+/// None. The path is judged without the query (Azure OpenAI's
+/// `.../chat/completions?api-version=...` is right), and the URL is quoted
+/// without its user, password, query and fragment: a `?key=` or a password
+/// there is a secret, and logs are kept.
+pub fn endpoint_warning(url: &str) -> Option<String> {
+    let (path, shown) = match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            let path = parsed.path().to_string();
+            // Only fails for URLs that cannot have a user (not http(s)).
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            (path, parsed.to_string())
+        }
+        Err(_) => return None,
+    };
+    if path.trim_end_matches('/').ends_with("/chat/completions") {
+        return None;
+    }
+    Some(format!(
+        "the endpoint {shown} does not end in /chat/completions; OpenAI-compatible servers answer at .../v1/chat/completions"
+    ))
+}
+
 /// An HTTP header name is a token; a value has no line breaks (they would split the request).
 pub(crate) fn check_header(name: &str, value: &str) -> Result<(), String> {
     let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
@@ -309,6 +335,31 @@ pub(crate) fn usd(value: &Value, what: &str) -> Result<f64, String> {
     }
 }
 
+/// The most a price may say, in USD per 1M tokens: $1 a token, over a thousand
+/// times any price list. Past it a price is a typo, and a very large one
+/// (1e308) overflowed every cost it entered: the estimate's `$inf`, a total of
+/// `$0`, a run's costs recorded as unpriced.
+pub(crate) const MAX_PRICE_PER_MILLION: f64 = 1_000_000.0;
+
+/// A price in USD per 1M tokens: a finite number from 0 to [`MAX_PRICE_PER_MILLION`].
+pub(crate) fn price(value: &Value) -> Result<f64, String> {
+    match number(value)? {
+        // -0.0 is in range, and would be written as a cost of -0.0.
+        usd if (0.0..=MAX_PRICE_PER_MILLION).contains(&usd) => Ok(usd.abs()),
+        usd => {
+            // 1e308 as 1 followed by 308 digits says nothing more.
+            let got = if usd.abs() < 1e15 {
+                usd.to_string()
+            } else {
+                format!("{usd:e}")
+            };
+            Err(format!(
+                "must be USD per 1M tokens >= 0 and at most {MAX_PRICE_PER_MILLION} ($1 a token), got {got}"
+            ))
+        }
+    }
+}
+
 /// `-` is standard input; anything else a file relative to `base`.
 pub(crate) fn input_source(text: &str, base: &Path) -> Result<InputSource, String> {
     match text {
@@ -325,6 +376,11 @@ pub(crate) fn path_spec(text: &str, base: &Path) -> Result<PathSpec, String> {
     if text.is_empty() {
         return Err("must not be empty".into());
     }
+    // `--input -` is standard input, so `-` reads as standard output here;
+    // it was a file named "-" in the working directory instead.
+    if text == "-" {
+        return Err("cannot be - (standard output): the output is a file a rerun resumes, and the summary a file beside it; --json prints the summary on standard output".into());
+    }
     placeholder::check(text, &["name", "date", "datetime"]).map_err(|e| e.to_string())?;
     Ok(PathSpec {
         text: text.to_string(),
@@ -335,6 +391,25 @@ pub(crate) fn path_spec(text: &str, base: &Path) -> Result<PathSpec, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_endpoint_warning_judges_the_path_and_quotes_no_secret() {
+        for right in [
+            "https://api.aimlapi.com/v1/chat/completions",
+            "https://api.aimlapi.com/v1/chat/completions/",
+            "https://x.openai.azure.com/openai/deployments/d/chat/completions?api-version=2024-06-01",
+        ] {
+            assert_eq!(endpoint_warning(right), None, "{right}");
+        }
+        let warning =
+            endpoint_warning("https://u:pw-secret@h.example/v1/completions?key=k-secret#f")
+                .expect("a warning");
+        assert!(
+            warning.starts_with("the endpoint https://h.example/v1/completions does not end in"),
+            "{warning}"
+        );
+        assert!(!warning.contains("secret"), "{warning}");
+    }
 
     #[test]
     fn urls_need_http_scheme_and_host() {
@@ -378,6 +453,20 @@ mod tests {
         assert!(err.contains("{data}"), "{err}");
         assert!(err.contains("{name}, {date} and {datetime}"), "{err}");
         assert!(path_spec("", base).is_err());
+    }
+
+    /// Regression: `--output -` wrote a file named "-".
+    #[test]
+    fn a_dash_is_not_taken_as_a_file_name() {
+        let err = path_spec("-", Path::new("/tmp")).unwrap_err();
+        assert!(
+            err.contains("standard output") && err.contains("--json"),
+            "{err}"
+        );
+        assert!(
+            path_spec("./-", Path::new("/tmp")).is_ok(),
+            "spelled as a path, it is one"
+        );
     }
 
     #[test]

@@ -118,6 +118,15 @@ impl Estimate {
                 .add(&Row::new(set, model, group.to_send, price, seen));
             priced.sets.push(row);
         }
+        // Nothing to price costs $0, which is known: an empty input (with
+        // --allow-empty) or nothing left to send is not "unknown" (null in
+        // --json), while every request still counts as priced or not.
+        for totals in [&mut priced.totals, &mut priced.to_send] {
+            if totals.sums.requests == 0 {
+                totals.worst_case_usd.get_or_insert(0.0);
+                totals.expected_usd.get_or_insert(0.0);
+            }
+        }
         priced
     }
 }
@@ -317,6 +326,19 @@ mod tests {
         )]);
         let row = &e.price(&pricing(), &long).sets[0];
         assert_eq!(row.expected_completion_tokens, Some(200));
+    }
+
+    /// Regression: an empty input's estimate was "unknown" (null in
+    /// --json), where nothing left to send of a priced job was $0.
+    #[test]
+    fn no_requests_cost_zero_not_unknown() {
+        let p = Estimate::default().price(&pricing(), &BTreeMap::new());
+        assert!(p.sets.is_empty());
+        for totals in [&p.totals, &p.to_send] {
+            assert_eq!(totals.worst_case_usd, Some(0.0));
+            assert_eq!(totals.expected_usd, Some(0.0));
+            assert_eq!(totals.unpriced_requests, 0);
+        }
     }
 
     #[test]

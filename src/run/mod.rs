@@ -154,7 +154,19 @@ pub async fn validate(args: &JobArgs) -> Result<(), StartError> {
         describe::text(&validated)
     };
     printer::out(&text).map_err(StartError::Stdout)?;
-    // A run would stop here too: a preflight that passes must mean the run can start.
+    // A run would stop here too: a preflight that passes must mean the run
+    // can start. The paths are checked as a run checks them before sending
+    // (a file can be made where each goes), leaving nothing behind.
+    report::check_summary_path(&job.output.path).map_err(|error| {
+        StartError::Output(sink::SinkError::Io {
+            path: job.output.path.clone(),
+            error,
+        })
+    })?;
+    report::check_summary_path(&job.output.summary).map_err(|source| StartError::SummaryPath {
+        path: job.output.summary.clone(),
+        source,
+    })?;
     api_key(&job)?;
     Ok(())
 }
@@ -214,16 +226,8 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     }
 
     if !args.quiet {
-        if !job
-            .endpoint
-            .url
-            .trim_end_matches('/')
-            .ends_with("/chat/completions")
-        {
-            printer::warning(format_args!(
-                "the endpoint {} does not end in /chat/completions; OpenAI-compatible servers answer at .../v1/chat/completions",
-                job.endpoint.url
-            ));
+        if let Some(warning) = crate::job::endpoint_warning(&job.endpoint.url) {
+            printer::warning(warning);
         }
         for note in &progress_notes {
             printer::notice(note);

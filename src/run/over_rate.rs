@@ -42,14 +42,27 @@ impl OverRate {
         self.smallest = self.smallest.min(bound);
         self.largest = self.largest.max(bound);
         if self.named.len() < NAMED {
+            // Without a cap the prompt alone is over: "token cap 0" and
+            // "lower max_tokens" would name a cap the request does not have.
+            let (uses, fix) = match req.max_output_tokens {
+                Some(cap) => (
+                    format!(
+                        "(prompt at most {} + token cap {cap})",
+                        req.prompt_token_bound()
+                    ),
+                    "lower max_tokens",
+                ),
+                None => (
+                    "with its prompt alone (it has no token cap)".to_string(),
+                    "shorten the prompt",
+                ),
+            };
             self.named.push(InputError::new(
                 display,
                 Some(line),
                 format!(
-                    "request {:?} may use up to {bound} tokens (prompt at most {} + token cap {}), more than tokens_per_minute (--tpm) {} allows in a minute: it could never be sent; raise the rate or lower max_tokens",
+                    "request {:?} may use up to {bound} tokens {uses}, more than tokens_per_minute (--tpm) {} allows in a minute: it could never be sent; raise the rate or {fix}",
                     req.key,
-                    req.prompt_token_bound(),
-                    req.max_output_tokens.unwrap_or(0),
                     self.tpm
                 ),
             ));
@@ -177,5 +190,27 @@ mod tests {
             "{}",
             problems[0]
         );
+    }
+
+    /// Regression: a request with no max_tokens was said to have "token cap
+    /// 0", with the advice to lower the max_tokens it does not have.
+    #[test]
+    fn a_request_without_a_cap_is_over_by_its_prompt_alone() {
+        let mut over = OverRate::new(50);
+        let uncapped = Request {
+            max_output_tokens: None,
+            ..request("long", 60)
+        };
+        assert!(over.over(&uncapped, "q.jsonl", 1));
+        let problems = messages(&over.problems("q.jsonl"));
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(
+            problems[0]
+                .contains("may use up to 68 tokens with its prompt alone (it has no token cap)")
+                && problems[0].ends_with("raise the rate or shorten the prompt"),
+            "{}",
+            problems[0]
+        );
+        assert!(!problems[0].contains("max_tokens"), "{}", problems[0]);
     }
 }

@@ -8,6 +8,7 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::client::printable;
 use crate::printer::{self, Level};
 use crate::scheduler::{PaceChange, PaceWhy, RetryNote};
 
@@ -33,9 +34,14 @@ fn retry_line(n: &RetryNote) -> (String, Map<String, Value>) {
         Some(_) => format!("{}, as the server's Retry-After asked", seconds(n.wait)),
         None => format!("{} (backoff)", seconds(n.wait)),
     };
+    // The key is the row's id, from the input: a line break in it would
+    // forge a log line and an escape would act on the terminal. The JSON
+    // field keeps it as it is (escaped there).
     let message = format!(
         "retry {}: attempt {} of {} failed ({why}); next attempt in {wait}",
-        n.key, n.attempt, n.max_attempts
+        printable(&n.key),
+        n.attempt,
+        n.max_attempts
     );
     let fields = json!({
         "key": n.key,
@@ -177,6 +183,29 @@ mod tests {
             "retry q17/precise: attempt 2 of 5 failed (timeout, no answer: may have been billed); next attempt in 0.25 s (backoff)"
         );
         assert_eq!(fields["retry_after_s"], Value::Null);
+    }
+
+    /// Regression: a row id with a line break forged a log line under -v,
+    /// and one with an escape sequence acted on the terminal.
+    #[test]
+    fn a_retry_line_never_carries_the_ids_control_characters() {
+        let evil = RetryNote {
+            key: "a\n2026-01-01T00:00:00Z promptbatch: forged \u{1b}[31m/default".into(),
+            ..note()
+        };
+        let (text, fields) = retry_line(&evil);
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+        assert!(
+            text.starts_with(
+                "retry a 2026-01-01T00:00:00Z promptbatch: forged \u{fffd}[31m/default: attempt 1"
+            ),
+            "{text:?}"
+        );
+        assert_eq!(
+            fields["key"],
+            evil.key.as_str(),
+            "the JSON field is the key itself"
+        );
     }
 
     #[test]

@@ -498,3 +498,87 @@ async fn validate_warns_of_a_held_lock() {
     assert_eq!(mock.stats().requests(), 0);
     mock.shutdown().await;
 }
+
+/// Regression: under a file-size limit (`ulimit -f`, systemd's `LimitFSIZE=`)
+/// the kernel's SIGXFSZ killed the run mid-write (exit 153, no summary, no
+/// message). A write past the limit is a disk failure like ENOSPC: exit 5,
+/// the output keeps whole lines, and a rerun resumes.
+#[tokio::test]
+async fn a_file_size_limit_is_exit_5_and_a_rerun_resumes() {
+    let (mock, sb) = start().await;
+    let prompts: Vec<String> = (0..120).map(|i| format!("question {i}")).collect();
+    let prompts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    sb.write("rows.jsonl", &rows(&prompts));
+    sb.write("job.toml", &job(&mock.url(), ""));
+    // 16 blocks of 512 bytes (dash) or 1 KiB (bash): a few records, never 120.
+    let limited = sb
+        .command(&["run", "job.toml", "--progress", "off"])
+        .get_args()
+        .map(|a| a.to_owned())
+        .collect::<Vec<_>>();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg("ulimit -f 16 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_promptbatch"))
+        .args(limited)
+        .current_dir(sb.path("."))
+        .env("NO_COLOR", "1");
+    let out = output(cmd).await;
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{:?}: {}",
+        out.status,
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("writing the output failed"),
+        "{}",
+        stderr(&out)
+    );
+    // Lines are written in batches, all or nothing: on a loaded machine the
+    // first batch alone may pass the limit, and nothing is kept.
+    let text = sb.read("o.jsonl");
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "no half line is kept"
+    );
+    let kept = text.lines().count();
+    assert!(kept < 120, "{kept} lines");
+    let out = output(sb.command(&["run", "job.toml", "--progress", "off"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(sb.records("o.jsonl").len(), 120);
+    assert_eq!(sb.summary("o.summary.json")["requests"]["resumed"], kept);
+    mock.shutdown().await;
+}
+
+/// Regression: validate passed (exit 0) where the run it vouches for was
+/// refused before sending (exit 2) because the summary, or the output,
+/// could not be written where it goes.
+#[tokio::test]
+async fn validate_refuses_a_summary_or_output_path_the_run_would_refuse() {
+    let (mock, sb) = start().await;
+    sb.write("rows.jsonl", &rows(&["hi"]));
+    sb.write("job.toml", &job(&mock.url(), ""));
+    sb.write("plain", "a file, not a folder\n");
+    let mut cases: Vec<(Vec<&str>, &str)> = vec![(
+        vec!["--summary", "plain/s.json"],
+        "the summary cannot be written to",
+    )];
+    // A folder no file can be made in, even by root: Linux's /proc.
+    if std::path::Path::new("/proc/self").exists() {
+        let flags = vec!["--output", "/proc/o.jsonl", "--summary", "s.json"];
+        cases.push((flags, "/proc/o.jsonl"));
+    }
+    for (flags, says) in cases {
+        for command in ["validate", "run"] {
+            let args = [&[command, "job.toml"][..], &flags[..]].concat();
+            let out = output(sb.command(&args)).await;
+            assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+            assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+        }
+    }
+    assert_eq!(mock.stats().requests(), 0);
+    assert!(!std::path::Path::new("/proc/o.jsonl").exists());
+    mock.shutdown().await;
+}

@@ -135,3 +135,56 @@ fn the_harness_sees_any_eight_characters_of_a_secret() {
     let part = &SENTINEL_HEADER[9..17];
     assert_no_secret("stderr", format!("warning: {part}…").as_bytes());
 }
+
+/// Regression: the warning about an endpoint whose path is not
+/// /chat/completions quoted the URL whole, password and query (`?key=`)
+/// included, and fired for a URL whose path is right but has a query
+/// (Azure OpenAI's `...?api-version=...`).
+#[tokio::test]
+async fn an_endpoint_url_is_never_quoted_with_its_password_or_query() {
+    let mock = MockServer::start(MockConfig::default())
+        .await
+        .expect("mock starts");
+    let sb = Sandbox::new();
+    sb.write("rows.jsonl", "{\"prompt\": \"hi\"}\n");
+    let port = mock.url().split(':').nth(2).expect("a port").to_string();
+    let port = port.split('/').next().expect("a port");
+    let run = |url: String| {
+        sb.command(&[
+            "run",
+            "--input",
+            "rows.jsonl",
+            "--model",
+            "m",
+            "--api-key-env",
+            "",
+            "--output",
+            "o.jsonl",
+            "--fresh",
+            "--endpoint",
+            &url,
+        ])
+    };
+    let azure = format!(
+        "http://127.0.0.1:{port}/v1/chat/completions?api-version=2024-06-01&key=QUERYSECRET1"
+    );
+    let out = output(run(azure)).await;
+    let err = stderr(&out);
+    assert!(!err.contains("does not end in"), "{err}");
+    assert!(!err.contains("QUERYSECRET1"), "{err}");
+    let wrong =
+        format!("http://user:PASSWORDSECRET@127.0.0.1:{port}/v1/completions?key=QUERYSECRET2");
+    let out = output(run(wrong)).await;
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "the endpoint http://127.0.0.1:{port}/v1/completions does not end in /chat/completions"
+        )),
+        "{err}"
+    );
+    assert!(
+        !err.contains("PASSWORDSECRET") && !err.contains("QUERYSECRET2"),
+        "{err}"
+    );
+    mock.shutdown().await;
+}

@@ -269,10 +269,17 @@ async fn the_crontab_mails_one_line_when_the_endpoint_refuses_the_key() {
 /// exits 1 on its first run and `then` on its second.
 #[cfg(unix)]
 #[tokio::test]
-async fn the_crontab_retries_once_on_exit_1_and_mails_only_on_2_4_and_5() {
+async fn the_crontab_retries_once_on_exit_1_and_mails_on_2_4_5_and_codes_promptbatch_never_gives() {
     use std::os::unix::fs::PermissionsExt;
     let (_, nightly) = &cron_entries()[0];
-    for (then, runs, mail) in [(0, 2, false), (1, 2, false), (3, 2, false), (5, 2, true)] {
+    // 137 (killed) is no code of promptbatch's: it is mailed too.
+    for (then, runs, mail) in [
+        (0, 2, false),
+        (1, 2, false),
+        (3, 2, false),
+        (5, 2, true),
+        (137, 2, true),
+    ] {
         let sb = Sandbox::new();
         let home = cron_home(&sb, "k");
         let runs_file = sb.path("runs");
@@ -305,6 +312,19 @@ async fn the_crontab_retries_once_on_exit_1_and_mails_only_on_2_4_and_5() {
             assert_eq!(said, "");
         }
     }
+    // Regression: with the binary gone (moved by an upgrade, a typo in the
+    // path) the shell's exit 127 was mailed by no one, every night.
+    let sb = Sandbox::new();
+    let home = cron_home(&sb, "k");
+    let missing = sb.path("gone/promptbatch");
+    let command = substitute(nightly, INSTALLED, &missing.to_string_lossy());
+    let out = output(cron_shell(&home, &command)).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("promptbatch nightly: exit 127; see "),
+        "{:?}",
+        stdout(&out)
+    );
 }
 
 /// The value of `key` in the `[Service]` section of a unit.

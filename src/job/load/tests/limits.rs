@@ -73,12 +73,34 @@ fn prices_must_be_non_negative_numbers() {
     write(
         dir.path(),
         "j.toml",
-        "[input]\npath = \"q.jsonl\"\n[pricing]\n\"a\" = { input = -1, output = 2 }\n\"b\" = 3\n\"c\" = { input = 1, output = 2.5 }\n",
+        "[input]\npath = \"q.jsonl\"\n[pricing]\n\"a\" = { input = -1, output = 2 }\n\"b\" = 3\n\"c\" = { input = 1, output = 2.5 }\n\"d\" = { input = 1, output = 1e308 }\n\"e\" = { input = 1000000, output = 0 }\n",
     );
     let found = problems(&job_args(Some("j.toml")), dir.path());
     assert_problem(&found, r#"j.toml:4:17: [pricing] "a" input"#, ">= 0");
     assert_problem(&found, r#"j.toml:5:7: [pricing] "b""#, "must be { input");
-    assert_eq!(found.len(), 2, "{found:#?}");
+    // Regression: 1e308 was taken, and overflowed every cost it entered
+    // (validate printed `$inf` per set and `$0` in total).
+    assert_problem(
+        &found,
+        r#"j.toml:7:29: [pricing] "d" output"#,
+        "at most 1000000 ($1 a token), got 1e308",
+    );
+    assert_eq!(found.len(), 3, "{found:#?}");
+}
+
+/// Regression: a price of -0.0 was taken as it is, and every cost it
+/// priced was written as `"cost_usd": -0.0` (and validate's as -0.0).
+#[test]
+fn a_negative_zero_price_is_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "j.toml",
+        "[input]\npath = \"q.jsonl\"\n[pricing]\n\"m\" = { input = -0.0, output = -0.0 }\n",
+    );
+    let job = load(&job_args(Some("j.toml")), dir.path()).expect("valid job");
+    let price = job.pricing.models["m"];
+    assert!(price.input.is_sign_positive() && price.output.is_sign_positive());
 }
 
 #[test]
@@ -292,4 +314,38 @@ fn a_date_time_price_entry_is_one_wrong_type() {
         "must be a table, got a date-time",
     );
     assert_eq!(found.len(), 1, "{found:#?}");
+}
+
+/// Regression: a number TOML cannot hold (past 2^63, or 1e999) inside a
+/// section was reported as "limits: must be a table, got a table".
+#[test]
+fn an_unreadable_number_in_a_section_is_named_not_called_a_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (section, key) in [
+        ("limits", "concurrency"),
+        ("defaults", "max_tokens"),
+        ("pricing.m", "input"),
+    ] {
+        write(
+            dir.path(),
+            "j.toml",
+            &format!("[input]\npath = \"q.jsonl\"\n[{section}]\n{key} = 99999999999999999999\n"),
+        );
+        let found = problems(&job_args(Some("j.toml")), dir.path());
+        let text = format!("{found:#?}");
+        assert!(!text.contains("got a table"), "{section}: {text}");
+        assert!(text.contains("99999999999999999999"), "{section}: {text}");
+    }
+    // A single [params] table is still told to use [[params]].
+    write(
+        dir.path(),
+        "j.toml",
+        "[input]\npath = \"q.jsonl\"\n[params]\nname = \"a\"\n",
+    );
+    let found = problems(&job_args(Some("j.toml")), dir.path());
+    assert_problem(
+        &found,
+        "j.toml:3:1: params",
+        "write [[params]] (double brackets)",
+    );
 }
