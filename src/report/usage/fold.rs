@@ -254,7 +254,7 @@ impl<'p> Fold<'p> {
         let mut check = self.check;
         check.provider_usd = significant(check.provider_usd);
         check.pricing_usd = significant(check.pricing_usd);
-        charts.latency = latency_buckets(&self.totals.latency.values().collect::<Vec<_>>());
+        charts.latency = latency_buckets(&self.totals.latency.values());
         Report {
             by: self.by,
             groups,
