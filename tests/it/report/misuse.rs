@@ -106,3 +106,36 @@ fn a_folder_without_outputs_says_so_and_names_its_subfolders() {
     assert!(!err.contains("every file named is a lock"), "{err}");
     assert!(err.contains("out/2026-11"), "{err}");
 }
+
+#[test]
+fn the_footer_counts_repeated_lines_and_never_asks_for_the_pricing_given() {
+    let sb = Sandbox::new();
+    let unpriced = LINE
+        .replace(r#""cost_usd":0.5,"cost_source":"provider","#, "")
+        .replace(r#""model":"m""#, r#""model":"m/x""#);
+    sb.write("a.jsonl", &unpriced);
+    sb.write("b.jsonl", &unpriced);
+    sb.write("c.jsonl", &unpriced);
+    sb.write(
+        "prices.toml",
+        "\"m/other\" = { input = 1.0, output = 2.0 }\n",
+    );
+    let out = sb
+        .command(&[
+            "report",
+            "a.jsonl",
+            "b.jsonl",
+            "c.jsonl",
+            "--pricing",
+            "prices.toml",
+        ])
+        .output()
+        .expect("the binary runs");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    // One call in three files: two lines repeat it (not "2 calls seen twice").
+    assert!(text.contains("1 request over 3 files"), "{text}");
+    assert!(text.contains("2 repeated lines"), "{text}");
+    assert!(!text.contains("give --pricing"), "{text}");
+    assert!(text.contains("1 request unpriced"), "{text}");
+}
