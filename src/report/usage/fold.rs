@@ -38,6 +38,9 @@ pub fn fold(
     Ok(fold.finish())
 }
 
+/// UTF-8's byte order mark.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 struct Fold<'p> {
     by: Vec<Field>,
     pricing: Option<&'p Pricing>,
@@ -96,7 +99,14 @@ impl<'p> Fold<'p> {
         };
         let (mut first, mut last): (Option<i64>, Option<i64>) = (None, None);
         while let Some(line) = lines.next_line().map_err(io)? {
-            let parsed: UsageLine = match line.parse() {
+            // A file saved by a Windows editor starts with a byte order mark.
+            let text = match line.text.strip_prefix(BOM) {
+                Some(rest) if line.number == 1 => rest,
+                _ => line.text,
+            };
+            let parsed =
+                serde_json::from_slice::<UsageLine>(text).map_err(|e| line.bad(e.to_string()));
+            let parsed: UsageLine = match parsed {
                 Ok(parsed) => parsed,
                 Err(bad) if line.torn => {
                     printer::notice(format_args!(
