@@ -225,6 +225,13 @@ fn the_page_fetches_nothing_and_runs_nothing() {
     ] {
         assert!(!page.contains(fetch), "{fetch} on the page");
     }
+    // And the browser is told so: were a name ever to slip past the
+    // escaping, it could still neither run nor fetch anything.
+    let head = page.split("</head>").next().expect("a head");
+    assert!(
+        head.contains(r#"<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">"#),
+        "{head}"
+    );
 }
 
 #[test]
