@@ -58,6 +58,10 @@ struct Fold<'p> {
     duplicates: u64,
     /// Reused for every line's group key.
     key: String,
+    /// With `--pricing`: the models it has no price for, and how many `ok`
+    /// lines of each it left unpriced (a typo in a model name is otherwise
+    /// a silent no-op).
+    unpriced_models: BTreeMap<String, u64>,
 }
 
 impl<'p> Fold<'p> {
@@ -80,6 +84,7 @@ impl<'p> Fold<'p> {
             counted: 0,
             duplicates: 0,
             key: String::new(),
+            unpriced_models: BTreeMap::new(),
         }
     }
 
@@ -194,7 +199,12 @@ impl<'p> Fold<'p> {
             }
             (_, _, Some(priced)) => Priced::Pricing(priced),
             (_, Some(cost), None) => Priced::Pricing(cost),
-            (_, None, None) => Priced::Unpriced,
+            (_, None, None) => {
+                if line.ok() && self.pricing.is_some_and(|p| p.price(&line.model).is_none()) {
+                    bump(&mut self.unpriced_models, &line.model);
+                }
+                Priced::Unpriced
+            }
         }
     }
 
@@ -249,6 +259,19 @@ impl<'p> Fold<'p> {
     }
 
     fn finish(mut self) -> Report {
+        if !self.unpriced_models.is_empty() {
+            let mut named: Vec<String> = (self.unpriced_models.iter())
+                .take(5)
+                .map(|(model, n)| format!("{model} ({})", printer::count(*n, "request")))
+                .collect();
+            if self.unpriced_models.len() > 5 {
+                named.push(format!("{} more", self.unpriced_models.len() - 5));
+            }
+            printer::warning(format_args!(
+                "--pricing has no price for {}; they stay unpriced (a model's name must match the outputs' exactly)",
+                named.join(", ")
+            ));
+        }
         self.groups.sort_by(|a, b| compare(&a.0, &b.0));
         let groups = (self.groups.iter())
             .map(|(values, acc)| Group {

@@ -138,4 +138,10 @@ fn the_footer_counts_repeated_lines_and_never_asks_for_the_pricing_given() {
     assert!(text.contains("2 repeated lines"), "{text}");
     assert!(!text.contains("give --pricing"), "{text}");
     assert!(text.contains("1 request unpriced"), "{text}");
+    // The prices that matched nothing are named, not silently ignored.
+    let err = stderr(&out);
+    assert!(
+        err.contains("--pricing has no price for m/x (1 request)"),
+        "{err}"
+    );
 }
