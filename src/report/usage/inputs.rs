@@ -1,7 +1,8 @@
 //! Which files a report reads: the arguments as given (files, folders, the
 //! shell's glob expansions), folders replaced by their `*.jsonl` (sorted, not
-//! recursive), the files that sit beside outputs skipped with a note (one
-//! each when named, one per folder), and a file named twice read once.
+//! recursive, but a note names the subfolders that hold outputs), the files
+//! that sit beside outputs skipped with a note (one each when named, one per
+//! folder), and a file named twice read once.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
