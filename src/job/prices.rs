@@ -23,11 +23,16 @@ struct WithSection {
     pricing: Option<toml::Spanned<Lenient<Prices>>>,
 }
 
+/// Past this size a file is not a price table (thousands of models take
+/// well under a megabyte): `--pricing /dev/zero` or a data file named by
+/// mistake is refused, never read into memory whole.
+const MAX_BYTES: u64 = 16 << 20;
+
 /// The prices in the file at `path`, or every problem in it.
 pub fn read_pricing(path: &Path) -> Result<Pricing, Vec<Problem>> {
     let label = path.display().to_string();
     let problem = |place: String, message: String| vec![Problem { place, message }];
-    let text = std::fs::read_to_string(path)
+    let text = read_small(path)
         .map_err(|e| problem(label.clone(), format!("cannot read the prices: {e}")))?;
     let lines = Lines::new(&text);
     let root = DeTable::parse(&text).map_err(|e| {
@@ -100,6 +105,27 @@ fn doc_place(text: &str, e: &toml::de::Error, path: &Path) -> String {
     }
 }
 
+/// The text of the file at `path`, if it is at most [`MAX_BYTES`].
+fn read_small(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB, not a price table",
+            MAX_BYTES >> 20
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +135,21 @@ mod tests {
         let path = dir.path().join("prices.toml");
         std::fs::write(&path, text).expect("write");
         read_pricing(&path)
+    }
+
+    #[test]
+    fn a_file_too_large_to_be_prices_is_refused_not_read_whole() {
+        let blank = " ".repeat(MAX_BYTES as usize + 1);
+        let problems = read(&blank).expect_err("refused");
+        assert!(
+            problems[0].message.contains("not a price table"),
+            "{problems:?}"
+        );
+        let ok = format!(
+            "{}\n\"m/a\" = {{ input = 1.0, output = 2.0 }}\n",
+            " ".repeat(1000)
+        );
+        assert!(read(&ok).is_ok());
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub fn command(args: &ReportArgs) -> Result<(), ReportError> {
     if files.is_empty() {
         return Err(ReportError::NoOutputs);
     }
+    if let Some(path) = &output {
+        refuse_an_input(path, &files)?;
+    }
     // `--by model,model` is one grouping.
     let mut by: Vec<Field> = Vec::new();
     for field in args.by.iter().map(|f| field(*f)) {
@@ -54,12 +57,10 @@ pub fn command(args: &ReportArgs) -> Result<(), ReportError> {
     let report = usage::fold::fold(&files, &by, pricing.as_ref())?;
     let text = usage::format::render(&report, format);
     match output {
-        Some(path) => {
-            write_atomically(&path, text.as_bytes()).map_err(|error| ReportError::Write {
-                path: path.clone(),
-                error,
-            })
-        }
+        Some(path) => write_report(&path, text.as_bytes()).map_err(|error| ReportError::Write {
+            path: path.clone(),
+            error,
+        }),
         None => printer::out(&text).map_err(ReportError::Print),
     }
 }
@@ -92,6 +93,59 @@ fn expand(path: &Path) -> Result<PathBuf, ReportError> {
             path: path.to_path_buf(),
             error: std::io::Error::other(e.to_string()),
         })
+}
+
+/// `-o` naming a file the report reads (itself, through a symlink or a hard
+/// link) would replace a run's records with their report: refused.
+fn refuse_an_input(path: &Path, files: &[PathBuf]) -> Result<(), ReportError> {
+    let Ok(target) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    if !target.is_file() {
+        return Ok(());
+    }
+    for file in files {
+        if same_file(path, &target, file) {
+            return Err(ReportError::Write {
+                path: path.to_path_buf(),
+                error: std::io::Error::other(format!(
+                    "it is one of the outputs reported on ({}); name another file, e.g. -o report.html",
+                    file.display()
+                )),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether `file` is the file `path` (whose metadata is `meta`) names.
+#[cfg(unix)]
+fn same_file(_path: &Path, meta: &std::fs::Metadata, file: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(file).is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()))
+}
+
+/// Whether `file` is the file `path` names (no inodes: by resolved path).
+#[cfg(not(unix))]
+fn same_file(path: &Path, _meta: &std::fs::Metadata, file: &Path) -> bool {
+    let real = |p: &Path| std::fs::canonicalize(p).ok();
+    real(path).is_some() && real(path) == real(file)
+}
+
+/// Writes the report where `-o` says. A pipe or device (`/dev/stdout`, a
+/// FIFO, `/dev/null`) is written to as a shell redirect would, never
+/// replaced by a file; a symlink is followed, so the link stays and its
+/// file is replaced; anything else is written atomically.
+fn write_report(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => {
+            let mut out = std::fs::OpenOptions::new().write(true).open(path)?;
+            out.write_all(bytes)?;
+            out.flush()
+        }
+        Ok(_) => write_atomically(&std::fs::canonicalize(path)?, bytes),
+        Err(_) => write_atomically(path, bytes),
+    }
 }
 
 /// Writes `bytes` to `path` through a temp file beside it and a rename, so a

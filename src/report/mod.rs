@@ -32,7 +32,7 @@ pub enum ReportError {
     },
     #[error("no records in {0}")]
     Empty(String),
-    #[error("no outputs to report on: every file named is a lock, summary, backup or temp file")]
+    #[error("no outputs to report on: no *.jsonl among the files and folders named (see the notes above)")]
     NoOutputs,
     #[error("--pricing {}: {}", path.display(), render_problems(problems))]
     Pricing {

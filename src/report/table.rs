@@ -196,8 +196,15 @@ pub fn usd(x: f64) -> String {
         format!("${x:.3e}")
     } else if x >= 1.0 {
         format!("${x:.2}")
-    } else {
+    } else if x.abs() >= 1e-6 {
         format!("${x:.6}")
+    } else if x.abs() >= 1e-12 {
+        // Below a millionth six decimals would read $0.000000 (a cost that
+        // is not zero shown as zero): two significant digits instead.
+        let decimals = (-x.abs().log10()).ceil() as usize + 1;
+        format!("${x:.decimals$}")
+    } else {
+        format!("${x:.2e}")
     }
 }
 
@@ -227,6 +234,12 @@ mod tests {
     fn dollars_read_at_every_scale() {
         assert_eq!(usd(0.0), "$0");
         assert_eq!(usd(0.0000123), "$0.000012");
+        assert_eq!(usd(0.000001), "$0.000001");
+        // A tiny cost is never shown as zero.
+        assert_eq!(usd(0.0000003), "$0.00000030");
+        assert_eq!(usd(0.0000001), "$0.00000010");
+        assert_eq!(usd(0.00000099), "$0.00000099");
+        assert_eq!(usd(2.5e-15), "$2.50e-15");
         assert_eq!(usd(12.5), "$12.50");
         // A server's claim of 1e308 is three digits and an exponent, not 300 digits.
         assert_eq!(usd(f64::MAX), "$1.798e308");

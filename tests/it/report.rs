@@ -6,6 +6,7 @@
 
 mod data;
 mod expect;
+mod misuse;
 
 use std::process::Output;
 

@@ -19,11 +19,19 @@ pub enum Priced {
     Unpriced,
 }
 
-/// Latencies: percentiles from a histogram (3 significant digits), clamped
-/// to the exact extremes so a bucket's edge never shows beyond them.
+/// A group's latencies while it has few: kept exact (0.1 ms units), so
+/// thousands of small groups (`--by file,model` over a month of runs) cost
+/// a few bytes a line instead of a histogram each (tens of kilobytes).
+const EXACT: usize = 2048;
+
+/// Latencies: exact while few, then percentiles from a histogram (3
+/// significant digits), clamped to the exact extremes so a bucket's edge
+/// never shows beyond them. Either way memory stays bounded: at most
+/// [`EXACT`] values, or one histogram.
 #[derive(Debug)]
 pub struct Spread {
-    pub hist: Histogram<u64>,
+    exact: Vec<u64>,
+    hist: Option<Histogram<u64>>,
     min: f64,
     max: f64,
 }
@@ -31,7 +39,8 @@ pub struct Spread {
 impl Spread {
     fn new() -> Spread {
         Spread {
-            hist: Histogram::new(3).expect("3 significant digits is a valid precision"),
+            exact: Vec::new(),
+            hist: None,
             min: f64::INFINITY,
             max: 0.0,
         }
@@ -41,28 +50,71 @@ impl Spread {
         if !ms.is_finite() || ms < 0.0 {
             return;
         }
-        // Auto-resizing: recording a finite value cannot fail.
-        let _ = self.hist.record((ms * UNITS_PER_MS).round() as u64);
+        let units = (ms * UNITS_PER_MS).round() as u64;
         self.min = self.min.min(ms);
         self.max = self.max.max(ms);
+        if let Some(hist) = &mut self.hist {
+            // Auto-resizing: recording a finite value cannot fail.
+            let _ = hist.record(units);
+            return;
+        }
+        self.exact.push(units);
+        if self.exact.len() > EXACT {
+            let mut hist = Histogram::new(3).expect("3 significant digits is a valid precision");
+            for v in self.exact.drain(..) {
+                let _ = hist.record(v);
+            }
+            self.exact = Vec::new();
+            self.hist = Some(hist);
+        }
     }
 
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        if self.hist.is_empty() {
-            return None;
-        }
-        let v = self.hist.value_at_quantile(q) as f64 / UNITS_PER_MS;
+        let units = match &self.hist {
+            Some(hist) => hist.value_at_quantile(q),
+            None if self.exact.is_empty() => return None,
+            None => {
+                // The nearest rank, as the histogram reads it.
+                let mut sorted = self.exact.clone();
+                sorted.sort_unstable();
+                let at = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+                sorted[at - 1]
+            }
+        };
+        let v = units as f64 / UNITS_PER_MS;
         Some(round1(v.clamp(self.min, self.max)))
     }
 
-    /// The recorded values (ms, the bucket's top) with their counts.
-    pub fn values(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
-        (self.hist.iter_recorded()).map(|v| {
-            (
-                v.value_iterated_to() as f64 / UNITS_PER_MS,
-                v.count_at_value(),
-            )
-        })
+    /// The recorded values (ms; a histogram bucket's top), ascending, with counts.
+    pub fn values(&self) -> Vec<(f64, u64)> {
+        if let Some(hist) = &self.hist {
+            return (hist.iter_recorded())
+                .map(|v| {
+                    (
+                        v.value_iterated_to() as f64 / UNITS_PER_MS,
+                        v.count_at_value(),
+                    )
+                })
+                .collect();
+        }
+        let mut sorted = self.exact.clone();
+        sorted.sort_unstable();
+        let mut out: Vec<(f64, u64)> = Vec::new();
+        for units in sorted {
+            let ms = units as f64 / UNITS_PER_MS;
+            match out.last_mut() {
+                Some(last) if last.0 == ms => last.1 += 1,
+                _ => out.push((ms, 1)),
+            }
+        }
+        out
+    }
+
+    /// Bytes held for the values (the histogram's counts, or the exact values).
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        let hist = (self.hist.as_ref()).map_or(0, |h| h.distinct_values() * 8);
+        hist + self.exact.capacity() * 8
     }
 }
 
@@ -201,6 +253,48 @@ mod tests {
         // Never above the largest value recorded.
         assert_eq!(s.quantile(1.0), Some(1000.0));
         assert_eq!(Spread::new().quantile(0.5), None);
+    }
+
+    #[test]
+    fn a_small_group_holds_its_few_values_not_a_histogram() {
+        let mut s = Spread::new();
+        for ms in [812.4, 3000.0, 15.5] {
+            s.record(ms);
+        }
+        // A histogram reaching 3 s holds thousands of counters; three values need three.
+        assert!(s.held() <= 64, "{} bytes", s.held());
+        assert_eq!(s.quantile(0.5), Some(812.4));
+        assert_eq!(s.quantile(0.99), Some(3000.0));
+        assert_eq!(s.values(), [(15.5, 1), (812.4, 1), (3000.0, 1)]);
+    }
+
+    #[test]
+    fn exact_values_and_the_histogram_read_the_same_percentiles() {
+        let mut small = Spread::new();
+        let mut big = Spread::new();
+        for i in 0..(EXACT as u64 * 3) {
+            let ms = (i * 7919 % 5000) as f64 / 10.0 + 1.0;
+            big.record(ms);
+            if i < EXACT as u64 {
+                small.record(ms);
+            }
+        }
+        assert!(big.hist.is_some() && small.hist.is_none());
+        assert!(big.exact.capacity() == 0, "the exact values are let go");
+        for (s, n) in [(&small, EXACT), (&big, EXACT * 3)] {
+            let mut all: Vec<f64> = (0..n as u64)
+                .map(|i| (i * 7919 % 5000) as f64 / 10.0 + 1.0)
+                .collect();
+            all.sort_by(f64::total_cmp);
+            for q in [0.5, 0.95, 0.99] {
+                let exact = all[((q * n as f64).ceil() as usize).clamp(1, n) - 1];
+                let got = s.quantile(q).expect("a value");
+                assert!(
+                    (got - exact).abs() <= exact * 1e-3 + 0.1,
+                    "{q}: {got} vs {exact}"
+                );
+            }
+        }
     }
 
     #[test]

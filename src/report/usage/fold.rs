@@ -38,6 +38,9 @@ pub fn fold(
     Ok(fold.finish())
 }
 
+/// UTF-8's byte order mark.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 struct Fold<'p> {
     by: Vec<Field>,
     pricing: Option<&'p Pricing>,
@@ -55,6 +58,10 @@ struct Fold<'p> {
     duplicates: u64,
     /// Reused for every line's group key.
     key: String,
+    /// With `--pricing`: the models it has no price for, and how many `ok`
+    /// lines of each it left unpriced (a typo in a model name is otherwise
+    /// a silent no-op).
+    unpriced_models: BTreeMap<String, u64>,
 }
 
 impl<'p> Fold<'p> {
@@ -77,6 +84,7 @@ impl<'p> Fold<'p> {
             counted: 0,
             duplicates: 0,
             key: String::new(),
+            unpriced_models: BTreeMap::new(),
         }
     }
 
@@ -96,7 +104,14 @@ impl<'p> Fold<'p> {
         };
         let (mut first, mut last): (Option<i64>, Option<i64>) = (None, None);
         while let Some(line) = lines.next_line().map_err(io)? {
-            let parsed: UsageLine = match line.parse() {
+            // A file saved by a Windows editor starts with a byte order mark.
+            let text = match line.text.strip_prefix(BOM) {
+                Some(rest) if line.number == 1 => rest,
+                _ => line.text,
+            };
+            let parsed =
+                serde_json::from_slice::<UsageLine>(text).map_err(|e| line.bad(e.to_string()));
+            let parsed: UsageLine = match parsed {
                 Ok(parsed) => parsed,
                 Err(bad) if line.torn => {
                     printer::notice(format_args!(
@@ -184,7 +199,12 @@ impl<'p> Fold<'p> {
             }
             (_, _, Some(priced)) => Priced::Pricing(priced),
             (_, Some(cost), None) => Priced::Pricing(cost),
-            (_, None, None) => Priced::Unpriced,
+            (_, None, None) => {
+                if line.ok() && self.pricing.is_some_and(|p| p.price(&line.model).is_none()) {
+                    bump(&mut self.unpriced_models, &line.model);
+                }
+                Priced::Unpriced
+            }
         }
     }
 
@@ -239,6 +259,19 @@ impl<'p> Fold<'p> {
     }
 
     fn finish(mut self) -> Report {
+        if !self.unpriced_models.is_empty() {
+            let mut named: Vec<String> = (self.unpriced_models.iter())
+                .take(5)
+                .map(|(model, n)| format!("{model} ({})", printer::count(*n, "request")))
+                .collect();
+            if self.unpriced_models.len() > 5 {
+                named.push(format!("{} more", self.unpriced_models.len() - 5));
+            }
+            printer::warning(format_args!(
+                "--pricing has no price for {}; they stay unpriced (a model's name must match the outputs' exactly)",
+                named.join(", ")
+            ));
+        }
         self.groups.sort_by(|a, b| compare(&a.0, &b.0));
         let groups = (self.groups.iter())
             .map(|(values, acc)| Group {
@@ -254,7 +287,7 @@ impl<'p> Fold<'p> {
         let mut check = self.check;
         check.provider_usd = significant(check.provider_usd);
         check.pricing_usd = significant(check.pricing_usd);
-        charts.latency = latency_buckets(&self.totals.latency.values().collect::<Vec<_>>());
+        charts.latency = latency_buckets(&self.totals.latency.values());
         Report {
             by: self.by,
             groups,

@@ -26,7 +26,7 @@ pub fn render(report: &Report) -> String {
     let mut page = String::with_capacity(16 * 1024 + 600 * report.groups.len());
     let _ = write!(
         page,
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><meta name="generator" content="promptbatch {version}"><title>promptbatch report</title><style>{STYLE}</style></head><body><main>"#,
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'"><meta name="viewport" content="width=device-width, initial-scale=1"><meta name="generator" content="promptbatch {version}"><title>promptbatch report</title><style>{STYLE}</style></head><body><main>"#,
         version = env!("CARGO_PKG_VERSION"),
     );
     header(&mut page, report);

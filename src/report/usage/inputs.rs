@@ -1,7 +1,8 @@
 //! Which files a report reads: the arguments as given (files, folders, the
 //! shell's glob expansions), folders replaced by their `*.jsonl` (sorted, not
-//! recursive), the files that sit beside outputs skipped with a note (one
-//! each when named, one per folder), and a file named twice read once.
+//! recursive, but a note names the subfolders that hold outputs), the files
+//! that sit beside outputs skipped with a note (one each when named, one per
+//! folder), and a file named twice read once.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -59,8 +60,15 @@ pub fn expand(args: &[PathBuf]) -> Result<Vec<PathBuf>, ReportError> {
             error,
         };
         let mut inside = Vec::new();
+        let mut folders = Vec::new();
         for entry in std::fs::read_dir(arg).map_err(io)? {
             let entry = entry.map_err(io)?;
+            if entry.path().is_dir() {
+                if holds_jsonl(&entry.path()) {
+                    folders.push(entry.path());
+                }
+                continue;
+            }
             if !entry.file_type().map_err(io)?.is_file() && !entry.path().is_file() {
                 continue;
             }
@@ -88,11 +96,39 @@ pub fn expand(args: &[PathBuf]) -> Result<Vec<PathBuf>, ReportError> {
                 },
             ));
         }
+        // Not recursive (a folder of backups or of other projects stays
+        // out), but outputs one level down are named, not silently missed.
+        folders.sort();
+        if let Some(first) = folders.first() {
+            printer::notice(format_args!(
+                "{} inside {} not read (name {}, e.g. {})",
+                printer::count_as(
+                    folders.len() as u64,
+                    "folder with outputs",
+                    "folders with outputs"
+                ),
+                arg.display(),
+                if folders.len() == 1 { "it" } else { "them" },
+                first.display(),
+            ));
+        }
+        if outputs.is_empty() && folders.is_empty() {
+            printer::notice(format_args!("{} holds no *.jsonl output", arg.display()));
+        }
         for path in outputs {
             take(path, &mut files);
         }
     }
     Ok(files)
+}
+
+/// Whether `dir` holds a `*.jsonl` file (read errors: no).
+fn holds_jsonl(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "jsonl") && e.path().is_file())
+    })
 }
 
 #[cfg(test)]

@@ -117,9 +117,14 @@ impl UsageLine<'_> {
     /// The UTC day of `finished_at` (`YYYY-MM-DD`).
     pub fn day(&self) -> Option<Cow<'_, str>> {
         let at = self.finished_at.as_deref()?;
-        // A run writes UTC with a `Z`: its first ten characters are the day.
-        if at.ends_with('Z') && at.len() >= 10 && at.as_bytes().get(10) == Some(&b'T') {
-            return at.get(..10).map(Cow::Borrowed);
+        // A run writes UTC with a `Z`: its first ten characters are the day,
+        // once they are one (a hand-edited `2026-13-45T...Z` is no day).
+        if at.ends_with('Z') && at.as_bytes().get(10) == Some(&b'T') {
+            let day = at.get(..10)?;
+            if chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").is_ok() && instant(at).is_some() {
+                return Some(Cow::Borrowed(day));
+            }
+            return None;
         }
         let t = instant(at)?;
         Some(Cow::Owned(
@@ -158,6 +163,16 @@ mod tests {
         let text = line("");
         let l: UsageLine = serde_json::from_str(&text).expect("line");
         assert_eq!(l.day(), None);
+        // Not a time, though shaped like one: no day (as for the span).
+        for at in [
+            "2026-13-45T00:00:00Z",
+            "garbageXYZTxxZ",
+            "2026-11-24T99:00:00Z",
+        ] {
+            let text = line(&format!(r#","finished_at":"{at}""#));
+            let l: UsageLine = serde_json::from_str(&text).expect("line");
+            assert_eq!(l.day(), None, "{at}");
+        }
     }
 
     #[test]

@@ -223,3 +223,17 @@ fn the_charts_add_up_to_the_totals() {
     assert_eq!(report.charts.by_status["error"], 1);
     assert_eq!(report.charts.by_error_kind["timeout"], 1);
 }
+
+#[test]
+fn a_byte_order_mark_before_the_first_line_is_read_past() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bom.jsonl");
+    let text = format!("\u{FEFF}{}\r\n{}\r\n", line("q1", ""), line("q2", ""));
+    std::fs::write(&path, text).expect("write");
+    let report = fold(std::slice::from_ref(&path), &[], None).expect("a report");
+    assert_eq!(report.totals.requests.ok, 2);
+    // Anywhere else it is no record.
+    let text = format!("{}\n\u{FEFF}{}\n", line("q1", ""), line("q2", ""));
+    std::fs::write(&path, text).expect("write");
+    assert!(fold(&[path], &[], None).is_err());
+}

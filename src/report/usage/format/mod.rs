@@ -142,8 +142,8 @@ pub fn footer(report: &Report) -> Vec<String> {
     );
     if duplicates > 0 {
         what.push_str(&format!(
-            "; {} seen twice counted once",
-            count(duplicates, "call", "calls")
+            "; {} of calls already counted left out (copies, shards)",
+            count(duplicates, "repeated line", "repeated lines")
         ));
     }
     lines.push(what);
@@ -162,7 +162,7 @@ pub fn footer(report: &Report) -> Vec<String> {
     }
     if c.unpriced_requests > 0 {
         what.push_str(&format!(
-            "; {} unpriced (give --pricing FILE to price them)",
+            "; {} unpriced (no provider cost, no price for the model: see --pricing)",
             count(c.unpriced_requests, "request", "requests")
         ));
     }

@@ -15,6 +15,9 @@ pub(super) fn esc(s: &str) -> String {
             '\'' => out.push_str("&#39;"),
             // A control character is a parse error in HTML; show a mark instead.
             c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{FFFD}'),
+            // A bidi override or isolate would reorder the figures shown
+            // after the name ("$0.009" read as "900.0$"): a mark as well.
+            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => out.push('\u{FFFD}'),
             c => out.push(c),
         }
     }

@@ -196,6 +196,27 @@ fn names_from_the_files_stay_text() {
 }
 
 #[test]
+fn a_name_can_neither_reorder_the_figures_nor_widen_the_table_off_the_page() {
+    let mut r = sample();
+    let long = format!("m/{}", "x".repeat(300));
+    r.groups[0].values = vec![Some("a\u{202E}LTR".into()), Some(long.clone())];
+    let page = render(&r);
+    assert!(
+        !page.contains('\u{202E}'),
+        "a bidi override reached the page"
+    );
+    assert!(page.contains("a\u{FFFD}LTR"));
+    // The long name's cell may break anywhere (break-word does not let a
+    // table column shrink below the longest unbroken run).
+    assert!(page.contains(r#"<td class="key long">m/<wbr>xxx"#));
+    let rule = page
+        .split('\n')
+        .find(|l| l.starts_with("td.key.long"))
+        .expect("the long cells' rule");
+    assert!(rule.contains("overflow-wrap: anywhere"), "{rule}");
+}
+
+#[test]
 fn the_page_fetches_nothing_and_runs_nothing() {
     let page = render(&sample());
     assert_clean(&page);
@@ -204,6 +225,13 @@ fn the_page_fetches_nothing_and_runs_nothing() {
     ] {
         assert!(!page.contains(fetch), "{fetch} on the page");
     }
+    // And the browser is told so: were a name ever to slip past the
+    // escaping, it could still neither run nor fetch anything.
+    let head = page.split("</head>").next().expect("a head");
+    assert!(
+        head.contains(r#"<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">"#),
+        "{head}"
+    );
 }
 
 #[test]
