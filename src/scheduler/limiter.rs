@@ -17,15 +17,26 @@
 //! among answers (an overloaded upstream, even a third of them) only make
 //! their own requests wait: the run neither pauses nor crawls because of them.
 //!
+//! With no configured rate, the endpoint's `x-ratelimit-*` figures set a pace
+//! before any 429 (see `headers`), and a pace learned by an earlier run (the
+//! run's state file) may seed the learned one: a configured rate always wins
+//! over both.
+//!
 //! No figure can make it panic: weights and pauses come from servers and
 //! flags (a huge `--tpm`, a reported usage of 2^64, `Retry-After:
 //! 99999999999`), so every duration is built with checked arithmetic and
 //! capped, and the lock is taken even after a panic elsewhere poisoned it.
 
+mod headers;
+
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use serde::Serialize;
 use tokio::time::Instant;
+
+use crate::client::RateHeaders;
+use headers::HeaderPace;
 
 /// How far ahead of the schedule a request may go (absorbs timer granularity).
 const BURST: Duration = Duration::from_millis(50);
@@ -72,6 +83,42 @@ pub enum PaceWhy {
     LimitedAgain { in_a_row: u32 },
     /// No limit showed for a window at the learned pace: raised a little.
     NoLimit,
+}
+
+/// Where the pace a run used came from (the stderr table and log events name it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaceSource {
+    /// `--rpm` / `--tpm` (or the job file).
+    Configured,
+    /// Learned by an earlier run, kept in the state file.
+    StateFile,
+    /// The endpoint's `x-ratelimit-*` headers.
+    RateHeaders,
+    /// Learned from 429s in this run.
+    RateLimits,
+    /// Nothing held the run back but its concurrency.
+    None,
+}
+
+impl PaceSource {
+    pub fn describe(self) -> &'static str {
+        match self {
+            PaceSource::Configured => "configured",
+            PaceSource::StateFile => "learned by an earlier run (state file)",
+            PaceSource::RateHeaders => "from the endpoint's rate headers",
+            PaceSource::RateLimits => "learned from 429s",
+            PaceSource::None => "none (concurrency only)",
+        }
+    }
+}
+
+/// The pace a run used and where it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PaceReport {
+    pub source: PaceSource,
+    pub requests_per_minute: Option<f64>,
+    pub tokens_per_minute: Option<f64>,
 }
 
 /// `per_unit` × `weight`, capped at [`MAX_WAIT`] (never a panic).
@@ -137,6 +184,8 @@ struct Learned {
     last_paced: Option<Instant>,
     /// How long the provider's window looked (first success to the next window), at least 1 s.
     window: Duration,
+    /// Taken from the state file and not changed by a limit since.
+    from_state: bool,
 }
 
 impl Learned {
@@ -166,6 +215,12 @@ struct State {
     recent: u32,
     /// 429s in a row.
     run: u32,
+    /// The configured rates (0 = none): when either is set, nothing else paces.
+    configured: (u32, u64),
+    /// From the endpoint's rate headers; only without a configured rate.
+    headers: Option<HeaderPace>,
+    /// Attempts sent and not answered yet, and the tokens they booked.
+    in_flight: (u64, u64),
 }
 
 impl State {
@@ -179,6 +234,9 @@ impl State {
             self.learned
                 .as_ref()
                 .map_or(Duration::ZERO, |l| l.schedule.wait(now)),
+            self.headers
+                .as_ref()
+                .map_or(Duration::ZERO, |h| h.wait(now)),
         ]
         .into_iter()
         .max()
@@ -205,6 +263,10 @@ impl Limiter {
                 successes: 0,
                 recent: 0,
                 run: 0,
+                configured: (requests_per_minute, tokens_per_minute),
+                headers: (requests_per_minute == 0 && tokens_per_minute == 0)
+                    .then(HeaderPace::default),
+                in_flight: (0, 0),
             }),
         }
     }
@@ -238,6 +300,11 @@ impl Limiter {
                     if let Some(l) = s.learned.as_mut() {
                         l.schedule.take(now, 1);
                     }
+                    if let Some(h) = s.headers.as_mut() {
+                        h.take(now, tokens);
+                    }
+                    s.in_flight.0 = s.in_flight.0.saturating_add(1);
+                    s.in_flight.1 = s.in_flight.1.saturating_add(tokens);
                     return;
                 }
                 wait
@@ -248,8 +315,95 @@ impl Limiter {
 
     /// Returns tokens booked but not used (the reply was shorter than its cap).
     pub fn refund(&self, tokens: u64) {
-        if let Some(g) = self.lock().tokens.as_mut() {
+        let mut s = self.lock();
+        if let Some(g) = s.tokens.as_mut() {
             g.give_back(tokens);
+        }
+        if let Some(h) = s.headers.as_mut() {
+            h.refund(tokens);
+        }
+    }
+
+    /// An attempt booked with `tokens` was answered (or ended unanswered),
+    /// with the endpoint's rate figures when it sent them.
+    pub fn on_answer(&self, tokens: u64, figures: Option<&RateHeaders>) {
+        let mut s = self.lock();
+        let (requests, booked) = s.in_flight;
+        s.in_flight = (requests.saturating_sub(1), booked.saturating_sub(tokens));
+        let (others, others_tokens) = s.in_flight;
+        if let (Some(h), Some(figures)) = (s.headers.as_mut(), figures) {
+            h.update(figures, others, others_tokens, Instant::now());
+        }
+    }
+
+    /// Starts from a pace an earlier run learned (ignored under a configured rate).
+    pub fn seed(&self, rate_per_s: f64, window: Duration) {
+        let mut s = self.lock();
+        if s.configured != (0, 0) || !rate_per_s.is_finite() || rate_per_s <= 0.0 {
+            return;
+        }
+        let now = Instant::now();
+        let rate = rate_per_s.max(MIN_RATE_PER_S);
+        s.learned = Some(Learned {
+            rate_per_s: rate,
+            measured: rate,
+            schedule: Gcra::per_second(rate, now),
+            last_raise: now,
+            last_paced: None,
+            window: window.clamp(Duration::from_secs(1), MAX_WINDOW),
+            from_state: true,
+        });
+    }
+
+    /// The pace learned from limits (this run's 429s, or an earlier run's),
+    /// worth keeping for the next run: requests per second and the window.
+    pub fn learned(&self) -> Option<(f64, Duration)> {
+        let s = self.lock();
+        if s.configured != (0, 0) {
+            return None;
+        }
+        s.learned.as_ref().map(|l| (l.rate_per_s, l.window))
+    }
+
+    /// The pace this run used, and where it came from.
+    pub fn report(&self) -> PaceReport {
+        let s = self.lock();
+        let per_minute = |n: u64| (n > 0).then_some(n as f64);
+        if s.configured != (0, 0) {
+            return PaceReport {
+                source: PaceSource::Configured,
+                requests_per_minute: per_minute(u64::from(s.configured.0)),
+                tokens_per_minute: per_minute(s.configured.1),
+            };
+        }
+        let learned = s
+            .learned
+            .as_ref()
+            .map(|l| (l.rate_per_s * 60.0, l.from_state));
+        let headers = s.headers.as_ref().filter(|h| h.active());
+        match (headers, learned) {
+            (Some(h), _) => {
+                let (requests, tokens) = h.per_minute();
+                PaceReport {
+                    source: PaceSource::RateHeaders,
+                    requests_per_minute: requests,
+                    tokens_per_minute: tokens,
+                }
+            }
+            (None, Some((rate, from_state))) => PaceReport {
+                source: if from_state {
+                    PaceSource::StateFile
+                } else {
+                    PaceSource::RateLimits
+                },
+                requests_per_minute: Some(rate),
+                tokens_per_minute: None,
+            },
+            (None, None) => PaceReport {
+                source: PaceSource::None,
+                requests_per_minute: None,
+                tokens_per_minute: None,
+            },
         }
     }
 
@@ -295,6 +449,7 @@ impl Limiter {
                 l.measured = m;
                 l.last_raise = resume_at;
                 l.window = window;
+                l.from_state = false;
             }
             (None, Some(m)) => {
                 s.learned = Some(Learned {
@@ -304,6 +459,7 @@ impl Limiter {
                     last_raise: resume_at,
                     last_paced: None,
                     window,
+                    from_state: false,
                 })
             }
             // Nothing succeeded since the last pause (a window already spent

@@ -1,0 +1,170 @@
+//! Pacing from the endpoint's `x-ratelimit-*` figures, before any 429.
+//!
+//! Each answer says what is left of the provider's budget and how long until
+//! it is whole again; the pace is that remainder spread evenly over that time
+//! (a GCRA schedule, like a configured rate), a little under it. This one rule
+//! fits the limits providers keep: in a fixed window it spends the window's
+//! budget evenly up to its end; in a token bucket (OpenAI), where the reset is
+//! the time to refill, it settles where the refill matches the pace, half the
+//! bucket kept in hand.
+//!
+//! Answers come back while other requests are in flight: those may already
+//! have spent part of the remainder an answer names, so they are taken off it.
+//! Nothing left means no request until the reset; then the pace is the whole
+//! budget over the longest reset seen (the window), until the next answer.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{later, per_unit, Gcra};
+use crate::client::{RateHeaders, RateWindow};
+
+/// The pace sits this far under the remainder over the time to the reset,
+/// and in-flight requests are taken off first: a run bounces (nearly) never.
+const HEADROOM: f64 = 0.97;
+
+/// One dimension (requests or tokens) paced from its headers.
+#[derive(Debug)]
+struct Dimension {
+    schedule: Gcra,
+    /// Units per second now.
+    rate_per_s: f64,
+    /// The longest reset announced: the provider's window, as far as seen.
+    window: Duration,
+    /// The window's whole budget, when announced.
+    limit: Option<u64>,
+}
+
+impl Dimension {
+    /// Takes an answer's figures; `in_flight` units were sent and not answered.
+    fn update(&mut self, figures: &RateWindow, in_flight: f64, now: Instant, hold: &mut Instant) {
+        let Some((remaining, reset)) = figures.budget() else {
+            return;
+        };
+        self.window = self.window.max(reset);
+        if figures.limit.is_some() {
+            self.limit = figures.limit;
+        }
+        // A window at its very end says nothing about the pace: the next answer will.
+        if reset.is_zero() {
+            return;
+        }
+        let left = remaining as f64 - in_flight;
+        if left < 1.0 {
+            // Spent: nothing goes until the reset, then the whole window's pace.
+            *hold = (*hold).max(later(now, reset));
+            if let Some(limit) = self.limit {
+                self.set_rate(limit as f64 * HEADROOM / self.window.as_secs_f64(), now);
+            }
+            return;
+        }
+        self.set_rate(left * HEADROOM / reset.as_secs_f64(), now);
+    }
+
+    fn set_rate(&mut self, rate_per_s: f64, now: Instant) {
+        if !rate_per_s.is_finite() || rate_per_s <= 0.0 {
+            return;
+        }
+        self.rate_per_s = rate_per_s;
+        self.schedule.per_unit = per_unit(rate_per_s);
+        // A schedule booked far ahead at a slower pace would hold a faster one back.
+        let next = later(now, self.schedule.per_unit);
+        if self.schedule.tat > next {
+            self.schedule.tat = next;
+        }
+    }
+
+    /// The pace to report: the whole budget over the window when both are
+    /// known (the rate the provider grants), else the latest pace.
+    fn granted_per_s(&self) -> f64 {
+        match self.limit {
+            Some(limit) if !self.window.is_zero() => limit as f64 / self.window.as_secs_f64(),
+            _ => self.rate_per_s,
+        }
+    }
+}
+
+/// Requests and tokens, each paced once its headers have been seen.
+#[derive(Debug, Default)]
+pub(super) struct HeaderPace {
+    requests: Option<Dimension>,
+    tokens: Option<Dimension>,
+    /// Nothing is left of a budget: no dispatch before then.
+    hold_until: Option<Instant>,
+}
+
+impl HeaderPace {
+    /// Takes one answer's figures. `requests_in_flight` and `tokens_in_flight`
+    /// are what other requests, sent and not answered yet, may already spend.
+    pub fn update(
+        &mut self,
+        figures: &RateHeaders,
+        requests_in_flight: u64,
+        tokens_in_flight: u64,
+        now: Instant,
+    ) {
+        let mut hold = self.hold_until.unwrap_or(now);
+        for (slot, window, in_flight) in [
+            (&mut self.requests, &figures.requests, requests_in_flight),
+            (&mut self.tokens, &figures.tokens, tokens_in_flight),
+        ] {
+            if window.budget().is_none() {
+                continue;
+            }
+            let dimension = slot.get_or_insert_with(|| Dimension {
+                schedule: Gcra::per_second(f64::INFINITY, now),
+                rate_per_s: f64::INFINITY,
+                window: Duration::ZERO,
+                limit: None,
+            });
+            dimension.update(window, in_flight as f64, now, &mut hold);
+        }
+        self.hold_until = (hold > now).then_some(hold);
+    }
+
+    /// How long until a request of `tokens` may go.
+    pub fn wait(&self, now: Instant) -> Duration {
+        let hold = self
+            .hold_until
+            .map_or(Duration::ZERO, |at| at.saturating_duration_since(now));
+        [&self.requests, &self.tokens]
+            .into_iter()
+            .flatten()
+            .map(|d| d.schedule.wait(now))
+            .fold(hold, Duration::max)
+    }
+
+    pub fn take(&mut self, now: Instant, tokens: u64) {
+        if let Some(d) = self.requests.as_mut() {
+            d.schedule.take(now, 1);
+        }
+        if let Some(d) = self.tokens.as_mut() {
+            d.schedule.take(now, tokens);
+        }
+    }
+
+    pub fn refund(&mut self, tokens: u64) {
+        if let Some(d) = self.tokens.as_mut() {
+            d.schedule.give_back(tokens);
+        }
+    }
+
+    /// Whether any answer carried figures to pace from.
+    pub fn active(&self) -> bool {
+        self.requests.is_some() || self.tokens.is_some()
+    }
+
+    /// The granted pace per minute: requests, tokens.
+    pub fn per_minute(&self) -> (Option<f64>, Option<f64>) {
+        let per_minute = |d: &Option<Dimension>| {
+            d.as_ref()
+                .map(|d| d.granted_per_s() * 60.0)
+                .filter(|r| r.is_finite())
+        };
+        (per_minute(&self.requests), per_minute(&self.tokens))
+    }
+}
+
+#[cfg(test)]
+mod tests;
