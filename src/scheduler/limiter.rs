@@ -53,6 +53,14 @@ const LIMIT_EVIDENCE: u32 = 24;
 /// Once a limit is known, this many 429s in a row show it again: paced
 /// requests that overshoot it bounce one after another at each window's end.
 const LIMIT_AGAIN: u32 = 6;
+/// A 429 while the learned pace holds requests back: it is a little too
+/// fast (a limit measured high, or kept from an earlier run): this much
+/// slower, at most once a window, never under [`STEP_FLOOR`] of the measure,
+/// and no probing up for [`STEP_QUIET`] windows (so the pace does not swing
+/// across the limit, bouncing a request every other window).
+const STEP_DOWN: f64 = 0.98;
+const STEP_FLOOR: f64 = 0.85;
+const STEP_QUIET: u32 = 20;
 /// The longest window a provider is assumed to count over.
 const MAX_WINDOW: Duration = Duration::from_secs(60);
 /// Never slower than one request a minute.
@@ -186,6 +194,8 @@ struct Learned {
     window: Duration,
     /// Taken from the state file and not changed by a limit since.
     from_state: bool,
+    /// When a 429 last stepped the pace down.
+    last_step: Option<Instant>,
 }
 
 impl Learned {
@@ -193,6 +203,22 @@ impl Learned {
     fn binding(&self, now: Instant) -> bool {
         self.last_paced
             .is_some_and(|at| now.saturating_duration_since(at) <= self.window)
+    }
+
+    /// A 429 at this pace: a little slower (see [`STEP_DOWN`]).
+    fn step_down(&mut self, now: Instant) {
+        if self
+            .last_step
+            .is_some_and(|at| now.saturating_duration_since(at) < self.window)
+        {
+            return;
+        }
+        let floor = self.measured * STEP_FLOOR;
+        if self.rate_per_s * STEP_DOWN >= floor {
+            self.set_rate(self.rate_per_s * STEP_DOWN);
+        }
+        self.last_step = Some(now);
+        self.last_raise = later(now, self.window.saturating_mul(STEP_QUIET));
     }
 
     fn set_rate(&mut self, rate_per_s: f64) {
@@ -352,6 +378,7 @@ impl Limiter {
             last_paced: None,
             window: window.clamp(Duration::from_secs(1), MAX_WINDOW),
             from_state: true,
+            last_step: None,
         });
     }
 
@@ -382,14 +409,11 @@ impl Limiter {
             .map(|l| (l.rate_per_s * 60.0, l.from_state));
         let headers = s.headers.as_ref().filter(|h| h.active());
         match (headers, learned) {
-            (Some(h), _) => {
-                let (requests, tokens) = h.per_minute();
-                PaceReport {
-                    source: PaceSource::RateHeaders,
-                    requests_per_minute: requests,
-                    tokens_per_minute: tokens,
-                }
-            }
+            (Some(h), _) => PaceReport {
+                source: PaceSource::RateHeaders,
+                requests_per_minute: h.per_minute(),
+                tokens_per_minute: None,
+            },
             (None, Some((rate, from_state))) => PaceReport {
                 source: if from_state {
                     PaceSource::StateFile
@@ -427,6 +451,9 @@ impl Limiter {
         let again = binding && s.run >= LIMIT_AGAIN;
         let rate_limited = s.recent.count_ones();
         if rate_limited < LIMIT_EVIDENCE && !again {
+            if let Some(l) = s.learned.as_mut().filter(|_| binding) {
+                l.step_down(now);
+            }
             return None;
         }
         let why = if rate_limited >= LIMIT_EVIDENCE {
@@ -460,6 +487,7 @@ impl Limiter {
                     last_paced: None,
                     window,
                     from_state: false,
+                    last_step: None,
                 })
             }
             // Nothing succeeded since the last pause (a window already spent

@@ -74,15 +74,6 @@ impl Dimension {
             self.schedule.tat = next;
         }
     }
-
-    /// The pace to report: the whole budget over the window when both are
-    /// known (the rate the provider grants), else the latest pace.
-    fn granted_per_s(&self) -> f64 {
-        match self.limit {
-            Some(limit) if !self.window.is_zero() => limit as f64 / self.window.as_secs_f64(),
-            _ => self.rate_per_s,
-        }
-    }
 }
 
 /// Requests and tokens, each paced once its headers have been seen.
@@ -92,6 +83,10 @@ pub(super) struct HeaderPace {
     tokens: Option<Dimension>,
     /// Nothing is left of a budget: no dispatch before then.
     hold_until: Option<Instant>,
+    /// Answers that carried figures, and when the first and the last came:
+    /// the pace the run held (what is reported).
+    answers: u64,
+    span: Option<(Instant, Instant)>,
 }
 
 impl HeaderPace {
@@ -104,6 +99,10 @@ impl HeaderPace {
         tokens_in_flight: u64,
         now: Instant,
     ) {
+        if figures.requests.budget().is_some() || figures.tokens.budget().is_some() {
+            self.answers = self.answers.saturating_add(1);
+            self.span = Some((self.span.map_or(now, |(first, _)| first), now));
+        }
         let mut hold = self.hold_until.unwrap_or(now);
         for (slot, window, in_flight) in [
             (&mut self.requests, &figures.requests, requests_in_flight),
@@ -155,14 +154,17 @@ impl HeaderPace {
         self.requests.is_some() || self.tokens.is_some()
     }
 
-    /// The granted pace per minute: requests, tokens.
-    pub fn per_minute(&self) -> (Option<f64>, Option<f64>) {
-        let per_minute = |d: &Option<Dimension>| {
-            d.as_ref()
-                .map(|d| d.granted_per_s() * 60.0)
-                .filter(|r| r.is_finite())
-        };
-        (per_minute(&self.requests), per_minute(&self.tokens))
+    /// The pace held, in requests per minute: the answers that carried
+    /// figures over the time they span (the latest pace for a short run).
+    pub fn per_minute(&self) -> Option<f64> {
+        let measured = self.span.and_then(|(first, last)| {
+            let secs = last.saturating_duration_since(first).as_secs_f64();
+            (self.answers > 1 && secs > 0.0).then(|| (self.answers - 1) as f64 / secs)
+        });
+        measured
+            .or_else(|| self.requests.as_ref().map(|d| d.rate_per_s))
+            .map(|r| r * 60.0)
+            .filter(|r| r.is_finite())
     }
 }
 
