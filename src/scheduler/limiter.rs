@@ -250,6 +250,13 @@ struct State {
 }
 
 impl State {
+    /// An answer came: requests no longer wait for the first one's.
+    fn answered(&mut self) {
+        if let Some(h) = self.headers.as_mut() {
+            h.answered();
+        }
+    }
+
     fn wait(&self, now: Instant) -> Duration {
         [
             self.cooldown_until.saturating_duration_since(now),
@@ -357,8 +364,11 @@ impl Limiter {
         let (requests, booked) = s.in_flight;
         s.in_flight = (requests.saturating_sub(1), booked.saturating_sub(tokens));
         let (others, others_tokens) = s.in_flight;
-        if let (Some(h), Some(figures)) = (s.headers.as_mut(), figures) {
-            h.update(figures, others, others_tokens, Instant::now());
+        if let Some(h) = s.headers.as_mut() {
+            match figures {
+                Some(figures) => h.update(figures, others, others_tokens, Instant::now()),
+                None => h.answered(),
+            }
         }
     }
 
@@ -370,6 +380,10 @@ impl Limiter {
         }
         let now = Instant::now();
         let rate = rate_per_s.max(MIN_RATE_PER_S);
+        // A pace is known: no need to wait for the first answer to find one.
+        if let Some(h) = s.headers.as_mut() {
+            h.answered();
+        }
         s.learned = Some(Learned {
             rate_per_s: rate,
             measured: rate,
@@ -435,6 +449,7 @@ impl Limiter {
     /// and learn the rate the limit allows; returns that change of pace.
     pub fn on_rate_limited(&self, retry_after: Option<Duration>) -> Option<PaceChange> {
         let mut s = self.lock();
+        s.answered();
         let now = Instant::now();
         if now < s.cooldown_until {
             // An answer of the burst that was already measured: it is neither
@@ -510,6 +525,7 @@ impl Limiter {
     /// An answer that was not a 429; returns the change when it raised the pace.
     pub fn on_success(&self) -> Option<PaceChange> {
         let mut s = self.lock();
+        s.answered();
         let now = Instant::now();
         if now < s.cooldown_until {
             // Admitted before the pause: it belongs to the window that ended.

@@ -36,7 +36,8 @@ fn end_event(text: &str) -> Value {
 
 #[tokio::test]
 async fn rate_headers_pace_a_run_before_its_first_429() {
-    // 10 requests per 250 ms, announced on every answer as OpenAI does.
+    // 10 requests per 250 ms, announced on every answer as OpenAI does; 32
+    // requests at once would pass it before any answer: the first goes alone.
     let mock = mock(MockConfig {
         limit_requests: 10,
         limit_window: Duration::from_millis(250),
@@ -47,7 +48,7 @@ async fn rate_headers_pace_a_run_before_its_first_429() {
     let sb = Sandbox::new();
     let out = run_job(&sb)
         .rows(&rows(150))
-        .job(&job(&mock.url(), 4))
+        .job(&job(&mock.url(), 32))
         .output()
         .await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));

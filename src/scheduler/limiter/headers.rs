@@ -12,6 +12,11 @@
 //! have spent part of the remainder an answer names, so they are taken off it.
 //! Nothing left means no request until the reset; then the pace is the whole
 //! budget over the longest reset seen (the window), until the next answer.
+//!
+//! Until the first answer the limit is unknown, and a crowd of `concurrency`
+//! requests could pass a small one at once: the first request goes alone,
+//! and the rest follow its answer (or [`FIRST_ANSWER_WAIT`], for an endpoint
+//! slow to answer).
 
 use std::time::Duration;
 
@@ -23,6 +28,20 @@ use crate::client::{RateHeaders, RateWindow};
 /// The pace sits this far under the remainder over the time to the reset,
 /// and in-flight requests are taken off first: a run bounces (nearly) never.
 const HEADROOM: f64 = 0.97;
+/// The longest the second request waits for the first one's answer.
+pub(super) const FIRST_ANSWER_WAIT: Duration = Duration::from_millis(250);
+/// How often a request waiting for the first answer looks again.
+const FIRST_ANSWER_POLL: Duration = Duration::from_millis(2);
+
+/// Where the run stands with its first request.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+enum First {
+    #[default]
+    NotSent,
+    /// Sent; the others wait for its answer until then.
+    Waiting(Instant),
+    Answered,
+}
 
 /// One dimension (requests or tokens) paced from its headers.
 #[derive(Debug)]
@@ -87,6 +106,7 @@ pub(super) struct HeaderPace {
     /// the pace the run held (what is reported).
     answers: u64,
     span: Option<(Instant, Instant)>,
+    first: First,
 }
 
 impl HeaderPace {
@@ -99,6 +119,7 @@ impl HeaderPace {
         tokens_in_flight: u64,
         now: Instant,
     ) {
+        self.answered();
         if figures.requests.budget().is_some() || figures.tokens.budget().is_some() {
             self.answers = self.answers.saturating_add(1);
             self.span = Some((self.span.map_or(now, |(first, _)| first), now));
@@ -122,11 +143,19 @@ impl HeaderPace {
         self.hold_until = (hold > now).then_some(hold);
     }
 
+    /// Any answer (with figures or not): the first request's wait is over.
+    pub fn answered(&mut self) {
+        self.first = First::Answered;
+    }
+
     /// How long until a request of `tokens` may go.
     pub fn wait(&self, now: Instant) -> Duration {
-        let hold = self
+        let mut hold = self
             .hold_until
             .map_or(Duration::ZERO, |at| at.saturating_duration_since(now));
+        if let First::Waiting(until) = self.first {
+            hold = hold.max(until.saturating_duration_since(now).min(FIRST_ANSWER_POLL));
+        }
         [&self.requests, &self.tokens]
             .into_iter()
             .flatten()
@@ -135,6 +164,9 @@ impl HeaderPace {
     }
 
     pub fn take(&mut self, now: Instant, tokens: u64) {
+        if self.first == First::NotSent {
+            self.first = First::Waiting(later(now, FIRST_ANSWER_WAIT));
+        }
         if let Some(d) = self.requests.as_mut() {
             d.schedule.take(now, 1);
         }

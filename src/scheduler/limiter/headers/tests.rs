@@ -227,3 +227,63 @@ async fn figures_without_a_reset_or_a_remainder_pace_nothing() {
     assert_eq!(start.elapsed(), Duration::ZERO);
     assert_eq!(limiter.report().source, PaceSource::None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_first_request_goes_alone_until_its_answer() {
+    let limiter = Arc::new(Limiter::new(0, 0));
+    limiter.acquire(1).await;
+    let start = Instant::now();
+    let second = tokio::spawn({
+        let limiter = limiter.clone();
+        async move {
+            limiter.acquire(1).await;
+            start.elapsed()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert!(
+        !second.is_finished(),
+        "the second waits for the first answer"
+    );
+    limiter.on_answer(1, None);
+    let waited = second.await.unwrap();
+    assert!(waited >= Duration::from_millis(30), "{waited:?}");
+    assert!(waited <= Duration::from_millis(40), "{waited:?}");
+    // Then nothing holds the run back (no figures came).
+    let start = Instant::now();
+    for _ in 0..100 {
+        limiter.acquire(1).await;
+    }
+    assert_eq!(start.elapsed(), Duration::ZERO);
+
+    // An endpoint slow to answer holds the second request a moment only.
+    let limiter = Limiter::new(0, 0);
+    limiter.acquire(1).await;
+    let start = Instant::now();
+    limiter.acquire(1).await;
+    let waited = start.elapsed();
+    assert!(
+        waited <= super::FIRST_ANSWER_WAIT + Duration::from_millis(5),
+        "{waited:?}"
+    );
+    assert!(
+        waited >= super::FIRST_ANSWER_WAIT - Duration::from_millis(5),
+        "{waited:?}"
+    );
+
+    // Neither a configured rate nor a pace kept from an earlier run waits for it.
+    for limiter in [Limiter::new(600_000, 0), {
+        let l = Limiter::new(0, 0);
+        l.seed(1000.0, Duration::from_secs(1));
+        l
+    }] {
+        limiter.acquire(1).await;
+        let start = Instant::now();
+        limiter.acquire(1).await;
+        assert!(
+            start.elapsed() <= Duration::from_millis(1),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+}
