@@ -62,7 +62,7 @@ pub fn http_failure(
     Failure {
         retry_after: retry_after::retry_after(headers, now),
         should_retry: retry_after::should_retry(headers),
-        rate_limits: rate_headers::rate_headers(headers),
+        rate_limits: rate_headers::rate_headers(headers).map(Box::new),
         error_code: code,
         refused,
         // A gateway that timed out (504, Cloudflare's 524) had passed the

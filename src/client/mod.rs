@@ -117,8 +117,9 @@ pub struct Failure {
     /// The account or key is refused (bad key, out of credits or quota): no
     /// further request can succeed until the user acts.
     pub refused: bool,
-    /// The endpoint's `x-ratelimit-*` figures, for the scheduler's pacing.
-    pub rate_limits: Option<RateHeaders>,
+    /// The endpoint's `x-ratelimit-*` figures, for the scheduler's pacing
+    /// (boxed: failures travel in `Result`s, and most carry none).
+    pub rate_limits: Option<Box<RateHeaders>>,
 }
 
 impl Failure {

@@ -189,7 +189,8 @@ mod tests {
             remaining,
             reset: reset.map(Duration::from_millis),
         };
-        let cases: &[(&[(&str, &str)], Option<RateHeaders>)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<RateHeaders>);
+        let cases: &[Case] = &[
             (&[], None),
             (&[("content-type", "application/json")], None),
             (

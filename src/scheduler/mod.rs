@@ -295,7 +295,7 @@ impl Shared {
             };
             let figures = match &sent {
                 Ok(reply) => reply.rate_limits.as_ref(),
-                Err(failure) => failure.rate_limits.as_ref(),
+                Err(failure) => failure.rate_limits.as_deref(),
             };
             self.limiter.on_answer(tokens, figures);
             let failure = match sent {

@@ -107,8 +107,7 @@ async fn drive(
         task.await.unwrap();
     }
     assert_eq!(limiter.report().source, PaceSource::RateHeaders);
-    let log = Arc::try_unwrap(log).unwrap().into_inner().unwrap();
-    log
+    Arc::try_unwrap(log).unwrap().into_inner().unwrap()
 }
 
 /// The most sends in any `window` of time.
