@@ -286,3 +286,36 @@ async fn the_first_request_goes_alone_until_its_answer() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_token_budget_is_spread_by_each_request_s_weight() {
+    // 1000 tokens left of the window, 10 s to its reset; requests of 100 tokens.
+    let limiter = Limiter::new(0, 0);
+    let tokens = |remaining: u64, reset: Duration| RateHeaders {
+        requests: RateWindow::default(),
+        tokens: RateWindow {
+            limit: Some(1000),
+            remaining: Some(remaining),
+            reset: Some(reset),
+        },
+    };
+    let start = Instant::now();
+    let mut left = 1000u64;
+    let mut sent = 0;
+    // Bounded: without pacing, time would not move at all.
+    while start.elapsed() < Duration::from_secs(10) && sent < 100 {
+        limiter.acquire(100).await;
+        if start.elapsed() >= Duration::from_secs(10) {
+            break;
+        }
+        sent += 1;
+        left = left.saturating_sub(100);
+        let reset = Duration::from_secs(10) - start.elapsed();
+        limiter.on_answer(100, Some(&tokens(left, reset)));
+    }
+    assert!(
+        sent <= 10,
+        "{sent} requests of 100 tokens in a 1000-token window"
+    );
+    assert!(sent >= 9, "{sent}");
+}
