@@ -308,6 +308,13 @@ pub struct RunArgs {
     /// In JSON logs these are `retry` and `pace` events; e.g. run job.toml -v
     #[arg(long, short, help_heading = "Output")]
     pub verbose: bool,
+
+    /// Neither read nor write the learned paces in $XDG_STATE_HOME/promptbatch/rates.json.
+    ///
+    /// Without it, a run without --rpm/--tpm starts at the pace an earlier run learned
+    /// for the same endpoint and model, and keeps what it learned; e.g. --no-state
+    #[arg(long, help_heading = "Limits")]
+    pub no_state: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -398,6 +405,10 @@ pub struct MockArgs {
     /// The enforced limit's window in milliseconds, e.g. --limit-window-ms 60000
     #[arg(long, default_value_t = 60_000)]
     pub limit_window_ms: u64,
+
+    /// Announce the enforced limit as OpenAI does: x-ratelimit-limit/remaining/reset-requests on every answer
+    #[arg(long)]
+    pub rate_headers: bool,
 
     /// Answer with the AI/ML API's cost header x-aimlapi-usd-spent at this USD per 1M tokens.
     #[arg(long)]

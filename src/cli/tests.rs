@@ -25,7 +25,10 @@ fn job_flags() -> Vec<String> {
                 .map(|l| (a.get_id().as_str(), format!("--{l}")))
         })
         .filter(|(id, _)| {
-            !["fresh", "progress", "quiet", "verbose", "help", "version"].contains(id)
+            ![
+                "fresh", "progress", "quiet", "verbose", "no_state", "help", "version",
+            ]
+            .contains(id)
         })
         .map(|(_, flag)| flag)
         .collect()

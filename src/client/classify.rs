@@ -8,7 +8,7 @@ use reqwest::header::HeaderMap;
 use serde_json::value::RawValue;
 
 use super::error_body::{self, truncate, ErrorInfo};
-use super::retry_after;
+use super::{rate_headers, retry_after};
 use super::{ErrorKind, Failure};
 
 /// Longest redirect target quoted in a message: a URL worth fixing fits.
@@ -62,6 +62,7 @@ pub fn http_failure(
     Failure {
         retry_after: retry_after::retry_after(headers, now),
         should_retry: retry_after::should_retry(headers),
+        rate_limits: rate_headers::rate_headers(headers).map(Box::new),
         error_code: code,
         refused,
         // A gateway that timed out (504, Cloudflare's 524) had passed the

@@ -11,6 +11,7 @@ mod classify;
 mod error_body;
 mod http;
 mod lenient;
+mod rate_headers;
 mod raw_json;
 mod redact;
 mod reply;
@@ -22,6 +23,7 @@ mod wire;
 
 pub(crate) use error_body::printable;
 pub use http::Client;
+pub use rate_headers::{RateHeaders, RateWindow};
 pub use raw_json::RawJson;
 pub use sse::{SseEvent, SseParser};
 pub use wire::is_amount;
@@ -93,6 +95,8 @@ pub struct Reply {
     pub latency_ms: f64,
     /// First content byte; streaming only.
     pub ttft_ms: Option<f64>,
+    /// The endpoint's `x-ratelimit-*` figures, for the scheduler's pacing.
+    pub rate_limits: Option<RateHeaders>,
 }
 
 /// A failed attempt, classified.
@@ -113,6 +117,9 @@ pub struct Failure {
     /// The account or key is refused (bad key, out of credits or quota): no
     /// further request can succeed until the user acts.
     pub refused: bool,
+    /// The endpoint's `x-ratelimit-*` figures, for the scheduler's pacing
+    /// (boxed: failures travel in `Result`s, and most carry none).
+    pub rate_limits: Option<Box<RateHeaders>>,
 }
 
 impl Failure {
@@ -126,6 +133,7 @@ impl Failure {
             error_code: None,
             uncertain: false,
             refused: false,
+            rate_limits: None,
         }
     }
 }

@@ -233,6 +233,8 @@ impl Redactor {
             provider_cost_usd: _,
             latency_ms: _,
             ttft_ms: _,
+            // Numbers only: nothing a key could hide in.
+            rate_limits: _,
         } = &mut reply;
         for text in [
             content,

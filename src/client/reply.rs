@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 
 use super::classify;
 use super::error_body::{collapse_whitespace, truncate};
+use super::rate_headers;
 use super::raw_json::readable;
 use super::wire::{self, BodyCost, Completion};
 use super::{ErrorKind, Failure, RawJson, Reply};
@@ -76,6 +77,7 @@ pub fn parse_reply(
         refusal: wire::string(message.refusal).filter(|r| !r.is_empty()),
         latency_ms: 0.0,
         ttft_ms: None,
+        rate_limits: rate_headers::rate_headers(headers),
     })
 }
 

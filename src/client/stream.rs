@@ -19,6 +19,7 @@ use serde_json::value::RawValue;
 
 use super::classify;
 use super::lenient::{lenient_struct, Obj, Scalar};
+use super::rate_headers;
 use super::raw_json::{compact, readable};
 use super::reply::bad_response;
 use super::sse::SseEvent;
@@ -340,6 +341,7 @@ impl StreamAssembler {
             refusal: (!self.refusal.is_empty()).then_some(self.refusal),
             latency_ms: 0.0,
             ttft_ms: None,
+            rate_limits: rate_headers::rate_headers(headers),
         })
     }
 }

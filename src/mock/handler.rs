@@ -6,7 +6,9 @@
 //! immediate, as a gateway would); then the latency; then a random fault;
 //! then a `[mock:fail=...]` fault; else the reply. Only requests that get as
 //! far as the fault list count as an attempt of their body, so a limit or
-//! random 429 never shifts which fault a retry receives.
+//! random 429 never shifts which fault a retry receives. With `rate_headers`,
+//! answers counted in the enforced window announce it as OpenAI does
+//! (`x-ratelimit-limit/remaining/reset-requests`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -123,8 +125,8 @@ impl Shared {
         }
     }
 
-    /// Counts the request in the current fixed window; over the limit, the milliseconds until it ends.
-    fn over_window_limit(&self) -> Option<u64> {
+    /// Counts the request in the current fixed window (None: no limit enforced).
+    fn count_in_window(&self) -> Option<WindowCount> {
         let limit = self.config.limit_requests;
         if limit == 0 {
             return None;
@@ -150,9 +152,11 @@ impl Shared {
                 Err(actual) => current = actual,
             }
         };
-        (count > limit).then(|| {
-            let remaining = window * (full_index + 1) - elapsed;
-            remaining.div_ceil(1_000_000) as u64
+        let left_ns = window * (full_index + 1) - elapsed;
+        Some(WindowCount {
+            count,
+            limit,
+            left_ns,
         })
     }
 
@@ -234,9 +238,17 @@ async fn completions(
         Ok(plan) => plan,
         Err(bad) => return Ok(faults::invalid_request(400, &bad.to_string())),
     };
-    if let Some(wait_ms) = shared.over_window_limit() {
+    let counted = shared.count_in_window();
+    let announce = |mut response: Response<MockBody>| {
+        if let Some(counted) = counted.filter(|_| shared.config.rate_headers) {
+            counted.announce(&mut response);
+        }
+        response
+    };
+    if let Some(counted) = counted.filter(|c| c.count > c.limit) {
         shared.stats.count_limited();
-        return Ok(faults::window_limited(wait_ms));
+        let wait_ms = (counted.left_ns.div_ceil(1_000_000)) as u64;
+        return Ok(announce(faults::window_limited(wait_ms)));
     }
     let body_hash = hash_bytes(&bytes);
     let latency = shared.latency() + plan.directives.latency;
@@ -272,7 +284,42 @@ async fn completions(
     if plan.directives.echo_auth {
         echo::into_reply(&mut plan, &mut ctx, &Credentials::of(&head.headers));
     }
-    respond(shared, &plan, &ctx, fault, body_hash).await
+    respond(shared, &plan, &ctx, fault, body_hash)
+        .await
+        .map(announce)
+}
+
+/// One request counted in the enforced window.
+#[derive(Debug, Clone, Copy)]
+struct WindowCount {
+    /// This request's place in its window (1-based).
+    count: u64,
+    limit: u64,
+    /// Until the window ends.
+    left_ns: u128,
+}
+
+impl WindowCount {
+    /// OpenAI's `x-ratelimit-*` headers for requests (`--rate-headers`).
+    fn announce(&self, response: &mut Response<MockBody>) {
+        let remaining = self.limit.saturating_sub(self.count);
+        let reset_ms = self.left_ns.div_ceil(1_000_000);
+        body::set_header(
+            response,
+            "x-ratelimit-limit-requests",
+            self.limit.to_string(),
+        );
+        body::set_header(
+            response,
+            "x-ratelimit-remaining-requests",
+            remaining.to_string(),
+        );
+        body::set_header(
+            response,
+            "x-ratelimit-reset-requests",
+            format!("{reset_ms}ms"),
+        );
+    }
 }
 
 async fn respond(

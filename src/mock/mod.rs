@@ -53,6 +53,8 @@ pub struct MockConfig {
     /// At most this many requests per window, 429 beyond (0 = no limit).
     pub limit_requests: u64,
     pub limit_window: Duration,
+    /// Announce the enforced limit in OpenAI's `x-ratelimit-*-requests` headers.
+    pub rate_headers: bool,
     /// When set, every success carries `x-aimlapi-usd-spent` = total tokens x price / 1e6.
     pub usd_per_million: Option<f64>,
     /// When set, a missing or wrong `Authorization: Bearer <key>` gets a 401.
@@ -73,6 +75,7 @@ impl Default for MockConfig {
             rate_500: 0.0,
             limit_requests: 0,
             limit_window: Duration::from_secs(60),
+            rate_headers: false,
             usd_per_million: None,
             require_key: None,
             record: false,
@@ -92,6 +95,7 @@ impl MockConfig {
             rate_500: args.rate_500,
             limit_requests: args.limit_requests,
             limit_window: Duration::from_millis(args.limit_window_ms),
+            rate_headers: args.rate_headers,
             usd_per_million: args.usd_per_million,
             require_key: args.require_key.clone(),
             ..MockConfig::default()

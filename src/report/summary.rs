@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::Usage;
 use crate::scheduler::pricing::{add_usd, is_amount};
-use crate::scheduler::StopReason;
+use crate::scheduler::{PaceReport, StopReason};
 use crate::sink::{Record, Status};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -87,6 +87,10 @@ pub struct Summary {
     /// the `--quiet` line; not part of the JSON contract.
     #[serde(skip)]
     pub stopped_because: Option<String>,
+    /// The pace the run used and where it came from, for the table and the
+    /// `end` event; not part of the summary file.
+    #[serde(skip)]
+    pub pace: Option<PaceReport>,
 }
 
 /// What this run did: the requests it sent and what they cost.
@@ -397,6 +401,7 @@ impl Tally {
             },
             other_keys_in_output: facts.other_keys_in_output,
             stopped_because: facts.stopped_because,
+            pace: None,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use super::summary::{Spread, Summary};
 use crate::printer::{count, count_as, heading};
-use crate::scheduler::StopReason;
+use crate::scheduler::{PaceReport, StopReason};
 
 /// The table without colour (for a file, a pipe, or a test).
 pub fn render(s: &Summary) -> String {
@@ -137,7 +137,32 @@ pub fn render_styled(s: &Summary, color: bool) -> String {
         s.throughput.requests_per_s,
         s.throughput.completion_tokens_per_s
     );
+    if let Some(pace) = &s.pace {
+        let _ = writeln!(out, "  {}{}", head("pace"), pace_text(pace));
+    }
     out
+}
+
+/// "342 requests/min, learned from 429s", "none (concurrency only)".
+pub fn pace_text(pace: &PaceReport) -> String {
+    let mut figures = Vec::new();
+    if let Some(rpm) = pace.requests_per_minute {
+        figures.push(format!("{} requests/min", per_minute(rpm)));
+    }
+    if let Some(tpm) = pace.tokens_per_minute {
+        figures.push(format!("{} tokens/min", per_minute(tpm)));
+    }
+    figures.push(pace.source.describe().to_string());
+    figures.join(", ")
+}
+
+/// Whole figures, except under ten (a pace of 1.5 a minute).
+fn per_minute(x: f64) -> String {
+    if x < 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.0}")
+    }
 }
 
 /// A cost for people: unpriced requests are a count, never $0.

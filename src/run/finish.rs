@@ -17,7 +17,7 @@ use crate::exit::ExitStatus;
 use crate::job::Job;
 use crate::printer::{self, Level, LogFormat};
 use crate::report::{self, RequestCounts, RunFacts, Summary};
-use crate::scheduler::StopReason;
+use crate::scheduler::{PaceReport, StopReason};
 use crate::sink::{self, ResumeState, SinkError};
 
 /// How the sending part of a run ended.
@@ -26,6 +26,8 @@ pub(super) struct Ended {
     pub busy: Duration,
     pub stopped: Option<StopReason>,
     pub stopped_because: Option<String>,
+    /// The pace the run used and where it came from.
+    pub pace: PaceReport,
 }
 
 /// A local failure after requests were sent: each is said, and makes the run exit 5.
@@ -127,7 +129,8 @@ pub(super) fn finish(
         stopped_because: ended.stopped_because,
         other_keys_in_output: other_keys,
     };
-    let summary = tally.summary(&sent, facts);
+    let mut summary = tally.summary(&sent, facts);
+    summary.pace = Some(ended.pace);
     if let Err(error) = report::write_summary(&job.output.summary, &summary) {
         local.push(LocalFailure::Summary {
             path: summary_path.clone(),
@@ -218,6 +221,12 @@ fn end_event(summary: &Summary, status: ExitStatus, output: &str, path: &str, li
     fields.insert("exit_code".into(), status.code().into());
     fields.insert("output".into(), output.into());
     fields.insert("summary_path".into(), path.into());
+    if let Some(pace) = &summary.pace {
+        fields.insert(
+            "pace".into(),
+            serde_json::to_value(pace).unwrap_or_default(),
+        );
+    }
     printer::event(level, "end", message, fields);
 }
 

@@ -11,6 +11,7 @@ mod estimate;
 mod finish;
 mod over_rate;
 mod producer;
+mod rates;
 pub mod scan;
 mod verbose;
 
@@ -29,7 +30,7 @@ use crate::mock::{MockConfig, MockServer};
 use crate::printer;
 use crate::progress::Progress;
 use crate::report;
-use crate::scheduler::{Scheduler, StopSignal};
+use crate::scheduler::{PaceSource, Scheduler, StopSignal};
 use crate::sink::{self, OutputLock, ResumeState, Writer};
 use collector::Collector;
 pub use error::{Finished, RunError, StartError};
@@ -217,6 +218,7 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
             printer::count(bytes, "byte")
         ));
     }
+    let state = StateFile::open(&job, args);
     let mut progress_notes = Vec::new();
     if let Some(bak) = bak {
         progress_notes.push(format!(
@@ -235,7 +237,7 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         // JSON logs always open with it: a shipper keys the run on its figures.
         if args.progress != ProgressArg::Off || printer::format() == printer::LogFormat::Json {
             let secs = (Utc::now() - started).num_milliseconds() as f64 / 1000.0;
-            say_start(&job, &scan, secs);
+            say_start(&job, &scan, secs, state.seeded.as_ref());
         }
     }
     let mut progress = Progress::new(args.progress, args.quiet, scan.to_send());
@@ -251,6 +253,10 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         resume.recorded_cost_usd,
         event_tx,
     );
+    let limiter = scheduler.limiter();
+    if let Some(seeded) = &state.seeded {
+        limiter.seed(seeded.per_second(), seeded.window());
+    }
     let dispatch = tokio::spawn(scheduler.run(request_rx));
 
     let mut collector = Collector::new(
@@ -288,23 +294,30 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         busy: (busy_to - busy_from).to_std().unwrap_or_default(),
         stopped,
         stopped_because: stop.detail(),
+        pace: limiter.report(),
     };
+    if scan.to_send() > 0 {
+        state.keep(limiter.learned(), args.quiet);
+    }
     finish(&job, args, &resume, &scan, collected, ended, produced)
 }
 
 /// The `start` event: what the run is about to do, and where it writes.
-fn say_start(job: &Job, scan: &Scan, checked_s: f64) {
-    let limit = |n: u64| (n > 0).then_some(n);
+fn say_start(job: &Job, scan: &Scan, checked_s: f64, seeded: Option<&rates::Learned>) {
     printer::event(
         printer::Level::Info,
         "start",
         format_args!(
-            "{} checked in {checked_s:.1} s: {}, {} already done, {} to send; writing {}",
+            "{} checked in {checked_s:.1} s: {}, {} already done, {} to send; writing {}{}",
             printer::count(scan.rows, "row"),
             printer::count(scan.requests(), "request"),
             scan.resumed,
             scan.to_send(),
-            job.output.path.display()
+            job.output.path.display(),
+            seeded.map_or(String::new(), |l| format!(
+                "; starting at {:.1} requests/min, the pace an earlier run learned",
+                l.requests_per_minute
+            )),
         ),
         figures(json!({
             "job": job.name,
@@ -317,13 +330,105 @@ fn say_start(job: &Job, scan: &Scan, checked_s: f64) {
             "checked_s": checked_s,
             "concurrency": job.limits.concurrency,
             // null: no configured rate, the run paces itself from the endpoint's answers.
-            "pace": {
-                "requests_per_minute": limit(u64::from(job.limits.requests_per_minute)),
-                "tokens_per_minute": limit(job.limits.tokens_per_minute),
-            },
+            "pace": start_pace(job, seeded),
             "max_cost_usd": (job.limits.max_cost_usd > 0.0).then_some(job.limits.max_cost_usd),
         })),
     );
+}
+
+/// The pace a run starts at: configured, learned by an earlier run, or none
+/// yet (then it paces itself from the endpoint's answers).
+fn start_pace(job: &Job, seeded: Option<&rates::Learned>) -> serde_json::Value {
+    let limit = |n: u64| (n > 0).then_some(n);
+    let rpm = limit(u64::from(job.limits.requests_per_minute));
+    let tpm = limit(job.limits.tokens_per_minute);
+    let (source, rpm) = match (rpm.or(tpm), seeded) {
+        (Some(_), _) => (PaceSource::Configured, json!(rpm)),
+        (None, Some(learned)) => (PaceSource::StateFile, json!(learned.requests_per_minute)),
+        (None, None) => (PaceSource::None, json!(null)),
+    };
+    json!({
+        "source": source,
+        "requests_per_minute": rpm,
+        "tokens_per_minute": tpm,
+        "learned_at": seeded.filter(|_| source == PaceSource::StateFile).map(|l| l.learned_at.to_rfc3339()),
+    })
+}
+
+/// The state file of learned paces, as this run uses it: where it is, this
+/// job's entry, and what an earlier run kept there.
+struct StateFile {
+    /// None: `--no-state`, a configured rate, `--simulate`, or no home folder.
+    place: Option<(std::path::PathBuf, String)>,
+    seeded: Option<rates::Learned>,
+}
+
+impl StateFile {
+    fn open(job: &Job, args: &RunArgs) -> StateFile {
+        let configured = job.limits.requests_per_minute > 0 || job.limits.tokens_per_minute > 0;
+        // A simulated endpoint's port changes every run: nothing worth keeping.
+        let place = (!args.no_state && !configured && !job.simulate)
+            .then(|| {
+                Some((
+                    rates::path()?,
+                    rates::key(&job.endpoint.url, &job_models(job))?,
+                ))
+            })
+            .flatten();
+        let seeded =
+            place
+                .as_ref()
+                .and_then(|(path, key)| match rates::read(path, key, Utc::now()) {
+                    Ok(seeded) => seeded,
+                    Err(e) => {
+                        if !args.quiet {
+                            printer::warning(e);
+                        }
+                        None
+                    }
+                });
+        StateFile { place, seeded }
+    }
+
+    /// Keeps the pace this run learned from limits (requests per second, window).
+    fn keep(&self, learned: Option<(f64, Duration)>, quiet: bool) {
+        let (Some((path, key)), Some((per_s, window))) = (&self.place, learned) else {
+            return;
+        };
+        let now = Utc::now();
+        let learned = rates::Learned {
+            requests_per_minute: per_s * 60.0,
+            window_s: window.as_secs_f64(),
+            learned_at: now,
+        };
+        match rates::write(path, key, learned, now) {
+            Ok(None) => {}
+            Ok(Some(replaced)) | Err(replaced) => {
+                if !quiet {
+                    printer::warning(replaced);
+                }
+            }
+        }
+    }
+}
+
+/// The models a job's requests name (a row's own `params` aside).
+fn job_models(job: &Job) -> Vec<String> {
+    let model = |layer: &crate::job::ParamLayer| {
+        layer
+            .named
+            .get("model")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
+    job.param_sets
+        .iter()
+        .filter_map(|set| {
+            model(&job.overrides)
+                .or_else(|| model(&set.layer))
+                .or_else(|| model(&job.defaults))
+        })
+        .collect()
 }
 
 /// The fields of a JSON event, from a `json!` object.

@@ -17,15 +17,27 @@
 //! among answers (an overloaded upstream, even a third of them) only make
 //! their own requests wait: the run neither pauses nor crawls because of them.
 //!
+//! With no configured rate, the endpoint's `x-ratelimit-*` figures set a pace
+//! before any 429 (see `headers`), and a pace learned by an earlier run (the
+//! run's state file) may seed the learned one: a configured rate always wins
+//! over both.
+//!
 //! No figure can make it panic: weights and pauses come from servers and
 //! flags (a huge `--tpm`, a reported usage of 2^64, `Retry-After:
 //! 99999999999`), so every duration is built with checked arithmetic and
 //! capped, and the lock is taken even after a panic elsewhere poisoned it.
 
+mod headers;
+mod pace;
+
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::client::RateHeaders;
+use headers::HeaderPace;
+pub use pace::{PaceReport, PaceSource};
 
 /// How far ahead of the schedule a request may go (absorbs timer granularity).
 const BURST: Duration = Duration::from_millis(50);
@@ -42,6 +54,14 @@ const LIMIT_EVIDENCE: u32 = 24;
 /// Once a limit is known, this many 429s in a row show it again: paced
 /// requests that overshoot it bounce one after another at each window's end.
 const LIMIT_AGAIN: u32 = 6;
+/// A 429 while the learned pace holds requests back: it is a little too
+/// fast (a limit measured high, or kept from an earlier run): this much
+/// slower, at most once a window, never under [`STEP_FLOOR`] of the measure,
+/// and no probing up for [`STEP_QUIET`] windows (so the pace does not swing
+/// across the limit, bouncing a request every other window).
+const STEP_DOWN: f64 = 0.98;
+const STEP_FLOOR: f64 = 0.85;
+const STEP_QUIET: u32 = 20;
 /// The longest window a provider is assumed to count over.
 const MAX_WINDOW: Duration = Duration::from_secs(60);
 /// Never slower than one request a minute.
@@ -137,6 +157,10 @@ struct Learned {
     last_paced: Option<Instant>,
     /// How long the provider's window looked (first success to the next window), at least 1 s.
     window: Duration,
+    /// Taken from the state file and not changed by a limit since.
+    from_state: bool,
+    /// When a 429 last stepped the pace down.
+    last_step: Option<Instant>,
 }
 
 impl Learned {
@@ -144,6 +168,22 @@ impl Learned {
     fn binding(&self, now: Instant) -> bool {
         self.last_paced
             .is_some_and(|at| now.saturating_duration_since(at) <= self.window)
+    }
+
+    /// A 429 at this pace: a little slower (see [`STEP_DOWN`]).
+    fn step_down(&mut self, now: Instant) {
+        if self
+            .last_step
+            .is_some_and(|at| now.saturating_duration_since(at) < self.window)
+        {
+            return;
+        }
+        let floor = self.measured * STEP_FLOOR;
+        if self.rate_per_s * STEP_DOWN >= floor {
+            self.set_rate(self.rate_per_s * STEP_DOWN);
+        }
+        self.last_step = Some(now);
+        self.last_raise = later(now, self.window.saturating_mul(STEP_QUIET));
     }
 
     fn set_rate(&mut self, rate_per_s: f64) {
@@ -166,9 +206,22 @@ struct State {
     recent: u32,
     /// 429s in a row.
     run: u32,
+    /// The configured rates (0 = none): when either is set, nothing else paces.
+    configured: (u32, u64),
+    /// From the endpoint's rate headers; only without a configured rate.
+    headers: Option<HeaderPace>,
+    /// Attempts sent and not answered yet, and the tokens they booked.
+    in_flight: (u64, u64),
 }
 
 impl State {
+    /// An answer came: requests no longer wait for the first one's.
+    fn answered(&mut self) {
+        if let Some(h) = self.headers.as_mut() {
+            h.answered();
+        }
+    }
+
     fn wait(&self, now: Instant) -> Duration {
         [
             self.cooldown_until.saturating_duration_since(now),
@@ -179,6 +232,9 @@ impl State {
             self.learned
                 .as_ref()
                 .map_or(Duration::ZERO, |l| l.schedule.wait(now)),
+            self.headers
+                .as_ref()
+                .map_or(Duration::ZERO, |h| h.wait(now)),
         ]
         .into_iter()
         .max()
@@ -205,6 +261,10 @@ impl Limiter {
                 successes: 0,
                 recent: 0,
                 run: 0,
+                configured: (requests_per_minute, tokens_per_minute),
+                headers: (requests_per_minute == 0 && tokens_per_minute == 0)
+                    .then(HeaderPace::default),
+                in_flight: (0, 0),
             }),
         }
     }
@@ -238,6 +298,11 @@ impl Limiter {
                     if let Some(l) = s.learned.as_mut() {
                         l.schedule.take(now, 1);
                     }
+                    if let Some(h) = s.headers.as_mut() {
+                        h.take(now, tokens);
+                    }
+                    s.in_flight.0 = s.in_flight.0.saturating_add(1);
+                    s.in_flight.1 = s.in_flight.1.saturating_add(tokens);
                     return;
                 }
                 wait
@@ -248,8 +313,27 @@ impl Limiter {
 
     /// Returns tokens booked but not used (the reply was shorter than its cap).
     pub fn refund(&self, tokens: u64) {
-        if let Some(g) = self.lock().tokens.as_mut() {
+        let mut s = self.lock();
+        if let Some(g) = s.tokens.as_mut() {
             g.give_back(tokens);
+        }
+        if let Some(h) = s.headers.as_mut() {
+            h.refund(tokens);
+        }
+    }
+
+    /// An attempt booked with `tokens` was answered (or ended unanswered),
+    /// with the endpoint's rate figures when it sent them.
+    pub fn on_answer(&self, tokens: u64, figures: Option<&RateHeaders>) {
+        let mut s = self.lock();
+        let (requests, booked) = s.in_flight;
+        s.in_flight = (requests.saturating_sub(1), booked.saturating_sub(tokens));
+        let (others, others_tokens) = s.in_flight;
+        if let Some(h) = s.headers.as_mut() {
+            match figures {
+                Some(figures) => h.update(figures, others, others_tokens, Instant::now()),
+                None => h.answered(),
+            }
         }
     }
 
@@ -257,6 +341,7 @@ impl Limiter {
     /// and learn the rate the limit allows; returns that change of pace.
     pub fn on_rate_limited(&self, retry_after: Option<Duration>) -> Option<PaceChange> {
         let mut s = self.lock();
+        s.answered();
         let now = Instant::now();
         if now < s.cooldown_until {
             // An answer of the burst that was already measured: it is neither
@@ -273,6 +358,9 @@ impl Limiter {
         let again = binding && s.run >= LIMIT_AGAIN;
         let rate_limited = s.recent.count_ones();
         if rate_limited < LIMIT_EVIDENCE && !again {
+            if let Some(l) = s.learned.as_mut().filter(|_| binding) {
+                l.step_down(now);
+            }
             return None;
         }
         let why = if rate_limited >= LIMIT_EVIDENCE {
@@ -295,6 +383,7 @@ impl Limiter {
                 l.measured = m;
                 l.last_raise = resume_at;
                 l.window = window;
+                l.from_state = false;
             }
             (None, Some(m)) => {
                 s.learned = Some(Learned {
@@ -304,6 +393,8 @@ impl Limiter {
                     last_raise: resume_at,
                     last_paced: None,
                     window,
+                    from_state: false,
+                    last_step: None,
                 })
             }
             // Nothing succeeded since the last pause (a window already spent
@@ -326,6 +417,7 @@ impl Limiter {
     /// An answer that was not a 429; returns the change when it raised the pace.
     pub fn on_success(&self) -> Option<PaceChange> {
         let mut s = self.lock();
+        s.answered();
         let now = Instant::now();
         if now < s.cooldown_until {
             // Admitted before the pause: it belongs to the window that ended.

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use booking::Booking;
 pub use budget::Budget;
-pub use limiter::{Limiter, PaceChange, PaceWhy};
+pub use limiter::{Limiter, PaceChange, PaceReport, PaceSource, PaceWhy};
 pub use stop::{shorten, StopSignal, IDENTICAL_TO_STOP, REFUSALS_TO_STOP, UNREACHABLE_TO_STOP};
 
 use crate::client::{Client, ErrorKind, Failure, Reply};
@@ -132,6 +132,11 @@ impl Scheduler {
             }),
             concurrency: limits.concurrency.max(1),
         }
+    }
+
+    /// The run's rate limiter: seeded before the run, asked for its pace after.
+    pub fn limiter(&self) -> Arc<Limiter> {
+        self.shared.limiter.clone()
     }
 
     /// Dispatches every request from `requests` until it closes or a stop signal
@@ -288,6 +293,11 @@ impl Shared {
                 _ = in_flight.cancelled() => Err(self.stop.abandoned()),
                 result = self.client.send(request, attempts) => result,
             };
+            let figures = match &sent {
+                Ok(reply) => reply.rate_limits.as_ref(),
+                Err(failure) => failure.rate_limits.as_deref(),
+            };
+            self.limiter.on_answer(tokens, figures);
             let failure = match sent {
                 Ok(reply) => {
                     self.streak(|s| s.on_attempt(None), None);
@@ -387,6 +397,8 @@ impl Shared {
                 .await;
             // That send may have waited; an interrupt meanwhile still stops the retry.
             if retries.is_cancelled() {
+                // Booked with the limiter, never sent.
+                self.limiter.on_answer(tokens, None);
                 break Err(failure);
             }
         };

@@ -142,8 +142,16 @@ impl Sandbox {
         cmd.args(args)
             .current_dir(self.dir.path())
             .env("AIMLAPI_API_KEY", SENTINEL_KEY)
-            .env("NO_COLOR", "1");
+            .env("NO_COLOR", "1")
+            // Learned paces go to the sandbox, never the user's ~/.local/state
+            // (and are checked for secrets with every other file there).
+            .env("XDG_STATE_HOME", self.state_home());
         cmd
+    }
+
+    /// Where runs of this sandbox keep their state (rates.json under promptbatch/).
+    pub fn state_home(&self) -> PathBuf {
+        self.path(".state")
     }
 }
 

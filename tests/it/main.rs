@@ -15,6 +15,7 @@ mod lifecycle;
 mod logs;
 mod money;
 mod outcome;
+mod pacing;
 mod records;
 mod redaction;
 mod report;

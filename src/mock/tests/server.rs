@@ -150,6 +150,55 @@ async fn the_enforced_limit_answers_429_until_the_window_ends() {
 }
 
 #[tokio::test]
+async fn rate_headers_announce_the_enforced_limit() {
+    let config = MockConfig {
+        limit_requests: 3,
+        limit_window: Duration::from_secs(30),
+        rate_headers: true,
+        ..MockConfig::default()
+    };
+    let (server, client) = start(config).await;
+    let header = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .map(|v| v.to_str().expect("ascii").to_string())
+    };
+    for left in ["2", "1", "0"] {
+        let ok = post(&client, &server, &chat("hi")).await;
+        assert_eq!(ok.status(), 200);
+        assert_eq!(
+            header(&ok, "x-ratelimit-limit-requests").as_deref(),
+            Some("3")
+        );
+        assert_eq!(
+            header(&ok, "x-ratelimit-remaining-requests").as_deref(),
+            Some(left)
+        );
+        let reset = header(&ok, "x-ratelimit-reset-requests").expect("reset");
+        let ms: u64 = reset
+            .strip_suffix("ms")
+            .expect("ms")
+            .parse()
+            .expect("number");
+        assert!((1..=30_000).contains(&ms), "{reset}");
+    }
+    let limited = post(&client, &server, &chat("hi")).await;
+    assert_eq!(limited.status(), 429);
+    assert_eq!(
+        header(&limited, "x-ratelimit-remaining-requests").as_deref(),
+        Some("0")
+    );
+    // Without the option, a limit is enforced silently (the AI/ML API's way).
+    let (server, client) = start(MockConfig {
+        limit_requests: 3,
+        ..MockConfig::default()
+    })
+    .await;
+    let ok = post(&client, &server, &chat("hi")).await;
+    assert_eq!(header(&ok, "x-ratelimit-remaining-requests"), None);
+}
+
+#[tokio::test]
 async fn bad_configurations_are_refused_with_the_flag_to_fix() {
     for (config, needle) in [
         (

@@ -110,20 +110,46 @@ async fn a_limit_met_again_at_the_learned_rate_lowers_it() {
     for _ in 0..30 {
         limiter.acquire(1).await;
     }
-    // A stray one among answers changes nothing (probing may raise it)...
     for _ in 0..16 {
         limiter.on_success();
     }
-    limiter.on_rate_limited(Some(Duration::from_secs(1)));
     let probed = limiter.learned_rate().expect("learned");
     assert!(probed >= first);
-    // ...a few in a row at the learned pace do, halving it at most.
+    // A lone one at the learned pace steps it down a little, once a window,
+    // without pausing anyone...
+    limiter.on_rate_limited(Some(Duration::from_secs(1)));
+    let stepped = limiter.learned_rate().expect("learned");
+    assert_eq!(stepped, probed * STEP_DOWN);
+    limiter.on_success();
+    limiter.on_rate_limited(Some(Duration::from_secs(1)));
+    assert_eq!(limiter.learned_rate(), Some(stepped), "once a window");
+    let start = Instant::now();
+    limiter.acquire(1).await;
+    assert!(start.elapsed() < Duration::from_secs(1), "no pause");
+    // ...a few in a row at the learned pace lower it, halving it at most.
     bounce(&limiter, 6, Duration::from_secs(1));
     let lowered = limiter.learned_rate().expect("learned");
     assert!(
-        lowered < probed && lowered >= probed / 2.0,
-        "{lowered} vs {probed}"
+        lowered < stepped && lowered >= stepped / 2.0,
+        "{lowered} vs {stepped}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn lone_429s_at_the_learned_pace_never_take_it_far_under_the_measure() {
+    let limiter = Limiter::new(0, 0);
+    limiter.seed(10.0, Duration::from_secs(1));
+    for _ in 0..200 {
+        limiter.acquire(1).await;
+        limiter.on_success();
+        // A 429 every few answers, for a long while.
+        limiter.on_rate_limited(None);
+        limiter.on_success();
+        limiter.on_success();
+    }
+    let rate = limiter.learned_rate().expect("learned");
+    assert!(rate >= 10.0 * STEP_FLOOR, "{rate}");
+    assert!(rate < 10.0, "{rate}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -266,6 +292,9 @@ fn a_poisoned_lock_is_still_taken() {
 #[tokio::test(start_paused = true)]
 async fn no_limits_never_wait() {
     let limiter = Limiter::new(0, 0);
+    // Once the first answer is in (the run waits for it: see `headers`).
+    limiter.acquire(1).await;
+    limiter.on_answer(1, None);
     let start = Instant::now();
     for _ in 0..1000 {
         limiter.acquire(1_000_000).await;
