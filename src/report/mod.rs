@@ -158,13 +158,7 @@ pub fn write_summary(path: &Path, summary: &Summary) -> std::io::Result<()> {
             .open(path)?
             .write_all(&text);
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut temp = crate::sink::temp_beside(path)?;
-    temp.write_all(&text)?;
-    temp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    crate::sink::write_atomically(path, &text)
 }
 
 /// True for a pipe, or a character device named as itself (`/dev/null`):

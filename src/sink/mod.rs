@@ -84,6 +84,20 @@ pub fn temp_beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
     builder.tempfile_in(dir)
 }
 
+/// Writes `bytes` to `path` through a temp file beside it and a rename
+/// (creating its folder), so a reader (a web server, a mail job, `jq`)
+/// never sees half a file: the run's summary and a report's `-o`.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut temp = temp_beside(path)?;
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// What the output holds, read only (before the lock is held). With `fresh`
 /// it is only checked to be an output: [`take_over`] moves it aside.
 pub fn read(path: &Path, fresh: bool) -> Result<ResumeState, SinkError> {
