@@ -10,7 +10,7 @@ use std::fmt::Write;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::path::{Path, PathBuf};
 
-use super::figures::{significant, Acc, Priced};
+use super::figures::{Acc, Priced};
 use super::line::{instant, UsageLine};
 use super::model::{Bucket, Charts, DayModel, Field, FileFacts, Group, PricingCheck, Report};
 use crate::job::Pricing;
@@ -18,6 +18,7 @@ use crate::keys::IdHasher;
 use crate::printer;
 use crate::report::ReportError;
 use crate::scheduler::pricing::{add_usd, is_amount};
+use crate::sink::record::significant;
 use crate::sink::{Lines, Torn};
 
 /// The report over `paths` (files, in order), grouped by `by`, with lines
