@@ -17,7 +17,10 @@ use std::path::{Path, PathBuf};
 pub use compact::compact;
 pub use lines::{BadLine, Line, Lines, Torn};
 pub use lock::{holder, OutputLock};
-pub use paths::{check_temp, lock_path, move_aside, remove_stale_temp, resolve, FileStamp};
+pub use paths::{
+    check_temp, lock_path, move_aside, remove_stale_temp, resolve, FileStamp, BACKUP_SUFFIX,
+    COMPACT_TEMP_SUFFIX, LOCK_SUFFIX,
+};
 pub use record::{Record, RecordHead, Status};
 pub use resume::{check_is_output, scan, Completions, Latest, ResumeState};
 
