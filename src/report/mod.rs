@@ -146,12 +146,19 @@ pub fn fold_output(
     Ok(())
 }
 
+/// The summary file's text, pretty JSON ending in a newline: what `run
+/// --json` prints too.
+pub fn summary_json(summary: &Summary) -> std::io::Result<String> {
+    let mut text = serde_json::to_string_pretty(summary)?;
+    text.push('\n');
+    Ok(text)
+}
+
 /// Writes `summary` as pretty JSON to `path`: atomically (temp file + rename)
 /// when it is a plain file or none yet; straight into a device or a pipe
 /// (`--summary /dev/null`, `--summary >(jq .)`), which a rename would replace.
 pub fn write_summary(path: &Path, summary: &Summary) -> std::io::Result<()> {
-    let mut text = serde_json::to_vec_pretty(summary)?;
-    text.push(b'\n');
+    let text = summary_json(summary)?.into_bytes();
     if written_into(path)? {
         return std::fs::OpenOptions::new()
             .write(true)
