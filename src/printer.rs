@@ -205,7 +205,6 @@ pub fn format() -> LogFormat {
 
 /// Decides once per command whether stderr gets colour (see [`ColorChoice::decide`]).
 pub fn set_color(choice: ColorChoice) {
-    use std::io::IsTerminal;
     let no_color = std::env::var("NO_COLOR").ok();
     let term = std::env::var("TERM").ok();
     let color = choice.decide(

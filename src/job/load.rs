@@ -343,14 +343,17 @@ fn check_budget(
     }
 }
 
+/// How the name of an output's default summary ends.
+pub const SUMMARY_SUFFIX: &str = ".summary.json";
+
 /// `x.jsonl` → `x.summary.json`; anything else gets `.summary.json` appended.
 pub(crate) fn summary_for(output: &Path) -> PathBuf {
     let text = output.as_os_str().to_string_lossy();
     match text.strip_suffix(".jsonl") {
         Some(stem) if !stem.is_empty() && !stem.ends_with(['/', '\\']) => {
-            PathBuf::from(format!("{stem}.summary.json"))
+            PathBuf::from(format!("{stem}{SUMMARY_SUFFIX}"))
         }
-        _ => PathBuf::from(format!("{text}.summary.json")),
+        _ => PathBuf::from(format!("{text}{SUMMARY_SUFFIX}")),
     }
 }
 

@@ -21,6 +21,7 @@ mod prices;
 mod problem;
 mod settings;
 
+pub use load::SUMMARY_SUFFIX;
 pub use prices::read_pricing;
 pub use problem::{did_you_mean, JobError, Problem};
 pub use settings::endpoint_warning;

@@ -143,20 +143,7 @@ fn write_report(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
             out.write_all(bytes)?;
             out.flush()
         }
-        Ok(_) => write_atomically(&std::fs::canonicalize(path)?, bytes),
-        Err(_) => write_atomically(path, bytes),
+        Ok(_) => crate::sink::write_atomically(&std::fs::canonicalize(path)?, bytes),
+        Err(_) => crate::sink::write_atomically(path, bytes),
     }
-}
-
-/// Writes `bytes` to `path` through a temp file beside it and a rename, so a
-/// reader (a web server, a mail job) never sees half a report.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut temp = crate::sink::temp_beside(path)?;
-    temp.write_all(bytes)?;
-    temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }

@@ -146,25 +146,26 @@ pub fn fold_output(
     Ok(())
 }
 
+/// The summary file's text, pretty JSON ending in a newline: what `run
+/// --json` prints too.
+pub fn summary_json(summary: &Summary) -> std::io::Result<String> {
+    let mut text = serde_json::to_string_pretty(summary)?;
+    text.push('\n');
+    Ok(text)
+}
+
 /// Writes `summary` as pretty JSON to `path`: atomically (temp file + rename)
 /// when it is a plain file or none yet; straight into a device or a pipe
 /// (`--summary /dev/null`, `--summary >(jq .)`), which a rename would replace.
 pub fn write_summary(path: &Path, summary: &Summary) -> std::io::Result<()> {
-    let mut text = serde_json::to_vec_pretty(summary)?;
-    text.push(b'\n');
+    let text = summary_json(summary)?.into_bytes();
     if written_into(path)? {
         return std::fs::OpenOptions::new()
             .write(true)
             .open(path)?
             .write_all(&text);
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut temp = crate::sink::temp_beside(path)?;
-    temp.write_all(&text)?;
-    temp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    crate::sink::write_atomically(path, &text)
 }
 
 /// True for a pipe, or a character device named as itself (`/dev/null`):

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::client::Usage;
 use crate::scheduler::pricing::{add_usd, is_amount};
 use crate::scheduler::{PaceReport, StopReason};
+use crate::sink::record::round1;
 use crate::sink::{Record, Status};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -223,10 +224,6 @@ impl Distribution {
             max: round1(self.max),
         })
     }
-}
-
-fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
 }
 
 /// Observes the records of a run (or of output files, for `report`).

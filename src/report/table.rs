@@ -1,4 +1,6 @@
-//! The summary as a readable table: a pure function from a [`Summary`] to text.
+//! The summary as a readable table: a pure function from a [`Summary`] to
+//! text; and the pieces other tables for people share (dollars, costs,
+//! aligned columns).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -233,6 +235,44 @@ pub fn usd(x: f64) -> String {
     }
 }
 
+/// Rows of cells as lines: each column padded to its widest cell (in
+/// characters), two spaces between columns, a `numeric` column aligned
+/// right, no trailing spaces. Also the full width, for a rule. The report's
+/// table and `validate`'s estimate both read this way.
+pub fn columns<R: AsRef<[String]>>(
+    rows: &[R],
+    numeric: impl Fn(usize) -> bool,
+) -> (Vec<String>, usize) {
+    let mut widths: Vec<usize> = Vec::new();
+    for row in rows {
+        for (i, cell) in row.as_ref().iter().enumerate() {
+            let n = cell.chars().count();
+            match widths.get_mut(i) {
+                Some(w) => *w = (*w).max(n),
+                None => widths.push(n),
+            }
+        }
+    }
+    let lines = (rows.iter())
+        .map(|row| {
+            let mut line = String::new();
+            for (i, (cell, w)) in row.as_ref().iter().zip(&widths).enumerate() {
+                if i > 0 {
+                    line.push_str("  ");
+                }
+                if numeric(i) {
+                    let _ = write!(line, "{cell:>w$}");
+                } else {
+                    let _ = write!(line, "{cell:<w$}");
+                }
+            }
+            line.trim_end().to_string()
+        })
+        .collect();
+    let width = widths.iter().sum::<usize>() + 2 * widths.len().saturating_sub(1);
+    (lines, width)
+}
+
 fn spread(s: &Spread) -> String {
     format!(
         "min {} · mean {} · p50 {} · p90 {} · p95 {} · p99 {} · max {}",
@@ -242,7 +282,19 @@ fn spread(s: &Spread) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{cost, usd};
+    use super::{columns, cost, usd};
+
+    #[test]
+    fn columns_pad_to_the_widest_cell_and_figures_sit_right() {
+        let rows = [
+            vec!["model".to_string(), "ok".into(), String::new()],
+            vec!["gemma-ü".to_string(), "12".into(), "x".into()],
+        ];
+        let (lines, width) = columns(&rows, |i| i == 1);
+        // Widths count characters, not bytes; no trailing spaces.
+        assert_eq!(lines, ["model    ok", "gemma-ü  12  x"]);
+        assert_eq!(width, 7 + 2 + 2 + 2 + 1);
+    }
 
     #[test]
     fn unpriced_requests_are_a_count_never_zero_dollars() {

@@ -11,7 +11,7 @@ use super::scan::Scan;
 use crate::job::Job;
 use crate::plan::request::{PROMPT_BOUND_METHOD, PROMPT_ESTIMATE_METHOD};
 use crate::printer::count;
-use crate::report::table::usd;
+use crate::report::table::{columns, usd};
 
 /// How the expected cost is made, in words.
 pub const EXPECTED_METHOD: &str = "the prompt estimate at the input price + the mean completion tokens of the output's earlier ok lines of the model, else half the token cap, at the output price";
@@ -156,29 +156,8 @@ fn left_out(t: &Totals) -> String {
 
 /// Columns padded to their widest cell; figures (columns 2-5) to the right.
 fn align<const N: usize>(rows: &[[String; N]]) -> String {
-    let mut widths = [0; N];
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
-            if i > 0 {
-                line.push_str("  ");
-            }
-            if (2..=5).contains(&i) {
-                let _ = write!(line, "{cell:>w$}");
-            } else {
-                let _ = write!(line, "{cell:<w$}");
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    let (lines, _) = columns(rows, |i| (2..=5).contains(&i));
+    lines.iter().map(|line| format!("{line}\n")).collect()
 }
 
 /// `validate --json`: one document, its fields in this order.

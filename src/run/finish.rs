@@ -199,9 +199,7 @@ pub(super) fn finish(
 
 /// `run --json`: the summary on stdout, as the summary file has it.
 fn print_summary(summary: &Summary) -> std::io::Result<()> {
-    let mut text = serde_json::to_string_pretty(summary)?;
-    text.push('\n');
-    printer::out(&text)
+    printer::out(&report::summary_json(summary)?)
 }
 
 /// The `end` event: the summary's figures, the exit code, where to look.

@@ -5,6 +5,7 @@
 
 use crate::input::InputError;
 use crate::plan::Request;
+use crate::printer::count as count_of;
 
 /// How many such requests are named one by one; the rest are counted.
 pub const NAMED: usize = 5;
@@ -93,8 +94,8 @@ impl OverRate {
                 display,
                 None,
                 format!(
-                    "... and {more} more request{} over tokens_per_minute (--tpm) {tpm}: {count} of {} requests to send could never be sent, the largest needs {largest} tokens; raise it to at least {largest} or lower max_tokens",
-                    if more == 1 { "" } else { "s" },
+                    "... and {} over tokens_per_minute (--tpm) {tpm}: {count} of {} requests to send could never be sent, the largest needs {largest} tokens; raise it to at least {largest} or lower max_tokens",
+                    count_of(more, "more request"),
                     self.checked
                 ),
             ));

@@ -61,45 +61,39 @@ fn pace_line(c: &PaceChange) -> (String, Map<String, Value>) {
         .previous_per_s
         .map(|p| format!(" (was {})", per_s(p)))
         .unwrap_or_default();
-    let (message, reason) = match c.why {
-        PaceWhy::NoLimit => (
-            format!(
-                "pace up: no rate limit showed for a window; now at most {}{was}",
-                c.rate_per_s.map_or_else(|| "?".into(), per_s)
-            ),
-            "no_limit",
+    // What slowed the pace, in words and as figures; None when it sped up.
+    let (evidence, reason, rate_limited, in_a_row) = match c.why {
+        PaceWhy::NoLimit => (None, "no_limit", None, None),
+        PaceWhy::Limited { rate_limited } => (
+            Some(format!("{rate_limited} of the last 32 answers were 429s")),
+            "limit",
+            Some(rate_limited),
+            None,
         ),
-        PaceWhy::Limited { .. } | PaceWhy::LimitedAgain { .. } => {
-            let evidence = match c.why {
-                PaceWhy::Limited { rate_limited } => {
-                    format!("{rate_limited} of the last 32 answers were 429s")
-                }
-                PaceWhy::LimitedAgain { in_a_row } => {
-                    format!("{in_a_row} answers in a row were 429s at the learned pace")
-                }
-                PaceWhy::NoLimit => String::new(),
-            };
+        PaceWhy::LimitedAgain { in_a_row } => (
+            Some(format!(
+                "{in_a_row} answers in a row were 429s at the learned pace"
+            )),
+            "limit_again",
+            None,
+            Some(in_a_row),
+        ),
+    };
+    let message = match evidence {
+        None => format!(
+            "pace up: no rate limit showed for a window; now at most {}{was}",
+            c.rate_per_s.map_or_else(|| "?".into(), per_s)
+        ),
+        Some(evidence) => {
             let then = match c.rate_per_s {
                 Some(rate) => format!("then at most {}{was}", per_s(rate)),
                 None => "the rate is measured over the next window".to_string(),
             };
-            let reason = match c.why {
-                PaceWhy::LimitedAgain { .. } => "limit_again",
-                _ => "limit",
-            };
-            (
-                format!(
-                    "pace down: a rate limit shows ({evidence}); sending paused {}, {then}",
-                    seconds(c.pause)
-                ),
-                reason,
+            format!(
+                "pace down: a rate limit shows ({evidence}); sending paused {}, {then}",
+                seconds(c.pause)
             )
         }
-    };
-    let (rate_limited, in_a_row) = match c.why {
-        PaceWhy::Limited { rate_limited } => (Some(rate_limited), None),
-        PaceWhy::LimitedAgain { in_a_row } => (None, Some(in_a_row)),
-        PaceWhy::NoLimit => (None, None),
     };
     let fields = json!({
         "reason": reason,

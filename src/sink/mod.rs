@@ -17,7 +17,10 @@ use std::path::{Path, PathBuf};
 pub use compact::compact;
 pub use lines::{BadLine, Line, Lines, Torn};
 pub use lock::{holder, OutputLock};
-pub use paths::{check_temp, lock_path, move_aside, remove_stale_temp, resolve, FileStamp};
+pub use paths::{
+    check_temp, lock_path, move_aside, remove_stale_temp, resolve, FileStamp, BACKUP_SUFFIX,
+    COMPACT_TEMP_SUFFIX, LOCK_SUFFIX,
+};
 pub use record::{Record, RecordHead, Status};
 pub use resume::{check_is_output, scan, Completions, Latest, ResumeState};
 
@@ -82,6 +85,20 @@ pub fn temp_beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
         builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
     builder.tempfile_in(dir)
+}
+
+/// Writes `bytes` to `path` through a temp file beside it and a rename
+/// (creating its folder), so a reader (a web server, a mail job, `jq`)
+/// never sees half a file: the run's summary and a report's `-o`.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut temp = temp_beside(path)?;
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// What the output holds, read only (before the lock is held). With `fresh`

@@ -55,16 +55,23 @@ pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// What an output's lock file adds to its name.
+pub const LOCK_SUFFIX: &str = ".lock";
+/// What a compaction's temp file adds to the output's name.
+pub const COMPACT_TEMP_SUFFIX: &str = ".compact.tmp";
+/// How the name of an output moved aside by `--fresh` ends.
+pub const BACKUP_SUFFIX: &str = ".bak";
+
 /// The lock file of an output (of `resolved`, the output with every symlink
 /// resolved, so that two paths to one file share it).
 pub fn lock_path(resolved: &Path) -> PathBuf {
-    with_suffix(resolved, ".lock")
+    with_suffix(resolved, LOCK_SUFFIX)
 }
 
 /// Where compaction writes before it renames: beside the real file, so the
 /// rename stays on one file system and a symlinked output stays a symlink.
 pub(crate) fn compact_temp(resolved: &Path) -> PathBuf {
-    with_suffix(resolved, ".compact.tmp")
+    with_suffix(resolved, COMPACT_TEMP_SUFFIX)
 }
 
 /// Removes a compaction temp file left by a run that was killed mid-compaction.
@@ -100,12 +107,13 @@ pub fn move_aside(output: &Path) -> Result<Option<PathBuf>, SinkError> {
     if std::fs::symlink_metadata(&real).is_err() {
         return Ok(None);
     }
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    // The same stamp as `{datetime}`: backups sort with the outputs named by it.
+    let stamp = chrono::Utc::now().format(crate::job::placeholder::DATETIME_FORMAT);
     for n in 0u32..1000 {
         let bak = if n == 0 {
-            with_suffix(&real, &format!(".{stamp}.bak"))
+            with_suffix(&real, &format!(".{stamp}{BACKUP_SUFFIX}"))
         } else {
-            with_suffix(&real, &format!(".{stamp}.{n}.bak"))
+            with_suffix(&real, &format!(".{stamp}.{n}{BACKUP_SUFFIX}"))
         };
         if std::fs::symlink_metadata(&bak).is_ok() {
             continue;

@@ -243,8 +243,8 @@ impl Record {
                 record.usage = reply.usage;
                 record.cost_usd = cost;
                 record.cost_source = source;
-                record.latency_ms = Some(round_ms(reply.latency_ms));
-                record.ttft_ms = reply.ttft_ms.map(round_ms);
+                record.latency_ms = Some(round1(reply.latency_ms));
+                record.ttft_ms = reply.ttft_ms.map(round1);
                 record.response_id = reply.response_id;
                 record.provider = reply.provider;
                 record.response_model = reply.response_model;
@@ -272,15 +272,17 @@ impl Record {
 }
 
 /// To 12 significant digits: float noise such as 6.100000000000001e-6 (from
-/// a product of tokens and a price) is no figure anyone sent; anything a
-/// provider sends (its own decimal text) keeps every digit it had.
-fn significant(x: f64) -> f64 {
+/// a product of tokens and a price, or a sum of thousands of small costs in
+/// a report) is no figure anyone sent; anything a provider sends (its own
+/// decimal text) keeps every digit it had.
+pub fn significant(x: f64) -> f64 {
     format!("{x:.11e}").parse().unwrap_or(x)
 }
 
-/// Latencies to 0.1 ms: finer figures are noise and only lengthen the line.
-fn round_ms(ms: f64) -> f64 {
-    (ms * 10.0).round() / 10.0
+/// To one decimal: latencies to 0.1 ms (finer figures are noise and only
+/// lengthen the line), here and in the summary and the report.
+pub fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use hdrhistogram::Histogram;
 use super::line::UsageLine;
 use super::model::{Cost, Figures, Median, Percentiles, Requests, Tokens};
 use crate::scheduler::pricing::add_usd;
+use crate::sink::record::{round1, significant};
 
 /// Histogram units per millisecond: 0.1 ms, the precision figures are shown at.
 const UNITS_PER_MS: f64 = 10.0;
@@ -116,16 +117,6 @@ impl Spread {
         let hist = (self.hist.as_ref()).map_or(0, |h| h.distinct_values() * 8);
         hist + self.exact.capacity() * 8
     }
-}
-
-fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
-}
-
-/// A sum of dollars to 12 significant digits: the float noise of adding
-/// thousands of small figures (0.00011259999999999999) is no one's figure.
-pub fn significant(x: f64) -> f64 {
-    format!("{x:.11e}").parse().unwrap_or(x)
 }
 
 /// What a group has seen so far.

@@ -5,12 +5,13 @@
 //! Memory is bounded whatever the files' size: per group a few counters and
 //! two HDR histograms; per counted call one 128-bit fingerprint, for dedupe.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::path::{Path, PathBuf};
 
-use super::figures::{significant, Acc, Priced};
+use super::figures::{Acc, Priced};
 use super::line::{instant, UsageLine};
 use super::model::{Bucket, Charts, DayModel, Field, FileFacts, Group, PricingCheck, Report};
 use crate::job::Pricing;
@@ -18,6 +19,7 @@ use crate::keys::IdHasher;
 use crate::printer;
 use crate::report::ReportError;
 use crate::scheduler::pricing::{add_usd, is_amount};
+use crate::sink::record::significant;
 use crate::sink::{Lines, Torn};
 
 /// The report over `paths` (files, in order), grouped by `by`, with lines
@@ -153,10 +155,12 @@ impl<'p> Fold<'p> {
         self.counted += 1;
         let priced = self.price(line);
         self.totals.add(line, priced);
+        // Parsed once: both the `day` grouping and the daily chart use it.
+        let day = line.day();
         if !self.by.is_empty() {
-            self.group(file, line).add(line, priced);
+            self.group(file, line, day.as_deref()).add(line, priced);
         }
-        self.chart(line, priced);
+        self.chart(line, day, priced);
         true
     }
 
@@ -209,11 +213,10 @@ impl<'p> Fold<'p> {
     }
 
     /// The group of `line`, made when it is the first of its values.
-    fn group(&mut self, file: &str, line: &UsageLine<'_>) -> &mut Acc {
+    fn group(&mut self, file: &str, line: &UsageLine<'_>, day: Option<&str>) -> &mut Acc {
         self.key.clear();
-        let day = line.day();
         for field in &self.by {
-            match value(*field, file, line, day.as_deref()) {
+            match value(*field, file, line, day) {
                 // Length-prefixed: no two lists of values encode alike.
                 Some(v) => {
                     // Into the reused buffer: no allocation per line.
@@ -226,7 +229,7 @@ impl<'p> Fold<'p> {
             Some(&at) => at,
             None => {
                 let values = (self.by.iter())
-                    .map(|f| value(*f, file, line, day.as_deref()).map(str::to_string))
+                    .map(|f| value(*f, file, line, day).map(str::to_string))
                     .collect();
                 self.groups.push((values, Acc::default()));
                 self.index.insert(self.key.clone(), self.groups.len() - 1);
@@ -236,7 +239,7 @@ impl<'p> Fold<'p> {
         &mut self.groups[at].1
     }
 
-    fn chart(&mut self, line: &UsageLine<'_>, priced: Priced) {
+    fn chart(&mut self, line: &UsageLine<'_>, day: Option<Cow<'_, str>>, priced: Priced) {
         let c = &mut self.charts;
         let status = if line.ok() { "ok" } else { "error" };
         bump(&mut c.by_status, status);
@@ -244,7 +247,7 @@ impl<'p> Fold<'p> {
             let kind = line.error.as_ref().map_or("unknown", |e| &e.kind);
             bump(&mut c.by_error_kind, kind);
         }
-        let Some(day) = line.day() else {
+        let Some(day) = day else {
             return;
         };
         let models = match c.days.get_mut(day.as_ref()) {
@@ -300,7 +303,7 @@ impl<'p> Fold<'p> {
     }
 }
 
-fn nonempty<'s>(s: &'s Option<std::borrow::Cow<'_, str>>) -> Option<&'s str> {
+fn nonempty<'s>(s: &'s Option<Cow<'_, str>>) -> Option<&'s str> {
     s.as_deref().filter(|s| !s.is_empty())
 }
 

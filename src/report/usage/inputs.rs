@@ -7,15 +7,16 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use crate::printer;
 use crate::report::ReportError;
+use crate::{printer, sink};
 
-/// The files beside an output that are not outputs, and what each one is.
+/// The files beside an output that are not outputs (named as the run
+/// names them), and what each one is.
 const SIDE_FILES: [(&str, &str); 4] = [
-    (".lock", "the lock of a run"),
-    (".summary.json", "a run's summary"),
-    (".bak", "an output moved aside by --fresh"),
-    (".compact.tmp", "a compaction's temp file"),
+    (sink::LOCK_SUFFIX, "the lock of a run"),
+    (crate::job::SUMMARY_SUFFIX, "a run's summary"),
+    (sink::BACKUP_SUFFIX, "an output moved aside by --fresh"),
+    (sink::COMPACT_TEMP_SUFFIX, "a compaction's temp file"),
 ];
 
 /// What a side file is, by its name; None for anything else.

@@ -118,13 +118,10 @@ impl UsageLine<'_> {
     pub fn day(&self) -> Option<Cow<'_, str>> {
         let at = self.finished_at.as_deref()?;
         // A run writes UTC with a `Z`: its first ten characters are the day,
-        // once they are one (a hand-edited `2026-13-45T...Z` is no day).
+        // once the time parses (a hand-edited `2026-13-45T...Z` is no day).
         if at.ends_with('Z') && at.as_bytes().get(10) == Some(&b'T') {
-            let day = at.get(..10)?;
-            if chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").is_ok() && instant(at).is_some() {
-                return Some(Cow::Borrowed(day));
-            }
-            return None;
+            instant(at)?;
+            return at.get(..10).map(Cow::Borrowed);
         }
         let t = instant(at)?;
         Some(Cow::Owned(

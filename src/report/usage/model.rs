@@ -26,17 +26,6 @@ pub enum Field {
 }
 
 impl Field {
-    pub const ALL: [Field; 8] = [
-        Field::Model,
-        Field::ParamSet,
-        Field::Job,
-        Field::Day,
-        Field::Status,
-        Field::FinishReason,
-        Field::ErrorKind,
-        Field::File,
-    ];
-
     /// The name used on the command line and in JSON and CSV headers.
     pub fn name(self) -> &'static str {
         match self {

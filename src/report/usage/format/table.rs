@@ -6,6 +6,7 @@
 use std::fmt::Write;
 
 use super::{cost, footer, maybe};
+use crate::report::table::columns;
 use crate::report::usage::model::{Figures, Report};
 
 /// The header and rows (groups, then totals) people read, and which
@@ -147,38 +148,18 @@ pub fn grid(report: &Report) -> Grid {
 
 pub fn render(report: &Report) -> String {
     let g = grid(report);
-    let mut widths: Vec<usize> = g.header.iter().map(|h| h.chars().count()).collect();
-    for row in &g.rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        let mut out = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            let pad = widths[i].saturating_sub(cell.chars().count());
-            if i > 0 {
-                out.push_str("  ");
-            }
-            if g.numeric[i] {
-                out.push_str(&" ".repeat(pad));
-                out.push_str(cell);
-            } else {
-                out.push_str(cell);
-                out.push_str(&" ".repeat(pad));
-            }
-        }
-        out.trim_end().to_string()
-    };
+    let rows: Vec<&[String]> = std::iter::once(g.header.as_slice())
+        .chain(g.rows.iter().map(Vec::as_slice))
+        .collect();
+    let (lines, width) = columns(&rows, |i| g.numeric.get(i) == Some(&true));
     let mut out = String::new();
-    let _ = writeln!(out, "{}", line(&g.header));
-    let rule: usize = widths.iter().sum::<usize>() + 2 * widths.len().saturating_sub(1);
-    let last = g.rows.len().saturating_sub(1);
-    for (i, row) in g.rows.iter().enumerate() {
-        if i == last && last > 0 {
-            let _ = writeln!(out, "{}", "-".repeat(rule));
+    // Under the header's line: the groups, a rule, then the totals.
+    let last = lines.len().saturating_sub(1);
+    for (i, line) in lines.iter().enumerate() {
+        if i == last && last > 1 {
+            let _ = writeln!(out, "{}", "-".repeat(width));
         }
-        let _ = writeln!(out, "{}", line(row));
+        let _ = writeln!(out, "{line}");
     }
     for note in footer(report) {
         let _ = writeln!(out, "{note}");
