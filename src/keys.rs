@@ -1,24 +1,40 @@
-//! Compact maps keyed by request key, for jobs of millions of rows.
+//! Compact tables keyed by request key, for jobs of millions of rows.
 //!
 //! A run needs to know, for every key of the job, whether it is done, sent,
 //! and how it ended; holding the key strings (and 64-hex-digit hashes) for a
 //! million rows costs hundreds of MiB. A [`KeyId`] is a 128-bit fingerprint
 //! of the key instead (two independent SipHashes): within one process the
 //! chance of two keys of even a billion-row job colliding is below 10^-20.
+//!
+//! The per-key tables of a run are [`KeyTable`]s, sorted arrays rather than
+//! hash maps: a hash map of a million entries sits in a table of two
+//! million slots (it doubles once past 7/8 full), a sorted array holds
+//! exactly what it needs, and a radix index on the fingerprint's top bits
+//! keeps a lookup to a few probes within one cache-friendly run.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::OnceLock;
 
-/// The fingerprint of one request key (`<id>/<param set>`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct KeyId(u128);
+/// The fingerprint of one request key (`<id>/<param set>`). Two words rather
+/// than a u128: 8-byte alignment keeps a table entry with a word of value at
+/// 24 bytes instead of 32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId([u64; 2]);
 
 impl KeyId {
     pub fn of(key: &str) -> KeyId {
         static SEEDS: OnceLock<(RandomState, RandomState)> = OnceLock::new();
         let (a, b) = SEEDS.get_or_init(|| (RandomState::new(), RandomState::new()));
-        KeyId((u128::from(a.hash_one(key)) << 64) | u128::from(b.hash_one(key)))
+        KeyId([a.hash_one(key), b.hash_one(key)])
+    }
+
+    /// The top `bits` bits of the fingerprint (a hash: evenly spread).
+    fn top(self, bits: u32) -> usize {
+        match bits {
+            0 => 0,
+            b => (self.0[0] >> (64 - b)) as usize,
+        }
     }
 }
 
@@ -34,21 +50,205 @@ impl Hasher for IdHasher {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        // Only KeyId (a u128) is ever hashed here; this keeps any other use correct.
+        // Only KeyId (two u64s) is ever hashed here; this keeps any other use correct.
         for b in bytes {
             self.0 = self.0.rotate_left(8) ^ u64::from(*b);
         }
     }
 
-    fn write_u128(&mut self, n: u128) {
-        self.0 = n as u64;
+    fn write_u64(&mut self, n: u64) {
+        // The first word alone is a full hash; the second mixes in cheaply.
+        self.0 = self.0.rotate_left(29) ^ n;
     }
 }
 
-/// The first 128 bits of a hex SHA-256: enough to tell an edited request from
-/// an unchanged one, in 16 bytes instead of a 64-character string.
-pub fn sha_prefix(hex: &str) -> Option<u128> {
-    u128::from_str_radix(hex.get(..32)?, 16).ok()
+/// The first 62 bits of a hex SHA-256: enough to tell an edited request
+/// from an unchanged one (a chance of 2^-62 per edited request of missing
+/// the edit), in 8 bytes instead of a 64-character string.
+pub fn sha_prefix(hex: &str) -> Option<u64> {
+    u64::from_str_radix(hex.get(..16)?, 16).ok().map(|n| n >> 2)
+}
+
+/// Entries gathered one by one in fixed-size chunks, so a million of them
+/// never sit in a vector doubling its capacity (1.5 times the memory, and
+/// three times for a moment while it copies).
+#[derive(Debug)]
+pub struct Gather<T> {
+    full: Vec<Vec<T>>,
+    open: Vec<T>,
+}
+
+const CHUNK: usize = 1 << 16;
+
+impl<T> Default for Gather<T> {
+    fn default() -> Self {
+        Gather {
+            full: Vec::new(),
+            open: Vec::new(),
+        }
+    }
+}
+
+impl<T> Gather<T> {
+    pub fn push(&mut self, item: T) {
+        if self.open.len() == CHUNK {
+            self.full.push(std::mem::take(&mut self.open));
+        }
+        if self.open.capacity() == 0 {
+            self.open.reserve_exact(CHUNK);
+        }
+        self.open.push(item);
+    }
+
+    pub fn len(&self) -> usize {
+        self.full.len() * CHUNK + self.open.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every entry in the order pushed, in one vector of exactly their
+    /// number: each chunk is freed once moved.
+    pub fn into_vec(self) -> Vec<T> {
+        let mut all = Vec::with_capacity(self.len());
+        for chunk in self.full {
+            all.extend(chunk);
+        }
+        all.extend(self.open);
+        all
+    }
+}
+
+/// Which entry of a key given twice a [`KeyTable`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// The first pushed (a job's keys: a later row with the same key is the duplicate).
+    First,
+    /// The last pushed (an output: the latest line of a key wins).
+    Last,
+}
+
+/// Small values by [`KeyId`], sorted by id; built once, then read and updated in place.
+#[derive(Debug)]
+pub struct KeyTable<V> {
+    entries: Vec<(KeyId, V)>,
+    /// `index[t]`: the first entry whose id's top `bits` bits are >= t.
+    index: Vec<u32>,
+    bits: u32,
+}
+
+impl<V> Default for KeyTable<V> {
+    fn default() -> Self {
+        KeyTable {
+            entries: Vec::new(),
+            index: vec![0, 0],
+            bits: 0,
+        }
+    }
+}
+
+impl<V> KeyTable<V> {
+    /// The table of `gathered` (in the order pushed); a key pushed twice
+    /// keeps one entry by `keep`, and the others are returned, in the order pushed.
+    pub fn build(gathered: Gather<(KeyId, V)>, keep: Keep) -> (KeyTable<V>, Vec<(KeyId, V)>) {
+        let mut entries = gathered.into_vec();
+        // Stable: entries of one key stay in the order pushed.
+        entries.sort_by_key(|(id, _)| *id);
+        let mut dropped = Vec::new();
+        if entries.windows(2).any(|w| w[0].0 == w[1].0) {
+            let mut kept: Vec<(KeyId, V)> = Vec::with_capacity(entries.len());
+            let mut iter = entries.into_iter().peekable();
+            while let Some(entry) = iter.next() {
+                let mut same = Vec::new();
+                while iter.peek().is_some_and(|next| next.0 == entry.0) {
+                    same.extend(iter.next());
+                }
+                if same.is_empty() {
+                    kept.push(entry);
+                    continue;
+                }
+                match keep {
+                    Keep::First => {
+                        kept.push(entry);
+                        dropped.extend(same);
+                    }
+                    Keep::Last => {
+                        let last = same.pop();
+                        dropped.push(entry);
+                        dropped.extend(same);
+                        kept.extend(last);
+                    }
+                }
+            }
+            kept.shrink_to_fit();
+            entries = kept;
+        }
+        (KeyTable::sorted(entries), dropped)
+    }
+
+    fn sorted(entries: Vec<(KeyId, V)>) -> KeyTable<V> {
+        // One or two entries per index slot (an index of at most 4 bytes per
+        // entry, next to the entry's 24): a lookup is one probe of the index
+        // and one of a short run of entries, not a binary search over the table.
+        let bits = (usize::BITS - entries.len().leading_zeros()).saturating_sub(1);
+        let slots = 1usize << bits;
+        let mut index = Vec::with_capacity(slots + 1);
+        let mut at = 0usize;
+        for t in 0..slots {
+            while at < entries.len() && entries[at].0.top(bits) < t {
+                at += 1;
+            }
+            index.push(at as u32);
+        }
+        index.push(entries.len() as u32);
+        KeyTable {
+            entries,
+            index,
+            bits,
+        }
+    }
+
+    fn find(&self, id: &KeyId) -> Option<usize> {
+        let t = id.top(self.bits);
+        let (from, to) = (self.index[t] as usize, self.index[t + 1] as usize);
+        let run = self.entries.get(from..to)?;
+        run.binary_search_by(|(probe, _)| probe.cmp(id))
+            .ok()
+            .map(|i| from + i)
+    }
+
+    pub fn get(&self, id: &KeyId) -> Option<&V> {
+        self.find(id).map(|i| &self.entries[i].1)
+    }
+
+    pub fn get_mut(&mut self, id: &KeyId) -> Option<&mut V> {
+        self.find(id).map(|i| &mut self.entries[i].1)
+    }
+
+    pub fn contains_key(&self, id: &KeyId) -> bool {
+        self.find(id).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &KeyId> {
+        self.entries.iter().map(|(id, _)| id)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.entries.iter().map(|(_, v)| v)
+    }
+
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.entries.iter_mut().map(|(_, v)| v)
+    }
 }
 
 #[cfg(test)]
@@ -70,11 +270,51 @@ mod tests {
     #[test]
     fn sha_prefixes_parse_hex_and_reject_anything_else() {
         let hex = "3b9f".repeat(16);
-        assert_eq!(
-            sha_prefix(&hex),
-            Some(0x3b9f_3b9f_3b9f_3b9f_3b9f_3b9f_3b9f_3b9f)
-        );
+        assert_eq!(sha_prefix(&hex), Some(0x3b9f_3b9f_3b9f_3b9f >> 2));
+        assert_ne!(sha_prefix(&hex), sha_prefix(&"3b9e".repeat(16)));
         assert_eq!(sha_prefix("short"), None);
         assert_eq!(sha_prefix(&"zz".repeat(32)), None);
+    }
+
+    #[test]
+    fn a_table_finds_every_key_it_holds_and_no_other() {
+        for n in [0u32, 1, 2, 3, 100, 70_000, 200_000] {
+            let mut gathered = Gather::default();
+            for i in 0..n {
+                gathered.push((KeyId::of(&format!("r{i}/default")), i));
+            }
+            assert_eq!(gathered.len(), n as usize);
+            let (mut table, dropped) = KeyTable::build(gathered, Keep::First);
+            assert!(dropped.is_empty());
+            assert_eq!(table.len(), n as usize);
+            for i in (0..n).step_by(7) {
+                assert_eq!(table.get(&KeyId::of(&format!("r{i}/default"))), Some(&i));
+            }
+            assert!(!table.contains_key(&KeyId::of("absent/default")));
+            if n > 0 {
+                *table.get_mut(&KeyId::of("r0/default")).expect("held") = 99;
+                assert!(table.values().any(|v| *v == 99));
+            }
+        }
+        assert_eq!(KeyTable::<u8>::default().get(&KeyId::of("x")), None);
+    }
+
+    #[test]
+    fn a_key_pushed_twice_keeps_its_first_or_last_entry() {
+        let push = |keep| {
+            let mut gathered = Gather::default();
+            for (i, key) in ["a", "b", "a", "c", "a"].into_iter().enumerate() {
+                gathered.push((KeyId::of(key), i));
+            }
+            KeyTable::build(gathered, keep)
+        };
+        let (first, mut dropped) = push(Keep::First);
+        assert_eq!(first.get(&KeyId::of("a")), Some(&0));
+        dropped.sort_by_key(|(_, i)| *i);
+        assert_eq!(dropped.iter().map(|(_, i)| *i).collect::<Vec<_>>(), [2, 4]);
+        let (last, dropped) = push(Keep::Last);
+        assert_eq!(last.get(&KeyId::of("a")), Some(&4));
+        assert_eq!((last.len(), dropped.len()), (3, 2));
+        assert_eq!(last.get(&KeyId::of("c")), Some(&3));
     }
 }

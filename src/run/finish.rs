@@ -91,7 +91,7 @@ pub(super) fn finish(
     // Compaction rereads the whole file: only worth it when a key has two
     // lines, and not on a disk that just failed a write (the next run does it).
     let mut compacted = true;
-    if superseded > 0 || resume.lines > resume.latest.len() as u64 {
+    if superseded > 0 || resume.lines > resume.keys {
         compacted = false;
         if !write_failed {
             match sink::compact(&job.output.path) {
@@ -103,7 +103,7 @@ pub(super) fn finish(
     // The job's keys whose line is from an earlier run: their figures are in the file.
     let kept_from_before = |seen: &Seen| seen.ok.is_none() && seen.prior.is_some();
     if scan.keys.values().any(kept_from_before) {
-        let dedupe = !compacted && resume.lines > resume.latest.len() as u64;
+        let dedupe = !compacted && resume.lines > resume.keys;
         let keep = |id| scan.keys.get(&id).is_some_and(kept_from_before);
         if let Err(error) = report::fold_output(&job.output.path, &mut tally, keep, dedupe) {
             local.push(LocalFailure::ReadBack {
@@ -112,11 +112,7 @@ pub(super) fn finish(
             });
         }
     }
-    let other_keys = resume
-        .latest
-        .keys()
-        .filter(|id| !scan.keys.contains_key(id))
-        .count() as u64;
+    let other_keys = scan.other_keys(resume);
     let facts = RunFacts {
         job: job.name.clone(),
         started: ended.started,

@@ -195,6 +195,11 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         scan = scan_input(&job, &file, &resume, allow_empty).await?;
     }
     let bak = sink::take_over(output, &resume, args.fresh).map_err(StartError::from)?;
+    // The check pass took what it needs from the output's keys: a million
+    // of them need not stay in memory for the whole run.
+    if let Some(resume) = Arc::get_mut(&mut resume) {
+        resume.release_keys();
+    }
     // Opened before anything is sent: an output that cannot be written is exit 2.
     let writer = Writer::append(output).map_err(StartError::from)?;
     if let Some((line, bytes)) = resume.cut {
@@ -239,7 +244,9 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     let signals = tokio::spawn(watch_signals(stop.clone(), args.quiet));
     let (request_tx, request_rx) = mpsc::channel(1024);
     let (event_tx, mut event_rx) = mpsc::channel(4096);
-    let producer = producer::spawn(&job, &file, checked, scan.rows, &resume, request_tx);
+    let send = std::mem::take(&mut scan.send);
+    let to_send = scan.to_send();
+    let producer = producer::spawn(&job, &file, checked, scan.rows, send, to_send, request_tx);
     let scheduler = Scheduler::new(
         &job,
         client,
@@ -249,15 +256,8 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     );
     let dispatch = tokio::spawn(scheduler.run(request_rx));
 
-    let mut collector = Collector::new(
-        &job,
-        writer,
-        &mut progress,
-        &resume,
-        &mut scan.keys,
-        stop.clone(),
-    )
-    .verbose(args.verbose && !args.quiet);
+    let mut collector = Collector::new(&job, writer, &mut progress, &mut scan.keys, stop.clone())
+        .verbose(args.verbose && !args.quiet);
     let busy_from = Utc::now();
     while let Some(event) = event_rx.recv().await {
         collector.collect(event);

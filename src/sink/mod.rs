@@ -4,6 +4,7 @@
 //! the next scan cuts off) and compacts atomically when it ends.
 
 mod compact;
+pub mod head;
 pub mod lines;
 mod lock;
 mod paths;

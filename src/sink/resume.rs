@@ -10,18 +10,37 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::path::Path;
 
+use super::head;
 use super::lines::{starts_like_a_record, Lines, Torn};
 use super::paths::FileStamp;
 use super::record::{RecordCheck, RecordHead, Status};
 use super::{io_error, SinkError};
-use crate::keys::{sha_prefix, KeyId, KeyMap};
+use crate::keys::{sha_prefix, Gather, Keep, KeyId, KeyTable};
 
-/// The latest line of one key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Latest {
-    pub ok: bool,
-    /// The first 128 bits of its `request_sha256` (None when the line has none).
-    pub sha: Option<u128>,
+/// The latest line of one key in one word: whether it is `ok`, and the
+/// first 62 bits of its `request_sha256` ([`sha_prefix`]) when it has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Latest(u64);
+
+impl Latest {
+    pub fn new(ok: bool, sha: Option<u64>) -> Latest {
+        Latest(sha.map_or(0, |sha| (sha << 2) | 2) | u64::from(ok))
+    }
+
+    pub fn ok(self) -> bool {
+        self.0 & 1 == 1
+    }
+
+    pub fn sha(self) -> Option<u64> {
+        (self.0 & 2 == 2).then_some(self.0 >> 2)
+    }
+
+    /// How the line ended, if it was made from the request whose hash is
+    /// `sha256` (a line of an edited request says nothing about the request as it is now).
+    pub fn prior(self, sha256: &str) -> Option<bool> {
+        let sha = self.sha()?;
+        (Some(sha) == sha_prefix(sha256)).then_some(self.ok())
+    }
 }
 
 /// The completion tokens of a model's `ok` lines.
@@ -45,7 +64,10 @@ const MAX_TOKENS: u64 = 1 << 53;
 #[derive(Debug, Default)]
 pub struct ResumeState {
     /// Latest line per key, for every key in the file (the job's or not).
-    pub latest: KeyMap<Latest>,
+    /// The check pass reads it, then the run lets it go ([`Self::release_keys`]).
+    pub latest: KeyTable<Latest>,
+    /// How many keys the file has lines for (`latest`'s size, kept once it is let go).
+    pub keys: u64,
     /// What every line of the file counts against a budget: its
     /// `budget_charge_usd` when a budget was set, else its cost, plus the
     /// charges compaction folded into it (`prior_charge_usd`).
@@ -66,10 +88,13 @@ impl ResumeState {
     /// How `key`'s latest line ended, if it was made from the same request
     /// (a line of an edited request says nothing about the request as it is now).
     pub fn prior(&self, key: &str, sha256: &str) -> Option<bool> {
-        self.latest
-            .get(&KeyId::of(key))
-            .filter(|l| l.sha.is_some() && l.sha == sha_prefix(sha256))
-            .map(|l| l.ok)
+        self.latest.get(&KeyId::of(key))?.prior(sha256)
+    }
+
+    /// Frees the per-key table once the check pass has read what it needs
+    /// from it (the count stays in [`Self::keys`]).
+    pub fn release_keys(&mut self) {
+        self.latest = KeyTable::default();
     }
 
     /// True when `key`'s latest line is ok and was made from the same request.
@@ -122,6 +147,7 @@ pub fn scan(path: &Path) -> Result<ResumeState, SinkError> {
     state.stamp = Some(FileStamp::of(&file.metadata().map_err(io_error(path))?));
     // A torn last line is held back, to be cut once the lock is held.
     let mut lines = Lines::new(file, path, Torn::HoldBack);
+    let mut latest = Gather::default();
     while let Some(line) = lines.next_line().map_err(io_error(path))? {
         if line.long && state.lines == 0 {
             return Err(not_a_record_start(path));
@@ -134,7 +160,11 @@ pub fn scan(path: &Path) -> Result<ResumeState, SinkError> {
         if state.lines == 0 {
             first_line_is_a_record(path, line.text)?;
         }
-        let mut head: RecordHead = line.parse()?;
+        // The fast path when it vouches for the line, else the full parse decides.
+        let mut head: RecordHead = match head::read(line.text) {
+            Some(head) => head,
+            None => line.parse()?,
+        };
         if let Some(reason) = head.bad_figure() {
             return Err(line.bad(reason).into());
         }
@@ -143,18 +173,22 @@ pub fn scan(path: &Path) -> Result<ResumeState, SinkError> {
             crate::scheduler::pricing::add_usd(state.recorded_cost_usd, head.total_charge());
         let tokens = head.completion_tokens().filter(|t| *t <= MAX_TOKENS);
         if let (Some(tokens), Some(model)) = (tokens, head.model.take()) {
-            let seen = state.completions.entry(model).or_default();
+            let seen = match state.completions.get_mut(model.as_ref()) {
+                Some(seen) => seen,
+                None => state.completions.entry(model.into_owned()).or_default(),
+            };
             seen.lines += 1;
             seen.tokens = seen.tokens.saturating_add(tokens);
         }
-        state.latest.insert(
+        let ok = head.status == Status::Ok;
+        latest.push((
             KeyId::of(&head.key),
-            Latest {
-                ok: head.status == Status::Ok,
-                sha: sha_prefix(&head.request_sha256),
-            },
-        );
+            Latest::new(ok, sha_prefix(&head.request_sha256)),
+        ));
     }
+    // The latest line of a key wins.
+    state.latest = KeyTable::build(latest, Keep::Last).0;
+    state.keys = state.latest.len() as u64;
     if let Some(torn) = lines.torn() {
         if state.lines == 0 && torn.long {
             return Err(not_a_record_start(path));
