@@ -60,6 +60,8 @@ pub struct EndpointConfig {
     pub max_reply_bytes: u64,
     /// `max_attempt_secs`: the hard deadline of one attempt, streams included.
     pub max_attempt: Duration,
+    /// `http`: "auto" (default), "1.1" or "2".
+    pub http: crate::client::HttpVersion,
 }
 
 #[derive(Debug, Clone)]

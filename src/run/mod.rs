@@ -179,6 +179,7 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         headers: job.endpoint.headers.clone(),
         max_reply_bytes: job.endpoint.max_reply_bytes,
         max_attempt: job.endpoint.max_attempt,
+        http: job.endpoint.http,
     };
     let client =
         Client::new(&endpoint, key.as_deref(), job.limits.concurrency).map_err(StartError::from)?;
