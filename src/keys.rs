@@ -13,6 +13,7 @@
 //! keeps a lookup to a few probes within one cache-friendly run.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::OnceLock;
 
@@ -69,55 +70,100 @@ pub fn sha_prefix(hex: &str) -> Option<u64> {
     u64::from_str_radix(hex.get(..16)?, 16).ok().map(|n| n >> 2)
 }
 
-/// Entries gathered one by one in fixed-size chunks, so a million of them
-/// never sit in a vector doubling its capacity (1.5 times the memory, and
-/// three times for a moment while it copies).
-#[derive(Debug)]
-pub struct Gather<T> {
-    full: Vec<Vec<T>>,
-    open: Vec<T>,
+/// What a [`KeyTable`] is keyed by: a fingerprint, evenly spread.
+pub trait Fingerprint: Copy + Ord + fmt::Debug {
+    /// The top `bits` bits.
+    fn top(self, bits: u32) -> usize;
 }
 
-const CHUNK: usize = 1 << 16;
+impl Fingerprint for KeyId {
+    fn top(self, bits: u32) -> usize {
+        KeyId::top(self, bits)
+    }
+}
+
+/// The first 64 bits of a [`KeyId`]: the key of the output's table, which
+/// holds every key of a file next to the job's own table. Two keys of a
+/// million-line output share one with a chance of 3 in 10^8, and the harm
+/// is bounded: a key is only ever skipped when its request's hash matches
+/// too, so a clash can cost a request sent again, never one left unsent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ShortId(u64);
+
+impl ShortId {
+    pub fn of(key: &str) -> ShortId {
+        ShortId::from(KeyId::of(key))
+    }
+}
+
+impl From<KeyId> for ShortId {
+    fn from(id: KeyId) -> ShortId {
+        ShortId(id.0[0])
+    }
+}
+
+impl Fingerprint for ShortId {
+    fn top(self, bits: u32) -> usize {
+        match bits {
+            0 => 0,
+            b => (self.0 >> (64 - b)) as usize,
+        }
+    }
+}
+
+/// Entries gathered one by one into one vector reserved up front from an
+/// estimate of their number (the file's size over its lines' length, with
+/// room to spare): pages of a reservation are only resident once written,
+/// so a million entries never sit in a vector doubling its capacity (1.5
+/// times the memory, and three times for a moment while it copies).
+#[derive(Debug)]
+pub struct Gather<T> {
+    items: Vec<T>,
+}
 
 impl<T> Default for Gather<T> {
     fn default() -> Self {
-        Gather {
-            full: Vec::new(),
-            open: Vec::new(),
-        }
+        Gather { items: Vec::new() }
     }
 }
 
 impl<T> Gather<T> {
+    /// Room for `n` entries in all, if the system grants it (else the vector grows as usual).
+    pub fn expect(&mut self, n: usize) {
+        let _ = self
+            .items
+            .try_reserve_exact(n.saturating_sub(self.items.len()));
+    }
+
     pub fn push(&mut self, item: T) {
-        if self.open.len() == CHUNK {
-            self.full.push(std::mem::take(&mut self.open));
-        }
-        if self.open.capacity() == 0 {
-            self.open.reserve_exact(CHUNK);
-        }
-        self.open.push(item);
+        self.items.push(item);
     }
 
     pub fn len(&self) -> usize {
-        self.full.len() * CHUNK + self.open.len()
+        self.items.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.items.is_empty()
     }
+}
 
-    /// Every entry in the order pushed, in one vector of exactly their
-    /// number: each chunk is freed once moved.
-    pub fn into_vec(self) -> Vec<T> {
-        let mut all = Vec::with_capacity(self.len());
-        for chunk in self.full {
-            all.extend(chunk);
-        }
-        all.extend(self.open);
-        all
+/// The number of lines `path` holds, estimated from its size and the
+/// length of the lines in its first 64 KiB, a quarter above (an estimate
+/// for [`Gather::expect`]: too high costs address space, not memory).
+pub fn estimate_lines(path: &std::path::Path) -> usize {
+    use std::io::Read;
+    let Ok(file) = std::fs::File::open(path) else {
+        return 0;
+    };
+    let size = file.metadata().map_or(0, |m| m.len());
+    let mut head = Vec::with_capacity(64 * 1024);
+    if file.take(64 * 1024).read_to_end(&mut head).is_err() || head.is_empty() {
+        return 0;
     }
+    let lines = head.iter().filter(|b| **b == b'\n').count().max(1) as u64;
+    let per_line = (head.len() as u64).div_ceil(lines).max(1);
+    usize::try_from(size / per_line + size / per_line / 4 + 64).unwrap_or(usize::MAX)
 }
 
 /// Which entry of a key given twice a [`KeyTable`] keeps.
@@ -129,16 +175,16 @@ pub enum Keep {
     Last,
 }
 
-/// Small values by [`KeyId`], sorted by id; built once, then read and updated in place.
+/// Small values by fingerprint, sorted; built once, then read and updated in place.
 #[derive(Debug)]
-pub struct KeyTable<V> {
-    entries: Vec<(KeyId, V)>,
+pub struct KeyTable<V, K = KeyId> {
+    entries: Vec<(K, V)>,
     /// `index[t]`: the first entry whose id's top `bits` bits are >= t.
     index: Vec<u32>,
     bits: u32,
 }
 
-impl<V> Default for KeyTable<V> {
+impl<V, K> Default for KeyTable<V, K> {
     fn default() -> Self {
         KeyTable {
             entries: Vec::new(),
@@ -148,16 +194,25 @@ impl<V> Default for KeyTable<V> {
     }
 }
 
-impl<V> KeyTable<V> {
-    /// The table of `gathered` (in the order pushed); a key pushed twice
-    /// keeps one entry by `keep`, and the others are returned, in the order pushed.
-    pub fn build(gathered: Gather<(KeyId, V)>, keep: Keep) -> (KeyTable<V>, Vec<(KeyId, V)>) {
-        let mut entries = gathered.into_vec();
-        // Stable: entries of one key stay in the order pushed.
-        entries.sort_by_key(|(id, _)| *id);
+impl<V, K: Fingerprint> KeyTable<V, K> {
+    /// The table of `gathered`; a key pushed twice keeps one entry by
+    /// `keep`, and the others are returned. `order` is the order entries of
+    /// one key were pushed in, when the values tell it (the row's line):
+    /// then the sort is in place; without it, a stable sort borrows half
+    /// the table's size for a moment.
+    pub fn build(
+        gathered: Gather<(K, V)>,
+        keep: Keep,
+        order: Option<fn(&V, &V) -> std::cmp::Ordering>,
+    ) -> (KeyTable<V, K>, Vec<(K, V)>) {
+        let mut entries = gathered.items;
+        match order {
+            Some(order) => entries.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(order(&a.1, &b.1))),
+            None => entries.sort_by_key(|(id, _)| *id),
+        }
         let mut dropped = Vec::new();
         if entries.windows(2).any(|w| w[0].0 == w[1].0) {
-            let mut kept: Vec<(KeyId, V)> = Vec::with_capacity(entries.len());
+            let mut kept: Vec<(K, V)> = Vec::with_capacity(entries.len());
             let mut iter = entries.into_iter().peekable();
             while let Some(entry) = iter.next() {
                 let mut same = Vec::new();
@@ -181,17 +236,18 @@ impl<V> KeyTable<V> {
                     }
                 }
             }
-            kept.shrink_to_fit();
             entries = kept;
         }
+        // What the estimate reserved beyond the entries stays reserved:
+        // never written, it is address space, not memory (shrinking could copy).
         (KeyTable::sorted(entries), dropped)
     }
 
-    fn sorted(entries: Vec<(KeyId, V)>) -> KeyTable<V> {
-        // One or two entries per index slot (an index of at most 4 bytes per
-        // entry, next to the entry's 24): a lookup is one probe of the index
-        // and one of a short run of entries, not a binary search over the table.
-        let bits = (usize::BITS - entries.len().leading_zeros()).saturating_sub(1);
+    fn sorted(entries: Vec<(K, V)>) -> KeyTable<V, K> {
+        // Two to four entries per index slot (an index of 1 to 2 bytes per
+        // entry, next to the entry's 16 or 24): a lookup is one probe of the
+        // index and one of a short run of entries, not a binary search.
+        let bits = (usize::BITS - entries.len().leading_zeros()).saturating_sub(2);
         let slots = 1usize << bits;
         let mut index = Vec::with_capacity(slots + 1);
         let mut at = 0usize;
@@ -209,24 +265,24 @@ impl<V> KeyTable<V> {
         }
     }
 
-    fn find(&self, id: &KeyId) -> Option<usize> {
+    fn find(&self, id: &K) -> Option<usize> {
         let t = id.top(self.bits);
         let (from, to) = (self.index[t] as usize, self.index[t + 1] as usize);
         let run = self.entries.get(from..to)?;
-        run.binary_search_by(|(probe, _)| probe.cmp(id))
-            .ok()
+        run.iter()
+            .position(|(probe, _)| probe == id)
             .map(|i| from + i)
     }
 
-    pub fn get(&self, id: &KeyId) -> Option<&V> {
+    pub fn get(&self, id: &K) -> Option<&V> {
         self.find(id).map(|i| &self.entries[i].1)
     }
 
-    pub fn get_mut(&mut self, id: &KeyId) -> Option<&mut V> {
+    pub fn get_mut(&mut self, id: &K) -> Option<&mut V> {
         self.find(id).map(|i| &mut self.entries[i].1)
     }
 
-    pub fn contains_key(&self, id: &KeyId) -> bool {
+    pub fn contains_key(&self, id: &K) -> bool {
         self.find(id).is_some()
     }
 
@@ -238,7 +294,7 @@ impl<V> KeyTable<V> {
         self.entries.is_empty()
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &KeyId> {
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
         self.entries.iter().map(|(id, _)| id)
     }
 
@@ -284,7 +340,7 @@ mod tests {
                 gathered.push((KeyId::of(&format!("r{i}/default")), i));
             }
             assert_eq!(gathered.len(), n as usize);
-            let (mut table, dropped) = KeyTable::build(gathered, Keep::First);
+            let (mut table, dropped) = KeyTable::build(gathered, Keep::First, None);
             assert!(dropped.is_empty());
             assert_eq!(table.len(), n as usize);
             for i in (0..n).step_by(7) {
@@ -300,19 +356,50 @@ mod tests {
     }
 
     #[test]
+    fn a_table_entry_is_an_id_and_one_word() {
+        // What a million keys cost: 24 MB for the job's, 16 for the output's.
+        assert_eq!(std::mem::size_of::<(KeyId, u64)>(), 24);
+        assert_eq!(std::mem::size_of::<(ShortId, u64)>(), 16);
+        let mut gathered = Gather::default();
+        gathered.expect(10_000);
+        for i in 0..1000u64 {
+            gathered.push((ShortId::of(&format!("r{i}")), i));
+        }
+        let (table, _) = KeyTable::build(gathered, Keep::Last, None);
+        assert_eq!(table.len(), 1000);
+        assert_eq!(table.get(&ShortId::of("r999")), Some(&999));
+        assert!(table.index.len() <= 1000 / 2);
+    }
+
+    #[test]
+    fn the_estimate_of_lines_is_above_their_number() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rows.jsonl");
+        let rows: String = (0..20_000).map(|i| format!("{{\"id\": {i}}}\n")).collect();
+        std::fs::write(&path, rows).expect("write");
+        let n = estimate_lines(&path);
+        assert!((20_000..40_000).contains(&n), "{n}");
+        assert_eq!(estimate_lines(&dir.path().join("none")), 0);
+    }
+
+    #[test]
     fn a_key_pushed_twice_keeps_its_first_or_last_entry() {
-        let push = |keep| {
+        let push = |keep, order: Option<fn(&usize, &usize) -> std::cmp::Ordering>| {
             let mut gathered = Gather::default();
+            gathered.expect(2);
             for (i, key) in ["a", "b", "a", "c", "a"].into_iter().enumerate() {
                 gathered.push((KeyId::of(key), i));
             }
-            KeyTable::build(gathered, keep)
+            KeyTable::build(gathered, keep, order)
         };
-        let (first, mut dropped) = push(Keep::First);
+        // In place, ordered by the value.
+        let (first, _) = push(Keep::First, Some(|a: &usize, b: &usize| a.cmp(b)));
+        assert_eq!(first.get(&KeyId::of("a")), Some(&0));
+        let (first, mut dropped) = push(Keep::First, None);
         assert_eq!(first.get(&KeyId::of("a")), Some(&0));
         dropped.sort_by_key(|(_, i)| *i);
         assert_eq!(dropped.iter().map(|(_, i)| *i).collect::<Vec<_>>(), [2, 4]);
-        let (last, dropped) = push(Keep::Last);
+        let (last, dropped) = push(Keep::Last, None);
         assert_eq!(last.get(&KeyId::of("a")), Some(&4));
         assert_eq!((last.len(), dropped.len()), (3, 2));
         assert_eq!(last.get(&KeyId::of("c")), Some(&3));

@@ -85,17 +85,21 @@ fn api_key(job: &Job) -> Result<Option<String>, StartError> {
 /// Scans the input on a blocking thread (it reads files).
 /// An input without rows is refused unless `allow_empty`: a cron job fed an
 /// empty export should be noticed, not pass as a success.
+/// `resume` is handed back without its table of keys (the scan let it go).
 async fn scan_input(
     job: &Job,
     file: &Spooled,
-    resume: &Arc<ResumeState>,
+    mut resume: ResumeState,
     allow_empty: bool,
-) -> Result<Scan, StartError> {
-    let (job, file, resume) = (job.clone(), file.file.clone(), resume.clone());
+) -> Result<(Scan, ResumeState), StartError> {
+    let (job, file) = (job.clone(), file.file.clone());
     let display = file.display.clone();
-    let scan = tokio::task::spawn_blocking(move || scan(&job, &file, &resume))
-        .await
-        .map_err(StartError::Check)?;
+    let (scan, resume) = tokio::task::spawn_blocking(move || {
+        let scan = scan(&job, &file, &mut resume);
+        (scan, resume)
+    })
+    .await
+    .map_err(StartError::Check)?;
     if scan.problem_count > 0 {
         return Err(StartError::InputProblems {
             shown: scan.problems,
@@ -105,7 +109,7 @@ async fn scan_input(
     if scan.rows == 0 && !allow_empty {
         return Err(StartError::EmptyInput { input: display });
     }
-    Ok(scan)
+    Ok((scan, resume))
 }
 
 /// `promptbatch validate`: every check a run makes before sending, and the estimate on stdout.
@@ -113,8 +117,8 @@ pub async fn validate(args: &JobArgs) -> Result<(), StartError> {
     // Nothing is sent, so a simulated endpoint is not started either.
     let job = load(args, Utc::now())?;
     let file = input::resolve(&job.input.source)?;
-    let resume = Arc::new(sink::read(&job.output.path, false)?);
-    let scan = scan_input(&job, &file, &resume, args.allow_empty).await?;
+    let resume = sink::read(&job.output.path, false)?;
+    let (scan, resume) = scan_input(&job, &file, resume, args.allow_empty).await?;
     let mut priced = scan.estimate.price(&job.pricing, &resume.completions);
     // Sets in the job's order, as people wrote them (models by name within each).
     priced
@@ -168,10 +172,10 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     // Nothing is written before every check has passed and the lock is held:
     // a run refused for bad input leaves no lock file, and --fresh no backup.
     let output = &job.output.path;
-    let mut resume = Arc::new(sink::read(output, args.fresh).map_err(StartError::from)?);
+    let resume = sink::read(output, args.fresh).map_err(StartError::from)?;
     let checked = producer::stamp(file.file.path());
     let allow_empty = args.job.allow_empty;
-    let mut scan = scan_input(&job, &file, &resume, allow_empty).await?;
+    let (mut scan, mut resume) = scan_input(&job, &file, resume, allow_empty).await?;
     let endpoint = crate::client::Endpoint {
         url: job.endpoint.url.clone(),
         api_key_env: job.endpoint.api_key_env.clone(),
@@ -192,15 +196,10 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     let _lock = OutputLock::acquire(output).map_err(StartError::from)?;
     if !args.fresh && !resume.unchanged(output) {
         // Another run wrote the output before this one took the lock.
-        resume = Arc::new(sink::read(output, false).map_err(StartError::from)?);
-        scan = scan_input(&job, &file, &resume, allow_empty).await?;
+        let again = sink::read(output, false).map_err(StartError::from)?;
+        (scan, resume) = scan_input(&job, &file, again, allow_empty).await?;
     }
     let bak = sink::take_over(output, &resume, args.fresh).map_err(StartError::from)?;
-    // The check pass took what it needs from the output's keys: a million
-    // of them need not stay in memory for the whole run.
-    if let Some(resume) = Arc::get_mut(&mut resume) {
-        resume.release_keys();
-    }
     // Opened before anything is sent: an output that cannot be written is exit 2.
     let writer = Writer::append(output).map_err(StartError::from)?;
     if let Some((line, bytes)) = resume.cut {

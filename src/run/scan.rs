@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use crate::input::{self, InputError, InputFile};
 use crate::job::{Format, Job};
-use crate::keys::{Gather, Keep, KeyId, KeyTable};
+use crate::keys::{estimate_lines, Gather, Keep, KeyId, KeyTable, ShortId};
 use crate::plan::Planner;
 
 use super::estimate::Estimate;
@@ -91,8 +91,10 @@ pub fn problem_report(shown: &[InputError], count: u64) -> String {
     out
 }
 
-/// Reads every row of `file`, plans it, and checks keys; `resume` marks what is already done.
-pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
+/// Reads every row of `file`, plans it, and checks keys; `resume` marks
+/// what is already done, and its table of keys is let go once read (before
+/// the job's own table is built: the two never need to be whole at once).
+pub fn scan(job: &Job, file: &InputFile, resume: &mut ResumeState) -> Scan {
     let mut scan = Scan::default();
     let planner = Planner::new(job);
     let rows = match input::open(file, job.input.format) {
@@ -107,6 +109,7 @@ pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
     // "no model for parameter set ..." -> (first line, rows).
     let mut no_model: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut keys = Gather::default();
+    keys.expect(estimate_lines(&file.path).saturating_mul(planner.requests_per_row() as usize));
     let mut send_bits = Bits::default();
     for row in rows.take(usize::try_from(limit).unwrap_or(usize::MAX)) {
         scan.rows += 1;
@@ -140,7 +143,8 @@ pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
             }
         };
         for req in requests {
-            let latest = resume.latest.get(&KeyId::of(&req.key)).copied();
+            let id = KeyId::of(&req.key);
+            let latest = resume.latest.get(&ShortId::from(id)).copied();
             let prior = latest.and_then(|l| l.prior(&req.sha256));
             scan.estimate.add(&req, prior != Some(true));
             let send = prior != Some(true);
@@ -153,7 +157,7 @@ pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
             send_bits.push(send);
             scan.in_file += u64::from(latest.is_some());
             keys.push((
-                KeyId::of(&req.key),
+                id,
                 Seen {
                     line: u32::try_from(line).unwrap_or(u32::MAX),
                     ok: None,
@@ -163,8 +167,10 @@ pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
             ));
         }
     }
-    // Duplicates are found once every key is in: the first row of a key keeps it.
-    let (keys, duplicates) = KeyTable::build(keys, Keep::First);
+    resume.release_keys();
+    // Duplicates are found once every key is in: the first row of a key
+    // keeps it (sorted in place, rows in line order within a key).
+    let (keys, duplicates) = KeyTable::build(keys, Keep::First, Some(|a, b| a.line.cmp(&b.line)));
     scan.keys = keys;
     scan.send = send_bits;
     if !duplicates.is_empty() {
@@ -325,7 +331,7 @@ mod tests {
             path,
             display: "q.csv".into(),
         };
-        scan(&job, &file, &ResumeState::default())
+        scan(&job, &file, &mut ResumeState::default())
     }
 
     #[test]
@@ -381,7 +387,7 @@ mod tests {
             path,
             display: "q.jsonl".into(),
         };
-        let s = scan(&job, &file, &ResumeState::default());
+        let s = scan(&job, &file, &mut ResumeState::default());
         assert_eq!(
             s.problem_count,
             1,

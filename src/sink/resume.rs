@@ -6,6 +6,7 @@
 //! anywhere, a negative cost) was edited by hand and stops the run: cutting
 //! it would lose a line, counting it would give the budget room it lacks.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::path::Path;
@@ -15,7 +16,7 @@ use super::lines::{starts_like_a_record, Lines, Torn};
 use super::paths::FileStamp;
 use super::record::{RecordCheck, RecordHead, Status};
 use super::{io_error, SinkError};
-use crate::keys::{sha_prefix, Gather, Keep, KeyId, KeyTable};
+use crate::keys::{estimate_lines, sha_prefix, Gather, Keep, KeyTable, ShortId};
 
 /// The latest line of one key in one word: whether it is `ok`, and the
 /// first 62 bits of its `request_sha256` ([`sha_prefix`]) when it has one.
@@ -64,8 +65,8 @@ const MAX_TOKENS: u64 = 1 << 53;
 #[derive(Debug, Default)]
 pub struct ResumeState {
     /// Latest line per key, for every key in the file (the job's or not).
-    /// The check pass reads it, then the run lets it go ([`Self::release_keys`]).
-    pub latest: KeyTable<Latest>,
+    /// The check pass reads it, then lets it go ([`Self::release_keys`]).
+    pub latest: KeyTable<Latest, ShortId>,
     /// How many keys the file has lines for (`latest`'s size, kept once it is let go).
     pub keys: u64,
     /// What every line of the file counts against a budget: its
@@ -88,7 +89,7 @@ impl ResumeState {
     /// How `key`'s latest line ended, if it was made from the same request
     /// (a line of an edited request says nothing about the request as it is now).
     pub fn prior(&self, key: &str, sha256: &str) -> Option<bool> {
-        self.latest.get(&KeyId::of(key))?.prior(sha256)
+        self.latest.get(&ShortId::of(key))?.prior(sha256)
     }
 
     /// Frees the per-key table once the check pass has read what it needs
@@ -148,6 +149,7 @@ pub fn scan(path: &Path) -> Result<ResumeState, SinkError> {
     // A torn last line is held back, to be cut once the lock is held.
     let mut lines = Lines::new(file, path, Torn::HoldBack);
     let mut latest = Gather::default();
+    latest.expect(estimate_lines(path));
     while let Some(line) = lines.next_line().map_err(io_error(path))? {
         if line.long && state.lines == 0 {
             return Err(not_a_record_start(path));
@@ -182,13 +184,19 @@ pub fn scan(path: &Path) -> Result<ResumeState, SinkError> {
         }
         let ok = head.status == Status::Ok;
         latest.push((
-            KeyId::of(&head.key),
+            ShortId::of(&head.key),
             Latest::new(ok, sha_prefix(&head.request_sha256)),
         ));
     }
-    // The latest line of a key wins.
-    state.latest = KeyTable::build(latest, Keep::Last).0;
+    // Sorted in place (a stable sort would borrow half the table's size):
+    // a key with more than one line keeps any of them here, and its latest
+    // is looked up again below.
+    let (table, dropped) = KeyTable::build(latest, Keep::Last, Some(|_, _| Ordering::Equal));
+    state.latest = table;
     state.keys = state.latest.len() as u64;
+    if !dropped.is_empty() {
+        latest_of_repeated(path, &mut state.latest, dropped)?;
+    }
     if let Some(torn) = lines.torn() {
         if state.lines == 0 && torn.long {
             return Err(not_a_record_start(path));
@@ -200,6 +208,41 @@ pub fn scan(path: &Path) -> Result<ResumeState, SinkError> {
         state.good_end = torn.offset;
     }
     Ok(state)
+}
+
+/// Sets the entry of every key in `repeated` to the key's last line, read
+/// again from the file: only a file that holds a key more than once (one
+/// not compacted) pays this second read. The scan read the same lines
+/// just before, so none fails to parse now but a torn last one, left out.
+fn latest_of_repeated(
+    path: &Path,
+    table: &mut KeyTable<Latest, ShortId>,
+    repeated: Vec<(ShortId, Latest)>,
+) -> Result<(), SinkError> {
+    let mut ids: Vec<ShortId> = repeated.into_iter().map(|(id, _)| id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let Some(file) = open(path)? else {
+        return Ok(());
+    };
+    let mut lines = Lines::new(file, path, Torn::HoldBack);
+    while let Some(line) = lines.next_line().map_err(io_error(path))? {
+        let head = match head::read(line.text) {
+            Some(head) => head,
+            None => match line.parse::<RecordHead>() {
+                Ok(head) => head,
+                Err(_) => continue,
+            },
+        };
+        let id = ShortId::of(&head.key);
+        if ids.binary_search(&id).is_err() {
+            continue;
+        }
+        if let Some(entry) = table.get_mut(&id) {
+            *entry = Latest::new(head.status == Status::Ok, sha_prefix(&head.request_sha256));
+        }
+    }
+    Ok(())
 }
 
 fn not_a_record_start(path: &Path) -> SinkError {
@@ -343,6 +386,29 @@ pub(crate) mod tests {
         assert_eq!(state.lines, 3);
         assert!((state.recorded_cost_usd - 0.75).abs() < 1e-12);
         assert_eq!(state.cut, None);
+    }
+
+    #[test]
+    fn the_last_of_many_lines_of_a_key_wins_wherever_the_sort_put_them() {
+        let mut lines = String::new();
+        for round in 0..3 {
+            for i in 0..300 {
+                let key = format!("k{i}/default");
+                // Even keys end ok, odd ones end in error, the other way round before.
+                let last = round == 2;
+                let ok = (i % 2 == 0) == last;
+                let status = if ok { "ok" } else { "error" };
+                lines.push_str(&record(&key, status, "c4", ""));
+                lines.push('\n');
+            }
+        }
+        let (_d, path) = write(&lines);
+        let state = scan(&path).expect("scan");
+        assert_eq!((state.lines, state.keys), (900, 300));
+        for i in 0..300 {
+            let done = state.is_done(&format!("k{i}/default"), &"c4".repeat(32));
+            assert_eq!(done, i % 2 == 0, "k{i}");
+        }
     }
 
     #[test]
