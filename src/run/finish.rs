@@ -16,7 +16,7 @@ use crate::cli::RunArgs;
 use crate::exit::ExitStatus;
 use crate::job::Job;
 use crate::printer::{self, Level, LogFormat};
-use crate::report::{self, RequestCounts, RunFacts, Summary};
+use crate::report::{self, RequestCounts, RunFacts, Summary, Tally};
 use crate::scheduler::StopReason;
 use crate::sink::{self, ResumeState, SinkError};
 
@@ -26,6 +26,9 @@ pub(super) struct Ended {
     pub busy: Duration,
     pub stopped: Option<StopReason>,
     pub stopped_because: Option<String>,
+    /// Every line of the output folded beside the check pass, when the run
+    /// found nothing to send and no key the job lacks (`prefold`).
+    pub prefolded: Option<Tally>,
 }
 
 /// A local failure after requests were sent: each is said, and makes the run exit 5.
@@ -102,7 +105,11 @@ pub(super) fn finish(
     }
     // The job's keys whose line is from an earlier run: their figures are in the file.
     let kept_from_before = |seen: &Seen| seen.ok.is_none() && seen.prior.is_some();
-    if scan.keys.values().any(kept_from_before) {
+    // Read already, when every line is one of those and this run wrote none.
+    let nothing_written = tally.ok == 0 && tally.failed == 0;
+    if let (Some(all), true) = (ended.prefolded, nothing_written) {
+        tally = all;
+    } else if scan.keys.values().any(kept_from_before) {
         let dedupe = !compacted && resume.lines > resume.keys;
         let keep = |id| scan.keys.get(&id).is_some_and(kept_from_before);
         if let Err(error) = report::fold_output(&job.output.path, &mut tally, keep, dedupe) {

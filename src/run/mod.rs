@@ -10,6 +10,7 @@ mod error;
 mod estimate;
 mod finish;
 mod over_rate;
+mod prefold;
 mod producer;
 pub mod scan;
 mod verbose;
@@ -175,7 +176,11 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     let resume = sink::read(output, args.fresh).map_err(StartError::from)?;
     let checked = producer::stamp(file.file.path());
     let allow_empty = args.job.allow_empty;
+    // The summary's read-back of the output, beside the check pass (`prefold`).
+    let prefold = prefold::Prefold::start(output, &resume);
     let (mut scan, mut resume) = scan_input(&job, &file, resume, allow_empty).await?;
+    // Kept only if every line of the output will be read back; dropped, it stops.
+    let mut prefold = prefold.filter(|_| scan.to_send() == 0 && scan.other_keys(&resume) == 0);
     let endpoint = crate::client::Endpoint {
         url: job.endpoint.url.clone(),
         api_key_env: job.endpoint.api_key_env.clone(),
@@ -196,6 +201,7 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     let _lock = OutputLock::acquire(output).map_err(StartError::from)?;
     if !args.fresh && !resume.unchanged(output) {
         // Another run wrote the output before this one took the lock.
+        prefold = None;
         let again = sink::read(output, false).map_err(StartError::from)?;
         (scan, resume) = scan_input(&job, &file, again, allow_empty).await?;
     }
@@ -284,6 +290,7 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         busy: (busy_to - busy_from).to_std().unwrap_or_default(),
         stopped,
         stopped_because: stop.detail(),
+        prefolded: prefold.and_then(prefold::Prefold::finish),
     };
     finish(&job, args, &resume, &scan, collected, ended, produced)
 }

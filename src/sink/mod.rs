@@ -9,7 +9,7 @@ pub mod lines;
 mod lock;
 mod paths;
 pub mod record;
-mod resume;
+pub(crate) mod resume;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
