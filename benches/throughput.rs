@@ -6,11 +6,14 @@
 //! time and peak memory are its own (wait4's rusage), not the mock's. It
 //! prints figures; nothing here passes or fails on a wall-clock time.
 //! `PROMPTBATCH_BENCH_SCALE=0.2 cargo bench` runs a smaller version;
-//! `PROMPTBATCH_BENCH_ONLY=limit` only the scenarios whose name has "limit".
+//! `PROMPTBATCH_BENCH_ONLY=limit` only the scenarios whose name has "limit"
+//! (`rows` for the 1,000,000-row fresh run and rerun, `scale.rs`).
 //! Each scenario keeps its learned paces in its own temporary state folder
 //! (`XDG_STATE_HOME`), never the user's.
 
 mod common;
+#[path = "throughput/scale.rs"]
+mod scale;
 
 use common::{timeval, wait4};
 
@@ -160,6 +163,10 @@ fn main() {
     for s in scenarios.iter().filter(|s| s.name.contains(only.as_str())) {
         let f = runtime.block_on(run(s));
         print(s, &f);
+    }
+    if "1,000,000 rows: fresh run and rerun".contains(only.as_str()) {
+        let rows = n(1_000_000.0);
+        scale::print(&runtime.block_on(scale::run(rows)));
     }
 }
 

@@ -7,6 +7,7 @@ use promptbatch::printer;
 
 fn main() {
     ignore_file_size_signal();
+    no_huge_pages();
     let cli = parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -76,6 +77,18 @@ fn asks_json_logs(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
         previous = Some(arg);
     }
     false
+}
+
+/// Transparent huge pages off for this process: where the kernel gives
+/// them to every large enough mapping ("always"), one byte written into a
+/// fresh 2 MiB region of the allocator makes it all resident, which added
+/// 15 MiB of peak memory to a run of a million rows for no measurable speed.
+fn no_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with PR_SET_THP_DISABLE only sets a flag of this process.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
 }
 
 /// mimalloc: about 20 % less CPU per request than the system allocator in the

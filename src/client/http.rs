@@ -1,4 +1,11 @@
-//! The HTTP side: one reqwest client built once, and one attempt of one request.
+//! The HTTP side: the reqwest clients built once, and one attempt of one request.
+//!
+//! HTTP/2 multiplexes requests over one connection, but a server caps the
+//! requests at once per connection (commonly 100 to 250), and hyper's pool
+//! shares one HTTP/2 connection per host and queues past the cap rather than
+//! opening another. So whenever HTTP/2 may be spoken, the requests are spread
+//! round-robin over one client (one connection) per
+//! 100 requests of the concurrency (`pool`).
 //!
 //! Timeouts are ours, not reqwest's total timeout, because streams need a
 //! per-read timeout (a stalled stream fails, a long healthy one does not)
@@ -9,6 +16,7 @@
 //! server echoes it.
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,7 +60,10 @@ pub struct Client {
 }
 
 struct Inner {
-    http: reqwest::Client,
+    /// One client (one pool) per HTTP/2 connection wanted; one for HTTP/1.1.
+    http: Box<[reqwest::Client]>,
+    /// The client the next request goes to.
+    next: AtomicUsize,
     url: Url,
     timeout: Duration,
     /// `max_attempt_secs`.
@@ -71,6 +82,14 @@ impl fmt::Debug for Client {
             .field("url", &self.inner.url.as_str())
             .field("timeout", &self.inner.timeout)
             .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    /// The client the next request goes to, round-robin.
+    fn pick(&self) -> &reqwest::Client {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.http.len();
+        &self.http[i]
     }
 }
 
@@ -115,18 +134,11 @@ impl Client {
             }
             headers.insert(header_name, header_value);
         }
-        let http = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .default_headers(headers)
-            .pool_max_idle_per_host(pool_size)
-            .tcp_nodelay(true)
-            .connect_timeout(endpoint.timeout.min(MAX_CONNECT_TIMEOUT))
-            .redirect(redirect_policy())
-            .build()
-            .map_err(|err| ClientError::Build(err.to_string()))?;
+        let http = pool::http_clients(endpoint, &headers, pool_size, USER_AGENT, redirect_policy)?;
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
+                next: AtomicUsize::new(0),
                 url,
                 timeout: endpoint.timeout,
                 max_attempt: endpoint.max_attempt,
@@ -158,7 +170,7 @@ impl Client {
             Failure::new(ErrorKind::InvalidRequest, None, message)
         })?;
         let builder = inner
-            .http
+            .pick()
             .post(inner.url.clone())
             .header(X_CLIENT_REQUEST_ID, request_id)
             .body(req.body.clone());
@@ -476,5 +488,6 @@ fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
+mod pool;
 #[cfg(test)]
 mod tests;

@@ -153,6 +153,20 @@ pub struct Endpoint {
     pub max_reply_bytes: u64,
     /// The hard deadline of one attempt, streams included (`max_attempt_secs`).
     pub max_attempt: Duration,
+    /// `http`: "auto", "1.1" or "2".
+    pub http: HttpVersion,
+}
+
+/// `[endpoint] http`: the HTTP the client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HttpVersion {
+    /// HTTP/2 when an https:// server offers it (ALPN), else HTTP/1.1.
+    #[default]
+    Auto,
+    /// HTTP/1.1 only, one connection per request in flight.
+    Http1,
+    /// HTTP/2 only: by prior knowledge on http:// (h2c), by ALPN on https://.
+    Http2,
 }
 
 /// Building the client failed (bad header, bad URL): a job error, reported before anything is sent.

@@ -62,6 +62,21 @@ pub struct EndpointConfig {
     pub max_reply_bytes: u64,
     /// `max_attempt_secs`: the hard deadline of one attempt, streams included.
     pub max_attempt: Duration,
+    /// `http`: "auto" (default), "1.1" or "2".
+    pub http: HttpSetting,
+}
+
+/// `[endpoint] http` as the job says it; the run hands it to the client as
+/// the client's own `HttpVersion` (the job imports nothing downstream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HttpSetting {
+    /// HTTP/2 when an https:// server offers it (ALPN), else HTTP/1.1.
+    #[default]
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 only.
+    Http2,
 }
 
 #[derive(Debug, Clone)]

@@ -15,6 +15,7 @@ use toml::Value;
 
 use super::placeholder::{self, UnknownPlaceholder, Values};
 use super::problem::describe;
+use super::HttpSetting;
 use super::{
     EndpointConfig, Format, InputSource, Limits, RetryConfig, SystemMode, DEFAULT_ENDPOINT,
     DEFAULT_KEY_ENV,
@@ -74,6 +75,7 @@ impl Default for Settings {
                 headers: Vec::new(),
                 max_reply_bytes: 16 * 1024 * 1024,
                 max_attempt: Duration::from_secs(1800),
+                http: HttpSetting::Auto,
             },
             input: None,
             format: None,
@@ -129,6 +131,7 @@ keys! { |v, base|
     // Whole numbers >= 1: a cap of 0 bytes or a 0 s deadline could never succeed.
     "endpoint.max_reply_bytes" => endpoint.max_reply_bytes = whole(v, 1, i64::MAX)? as u64;
     "endpoint.max_attempt_secs" => endpoint.max_attempt = Duration::from_secs(whole(v, 1, i64::MAX)? as u64);
+    "endpoint.http" => endpoint.http = http_version(v)?;
     "input.path" => input = Some(input_source(&string(v)?, base)?);
     "input.format" => format = Some(choose(v, "a format", &[("jsonl", Format::Jsonl), ("csv", Format::Csv)])?);
     "input.id" => id = Some(Template::parse(&string(v)?).map_err(|e| e.to_string())?);
@@ -208,6 +211,40 @@ fn choose<T: Copy>(value: &Value, what: &str, choices: &[(&str, T)]) -> Result<T
     let (last, rest) = words.split_last().unwrap_or((&text, &[]));
     let rest = rest.join(", ");
     Err(format!("{text:?} is not {what}; use {rest} or {last}"))
+}
+
+/// `"auto"`, `"1.1"` or `"2"` (the numbers 1.1 and 2 too: TOML users write
+/// them bare), with a hint for the usual other spellings ("http/2", "h2", "1.0").
+pub(crate) fn http_version(value: &Value) -> Result<HttpSetting, String> {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        Value::Integer(n) => n.to_string(),
+        Value::Float(x) => x.to_string(),
+        other => {
+            return Err(format!(
+                "must be \"auto\", \"1.1\" or \"2\", got {}",
+                describe(other)
+            ))
+        }
+    };
+    match text.as_str() {
+        "auto" => return Ok(HttpSetting::Auto),
+        "1.1" => return Ok(HttpSetting::Http1),
+        "2" => return Ok(HttpSetting::Http2),
+        _ => {}
+    }
+    let lower = text.trim().to_ascii_lowercase();
+    let bare = lower
+        .trim_start_matches("http")
+        .trim_start_matches(['/', 'h']);
+    let near = match bare.chars().next() {
+        Some('1') => "; did you mean \"1.1\"?".to_string(),
+        Some('2') => "; did you mean \"2\"?".to_string(),
+        _ => super::did_you_mean(&lower, ["auto", "1.1", "2"]),
+    };
+    Err(format!(
+        "{text:?} is not an HTTP version; use \"auto\", \"1.1\" or \"2\"{near}"
+    ))
 }
 
 /// A whole number within `min..=max`.
@@ -467,6 +504,34 @@ mod tests {
             path_spec("./-", Path::new("/tmp")).is_ok(),
             "spelled as a path, it is one"
         );
+    }
+
+    #[test]
+    fn http_versions_are_three_words_and_near_misses_get_a_hint() {
+        let read = |v: Value| http_version(&v);
+        assert_eq!(read(Value::String("auto".into())), Ok(HttpSetting::Auto));
+        assert_eq!(read(Value::String("1.1".into())), Ok(HttpSetting::Http1));
+        assert_eq!(read(Value::String("2".into())), Ok(HttpSetting::Http2));
+        assert_eq!(read(Value::Integer(2)), Ok(HttpSetting::Http2));
+        assert_eq!(read(Value::Float(1.1)), Ok(HttpSetting::Http1));
+        for (bad, hint) in [
+            ("HTTP/2", "did you mean \"2\"?"),
+            ("h2c", "did you mean \"2\"?"),
+            ("2.0", "did you mean \"2\"?"),
+            ("http1", "did you mean \"1.1\"?"),
+            ("1.0", "did you mean \"1.1\"?"),
+            ("atuo", "did you mean \"auto\"?"),
+        ] {
+            let err = read(Value::String(bad.into())).unwrap_err();
+            assert!(
+                err.contains(hint) && err.contains("use \"auto\", \"1.1\" or \"2\""),
+                "{bad}: {err}"
+            );
+        }
+        assert!(read(Value::Integer(3))
+            .unwrap_err()
+            .contains("not an HTTP version"));
+        assert!(read(Value::Boolean(true)).is_err());
     }
 
     #[test]

@@ -192,6 +192,9 @@ pub(crate) async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<MockBody>, ServiceError> {
     let method = request.method().clone();
+    if request.version() == hyper::Version::HTTP_2 {
+        shared.stats.count_http2();
+    }
     let result = match (&method, request.uri().path()) {
         (&Method::POST, "/v1/chat/completions" | "/chat/completions") => {
             completions(&shared, request).await

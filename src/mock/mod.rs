@@ -31,7 +31,7 @@ use std::time::Duration;
 
 pub use directives::{help as directives_help, CostMode};
 pub use reply::{expected_reply, ExpectedReply, DEFAULT_USD_PER_MILLION};
-pub use server::MockServer;
+pub use server::{MockServer, H2_STREAMS};
 pub use stats::MockStats;
 
 use crate::cli::MockArgs;

@@ -1,5 +1,7 @@
 //! The listening side: binds 127.0.0.1, accepts connections, serves each with
-//! hyper's HTTP/1 (keep-alive on), and tears everything down on shutdown.
+//! hyper's HTTP/1 (keep-alive on) or, when the client opens with HTTP/2's
+//! preface, cleartext HTTP/2 (h2c) with at most [`H2_STREAMS`] requests at
+//! once per connection, and tears everything down on shutdown.
 //!
 //! hyper directly rather than a framework: a `reset` fault needs the service
 //! to fail so that hyper closes the connection without an answer.
@@ -8,15 +10,19 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::handler::{self, Shared};
 use super::{MockConfig, MockStats, ReceivedRequest};
+
+/// Requests at once on one HTTP/2 connection: what many servers allow (nginx
+/// 128, many providers 100), so a client must open more connections to go past it.
+pub const H2_STREAMS: u32 = 100;
 
 /// A running mock server; dropping it stops the server too.
 pub struct MockServer {
@@ -118,10 +124,10 @@ async fn accept_loop(
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| handler::handle(shared.clone(), request));
-            let connection = http1::Builder::new()
-                .keep_alive(true)
-                .header_read_timeout(None)
-                .serve_connection(TokioIo::new(stream), service);
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder.http1().keep_alive(true).header_read_timeout(None);
+            builder.http2().max_concurrent_streams(H2_STREAMS);
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 // Errors here are clients going away or `reset` faults: nothing to report.
                 _ = connection => {}

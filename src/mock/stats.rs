@@ -13,6 +13,7 @@ const STATUS_SLOTS: usize = 600;
 pub struct MockStats {
     connections: AtomicU64,
     requests: AtomicU64,
+    http2: AtomicU64,
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
     statuses: Box<[AtomicU64]>,
@@ -28,6 +29,7 @@ impl Default for MockStats {
         MockStats {
             connections: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            http2: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             max_in_flight: AtomicU64::new(0),
             statuses: (0..STATUS_SLOTS).map(|_| AtomicU64::new(0)).collect(),
@@ -49,6 +51,15 @@ impl MockStats {
     /// Requests received on the completions route, whatever their answer.
     pub fn requests(&self) -> u64 {
         self.requests.load(Relaxed)
+    }
+
+    /// Requests received over HTTP/2, on any route.
+    pub fn http2_requests(&self) -> u64 {
+        self.http2.load(Relaxed)
+    }
+
+    pub(crate) fn count_http2(&self) {
+        self.http2.fetch_add(1, Relaxed);
     }
 
     /// Completions requests being handled now (from arrival until the reply's head is ready).

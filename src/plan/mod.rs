@@ -110,6 +110,11 @@ impl Planner {
     }
 
     /// All requests of one row, one per parameter set, in set order; or every problem of the row.
+    /// How many requests every row makes (one per parameter set), planned or not.
+    pub fn requests_per_row(&self) -> u64 {
+        self.sets.len() as u64
+    }
+
     pub fn plan(&self, row: RawRow, path: &str) -> Result<Vec<Request>, Vec<InputError>> {
         let line = row.line;
         let number = row.number;

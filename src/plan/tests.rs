@@ -32,6 +32,7 @@ fn job() -> Job {
             headers: Vec::new(),
             max_reply_bytes: 1 << 20,
             max_attempt: Duration::from_secs(60),
+            http: Default::default(),
         },
         input: InputConfig {
             source: InputSource::File(PathBuf::from("q.jsonl")),

@@ -100,6 +100,22 @@ pub fn check_summary_path(path: &Path) -> std::io::Result<()> {
     crate::sink::temp_beside(&probe).map(drop)
 }
 
+/// The fields of a [`LineFigures`], as they are named in a line.
+pub(crate) const FIGURE_FIELDS: &[&[u8]] = &[
+    b"\"key\"",
+    b"\"status\"",
+    b"\"model\"",
+    b"\"param_set\"",
+    b"\"finish_reason\"",
+    b"\"usage\"",
+    b"\"cost_usd\"",
+    b"\"latency_ms\"",
+    b"\"ttft_ms\"",
+    b"\"attempts\"",
+    b"\"uncertain_attempts\"",
+    b"\"error\"",
+];
+
 /// Folds into `tally` the lines of the output at `path` whose key `keep`
 /// accepts, the latest of each key only. `dedupe`: the file may hold more
 /// than one line per key (it was not compacted), so a first pass finds each
@@ -130,8 +146,16 @@ pub fn fold_output(
     let Some(mut lines) = Lines::open(path, Torn::Yield)? else {
         return Ok(());
     };
+    let mut slim = Vec::new();
     while let Some(line) = lines.next_line()? {
-        let Ok(figures) = line.parse::<LineFigures>() else {
+        // Only the fields the tally reads are parsed (the reply's text, the
+        // row and the parameters are most of a line); the whole line when
+        // the fast path does not vouch for it.
+        let figures = match crate::sink::head::slim(line.text, FIGURE_FIELDS, &mut slim) {
+            Some(()) => serde_json::from_slice::<LineFigures>(&slim).ok(),
+            None => line.parse::<LineFigures>().ok(),
+        };
+        let Some(figures) = figures else {
             continue;
         };
         let id = KeyId::of(&figures.key);

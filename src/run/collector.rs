@@ -13,11 +13,11 @@ use std::sync::Arc;
 
 use super::scan::Seen;
 use crate::job::Job;
-use crate::keys::{KeyId, KeyMap};
+use crate::keys::{KeyId, KeyTable};
 use crate::progress::Progress;
 use crate::report::Tally;
 use crate::scheduler::{Event, StopReason, StopSignal};
-use crate::sink::{Record, ResumeState, SinkError, Status, Writer};
+use crate::sink::{Record, SinkError, Status, Writer};
 
 /// Appended once this many bytes of lines are waiting, even mid-burst.
 const BATCH_BYTES: usize = 256 * 1024;
@@ -30,9 +30,8 @@ pub(super) struct Collector<'a> {
     /// Over every request this run sent (`this_run`), lines or not.
     sent: Tally,
     progress: &'a mut Progress,
-    resume: &'a ResumeState,
     /// The job's keys; each request sent in this run notes how it ended.
-    keys: &'a mut KeyMap<Seen>,
+    keys: &'a mut KeyTable<Seen>,
     stop: Arc<StopSignal>,
     /// `-v`: a line per retry and per change of pace.
     verbose: bool,
@@ -62,8 +61,7 @@ impl<'a> Collector<'a> {
         job: &'a Job,
         writer: Writer,
         progress: &'a mut Progress,
-        resume: &'a ResumeState,
-        keys: &'a mut KeyMap<Seen>,
+        keys: &'a mut KeyTable<Seen>,
         stop: Arc<StopSignal>,
     ) -> Collector<'a> {
         Collector {
@@ -72,7 +70,6 @@ impl<'a> Collector<'a> {
             written: Tally::default(),
             sent: Tally::default(),
             progress,
-            resume,
             keys,
             stop,
             verbose: false,
@@ -165,11 +162,9 @@ impl<'a> Collector<'a> {
         for record in self.records.drain(..) {
             self.landed += 1;
             self.written.observe(&record);
-            let id = KeyId::of(&record.key);
-            if self.resume.latest.contains_key(&id) {
-                self.superseded += 1;
-            }
-            if let Some(seen) = self.keys.get_mut(&id) {
+            if let Some(seen) = self.keys.get_mut(&KeyId::of(&record.key)) {
+                // Every record is of one of the job's keys.
+                self.superseded += u64::from(seen.in_file);
                 seen.ok = Some(record.status == Status::Ok);
             }
         }

@@ -16,7 +16,7 @@ use crate::cli::RunArgs;
 use crate::exit::ExitStatus;
 use crate::job::Job;
 use crate::printer::{self, Level, LogFormat};
-use crate::report::{self, RequestCounts, RunFacts, Summary};
+use crate::report::{self, RequestCounts, RunFacts, Summary, Tally};
 use crate::scheduler::{PaceReport, StopReason};
 use crate::sink::{self, ResumeState, SinkError};
 
@@ -28,6 +28,9 @@ pub(super) struct Ended {
     pub stopped_because: Option<String>,
     /// The pace the run used and where it came from.
     pub pace: PaceReport,
+    /// Every line of the output folded beside the check pass, when the run
+    /// found nothing to send and no key the job lacks (`prefold`).
+    pub prefolded: Option<Tally>,
 }
 
 /// A local failure after requests were sent: each is said, and makes the run exit 5.
@@ -93,7 +96,7 @@ pub(super) fn finish(
     // Compaction rereads the whole file: only worth it when a key has two
     // lines, and not on a disk that just failed a write (the next run does it).
     let mut compacted = true;
-    if superseded > 0 || resume.lines > resume.latest.len() as u64 {
+    if superseded > 0 || resume.lines > resume.keys {
         compacted = false;
         if !write_failed {
             match sink::compact(&job.output.path) {
@@ -104,8 +107,12 @@ pub(super) fn finish(
     }
     // The job's keys whose line is from an earlier run: their figures are in the file.
     let kept_from_before = |seen: &Seen| seen.ok.is_none() && seen.prior.is_some();
-    if scan.keys.values().any(kept_from_before) {
-        let dedupe = !compacted && resume.lines > resume.latest.len() as u64;
+    // Read already, when every line is one of those and this run wrote none.
+    let nothing_written = tally.ok == 0 && tally.failed == 0;
+    if let (Some(all), true) = (ended.prefolded, nothing_written) {
+        tally = all;
+    } else if scan.keys.values().any(kept_from_before) {
+        let dedupe = !compacted && resume.lines > resume.keys;
         let keep = |id| scan.keys.get(&id).is_some_and(kept_from_before);
         if let Err(error) = report::fold_output(&job.output.path, &mut tally, keep, dedupe) {
             local.push(LocalFailure::ReadBack {
@@ -114,11 +121,7 @@ pub(super) fn finish(
             });
         }
     }
-    let other_keys = resume
-        .latest
-        .keys()
-        .filter(|id| !scan.keys.contains_key(id))
-        .count() as u64;
+    let other_keys = scan.other_keys(resume);
     let facts = RunFacts {
         job: job.name.clone(),
         started: ended.started,

@@ -10,6 +10,7 @@ mod error;
 mod estimate;
 mod finish;
 mod over_rate;
+mod prefold;
 mod producer;
 mod rates;
 pub mod scan;
@@ -86,17 +87,21 @@ fn api_key(job: &Job) -> Result<Option<String>, StartError> {
 /// Scans the input on a blocking thread (it reads files).
 /// An input without rows is refused unless `allow_empty`: a cron job fed an
 /// empty export should be noticed, not pass as a success.
+/// `resume` is handed back without its table of keys (the scan let it go).
 async fn scan_input(
     job: &Job,
     file: &Spooled,
-    resume: &Arc<ResumeState>,
+    mut resume: ResumeState,
     allow_empty: bool,
-) -> Result<Scan, StartError> {
-    let (job, file, resume) = (job.clone(), file.file.clone(), resume.clone());
+) -> Result<(Scan, ResumeState), StartError> {
+    let (job, file) = (job.clone(), file.file.clone());
     let display = file.display.clone();
-    let scan = tokio::task::spawn_blocking(move || scan(&job, &file, &resume))
-        .await
-        .map_err(StartError::Check)?;
+    let (scan, resume) = tokio::task::spawn_blocking(move || {
+        let scan = scan(&job, &file, &mut resume);
+        (scan, resume)
+    })
+    .await
+    .map_err(StartError::Check)?;
     if scan.problem_count > 0 {
         return Err(StartError::InputProblems {
             shown: scan.problems,
@@ -106,7 +111,7 @@ async fn scan_input(
     if scan.rows == 0 && !allow_empty {
         return Err(StartError::EmptyInput { input: display });
     }
-    Ok(scan)
+    Ok((scan, resume))
 }
 
 /// `promptbatch validate`: every check a run makes before sending, and the estimate on stdout.
@@ -114,8 +119,8 @@ pub async fn validate(args: &JobArgs) -> Result<(), StartError> {
     // Nothing is sent, so a simulated endpoint is not started either.
     let job = load(args, Utc::now())?;
     let file = input::resolve(&job.input.source)?;
-    let resume = Arc::new(sink::read(&job.output.path, false)?);
-    let scan = scan_input(&job, &file, &resume, args.allow_empty).await?;
+    let resume = sink::read(&job.output.path, false)?;
+    let (scan, resume) = scan_input(&job, &file, resume, args.allow_empty).await?;
     let mut priced = scan.estimate.price(&job.pricing, &resume.completions);
     // Sets in the job's order, as people wrote them (models by name within each).
     priced
@@ -181,10 +186,14 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     // Nothing is written before every check has passed and the lock is held:
     // a run refused for bad input leaves no lock file, and --fresh no backup.
     let output = &job.output.path;
-    let mut resume = Arc::new(sink::read(output, args.fresh).map_err(StartError::from)?);
+    let resume = sink::read(output, args.fresh).map_err(StartError::from)?;
     let checked = producer::stamp(file.file.path());
     let allow_empty = args.job.allow_empty;
-    let mut scan = scan_input(&job, &file, &resume, allow_empty).await?;
+    // The summary's read-back of the output, beside the check pass (`prefold`).
+    let prefold = prefold::Prefold::start(output, &resume);
+    let (mut scan, mut resume) = scan_input(&job, &file, resume, allow_empty).await?;
+    // Kept only if every line of the output will be read back; dropped, it stops.
+    let mut prefold = prefold.filter(|_| scan.to_send() == 0 && scan.other_keys(&resume) == 0);
     let endpoint = crate::client::Endpoint {
         url: job.endpoint.url.clone(),
         api_key_env: job.endpoint.api_key_env.clone(),
@@ -192,6 +201,11 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         headers: job.endpoint.headers.clone(),
         max_reply_bytes: job.endpoint.max_reply_bytes,
         max_attempt: job.endpoint.max_attempt,
+        http: match job.endpoint.http {
+            crate::job::HttpSetting::Auto => crate::client::HttpVersion::Auto,
+            crate::job::HttpSetting::Http1 => crate::client::HttpVersion::Http1,
+            crate::job::HttpSetting::Http2 => crate::client::HttpVersion::Http2,
+        },
     };
     let client =
         Client::new(&endpoint, key.as_deref(), job.limits.concurrency).map_err(StartError::from)?;
@@ -204,8 +218,9 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     let _lock = OutputLock::acquire(output).map_err(StartError::from)?;
     if !args.fresh && !resume.unchanged(output) {
         // Another run wrote the output before this one took the lock.
-        resume = Arc::new(sink::read(output, false).map_err(StartError::from)?);
-        scan = scan_input(&job, &file, &resume, allow_empty).await?;
+        prefold = None;
+        let again = sink::read(output, false).map_err(StartError::from)?;
+        (scan, resume) = scan_input(&job, &file, again, allow_empty).await?;
     }
     let bak = sink::take_over(output, &resume, args.fresh).map_err(StartError::from)?;
     // Opened before anything is sent: an output that cannot be written is exit 2.
@@ -245,7 +260,9 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     let signals = tokio::spawn(watch_signals(stop.clone(), args.quiet));
     let (request_tx, request_rx) = mpsc::channel(1024);
     let (event_tx, mut event_rx) = mpsc::channel(4096);
-    let producer = producer::spawn(&job, &file, checked, scan.rows, &resume, request_tx);
+    let send = std::mem::take(&mut scan.send);
+    let to_send = scan.to_send();
+    let producer = producer::spawn(&job, &file, checked, scan.rows, send, to_send, request_tx);
     let scheduler = Scheduler::new(
         &job,
         client,
@@ -259,15 +276,8 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     }
     let dispatch = tokio::spawn(scheduler.run(request_rx));
 
-    let mut collector = Collector::new(
-        &job,
-        writer,
-        &mut progress,
-        &resume,
-        &mut scan.keys,
-        stop.clone(),
-    )
-    .verbose(args.verbose && !args.quiet);
+    let mut collector = Collector::new(&job, writer, &mut progress, &mut scan.keys, stop.clone())
+        .verbose(args.verbose && !args.quiet);
     let busy_from = Utc::now();
     while let Some(event) = event_rx.recv().await {
         collector.collect(event);
@@ -295,6 +305,7 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         stopped,
         stopped_because: stop.detail(),
         pace: limiter.report(),
+        prefolded: prefold.and_then(prefold::Prefold::finish),
     };
     if scan.to_send() > 0 {
         state.keep(limiter.learned(), args.quiet);

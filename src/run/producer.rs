@@ -7,7 +7,6 @@
 //! end is reported (exit 1; a rerun sends the rest).
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::sync::mpsc;
@@ -17,7 +16,8 @@ use crate::input::{self, InputError, Spooled};
 use crate::job::Job;
 use crate::plan::Planner;
 use crate::plan::Request;
-use crate::sink::ResumeState;
+
+use super::scan::Bits;
 
 /// What identifies a file's content cheaply: its length and modification time.
 pub(super) type Stamp = Option<(u64, SystemTime)>;
@@ -56,12 +56,16 @@ fn first(problems: &[InputError]) -> String {
 
 /// Spawns the producer; it ends when the `rows` rows the scan checked are
 /// read or the scheduler stops taking requests, and says why it stopped early.
+/// `send` says which requests (numbered in input order) the scan found to
+/// send: a row with none is not planned again, and with none at all (a
+/// rerun over a complete output) the input is not read again.
 pub(super) fn spawn(
     job: &Job,
     file: &Spooled,
     checked: Stamp,
     rows: u64,
-    resume: &Arc<ResumeState>,
+    send: Bits,
+    to_send: u64,
     tx: mpsc::Sender<Request>,
 ) -> JoinHandle<Result<(), ProducerError>> {
     let planner = Planner::new(job);
@@ -69,21 +73,30 @@ pub(super) fn spawn(
     // The scan already stopped at --limit: its count is the smaller bound.
     let limit = usize::try_from(rows).unwrap_or(usize::MAX);
     let file = file.file.clone();
-    let done = resume.clone();
+    let per_row = planner.requests_per_row();
     tokio::task::spawn_blocking(move || {
         if stamp(file.path()) != checked {
             return Err(ProducerError::Changed {
                 input: file.display.clone(),
             });
         }
-        let lines = input::open(&file, format).map_err(ProducerError::Open)?;
-        for row in lines.take(limit) {
+        let lines = match to_send {
+            0 => None,
+            _ => Some(input::open(&file, format).map_err(ProducerError::Open)?),
+        };
+        let mut first = 0u64;
+        for row in lines.into_iter().flatten().take(limit) {
+            let row_send = first..first.saturating_add(per_row);
+            first = row_send.end;
+            if !row_send.clone().any(|i| send.get(i)) {
+                continue;
+            }
             let requests = row
                 .map_err(|e| vec![e])
                 .and_then(|row| planner.plan(row, &file.display))
                 .map_err(ProducerError::Row)?;
-            for req in requests {
-                if done.is_done(&req.key, &req.sha256) {
+            for (req, i) in requests.into_iter().zip(row_send) {
+                if !send.get(i) {
                     continue;
                 }
                 if tx.blocking_send(req).is_err() {

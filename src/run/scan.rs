@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use crate::input::{self, InputError, InputFile};
 use crate::job::{Format, Job};
-use crate::keys::{KeyId, KeyMap};
+use crate::keys::{estimate_lines, Gather, Keep, KeyId, KeyTable, ShortId};
 use crate::plan::Planner;
 
 use super::estimate::Estimate;
@@ -19,22 +19,30 @@ use crate::sink::ResumeState;
 /// How many problems are listed before the rest are only counted.
 pub const SHOWN_PROBLEMS: usize = 20;
 
-/// One key of the job.
+/// One key of the job: 8 bytes, so a million keys take 24 MB with their ids.
 #[derive(Debug, Clone, Copy)]
 pub struct Seen {
-    /// The line of its row.
-    pub line: u64,
+    /// The line of its row (saturating: it only names a duplicate's first row).
+    pub line: u32,
     /// How it ended in this run, once it has.
     pub ok: Option<bool>,
     /// How its latest line in the output ended, when that line is of the same request.
     pub prior: Option<bool>,
+    /// The output has a line of it (of this request or an edited one).
+    pub in_file: bool,
 }
 
 #[derive(Debug, Default)]
 pub struct Scan {
     pub rows: u64,
     /// Every key of the job.
-    pub keys: KeyMap<Seen>,
+    pub keys: KeyTable<Seen>,
+    /// The job's keys the output has a line of.
+    pub in_file: u64,
+    /// Which requests, numbered in input order, are to be sent: the
+    /// producer plans only the rows that have one (a rerun over a complete
+    /// output plans and hashes nothing twice).
+    pub send: Bits,
     /// What the requests may cost, per parameter set and model.
     pub estimate: Estimate,
     /// Keys whose latest output line is `ok` for the same request: not sent again.
@@ -50,6 +58,11 @@ impl Scan {
 
     pub fn to_send(&self) -> u64 {
         self.requests() - self.resumed
+    }
+
+    /// The output's keys the job does not have.
+    pub fn other_keys(&self, resume: &ResumeState) -> u64 {
+        resume.keys.saturating_sub(self.in_file)
     }
 
     fn problem(&mut self, e: InputError) {
@@ -78,8 +91,10 @@ pub fn problem_report(shown: &[InputError], count: u64) -> String {
     out
 }
 
-/// Reads every row of `file`, plans it, and checks keys; `resume` marks what is already done.
-pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
+/// Reads every row of `file`, plans it, and checks keys; `resume` marks
+/// what is already done, and its table of keys is let go once read (before
+/// the job's own table is built: the two never need to be whole at once).
+pub fn scan(job: &Job, file: &InputFile, resume: &mut ResumeState) -> Scan {
     let mut scan = Scan::default();
     let planner = Planner::new(job);
     let rows = match input::open(file, job.input.format) {
@@ -93,6 +108,9 @@ pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
     let mut over_rate = OverRate::new(job.limits.tokens_per_minute);
     // "no model for parameter set ..." -> (first line, rows).
     let mut no_model: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut keys = Gather::default();
+    keys.expect(estimate_lines(&file.path).saturating_mul(planner.requests_per_row() as usize));
+    let mut send_bits = Bits::default();
     for row in rows.take(usize::try_from(limit).unwrap_or(usize::MAX)) {
         scan.rows += 1;
         let row = match row {
@@ -126,35 +144,37 @@ pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
         };
         for req in requests {
             let id = KeyId::of(&req.key);
-            if let Some(first) = scan.keys.get(&id).map(|seen| seen.line) {
-                let e = InputError::new(
-                    file.display.clone(),
-                    Some(line),
-                    format!(
-                        "duplicate request key {:?}: line {first} has the same id; ids must be unique (set [input] id or --id)",
-                        req.key
-                    ),
-                )
-                .with_field("id");
-                scan.problem(e);
-                continue;
-            }
-            let prior = resume.prior(&req.key, &req.sha256);
+            let latest = resume.latest.get(&ShortId::from(id)).copied();
+            let prior = latest.and_then(|l| l.prior(&req.sha256));
             scan.estimate.add(&req, prior != Some(true));
-            if prior == Some(true) {
+            let send = prior != Some(true);
+            if !send {
                 scan.resumed += 1;
             } else if over_rate.over(&req, &file.display, line) {
+                send_bits.push(false);
                 continue;
             }
-            scan.keys.insert(
+            send_bits.push(send);
+            scan.in_file += u64::from(latest.is_some());
+            keys.push((
                 id,
                 Seen {
-                    line,
+                    line: u32::try_from(line).unwrap_or(u32::MAX),
                     ok: None,
                     prior,
+                    in_file: latest.is_some(),
                 },
-            );
+            ));
         }
+    }
+    resume.release_keys();
+    // Duplicates are found once every key is in: the first row of a key
+    // keeps it (sorted in place, rows in line order within a key).
+    let (keys, duplicates) = KeyTable::build(keys, Keep::First, Some(|a, b| a.line.cmp(&b.line)));
+    scan.keys = keys;
+    scan.send = send_bits;
+    if !duplicates.is_empty() {
+        name_duplicates(&mut scan, &planner, job, file, &duplicates);
     }
     for (message, (first, rows)) in no_model {
         let rows = match rows {
@@ -171,6 +191,75 @@ pub fn scan(job: &Job, file: &InputFile, resume: &ResumeState) -> Scan {
         scan.problem(problem);
     }
     scan
+}
+
+/// One problem per row whose key an earlier row has, in input order: the
+/// input is read again for the keys themselves (only on this error path:
+/// the table holds fingerprints, not keys).
+fn name_duplicates(
+    scan: &mut Scan,
+    planner: &Planner,
+    job: &Job,
+    file: &InputFile,
+    duplicates: &[(KeyId, Seen)],
+) {
+    let mut lines: Vec<u32> = duplicates.iter().map(|(_, seen)| seen.line).collect();
+    lines.sort_unstable();
+    let Ok(rows) = input::open(file, job.input.format) else {
+        return;
+    };
+    for row in rows.flatten() {
+        let line = u32::try_from(row.line).unwrap_or(u32::MAX);
+        if lines.binary_search(&line).is_err() {
+            continue;
+        }
+        let Ok(requests) = planner.plan(row, &file.display) else {
+            continue;
+        };
+        for req in requests {
+            let id = KeyId::of(&req.key);
+            let Some(first) = scan.keys.get(&id).map(|seen| seen.line) else {
+                continue;
+            };
+            if first == line {
+                continue;
+            }
+            let e = InputError::new(
+                file.display.clone(),
+                Some(u64::from(line)),
+                format!(
+                    "duplicate request key {:?}: line {first} has the same id; ids must be unique (set [input] id or --id)",
+                    req.key
+                ),
+            )
+            .with_field("id");
+            scan.problem(e);
+        }
+    }
+}
+
+/// One bit per request, in input order.
+#[derive(Debug, Default)]
+pub struct Bits {
+    words: Vec<u64>,
+    len: u64,
+}
+
+impl Bits {
+    pub fn push(&mut self, bit: bool) {
+        let (word, at) = ((self.len / 64) as usize, self.len % 64);
+        if word == self.words.len() {
+            self.words.push(0);
+        }
+        self.words[word] |= u64::from(bit) << at;
+        self.len += 1;
+    }
+
+    /// Bit `i` (false past the end).
+    pub fn get(&self, i: u64) -> bool {
+        let word = usize::try_from(i / 64).unwrap_or(usize::MAX);
+        self.words.get(word).is_some_and(|w| w >> (i % 64) & 1 == 1)
+    }
 }
 
 /// The template and id fields a CSV header lacks, as one problem naming the columns it has.
@@ -242,7 +331,7 @@ mod tests {
             path,
             display: "q.csv".into(),
         };
-        scan(&job, &file, &ResumeState::default())
+        scan(&job, &file, &mut ResumeState::default())
     }
 
     #[test]
@@ -298,7 +387,7 @@ mod tests {
             path,
             display: "q.jsonl".into(),
         };
-        let s = scan(&job, &file, &ResumeState::default());
+        let s = scan(&job, &file, &mut ResumeState::default());
         assert_eq!(
             s.problem_count,
             1,

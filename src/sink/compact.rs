@@ -39,7 +39,10 @@ pub fn compact(path: &Path) -> Result<u64, SinkError> {
     // whole lines: a torn line here is read like any other.
     if let Some(mut lines) = Lines::open(&real, Torn::Yield).map_err(io_error(&real))? {
         while let Some(line) = lines.next_line().map_err(io_error(&real))? {
-            let head: RecordHead = line.parse()?;
+            let head: RecordHead = match super::head::read(line.text) {
+                Some(head) => head,
+                None => line.parse()?,
+            };
             let total = head.total_charge();
             keys.entry(KeyId::of(&head.key))
                 .and_modify(|k| {

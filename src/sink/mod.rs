@@ -4,11 +4,12 @@
 //! the next scan cuts off) and compacts atomically when it ends.
 
 mod compact;
+pub mod head;
 pub mod lines;
 mod lock;
 mod paths;
 pub mod record;
-mod resume;
+pub(crate) mod resume;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

@@ -5,6 +5,7 @@
 mod budget;
 mod cli;
 mod common;
+mod connections;
 mod conventions;
 mod estimate;
 #[cfg(unix)]

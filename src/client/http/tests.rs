@@ -129,6 +129,7 @@ fn bounded_client(url: &str, timeout: Duration, max_attempt: Duration, cap: u64)
         headers: vec![("X-Extra".to_string(), "yes".to_string())],
         max_reply_bytes: cap,
         max_attempt,
+        http: Default::default(),
     };
     Client::new(&endpoint, Some(KEY), 4).unwrap()
 }
@@ -415,6 +416,7 @@ fn construction_errors_name_the_problem() {
         headers,
         max_reply_bytes: 1 << 20,
         max_attempt: Duration::from_secs(60),
+        http: Default::default(),
     };
     let err = Client::new(&endpoint("not a url", vec![]), None, 1).unwrap_err();
     assert!(matches!(err, ClientError::Url { .. }), "{err}");

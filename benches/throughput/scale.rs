@@ -1,0 +1,125 @@
+//! The scale rows of the benchmark: a fresh run of 1,000,000 rows against the
+//! instant mock, then a rerun over its complete output (nothing to send):
+//! wall time, CPU and peak memory of the client, each beside its target.
+//!
+//! The mock runs in this process, so the child's `ru_maxrss` also counts
+//! the pages it shared with this process when it was forked (the kernel
+//! carries the high-water mark over exec): the rows are written and the mock
+//! started before, and this process stays far below the figures measured.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use promptbatch::mock::{MockConfig, MockServer};
+
+use crate::common::{timeval, wait4};
+
+/// One measured run of the client.
+pub struct Measured {
+    pub name: String,
+    pub exit: i32,
+    pub wall: Duration,
+    pub cpu: Duration,
+    pub peak_mib: f64,
+    pub requests: u64,
+    /// The target this row is read against, in words.
+    pub target: &'static str,
+    pub met: bool,
+}
+
+/// The fresh run and the rerun, at `rows` rows.
+pub async fn run(rows: u64) -> Vec<Measured> {
+    let mock = MockServer::start(MockConfig::default())
+        .await
+        .expect("mock starts");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("rows.jsonl");
+    write_rows(&input, rows);
+    let out = dir.path().join("out.jsonl");
+    let mut measured = Vec::new();
+    for (name, target, limit_s) in [
+        ("fresh run", "peak < 64 MiB", None),
+        (
+            "rerun over the complete output (nothing to send)",
+            "< 2 s and peak < 64 MiB",
+            Some(2.0),
+        ),
+    ] {
+        let before = mock.stats().requests();
+        let mut m = client(&mock.url(), &input, &out).await;
+        m.name = format!("{rows} rows, {name}");
+        m.requests = mock.stats().requests() - before;
+        m.target = target;
+        m.met =
+            m.exit == 0 && m.peak_mib < 64.0 && limit_s.is_none_or(|s| m.wall.as_secs_f64() < s);
+        measured.push(m);
+    }
+    mock.shutdown().await;
+    measured
+}
+
+async fn client(url: &str, input: &Path, out: &Path) -> Measured {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_promptbatch"));
+    cmd.args(["run", "--input"])
+        .arg(input)
+        .args([
+            "--model",
+            "google/gemma-3-4b-it",
+            "--param",
+            "max_tokens=64",
+        ])
+        .args(["--endpoint", url, "--api-key-env", ""])
+        .args(["--concurrency", "256", "--quiet", "--output"])
+        .arg(out);
+    let start = Instant::now();
+    // Reaped by wait4 below (std's wait would not give the child's rusage).
+    #[allow(clippy::zombie_processes)]
+    let child = cmd.spawn().expect("the binary runs");
+    let pid = child.id() as libc::pid_t;
+    let (exit, usage) = tokio::task::spawn_blocking(move || wait4(pid))
+        .await
+        .expect("join");
+    Measured {
+        name: String::new(),
+        exit,
+        wall: start.elapsed(),
+        cpu: timeval(usage.ru_utime) + timeval(usage.ru_stime),
+        peak_mib: usage.ru_maxrss as f64 / 1024.0,
+        requests: 0,
+        target: "",
+        met: false,
+    }
+}
+
+fn write_rows(path: &Path, n: u64) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    for i in 0..n {
+        writeln!(
+            out,
+            "{{\"id\": \"r{i}\", \"prompt\": \"Question {i}: what is the capital of country number {i}?\"}}"
+        )
+        .expect("write");
+    }
+}
+
+/// Prints the rows, the target beside each figure.
+pub fn print(rows: &[Measured]) {
+    for m in rows {
+        println!("{}", m.name);
+        println!(
+            "  {:.2} s, client CPU {:.2} s, peak memory {:.1} MiB, {} requests sent, exit {}",
+            m.wall.as_secs_f64(),
+            m.cpu.as_secs_f64(),
+            m.peak_mib,
+            m.requests,
+            m.exit
+        );
+        println!(
+            "  target: {} ({})\n",
+            m.target,
+            if m.met { "met" } else { "NOT met" }
+        );
+    }
+}
