@@ -145,7 +145,8 @@ impl<'a> Collector<'a> {
             return;
         };
         if !self.batch.is_empty() {
-            writer.send(std::mem::take(&mut self.batch)).await;
+            let next = writer.buffer();
+            writer.send(std::mem::replace(&mut self.batch, next)).await;
             self.queued.push_back(std::mem::take(&mut self.records));
         }
         let written = writer.written();

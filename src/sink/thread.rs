@@ -51,7 +51,10 @@ pub struct Drained<A> {
 /// The sending side of the writer thread.
 pub struct WriterThread<A> {
     tx: Option<Sender<Batch>>,
-    acks: Receiver<()>,
+    /// One emptied buffer per batch written, in order.
+    acks: Receiver<Vec<u8>>,
+    /// Emptied buffers to fill again (no allocation per batch).
+    spare: Vec<Vec<u8>>,
     room: Arc<Semaphore>,
     capacity: u32,
     handle: Option<JoinHandle<Drained<A>>>,
@@ -77,6 +80,7 @@ impl<A: Append> WriterThread<A> {
         Ok(WriterThread {
             tx: Some(tx),
             acks,
+            spare: Vec::new(),
             room,
             capacity,
             handle: Some(handle),
@@ -102,7 +106,19 @@ impl<A: Append> WriterThread<A> {
 
     /// How many batches were written since the last call (in the order sent).
     pub fn written(&mut self) -> usize {
-        self.acks.try_iter().count()
+        let mut n = 0;
+        for buffer in self.acks.try_iter() {
+            n += 1;
+            if self.spare.len() < 2 {
+                self.spare.push(buffer);
+            }
+        }
+        n
+    }
+
+    /// An empty buffer for the next batch, reusing one already written.
+    pub fn buffer(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_default()
     }
 
     /// Sends `last` (without waiting for room: the run is over), waits for the
@@ -143,18 +159,20 @@ impl<A> Drop for WriterThread<A> {
 fn write_loop<A: Append>(
     mut sink: A,
     rx: &Receiver<Batch>,
-    acks: &Sender<()>,
+    acks: &Sender<Vec<u8>>,
     room: &Semaphore,
     on_fail: impl FnOnce(),
 ) -> Drained<A> {
     let mut failed = None;
     let mut pending = Vec::new();
     let mut on_fail = Some(on_fail);
-    for batch in rx.iter() {
+    for mut batch in rx.iter() {
+        let permits = batch.permits as usize;
         if failed.is_none() {
             match sink.append_lines(&batch.lines) {
                 Ok(()) => {
-                    let _ = acks.send(());
+                    batch.lines.clear();
+                    let _ = acks.send(batch.lines);
                 }
                 Err(e) => {
                     failed = Some(e);
@@ -169,7 +187,7 @@ fn write_loop<A: Append>(
             // requests that were in flight.
             pending.extend_from_slice(&batch.lines);
         }
-        room.add_permits(batch.permits as usize);
+        room.add_permits(permits);
     }
     Drained {
         sink,
