@@ -1,14 +1,16 @@
 //! The collector: consumes the scheduler's events, one output line, tally and
 //! progress update per ended request.
 //!
-//! Lines are batched and appended together; a record counts for the job (its
-//! key done, its figures in the job's tally) only once its line is in the
+//! Lines are batched and handed to the writer thread, which appends them off
+//! the runtime's thread; a record counts for the job (its key done, its
+//! figures in the job's tally) only once the thread says its line is in the
 //! file. A failure to write (disk full) stops dispatch (`output_failed`) but
 //! drops nothing: the requests in flight are waited for, their lines kept in
 //! memory (only those that ended after the failure: dispatch has stopped, so
 //! they are bounded by the concurrency and the event queue), and appended in
 //! one more attempt at the end.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::scan::Seen;
@@ -17,14 +19,31 @@ use crate::keys::{KeyId, KeyTable};
 use crate::progress::Progress;
 use crate::report::Tally;
 use crate::scheduler::{Event, StopReason, StopSignal};
-use crate::sink::{Record, SinkError, Status, Writer};
+use crate::sink::{Record, SinkError, Status, Writer, WriterThread};
 
-/// Appended once this many bytes of lines are waiting, even mid-burst.
+/// Handed to the writer thread once this many bytes of lines are waiting,
+/// even mid-burst.
 const BATCH_BYTES: usize = 256 * 1024;
+
+/// Bytes of lines that may wait for the writer thread (a slow disk) before
+/// the collector waits, and with it, once the event queue is full, dispatch.
+pub(super) const QUEUE_BYTES: u32 = 4 * 1024 * 1024;
+
+/// Starts the writer thread for `writer`; a failed write stops dispatch.
+pub(super) fn spawn_writer(
+    writer: Writer,
+    stop: &Arc<StopSignal>,
+) -> std::io::Result<WriterThread<Writer>> {
+    let stop = stop.clone();
+    WriterThread::spawn(writer, QUEUE_BYTES, move || {
+        stop.stop(StopReason::OutputFailed);
+    })
+}
 
 pub(super) struct Collector<'a> {
     job: &'a Job,
-    writer: Writer,
+    /// Taken by `finish` (or, unwinding from a panic, by `drop`).
+    writer: Option<WriterThread<Writer>>,
     /// Over the lines this run put in the file (the job's scope).
     written: Tally,
     /// Over every request this run sent (`this_run`), lines or not.
@@ -35,14 +54,16 @@ pub(super) struct Collector<'a> {
     stop: Arc<StopSignal>,
     /// `-v`: a line per retry and per change of pace.
     verbose: bool,
-    /// Lines not yet in the file, and their records.
+    /// Lines not yet handed to the writer thread, and their records.
     batch: Vec<u8>,
     records: Vec<Record>,
+    /// The records of the batches the writer thread has not yet written, in
+    /// the order sent.
+    queued: VecDeque<Vec<Record>>,
     /// Lines written for keys that already had one.
     superseded: u64,
     /// Lines this run put in the file.
     landed: u64,
-    failed: Option<SinkError>,
 }
 
 /// What the collector saw, once every event is in.
@@ -59,14 +80,14 @@ pub(super) struct Collected {
 impl<'a> Collector<'a> {
     pub fn new(
         job: &'a Job,
-        writer: Writer,
+        writer: WriterThread<Writer>,
         progress: &'a mut Progress,
         keys: &'a mut KeyTable<Seen>,
         stop: Arc<StopSignal>,
     ) -> Collector<'a> {
         Collector {
             job,
-            writer,
+            writer: Some(writer),
             written: Tally::default(),
             sent: Tally::default(),
             progress,
@@ -75,9 +96,9 @@ impl<'a> Collector<'a> {
             verbose: false,
             batch: Vec::new(),
             records: Vec::new(),
+            queued: VecDeque::new(),
             superseded: 0,
             landed: 0,
-            failed: None,
         }
     }
 
@@ -87,7 +108,7 @@ impl<'a> Collector<'a> {
         self
     }
 
-    pub fn collect(&mut self, event: Event) {
+    pub async fn collect(&mut self, event: Event) {
         let outcome = match event {
             Event::RetryPlanned(note) => {
                 if self.verbose {
@@ -110,63 +131,104 @@ impl<'a> Collector<'a> {
         self.batch.extend_from_slice(&record.to_line());
         self.records.push(record);
         if self.batch.len() >= BATCH_BYTES {
-            self.flush();
+            self.flush().await;
         }
     }
 
-    /// Appends the waiting lines (after a failure they wait for `finish`).
-    pub fn flush(&mut self) {
-        if self.failed.is_some() || self.batch.is_empty() {
+    /// Hands the waiting lines to the writer thread (waiting while the queue
+    /// is full), and counts what it has written meanwhile.
+    pub async fn flush(&mut self) {
+        let Some(writer) = self.writer.as_mut() else {
             return;
+        };
+        if !self.batch.is_empty() {
+            let next = writer.buffer();
+            writer.send(std::mem::replace(&mut self.batch, next)).await;
+            self.queued.push_back(std::mem::take(&mut self.records));
         }
-        match self.writer.append_lines(&self.batch) {
-            Ok(()) => self.landed(),
-            Err(e) => {
-                self.stop.stop(StopReason::OutputFailed);
-                self.failed = Some(e);
-            }
-        }
+        let written = writer.written();
+        self.land(written);
     }
 
+    /// Waits for the writer thread to write every line (so the summary is
+    /// computed over lines in the file), then makes the last attempt after a
+    /// failure and checks the file is still the output.
     pub fn finish(mut self) -> Collected {
-        self.flush();
+        let mut failed = None;
         let mut lost = 0;
-        if self.failed.is_some() && !self.batch.is_empty() {
-            // One more attempt: space may have been freed meanwhile.
-            match self.writer.append_lines(&self.batch) {
-                Ok(()) => self.landed(),
-                Err(_) => lost = self.records.len() as u64,
+        if let Some(writer) = self.writer.take() {
+            if !self.batch.is_empty() {
+                self.queued.push_back(std::mem::take(&mut self.records));
             }
-        }
-        if self.failed.is_none() {
-            // Every write succeeded, but into a file someone removed or
-            // replaced: the answers are not in the output the next run reads.
-            if let Err(e) = self.writer.check_in_place() {
-                self.stop.stop(StopReason::OutputFailed);
-                self.failed = Some(e);
-                lost = self.landed;
+            let (drained, written) = writer.finish(std::mem::take(&mut self.batch));
+            self.land(written);
+            let waiting = || self.queued.iter().map(|b| b.len() as u64).sum::<u64>();
+            match drained {
+                None => {
+                    self.stop.stop(StopReason::OutputFailed);
+                    lost = waiting();
+                    failed = Some(SinkError::Io {
+                        path: self.job.output.path.clone(),
+                        error: std::io::Error::other("the thread writing the output panicked"),
+                    });
+                }
+                Some(drained) => {
+                    let mut sink = drained.sink;
+                    if drained.failed.is_some() && !drained.pending.is_empty() {
+                        // One more attempt: space may have been freed meanwhile.
+                        match sink.append_lines(&drained.pending) {
+                            Ok(()) => self.land(self.queued.len()),
+                            Err(_) => lost = waiting(),
+                        }
+                    }
+                    failed = drained.failed;
+                    if failed.is_none() {
+                        // Every write succeeded, but into a file someone removed or
+                        // replaced: the answers are not in the output the next run reads.
+                        if let Err(e) = sink.check_in_place() {
+                            self.stop.stop(StopReason::OutputFailed);
+                            failed = Some(e);
+                            lost = self.landed;
+                        }
+                    }
+                }
             }
         }
         Collected {
-            written: self.written,
-            sent: self.sent,
+            written: std::mem::take(&mut self.written),
+            sent: std::mem::take(&mut self.sent),
             superseded: self.superseded,
-            failed: self.failed,
+            failed,
             lost,
         }
     }
 
-    /// The batch is in the file: its requests count for the job.
-    fn landed(&mut self) {
-        self.batch.clear();
-        for record in self.records.drain(..) {
-            self.landed += 1;
-            self.written.observe(&record);
-            if let Some(seen) = self.keys.get_mut(&KeyId::of(&record.key)) {
-                // Every record is of one of the job's keys.
-                self.superseded += u64::from(seen.in_file);
-                seen.ok = Some(record.status == Status::Ok);
+    /// The writer thread wrote the first `batches` queued: their requests
+    /// count for the job.
+    fn land(&mut self, batches: usize) {
+        for _ in 0..batches {
+            let Some(records) = self.queued.pop_front() else {
+                return;
+            };
+            for record in records {
+                self.landed += 1;
+                self.written.observe(&record);
+                if let Some(seen) = self.keys.get_mut(&KeyId::of(&record.key)) {
+                    // Every record is of one of the job's keys.
+                    self.superseded += u64::from(seen.in_file);
+                    seen.ok = Some(record.status == Status::Ok);
+                }
             }
+        }
+    }
+}
+
+impl Drop for Collector<'_> {
+    /// Unwinding from a panic: the lines of every request that ended still
+    /// reach the file.
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            writer.finish(std::mem::take(&mut self.batch));
         }
     }
 }

@@ -257,6 +257,12 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     }
     let mut progress = Progress::new(args.progress, args.quiet, scan.to_send());
     let stop = Arc::new(StopSignal::new(GRACE));
+    let writer = collector::spawn_writer(writer, &stop).map_err(|error| {
+        StartError::from(sink::SinkError::Io {
+            path: output.to_path_buf(),
+            error,
+        })
+    })?;
     let signals = tokio::spawn(watch_signals(stop.clone(), args.quiet));
     let (request_tx, request_rx) = mpsc::channel(1024);
     let (event_tx, mut event_rx) = mpsc::channel(4096);
@@ -280,13 +286,13 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         .verbose(args.verbose && !args.quiet);
     let busy_from = Utc::now();
     while let Some(event) = event_rx.recv().await {
-        collector.collect(event);
+        collector.collect(event).await;
         // Drain what is already waiting, then write once: every ended request
         // reaches the file promptly without a system call per line.
         while let Ok(event) = event_rx.try_recv() {
-            collector.collect(event);
+            collector.collect(event).await;
         }
-        collector.flush();
+        collector.flush().await;
     }
     let busy_to = Utc::now();
     let collected = collector.finish();

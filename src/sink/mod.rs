@@ -10,6 +10,7 @@ mod lock;
 mod paths;
 pub mod record;
 pub(crate) mod resume;
+mod thread;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -24,6 +25,7 @@ pub use paths::{
 };
 pub use record::{Record, RecordHead, Status};
 pub use resume::{check_is_output, scan, Completions, Latest, ResumeState};
+pub use thread::{Append, Drained, WriterThread};
 
 /// Something went wrong with the output file itself (not with a request).
 #[derive(Debug, thiserror::Error)]
@@ -130,8 +132,9 @@ pub fn take_over(
 }
 
 /// Appends whole lines to the output. The caller batches them (the collector
-/// writes whenever no further record is waiting, so every ended request
-/// reaches the file promptly without a system call per line under load).
+/// hands them to [`WriterThread`] whenever no further record is waiting, so
+/// every ended request reaches the file promptly without a system call per
+/// line under load).
 ///
 /// A failed write (disk full) may leave part of a line behind; the file is
 /// cut back to its last whole line at once, so a later append, or the next
