@@ -33,7 +33,7 @@ use super::reply;
 use super::sse::SseParser;
 use super::stream::StreamAssembler;
 use super::transport::{self, Phase};
-use super::{ClientError, Endpoint, ErrorKind, Failure, Reply};
+use super::{ClientError, Endpoint, ErrorKind, Failure, HttpVersion, Reply};
 use crate::plan::Request;
 
 const USER_AGENT: &str = concat!("promptbatch/", env!("CARGO_PKG_VERSION"));
@@ -73,6 +73,10 @@ struct Inner {
     /// The variable holding the key, named in the 401 hint.
     key_env: String,
     redactor: Redactor,
+    /// HTTP/2 by prior knowledge on http:// (`http = "2"`): a server that
+    /// speaks only HTTP/1.1 fails each request with a frame or pipe error
+    /// that names nothing a user can change, so such failures say what does.
+    h2c: bool,
 }
 
 impl fmt::Debug for Client {
@@ -135,6 +139,7 @@ impl Client {
             headers.insert(header_name, header_value);
         }
         let http = pool::http_clients(endpoint, &headers, pool_size, USER_AGENT, redirect_policy)?;
+        let h2c = endpoint.http == HttpVersion::Http2 && url.scheme() == "http";
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
@@ -145,6 +150,7 @@ impl Client {
                 max_reply_bytes: usize::try_from(endpoint.max_reply_bytes).unwrap_or(usize::MAX),
                 key_env: endpoint.api_key_env.clone(),
                 redactor: Redactor::new(secrets),
+                h2c,
             }),
         })
     }
@@ -420,10 +426,20 @@ impl Inner {
         match cut {
             Cut::TimedOut => transport::timed_out(self.timeout, phase),
             Cut::PastDeadline => transport::past_deadline(self.max_attempt, status),
-            Cut::Failed(err) => transport::failure(&err, phase, &self.url, self.timeout),
+            Cut::Failed(err) => {
+                let mut failure = transport::failure(&err, phase, &self.url, self.timeout);
+                if self.h2c && failure.kind == ErrorKind::Connection && status.is_none() {
+                    failure.message.push_str(H2C_HINT);
+                }
+                failure
+            }
         }
     }
 }
+
+const H2C_HINT: &str = "; with [endpoint] http = \"2\" over http:// the request is sent \
+    in HTTP/2 without asking, and a server that does not speak HTTP/2 fails this way: \
+    set http = \"1.1\" (or \"auto\") for it";
 
 /// The clocks of one attempt.
 struct Clock {

@@ -182,6 +182,11 @@ impl<'a> Collector<'a> {
                         }
                     }
                     failed = drained.failed;
+                    if sink.gone() {
+                        // Found mid-run: the lines written before went too.
+                        lost =
+                            self.landed + self.queued.iter().map(|b| b.len() as u64).sum::<u64>();
+                    }
                     if failed.is_none() {
                         // Every write succeeded, but into a file someone removed or
                         // replaced: the answers are not in the output the next run reads.

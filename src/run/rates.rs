@@ -147,7 +147,7 @@ pub fn read(path: &Path, key: &str, now: DateTime<Utc>) -> Result<Option<Learned
 
 /// The whole file; an absent one is empty.
 fn load(path: &Path) -> Result<RatesFile, RatesError> {
-    let file = match File::open(path) {
+    let file = match open_plain(OpenOptions::new().read(true), path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RatesFile::default()),
         Err(source) => {
@@ -201,12 +201,11 @@ pub fn write(
     create_private_dir(dir).map_err(failed)?;
     // Held until the rename: a run writing meanwhile waits, then merges.
     let lock_path = dir.join("rates.json.lock");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(failed)?;
+    let lock = open_plain(
+        OpenOptions::new().create(true).truncate(false).write(true),
+        &lock_path,
+    )
+    .map_err(failed)?;
     lock.lock().map_err(failed)?;
     let (mut file, replaced) = match load(path) {
         Ok(file) => (file, None),
@@ -235,6 +234,19 @@ pub fn write(
     temp.persist(path).map_err(|e| failed(e.error))?;
     drop(lock);
     Ok(replaced)
+}
+
+/// Opens `path` only if it is a regular file: a FIFO put there would block
+/// the open until a writer came (a run hung before its first request), and
+/// a device or a folder is not ours to read or lock.
+fn open_plain(options: &mut OpenOptions, path: &Path) -> std::io::Result<File> {
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(options, libc::O_NONBLOCK);
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(file)
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {

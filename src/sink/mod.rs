@@ -147,7 +147,17 @@ pub struct Writer {
     /// A failed write left part of a line that could not be cut off: nothing
     /// more may follow it (it would put a half line in the middle of the file).
     torn: bool,
+    /// When the output path was last checked to lead here, mid-run.
+    checked: std::time::Instant,
+    /// The output was found removed or replaced: nothing more is appended
+    /// (it would only go to a file nobody can read).
+    gone: bool,
 }
+
+/// How often, while lines are appended, the output path is checked to still
+/// lead to the file written: a removed output stops the run within about
+/// this long, instead of paying for every request left.
+const IN_PLACE_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl Writer {
     pub fn append(path: &Path) -> Result<Writer, SinkError> {
@@ -165,11 +175,20 @@ impl Writer {
             file,
             good_len,
             torn: false,
+            checked: std::time::Instant::now(),
+            gone: false,
         })
     }
 
     /// Appends `lines` (whole lines, each ending in a newline): all or none.
     pub fn append_lines(&mut self, lines: &[u8]) -> Result<(), SinkError> {
+        if self.gone || self.checked.elapsed() >= IN_PLACE_EVERY {
+            self.checked = std::time::Instant::now();
+            if let Err(e) = self.check_in_place() {
+                self.gone = true;
+                return Err(e);
+            }
+        }
         if self.torn {
             return Err(io_error(&self.path)(std::io::Error::other(
                 "an earlier failed write left part of a line that could not be cut off",
@@ -192,6 +211,12 @@ impl Writer {
     /// Whether the output path still leads to the file this writer appends
     /// to: removed or replaced during the run, every line written went with
     /// the old file, though each write succeeded.
+    /// Whether a write found the output removed or replaced: every line this
+    /// run appended went with the old file.
+    pub fn gone(&self) -> bool {
+        self.gone
+    }
+
     pub fn check_in_place(&self) -> Result<(), SinkError> {
         let gone = || {
             io_error(&self.path)(std::io::Error::other(

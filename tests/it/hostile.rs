@@ -478,3 +478,30 @@ async fn millions_of_empty_choices_cost_no_more_than_one() {
     assert_eq!(record["content"], "fine", "{record}");
     assert_peak_below(&finished, 150);
 }
+
+/// `http = "2"` against a server that speaks only HTTP/1.1: it answers the
+/// HTTP/2 preface in HTTP/1.1, which the client reads as a malformed frame.
+/// Each failure says so and names the setting that fixes it, instead of an
+/// h2 frame error a user cannot act on.
+#[tokio::test]
+async fn http_2_against_an_http_1_only_server_names_the_setting_to_change() {
+    let server = Hostile::start(Behaviour::Good).await;
+    let sb = Sandbox::new();
+    let job = prompt_job(&server.url, "[limits]\nconcurrency = 2\n")
+        .replace("timeout_secs = 5", "timeout_secs = 5\nhttp = \"2\"");
+    let out = run_job(&sb)
+        .rows("{\"prompt\": \"a\"}\n{\"prompt\": \"b\"}\n")
+        .job(&job)
+        .output()
+        .await;
+    assert_ne!(code(&out), 0, "{}", stderr(&out));
+    let records = sb.records("t.jsonl");
+    assert_eq!(records.len(), 2);
+    for r in records {
+        let message = r["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("does not speak HTTP/2") && message.contains("http = \"1.1\""),
+            "{message}"
+        );
+    }
+}

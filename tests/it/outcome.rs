@@ -387,6 +387,47 @@ async fn rows_written_to_the_input_during_the_run_are_not_sent_unchecked() {
     mock.shutdown().await;
 }
 
+/// Removed mid-run, the output is missed within a moment, not at the end:
+/// the run stops sending instead of paying for every remaining request
+/// whose line could only go to a file nobody can read.
+#[tokio::test]
+async fn an_output_removed_during_the_run_stops_it_sending() {
+    let mock = mock(MockConfig {
+        latency: Duration::from_millis(100),
+        ..MockConfig::default()
+    })
+    .await;
+    let sb = Sandbox::new();
+    sb.write("rows.jsonl", &rows(100, |i| format!("q{i}")));
+    sb.write("job.toml", &job(&mock.url(), 1));
+    let mut cmd = sb.command(&["run", "job.toml", "--quiet"]);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("spawn");
+    let out_path = sb.path("t.jsonl");
+    wait_until("the first line", || {
+        std::fs::read(&out_path).is_ok_and(|b| b.contains(&b'\n'))
+    })
+    .await;
+    std::fs::remove_file(&out_path).expect("rm");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait"))
+        .await
+        .expect("join");
+    assert_eq!(code(&out), 5, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("removed or replaced"),
+        "{}",
+        stderr(&out)
+    );
+    // One a tenth of a second: all 100 take ten seconds; the check is four a second.
+    let sent = mock.stats().requests();
+    assert!(
+        sent < 60,
+        "{sent} requests sent after the output was removed"
+    );
+    mock.shutdown().await;
+}
+
 #[tokio::test]
 async fn an_output_removed_during_the_run_exits_5_not_0() {
     let mock = mock(MockConfig {

@@ -156,3 +156,55 @@ fn the_path_follows_xdg_state_home() {
         },
     }
 }
+
+/// A FIFO (or any special file) where the state file or its lock should be:
+/// opening one blocks until a writer comes, so a run that opened it as a
+/// plain file would hang before its first request. Ignored with a reason.
+#[cfg(unix)]
+#[test]
+fn a_fifo_in_place_of_the_file_or_its_lock_does_not_hang_a_run() {
+    use std::sync::mpsc;
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("promptbatch");
+    fs::create_dir_all(&folder).unwrap();
+    let path = folder.join("rates.json");
+    let fifo = |p: &Path| {
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    };
+    let now = Utc::now();
+    // Each step on a thread of its own: a hang fails the test instead of stalling it.
+    let within = |what: &str, step: Box<dyn FnOnce() -> bool + Send>| {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || tx.send(step()));
+        let ok = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("{what}: hung on a FIFO"));
+        assert!(ok, "{what}");
+    };
+    fifo(&path);
+    let p = path.clone();
+    within(
+        "read",
+        Box::new(move || matches!(read(&p, "k", now), Err(RatesError::Read { .. }))),
+    );
+    let p = path.clone();
+    within(
+        "write over a FIFO",
+        Box::new(move || write(&p, "k", learned(60.0, now), now).is_ok()),
+    );
+    let p = path.clone();
+    within(
+        "read back",
+        Box::new(move || read(&p, "k", now).ok().flatten().is_some()),
+    );
+    let lock = folder.join("rates.json.lock");
+    fs::remove_file(&lock).unwrap();
+    fifo(&lock);
+    let p = path.clone();
+    within(
+        "write beside a FIFO lock",
+        Box::new(move || write(&p, "k", learned(60.0, now), now).is_err()),
+    );
+}
