@@ -387,18 +387,17 @@ async fn rows_written_to_the_input_during_the_run_are_not_sent_unchecked() {
     mock.shutdown().await;
 }
 
-/// Removed mid-run, the output is missed within a moment, not at the end:
-/// the run stops sending instead of paying for every remaining request
-/// whose line could only go to a file nobody can read.
-#[tokio::test]
-async fn an_output_removed_during_the_run_stops_it_sending() {
+/// Runs `rows` rows (100 ms each, one at a time) and removes the output
+/// once its first line is there: a careless clean-up, after which every
+/// later write would succeed into a file nobody can read.
+async fn run_and_remove_the_output(rows_n: usize) -> (MockServer, Sandbox, std::process::Output) {
     let mock = mock(MockConfig {
         latency: Duration::from_millis(100),
         ..MockConfig::default()
     })
     .await;
     let sb = Sandbox::new();
-    sb.write("rows.jsonl", &rows(100, |i| format!("q{i}")));
+    sb.write("rows.jsonl", &rows(rows_n, |i| format!("q{i}")));
     sb.write("job.toml", &job(&mock.url(), 1));
     let mut cmd = sb.command(&["run", "job.toml", "--quiet"]);
     cmd.stdout(std::process::Stdio::piped())
@@ -413,6 +412,15 @@ async fn an_output_removed_during_the_run_stops_it_sending() {
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait"))
         .await
         .expect("join");
+    (mock, sb, out)
+}
+
+/// Removed mid-run, the output is missed within a moment, not at the end:
+/// the run stops sending instead of paying for every remaining request
+/// whose line could only go to a file nobody can read.
+#[tokio::test]
+async fn an_output_removed_during_the_run_stops_it_sending() {
+    let (mock, _sb, out) = run_and_remove_the_output(100).await;
     assert_eq!(code(&out), 5, "{}", stderr(&out));
     assert!(
         stderr(&out).contains("removed or replaced"),
@@ -430,28 +438,7 @@ async fn an_output_removed_during_the_run_stops_it_sending() {
 
 #[tokio::test]
 async fn an_output_removed_during_the_run_exits_5_not_0() {
-    let mock = mock(MockConfig {
-        latency: Duration::from_millis(100),
-        ..MockConfig::default()
-    })
-    .await;
-    let sb = Sandbox::new();
-    sb.write("rows.jsonl", &rows(8, |i| format!("q{i}")));
-    sb.write("job.toml", &job(&mock.url(), 1));
-    let mut cmd = sb.command(&["run", "job.toml", "--quiet"]);
-    cmd.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = cmd.spawn().expect("spawn");
-    let out_path = sb.path("t.jsonl");
-    wait_until("the first line", || {
-        std::fs::read(&out_path).is_ok_and(|b| b.contains(&b'\n'))
-    })
-    .await;
-    // A careless clean-up: every later write succeeds, into a file nobody can read.
-    std::fs::remove_file(&out_path).expect("rm");
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait"))
-        .await
-        .expect("join");
+    let (mock, sb, out) = run_and_remove_the_output(8).await;
     assert_eq!(code(&out), 5, "{}", stderr(&out));
     let lines = stderr_lines(&out);
     assert_eq!(lines.len(), 1, "{lines:?}");
