@@ -26,36 +26,8 @@ const MAX_DEPTH: usize = 100;
 /// The head of `line`, or None when the fast path does not vouch for it
 /// (then the full parse decides).
 pub fn read(line: &[u8]) -> Option<RecordHead<'_>> {
-    plain(line)?;
-    let mut p = Parser { s: line, at: 0 };
     let mut head = Fields::default();
-    p.ws();
-    p.eat(b'{')?;
-    p.ws();
-    if p.peek()? == b'}' {
-        p.at += 1;
-    } else {
-        loop {
-            p.ws();
-            let name = p.string()?;
-            p.ws();
-            p.eat(b':')?;
-            p.ws();
-            let start = p.at;
-            p.value(1)?;
-            head.take(name, &line[start..p.at])?;
-            p.ws();
-            match p.next()? {
-                b',' => continue,
-                b'}' => break,
-                _ => return None,
-            }
-        }
-    }
-    p.ws();
-    if p.at != line.len() {
-        return None;
-    }
+    fields(line, |name, value| head.take(name, value))?;
     head.finish()
 }
 
@@ -65,9 +37,34 @@ pub fn read(line: &[u8]) -> Option<RecordHead<'_>> {
 /// (then the full line is serde's to parse). A field given twice is kept
 /// twice: serde refuses the small line as it would the whole one.
 pub fn slim(line: &[u8], keep: &[&[u8]], out: &mut Vec<u8>) -> Option<()> {
-    plain(line)?;
     out.clear();
     out.push(b'{');
+    fields(line, |name, value| {
+        if name.contains(&b'\\') {
+            return None;
+        }
+        if keep.contains(&name) {
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            out.extend_from_slice(name);
+            out.push(b':');
+            out.extend_from_slice(value);
+        }
+        Some(())
+    })?;
+    out.push(b'}');
+    Some(())
+}
+
+/// Walks the one object `line` holds, handing `each` every field's name
+/// (as written, quotes included) and raw value; None when the line is not
+/// one plain object or `each` gives up on a field.
+fn fields<'a>(
+    line: &'a [u8],
+    mut each: impl FnMut(&'a [u8], &'a [u8]) -> Option<()>,
+) -> Option<()> {
+    plain(line)?;
     let mut p = Parser { s: line, at: 0 };
     p.ws();
     p.eat(b'{')?;
@@ -78,22 +75,12 @@ pub fn slim(line: &[u8], keep: &[&[u8]], out: &mut Vec<u8>) -> Option<()> {
         loop {
             p.ws();
             let name = p.string()?;
-            if name.contains(&b'\\') {
-                return None;
-            }
             p.ws();
             p.eat(b':')?;
             p.ws();
             let start = p.at;
             p.value(1)?;
-            if keep.contains(&name) {
-                if out.len() > 1 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(name);
-                out.push(b':');
-                out.extend_from_slice(&line[start..p.at]);
-            }
+            each(name, &line[start..p.at])?;
             p.ws();
             match p.next()? {
                 b',' => continue,
@@ -103,7 +90,6 @@ pub fn slim(line: &[u8], keep: &[&[u8]], out: &mut Vec<u8>) -> Option<()> {
         }
     }
     p.ws();
-    out.push(b'}');
     (p.at == line.len()).then_some(())
 }
 
