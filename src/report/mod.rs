@@ -242,4 +242,25 @@ mod tests {
         fold_output(&path, &mut tally, |id| id != gone, false).expect("fold");
         assert_eq!((tally.ok, tally.failed), (2, 1));
     }
+
+    /// Regression: a hand-edited line whose usage is not one (a negative
+    /// count, a field twice) was dropped from the summary while the resume
+    /// scan took it as done: 10 requests ok, the figures of 9.
+    #[test]
+    fn a_line_with_a_usage_that_is_not_one_still_counts_its_tokens_unreported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.jsonl");
+        let lines = [
+            r#"{"key":"a","status":"ok","attempts":1,"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#,
+            r#"{"key":"b","status":"ok","attempts":2,"usage":{"prompt_tokens":-1,"completion_tokens":2,"total_tokens":1}}"#,
+            r#"{"key":"c","status":"ok","attempts":1,"usage":{"prompt_tokens":1,"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#,
+        ];
+        std::fs::write(&path, lines.join("\n") + "\n").expect("write");
+        for dedupe in [false, true] {
+            let mut tally = Tally::default();
+            fold_output(&path, &mut tally, |_| true, dedupe).expect("fold");
+            assert_eq!(tally.ok, 3, "dedupe {dedupe}");
+            assert_eq!(tally.completion_tokens(), 2, "dedupe {dedupe}");
+        }
+    }
 }

@@ -16,6 +16,7 @@ use crate::client::Usage;
 use crate::scheduler::pricing::{add_usd, is_amount};
 use crate::scheduler::{PaceReport, StopReason};
 use crate::sink::record::round1;
+use crate::sink::record::Lenient;
 use crate::sink::{Record, Status};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -139,7 +140,10 @@ pub struct LineFigures {
     pub param_set: String,
     #[serde(default)]
     pub finish_reason: Option<String>,
-    #[serde(default)]
+    /// A usage that is not one (a negative count, a field twice: a
+    /// hand-edited line) is read as none, as the resume scan reads it: the
+    /// line still counts, its tokens as unreported, never silently dropped.
+    #[serde(default, deserialize_with = "usage_or_none")]
     pub usage: Option<Usage>,
     #[serde(default)]
     pub cost_usd: Option<f64>,
@@ -153,6 +157,11 @@ pub struct LineFigures {
     pub uncertain_attempts: u32,
     #[serde(default)]
     pub error: Option<LineError>,
+}
+
+fn usage_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Usage>, D::Error> {
+    let usage: Option<Lenient<Usage>> = Deserialize::deserialize(d)?;
+    Ok(usage.and_then(|u| u.get().copied()))
 }
 
 #[derive(Debug, Deserialize)]
