@@ -176,7 +176,7 @@ async fn run(s: &Scenario) -> Figures {
         .expect("mock starts");
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("rows.jsonl");
-    write_rows(&input, s.requests);
+    scale::write_rows(&input, s.requests);
     let out = dir.path().join("out.jsonl");
     if s.second_run {
         let mut first = command(s, &mock, dir.path(), &input, &out);
@@ -240,18 +240,6 @@ fn command(s: &Scenario, mock: &MockServer, dir: &Path, input: &Path, out: &Path
         .arg(out)
         .args(&s.flags);
     cmd
-}
-
-fn write_rows(path: &Path, n: u64) {
-    use std::io::Write;
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
-    for i in 0..n {
-        writeln!(
-            out,
-            "{{\"id\": \"r{i}\", \"prompt\": \"Question {i}: what is the capital of country number {i}?\"}}"
-        )
-        .expect("write");
-    }
 }
 
 fn print(s: &Scenario, f: &Figures) {

@@ -92,7 +92,8 @@ async fn client(url: &str, input: &Path, out: &Path) -> Measured {
     }
 }
 
-fn write_rows(path: &Path, n: u64) {
+/// `n` JSONL rows with a prompt each: the input of every throughput scenario.
+pub fn write_rows(path: &Path, n: u64) {
     use std::io::Write;
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
     for i in 0..n {

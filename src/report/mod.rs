@@ -101,7 +101,7 @@ pub fn check_summary_path(path: &Path) -> std::io::Result<()> {
 }
 
 /// The fields of a [`LineFigures`], as they are named in a line.
-pub(crate) const FIGURE_FIELDS: &[&[u8]] = &[
+const FIGURE_FIELDS: &[&[u8]] = &[
     b"\"key\"",
     b"\"status\"",
     b"\"model\"",
@@ -115,6 +115,17 @@ pub(crate) const FIGURE_FIELDS: &[&[u8]] = &[
     b"\"uncertain_attempts\"",
     b"\"error\"",
 ];
+
+/// The figures of one output line, or None when it does not parse. Only
+/// the fields the tally reads are parsed (the reply's text, the row and the
+/// parameters are most of a line); the whole line when the fast path does
+/// not vouch for it. `slim`: a buffer kept across lines.
+pub(crate) fn line_figures(line: &crate::sink::Line, slim: &mut Vec<u8>) -> Option<LineFigures> {
+    match crate::sink::head::slim(line.text, FIGURE_FIELDS, slim) {
+        Some(()) => serde_json::from_slice::<LineFigures>(slim).ok(),
+        None => line.parse::<LineFigures>().ok(),
+    }
+}
 
 /// Folds into `tally` the lines of the output at `path` whose key `keep`
 /// accepts, the latest of each key only. `dedupe`: the file may hold more
@@ -148,14 +159,7 @@ pub fn fold_output(
     };
     let mut slim = Vec::new();
     while let Some(line) = lines.next_line()? {
-        // Only the fields the tally reads are parsed (the reply's text, the
-        // row and the parameters are most of a line); the whole line when
-        // the fast path does not vouch for it.
-        let figures = match crate::sink::head::slim(line.text, FIGURE_FIELDS, &mut slim) {
-            Some(()) => serde_json::from_slice::<LineFigures>(&slim).ok(),
-            None => line.parse::<LineFigures>().ok(),
-        };
-        let Some(figures) = figures else {
+        let Some(figures) = line_figures(&line, &mut slim) else {
             continue;
         };
         let id = KeyId::of(&figures.key);

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crate::report::{LineFigures, Tally, FIGURE_FIELDS};
+use crate::report::{line_figures, Tally};
 use crate::sink::lines::{Lines, Torn};
 use crate::sink::ResumeState;
 
@@ -69,11 +69,7 @@ fn fold(path: &Path, stop: &AtomicBool, lines: u64) -> Option<Tally> {
         if read > lines {
             break;
         }
-        let figures = match crate::sink::head::slim(line.text, FIGURE_FIELDS, &mut slim) {
-            Some(()) => serde_json::from_slice::<LineFigures>(&slim).ok(),
-            None => line.parse::<LineFigures>().ok(),
-        };
-        if let Some(figures) = figures {
+        if let Some(figures) = line_figures(&line, &mut slim) {
             tally.observe_line(&figures);
         }
     }
