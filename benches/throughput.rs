@@ -23,6 +23,8 @@ mod common;
 mod first;
 #[path = "throughput/nginx.rs"]
 mod nginx;
+#[path = "throughput/pace.rs"]
+mod pace;
 #[path = "throughput/scale.rs"]
 mod scale;
 #[path = "throughput/table.rs"]
@@ -35,9 +37,11 @@ use table::Row;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use promptbatch::mock::{MockConfig, MockServer};
+use promptbatch::mock::{MockConfig, MockServer, MockStats};
 use serde_json::Value;
 
 struct Scenario {
@@ -79,6 +83,12 @@ struct Figures {
     /// Requests and 429s the server saw; none from nginx, which cannot count.
     limited: Option<u64>,
     received: Option<u64>,
+    /// What the mock answered in the first second of the run.
+    first_second: Option<pace::FirstSecond>,
+    /// The share of the ideal held once under way, from the mock's counters.
+    sustained_pct: Option<f64>,
+    /// The pace the state file held when the run started (a second run's).
+    learned_per_s: Option<f64>,
 }
 
 fn main() {
@@ -294,6 +304,14 @@ impl Running {
         }
     }
 
+    /// The mock's counters, to sample during a run.
+    fn stats(&self) -> Option<Arc<MockStats>> {
+        match self {
+            Running::Mock(m) => Some(m.stats_handle()),
+            Running::Nginx(_) => None,
+        }
+    }
+
     /// 429s and requests the server saw so far, where it counts them.
     fn counts(&self) -> (Option<u64>, Option<u64>) {
         match self {
@@ -328,11 +346,21 @@ async fn run(s: &Scenario) -> Result<Figures, String> {
             .expect("join");
         assert!(first.code().is_some_and(|c| c <= 1), "first run: {first}");
     }
+    let learned_per_s = std::fs::read(dir.path().join("state/promptbatch/rates.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .and_then(|state| pace::learned_per_s(&state));
     let (limited_before, received_before) = server.counts();
     let mut cmd = command(s, &url, dir.path(), &input, &out);
     if s.second_run {
         cmd.arg("--fresh");
     }
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = server.stats().map(|stats| {
+        let (r0, l0) = (stats.requests(), stats.status_count(429));
+        let read = move || (stats.requests() - r0, stats.status_count(429) - l0);
+        tokio::spawn(pace::sample(read, Duration::from_millis(10), done.clone()))
+    });
     let start = Instant::now();
     // Reaped by wait4 below (std's wait would not give the child's rusage).
     #[allow(clippy::zombie_processes)]
@@ -342,6 +370,11 @@ async fn run(s: &Scenario) -> Result<Figures, String> {
         .await
         .expect("join");
     let wall = start.elapsed();
+    done.store(true, Ordering::SeqCst);
+    let samples = match sampler {
+        Some(task) => task.await.expect("the sampler ends"),
+        None => vec![],
+    };
     assert!(
         status == 0 || status == 1,
         "promptbatch exited with {status}"
@@ -359,6 +392,11 @@ async fn run(s: &Scenario) -> Result<Figures, String> {
         summary,
         limited: since(limited_after, limited_before),
         received: since(received_after, received_before),
+        first_second: pace::first_second(&samples),
+        sustained_pct: s
+            .ideal_per_s
+            .and_then(|limit| pace::sustained_share(&samples, limit)),
+        learned_per_s,
     };
     server.stop().await;
     Ok(figures)
@@ -411,6 +449,11 @@ impl Figures {
         Some(100.0 * self.per_s() / s.ideal_per_s?)
     }
 
+    /// What the first second reached, as a share of the pace learned before.
+    fn start_of_learned_pct(&self) -> Option<f64> {
+        Some(100.0 * self.first_second?.ok as f64 / self.learned_per_s?)
+    }
+
     fn run(&self) -> table::Run {
         table::Run {
             requests_per_s: Some(self.per_s()),
@@ -437,7 +480,11 @@ fn print(s: &Scenario, f: &Result<Figures, String>) {
         f.per_s()
     );
     if let (Some(ideal), Some(e)) = (s.ideal_per_s, f.efficiency_pct(s)) {
-        println!("  efficiency {e:.0} % of the ideal {ideal:.0} requests/s");
+        let sustained = f
+            .sustained_pct
+            .map(|p| format!("; {p:.0} % once under way (whole seconds after the first)"))
+            .unwrap_or_default();
+        println!("  efficiency {e:.0} % of the ideal {ideal:.0} requests/s{sustained}");
     }
     println!(
         "  client CPU {:.1} µs per request ({:.2} s total), peak memory {:.1} MiB",
@@ -455,6 +502,14 @@ fn print(s: &Scenario, f: &Result<Figures, String>) {
         ),
         // nginx keeps no count the benchmark can read: the summary's is the one.
         _ => println!("  requests counted from the client's summary (nginx counts none we can read): {ok_failed}"),
+    }
+    if let (true, Some(first), Some(learned)) = (s.second_run, f.first_second, f.learned_per_s) {
+        println!(
+            "  first second: {} answered, {} bounced; learned pace {learned:.1} requests/s ({:.0} % of it)",
+            first.ok,
+            first.limited,
+            100.0 * first.ok as f64 / learned
+        );
     }
     println!(
         "  latency ms p50 {} p99 {}; summary throughput {} requests/s\n",

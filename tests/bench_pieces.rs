@@ -1,7 +1,8 @@
 //! The pure pieces of the benchmark (`benches/throughput/`), tested here
 //! because a bench target without libtest's harness runs no tests: the
 //! targets table and its JSON, the met / NOT met judgement, the nginx
-//! configuration and the first-request listener's reading of a request.
+//! configuration, the first-request listener's reading of a request and the
+//! reading of a second run's first second.
 //! Nothing here starts a server or times anything.
 
 #![allow(dead_code)]
@@ -12,6 +13,8 @@ mod common;
 mod first;
 #[path = "../benches/throughput/nginx.rs"]
 mod nginx;
+#[path = "../benches/throughput/pace.rs"]
+mod pace;
 #[path = "../benches/throughput/scale.rs"]
 mod scale;
 #[path = "../benches/throughput/table.rs"]
@@ -182,5 +185,97 @@ mod first_tests {
             b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\n{}{}"
         ));
         assert!(request_complete(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    }
+}
+
+mod pace_tests {
+    use crate::pace::*;
+    use std::time::Duration;
+
+    fn at(ms: u64, requests: u64, limited: u64) -> Sample {
+        Sample {
+            at: Duration::from_millis(ms),
+            requests,
+            limited,
+        }
+    }
+
+    #[test]
+    fn the_first_second_starts_before_the_first_request_and_lasts_one_second() {
+        let samples = [
+            at(0, 0, 0),
+            at(100, 0, 0),
+            at(200, 5, 0),
+            at(700, 50, 1),
+            at(1100, 95, 2),
+            at(1200, 110, 20),
+        ];
+        // From 100 ms (no request yet) to the last sample at or before 1.1 s.
+        assert_eq!(
+            first_second(&samples),
+            Some(FirstSecond { ok: 93, limited: 2 })
+        );
+        assert_eq!(first_second(&[at(0, 0, 0), at(10, 0, 0)]), None);
+        // Sampling began after the first request: the second starts at zero.
+        assert_eq!(
+            first_second(&[at(0, 3, 0), at(900, 80, 0), at(1500, 120, 0)]),
+            Some(FirstSecond { ok: 80, limited: 0 })
+        );
+    }
+
+    #[test]
+    fn the_learned_pace_is_read_from_the_state_file_per_second() {
+        let state = serde_json::json!({
+            "format": "promptbatch-rates/1",
+            "entries": {"http://127.0.0.1:1 google/gemma-3-4b-it": {
+                "requests_per_minute": 5700.0, "window_s": 1.0,
+                "learned_at": "2026-11-26T00:00:00Z"}}
+        });
+        assert_eq!(learned_per_s(&state), Some(95.0));
+        assert_eq!(learned_per_s(&serde_json::json!({"entries": {}})), None);
+        assert_eq!(learned_per_s(&serde_json::json!([])), None);
+    }
+}
+
+mod sustained_tests {
+    use crate::pace::*;
+    use std::time::Duration;
+
+    /// A run paced at `per_s` answered requests a second (none bounced) that
+    /// starts at 50 ms, ends with `total` answered, sampled every 10 ms.
+    fn paced(per_s: f64, total: u64) -> Vec<Sample> {
+        (0..2000)
+            .map(|i| {
+                let at = Duration::from_millis(i * 10);
+                let since = at.as_secs_f64() - 0.05;
+                let n = if since < 0.0 {
+                    0
+                } else {
+                    ((since * per_s) as u64 + 1).min(total)
+                };
+                Sample {
+                    at,
+                    requests: n,
+                    limited: 0,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_share_counts_whole_seconds_once_under_way() {
+        let share = sustained_share(&paced(95.0, 450), 100.0).expect("share");
+        assert!((share - 95.0).abs() < 1.5, "{share}");
+        // Requests bounced with a 429 are not in the share.
+        let mut bounced = paced(100.0, 450);
+        for s in bounced.iter_mut() {
+            s.limited = s.requests / 10;
+            s.requests += s.limited;
+        }
+        let share = sustained_share(&bounced, 100.0).expect("share");
+        assert!((share - 100.0).abs() < 1.5, "{share}");
+        // Under two seconds of run: no whole second after the first.
+        assert_eq!(sustained_share(&paced(100.0, 150), 100.0), None);
+        assert_eq!(sustained_share(&[], 100.0), None);
     }
 }
