@@ -97,6 +97,8 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.0);
     let n = |base: f64| ((base * scale).round() as u64).max(10);
+    // The limit scenarios run at 100 requests/s: 300 keep them long enough
+    // for whole seconds once under way at any scale.
     let scenarios = [
         Scenario {
             name: "static nginx answer, concurrency 64",
@@ -147,7 +149,7 @@ fn main() {
         },
         Scenario {
             name: "limit 6000 req/min enforced, --rpm 6000, concurrency 64",
-            requests: n(1_500.0),
+            requests: n(1_500.0).max(300),
             concurrency: 64,
             server: Server::Mock(MockConfig {
                 limit_requests: 100,
@@ -161,7 +163,7 @@ fn main() {
         },
         Scenario {
             name: "limit 6000 req/min enforced, no --rpm (429s only), concurrency 64",
-            requests: n(1_500.0),
+            requests: n(1_500.0).max(300),
             concurrency: 64,
             server: Server::Mock(MockConfig {
                 limit_requests: 100,
@@ -175,7 +177,7 @@ fn main() {
         },
         Scenario {
             name: "limit 6000 req/min enforced and announced in x-ratelimit-* headers, no --rpm, concurrency 64",
-            requests: n(1_500.0),
+            requests: n(1_500.0).max(300),
             concurrency: 64,
             server: Server::Mock(MockConfig {
                 limit_requests: 100,
@@ -190,7 +192,7 @@ fn main() {
         },
         Scenario {
             name: "limit 6000 req/min enforced, no headers, no --rpm, second run (pace learned by the first), concurrency 64",
-            requests: n(1_500.0),
+            requests: n(1_500.0).max(300),
             concurrency: 64,
             server: Server::Mock(MockConfig {
                 limit_requests: 100,
@@ -502,6 +504,9 @@ fn print(s: &Scenario, f: &Result<Figures, String>) {
         ),
         // nginx keeps no count the benchmark can read: the summary's is the one.
         _ => println!("  requests counted from the client's summary (nginx counts none we can read): {ok_failed}"),
+    }
+    if s.second_run && f.learned_per_s.is_none() {
+        println!("  the first run left no learned pace in the state file");
     }
     if let (true, Some(first), Some(learned)) = (s.second_run, f.first_second, f.learned_per_s) {
         println!(

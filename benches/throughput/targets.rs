@@ -46,7 +46,12 @@ pub fn rows_of(measured: &[(&Scenario, Result<Figures, String>)], row: TableRow)
             ),
         ],
         TableRow::Headers => {
-            let share = f.sustained_pct.unwrap_or(f64::NAN);
+            let Some(share) = f.sustained_pct else {
+                return vec![Row::skipped(
+                    table::HEADERS,
+                    "the run ended before a whole second once under way",
+                )];
+            };
             let bounced = f.bounced_pct().unwrap_or(f64::NAN);
             let met =
                 all_ok && Bound::AtLeast(95.0).holds(share) && Bound::AtMost(1.0).holds(bounced);
