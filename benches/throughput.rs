@@ -83,6 +83,8 @@ struct Figures {
     /// Requests and 429s the server saw; none from nginx, which cannot count.
     limited: Option<u64>,
     received: Option<u64>,
+    /// Lines in the output file.
+    records: u64,
     /// What the mock answered in the first second of the run.
     first_second: Option<pace::FirstSecond>,
     /// The share of the ideal held once under way, from the mock's counters.
@@ -385,6 +387,13 @@ async fn run(s: &Scenario) -> Result<Figures, String> {
         &std::fs::read_to_string(dir.path().join("out.summary.json")).expect("summary"),
     )
     .expect("summary JSON");
+    // The records on disk, one line each: what the run promises beside its
+    // summary (and the only count there is against nginx).
+    let records = std::fs::read(&out)
+        .expect("the output")
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count() as u64;
     let (limited_after, received_after) = server.counts();
     let since = |after: Option<u64>, before: Option<u64>| Some(after? - before?);
     let figures = Figures {
@@ -394,6 +403,7 @@ async fn run(s: &Scenario) -> Result<Figures, String> {
         summary,
         limited: since(limited_after, limited_before),
         received: since(received_after, received_before),
+        records,
         first_second: pace::first_second(&samples),
         sustained_pct: s
             .ideal_per_s
@@ -495,15 +505,15 @@ fn print(s: &Scenario, f: &Result<Figures, String>) {
         f.peak_mib()
     );
     let ok_failed = format!(
-        "ok {}, failed {}",
-        f.summary["requests"]["ok"], f.summary["requests"]["failed"]
+        "ok {}, failed {}, {} records in the output",
+        f.summary["requests"]["ok"], f.summary["requests"]["failed"], f.records
     );
     match (f.received, f.limited, f.bounced_pct()) {
         (Some(received), Some(limited), Some(bounced)) => println!(
             "  server saw {received} requests, answered {limited} with 429 ({bounced:.1} % bounced); {ok_failed}"
         ),
         // nginx keeps no count the benchmark can read: the summary's is the one.
-        _ => println!("  requests counted from the client's summary (nginx counts none we can read): {ok_failed}"),
+        _ => println!("  requests counted from the client's summary and output (nginx counts none we can read): {ok_failed}"),
     }
     if s.second_run && f.learned_per_s.is_none() {
         println!("  the first run left no learned pace in the state file");

@@ -29,7 +29,8 @@ pub fn rows_of(measured: &[(&Scenario, Result<Figures, String>)], row: TableRow)
     };
     // Every request of the job ended well and has its record written.
     let all_ok = f.summary["requests"]["failed"].as_u64() == Some(0)
-        && f.summary["requests"]["ok"].as_u64() == Some(s.requests);
+        && f.summary["requests"]["ok"].as_u64() == Some(s.requests)
+        && f.records == s.requests;
     match row {
         TableRow::Nginx => vec![
             Row::measured(
@@ -114,6 +115,7 @@ pub fn scenario_json(s: &Scenario, f: &Result<Figures, String>) -> Value {
         "name": s.name,
         "requests": f.sent(),
         "ok": f.summary["requests"]["ok"],
+        "records": f.records,
         "failed": f.summary["requests"]["failed"],
         "wall_s": f.wall.as_secs_f64(),
         "requests_per_s": f.per_s(),
