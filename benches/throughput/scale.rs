@@ -12,8 +12,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use promptbatch::mock::{MockConfig, MockServer};
+use serde_json::{json, Value};
 
 use crate::common::{timeval, wait4};
+use crate::table::{self, Bound, Row};
 
 /// One measured run of the client.
 pub struct Measured {
@@ -123,4 +125,59 @@ pub fn print(rows: &[Measured]) {
             if m.met { "met" } else { "NOT met" }
         );
     }
+}
+
+/// The fresh run and the rerun as rows of the targets table: the fresh run's
+/// peak memory, the rerun's time (its peak memory beside it, judged too).
+pub fn rows(measured: &[Measured]) -> Vec<Row> {
+    let mut rows = Vec::new();
+    if let Some(fresh) = measured.first() {
+        rows.push(Row::measured(
+            table::FRESH,
+            fresh.peak_mib,
+            fresh.exit == 0 && Bound::Below(64.0).holds(fresh.peak_mib),
+            cost(fresh),
+        ));
+    }
+    if let Some(rerun) = measured.get(1) {
+        let s = rerun.wall.as_secs_f64();
+        rows.push(Row::measured(
+            table::RERUN,
+            s,
+            rerun.exit == 0
+                && Bound::Below(2.0).holds(s)
+                && Bound::Below(64.0).holds(rerun.peak_mib),
+            cost(rerun),
+        ));
+    }
+    rows
+}
+
+/// What the run cost; a rerun that sends nothing has no rate or CPU per
+/// request.
+fn cost(m: &Measured) -> table::Run {
+    let sent = (m.requests > 0).then_some(m.requests as f64);
+    table::Run {
+        requests_per_s: sent.map(|n| n / m.wall.as_secs_f64()),
+        cpu_us_per_request: sent.map(|n| m.cpu.as_secs_f64() * 1e6 / n),
+        peak_mib: Some(m.peak_mib),
+        bounced_pct: None,
+    }
+}
+
+pub fn json(m: &Measured) -> Value {
+    let r = cost(m);
+    json!({
+        "name": m.name,
+        "requests": m.requests,
+        "exit": m.exit,
+        "wall_s": m.wall.as_secs_f64(),
+        "cpu_s": m.cpu.as_secs_f64(),
+        "requests_per_s": r.requests_per_s,
+        "cpu_us_per_request": r.cpu_us_per_request,
+        "peak_mib": m.peak_mib,
+        "target": m.target,
+        "met": m.met,
+        "skipped": null,
+    })
 }
