@@ -287,6 +287,23 @@ macro_rules! figures {
     };
 }
 
+/// Updates the entry of `key` (made at zero if new) with `update`: the key
+/// is copied only the first time it is seen, not once per line.
+fn update<V: Default>(map: &mut BTreeMap<String, V>, key: &str, update: impl FnOnce(&mut V)) {
+    if let Some(value) = map.get_mut(key) {
+        update(value);
+        return;
+    }
+    let mut value = V::default();
+    update(&mut value);
+    map.insert(key.to_string(), value);
+}
+
+/// One more under `key`.
+fn count(map: &mut BTreeMap<String, u64>, key: &str) {
+    update(map, key, |n| *n += 1);
+}
+
 impl Tally {
     pub fn observe(&mut self, r: &Record) {
         self.add(figures!(r));
@@ -303,7 +320,7 @@ impl Tally {
         if r.ok {
             self.ok += 1;
             let reason = r.finish_reason.unwrap_or("none");
-            *self.finish_reasons.entry(reason.to_string()).or_default() += 1;
+            count(&mut self.finish_reasons, reason);
             match r.usage {
                 Some(u) => {
                     let t = &mut self.tokens;
@@ -325,18 +342,15 @@ impl Tally {
         } else {
             self.failed += 1;
             let kind = r.error_kind.unwrap_or("unknown");
-            *self.errors.entry(kind.to_string()).or_default() += 1;
+            count(&mut self.errors, kind);
         }
         if let Some(cost) = r.cost_usd.filter(|c| is_amount(*c)) {
             let costs = &mut self.costs;
             costs.total = add_usd(costs.total, cost);
-            let by_model = costs.by_model.entry(r.model.to_string()).or_default();
-            *by_model = add_usd(*by_model, cost);
-            let by_set = costs
-                .by_param_set
-                .entry(r.param_set.to_string())
-                .or_default();
-            *by_set = add_usd(*by_set, cost);
+            update(&mut costs.by_model, r.model, |v| *v = add_usd(*v, cost));
+            update(&mut costs.by_param_set, r.param_set, |v| {
+                *v = add_usd(*v, cost)
+            });
         }
     }
 

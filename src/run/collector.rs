@@ -12,6 +12,9 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::scan::Seen;
 use crate::job::Job;
@@ -24,6 +27,12 @@ use crate::sink::{Record, SinkError, Status, Writer, WriterThread};
 /// Handed to the writer thread once this many bytes of lines are waiting,
 /// even mid-burst.
 const BATCH_BYTES: usize = 256 * 1024;
+
+/// How long a line may wait to be handed to the writer thread while more
+/// keep coming: a burst becomes one write instead of a wake-up of the
+/// thread per few lines, and a line still reaches the file within a few
+/// milliseconds of its request's end.
+const FLUSH_AFTER: Duration = Duration::from_millis(1);
 
 /// Bytes of lines that may wait for the writer thread (a slow disk) before
 /// the collector waits, and with it, once the event queue is full, dispatch.
@@ -57,6 +66,8 @@ pub(super) struct Collector<'a> {
     /// Lines not yet handed to the writer thread, and their records.
     batch: Vec<u8>,
     records: Vec<Record>,
+    /// When the oldest line of `batch` was added.
+    waiting_since: Option<Instant>,
     /// The records of the batches the writer thread has not yet written, in
     /// the order sent.
     queued: VecDeque<Vec<Record>>,
@@ -96,6 +107,7 @@ impl<'a> Collector<'a> {
             verbose: false,
             batch: Vec::new(),
             records: Vec::new(),
+            waiting_since: None,
             queued: VecDeque::new(),
             superseded: 0,
             landed: 0,
@@ -128,9 +140,23 @@ impl<'a> Collector<'a> {
         let record = Record::from_outcome(&self.job.name, *outcome, &self.job.pricing);
         self.sent.observe(&record);
         self.progress.on_record(&record);
-        self.batch.extend_from_slice(&record.to_line());
+        record.write_line(&mut self.batch);
         self.records.push(record);
+        self.waiting_since.get_or_insert_with(Instant::now);
         if self.batch.len() >= BATCH_BYTES {
+            self.flush().await;
+        }
+    }
+
+    /// When the waiting lines are due to be handed to the writer thread
+    /// ([`FLUSH_AFTER`] after the oldest); None when none wait.
+    pub fn flush_due(&self) -> Option<Instant> {
+        self.waiting_since.map(|since| since + FLUSH_AFTER)
+    }
+
+    /// Flushes once the waiting lines are due.
+    pub async fn flush_if_due(&mut self) {
+        if self.flush_due().is_some_and(|due| due <= Instant::now()) {
             self.flush().await;
         }
     }
@@ -141,6 +167,7 @@ impl<'a> Collector<'a> {
         let Some(writer) = self.writer.as_mut() else {
             return;
         };
+        self.waiting_since = None;
         if !self.batch.is_empty() {
             let next = writer.buffer();
             writer.send(std::mem::replace(&mut self.batch, next)).await;
