@@ -184,6 +184,47 @@ struct Figures<'a> {
     error_kind: Option<&'a str>,
 }
 
+/// A record's figures, kept without the record while its line waits to be
+/// written: a few hundred bytes instead of the whole record (its row, its
+/// content), so lines queued for a slow disk cost little more than their bytes.
+#[derive(Debug)]
+pub struct KeptFigures {
+    ok: bool,
+    model: String,
+    param_set: String,
+    finish_reason: Option<String>,
+    usage: Option<Usage>,
+    cost_usd: Option<f64>,
+    latency_ms: Option<f64>,
+    ttft_ms: Option<f64>,
+    attempts: u32,
+    uncertain: u32,
+    error_kind: Option<&'static str>,
+}
+
+impl KeptFigures {
+    /// The figures of `record`, which is no longer needed.
+    pub fn of(record: Record) -> KeptFigures {
+        KeptFigures {
+            ok: record.status == Status::Ok,
+            model: record.model,
+            param_set: record.param_set,
+            finish_reason: record.finish_reason,
+            usage: record.usage,
+            cost_usd: record.cost_usd,
+            latency_ms: record.latency_ms,
+            ttft_ms: record.ttft_ms,
+            attempts: record.attempts,
+            uncertain: record.uncertain_attempts,
+            error_kind: record.error.map(|e| e.kind.as_str()),
+        }
+    }
+
+    pub fn ok(&self) -> bool {
+        self.ok
+    }
+}
+
 /// Exact min, max and mean; percentiles from a histogram of microseconds (3 significant digits).
 #[derive(Debug)]
 struct Distribution {
@@ -307,6 +348,23 @@ fn count(map: &mut BTreeMap<String, u64>, key: &str) {
 impl Tally {
     pub fn observe(&mut self, r: &Record) {
         self.add(figures!(r));
+    }
+
+    /// A record whose figures were kept without it ([`KeptFigures`]).
+    pub fn observe_kept(&mut self, r: &KeptFigures) {
+        self.add(Figures {
+            ok: r.ok,
+            model: &r.model,
+            param_set: &r.param_set,
+            finish_reason: r.finish_reason.as_deref(),
+            usage: r.usage.as_ref(),
+            cost_usd: r.cost_usd,
+            latency_ms: r.latency_ms,
+            ttft_ms: r.ttft_ms,
+            attempts: r.attempts,
+            uncertain: r.uncertain,
+            error_kind: r.error_kind,
+        });
     }
 
     /// A line read back from an output file (resumed from an earlier run).

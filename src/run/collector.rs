@@ -20,9 +20,9 @@ use super::scan::Seen;
 use crate::job::Job;
 use crate::keys::{KeyId, KeyTable};
 use crate::progress::Progress;
-use crate::report::Tally;
+use crate::report::{KeptFigures, Tally};
 use crate::scheduler::{Event, StopReason, StopSignal};
-use crate::sink::{Record, SinkError, Status, Writer, WriterThread};
+use crate::sink::{Record, SinkError, Writer, WriterThread};
 
 /// Handed to the writer thread once this many bytes of lines are waiting,
 /// even mid-burst.
@@ -63,14 +63,14 @@ pub(super) struct Collector<'a> {
     stop: Arc<StopSignal>,
     /// `-v`: a line per retry and per change of pace.
     verbose: bool,
-    /// Lines not yet handed to the writer thread, and their records.
+    /// Lines not yet handed to the writer thread, and their records' keys and figures.
     batch: Vec<u8>,
-    records: Vec<Record>,
+    records: Vec<(KeyId, KeptFigures)>,
     /// When the oldest line of `batch` was added.
     waiting_since: Option<Instant>,
     /// The records of the batches the writer thread has not yet written, in
     /// the order sent.
-    queued: VecDeque<Vec<Record>>,
+    queued: VecDeque<Vec<(KeyId, KeptFigures)>>,
     /// Lines written for keys that already had one.
     superseded: u64,
     /// Lines this run put in the file.
@@ -141,7 +141,8 @@ impl<'a> Collector<'a> {
         self.sent.observe(&record);
         self.progress.on_record(&record);
         record.write_line(&mut self.batch);
-        self.records.push(record);
+        self.records
+            .push((KeyId::of(&record.key), KeptFigures::of(record)));
         self.waiting_since.get_or_insert_with(Instant::now);
         if self.batch.len() >= BATCH_BYTES {
             self.flush().await;
@@ -242,13 +243,13 @@ impl<'a> Collector<'a> {
             let Some(records) = self.queued.pop_front() else {
                 return;
             };
-            for record in records {
+            for (id, figures) in records {
                 self.landed += 1;
-                self.written.observe(&record);
-                if let Some(seen) = self.keys.get_mut(&KeyId::of(&record.key)) {
+                self.written.observe_kept(&figures);
+                if let Some(seen) = self.keys.get_mut(&id) {
                     // Every record is of one of the job's keys.
                     self.superseded += u64::from(seen.in_file);
-                    seen.ok = Some(record.status == Status::Ok);
+                    seen.ok = Some(figures.ok());
                 }
             }
         }
