@@ -69,8 +69,9 @@ struct Resolved {
     /// Compact JSON bytes of `extra` (tools, response_format, ...): the
     /// model reads them as prompt tokens too.
     extra_bytes: u64,
-    /// The record's `params`: what was sent besides model and messages.
-    record: Map<String, Value>,
+    /// The record's `params`: what was sent besides model and messages
+    /// (shared by every request of a set: a row's own `params` make its own).
+    record: Arc<Map<String, Value>>,
 }
 
 /// Where a row's messages come from.
@@ -351,6 +352,7 @@ impl Planner {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         record.extend(params.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let record = Arc::new(record);
         Ok(Resolved {
             params,
             model,
@@ -387,7 +389,7 @@ impl Planner {
             body,
             stream: r.stream,
             sha256,
-            params: r.record.clone(),
+            params: Arc::clone(&r.record),
             input: Arc::clone(fields),
             client_request_id_prefix: request_id::prefix(&self.job_part, id, &set.id_part),
             prompt_bytes: built.prompt_bytes.saturating_add(r.extra_bytes),

@@ -42,7 +42,7 @@ pub struct Request {
     /// SHA-256 (hex) of the canonical body without `stream` and `stream_options`.
     pub sha256: String,
     /// The chat parameters sent, after merging, without `model` and `messages`.
-    pub params: Map<String, Value>,
+    pub params: Arc<Map<String, Value>>,
     /// The row as read.
     pub input: Arc<Map<String, Value>>,
     /// `<job>:<id>:<set>` in the characters the AI/ML API keeps; the attempt number is appended per attempt.
@@ -102,7 +102,7 @@ mod tests {
             body: Bytes::new(),
             stream: false,
             sha256: String::new(),
-            params: Map::new(),
+            params: Arc::default(),
             input: Arc::default(),
             client_request_id_prefix: "j:1:default".into(),
             prompt_bytes,

@@ -184,6 +184,47 @@ struct Figures<'a> {
     error_kind: Option<&'a str>,
 }
 
+/// A record's figures, kept without the record while its line waits to be
+/// written: a few hundred bytes instead of the whole record (its row, its
+/// content), so lines queued for a slow disk cost little more than their bytes.
+#[derive(Debug)]
+pub struct KeptFigures {
+    ok: bool,
+    model: String,
+    param_set: String,
+    finish_reason: Option<String>,
+    usage: Option<Usage>,
+    cost_usd: Option<f64>,
+    latency_ms: Option<f64>,
+    ttft_ms: Option<f64>,
+    attempts: u32,
+    uncertain: u32,
+    error_kind: Option<&'static str>,
+}
+
+impl KeptFigures {
+    /// The figures of `record`, which is no longer needed.
+    pub fn of(record: Record) -> KeptFigures {
+        KeptFigures {
+            ok: record.status == Status::Ok,
+            model: record.model,
+            param_set: record.param_set,
+            finish_reason: record.finish_reason,
+            usage: record.usage,
+            cost_usd: record.cost_usd,
+            latency_ms: record.latency_ms,
+            ttft_ms: record.ttft_ms,
+            attempts: record.attempts,
+            uncertain: record.uncertain_attempts,
+            error_kind: record.error.map(|e| e.kind.as_str()),
+        }
+    }
+
+    pub fn ok(&self) -> bool {
+        self.ok
+    }
+}
+
 /// Exact min, max and mean; percentiles from a histogram of microseconds (3 significant digits).
 #[derive(Debug)]
 struct Distribution {
@@ -287,9 +328,43 @@ macro_rules! figures {
     };
 }
 
+/// Updates the entry of `key` (made at zero if new) with `update`: the key
+/// is copied only the first time it is seen, not once per line.
+fn update<V: Default>(map: &mut BTreeMap<String, V>, key: &str, update: impl FnOnce(&mut V)) {
+    if let Some(value) = map.get_mut(key) {
+        update(value);
+        return;
+    }
+    let mut value = V::default();
+    update(&mut value);
+    map.insert(key.to_string(), value);
+}
+
+/// One more under `key`.
+fn count(map: &mut BTreeMap<String, u64>, key: &str) {
+    update(map, key, |n| *n += 1);
+}
+
 impl Tally {
     pub fn observe(&mut self, r: &Record) {
         self.add(figures!(r));
+    }
+
+    /// A record whose figures were kept without it ([`KeptFigures`]).
+    pub fn observe_kept(&mut self, r: &KeptFigures) {
+        self.add(Figures {
+            ok: r.ok,
+            model: &r.model,
+            param_set: &r.param_set,
+            finish_reason: r.finish_reason.as_deref(),
+            usage: r.usage.as_ref(),
+            cost_usd: r.cost_usd,
+            latency_ms: r.latency_ms,
+            ttft_ms: r.ttft_ms,
+            attempts: r.attempts,
+            uncertain: r.uncertain,
+            error_kind: r.error_kind,
+        });
     }
 
     /// A line read back from an output file (resumed from an earlier run).
@@ -303,7 +378,7 @@ impl Tally {
         if r.ok {
             self.ok += 1;
             let reason = r.finish_reason.unwrap_or("none");
-            *self.finish_reasons.entry(reason.to_string()).or_default() += 1;
+            count(&mut self.finish_reasons, reason);
             match r.usage {
                 Some(u) => {
                     let t = &mut self.tokens;
@@ -325,18 +400,15 @@ impl Tally {
         } else {
             self.failed += 1;
             let kind = r.error_kind.unwrap_or("unknown");
-            *self.errors.entry(kind.to_string()).or_default() += 1;
+            count(&mut self.errors, kind);
         }
         if let Some(cost) = r.cost_usd.filter(|c| is_amount(*c)) {
             let costs = &mut self.costs;
             costs.total = add_usd(costs.total, cost);
-            let by_model = costs.by_model.entry(r.model.to_string()).or_default();
-            *by_model = add_usd(*by_model, cost);
-            let by_set = costs
-                .by_param_set
-                .entry(r.param_set.to_string())
-                .or_default();
-            *by_set = add_usd(*by_set, cost);
+            update(&mut costs.by_model, r.model, |v| *v = add_usd(*v, cost));
+            update(&mut costs.by_param_set, r.param_set, |v| {
+                *v = add_usd(*v, cost)
+            });
         }
     }
 

@@ -12,18 +12,27 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::scan::Seen;
 use crate::job::Job;
 use crate::keys::{KeyId, KeyTable};
 use crate::progress::Progress;
-use crate::report::Tally;
+use crate::report::{KeptFigures, Tally};
 use crate::scheduler::{Event, StopReason, StopSignal};
-use crate::sink::{Record, SinkError, Status, Writer, WriterThread};
+use crate::sink::{Record, SinkError, Writer, WriterThread};
 
 /// Handed to the writer thread once this many bytes of lines are waiting,
 /// even mid-burst.
 const BATCH_BYTES: usize = 256 * 1024;
+
+/// How long a line may wait to be handed to the writer thread while more
+/// keep coming: a burst becomes one write instead of a wake-up of the
+/// thread per few lines, and a line still reaches the file within a few
+/// milliseconds of its request's end.
+const FLUSH_AFTER: Duration = Duration::from_millis(1);
 
 /// Bytes of lines that may wait for the writer thread (a slow disk) before
 /// the collector waits, and with it, once the event queue is full, dispatch.
@@ -54,12 +63,14 @@ pub(super) struct Collector<'a> {
     stop: Arc<StopSignal>,
     /// `-v`: a line per retry and per change of pace.
     verbose: bool,
-    /// Lines not yet handed to the writer thread, and their records.
+    /// Lines not yet handed to the writer thread, and their records' keys and figures.
     batch: Vec<u8>,
-    records: Vec<Record>,
+    records: Vec<(KeyId, KeptFigures)>,
+    /// When the oldest line of `batch` was added.
+    waiting_since: Option<Instant>,
     /// The records of the batches the writer thread has not yet written, in
     /// the order sent.
-    queued: VecDeque<Vec<Record>>,
+    queued: VecDeque<Vec<(KeyId, KeptFigures)>>,
     /// Lines written for keys that already had one.
     superseded: u64,
     /// Lines this run put in the file.
@@ -96,6 +107,7 @@ impl<'a> Collector<'a> {
             verbose: false,
             batch: Vec::new(),
             records: Vec::new(),
+            waiting_since: None,
             queued: VecDeque::new(),
             superseded: 0,
             landed: 0,
@@ -128,9 +140,24 @@ impl<'a> Collector<'a> {
         let record = Record::from_outcome(&self.job.name, *outcome, &self.job.pricing);
         self.sent.observe(&record);
         self.progress.on_record(&record);
-        self.batch.extend_from_slice(&record.to_line());
-        self.records.push(record);
+        record.write_line(&mut self.batch);
+        self.records
+            .push((KeyId::of(&record.key), KeptFigures::of(record)));
+        self.waiting_since.get_or_insert_with(Instant::now);
         if self.batch.len() >= BATCH_BYTES {
+            self.flush().await;
+        }
+    }
+
+    /// When the waiting lines are due to be handed to the writer thread
+    /// ([`FLUSH_AFTER`] after the oldest); None when none wait.
+    pub fn flush_due(&self) -> Option<Instant> {
+        self.waiting_since.map(|since| since + FLUSH_AFTER)
+    }
+
+    /// Flushes once the waiting lines are due.
+    pub async fn flush_if_due(&mut self) {
+        if self.flush_due().is_some_and(|due| due <= Instant::now()) {
             self.flush().await;
         }
     }
@@ -141,6 +168,7 @@ impl<'a> Collector<'a> {
         let Some(writer) = self.writer.as_mut() else {
             return;
         };
+        self.waiting_since = None;
         if !self.batch.is_empty() {
             let next = writer.buffer();
             writer.send(std::mem::replace(&mut self.batch, next)).await;
@@ -215,13 +243,13 @@ impl<'a> Collector<'a> {
             let Some(records) = self.queued.pop_front() else {
                 return;
             };
-            for record in records {
+            for (id, figures) in records {
                 self.landed += 1;
-                self.written.observe(&record);
-                if let Some(seen) = self.keys.get_mut(&KeyId::of(&record.key)) {
+                self.written.observe_kept(&figures);
+                if let Some(seen) = self.keys.get_mut(&id) {
                     // Every record is of one of the job's keys.
                     self.superseded += u64::from(seen.in_file);
-                    seen.ok = Some(record.status == Status::Ok);
+                    seen.ok = Some(figures.ok());
                 }
             }
         }

@@ -264,7 +264,7 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         })
     })?;
     let signals = tokio::spawn(watch_signals(stop.clone(), args.quiet));
-    let (request_tx, request_rx) = mpsc::channel(1024);
+    let (request_tx, request_rx) = mpsc::channel(producer::QUEUED_BATCHES);
     let (event_tx, mut event_rx) = mpsc::channel(4096);
     let send = std::mem::take(&mut scan.send);
     let to_send = scan.to_send();
@@ -285,14 +285,26 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     let mut collector = Collector::new(&job, writer, &mut progress, &mut scan.keys, stop.clone())
         .verbose(args.verbose && !args.quiet);
     let busy_from = Utc::now();
-    while let Some(event) = event_rx.recv().await {
+    loop {
+        let next = match collector.flush_due() {
+            Some(due) => match tokio::time::timeout_at(due, event_rx.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    collector.flush().await;
+                    continue;
+                }
+            },
+            None => event_rx.recv().await,
+        };
+        let Some(event) = next else { break };
         collector.collect(event).await;
-        // Drain what is already waiting, then write once: every ended request
-        // reaches the file promptly without a system call per line.
+        // Drain what is already waiting, then hand the lines over once they
+        // are due: every ended request reaches the file promptly, a burst in
+        // one write.
         while let Ok(event) = event_rx.try_recv() {
             collector.collect(event).await;
         }
-        collector.flush().await;
+        collector.flush_if_due().await;
     }
     let busy_to = Utc::now();
     let collected = collector.finish();

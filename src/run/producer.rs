@@ -19,6 +19,14 @@ use crate::plan::Request;
 
 use super::scan::Bits;
 
+/// Requests handed to the scheduler at once: one wake-up of each side per
+/// batch rather than per request.
+pub(super) const BATCH: usize = 64;
+
+/// Batches that may wait for the scheduler (with [`BATCH`], the requests
+/// planned ahead of dispatch).
+pub(super) const QUEUED_BATCHES: usize = 16;
+
 /// What identifies a file's content cheaply: its length and modification time.
 pub(super) type Stamp = Option<(u64, SystemTime)>;
 
@@ -66,7 +74,7 @@ pub(super) fn spawn(
     rows: u64,
     send: Bits,
     to_send: u64,
-    tx: mpsc::Sender<Request>,
+    tx: mpsc::Sender<Vec<Request>>,
 ) -> JoinHandle<Result<(), ProducerError>> {
     let planner = Planner::new(job);
     let format = job.input.format;
@@ -85,6 +93,7 @@ pub(super) fn spawn(
             _ => Some(input::open(&file, format).map_err(ProducerError::Open)?),
         };
         let mut first = 0u64;
+        let mut batch = Vec::with_capacity(BATCH);
         for row in lines.into_iter().flatten().take(limit) {
             let row_send = first..first.saturating_add(per_row);
             first = row_send.end;
@@ -95,15 +104,24 @@ pub(super) fn spawn(
                 .map_err(|e| vec![e])
                 .and_then(|row| planner.plan(row, &file.display))
                 .map_err(ProducerError::Row)?;
-            for (req, i) in requests.into_iter().zip(row_send) {
-                if !send.get(i) {
-                    continue;
-                }
-                if tx.blocking_send(req).is_err() {
+            batch.extend(
+                requests
+                    .into_iter()
+                    .zip(row_send)
+                    .filter_map(|(req, i)| send.get(i).then_some(req)),
+            );
+            // Whole batches, or at once when the scheduler has nothing left
+            // to take (at the start, or when it outruns the reader).
+            if batch.len() >= BATCH || (!batch.is_empty() && tx.capacity() == tx.max_capacity()) {
+                if tx.blocking_send(std::mem::take(&mut batch)).is_err() {
                     // The scheduler stopped taking requests: a stop, not a problem.
                     return Ok(());
                 }
+                batch.reserve(BATCH);
             }
+        }
+        if !batch.is_empty() && tx.blocking_send(batch).is_err() {
+            return Ok(());
         }
         if stamp(file.path()) != checked {
             // Rows written meanwhile (a pipeline appending) were never checked:

@@ -139,25 +139,34 @@ impl Scheduler {
         self.shared.limiter.clone()
     }
 
-    /// Dispatches every request from `requests` until it closes or a stop signal
-    /// comes, then waits for the requests in flight. Returns why it stopped early.
-    pub async fn run(self, mut requests: mpsc::Receiver<Request>) -> Option<StopReason> {
+    /// Dispatches every request from `requests` (batches, in order) until it
+    /// closes or a stop signal comes, then waits for the requests in flight.
+    /// Returns why it stopped early.
+    pub async fn run(self, mut requests: mpsc::Receiver<Vec<Request>>) -> Option<StopReason> {
         let shared = self.shared;
         let slots = Arc::new(Semaphore::new(self.concurrency));
         let dispatching = shared.stop.dispatching();
+        let mut batch = Vec::new().into_iter();
         loop {
             let permit = tokio::select! {
                 biased;
                 _ = dispatching.cancelled() => break,
                 permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
             };
-            let request = tokio::select! {
-                biased;
-                _ = dispatching.cancelled() => break,
-                request = requests.recv() => match request {
-                    Some(request) => request,
-                    None => break,
-                },
+            let request = match batch.next() {
+                Some(request) => request,
+                None => {
+                    let next = tokio::select! {
+                        biased;
+                        _ = dispatching.cancelled() => break,
+                        next = requests.recv() => next,
+                    };
+                    batch = next.unwrap_or_default().into_iter();
+                    match batch.next() {
+                        Some(request) => request,
+                        None => break,
+                    }
+                }
             };
             let worst = shared.pricing.worst_case(&request).unwrap_or(0.0);
             if let Some(budget) = &shared.budget {
@@ -189,7 +198,10 @@ impl Scheduler {
             let task = shared.clone();
             tokio::spawn(async move {
                 // A bug that panics still ends as a line, and frees its booking.
-                let ended = AssertUnwindSafe(task.execute(&request, worst, tokens, &mut booking))
+                // Boxed: the attempt's state is kilobytes, which the task
+                // would otherwise copy in when spawned and over when done.
+                let execute = Box::pin(task.execute(&request, worst, tokens, &mut booking));
+                let ended = AssertUnwindSafe(execute)
                     .catch_unwind()
                     .await
                     .unwrap_or_else(|_| Ended::panicked(booking.booked_usd()));

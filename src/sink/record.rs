@@ -54,7 +54,7 @@ pub struct Record {
     pub provider: Option<String>,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
-    pub params: Map<String, Value>,
+    pub params: Arc<Map<String, Value>>,
     pub input: Arc<Map<String, Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_model: Option<String>,
@@ -270,9 +270,15 @@ impl Record {
 
     /// The record as one JSON line, newline included.
     pub fn to_line(&self) -> Vec<u8> {
-        let mut line = serde_json::to_vec(self).expect("a record always serializes");
-        line.push(b'\n');
+        let mut line = Vec::with_capacity(1024);
+        self.write_line(&mut line);
         line
+    }
+
+    /// Appends the record as one JSON line, newline included, to `out`.
+    pub fn write_line(&self, out: &mut Vec<u8>) {
+        serde_json::to_writer(&mut *out, self).expect("a record always serializes");
+        out.push(b'\n');
     }
 }
 

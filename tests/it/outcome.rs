@@ -387,6 +387,46 @@ async fn rows_written_to_the_input_during_the_run_are_not_sent_unchecked() {
     mock.shutdown().await;
 }
 
+/// A line reaches the file as its request ends, not when the run ends or a
+/// batch fills: killed while another request is still in flight, the run
+/// leaves the answer it had, whole, for the rerun to keep.
+#[tokio::test]
+async fn a_line_is_in_the_file_while_other_requests_are_still_in_flight() {
+    let mock = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    sb.write(
+        "rows.jsonl",
+        "{\"id\": \"quick\", \"prompt\": \"hi\"}\n\
+         {\"id\": \"slow\", \"prompt\": \"[mock:latency=60000] hi\"}\n",
+    );
+    sb.write(
+        "job.toml",
+        &job(&mock.url(), 2).replace("timeout_secs = 5", "timeout_secs = 120"),
+    );
+    let mut child = sb
+        .command(&["run", "job.toml", "--quiet"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let out_path = sb.path("t.jsonl");
+    wait_until("the quick request's line", || {
+        std::fs::read(&out_path).is_ok_and(|b| b.ends_with(b"\n"))
+    })
+    .await;
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "the run ended before the slow request did"
+    );
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    let records = sb.records("t.jsonl");
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["key"], "quick/default");
+    assert_eq!(records[0]["status"], "ok");
+    mock.shutdown().await;
+}
+
 /// Runs `rows` rows (100 ms each, one at a time) and removes the output
 /// once its first line is there: a careless clean-up, after which every
 /// later write would succeed into a file nobody can read.

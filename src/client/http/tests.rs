@@ -145,7 +145,7 @@ fn request(stream: bool) -> Request {
         ),
         stream,
         sha256: String::new(),
-        params: Map::new(),
+        params: Arc::default(),
         input: Arc::new(Map::new()),
         client_request_id_prefix: "job:q1:default".into(),
         prompt_bytes: 2,

@@ -36,7 +36,7 @@ fn parameters_merge_defaults_set_row_then_overrides() {
     assert_eq!(b["user"], json!("a"));
     let expected =
         json!({"temperature": 1.0, "seed": 9, "top_p": 0.9, "user": "a", "logprobs": true});
-    assert_eq!(Value::Object(r.params.clone()), expected);
+    assert_eq!(Value::Object((*r.params).clone()), expected);
     assert_eq!(r.max_output_tokens, None);
 }
 

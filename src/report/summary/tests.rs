@@ -183,3 +183,35 @@ fn dollar_sums_saturate_rather_than_become_infinite() {
     assert_eq!(s.cost_usd.by_param_set.get("precise"), Some(&f64::MAX));
     assert_eq!(s.this_run.cost_usd, f64::MAX);
 }
+
+#[test]
+fn figures_kept_without_their_record_tally_as_the_record_does() {
+    let usage = Usage {
+        prompt_tokens: 10,
+        completion_tokens: 20,
+        total_tokens: 30,
+        cached_tokens: Some(4),
+        ..Usage::default()
+    };
+    let mut ttft = record(Status::Ok, 12.5, Some(0.25), Some(usage));
+    ttft.ttft_ms = Some(3.5);
+    ttft.model = "other".into();
+    let mut failed = record(Status::Error, 7.0, None, None);
+    failed.attempts = 4;
+    failed.uncertain_attempts = 2;
+    let records = [
+        record(Status::Ok, 10.0, Some(0.5), Some(usage)),
+        record(Status::Ok, 1.0, None, None),
+        ttft,
+        failed,
+    ];
+    let (mut whole, mut kept) = (Tally::default(), Tally::default());
+    for r in records {
+        whole.observe(&r);
+        kept.observe_kept(&KeptFigures::of(r));
+    }
+    let start = Utc::now();
+    let json = |t: &Tally| serde_json::to_value(t.summary(t, facts(start))).expect("JSON");
+    assert_eq!(json(&kept), json(&whole));
+    assert_eq!(json(&kept)["errors"]["server"], 1, "{}", json(&kept));
+}
