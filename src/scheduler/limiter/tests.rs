@@ -42,11 +42,14 @@ async fn refunds_let_the_next_request_go_sooner() {
     );
 }
 
-/// The answers to a crowd of requests sent into an exhausted window.
-fn bounce(limiter: &Limiter, n: usize, retry_after: Duration) {
+/// The answers to a crowd of requests sent into an exhausted window; the
+/// change of pace they made, if any.
+fn bounce(limiter: &Limiter, n: usize, retry_after: Duration) -> Option<PaceChange> {
+    let mut change = None;
     for _ in 0..n {
-        limiter.on_rate_limited(Some(retry_after));
+        change = change.or(limiter.on_rate_limited(Some(retry_after)));
     }
+    change
 }
 
 #[tokio::test(start_paused = true)]
@@ -126,12 +129,35 @@ async fn a_limit_met_again_at_the_learned_rate_lowers_it() {
     let start = Instant::now();
     limiter.acquire(1).await;
     assert!(start.elapsed() < Duration::from_secs(1), "no pause");
-    // ...a few in a row at the learned pace lower it, halving it at most.
+    // ...a few in a row at the learned pace lower it to what the window
+    // since the pause allowed: 17 successes from the pause's end until the
+    // next pause ends.
+    let span = limiter.lock().window_start.elapsed() + Duration::from_secs(1);
     bounce(&limiter, 6, Duration::from_secs(1));
     let lowered = limiter.learned_rate().expect("learned");
-    assert!(
-        lowered < stepped && lowered >= stepped / 2.0,
-        "{lowered} vs {stepped}"
+    let measure = 17.0 / span.as_secs_f64() * MARGIN;
+    assert!((lowered - measure).abs() < 1e-9, "{lowered} vs {measure}");
+    assert!(lowered < stepped / 2.0, "{lowered} vs {stepped}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_kept_pace_met_by_a_limit_mid_window_is_at_most_halved() {
+    // The run began at an unknown point of the provider's window: what it
+    // measures before the first pause is a part of a window, not a whole one.
+    let limiter = Limiter::new(0, 0);
+    limiter.seed(10.0, Duration::from_secs(1));
+    for _ in 0..5 {
+        limiter.acquire(1).await;
+        limiter.on_success();
+    }
+    let change = bounce(&limiter, 6, Duration::from_secs(10)).expect("a limit");
+    assert_eq!(change.why, PaceWhy::LimitedAgain { in_a_row: 6 });
+    // The first of them stepped it down a little; the sixth halved that,
+    // where 5 successes in 10 s would have been 0.5 a second.
+    assert_eq!(
+        limiter.learned_rate(),
+        Some(10.0 * STEP_DOWN / 2.0),
+        "halved, not measured"
     );
 }
 
@@ -309,14 +335,14 @@ async fn each_change_of_pace_is_reported_and_nothing_else() {
         limiter.acquire(1).await;
         assert_eq!(limiter.on_success(), None, "no pace to change yet");
     }
-    // 23 stray 429s are no limit: no change.
-    for _ in 0..23 {
+    // After 100 successes, 5 429s in a row could be stray: no change.
+    for _ in 0..5 {
         assert_eq!(limiter.on_rate_limited(Some(Duration::from_secs(1))), None);
     }
     let change = limiter
         .on_rate_limited(Some(Duration::from_secs(1)))
-        .expect("the 24th shows a limit");
-    assert_eq!(change.why, PaceWhy::Limited { rate_limited: 24 });
+        .expect("the 6th in a row shows a limit");
+    assert_eq!(change.why, PaceWhy::InARow { in_a_row: 6 });
     assert_eq!(change.previous_per_s, None);
     assert_eq!(change.pause, Duration::from_secs(1));
     let learned = change.rate_per_s.expect("a rate learned");
