@@ -368,3 +368,36 @@ async fn each_change_of_pace_is_reported_and_nothing_else() {
         assert!(now > before, "{raise:?}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_pace_kept_is_the_one_that_held_not_one_probed_above_it() {
+    let limiter = Limiter::new(0, 0);
+    for _ in 0..20 {
+        limiter.on_success();
+    }
+    bounce(&limiter, 16, Duration::from_secs(1));
+    let (measured, _) = limiter.learned().expect("learned");
+    assert!((measured - 19.0).abs() < 0.01, "{measured}");
+    // Paced, no 429 for a few windows: probed up 1 % a window, kept as measured.
+    for _ in 0..4 {
+        for _ in 0..20 {
+            limiter.acquire(1).await;
+        }
+        limiter.on_success();
+    }
+    let probed = limiter.learned_rate().expect("learned");
+    assert!(probed > measured * 1.02, "{probed}");
+    assert_eq!(limiter.learned().map(|(r, _)| r), Some(measured));
+    // A faster pace than the limit measured held a whole window: the limit
+    // was lifted, and what is kept follows (95 % of the pace that held).
+    for _ in 0..20 {
+        for _ in 0..25 {
+            limiter.acquire(1).await;
+        }
+        limiter.on_success();
+    }
+    let (kept, _) = limiter.learned().expect("learned");
+    let now = limiter.learned_rate().expect("learned");
+    assert!(kept > measured * 1.05, "{kept} vs {measured}");
+    assert!(kept < now, "{kept} vs {now}");
+}
