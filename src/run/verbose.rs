@@ -78,6 +78,12 @@ fn pace_line(c: &PaceChange) -> (String, Map<String, Value>) {
             None,
             Some(in_a_row),
         ),
+        PaceWhy::PartWindow => (
+            Some("a 429 at a pace measured over part of a window".to_string()),
+            "part_window",
+            None,
+            None,
+        ),
         PaceWhy::InARow { in_a_row } => (
             Some(format!(
                 "{in_a_row} answers in a row were 429s, more than stray ones make"
@@ -252,6 +258,17 @@ mod tests {
         );
         assert_eq!(fields["reason"], "in_a_row");
         assert_eq!(fields["in_a_row"], 7);
+
+        let part = PaceChange {
+            why: PaceWhy::PartWindow,
+            ..down.clone()
+        };
+        let (text, fields) = pace_line(&part);
+        assert!(
+            text.contains("(a 429 at a pace measured over part of a window)"),
+            "{text}"
+        );
+        assert_eq!(fields["reason"], "part_window");
 
         let up = PaceChange {
             rate_per_s: Some(96.0),

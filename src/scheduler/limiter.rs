@@ -13,9 +13,10 @@
 //! dispatch until the server's `Retry-After` and teach the limiter the
 //! provider's rate: the requests that succeeded in the window that ended,
 //! over the time until the next window opens. A window measured from the run's
-//! start is only part of one (the run began at some point of it), so its rate
-//! may be high: the next limit, measured over a whole window (from the end of
-//! the pause the provider named), replaces it. From then on requests are paced
+//! start is only part of one (the run began at some point of it), so its rate may
+//! be high: the first 429 at that pace (even a lone one) measures again over
+//! a whole window (from the end of the pause the provider named to the next)
+//! and replaces it. From then on requests are paced
 //! just under it, and the pace is raised by 1 % per window (at least a
 //! second) while no limit shows, so a lifted limit is found again. Stray 429s
 //! among answers (an overloaded upstream, even a third of them) only make
@@ -96,6 +97,8 @@ pub enum PaceWhy {
     LimitedAgain { in_a_row: u32 },
     /// This many 429s in a row, more than stray 429s at the share seen make.
     InARow { in_a_row: u32 },
+    /// A 429 at a pace measured over part of a window: measured again.
+    PartWindow,
     /// No limit showed for a window at the learned pace: raised a little.
     NoLimit,
 }
@@ -165,6 +168,9 @@ struct Learned {
     window: Duration,
     /// Taken from the state file and not changed by a limit since.
     from_state: bool,
+    /// Measured over part of a window only (the run began somewhere in
+    /// it), so likely too fast: the next 429 at this pace measures again.
+    partial: bool,
     /// When a 429 last stepped the pace down.
     last_step: Option<Instant>,
 }
@@ -363,9 +369,11 @@ impl Limiter {
         let binding = s.learned.as_ref().is_some_and(|l| l.binding(now));
         let in_a_row = s.evidence.run();
         let again = binding && in_a_row >= LIMIT_AGAIN;
+        let partial = binding && s.learned.as_ref().is_some_and(|l| l.partial);
         let why = match s.evidence.shows() {
             Some(Sign::Crowd(rate_limited)) => PaceWhy::Limited { rate_limited },
             _ if again => PaceWhy::LimitedAgain { in_a_row },
+            _ if partial => PaceWhy::PartWindow,
             Some(Sign::Run(in_a_row)) => PaceWhy::InARow { in_a_row },
             None => {
                 if let Some(l) = s.learned.as_mut().filter(|_| binding) {
@@ -395,6 +403,7 @@ impl Limiter {
                 l.last_raise = resume_at;
                 l.window = window;
                 l.from_state = false;
+                l.partial = !whole;
             }
             (None, Some(m)) => {
                 s.learned = Some(Learned {
@@ -405,6 +414,7 @@ impl Limiter {
                     last_paced: None,
                     window,
                     from_state: false,
+                    partial: !whole,
                     last_step: None,
                 })
             }

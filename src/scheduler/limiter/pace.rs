@@ -66,6 +66,7 @@ impl Limiter {
             last_paced: None,
             window: window.clamp(Duration::from_secs(1), MAX_WINDOW),
             from_state: true,
+            partial: false,
             last_step: None,
         });
     }

@@ -104,6 +104,9 @@ async fn a_per_minute_window_is_learned_per_minute() {
 #[tokio::test(start_paused = true)]
 async fn a_limit_met_again_at_the_learned_rate_lowers_it() {
     let limiter = Limiter::new(0, 0);
+    // Begun in a spent window: paused to its end, so the next is measured whole.
+    bounce(&limiter, 24, Duration::from_secs(1));
+    limiter.acquire(1).await;
     for _ in 0..10 {
         limiter.on_success();
     }
@@ -400,4 +403,37 @@ async fn the_pace_kept_is_the_one_that_held_not_one_probed_above_it() {
     let now = limiter.learned_rate().expect("learned");
     assert!(kept > measured * 1.05, "{kept} vs {measured}");
     assert!(kept < now, "{kept} vs {now}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pace_measured_over_part_of_a_window_is_measured_again_at_its_first_429() {
+    // A run begun 0.6 s into a window of 20 a second: 20 pass at once, and
+    // the window ends 0.4 s later: 20 in 0.4 s looks like 50 a second.
+    let limiter = Limiter::new(0, 0);
+    for _ in 0..20 {
+        limiter.acquire(1).await;
+        limiter.on_success();
+    }
+    let change = bounce(&limiter, 16, Duration::from_millis(400)).expect("a limit");
+    let first = change.rate_per_s.expect("a rate");
+    assert!((first - 47.5).abs() < 0.1, "{first}");
+    // The next window opens as the pause ends; 20 pass at that pace, the
+    // 21st bounces, alone: measured again, over the whole window.
+    limiter.acquire(1).await;
+    let opened = Instant::now();
+    limiter.on_success();
+    for _ in 0..19 {
+        limiter.acquire(1).await;
+        limiter.on_success();
+    }
+    limiter.acquire(1).await;
+    let left = Duration::from_secs(1) - opened.elapsed();
+    let change = limiter.on_rate_limited(Some(left)).expect("measured again");
+    assert_eq!(change.why, PaceWhy::PartWindow);
+    let rate = change.rate_per_s.expect("a rate");
+    assert!((rate - 19.0).abs() < 0.1, "{rate}");
+    // Measured whole now: a lone 429 only steps it down.
+    tokio::time::sleep(left).await;
+    limiter.acquire(1).await;
+    assert_eq!(limiter.on_rate_limited(Some(Duration::from_secs(1))), None);
 }
