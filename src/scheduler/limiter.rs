@@ -42,6 +42,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::client::RateHeaders;
+#[cfg(test)]
+use evidence::LIMIT_EVIDENCE;
 use evidence::{Evidence, Sign};
 use headers::HeaderPace;
 pub use pace::{PaceReport, PaceSource};
@@ -54,8 +56,6 @@ const DEFAULT_COOLDOWN: Duration = Duration::from_secs(1);
 const MARGIN: f64 = 0.95;
 /// The learned rate grows by this factor per window without a limit showing.
 const PROBE: f64 = 1.01;
-#[cfg(test)]
-use evidence::LIMIT_EVIDENCE;
 /// Once a limit is known, this many 429s in a row show it again: paced
 /// requests that overshoot it bounce one after another at each window's end.
 const LIMIT_AGAIN: u32 = 6;
