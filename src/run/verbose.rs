@@ -78,6 +78,20 @@ fn pace_line(c: &PaceChange) -> (String, Map<String, Value>) {
             None,
             Some(in_a_row),
         ),
+        PaceWhy::PartWindow => (
+            Some("a 429 at a pace measured over part of a window".to_string()),
+            "part_window",
+            None,
+            None,
+        ),
+        PaceWhy::InARow { in_a_row } => (
+            Some(format!(
+                "{in_a_row} answers in a row were 429s, more than stray ones make"
+            )),
+            "in_a_row",
+            None,
+            Some(in_a_row),
+        ),
     };
     let message = match evidence {
         None => format!(
@@ -232,6 +246,29 @@ mod tests {
             "{text}"
         );
         assert_eq!(fields["reason"], "limit_again");
+
+        let run = PaceChange {
+            why: PaceWhy::InARow { in_a_row: 7 },
+            ..down.clone()
+        };
+        let (text, fields) = pace_line(&run);
+        assert!(
+            text.contains("(7 answers in a row were 429s, more than stray ones make)"),
+            "{text}"
+        );
+        assert_eq!(fields["reason"], "in_a_row");
+        assert_eq!(fields["in_a_row"], 7);
+
+        let part = PaceChange {
+            why: PaceWhy::PartWindow,
+            ..down.clone()
+        };
+        let (text, fields) = pace_line(&part);
+        assert!(
+            text.contains("(a 429 at a pace measured over part of a window)"),
+            "{text}"
+        );
+        assert_eq!(fields["reason"], "part_window");
 
         let up = PaceChange {
             rate_per_s: Some(96.0),

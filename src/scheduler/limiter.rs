@@ -7,11 +7,16 @@
 //! per sliding window sees the same even flow. A small burst allowance lets a
 //! coarse timer keep up at high rates.
 //!
-//! 429s that show a limit — at least 24 of the last 32 answers, or once a
-//! limit is known, 6 in a row — pause every
+//! 429s that show a limit — 24 of the last 32 answers, or a run of them in a
+//! row longer than stray ones make (see `evidence`), or once a limit is known
+//! and binding, 6 in a row — pause every
 //! dispatch until the server's `Retry-After` and teach the limiter the
 //! provider's rate: the requests that succeeded in the window that ended,
-//! over the time until the next window opens. From then on requests are paced
+//! over the time until the next window opens. A window measured from the run's
+//! start is only part of one (the run began at some point of it), so its rate may
+//! be high: the first 429 at that pace (even a lone one) measures again over
+//! a whole window (from the end of the pause the provider named to the next)
+//! and replaces it. From then on requests are paced
 //! just under it, and the pace is raised by 1 % per window (at least a
 //! second) while no limit shows, so a lifted limit is found again. Stray 429s
 //! among answers (an overloaded upstream, even a third of them) only make
@@ -27,6 +32,7 @@
 //! 99999999999`), so every duration is built with checked arithmetic and
 //! capped, and the lock is taken even after a panic elsewhere poisoned it.
 
+mod evidence;
 mod headers;
 mod pace;
 
@@ -36,6 +42,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::client::RateHeaders;
+#[cfg(test)]
+use evidence::LIMIT_EVIDENCE;
+use evidence::{Evidence, Sign};
 use headers::HeaderPace;
 pub use pace::{PaceReport, PaceSource};
 
@@ -47,10 +56,6 @@ const DEFAULT_COOLDOWN: Duration = Duration::from_secs(1);
 const MARGIN: f64 = 0.95;
 /// The learned rate grows by this factor per window without a limit showing.
 const PROBE: f64 = 1.01;
-/// How many of the last 32 answers must be 429s to show a limit. Stray 429s
-/// reach it with a chance near one in a million even when a third of the
-/// answers are 429s; a crowd sent into an exhausted window reaches it at once.
-const LIMIT_EVIDENCE: u32 = 24;
 /// Once a limit is known, this many 429s in a row show it again: paced
 /// requests that overshoot it bounce one after another at each window's end.
 const LIMIT_AGAIN: u32 = 6;
@@ -90,6 +95,10 @@ pub enum PaceWhy {
     Limited { rate_limited: u32 },
     /// This many 429s in a row while the learned pace held requests back.
     LimitedAgain { in_a_row: u32 },
+    /// This many 429s in a row, more than stray 429s at the share seen make.
+    InARow { in_a_row: u32 },
+    /// A 429 at a pace measured over part of a window: measured again.
+    PartWindow,
     /// No limit showed for a window at the learned pace: raised a little.
     NoLimit,
 }
@@ -159,6 +168,9 @@ struct Learned {
     window: Duration,
     /// Taken from the state file and not changed by a limit since.
     from_state: bool,
+    /// Measured over part of a window only (the run began somewhere in
+    /// it), so likely too fast: the next 429 at this pace measures again.
+    partial: bool,
     /// When a 429 last stepped the pace down.
     last_step: Option<Instant>,
 }
@@ -200,12 +212,13 @@ struct State {
     cooldown_until: Instant,
     /// When the current window opened (the start, or the end of the last pause).
     window_start: Instant,
+    /// Whether `window_start` is when the provider's window opened (the end
+    /// of a pause it named), not the run's start or a point picked mid-window.
+    window_whole: bool,
     /// Successes since `window_start`.
     successes: u64,
-    /// The last answers, newest in the lowest bit: 1 for a 429.
-    recent: u32,
-    /// 429s in a row.
-    run: u32,
+    /// The answers weighed for a limit.
+    evidence: Evidence,
     /// The configured rates (0 = none): when either is set, nothing else paces.
     configured: (u32, u64),
     /// From the endpoint's rate headers; only without a configured rate.
@@ -258,9 +271,9 @@ impl Limiter {
                 learned: None,
                 cooldown_until: now,
                 window_start: now,
+                window_whole: false,
                 successes: 0,
-                recent: 0,
-                run: 0,
+                evidence: Evidence::default(),
                 configured: (requests_per_minute, tokens_per_minute),
                 headers: (requests_per_minute == 0 && tokens_per_minute == 0)
                     .then(HeaderPace::default),
@@ -348,25 +361,26 @@ impl Limiter {
             // new evidence nor a reason to pause everyone any longer.
             return None;
         }
-        s.recent = (s.recent << 1) | 1;
-        s.run = s.run.saturating_add(1);
+        s.evidence.rate_limited();
         let pause = retry_after.unwrap_or(DEFAULT_COOLDOWN).min(MAX_WAIT);
         // Once a limit is known, a few 429s in a row show it again, but only
         // while its pace is what holds requests back (stray 429s at a lower
         // pace say nothing about it).
         let binding = s.learned.as_ref().is_some_and(|l| l.binding(now));
-        let again = binding && s.run >= LIMIT_AGAIN;
-        let rate_limited = s.recent.count_ones();
-        if rate_limited < LIMIT_EVIDENCE && !again {
-            if let Some(l) = s.learned.as_mut().filter(|_| binding) {
-                l.step_down(now);
+        let in_a_row = s.evidence.run();
+        let again = binding && in_a_row >= LIMIT_AGAIN;
+        let partial = binding && s.learned.as_ref().is_some_and(|l| l.partial);
+        let why = match s.evidence.shows() {
+            Some(Sign::Crowd(rate_limited)) => PaceWhy::Limited { rate_limited },
+            _ if again => PaceWhy::LimitedAgain { in_a_row },
+            _ if partial => PaceWhy::PartWindow,
+            Some(Sign::Run(in_a_row)) => PaceWhy::InARow { in_a_row },
+            None => {
+                if let Some(l) = s.learned.as_mut().filter(|_| binding) {
+                    l.step_down(now);
+                }
+                return None;
             }
-            return None;
-        }
-        let why = if rate_limited >= LIMIT_EVIDENCE {
-            PaceWhy::Limited { rate_limited }
-        } else {
-            PaceWhy::LimitedAgain { in_a_row: s.run }
         };
         let previous_per_s = s.learned.as_ref().map(|l| l.rate_per_s);
         let span = now
@@ -376,14 +390,20 @@ impl Limiter {
             .then(|| s.successes as f64 / span.as_secs_f64() * MARGIN);
         let resume_at = later(now, pause);
         let window = span.clamp(Duration::from_secs(1), MAX_WINDOW);
+        let whole = s.window_whole;
         match (s.learned.as_mut(), measured) {
-            // A known rate is lowered, but at most halved at a time.
+            // A known rate is lowered: to the measure when it spans a whole
+            // window (from the end of the pause the provider named to the
+            // next), else at most halved at a time (a run that began
+            // mid-window measured a part of it, and too high).
             (Some(l), Some(m)) => {
-                l.set_rate(m.min(l.rate_per_s * MARGIN).max(l.rate_per_s / 2.0));
+                let floor = if whole { 0.0 } else { l.rate_per_s / 2.0 };
+                l.set_rate(m.min(l.rate_per_s * MARGIN).max(floor));
                 l.measured = m;
                 l.last_raise = resume_at;
                 l.window = window;
                 l.from_state = false;
+                l.partial = !whole;
             }
             (None, Some(m)) => {
                 s.learned = Some(Learned {
@@ -394,6 +414,7 @@ impl Limiter {
                     last_paced: None,
                     window,
                     from_state: false,
+                    partial: !whole,
                     last_step: None,
                 })
             }
@@ -403,9 +424,9 @@ impl Limiter {
         }
         s.cooldown_until = resume_at;
         s.window_start = resume_at;
+        s.window_whole = true;
         s.successes = 0;
-        s.recent = 0;
-        s.run = 0;
+        s.evidence.explained();
         Some(PaceChange {
             rate_per_s: s.learned.as_ref().map(|l| l.rate_per_s),
             previous_per_s,
@@ -423,12 +444,12 @@ impl Limiter {
             // Admitted before the pause: it belongs to the window that ended.
             return None;
         }
-        s.recent <<= 1;
-        s.run = 0;
+        s.evidence.success();
         // Measure over recent time only: an hour at a slower pace says
         // nothing about the rate a limit allows now.
         if now.saturating_duration_since(s.window_start) > MAX_WINDOW * 2 {
             s.window_start = now;
+            s.window_whole = false;
             s.successes = 0;
         }
         s.successes = s.successes.saturating_add(1);
@@ -437,6 +458,9 @@ impl Limiter {
             // back, and never past twice what was measured.
             if now.saturating_duration_since(l.last_raise) >= l.window && l.binding(now) {
                 let previous = l.rate_per_s;
+                // A pace above the limit measured held a whole window: the
+                // limit was lifted, and what is kept follows it.
+                l.measured = l.measured.max(previous * MARGIN);
                 l.set_rate((l.rate_per_s * PROBE).min(l.measured * 2.0));
                 l.last_raise = now;
                 if l.rate_per_s > previous {
@@ -459,5 +483,7 @@ impl Limiter {
     }
 }
 
+#[cfg(test)]
+mod simulated;
 #[cfg(test)]
 mod tests;

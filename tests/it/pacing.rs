@@ -205,3 +205,92 @@ async fn a_configured_rate_is_named_and_wins() {
     assert!(text.contains("6000 requests/min, configured"), "{text}");
     mock.shutdown().await;
 }
+
+/// The pace row of the stderr table.
+fn pace_row(text: &str) -> &str {
+    text.lines()
+        .find(|l| l.trim_start().starts_with("pace"))
+        .unwrap_or_else(|| panic!("no pace row in {text}"))
+}
+
+#[tokio::test]
+async fn a_short_first_run_learns_a_pace_the_second_keeps_under() {
+    // 20 requests per second, enforced with 429s only; 150 rows, 16 at once
+    // (the default): each window 20 pass and the 16 sent next all bounce.
+    let mock = mock(MockConfig {
+        limit_requests: 20,
+        limit_window: Duration::from_secs(1),
+        ..MockConfig::default()
+    })
+    .await;
+    let sb = Sandbox::new();
+    let out = run_job(&sb)
+        .rows(&rows(150))
+        .job(&job(&mock.url(), 16))
+        .output()
+        .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stderr(&out);
+    let first = mock.stats().limited();
+    assert!(first > 0, "the first run meets the limit");
+    assert!(
+        pace_row(&text).contains("learned from 429s"),
+        "{}",
+        pace_row(&text)
+    );
+    // The first run slowed down once the limit showed: a window's crowd and
+    // a few more bounced, not 16 in every window.
+    assert!(first <= 40, "{first} bounced in the first run\n{text}");
+    let kept: Value = serde_json::from_str(&sb.read(".state/promptbatch/rates.json")).unwrap();
+    let rpm = kept["entries"]
+        .as_object()
+        .and_then(|e| e.values().next())
+        .and_then(|e| e["requests_per_minute"].as_f64())
+        .unwrap_or_else(|| panic!("no pace kept: {kept}"));
+    // 20 a second is 1200 a minute: kept a little under it, never over.
+    assert!((1000.0..=1200.0).contains(&rpm), "{rpm}");
+
+    // A scheduled run comes later: the window the first run ended in is over.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let out = run_job(&sb).args(&["--fresh"]).output().await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stderr(&out);
+    let second = mock.stats().limited() - first;
+    assert!(
+        second <= 1,
+        "{second} of 150 bounced in the second run\n{text}"
+    );
+    assert!(
+        pace_row(&text).contains("learned by an earlier run"),
+        "{}",
+        pace_row(&text)
+    );
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn stray_429s_teach_no_pace_and_keep_none() {
+    // 5 % of answers 429 at random with Retry-After: 1, 64 at once: an
+    // overloaded upstream, not a limit.
+    let mock = mock(MockConfig {
+        rate_429: 0.05,
+        ..MockConfig::default()
+    })
+    .await;
+    let sb = Sandbox::new();
+    let out = run_job(&sb)
+        .rows(&rows(1500))
+        .job(&job(&mock.url(), 64))
+        .output()
+        .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(mock.stats().status_count(429) > 30, "{text}");
+    assert!(
+        pace_row(&text).contains("none (concurrency only)"),
+        "{}",
+        pace_row(&text)
+    );
+    assert!(!exists(&rates_file(&sb)), "nothing kept\n{text}");
+    mock.shutdown().await;
+}

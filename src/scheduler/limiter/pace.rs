@@ -66,18 +66,25 @@ impl Limiter {
             last_paced: None,
             window: window.clamp(Duration::from_secs(1), MAX_WINDOW),
             from_state: true,
+            partial: false,
             last_step: None,
         });
     }
 
     /// The pace learned from limits (this run's 429s, or an earlier run's),
     /// worth keeping for the next run: requests per second and the window.
+    /// That is the pace that held: the measure (95 % of what the limit
+    /// allowed, or of a faster pace that held a whole window since), or the
+    /// pace now when a 429 lowered it under that; never the pace probed
+    /// above it and not proven yet.
     pub fn learned(&self) -> Option<(f64, Duration)> {
         let s = self.lock();
         if s.configured != (0, 0) {
             return None;
         }
-        s.learned.as_ref().map(|l| (l.rate_per_s, l.window))
+        s.learned
+            .as_ref()
+            .map(|l| (l.rate_per_s.min(l.measured), l.window))
     }
 
     /// The pace this run used, and where it came from.

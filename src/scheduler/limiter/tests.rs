@@ -42,11 +42,14 @@ async fn refunds_let_the_next_request_go_sooner() {
     );
 }
 
-/// The answers to a crowd of requests sent into an exhausted window.
-fn bounce(limiter: &Limiter, n: usize, retry_after: Duration) {
+/// The answers to a crowd of requests sent into an exhausted window; the
+/// change of pace they made, if any.
+fn bounce(limiter: &Limiter, n: usize, retry_after: Duration) -> Option<PaceChange> {
+    let mut change = None;
     for _ in 0..n {
-        limiter.on_rate_limited(Some(retry_after));
+        change = change.or(limiter.on_rate_limited(Some(retry_after)));
     }
+    change
 }
 
 #[tokio::test(start_paused = true)]
@@ -101,6 +104,9 @@ async fn a_per_minute_window_is_learned_per_minute() {
 #[tokio::test(start_paused = true)]
 async fn a_limit_met_again_at_the_learned_rate_lowers_it() {
     let limiter = Limiter::new(0, 0);
+    // Begun in a spent window: paused to its end, so the next is measured whole.
+    bounce(&limiter, 24, Duration::from_secs(1));
+    limiter.acquire(1).await;
     for _ in 0..10 {
         limiter.on_success();
     }
@@ -126,12 +132,35 @@ async fn a_limit_met_again_at_the_learned_rate_lowers_it() {
     let start = Instant::now();
     limiter.acquire(1).await;
     assert!(start.elapsed() < Duration::from_secs(1), "no pause");
-    // ...a few in a row at the learned pace lower it, halving it at most.
+    // ...a few in a row at the learned pace lower it to what the window
+    // since the pause allowed: 17 successes from the pause's end until the
+    // next pause ends.
+    let span = limiter.lock().window_start.elapsed() + Duration::from_secs(1);
     bounce(&limiter, 6, Duration::from_secs(1));
     let lowered = limiter.learned_rate().expect("learned");
-    assert!(
-        lowered < stepped && lowered >= stepped / 2.0,
-        "{lowered} vs {stepped}"
+    let measure = 17.0 / span.as_secs_f64() * MARGIN;
+    assert!((lowered - measure).abs() < 1e-9, "{lowered} vs {measure}");
+    assert!(lowered < stepped / 2.0, "{lowered} vs {stepped}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_kept_pace_met_by_a_limit_mid_window_is_at_most_halved() {
+    // The run began at an unknown point of the provider's window: what it
+    // measures before the first pause is a part of a window, not a whole one.
+    let limiter = Limiter::new(0, 0);
+    limiter.seed(10.0, Duration::from_secs(1));
+    for _ in 0..5 {
+        limiter.acquire(1).await;
+        limiter.on_success();
+    }
+    let change = bounce(&limiter, 6, Duration::from_secs(10)).expect("a limit");
+    assert_eq!(change.why, PaceWhy::LimitedAgain { in_a_row: 6 });
+    // The first of them stepped it down a little; the sixth halved that,
+    // where 5 successes in 10 s would have been 0.5 a second.
+    assert_eq!(
+        limiter.learned_rate(),
+        Some(10.0 * STEP_DOWN / 2.0),
+        "halved, not measured"
     );
 }
 
@@ -309,14 +338,14 @@ async fn each_change_of_pace_is_reported_and_nothing_else() {
         limiter.acquire(1).await;
         assert_eq!(limiter.on_success(), None, "no pace to change yet");
     }
-    // 23 stray 429s are no limit: no change.
-    for _ in 0..23 {
+    // After 100 successes, 5 429s in a row could be stray: no change.
+    for _ in 0..5 {
         assert_eq!(limiter.on_rate_limited(Some(Duration::from_secs(1))), None);
     }
     let change = limiter
         .on_rate_limited(Some(Duration::from_secs(1)))
-        .expect("the 24th shows a limit");
-    assert_eq!(change.why, PaceWhy::Limited { rate_limited: 24 });
+        .expect("the 6th in a row shows a limit");
+    assert_eq!(change.why, PaceWhy::InARow { in_a_row: 6 });
     assert_eq!(change.previous_per_s, None);
     assert_eq!(change.pause, Duration::from_secs(1));
     let learned = change.rate_per_s.expect("a rate learned");
@@ -341,4 +370,70 @@ async fn each_change_of_pace_is_reported_and_nothing_else() {
         );
         assert!(now > before, "{raise:?}");
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_pace_kept_is_the_one_that_held_not_one_probed_above_it() {
+    let limiter = Limiter::new(0, 0);
+    for _ in 0..20 {
+        limiter.on_success();
+    }
+    bounce(&limiter, 16, Duration::from_secs(1));
+    let (measured, _) = limiter.learned().expect("learned");
+    assert!((measured - 19.0).abs() < 0.01, "{measured}");
+    // Paced, no 429 for a few windows: probed up 1 % a window, kept as measured.
+    for _ in 0..4 {
+        for _ in 0..20 {
+            limiter.acquire(1).await;
+        }
+        limiter.on_success();
+    }
+    let probed = limiter.learned_rate().expect("learned");
+    assert!(probed > measured * 1.02, "{probed}");
+    assert_eq!(limiter.learned().map(|(r, _)| r), Some(measured));
+    // A faster pace than the limit measured held a whole window: the limit
+    // was lifted, and what is kept follows (95 % of the pace that held).
+    for _ in 0..20 {
+        for _ in 0..25 {
+            limiter.acquire(1).await;
+        }
+        limiter.on_success();
+    }
+    let (kept, _) = limiter.learned().expect("learned");
+    let now = limiter.learned_rate().expect("learned");
+    assert!(kept > measured * 1.05, "{kept} vs {measured}");
+    assert!(kept < now, "{kept} vs {now}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pace_measured_over_part_of_a_window_is_measured_again_at_its_first_429() {
+    // A run begun 0.6 s into a window of 20 a second: 20 pass at once, and
+    // the window ends 0.4 s later: 20 in 0.4 s looks like 50 a second.
+    let limiter = Limiter::new(0, 0);
+    for _ in 0..20 {
+        limiter.acquire(1).await;
+        limiter.on_success();
+    }
+    let change = bounce(&limiter, 16, Duration::from_millis(400)).expect("a limit");
+    let first = change.rate_per_s.expect("a rate");
+    assert!((first - 47.5).abs() < 0.1, "{first}");
+    // The next window opens as the pause ends; 20 pass at that pace, the
+    // 21st bounces, alone: measured again, over the whole window.
+    limiter.acquire(1).await;
+    let opened = Instant::now();
+    limiter.on_success();
+    for _ in 0..19 {
+        limiter.acquire(1).await;
+        limiter.on_success();
+    }
+    limiter.acquire(1).await;
+    let left = Duration::from_secs(1) - opened.elapsed();
+    let change = limiter.on_rate_limited(Some(left)).expect("measured again");
+    assert_eq!(change.why, PaceWhy::PartWindow);
+    let rate = change.rate_per_s.expect("a rate");
+    assert!((rate - 19.0).abs() < 0.1, "{rate}");
+    // Measured whole now: a lone 429 only steps it down.
+    tokio::time::sleep(left).await;
+    limiter.acquire(1).await;
+    assert_eq!(limiter.on_rate_limited(Some(Duration::from_secs(1))), None);
 }
