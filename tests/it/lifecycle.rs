@@ -26,9 +26,11 @@ async fn sigterm_records_what_is_in_flight_and_exits_130() {
         .await
         .expect("mock");
     let sb = Sandbox::new();
-    // Two requests in flight: one answers after 300 ms, one never does.
+    // Two requests in flight: one answers after a second, one never does
+    // (the second goes 250 ms after the first at the latest: the first goes
+    // alone until an answer, so both are in flight for most of that second).
     let mut rows = String::from(
-        "{\"id\": \"slow\", \"prompt\": \"[mock:latency=300] slow\"}\n{\"id\": \"hang\", \"prompt\": \"[mock:fail=hang] stuck\"}\n",
+        "{\"id\": \"slow\", \"prompt\": \"[mock:latency=1000] slow\"}\n{\"id\": \"hang\", \"prompt\": \"[mock:fail=hang] stuck\"}\n",
     );
     for i in 0..10 {
         rows.push_str(&format!("{{\"id\": \"later{i}\", \"prompt\": \"q{i}\"}}\n"));
