@@ -146,6 +146,20 @@ impl<T> Gather<T> {
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
+
+    /// Each entry, with its place in push order, made into another or left
+    /// out. The new entries take the old ones' memory when they are no
+    /// larger (std's in-place collect): a million entries are never held twice.
+    pub fn filter_map<U>(self, mut f: impl FnMut(usize, T) -> Option<U>) -> Gather<U> {
+        Gather {
+            items: self
+                .items
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, item)| f(i, item))
+                .collect(),
+        }
+    }
 }
 
 /// The number of lines `path` holds, estimated from its size and the
@@ -369,6 +383,24 @@ mod tests {
         assert_eq!(table.len(), 1000);
         assert_eq!(table.get(&ShortId::of("r999")), Some(&999));
         assert!(table.index.len() <= 1000 / 2);
+    }
+
+    #[test]
+    fn entries_made_into_others_of_their_size_keep_their_memory() {
+        let mut gathered = Gather::default();
+        gathered.expect(1000);
+        for i in 0..1000u64 {
+            gathered.push((KeyId::of(&format!("r{i}")), i));
+        }
+        let at = gathered.items.as_ptr() as usize;
+        let kept = gathered.filter_map(|i, (id, n)| (i % 3 != 0).then_some((id, [n as u32, 7])));
+        assert_eq!(
+            kept.items.as_ptr() as usize,
+            at,
+            "copied, not made in place"
+        );
+        assert_eq!(kept.len(), 666);
+        assert_eq!(kept.items[0].1, [1, 7]);
     }
 
     #[test]

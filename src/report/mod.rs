@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub use command::command;
-pub use summary::{LineFigures, RequestCounts, RunFacts, Summary, Tally, ThisRun};
+pub use summary::{LineFigures, ReadBack, RequestCounts, RunFacts, Summary, Tally, ThisRun};
 
 use crate::keys::{KeyId, KeyMap};
 use crate::sink::{BadLine, Lines, Torn};

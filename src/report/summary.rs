@@ -19,6 +19,9 @@ use crate::sink::record::round1;
 use crate::sink::record::Lenient;
 use crate::sink::{Record, Status};
 
+mod readback;
+pub use readback::ReadBack;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RequestCounts {
     pub total: u64,

@@ -10,7 +10,6 @@ mod error;
 mod estimate;
 mod finish;
 mod over_rate;
-mod prefold;
 mod producer;
 mod rates;
 pub mod scan;
@@ -84,9 +83,8 @@ fn api_key(job: &Job) -> Result<Option<String>, StartError> {
     }
 }
 
-/// Scans the input on a blocking thread (it reads files).
-/// An input without rows is refused unless `allow_empty`: a cron job fed an
-/// empty export should be noticed, not pass as a success.
+/// Scans the input on a blocking thread (it reads files), judged against
+/// `resume` (the output as read before).
 /// `resume` is handed back without its table of keys (the scan let it go).
 async fn scan_input(
     job: &Job,
@@ -102,6 +100,62 @@ async fn scan_input(
     })
     .await
     .map_err(StartError::Check)?;
+    checked(scan, resume, display, allow_empty)
+}
+
+/// The check pass and the resume scan side by side on two threads (both
+/// read a file of up to a million lines, and neither needs the other until
+/// the end), then joined: the same judgement as [`scan_input`] after
+/// `sink::read`, in the time of the longer of the two.
+async fn scan_beside_output(
+    job: &Job,
+    file: &Spooled,
+    fresh: bool,
+    allow_empty: bool,
+) -> Result<(Scan, ResumeState, Option<report::Tally>), StartError> {
+    let output = job.output.path.clone();
+    // The summary's read-back of the output is made in the same pass: kept
+    // only when the output holds one line per key, every one of which the
+    // summary reads back (see `run`).
+    let reading = tokio::task::spawn_blocking(move || {
+        let mut back = report::ReadBack::default();
+        let resume = sink::read_with(&output, fresh, &mut back)?;
+        let one_per_key = resume.lines > 0 && resume.lines == resume.keys;
+        Ok::<_, sink::SinkError>((resume, one_per_key.then(|| back.finish())))
+    });
+    let (job, file) = (job.clone(), file.file.clone());
+    let display = file.display.clone();
+    let pass = {
+        let (job, file) = (job.clone(), file.clone());
+        tokio::task::spawn_blocking(move || scan::check(&job, &file, None))
+    };
+    // An output that is not one is said first, as when it is read first.
+    let (resume, prefold) = reading.await.map_err(StartError::Check)??;
+    let pass = pass.await.map_err(StartError::Check)?;
+    let (scan, resume) = tokio::task::spawn_blocking(move || {
+        let mut resume = resume;
+        let pass = match pass.needs_output() {
+            true => scan::check(&job, &file, Some(&resume)),
+            false => pass,
+        };
+        let scan = scan::join(pass, &job, &file, &mut resume);
+        (scan, resume)
+    })
+    .await
+    .map_err(StartError::Check)?;
+    let (scan, resume) = checked(scan, resume, display, allow_empty)?;
+    Ok((scan, resume, prefold))
+}
+
+/// The scan, unless the input has problems (all said at once) or no rows.
+/// An input without rows is refused unless `allow_empty`: a cron job fed an
+/// empty export should be noticed, not pass as a success.
+fn checked(
+    scan: Scan,
+    resume: ResumeState,
+    input: String,
+    allow_empty: bool,
+) -> Result<(Scan, ResumeState), StartError> {
     if scan.problem_count > 0 {
         return Err(StartError::InputProblems {
             shown: scan.problems,
@@ -109,7 +163,7 @@ async fn scan_input(
         });
     }
     if scan.rows == 0 && !allow_empty {
-        return Err(StartError::EmptyInput { input: display });
+        return Err(StartError::EmptyInput { input });
     }
     Ok((scan, resume))
 }
@@ -186,13 +240,12 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     // Nothing is written before every check has passed and the lock is held:
     // a run refused for bad input leaves no lock file, and --fresh no backup.
     let output = &job.output.path;
-    let resume = sink::read(output, args.fresh).map_err(StartError::from)?;
     let checked = producer::stamp(file.file.path());
     let allow_empty = args.job.allow_empty;
-    // The summary's read-back of the output, beside the check pass (`prefold`).
-    let prefold = prefold::Prefold::start(output, &resume);
-    let (mut scan, mut resume) = scan_input(&job, &file, resume, allow_empty).await?;
-    // Kept only if every line of the output will be read back; dropped, it stops.
+    let (mut scan, mut resume, prefold) =
+        scan_beside_output(&job, &file, args.fresh, allow_empty).await?;
+    // Kept only if every line of the output is read back: nothing to send,
+    // and no line of a key the job lacks.
     let mut prefold = prefold.filter(|_| scan.to_send() == 0 && scan.other_keys(&resume) == 0);
     let endpoint = crate::client::Endpoint {
         url: job.endpoint.url.clone(),
@@ -311,7 +364,7 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         stopped,
         stopped_because: stop.detail(),
         pace: limiter.report(),
-        prefolded: prefold.and_then(prefold::Prefold::finish),
+        prefolded: prefold,
     };
     if scan.to_send() > 0 {
         state.keep(limiter.learned(), args.quiet);

@@ -26,8 +26,22 @@ const MAX_DEPTH: usize = 100;
 /// The head of `line`, or None when the fast path does not vouch for it
 /// (then the full parse decides).
 pub fn read(line: &[u8]) -> Option<RecordHead<'_>> {
+    read_each(line, |_, _| {})
+}
+
+/// [`read`], handing `each` every field it walks (name as written, quotes
+/// included, and raw value): another reader of the line takes its own
+/// fields in the same walk. Some fields may have been handed over when it
+/// then gives up.
+pub fn read_each<'a>(
+    line: &'a [u8],
+    mut each: impl FnMut(&'a [u8], &'a [u8]),
+) -> Option<RecordHead<'a>> {
     let mut head = Fields::default();
-    fields(line, |name, value| head.take(name, value))?;
+    fields(line, |name, value| {
+        each(name, value);
+        head.take(name, value)
+    })?;
     head.finish()
 }
 
