@@ -23,10 +23,15 @@ use std::sync::OnceLock;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyId([u64; 2]);
 
+/// The two hashers of a [`KeyId`], seeded once per process.
+fn seeds() -> &'static (RandomState, RandomState) {
+    static SEEDS: OnceLock<(RandomState, RandomState)> = OnceLock::new();
+    SEEDS.get_or_init(|| (RandomState::new(), RandomState::new()))
+}
+
 impl KeyId {
     pub fn of(key: &str) -> KeyId {
-        static SEEDS: OnceLock<(RandomState, RandomState)> = OnceLock::new();
-        let (a, b) = SEEDS.get_or_init(|| (RandomState::new(), RandomState::new()));
+        let (a, b) = seeds();
         KeyId([a.hash_one(key), b.hash_one(key)])
     }
 
@@ -118,8 +123,9 @@ impl Fingerprint for KeyId {
 pub struct ShortId(u64);
 
 impl ShortId {
+    /// The first word of [`KeyId::of`], the only one hashed.
     pub fn of(key: &str) -> ShortId {
-        ShortId::from(KeyId::of(key))
+        ShortId(seeds().0.hash_one(key))
     }
 }
 
@@ -356,6 +362,8 @@ mod tests {
     #[test]
     fn ids_are_stable_within_a_run_and_tell_keys_apart() {
         assert_eq!(KeyId::of("q1/precise"), KeyId::of("q1/precise"));
+        let id = KeyId::of("q1/precise");
+        assert_eq!(ShortId::of("q1/precise"), ShortId::from(id));
         assert_ne!(KeyId::of("q1/precise"), KeyId::of("q1/creative"));
         let mut map: KeyMap<u32> = KeyMap::default();
         for i in 0..10_000 {

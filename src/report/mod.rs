@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 pub use command::command;
 pub use summary::{LineFigures, ReadBack, RequestCounts, RunFacts, Summary, Tally, ThisRun};
 
-use crate::keys::{KeyId, KeyMap};
+use crate::keys::{estimate_lines, Gather, Keep, KeyId, KeyTable};
 use crate::sink::{BadLine, Lines, Torn};
 
 #[derive(Debug, thiserror::Error)]
@@ -139,20 +139,29 @@ pub fn fold_output(
     mut keep: impl FnMut(KeyId) -> bool,
     dedupe: bool,
 ) -> std::io::Result<()> {
-    let mut last: Option<KeyMap<u64>> = None;
+    // Each kept key's last line: one 24-byte entry a line, sorted in place
+    // (a hash map of a million keys took twice that, and more as it grew).
+    let mut last: Option<KeyTable<u64>> = None;
     if dedupe {
-        let mut map = KeyMap::default();
+        let mut gathered = Gather::default();
+        gathered.expect(estimate_lines(path));
         if let Some(mut lines) = Lines::open(path, Torn::Yield)? {
             while let Some(line) = lines.next_line()? {
-                if let Ok(head) = line.parse::<crate::sink::RecordHead>() {
-                    let id = KeyId::of(&head.key);
-                    if keep(id) {
-                        map.insert(id, line.number);
-                    }
+                let head = match crate::sink::head::read(line.text) {
+                    Some(head) => head,
+                    None => match line.parse::<crate::sink::RecordHead>() {
+                        Ok(head) => head,
+                        Err(_) => continue,
+                    },
+                };
+                let id = KeyId::of(&head.key);
+                if keep(id) {
+                    gathered.push((id, line.number));
                 }
             }
         }
-        last = Some(map);
+        let (table, _) = KeyTable::build(gathered, Keep::Last, Some(|a: &u64, b: &u64| a.cmp(b)));
+        last = Some(table);
     }
     let Some(mut lines) = Lines::open(path, Torn::Yield)? else {
         return Ok(());

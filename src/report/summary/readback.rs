@@ -14,6 +14,7 @@
 use super::{Figures, Tally};
 use crate::client::Usage;
 use crate::report::line_figures;
+use crate::sink::head::counts;
 use crate::sink::{Beside, Line};
 
 /// The fields the tally reads, one bit each (a field given twice is
@@ -186,6 +187,10 @@ fn copy(raw: &[u8], out: &mut String) -> bool {
 
 /// An optional number, read by serde itself (its range and rounding).
 fn number(raw: &[u8], out: &mut Option<f64>) -> bool {
+    if raw == b"null" {
+        *out = None;
+        return true;
+    }
     match serde_json::from_slice::<Option<f64>>(raw) {
         Ok(value) => {
             *out = value;
@@ -205,14 +210,11 @@ fn count(raw: &[u8], out: &mut u32) -> bool {
     true
 }
 
-/// A usage of plain counts, `{"prompt_tokens":12,...}` without spaces;
-/// None for anything else (serde then judges the line).
+/// A usage of plain counts ([`counts`]); None for anything else (serde
+/// then judges the line).
 fn usage(raw: &[u8]) -> Option<Usage> {
-    let inner = raw.strip_prefix(b"{")?.strip_suffix(b"}")?;
-    let mut counts: [Option<u64>; 5] = [None; 5];
-    for pair in inner.split(|b| *b == b',') {
-        let colon = memchr::memchr(b':', pair)?;
-        let (name, digits) = (&pair[..colon], &pair[colon + 1..]);
+    let mut given: [Option<u64>; 5] = [None; 5];
+    counts(raw, |name, n| {
         let slot = match name {
             b"\"prompt_tokens\"" => 0,
             b"\"completion_tokens\"" => 1,
@@ -221,21 +223,20 @@ fn usage(raw: &[u8]) -> Option<Usage> {
             b"\"reasoning_tokens\"" => 4,
             _ => return None,
         };
-        if counts[slot].is_some()
-            || digits.is_empty()
-            || digits.len() > 18
-            || !digits.iter().all(u8::is_ascii_digit)
-        {
-            return None;
+        match given[slot] {
+            Some(_) => None,
+            None => {
+                given[slot] = Some(n);
+                Some(())
+            }
         }
-        counts[slot] = Some(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')));
-    }
+    })?;
     Some(Usage {
-        prompt_tokens: counts[0]?,
-        completion_tokens: counts[1]?,
-        total_tokens: counts[2]?,
-        cached_tokens: counts[3],
-        reasoning_tokens: counts[4],
+        prompt_tokens: given[0]?,
+        completion_tokens: given[1]?,
+        total_tokens: given[2]?,
+        cached_tokens: given[3],
+        reasoning_tokens: given[4],
     })
 }
 
