@@ -238,6 +238,17 @@ impl Distribution {
     }
 }
 
+/// One more of `name` in `counts`; its name is copied only the first time
+/// (a million lines read back would allocate a million copies of "stop").
+fn count_in(counts: &mut BTreeMap<String, u64>, name: &str) {
+    match counts.get_mut(name) {
+        Some(n) => *n += 1,
+        None => {
+            counts.insert(name.to_string(), 1);
+        }
+    }
+}
+
 /// Observes the records of a run (or of output files, for `report`).
 #[derive(Debug)]
 pub struct Tally {
@@ -305,8 +316,7 @@ impl Tally {
         self.uncertain = self.uncertain.saturating_add(u64::from(r.uncertain));
         if r.ok {
             self.ok += 1;
-            let reason = r.finish_reason.unwrap_or("none");
-            *self.finish_reasons.entry(reason.to_string()).or_default() += 1;
+            count_in(&mut self.finish_reasons, r.finish_reason.unwrap_or("none"));
             match r.usage {
                 Some(u) => {
                     let t = &mut self.tokens;
@@ -327,8 +337,7 @@ impl Tally {
             }
         } else {
             self.failed += 1;
-            let kind = r.error_kind.unwrap_or("unknown");
-            *self.errors.entry(kind.to_string()).or_default() += 1;
+            count_in(&mut self.errors, r.error_kind.unwrap_or("unknown"));
         }
         if let Some(cost) = r.cost_usd.filter(|c| is_amount(*c)) {
             let costs = &mut self.costs;
