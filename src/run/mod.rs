@@ -4,6 +4,7 @@
 //! events -> collector (sink, tally, progress) -> compaction -> summary.
 //! Every line for people goes through `crate::printer`.
 
+mod beside;
 mod collector;
 mod describe;
 mod error;
@@ -32,6 +33,7 @@ use crate::progress::Progress;
 use crate::report;
 use crate::scheduler::{PaceSource, Scheduler, StopSignal};
 use crate::sink::{self, OutputLock, ResumeState, Writer};
+use beside::scan_beside_output;
 use collector::Collector;
 pub use error::{Finished, RunError, StartError};
 use finish::{finish, Ended};
@@ -101,50 +103,6 @@ async fn scan_input(
     .await
     .map_err(StartError::Check)?;
     checked(scan, resume, display, allow_empty)
-}
-
-/// The check pass and the resume scan side by side on two threads (both
-/// read a file of up to a million lines, and neither needs the other until
-/// the end), then joined: the same judgement as [`scan_input`] after
-/// `sink::read`, in the time of the longer of the two.
-async fn scan_beside_output(
-    job: &Job,
-    file: &Spooled,
-    fresh: bool,
-    allow_empty: bool,
-) -> Result<(Scan, ResumeState, Option<report::Tally>), StartError> {
-    let output = job.output.path.clone();
-    // The summary's read-back of the output is made in the same pass: kept
-    // only when the output holds one line per key, every one of which the
-    // summary reads back (see `run`).
-    let reading = tokio::task::spawn_blocking(move || {
-        let mut back = report::ReadBack::default();
-        let resume = sink::read_with(&output, fresh, &mut back)?;
-        let one_per_key = resume.lines > 0 && resume.lines == resume.keys;
-        Ok::<_, sink::SinkError>((resume, one_per_key.then(|| back.finish())))
-    });
-    let (job, file) = (job.clone(), file.file.clone());
-    let display = file.display.clone();
-    let pass = {
-        let (job, file) = (job.clone(), file.clone());
-        tokio::task::spawn_blocking(move || scan::check(&job, &file, None))
-    };
-    // An output that is not one is said first, as when it is read first.
-    let (resume, prefold) = reading.await.map_err(StartError::Check)??;
-    let pass = pass.await.map_err(StartError::Check)?;
-    let (scan, resume) = tokio::task::spawn_blocking(move || {
-        let mut resume = resume;
-        let pass = match pass.needs_output() {
-            true => scan::check(&job, &file, Some(&resume)),
-            false => pass,
-        };
-        let scan = scan::join(pass, &job, &file, &mut resume);
-        (scan, resume)
-    })
-    .await
-    .map_err(StartError::Check)?;
-    let (scan, resume) = checked(scan, resume, display, allow_empty)?;
-    Ok((scan, resume, prefold))
 }
 
 /// The scan, unless the input has problems (all said at once) or no rows.
