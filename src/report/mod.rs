@@ -15,7 +15,7 @@ pub use command::command;
 pub use summary::{LineFigures, ReadBack, RequestCounts, RunFacts, Summary, Tally, ThisRun};
 
 use crate::keys::{estimate_lines, Gather, Keep, KeyId, KeyTable};
-use crate::sink::{BadLine, Lines, Torn};
+use crate::sink::{BadLine, Beside, Lines, Torn};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -166,20 +166,29 @@ pub fn fold_output(
     let Some(mut lines) = Lines::open(path, Torn::Yield)? else {
         return Ok(());
     };
+    let mut latest = |id: KeyId, number: u64| match &last {
+        Some(table) => table.get(&id) == Some(&number),
+        None => keep(id),
+    };
+    // The figures are taken in the walk that finds the key, as the resume
+    // scan takes them; a line the fast path does not vouch for is serde's.
+    let mut back = ReadBack::with(std::mem::take(tally));
     let mut slim = Vec::new();
     while let Some(line) = lines.next_line()? {
-        let Some(figures) = line_figures(&line, &mut slim) else {
-            continue;
-        };
-        let id = KeyId::of(&figures.key);
-        let latest = match &last {
-            Some(map) => map.get(&id) == Some(&line.number),
-            None => keep(id),
-        };
-        if latest {
-            tally.observe_line(&figures);
+        match crate::sink::head::read_each(line.text, |name, raw| back.field(name, raw)) {
+            Some(head) if latest(KeyId::of(&head.key), line.number) => back.line(&line, true),
+            Some(_) => back.skip(),
+            None => {
+                back.skip();
+                if let Some(figures) = line_figures(&line, &mut slim) {
+                    if latest(KeyId::of(&figures.key), line.number) {
+                        back.observe(&figures);
+                    }
+                }
+            }
         }
     }
+    *tally = back.finish();
     Ok(())
 }
 

@@ -66,6 +66,24 @@ struct Taken {
 }
 
 impl ReadBack {
+    /// Folding on into `tally`.
+    pub fn with(tally: Tally) -> ReadBack {
+        ReadBack {
+            tally,
+            ..ReadBack::default()
+        }
+    }
+
+    /// Forgets the fields of the line being read: it is not to be counted.
+    pub fn skip(&mut self) {
+        self.at = Taken::default();
+    }
+
+    /// Counts a line serde read.
+    pub fn observe(&mut self, figures: &super::LineFigures) {
+        self.tally.observe_line(figures);
+    }
+
     /// The tally of every line read.
     pub fn finish(self) -> Tally {
         self.tally
