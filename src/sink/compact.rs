@@ -29,6 +29,8 @@ use crate::scheduler::pricing::add_usd;
 pub fn compact(path: &Path) -> Result<u64, SinkError> {
     // Through a symlink, the file it points to is replaced, not the link.
     let real = super::resolve(path)?;
+    // The output's table of keys was let go just before.
+    give_back_freed();
     let mut lines: Vec<KeyLine> = Vec::new();
     let _ = lines.try_reserve_exact(estimate_lines(&real));
     let mut last_line = 0u64;
@@ -88,6 +90,17 @@ pub fn compact(path: &Path) -> Result<u64, SinkError> {
         let _ = std::fs::remove_file(&temp_path);
     }
     result.map(|()| dropped)
+}
+
+/// Has the allocator give freed memory back to the system now, before a
+/// table is filled: mimalloc (the binary's allocator) does so only some
+/// time after a free, and a run that lets one table go and fills the next
+/// (the output's keys, then compaction's lines) would have both in its
+/// peak for that while (72 MB instead of 57 at a million lines).
+fn give_back_freed() {
+    // SAFETY: a documented entry point of mimalloc's API, callable from any
+    // thread at any time (it only collects and purges memory already free).
+    unsafe { libmimalloc_sys::mi_collect(true) }
 }
 
 /// The head of a line, by the fast path when it vouches for it.
