@@ -23,10 +23,15 @@ use std::sync::OnceLock;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyId([u64; 2]);
 
+/// The two hashers of a [`KeyId`], seeded once per process.
+fn seeds() -> &'static (RandomState, RandomState) {
+    static SEEDS: OnceLock<(RandomState, RandomState)> = OnceLock::new();
+    SEEDS.get_or_init(|| (RandomState::new(), RandomState::new()))
+}
+
 impl KeyId {
     pub fn of(key: &str) -> KeyId {
-        static SEEDS: OnceLock<(RandomState, RandomState)> = OnceLock::new();
-        let (a, b) = SEEDS.get_or_init(|| (RandomState::new(), RandomState::new()));
+        let (a, b) = seeds();
         KeyId([a.hash_one(key), b.hash_one(key)])
     }
 
@@ -70,6 +75,32 @@ pub fn sha_prefix(hex: &str) -> Option<u64> {
     u64::from_str_radix(hex.get(..16)?, 16).ok().map(|n| n >> 2)
 }
 
+/// One line of a file in 16 bytes: 96 bits of its key's [`KeyId`] (two
+/// keys of a million lines share them with a chance below 10^-17) and its
+/// number. Sorted, a key's lines are side by side, in file order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KeyLine([u64; 2]);
+
+impl KeyLine {
+    pub fn new(id: KeyId, line: u32) -> KeyLine {
+        KeyLine([id.0[0], (id.0[1] & !u64::from(u32::MAX)) | u64::from(line)])
+    }
+
+    pub fn line(self) -> u32 {
+        self.0[1] as u32
+    }
+
+    /// Whether the two lines are of one key.
+    pub fn same_key(self, other: KeyLine) -> bool {
+        self.0[0] == other.0[0] && self.0[1] >> 32 == other.0[1] >> 32
+    }
+
+    /// Its key's [`ShortId`].
+    pub fn short(self) -> ShortId {
+        ShortId(self.0[0])
+    }
+}
+
 /// What a [`KeyTable`] is keyed by: a fingerprint, evenly spread.
 pub trait Fingerprint: Copy + Ord + fmt::Debug {
     /// The top `bits` bits.
@@ -91,8 +122,9 @@ impl Fingerprint for KeyId {
 pub struct ShortId(u64);
 
 impl ShortId {
+    /// The first word of [`KeyId::of`], the only one hashed.
     pub fn of(key: &str) -> ShortId {
-        ShortId::from(KeyId::of(key))
+        ShortId(seeds().0.hash_one(key))
     }
 }
 
@@ -127,6 +159,12 @@ impl<T> Default for Gather<T> {
     }
 }
 
+impl<T> From<Vec<T>> for Gather<T> {
+    fn from(items: Vec<T>) -> Gather<T> {
+        Gather { items }
+    }
+}
+
 impl<T> Gather<T> {
     /// Room for `n` entries in all, if the system grants it (else the vector grows as usual).
     pub fn expect(&mut self, n: usize) {
@@ -145,6 +183,19 @@ impl<T> Gather<T> {
 
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
+    }
+
+    /// Each entry, with its place in push order, made into another or left
+    /// out, in the old ones' memory when no larger (std's in-place collect).
+    pub fn filter_map<U>(self, mut f: impl FnMut(usize, T) -> Option<U>) -> Gather<U> {
+        Gather {
+            items: self
+                .items
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, item)| f(i, item))
+                .collect(),
+        }
     }
 }
 
@@ -197,14 +248,18 @@ impl<V, K> Default for KeyTable<V, K> {
 impl<V, K: Fingerprint> KeyTable<V, K> {
     /// The table of `gathered`; a key pushed twice keeps one entry by
     /// `keep`, and the others are returned. `order` is the order entries of
-    /// one key were pushed in, when the values tell it (the row's line):
-    /// then the sort is in place; without it, a stable sort borrows half
-    /// the table's size for a moment.
+    /// one key were pushed in, when the values tell it (the request's
+    /// number): then the sort is in place; without it, a stable sort
+    /// borrows half the table's size for a moment. Keys pushed twice are
+    /// weeded out in place.
     pub fn build(
         gathered: Gather<(K, V)>,
         keep: Keep,
         order: Option<fn(&V, &V) -> std::cmp::Ordering>,
-    ) -> (KeyTable<V, K>, Vec<(K, V)>) {
+    ) -> (KeyTable<V, K>, Vec<(K, V)>)
+    where
+        V: Copy,
+    {
         let mut entries = gathered.items;
         match order {
             Some(order) => entries.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(order(&a.1, &b.1))),
@@ -212,31 +267,22 @@ impl<V, K: Fingerprint> KeyTable<V, K> {
         }
         let mut dropped = Vec::new();
         if entries.windows(2).any(|w| w[0].0 == w[1].0) {
-            let mut kept: Vec<(K, V)> = Vec::with_capacity(entries.len());
-            let mut iter = entries.into_iter().peekable();
-            while let Some(entry) = iter.next() {
-                let mut same = Vec::new();
-                while iter.peek().is_some_and(|next| next.0 == entry.0) {
-                    same.extend(iter.next());
-                }
-                if same.is_empty() {
-                    kept.push(entry);
-                    continue;
-                }
-                match keep {
-                    Keep::First => {
-                        kept.push(entry);
-                        dropped.extend(same);
-                    }
-                    Keep::Last => {
-                        let last = same.pop();
-                        dropped.push(entry);
-                        dropped.extend(same);
-                        kept.extend(last);
-                    }
-                }
+            // In place: each key's kept entry moves down to where the kept
+            // ones end, which never passes where the next key's entries start.
+            let (mut kept, mut at) = (0, 0);
+            while at < entries.len() {
+                let id = entries[at].0;
+                let end = at + entries[at..].iter().take_while(|e| e.0 == id).count();
+                let chosen = match keep {
+                    Keep::First => at,
+                    Keep::Last => end - 1,
+                };
+                dropped.extend((at..end).filter(|i| *i != chosen).map(|i| entries[i]));
+                entries[kept] = entries[chosen];
+                kept += 1;
+                at = end;
             }
-            entries = kept;
+            entries.truncate(kept);
         }
         // What the estimate reserved beyond the entries stays reserved:
         // never written, it is address space, not memory (shrinking could copy).
@@ -314,6 +360,8 @@ mod tests {
     #[test]
     fn ids_are_stable_within_a_run_and_tell_keys_apart() {
         assert_eq!(KeyId::of("q1/precise"), KeyId::of("q1/precise"));
+        let id = KeyId::of("q1/precise");
+        assert_eq!(ShortId::of("q1/precise"), ShortId::from(id));
         assert_ne!(KeyId::of("q1/precise"), KeyId::of("q1/creative"));
         let mut map: KeyMap<u32> = KeyMap::default();
         for i in 0..10_000 {
@@ -372,6 +420,46 @@ mod tests {
     }
 
     #[test]
+    fn entries_made_into_others_of_their_size_keep_their_memory() {
+        let mut gathered = Gather::default();
+        gathered.expect(1000);
+        for i in 0..1000u64 {
+            gathered.push((KeyId::of(&format!("r{i}")), i));
+        }
+        let at = gathered.items.as_ptr() as usize;
+        let kept = gathered.filter_map(|i, (id, n)| (i % 3 != 0).then_some((id, [n as u32, 7])));
+        assert_eq!(
+            kept.items.as_ptr() as usize,
+            at,
+            "copied, not made in place"
+        );
+        assert_eq!(kept.len(), 666);
+        assert_eq!(kept.items[0].1, [1, 7]);
+    }
+
+    #[test]
+    fn key_lines_sort_a_key_s_lines_together_in_file_order() {
+        assert_eq!(std::mem::size_of::<KeyLine>(), 16);
+        let (a, b) = (KeyId::of("a/default"), KeyId::of("b/default"));
+        let mut lines = [
+            KeyLine::new(a, 9),
+            KeyLine::new(b, 2),
+            KeyLine::new(a, 1),
+            KeyLine::new(b, u32::MAX),
+            KeyLine::new(a, 4),
+        ];
+        lines.sort_unstable();
+        let a_lines: Vec<u32> = lines
+            .iter()
+            .filter(|l| l.same_key(KeyLine::new(a, 0)))
+            .map(|l| l.line())
+            .collect();
+        assert_eq!(a_lines, [1, 4, 9]);
+        assert!(lines.windows(2).filter(|w| !w[0].same_key(w[1])).count() == 1);
+        assert!([ShortId::from(a), ShortId::from(b)].contains(&lines[0].short()));
+    }
+
+    #[test]
     fn the_estimate_of_lines_is_above_their_number() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("rows.jsonl");
@@ -390,7 +478,14 @@ mod tests {
             for (i, key) in ["a", "b", "a", "c", "a"].into_iter().enumerate() {
                 gathered.push((KeyId::of(key), i));
             }
-            KeyTable::build(gathered, keep, order)
+            let at = gathered.items.as_ptr() as usize;
+            let built = KeyTable::build(gathered, keep, order);
+            assert_eq!(
+                built.0.entries.as_ptr() as usize,
+                at,
+                "copied, not weeded in place"
+            );
+            built
         };
         // In place, ordered by the value.
         let (first, _) = push(Keep::First, Some(|a: &usize, b: &usize| a.cmp(b)));

@@ -12,10 +12,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub use command::command;
-pub use summary::{KeptFigures, LineFigures, RequestCounts, RunFacts, Summary, Tally, ThisRun};
+pub use summary::{
+    KeptFigures, LineFigures, ReadBack, RequestCounts, RunFacts, Summary, Tally, ThisRun,
+};
 
-use crate::keys::{KeyId, KeyMap};
-use crate::sink::{BadLine, Lines, Torn};
+use crate::keys::{estimate_lines, Gather, Keep, KeyId, KeyTable};
+use crate::sink::{BadLine, Beside, Lines, Torn};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -139,38 +141,56 @@ pub fn fold_output(
     mut keep: impl FnMut(KeyId) -> bool,
     dedupe: bool,
 ) -> std::io::Result<()> {
-    let mut last: Option<KeyMap<u64>> = None;
+    // Each kept key's last line: one 24-byte entry a line, sorted in place
+    // (a hash map of a million keys took twice that, and more as it grew).
+    let mut last: Option<KeyTable<u64>> = None;
     if dedupe {
-        let mut map = KeyMap::default();
+        let mut gathered = Gather::default();
+        gathered.expect(estimate_lines(path));
         if let Some(mut lines) = Lines::open(path, Torn::Yield)? {
             while let Some(line) = lines.next_line()? {
-                if let Ok(head) = line.parse::<crate::sink::RecordHead>() {
-                    let id = KeyId::of(&head.key);
-                    if keep(id) {
-                        map.insert(id, line.number);
-                    }
+                let head = match crate::sink::head::read(line.text) {
+                    Some(head) => head,
+                    None => match line.parse::<crate::sink::RecordHead>() {
+                        Ok(head) => head,
+                        Err(_) => continue,
+                    },
+                };
+                let id = KeyId::of(&head.key);
+                if keep(id) {
+                    gathered.push((id, line.number));
                 }
             }
         }
-        last = Some(map);
+        let (table, _) = KeyTable::build(gathered, Keep::Last, Some(|a: &u64, b: &u64| a.cmp(b)));
+        last = Some(table);
     }
     let Some(mut lines) = Lines::open(path, Torn::Yield)? else {
         return Ok(());
     };
+    let mut latest = |id: KeyId, number: u64| match &last {
+        Some(table) => table.get(&id) == Some(&number),
+        None => keep(id),
+    };
+    // The figures are taken in the walk that finds the key, as the resume
+    // scan takes them; a line the fast path does not vouch for is serde's.
+    let mut back = ReadBack::with(std::mem::take(tally));
     let mut slim = Vec::new();
     while let Some(line) = lines.next_line()? {
-        let Some(figures) = line_figures(&line, &mut slim) else {
-            continue;
-        };
-        let id = KeyId::of(&figures.key);
-        let latest = match &last {
-            Some(map) => map.get(&id) == Some(&line.number),
-            None => keep(id),
-        };
-        if latest {
-            tally.observe_line(&figures);
+        match crate::sink::head::read_each(line.text, |name, raw| back.field(name, raw)) {
+            Some(head) if latest(KeyId::of(&head.key), line.number) => back.line(&line, true),
+            Some(_) => back.skip(),
+            None => {
+                back.skip();
+                if let Some(figures) = line_figures(&line, &mut slim) {
+                    if latest(KeyId::of(&figures.key), line.number) {
+                        back.observe(&figures);
+                    }
+                }
+            }
         }
     }
+    *tally = back.finish();
     Ok(())
 }
 

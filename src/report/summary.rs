@@ -19,6 +19,9 @@ use crate::sink::record::round1;
 use crate::sink::record::Lenient;
 use crate::sink::{Record, Status};
 
+mod readback;
+pub use readback::ReadBack;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RequestCounts {
     pub total: u64,
@@ -276,6 +279,17 @@ impl Distribution {
     }
 }
 
+/// One more of `name` in `counts`; its name is copied only the first time
+/// (a million lines read back would allocate a million copies of "stop").
+fn count_in(counts: &mut BTreeMap<String, u64>, name: &str) {
+    match counts.get_mut(name) {
+        Some(n) => *n += 1,
+        None => {
+            counts.insert(name.to_string(), 1);
+        }
+    }
+}
+
 /// Observes the records of a run (or of output files, for `report`).
 #[derive(Debug)]
 pub struct Tally {
@@ -340,11 +354,6 @@ fn update<V: Default>(map: &mut BTreeMap<String, V>, key: &str, update: impl FnO
     map.insert(key.to_string(), value);
 }
 
-/// One more under `key`.
-fn count(map: &mut BTreeMap<String, u64>, key: &str) {
-    update(map, key, |n| *n += 1);
-}
-
 impl Tally {
     pub fn observe(&mut self, r: &Record) {
         self.add(figures!(r));
@@ -377,8 +386,7 @@ impl Tally {
         self.uncertain = self.uncertain.saturating_add(u64::from(r.uncertain));
         if r.ok {
             self.ok += 1;
-            let reason = r.finish_reason.unwrap_or("none");
-            count(&mut self.finish_reasons, reason);
+            count_in(&mut self.finish_reasons, r.finish_reason.unwrap_or("none"));
             match r.usage {
                 Some(u) => {
                     let t = &mut self.tokens;
@@ -399,8 +407,7 @@ impl Tally {
             }
         } else {
             self.failed += 1;
-            let kind = r.error_kind.unwrap_or("unknown");
-            count(&mut self.errors, kind);
+            count_in(&mut self.errors, r.error_kind.unwrap_or("unknown"));
         }
         if let Some(cost) = r.cost_usd.filter(|c| is_amount(*c)) {
             let costs = &mut self.costs;

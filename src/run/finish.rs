@@ -29,7 +29,8 @@ pub(super) struct Ended {
     /// The pace the run used and where it came from.
     pub pace: PaceReport,
     /// Every line of the output folded beside the check pass, when the run
-    /// found nothing to send and no key the job lacks (`prefold`).
+    /// found nothing to send and no key the job lacks (read in the resume
+    /// scan's own pass: `report::ReadBack`).
     pub prefolded: Option<Tally>,
 }
 

@@ -4,13 +4,13 @@
 //! events -> collector (sink, tally, progress) -> compaction -> summary.
 //! Every line for people goes through `crate::printer`.
 
+mod beside;
 mod collector;
 mod describe;
 mod error;
 mod estimate;
 mod finish;
 mod over_rate;
-mod prefold;
 mod producer;
 mod rates;
 pub mod scan;
@@ -33,6 +33,7 @@ use crate::progress::Progress;
 use crate::report;
 use crate::scheduler::{PaceSource, Scheduler, StopSignal};
 use crate::sink::{self, OutputLock, ResumeState, Writer};
+use beside::scan_beside_output;
 use collector::Collector;
 pub use error::{Finished, RunError, StartError};
 use finish::{finish, Ended};
@@ -84,9 +85,8 @@ fn api_key(job: &Job) -> Result<Option<String>, StartError> {
     }
 }
 
-/// Scans the input on a blocking thread (it reads files).
-/// An input without rows is refused unless `allow_empty`: a cron job fed an
-/// empty export should be noticed, not pass as a success.
+/// Scans the input on a blocking thread (it reads files), judged against
+/// `resume` (the output as read before).
 /// `resume` is handed back without its table of keys (the scan let it go).
 async fn scan_input(
     job: &Job,
@@ -102,6 +102,18 @@ async fn scan_input(
     })
     .await
     .map_err(StartError::Check)?;
+    checked(scan, resume, display, allow_empty)
+}
+
+/// The scan, unless the input has problems (all said at once) or no rows.
+/// An input without rows is refused unless `allow_empty`: a cron job fed an
+/// empty export should be noticed, not pass as a success.
+fn checked(
+    scan: Scan,
+    resume: ResumeState,
+    input: String,
+    allow_empty: bool,
+) -> Result<(Scan, ResumeState), StartError> {
     if scan.problem_count > 0 {
         return Err(StartError::InputProblems {
             shown: scan.problems,
@@ -109,7 +121,7 @@ async fn scan_input(
         });
     }
     if scan.rows == 0 && !allow_empty {
-        return Err(StartError::EmptyInput { input: display });
+        return Err(StartError::EmptyInput { input });
     }
     Ok((scan, resume))
 }
@@ -186,13 +198,12 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     // Nothing is written before every check has passed and the lock is held:
     // a run refused for bad input leaves no lock file, and --fresh no backup.
     let output = &job.output.path;
-    let resume = sink::read(output, args.fresh).map_err(StartError::from)?;
     let checked = producer::stamp(file.file.path());
     let allow_empty = args.job.allow_empty;
-    // The summary's read-back of the output, beside the check pass (`prefold`).
-    let prefold = prefold::Prefold::start(output, &resume);
-    let (mut scan, mut resume) = scan_input(&job, &file, resume, allow_empty).await?;
-    // Kept only if every line of the output will be read back; dropped, it stops.
+    let (mut scan, mut resume, prefold) =
+        scan_beside_output(&job, &file, args.fresh, allow_empty).await?;
+    // Kept only if every line of the output is read back: nothing to send,
+    // and no line of a key the job lacks.
     let mut prefold = prefold.filter(|_| scan.to_send() == 0 && scan.other_keys(&resume) == 0);
     let endpoint = crate::client::Endpoint {
         url: job.endpoint.url.clone(),
@@ -323,7 +334,7 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         stopped,
         stopped_because: stop.detail(),
         pace: limiter.report(),
-        prefolded: prefold.and_then(prefold::Prefold::finish),
+        prefolded: prefold,
     };
     if scan.to_send() > 0 {
         state.keep(limiter.learned(), args.quiet);

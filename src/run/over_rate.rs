@@ -71,6 +71,11 @@ impl OverRate {
         true
     }
 
+    /// Whether some request checked is over the rate.
+    pub fn any(&self) -> bool {
+        self.count > 0
+    }
+
     /// The problems to report: every request named when some fit (the first
     /// few, then a count), or one line when none does (the rate is the
     /// problem, not the requests).

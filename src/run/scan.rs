@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use crate::input::{self, InputError, InputFile};
 use crate::job::{Format, Job};
-use crate::keys::{estimate_lines, Gather, Keep, KeyId, KeyTable, ShortId};
+use crate::keys::{estimate_lines, sha_prefix, Gather, Keep, KeyId, KeyMap, KeyTable, ShortId};
 use crate::plan::Planner;
 
 use super::estimate::Estimate;
@@ -22,8 +22,9 @@ pub const SHOWN_PROBLEMS: usize = 20;
 /// One key of the job: 8 bytes, so a million keys take 24 MB with their ids.
 #[derive(Debug, Clone, Copy)]
 pub struct Seen {
-    /// The line of its row (saturating: it only names a duplicate's first row).
-    pub line: u32,
+    /// The request's number in input order (saturating): of two requests
+    /// with one key, the first keeps it.
+    pub order: u32,
     /// How it ended in this run, once it has.
     pub ok: Option<bool>,
     /// How its latest line in the output ended, when that line is of the same request.
@@ -43,7 +44,8 @@ pub struct Scan {
     /// producer plans only the rows that have one (a rerun over a complete
     /// output plans and hashes nothing twice).
     pub send: Bits,
-    /// What the requests may cost, per parameter set and model.
+    /// What the requests may cost, per parameter set and model (only from a
+    /// pass judged against the output as it planned: `validate`'s).
     pub estimate: Estimate,
     /// Keys whose latest output line is `ok` for the same request: not sent again.
     pub resumed: u64,
@@ -91,26 +93,67 @@ pub fn problem_report(shown: &[InputError], count: u64) -> String {
     out
 }
 
+/// The check pass before it is judged against the output ([`join`]): every
+/// request's fingerprint and hash in input order, 24 bytes each.
+#[derive(Debug, Default)]
+pub struct Pass {
+    scan: Scan,
+    /// (key, [`sha_prefix`] of its request, or [`OVER_RATE`]) per request, in input order.
+    requests: Gather<(KeyId, u64)>,
+    /// "no model for parameter set ..." -> (first line, rows).
+    no_model: BTreeMap<String, (u64, u64)>,
+    over_rate: OverRate,
+    /// The output's table was at hand as the rows were planned: the
+    /// estimate and the tokens-per-minute check know what is to send.
+    judged: bool,
+}
+
+/// In place of a request's hash: the request is to send and over the
+/// tokens per minute, so it is left out of the keys (a problem already).
+const OVER_RATE: u64 = u64::MAX;
+/// A hash no output line has (a [`sha_prefix`] is below 2^62).
+const NO_SHA: u64 = u64::MAX - 1;
+
+impl Pass {
+    /// A pass made without the output's table must be made again with it
+    /// when some request is over the tokens per minute: only a request to
+    /// send is a problem, and which are to send was not known yet.
+    pub fn needs_output(&self) -> bool {
+        !self.judged && self.over_rate.any()
+    }
+}
+
 /// Reads every row of `file`, plans it, and checks keys; `resume` marks
 /// what is already done, and its table of keys is let go once read (before
 /// the job's own table is built: the two never need to be whole at once).
 pub fn scan(job: &Job, file: &InputFile, resume: &mut ResumeState) -> Scan {
-    let mut scan = Scan::default();
+    let pass = check(job, file, Some(resume));
+    join(pass, job, file, resume)
+}
+
+/// The check pass: reads every row of `file`, plans it, and keeps each
+/// request's fingerprint and hash. With `output` (the resume scan's table)
+/// the estimate and the tokens-per-minute check count only what is to
+/// send; without, the pass runs beside the resume scan, counts no
+/// estimate, and [`Pass::needs_output`] says when it must be made again.
+pub fn check(job: &Job, file: &InputFile, output: Option<&ResumeState>) -> Pass {
+    let mut pass = Pass {
+        judged: output.is_some(),
+        over_rate: OverRate::new(job.limits.tokens_per_minute),
+        ..Pass::default()
+    };
+    let scan = &mut pass.scan;
     let planner = Planner::new(job);
     let rows = match input::open(file, job.input.format) {
         Ok(rows) => rows,
         Err(e) => {
             scan.problem(e);
-            return scan;
+            return pass;
         }
     };
     let limit = job.row_limit.unwrap_or(u64::MAX);
-    let mut over_rate = OverRate::new(job.limits.tokens_per_minute);
-    // "no model for parameter set ..." -> (first line, rows).
-    let mut no_model: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    let mut keys = Gather::default();
+    let keys = &mut pass.requests;
     keys.expect(estimate_lines(&file.path).saturating_mul(planner.requests_per_row() as usize));
-    let mut send_bits = Bits::default();
     for row in rows.take(usize::try_from(limit).unwrap_or(usize::MAX)) {
         scan.rows += 1;
         let row = match row {
@@ -125,7 +168,7 @@ pub fn scan(job: &Job, file: &InputFile, resume: &mut ResumeState) -> Scan {
             // A template field that is not a column fails every row: say it once.
             if let Some(problem) = missing_columns(job, &row.fields, &file.display) {
                 scan.problem(problem);
-                return scan;
+                return pass;
             }
         }
         let requests = match planner.plan(row, &file.display) {
@@ -134,7 +177,7 @@ pub fn scan(job: &Job, file: &InputFile, resume: &mut ResumeState) -> Scan {
                 for p in problems {
                     // A set without a model fails every row alike: said once, below.
                     if p.field.as_deref() == Some("model") {
-                        no_model.entry(p.message).or_insert((line, 0)).1 += 1;
+                        pass.no_model.entry(p.message).or_insert((line, 0)).1 += 1;
                     } else {
                         scan.problem(p);
                     }
@@ -144,37 +187,70 @@ pub fn scan(job: &Job, file: &InputFile, resume: &mut ResumeState) -> Scan {
         };
         for req in requests {
             let id = KeyId::of(&req.key);
-            let latest = resume.latest.get(&ShortId::from(id)).copied();
-            let prior = latest.and_then(|l| l.prior(&req.sha256));
-            scan.estimate.add(&req, prior != Some(true));
-            let send = prior != Some(true);
-            if !send {
-                scan.resumed += 1;
-            } else if over_rate.over(&req, &file.display, line) {
-                send_bits.push(false);
+            let sha = sha_prefix(&req.sha256).unwrap_or(NO_SHA);
+            let send = match output {
+                Some(resume) => {
+                    let latest = resume.latest.get(&ShortId::from(id)).copied();
+                    let send = latest.and_then(|l| l.prior_of(sha)) != Some(true);
+                    scan.estimate.add(&req, send);
+                    send
+                }
+                // Judged later: every request is checked as one to send.
+                None => true,
+            };
+            if send && pass.over_rate.over(&req, &file.display, line) {
+                keys.push((id, OVER_RATE));
                 continue;
             }
-            send_bits.push(send);
-            scan.in_file += u64::from(latest.is_some());
-            keys.push((
-                id,
-                Seen {
-                    line: u32::try_from(line).unwrap_or(u32::MAX),
-                    ok: None,
-                    prior,
-                    in_file: latest.is_some(),
-                },
-            ));
+            keys.push((id, sha));
         }
     }
+    pass
+}
+
+/// Judges every request of `pass` against the output's table in `resume`
+/// (then lets that table go), builds the job's table of keys, and names
+/// every problem of the pass.
+pub fn join(pass: Pass, job: &Job, file: &InputFile, resume: &mut ResumeState) -> Scan {
+    let Pass {
+        mut scan,
+        requests,
+        no_model,
+        over_rate,
+        judged,
+    } = pass;
+    let mut send = Bits::default();
+    let (mut resumed, mut in_file) = (0u64, 0u64);
+    // In place: each request's 24 bytes become its key's 24 bytes.
+    let keys = requests.filter_map(|order, (id, sha)| {
+        if sha == OVER_RATE {
+            send.push(false);
+            return None;
+        }
+        let latest = resume.latest.get(&ShortId::from(id)).copied();
+        let prior = latest.and_then(|l| l.prior_of(sha));
+        send.push(prior != Some(true));
+        resumed += u64::from(prior == Some(true));
+        in_file += u64::from(latest.is_some());
+        Some((
+            id,
+            Seen {
+                order: u32::try_from(order).unwrap_or(u32::MAX),
+                ok: None,
+                prior,
+                in_file: latest.is_some(),
+            },
+        ))
+    });
     resume.release_keys();
-    // Duplicates are found once every key is in: the first row of a key
-    // keeps it (sorted in place, rows in line order within a key).
-    let (keys, duplicates) = KeyTable::build(keys, Keep::First, Some(|a, b| a.line.cmp(&b.line)));
-    scan.keys = keys;
-    scan.send = send_bits;
+    (scan.resumed, scan.in_file, scan.send) = (resumed, in_file, send);
+    // Duplicates are found once every key is in: the first request of a key
+    // keeps it (sorted in place, requests in input order within a key).
+    let (table, duplicates) =
+        KeyTable::build(keys, Keep::First, Some(|a, b| a.order.cmp(&b.order)));
+    scan.keys = table;
     if !duplicates.is_empty() {
-        name_duplicates(&mut scan, &planner, job, file, &duplicates);
+        name_duplicates(&mut scan, job, file, &duplicates);
     }
     for (message, (first, rows)) in no_model {
         let rows = match rows {
@@ -187,46 +263,47 @@ pub fn scan(job: &Job, file: &InputFile, resume: &mut ResumeState) -> Scan {
             format!("{message} ({rows})"),
         ));
     }
-    for problem in over_rate.problems(&file.display) {
-        scan.problem(problem);
+    // Judged later, the pass checked every request as one to send; its
+    // caller makes it again when one was over (`Pass::needs_output`).
+    if judged {
+        for problem in over_rate.problems(&file.display) {
+            scan.problem(problem);
+        }
     }
     scan
 }
 
 /// One problem per row whose key an earlier row has, in input order: the
-/// input is read again for the keys themselves (only on this error path:
-/// the table holds fingerprints, not keys).
-fn name_duplicates(
-    scan: &mut Scan,
-    planner: &Planner,
-    job: &Job,
-    file: &InputFile,
-    duplicates: &[(KeyId, Seen)],
-) {
-    let mut lines: Vec<u32> = duplicates.iter().map(|(_, seen)| seen.line).collect();
-    lines.sort_unstable();
+/// input is read again for the keys themselves and their lines (only on
+/// this error path: the table holds fingerprints, not keys).
+fn name_duplicates(scan: &mut Scan, job: &Job, file: &InputFile, duplicates: &[(KeyId, Seen)]) {
+    let mut ids: Vec<KeyId> = duplicates.iter().map(|(id, _)| *id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    // The line of each duplicated key's first row, once met.
+    let mut first: KeyMap<u64> = KeyMap::default();
+    let planner = Planner::new(job);
     let Ok(rows) = input::open(file, job.input.format) else {
         return;
     };
-    for row in rows.flatten() {
-        let line = u32::try_from(row.line).unwrap_or(u32::MAX);
-        if lines.binary_search(&line).is_err() {
-            continue;
-        }
+    let limit = usize::try_from(job.row_limit.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
+    for row in rows.take(limit).flatten() {
+        let line = row.line;
         let Ok(requests) = planner.plan(row, &file.display) else {
             continue;
         };
         for req in requests {
             let id = KeyId::of(&req.key);
-            let Some(first) = scan.keys.get(&id).map(|seen| seen.line) else {
-                continue;
-            };
-            if first == line {
+            if ids.binary_search(&id).is_err() {
                 continue;
             }
+            let Some(first) = first.get(&id).copied() else {
+                first.insert(id, line);
+                continue;
+            };
             let e = InputError::new(
                 file.display.clone(),
-                Some(u64::from(line)),
+                Some(line),
                 format!(
                     "duplicate request key {:?}: line {first} has the same id; ids must be unique (set [input] id or --id)",
                     req.key
@@ -305,131 +382,4 @@ fn quoted(names: &[&str]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cli::JobArgs;
-    use crate::input::InputFile;
-
-    fn scan_csv(csv: &str, template: &str) -> Scan {
-        scan_csv_with(csv, template, None)
-    }
-
-    fn scan_csv_with(csv: &str, template: &str, tpm: Option<u64>) -> Scan {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("q.csv");
-        std::fs::write(&path, csv).expect("write");
-        let args = JobArgs {
-            input: Some("q.csv".into()),
-            template: Some(template.into()),
-            model: Some("m".into()),
-            params: vec!["max_tokens=100".into()],
-            tpm,
-            ..JobArgs::default()
-        };
-        let job = Job::load(&args, dir.path(), chrono::Utc::now()).expect("valid job");
-        let file = InputFile {
-            path,
-            display: "q.csv".into(),
-        };
-        scan(&job, &file, &mut ResumeState::default())
-    }
-
-    #[test]
-    fn a_template_field_missing_from_the_header_is_one_problem_not_one_per_row() {
-        let rows: String = (1..=50).map(|i| format!("{i},q{i}\n")).collect();
-        let s = scan_csv(&format!("id,question\n{rows}"), "{{nope}}: {{question}}");
-        assert_eq!(s.problem_count, 1);
-        let message = s.problems[0].to_string();
-        assert!(
-            message.contains("\"nope\"") && message.contains("\"question\""),
-            "{message}"
-        );
-    }
-
-    #[test]
-    fn a_request_larger_than_the_tokens_per_minute_is_a_problem() {
-        // "x" + 8 per message + 100 = 109 tokens at most; "long" 112.
-        let s = scan_csv_with("id,question\na,x\nb,long\n", "{{question}}", Some(109));
-        assert_eq!(s.problem_count, 1);
-        let message = s.problems[0].to_string();
-        assert!(
-            message.contains("q.csv:3")
-                && message.contains("\"b/default\" may use up to 112 tokens"),
-            "{message}"
-        );
-        assert_eq!(s.requests(), 1, "the request that fits is still counted");
-        // None fits: the rate is the problem, said once.
-        let s = scan_csv_with("id,question\na,x\nb,y\n", "{{question}}", Some(108));
-        assert_eq!(s.problem_count, 1);
-        let message = s.problems[0].to_string();
-        assert!(
-            message.contains("every one of the 2 requests") && message.contains("at least 109"),
-            "{message}"
-        );
-        let s = scan_csv_with("id,question\na,x\n", "{{question}}", Some(109));
-        assert_eq!(s.problem_count, 0);
-    }
-
-    #[test]
-    fn a_missing_model_is_one_problem_not_one_per_row() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("q.jsonl");
-        let rows: String = (1..=30)
-            .map(|i| format!("{{\"prompt\": \"q{i}\"}}\n"))
-            .collect();
-        std::fs::write(&path, rows).expect("write");
-        let args = JobArgs {
-            input: Some("q.jsonl".into()),
-            ..JobArgs::default()
-        };
-        let job = Job::load(&args, dir.path(), chrono::Utc::now()).expect("valid job");
-        let file = InputFile {
-            path,
-            display: "q.jsonl".into(),
-        };
-        let s = scan(&job, &file, &mut ResumeState::default());
-        assert_eq!(
-            s.problem_count,
-            1,
-            "{}",
-            problem_report(&s.problems, s.problem_count)
-        );
-        let message = s.problems[0].to_string();
-        assert!(
-            message.contains("no model for parameter set \"default\""),
-            "{message}"
-        );
-        assert!(
-            message.contains("30 rows, the first at line 1"),
-            "{message}"
-        );
-    }
-
-    #[test]
-    fn a_template_field_close_to_a_column_gets_a_suggestion() {
-        let s = scan_csv("id,question\n1,q\n", "{{questoin}}");
-        let message = s.problems[0].to_string();
-        assert!(message.contains("did you mean \"question\"?"), "{message}");
-        let s = scan_csv("id,question\n1,q\n", "{{zzz}}");
-        let message = s.problems[0].to_string();
-        assert!(!message.contains("did you mean"), "{message}");
-    }
-
-    #[test]
-    fn keys_and_counts_of_a_clean_csv() {
-        let s = scan_csv("id,question\na,x\nb,y\n", "{{question}}");
-        assert_eq!((s.rows, s.requests(), s.problem_count), (2, 2, 0));
-        assert_eq!(s.to_send(), 2);
-    }
-
-    #[test]
-    fn duplicate_ids_are_reported_with_the_first_line() {
-        let s = scan_csv("id,question\na,x\nb,y\na,z\n", "{{question}}");
-        assert_eq!(s.problem_count, 1);
-        let message = s.problems[0].to_string();
-        assert!(
-            message.contains("q.csv:4") && message.contains("line 2"),
-            "{message}"
-        );
-    }
-}
+mod tests;

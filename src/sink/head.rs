@@ -26,8 +26,22 @@ const MAX_DEPTH: usize = 100;
 /// The head of `line`, or None when the fast path does not vouch for it
 /// (then the full parse decides).
 pub fn read(line: &[u8]) -> Option<RecordHead<'_>> {
+    read_each(line, |_, _| {})
+}
+
+/// [`read`], handing `each` every field it walks (name as written, quotes
+/// included, and raw value): another reader of the line takes its own
+/// fields in the same walk. Some fields may have been handed over when it
+/// then gives up.
+pub fn read_each<'a>(
+    line: &'a [u8],
+    mut each: impl FnMut(&'a [u8], &'a [u8]),
+) -> Option<RecordHead<'a>> {
     let mut head = Fields::default();
-    fields(line, |name, value| head.take(name, value))?;
+    fields(line, |name, value| {
+        each(name, value);
+        head.take(name, value)
+    })?;
     head.finish()
 }
 
@@ -179,13 +193,67 @@ fn text(raw: &[u8]) -> Option<Cow<'_, str>> {
 /// An optional number, read by serde itself (its range and rounding).
 fn figure(raw: Option<&[u8]>) -> Option<Option<f64>> {
     match raw {
-        None => Some(None),
+        None | Some(b"null") => Some(None),
         Some(raw) => serde_json::from_slice::<Option<f64>>(raw).ok(),
     }
 }
 
-/// `usage`, a small object: read by serde, leniently as the full parse does.
+/// Walks an object of plain counts as a run writes `usage`
+/// (`{"prompt_tokens":12,"completion_tokens":3,...}`, no spaces, names
+/// without escapes, whole numbers of at most 18 digits), handing `each`
+/// every name (quotes included) and count; None for any other object, or
+/// when `each` gives up.
+pub fn counts<'a>(raw: &'a [u8], mut each: impl FnMut(&'a [u8], u64) -> Option<()>) -> Option<()> {
+    let inner = raw.strip_prefix(b"{")?.strip_suffix(b"}")?;
+    for pair in inner.split(|b| *b == b',') {
+        let colon = memchr::memchr(b':', pair)?;
+        let (name, digits) = (&pair[..colon], &pair[colon + 1..]);
+        let plain_name = name.len() >= 2
+            && name[0] == b'"'
+            && name[name.len() - 1] == b'"'
+            && !name[1..name.len() - 1]
+                .iter()
+                .any(|b| *b == b'"' || *b == b'\\');
+        if !plain_name
+            || digits.is_empty()
+            || digits.len() > 18
+            || !digits.iter().all(u8::is_ascii_digit)
+            || (digits.len() > 1 && digits[0] == b'0')
+        {
+            return None;
+        }
+        each(
+            name,
+            digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')),
+        )?;
+    }
+    Some(())
+}
+
+/// `usage`, a small object: its plain counts read here, anything else by
+/// serde, leniently as the full parse does.
 fn usage(raw: &[u8]) -> Option<Lenient<UsageHead>> {
+    // The names met so far (a run writes five at most; more is serde's to read).
+    let mut names: [&[u8]; 8] = [b""; 8];
+    let mut met = 0;
+    let mut completion = None;
+    let plain = counts(raw, |name, n| {
+        // A name given twice is serde's to judge (it refuses some).
+        if met == names.len() || names[..met].contains(&name) {
+            return None;
+        }
+        names[met] = name;
+        met += 1;
+        if name == b"\"completion_tokens\"" {
+            completion = Some(Lenient::Read(n));
+        }
+        Some(())
+    });
+    if plain.is_some() {
+        return Some(Lenient::Read(UsageHead {
+            completion_tokens: completion,
+        }));
+    }
     match serde_json::from_slice::<Lenient<UsageHead>>(raw) {
         Ok(usage) => Some(usage),
         // Valid JSON of another shape: skipped, as the full parse does.

@@ -24,7 +24,7 @@ pub use paths::{
     COMPACT_TEMP_SUFFIX, LOCK_SUFFIX,
 };
 pub use record::{Record, RecordHead, Status};
-pub use resume::{check_is_output, scan, Completions, Latest, ResumeState};
+pub use resume::{check_is_output, scan, scan_with, Beside, Completions, Latest, ResumeState};
 pub use thread::{Append, Drained, WriterThread};
 
 /// Something went wrong with the output file itself (not with a request).
@@ -107,11 +107,20 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// What the output holds, read only (before the lock is held). With `fresh`
 /// it is only checked to be an output: [`take_over`] moves it aside.
 pub fn read(path: &Path, fresh: bool) -> Result<ResumeState, SinkError> {
+    read_with(path, fresh, &mut ())
+}
+
+/// [`read`], handing `beside` every line the scan reads.
+pub fn read_with(
+    path: &Path,
+    fresh: bool,
+    beside: &mut impl Beside,
+) -> Result<ResumeState, SinkError> {
     if fresh {
         check_is_output(path)?;
         return Ok(ResumeState::default());
     }
-    scan(path)
+    scan_with(path, beside)
 }
 
 /// With the lock held and every other check passed: removes a killed run's

@@ -12,7 +12,7 @@ use std::fs::{File, OpenOptions};
 use std::path::Path;
 
 use super::head;
-use super::lines::{starts_like_a_record, Lines, Torn};
+use super::lines::{starts_like_a_record, Line, Lines, Torn};
 use super::paths::FileStamp;
 use super::record::{RecordCheck, RecordHead, Status};
 use super::{io_error, SinkError};
@@ -39,8 +39,12 @@ impl Latest {
     /// How the line ended, if it was made from the request whose hash is
     /// `sha256` (a line of an edited request says nothing about the request as it is now).
     pub fn prior(self, sha256: &str) -> Option<bool> {
-        let sha = self.sha()?;
-        (Some(sha) == sha_prefix(sha256)).then_some(self.ok())
+        self.prior_of(sha_prefix(sha256)?)
+    }
+
+    /// [`Self::prior`] of a request whose hash has the prefix `sha` ([`sha_prefix`]).
+    pub fn prior_of(self, sha: u64) -> Option<bool> {
+        (self.sha()? == sha).then_some(self.ok())
     }
 }
 
@@ -139,8 +143,32 @@ pub fn check_is_output(path: &Path) -> Result<(), SinkError> {
     }
 }
 
+/// What another reader of the output's lines gathers in the resume scan's
+/// own pass (the run's summary read-back), so that a file of a gigabyte is
+/// read, and each line walked, once.
+pub trait Beside {
+    /// A field of the line being read, as the fast reader walks it: its
+    /// name as written (quotes included) and its raw value.
+    fn field(&mut self, name: &[u8], raw: &[u8]);
+    /// The line is read. `walked`: every field of it went to
+    /// [`Beside::field`]; else some or none did, and the line is this
+    /// reader's to parse.
+    fn line(&mut self, line: &Line<'_>, walked: bool);
+}
+
+/// Nothing read beside.
+impl Beside for () {
+    fn field(&mut self, _: &[u8], _: &[u8]) {}
+    fn line(&mut self, _: &Line<'_>, _: bool) {}
+}
+
 /// Scans `path` (missing = empty), reading only: see [`ResumeState::repair`].
 pub fn scan(path: &Path) -> Result<ResumeState, SinkError> {
+    scan_with(path, &mut ())
+}
+
+/// [`scan`], handing `beside` every line it reads (a torn last one left out).
+pub fn scan_with(path: &Path, beside: &mut impl Beside) -> Result<ResumeState, SinkError> {
     let mut state = ResumeState::default();
     let Some(file) = open(path)? else {
         return Ok(state);
@@ -163,10 +191,12 @@ pub fn scan(path: &Path) -> Result<ResumeState, SinkError> {
             first_line_is_a_record(path, line.text)?;
         }
         // The fast path when it vouches for the line, else the full parse decides.
-        let mut head: RecordHead = match head::read(line.text) {
-            Some(head) => head,
-            None => line.parse()?,
-        };
+        let (mut head, walked): (RecordHead, bool) =
+            match head::read_each(line.text, |name, raw| beside.field(name, raw)) {
+                Some(head) => (head, true),
+                None => (line.parse()?, false),
+            };
+        beside.line(&line, walked);
         if let Some(reason) = head.bad_figure() {
             return Err(line.bad(reason).into());
         }

@@ -49,6 +49,44 @@ fn valid_lines() -> Vec<String> {
             r#","model":"m","usage":{"completion_tokens":"12"}"#,
         ),
         record("d/default", "ok", "d4", r#","model":"m","usage":"garbage""#),
+        // Plain counts of every kind: read without serde, as serde reads them.
+        record(
+            "d/default",
+            "ok",
+            "d4",
+            r#","model":"m","usage":{"prompt_tokens":1,"prompt_tokens":2,"completion_tokens":0}"#,
+        ),
+        record(
+            "d/default",
+            "ok",
+            "d4",
+            r#","model":"m","usage":{"completion_tokens":5,"completion_tokens":6}"#,
+        ),
+        record(
+            "d/default",
+            "ok",
+            "d4",
+            r#","model":"m","usage":{"total_tokens":7}"#,
+        ),
+        record("d/default", "ok", "d4", r#","model":"m","usage":{}"#),
+        record(
+            "d/default",
+            "ok",
+            "d4",
+            r#","model":"m","usage":{"completion_tokens":123456789012345678}"#,
+        ),
+        record(
+            "d/default",
+            "ok",
+            "d4",
+            r#","model":"m","usage":{"completion_tokens":1234567890123456789012}"#,
+        ),
+        record(
+            "d/default",
+            "ok",
+            "d4",
+            r#","model":"m","usage":{"a\"b":1,"completion_tokens":2}"#,
+        ),
         record(
             "d/default",
             "ok",
