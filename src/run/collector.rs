@@ -86,6 +86,9 @@ pub(super) struct Collected {
     pub failed: Option<SinkError>,
     /// Answered requests whose line is not in the output.
     pub lost: u64,
+    /// The output was removed or replaced during the run: no line of it,
+    /// this run's or an earlier one's, is in the file the path names.
+    pub gone: bool,
 }
 
 impl<'a> Collector<'a> {
@@ -184,6 +187,7 @@ impl<'a> Collector<'a> {
     pub fn finish(mut self) -> Collected {
         let mut failed = None;
         let mut lost = 0;
+        let mut gone = false;
         if let Some(writer) = self.writer.take() {
             if !self.batch.is_empty() {
                 self.queued.push_back(std::mem::take(&mut self.records));
@@ -212,6 +216,7 @@ impl<'a> Collector<'a> {
                     failed = drained.failed;
                     if sink.gone() {
                         // Found mid-run: the lines written before went too.
+                        gone = true;
                         lost =
                             self.landed + self.queued.iter().map(|b| b.len() as u64).sum::<u64>();
                     }
@@ -221,13 +226,24 @@ impl<'a> Collector<'a> {
                         if let Err(e) = sink.check_in_place() {
                             self.stop.stop(StopReason::OutputFailed);
                             failed = Some(e);
+                            gone = true;
                             lost = self.landed;
                         }
                     }
                 }
             }
         }
+        if gone {
+            // The summary counts the job as its output stands: none of these
+            // lines is in it any more, nor any an earlier run wrote.
+            self.written = Tally::default();
+            for seen in self.keys.values_mut() {
+                seen.ok = None;
+                seen.prior = None;
+            }
+        }
         Collected {
+            gone,
             written: std::mem::take(&mut self.written),
             sent: std::mem::take(&mut self.sent),
             superseded: self.superseded,

@@ -83,6 +83,7 @@ pub(super) fn finish(
         superseded,
         failed,
         lost,
+        gone,
     } = collected;
     let write_failed = failed.is_some();
     let mut local: Vec<LocalFailure> = Vec::new();
@@ -110,7 +111,9 @@ pub(super) fn finish(
     let kept_from_before = |seen: &Seen| seen.ok.is_none() && seen.prior.is_some();
     // Read already, when every line is one of those and this run wrote none.
     let nothing_written = tally.ok == 0 && tally.failed == 0;
-    if let (Some(all), true) = (ended.prefolded, nothing_written) {
+    if gone {
+        // Nothing to read back: the output is not the file this run wrote.
+    } else if let (Some(all), true) = (ended.prefolded, nothing_written) {
         tally = all;
     } else if scan.keys.values().any(kept_from_before) {
         let dedupe = !compacted && resume.lines > resume.keys;
@@ -122,13 +125,13 @@ pub(super) fn finish(
             });
         }
     }
-    let other_keys = scan.other_keys(resume);
+    let other_keys = if gone { 0 } else { scan.other_keys(resume) };
     let facts = RunFacts {
         job: job.name.clone(),
         started: ended.started,
         finished: Utc::now(),
         busy: ended.busy,
-        requests: count_requests(scan),
+        requests: count_requests(scan, gone),
         stopped: ended.stopped,
         stopped_because: ended.stopped_because,
         other_keys_in_output: other_keys,
@@ -261,10 +264,11 @@ fn quiet_line(s: &Summary, output: &str, summary: &str) -> String {
     }
 }
 
-/// Counts over the job's keys as the output stands after the run.
-fn count_requests(scan: &Scan) -> RequestCounts {
+/// Counts over the job's keys as the output stands after the run
+/// (`gone`: removed or replaced during it, so none of its lines counts).
+fn count_requests(scan: &Scan, gone: bool) -> RequestCounts {
     let mut counts = RequestCounts {
-        resumed: scan.resumed,
+        resumed: if gone { 0 } else { scan.resumed },
         ..RequestCounts::default()
     };
     for seen in scan.keys.values() {

@@ -495,6 +495,23 @@ async fn an_output_removed_during_the_run_exits_5_not_0() {
     mock.shutdown().await;
 }
 
+/// The summary counts the job as its output stands: the lines written before
+/// the output was removed went with it, so none counts as done.
+#[tokio::test]
+async fn an_output_removed_during_the_run_counts_none_of_its_lines_in_the_summary() {
+    let (mock, sb, out) = run_and_remove_the_output(8).await;
+    assert_eq!(code(&out), 5, "{}", stderr(&out));
+    let summary = sb.summary("t.summary.json");
+    let requests = &summary["requests"];
+    assert_eq!(requests["ok"], 0, "{summary}");
+    assert_eq!(requests["failed"], 0, "{summary}");
+    assert_eq!(requests["not_sent"], 8, "{summary}");
+    assert_eq!(requests["total"], 8, "{summary}");
+    // What this run sent is still said, apart.
+    assert!(summary["this_run"]["sent"].as_u64() >= Some(1), "{summary}");
+    mock.shutdown().await;
+}
+
 #[tokio::test]
 async fn an_unreachable_endpoint_is_reported_in_seconds_whatever_the_backoff() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -99,7 +99,9 @@ async fn a_second_run_starts_at_the_pace_the_first_learned() {
     .await;
     let sb = Sandbox::new();
     let (first, second, text) = two_runs(&mock, &sb, &[]).await;
-    assert!(first > 20, "the first run meets the limit: {first} bounced");
+    // At least the shortest run of 429s that shows a limit: how many more
+    // bounce depends on how fast a loaded machine sends the first burst.
+    assert!(first >= 6, "the first run meets the limit: {first} bounced");
     assert!(
         second <= 2,
         "{second} of 200 bounced in the second run\n{text}"
