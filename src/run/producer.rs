@@ -21,11 +21,17 @@ use super::scan::Bits;
 
 /// Requests handed to the scheduler at once: one wake-up of each side per
 /// batch rather than per request.
-pub(super) const BATCH: usize = 64;
+pub(super) const BATCH: usize = 256;
 
-/// Batches that may wait for the scheduler (with [`BATCH`], the requests
-/// planned ahead of dispatch).
-pub(super) const QUEUED_BATCHES: usize = 16;
+/// Body bytes past which a batch goes at once, however few its requests:
+/// with [`QUEUED_BATCHES`], what is planned ahead of dispatch stays a few MiB
+/// (or a few requests, when one is bigger) whatever the rows' size (a
+/// request also holds its row, about as much again).
+const BATCH_BYTES: usize = 1024 * 1024;
+
+/// Batches that may wait for the scheduler (with [`BATCH`] and
+/// [`BATCH_BYTES`], the requests planned ahead of dispatch).
+pub(super) const QUEUED_BATCHES: usize = 4;
 
 /// What identifies a file's content cheaply: its length and modification time.
 pub(super) type Stamp = Option<(u64, SystemTime)>;
@@ -94,6 +100,7 @@ pub(super) fn spawn(
         };
         let mut first = 0u64;
         let mut batch = Vec::with_capacity(BATCH);
+        let mut batch_bytes = 0usize;
         for row in lines.into_iter().flatten().take(limit) {
             let row_send = first..first.saturating_add(per_row);
             first = row_send.end;
@@ -104,20 +111,22 @@ pub(super) fn spawn(
                 .map_err(|e| vec![e])
                 .and_then(|row| planner.plan(row, &file.display))
                 .map_err(ProducerError::Row)?;
-            batch.extend(
-                requests
-                    .into_iter()
-                    .zip(row_send)
-                    .filter_map(|(req, i)| send.get(i).then_some(req)),
-            );
+            for (req, i) in requests.into_iter().zip(row_send) {
+                if send.get(i) {
+                    batch_bytes = batch_bytes.saturating_add(req.body.len());
+                    batch.push(req);
+                }
+            }
             // Whole batches, or at once when the scheduler has nothing left
             // to take (at the start, or when it outruns the reader).
-            if batch.len() >= BATCH || (!batch.is_empty() && tx.capacity() == tx.max_capacity()) {
+            let full = batch.len() >= BATCH || batch_bytes >= BATCH_BYTES;
+            if full || (!batch.is_empty() && tx.capacity() == tx.max_capacity()) {
                 if tx.blocking_send(std::mem::take(&mut batch)).is_err() {
                     // The scheduler stopped taking requests: a stop, not a problem.
                     return Ok(());
                 }
                 batch.reserve(BATCH);
+                batch_bytes = 0;
             }
         }
         if !batch.is_empty() && tx.blocking_send(batch).is_err() {

@@ -126,3 +126,44 @@ async fn streamed_tool_call_deltas_of_millions_of_tiny_nodes_stay_in_bounded_mem
     );
     assert_peak_below(&finished, BOUND_MIB);
 }
+
+/// Rows of a MiB, sent one at a time to a slow server: what the run plans
+/// ahead of dispatch is bounded in bytes, not only in requests (a thousand
+/// requests planned ahead would be two GiB here: a body and a row each).
+#[tokio::test]
+async fn big_rows_planned_ahead_of_a_slow_server_stay_in_bounded_memory() {
+    const ROWS: usize = 40;
+    let mock = mock(promptbatch::mock::MockConfig {
+        latency: Duration::from_millis(40),
+        ..Default::default()
+    })
+    .await;
+    let sb = Sandbox::new();
+    let prompt = "x".repeat(1024 * 1024);
+    let rows: String = (0..ROWS)
+        .map(|i| format!("{{\"id\": \"r{i}\", \"prompt\": \"{prompt}\"}}\n"))
+        .collect();
+    let cmd = run_job(&sb)
+        .rows(&rows)
+        .job(&format!(
+            "name = \"t\"\n[endpoint]\nurl = \"{}\"\napi_key_env = \"\"\n\
+             [input]\npath = \"rows.jsonl\"\n[defaults]\nmodel = \"m\"\n[limits]\nconcurrency = 1\n",
+            mock.url()
+        ))
+        .args(&["--quiet"])
+        .command();
+    let finished = run_measured(cmd, sb.path("stderr.txt")).await;
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    // Counted, not parsed: 80 MiB of JSON is slow to read in a debug build.
+    let lines = std::fs::read(sb.path("t.jsonl")).expect("output");
+    assert_eq!(lines.iter().filter(|b| **b == b'\n').count(), ROWS);
+    // All 40 planned ahead: 40 MiB of bodies, their rows as much again;
+    // bounded, a few of them.
+    let peak = finished.peak_rss_bytes.expect("sampled");
+    assert!(peak < 90 * MIB, "peak {} MiB", peak / MIB);
+    // The sandbox looks for leaked secrets in every file it holds: not in these 120 MiB.
+    for big in ["rows.jsonl", "t.jsonl"] {
+        std::fs::remove_file(sb.path(big)).expect("remove");
+    }
+    mock.shutdown().await;
+}
