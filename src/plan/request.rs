@@ -61,7 +61,11 @@ pub struct Request {
 impl Request {
     /// The `X-Client-Request-Id` of one attempt (1-based).
     pub fn client_request_id(&self, attempt: u32) -> String {
-        format!("{}:{}", self.client_request_id_prefix, attempt)
+        let mut id = String::with_capacity(self.client_request_id_prefix.len() + 4);
+        id.push_str(&self.client_request_id_prefix);
+        id.push(':');
+        id.push_str(itoa::Buffer::new().format(attempt));
+        id
     }
 
     /// An upper bound of the prompt's tokens: no tokenizer yields more tokens than bytes.

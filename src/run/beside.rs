@@ -21,6 +21,9 @@ pub(super) async fn scan_beside_output(
     allow_empty: bool,
 ) -> Result<(Scan, ResumeState, Option<report::Tally>), StartError> {
     let output = job.output.path.clone();
+    // No line to compare a request's hash with: none is computed in the
+    // check (a line written meanwhile has the pass made again, below).
+    let hash = !fresh && std::fs::metadata(&output).is_ok_and(|m| m.len() > 0);
     // The summary's read-back of the output is made in the same pass: kept
     // only when the output holds one line per key, every one of which the
     // summary reads back (see `run`).
@@ -34,15 +37,15 @@ pub(super) async fn scan_beside_output(
     let display = file.display.clone();
     let pass = {
         let (job, file) = (job.clone(), file.clone());
-        tokio::task::spawn_blocking(move || scan::check(&job, &file, None))
+        tokio::task::spawn_blocking(move || scan::check(&job, &file, None, hash))
     };
     // An output that is not one is said first, as when it is read first.
     let (resume, prefold) = reading.await.map_err(StartError::Check)??;
     let pass = pass.await.map_err(StartError::Check)?;
     let (scan, resume) = tokio::task::spawn_blocking(move || {
         let mut resume = resume;
-        let pass = match pass.needs_output() {
-            true => scan::check(&job, &file, Some(&resume)),
+        let pass = match pass.needs_output() || pass.needs_hashes(&resume) {
+            true => scan::check(&job, &file, Some(&resume), resume.lines > 0),
             false => pass,
         };
         let scan = scan::join(pass, &job, &file, &mut resume);

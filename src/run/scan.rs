@@ -106,6 +106,9 @@ pub struct Pass {
     /// The output's table was at hand as the rows were planned: the
     /// estimate and the tokens-per-minute check know what is to send.
     judged: bool,
+    /// Requests were hashed: without, every hash is [`NO_SHA`] (planned
+    /// for an output with no line, there was nothing to compare one with).
+    hashed: bool,
 }
 
 /// In place of a request's hash: the request is to send and over the
@@ -121,13 +124,19 @@ impl Pass {
     pub fn needs_output(&self) -> bool {
         !self.judged && self.over_rate.any()
     }
+
+    /// Made without hashes for an output then found to have lines (written
+    /// meanwhile): it must be made again, with them.
+    pub fn needs_hashes(&self, resume: &ResumeState) -> bool {
+        !self.hashed && resume.lines > 0
+    }
 }
 
 /// Reads every row of `file`, plans it, and checks keys; `resume` marks
 /// what is already done, and its table of keys is let go once read (before
 /// the job's own table is built: the two never need to be whole at once).
 pub fn scan(job: &Job, file: &InputFile, resume: &mut ResumeState) -> Scan {
-    let pass = check(job, file, Some(resume));
+    let pass = check(job, file, Some(resume), resume.lines > 0);
     join(pass, job, file, resume)
 }
 
@@ -136,14 +145,21 @@ pub fn scan(job: &Job, file: &InputFile, resume: &mut ResumeState) -> Scan {
 /// the estimate and the tokens-per-minute check count only what is to
 /// send; without, the pass runs beside the resume scan, counts no
 /// estimate, and [`Pass::needs_output`] says when it must be made again.
-pub fn check(job: &Job, file: &InputFile, output: Option<&ResumeState>) -> Pass {
+/// `hash`: whether the output may have a line to compare a request's hash
+/// with; without, requests are planned without their body and hash (the
+/// sending pass builds them), about a third of planning's work.
+pub fn check(job: &Job, file: &InputFile, output: Option<&ResumeState>, hash: bool) -> Pass {
     let mut pass = Pass {
         judged: output.is_some(),
+        hashed: hash,
         over_rate: OverRate::new(job.limits.tokens_per_minute),
         ..Pass::default()
     };
     let scan = &mut pass.scan;
-    let planner = Planner::new(job);
+    let planner = match hash {
+        true => Planner::new(job),
+        false => Planner::new(job).without_bodies(),
+    };
     let rows = match input::open(file, job.input.format) {
         Ok(rows) => rows,
         Err(e) => {
@@ -218,6 +234,7 @@ pub fn join(pass: Pass, job: &Job, file: &InputFile, resume: &mut ResumeState) -
         no_model,
         over_rate,
         judged,
+        hashed: _,
     } = pass;
     let mut send = Bits::default();
     let (mut resumed, mut in_file) = (0u64, 0u64);

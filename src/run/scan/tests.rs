@@ -120,6 +120,17 @@ fn keys_and_counts_of_a_clean_csv() {
 /// the rows are planned (`validate`, and once the lock is held), and
 /// beside the resume scan, joined after (a run's start).
 fn both_ways(csv: &str, tpm: Option<u64>, lines: &[(&str, &str, bool)]) -> [Scan; 2] {
+    both_ways_hashing(csv, tpm, lines, !lines.is_empty())
+}
+
+/// [`both_ways`], the pass beside the scan hashing requests or not (a run
+/// does when the output has a byte when it starts).
+fn both_ways_hashing(
+    csv: &str,
+    tpm: Option<u64>,
+    lines: &[(&str, &str, bool)],
+    hash: bool,
+) -> [Scan; 2] {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("q.csv");
     std::fs::write(&path, csv).expect("write");
@@ -162,9 +173,9 @@ fn both_ways(csv: &str, tpm: Option<u64>, lines: &[(&str, &str, bool)]) -> [Scan
     std::fs::write(&out, output).expect("write");
     let judged = scan(&job, &file, &mut crate::sink::scan(&out).expect("scan"));
     let mut resume = crate::sink::scan(&out).expect("scan");
-    let mut pass = check(&job, &file, None);
-    if pass.needs_output() {
-        pass = check(&job, &file, Some(&resume));
+    let mut pass = check(&job, &file, None, hash);
+    if pass.needs_output() || pass.needs_hashes(&resume) {
+        pass = check(&job, &file, Some(&resume), resume.lines > 0);
     }
     let joined = join(pass, &job, &file, &mut resume);
     [judged, joined]
@@ -211,6 +222,26 @@ fn the_pass_beside_the_resume_scan_decides_as_the_pass_after_it() {
             .requests
             == 5
     );
+}
+
+#[test]
+fn a_pass_without_hashes_decides_as_one_with_them_for_an_output_with_no_line() {
+    let csv = "id,question\na,x\nb,y\nb,z\n";
+    let [judged, joined] = both_ways_hashing(csv, None, &[], false);
+    assert_eq!(decisions(&judged), decisions(&joined));
+    assert_eq!((joined.to_send(), joined.problem_count), (2, 1));
+}
+
+#[test]
+fn a_pass_without_hashes_is_made_again_for_an_output_found_with_lines() {
+    // Planned as for an empty output, then the resume scan found lines (an
+    // output written meanwhile): done requests must not be sent again.
+    let csv = "id,question\na,x\nb,y\nc,z\n";
+    let lines = [("a/default", "ok", true), ("b/default", "ok", false)];
+    let [judged, joined] = both_ways_hashing(csv, None, &lines, false);
+    assert_eq!(decisions(&judged), decisions(&joined));
+    let send: Vec<bool> = (0..3).map(|i| joined.send.get(i)).collect();
+    assert_eq!(send, [false, true, true]);
 }
 
 #[test]
