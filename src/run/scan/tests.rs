@@ -10,7 +10,13 @@ fn scan_csv(csv: &str, template: &str) -> Scan {
 
 fn scan_csv_with(csv: &str, template: &str, tpm: Option<u64>) -> Scan {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("q.csv");
+    let (job, file) = csv_job(dir.path(), csv, template, tpm);
+    scan(&job, &file, &mut ResumeState::default())
+}
+
+/// A job over `csv` (written as `q.csv` in `dir`), `template` its prompt.
+fn csv_job(dir: &std::path::Path, csv: &str, template: &str, tpm: Option<u64>) -> (Job, InputFile) {
+    let path = dir.join("q.csv");
     std::fs::write(&path, csv).expect("write");
     let args = JobArgs {
         input: Some("q.csv".into()),
@@ -20,12 +26,12 @@ fn scan_csv_with(csv: &str, template: &str, tpm: Option<u64>) -> Scan {
         tpm,
         ..JobArgs::default()
     };
-    let job = Job::load(&args, dir.path(), chrono::Utc::now()).expect("valid job");
+    let job = Job::load(&args, dir, chrono::Utc::now()).expect("valid job");
     let file = InputFile {
         path,
         display: "q.csv".into(),
     };
-    scan(&job, &file, &mut ResumeState::default())
+    (job, file)
 }
 
 #[test]
@@ -132,21 +138,7 @@ fn both_ways_hashing(
     hash: bool,
 ) -> [Scan; 2] {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("q.csv");
-    std::fs::write(&path, csv).expect("write");
-    let args = JobArgs {
-        input: Some("q.csv".into()),
-        template: Some("{{question}}".into()),
-        model: Some("m".into()),
-        params: vec!["max_tokens=100".into()],
-        tpm,
-        ..JobArgs::default()
-    };
-    let job = Job::load(&args, dir.path(), chrono::Utc::now()).expect("valid job");
-    let file = InputFile {
-        path,
-        display: "q.csv".into(),
-    };
+    let (job, file) = csv_job(dir.path(), csv, "{{question}}", tpm);
     // The hash of every request, as a run records it.
     let planner = Planner::new(&job);
     let mut sha = BTreeMap::new();
