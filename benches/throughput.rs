@@ -60,6 +60,17 @@ struct Scenario {
     row: Option<TableRow>,
 }
 
+/// The built-in mock enforcing 100 requests a second, announcing it in
+/// `x-ratelimit-*` headers or not: the limit scenarios' server.
+fn limited(rate_headers: bool) -> Server {
+    Server::Mock(MockConfig {
+        limit_requests: 100,
+        limit_window: Duration::from_secs(1),
+        rate_headers,
+        ..MockConfig::default()
+    })
+}
+
 /// What the client is run against.
 enum Server {
     /// The built-in mock, in this process: it counts requests and 429s.
@@ -153,11 +164,7 @@ fn main() {
             name: "limit 6000 req/min enforced, --rpm 6000, concurrency 64",
             requests: n(1_500.0).max(300),
             concurrency: 64,
-            server: Server::Mock(MockConfig {
-                limit_requests: 100,
-                limit_window: Duration::from_secs(1),
-                ..MockConfig::default()
-            }),
+            server: limited(false),
             flags: vec!["--rpm".into(), "6000".into()],
             ideal_per_s: Some(100.0),
             second_run: false,
@@ -167,11 +174,7 @@ fn main() {
             name: "limit 6000 req/min enforced, no --rpm (429s only), concurrency 64",
             requests: n(1_500.0).max(300),
             concurrency: 64,
-            server: Server::Mock(MockConfig {
-                limit_requests: 100,
-                limit_window: Duration::from_secs(1),
-                ..MockConfig::default()
-            }),
+            server: limited(false),
             flags: vec![],
             ideal_per_s: Some(100.0),
             second_run: false,
@@ -181,12 +184,7 @@ fn main() {
             name: "limit 6000 req/min enforced and announced in x-ratelimit-* headers, no --rpm, concurrency 64",
             requests: n(1_500.0).max(300),
             concurrency: 64,
-            server: Server::Mock(MockConfig {
-                limit_requests: 100,
-                limit_window: Duration::from_secs(1),
-                rate_headers: true,
-                ..MockConfig::default()
-            }),
+            server: limited(true),
             flags: vec![],
             ideal_per_s: Some(100.0),
             second_run: false,
@@ -196,11 +194,7 @@ fn main() {
             name: "limit 6000 req/min enforced, no headers, no --rpm, second run (pace learned by the first), concurrency 64",
             requests: n(1_500.0).max(300),
             concurrency: 64,
-            server: Server::Mock(MockConfig {
-                limit_requests: 100,
-                limit_window: Duration::from_secs(1),
-                ..MockConfig::default()
-            }),
+            server: limited(false),
             flags: vec![],
             ideal_per_s: Some(100.0),
             second_run: true,
@@ -416,20 +410,10 @@ async fn run(s: &Scenario) -> Result<Figures, String> {
 
 /// The client's command line for `s`, its state kept in `dir`.
 fn command(s: &Scenario, url: &str, dir: &Path, input: &Path, out: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_promptbatch"));
-    cmd.env("XDG_STATE_HOME", dir.join("state"));
-    cmd.args(["run", "--input"])
-        .arg(input)
-        .args([
-            "--model",
-            "google/gemma-3-4b-it",
-            "--param",
-            "max_tokens=64",
-        ])
-        .args(["--endpoint", url, "--api-key-env", ""])
+    let mut cmd = scale::client_command(input, url, out);
+    cmd.env("XDG_STATE_HOME", dir.join("state"))
         .args(["--concurrency", &s.concurrency.to_string()])
-        .args(["--max-attempts", "10", "--quiet", "--output"])
-        .arg(out)
+        .args(["--max-attempts", "10"])
         .args(&s.flags);
     cmd
 }

@@ -127,14 +127,9 @@ pub fn request_complete(buf: &[u8]) -> bool {
 }
 
 fn command(dir: &Path, input: &Path, url: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_promptbatch"));
-    cmd.env("XDG_STATE_HOME", dir.join("state"));
-    cmd.args(["run", "--input"])
-        .arg(input)
-        .args(["--model", "google/gemma-3-4b-it"])
-        .args(["--endpoint", url, "--api-key-env", ""])
-        .args(["--max-attempts", "1", "--quiet", "--output"])
-        .arg(dir.join("out.jsonl"));
+    let mut cmd = crate::scale::client_command(input, url, &dir.join("out.jsonl"));
+    cmd.env("XDG_STATE_HOME", dir.join("state"))
+        .args(["--max-attempts", "1"]);
     cmd
 }
 

@@ -62,18 +62,8 @@ pub async fn run(rows: u64) -> Vec<Measured> {
 }
 
 async fn client(url: &str, input: &Path, out: &Path) -> Measured {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_promptbatch"));
-    cmd.args(["run", "--input"])
-        .arg(input)
-        .args([
-            "--model",
-            "google/gemma-3-4b-it",
-            "--param",
-            "max_tokens=64",
-        ])
-        .args(["--endpoint", url, "--api-key-env", ""])
-        .args(["--concurrency", "256", "--quiet", "--output"])
-        .arg(out);
+    let mut cmd = client_command(input, url, out);
+    cmd.args(["--concurrency", "256"]);
     let start = Instant::now();
     // Reaped by wait4 below (std's wait would not give the child's rusage).
     #[allow(clippy::zombie_processes)]
@@ -92,6 +82,31 @@ async fn client(url: &str, input: &Path, out: &Path) -> Measured {
         target: "",
         met: false,
     }
+}
+
+/// The client's command line in every throughput scenario: `input` to
+/// `out` against `url`, with no key and nothing printed but errors; each
+/// scenario adds its concurrency, attempts and flags.
+pub fn client_command(input: &Path, url: &str, out: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_promptbatch"));
+    cmd.args(["run", "--input"])
+        .arg(input)
+        .args([
+            "--model",
+            "google/gemma-3-4b-it",
+            "--param",
+            "max_tokens=64",
+        ])
+        .args([
+            "--endpoint",
+            url,
+            "--api-key-env",
+            "",
+            "--quiet",
+            "--output",
+        ])
+        .arg(out);
+    cmd
 }
 
 /// `n` JSONL rows with a prompt each: the input of every throughput scenario.

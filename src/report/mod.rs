@@ -103,7 +103,7 @@ pub fn check_summary_path(path: &Path) -> std::io::Result<()> {
 }
 
 /// The fields of a [`LineFigures`], as they are named in a line.
-const FIGURE_FIELDS: &[&[u8]] = &[
+pub(crate) const FIGURE_FIELDS: &[&[u8]] = &[
     b"\"key\"",
     b"\"status\"",
     b"\"model\"",

@@ -268,13 +268,6 @@ impl Record {
         record
     }
 
-    /// The record as one JSON line, newline included.
-    pub fn to_line(&self) -> Vec<u8> {
-        let mut line = Vec::with_capacity(1024);
-        self.write_line(&mut line);
-        line
-    }
-
     /// Appends the record as one JSON line, newline included, to `out`.
     pub fn write_line(&self, out: &mut Vec<u8>) {
         serde_json::to_writer(&mut *out, self).expect("a record always serializes");

@@ -146,20 +146,8 @@ fn invalid_lines() -> Vec<String> {
     ]
 }
 
-const FIGURES: &[&[u8]] = &[
-    b"\"key\"",
-    b"\"status\"",
-    b"\"model\"",
-    b"\"param_set\"",
-    b"\"finish_reason\"",
-    b"\"usage\"",
-    b"\"cost_usd\"",
-    b"\"latency_ms\"",
-    b"\"ttft_ms\"",
-    b"\"attempts\"",
-    b"\"uncertain_attempts\"",
-    b"\"error\"",
-];
+/// The fields the summary's read-back keeps.
+const FIGURES: &[&[u8]] = crate::report::FIGURE_FIELDS;
 
 #[test]
 fn the_fast_path_reads_every_record_shape_as_the_full_parse_does() {
