@@ -259,6 +259,13 @@ pub struct JobArgs {
     #[arg(long, value_name = "USD", help_heading = "Limits")]
     pub max_cost: Option<f64>,
 
+    /// Answer requests answered `ok` before (same body, same endpoint) from a cache in this folder.
+    ///
+    /// A SQLite file made in DIR if missing (owner-only), shared safely by runs at once, bounded
+    /// by [cache] max_mb (default 1024); off unless given; e.g. --cache ~/.cache/promptbatch
+    #[arg(long, value_name = "DIR", help_heading = "Output")]
+    pub cache: Option<String>,
+
     /// Send to the built-in simulated endpoint on loopback instead; no API key needed.
     ///
     /// e.g. promptbatch run job.toml --simulate --limit 5

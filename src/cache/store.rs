@@ -11,9 +11,6 @@ use sha2::{Digest, Sha256};
 /// The store's file name inside the cache folder.
 pub const DB_FILE: &str = "promptbatch-cache.sqlite3";
 
-/// `[cache] max_mb` when unset: room for about a million short replies.
-pub const DEFAULT_MAX_MB: f64 = 1024.0;
-
 /// Marks a SQLite file as ours (`PRAGMA application_id`): "pbCH".
 const APPLICATION_ID: i64 = 0x7062_4348;
 

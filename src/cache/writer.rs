@@ -8,7 +8,9 @@
 //! timeout, a full disk) is said once at the end, never an error of the run.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -58,21 +60,24 @@ pub struct WriterStats {
 pub struct Writer {
     tx: Option<SyncSender<Msg>>,
     thread: Option<JoinHandle<WriterStats>>,
+    dropped: Arc<AtomicU64>,
 }
 
 /// Hands replies and hits to the writer thread from any thread.
 #[derive(Clone)]
 pub struct Handle {
     tx: SyncSender<Msg>,
+    dropped: Arc<AtomicU64>,
 }
 
 impl Handle {
-    /// Queues replies to keep; returns how many were dropped (queue full).
-    pub fn put(&self, entries: Vec<Entry>) -> u64 {
+    /// Queues replies to keep; with the queue full they are not kept.
+    pub fn put(&self, entries: Vec<Entry>) {
         let n = entries.len() as u64;
-        match self.tx.try_send(Msg::Put(entries)) {
-            Ok(()) => 0,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => n,
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+            self.tx.try_send(Msg::Put(entries))
+        {
+            self.dropped.fetch_add(n, Ordering::Relaxed);
         }
     }
 
@@ -101,16 +106,20 @@ impl Writer {
         Ok(Writer {
             tx: Some(tx),
             thread: Some(thread),
+            dropped: Arc::default(),
         })
     }
 
     pub fn handle(&self) -> Option<Handle> {
-        self.tx.as_ref().map(|tx| Handle { tx: tx.clone() })
+        self.tx.as_ref().map(|tx| Handle {
+            tx: tx.clone(),
+            dropped: self.dropped.clone(),
+        })
     }
 
     /// Waits for every queued reply to be written (once every [`Handle`] is
     /// dropped too), and says what was done.
-    pub fn finish(mut self, dropped: u64) -> WriterStats {
+    pub fn finish(mut self) -> WriterStats {
         self.tx = None;
         let mut stats = match self.thread.take().map(JoinHandle::join) {
             Some(Ok(stats)) => stats,
@@ -119,7 +128,7 @@ impl Writer {
                 ..WriterStats::default()
             },
         };
-        stats.dropped += dropped;
+        stats.dropped += self.dropped.load(Ordering::Relaxed);
         stats
     }
 }
@@ -134,7 +143,7 @@ fn write_loop(
     let mut stats = WriterStats::default();
     let mut checked = Instant::now();
     let mut unchecked = false;
-    let mut fail = |stats: &mut WriterStats, e: rusqlite::Error| {
+    let fail = |stats: &mut WriterStats, e: rusqlite::Error| {
         stats
             .failed
             .get_or_insert_with(|| format!("{}: {e}", path.display()));

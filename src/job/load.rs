@@ -19,7 +19,8 @@ use super::placeholder::Values;
 use super::problem::{JobError, Problems};
 use super::settings::{self, Settings};
 use super::{
-    file, flags, Format, InputConfig, InputSource, Job, OutputConfig, ParamLayer, ParamSet, Pricing,
+    file, flags, CacheConfig, Format, InputConfig, InputSource, Job, OutputConfig, ParamLayer,
+    ParamSet, Pricing,
 };
 use crate::cli::JobArgs;
 
@@ -109,6 +110,10 @@ impl Job {
             pricing: file.pricing,
             row_limit: args.limit,
             simulate: args.simulate,
+            cache: s.cache_dir.map(|dir| CacheConfig {
+                dir,
+                max_mb: s.cache_max_mb,
+            }),
         })
     }
 }
