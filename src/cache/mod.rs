@@ -19,7 +19,7 @@ mod store;
 mod writer;
 
 pub use hit::{reply_part, Hit};
-pub use store::{endpoint_key, open, CacheError, Lookup, DB_FILE};
+pub use store::{endpoint_key, existing, open, CacheError, Lookup, DB_FILE};
 pub use writer::{Entry, Handle, Writer, WriterStats};
 
 #[cfg(test)]

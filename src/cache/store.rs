@@ -225,6 +225,32 @@ fn check_version(conn: &Connection, path: &Path) -> Result<(), CacheError> {
     Ok(())
 }
 
+/// The store in `dir` as it stands, for a look that changes nothing
+/// (`validate`): None when there is none yet; refused as [`open`] refuses.
+pub fn existing(dir: &Path) -> Result<Option<PathBuf>, CacheError> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(CacheError::NotAFolder(dir.to_path_buf()));
+    }
+    let path = dir.join(DB_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let conn = connect(&path)?;
+    let (id, tables) = ids(&conn).map_err(|e| failed(&path, e))?;
+    if id != APPLICATION_ID && (tables > 0 || std::fs::metadata(&path).is_ok_and(|m| m.len() > 0)) {
+        return Err(CacheError::NotOurs {
+            path,
+            why: "not a promptbatch cache (another program's SQLite database)".into(),
+        });
+    }
+    if id != APPLICATION_ID {
+        // An empty file a run made and left before making it ours.
+        return Ok(None);
+    }
+    check_version(&conn, &path)?;
+    Ok(Some(path))
+}
+
 /// Looks replies up for one endpoint, on the thread that plans requests.
 pub struct Lookup {
     conn: Connection,

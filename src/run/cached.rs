@@ -13,7 +13,10 @@ use chrono::Utc;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::producer;
+use super::scan::Scan;
 use crate::cache::{self, CacheError, Handle, Hit, Lookup, Writer, WriterStats};
+use crate::input::Spooled;
 use crate::job::{CacheConfig, Job, ParamLayer};
 use crate::plan::Request;
 use crate::printer;
@@ -47,7 +50,8 @@ pub(super) fn open(job: &Job, config: &CacheConfig) -> Result<Opened, CacheError
 /// The planner's side: answers what the store knows, passes on the rest.
 pub(super) struct Answerer {
     pub lookup: Lookup,
-    pub handle: Handle,
+    /// None for `validate`, which only counts (and marks nothing used).
+    pub handle: Option<Handle>,
     pub events: mpsc::Sender<Event>,
 }
 
@@ -94,11 +98,53 @@ impl Answerer {
                 return None;
             }
         }
-        if !used.is_empty() {
-            self.handle.touch(used);
+        if let (Some(handle), false) = (&self.handle, used.is_empty()) {
+            handle.touch(used);
         }
         Some(misses)
     }
+}
+
+/// `validate`: how many of the requests to send the cache would answer
+/// (None without `--cache`), planned again as a run plans them; nothing is
+/// made, written or marked used.
+pub(super) async fn count_hits(
+    job: &Job,
+    file: &Spooled,
+    scan: &mut Scan,
+) -> Result<Option<u64>, CacheError> {
+    let Some(config) = &job.cache else {
+        return Ok(None);
+    };
+    let Some(path) = cache::existing(&config.dir)? else {
+        return Ok(Some(0));
+    };
+    if scan.to_send() == 0 {
+        return Ok(Some(0));
+    }
+    let lookup = Lookup::new(&path, endpoint(job))?;
+    let (requests, mut planned) = mpsc::channel(producer::QUEUED_BATCHES);
+    let (events, mut answered) = mpsc::channel(4096);
+    let out = producer::Out {
+        requests,
+        cache: Some(Answerer {
+            lookup,
+            handle: None,
+            events,
+        }),
+    };
+    let send = std::mem::take(&mut scan.send);
+    let checked = producer::stamp(file.file.path());
+    let producer = producer::spawn(job, file, checked, scan.rows, send, scan.to_send(), out);
+    // What the cache does not answer would be sent: dropped here.
+    let misses = tokio::spawn(async move { while planned.recv().await.is_some() {} });
+    let mut hits = 0;
+    while answered.recv().await.is_some() {
+        hits += 1;
+    }
+    let _ = producer.await;
+    let _ = misses.await;
+    Ok(Some(hits))
 }
 
 /// The parameter sets that sample (`temperature` > 0) with no `seed`, as

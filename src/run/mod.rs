@@ -134,7 +134,8 @@ pub async fn validate(args: &JobArgs) -> Result<(), StartError> {
     let job = load(args, Utc::now())?;
     let file = input::resolve(&job.input.source)?;
     let resume = sink::read(&job.output.path, false)?;
-    let (scan, resume) = scan_input(&job, &file, resume, args.allow_empty).await?;
+    let (mut scan, resume) = scan_input(&job, &file, resume, args.allow_empty).await?;
+    let cached = cached::count_hits(&job, &file, &mut scan).await?;
     let mut priced = scan.estimate.price(&job.pricing, &resume.completions);
     // Sets in the job's order, as people wrote them (models by name within each).
     priced
@@ -167,6 +168,7 @@ pub async fn validate(args: &JobArgs) -> Result<(), StartError> {
         priced: &priced,
         recorded_usd: resume.recorded_cost_usd,
         warnings: &warnings,
+        cached,
     };
     let text = if args.json {
         format!("{}\n", describe::json(&validated))
@@ -293,7 +295,7 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         Some(cached::Opened { writer, lookup }) => {
             let answerer = writer.handle().map(|handle| cached::Answerer {
                 lookup,
-                handle,
+                handle: Some(handle),
                 events: event_tx.clone(),
             });
             (Some(writer), answerer)

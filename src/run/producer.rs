@@ -103,6 +103,11 @@ pub(super) fn spawn(
     let idle = move || waiting.capacity() == waiting.max_capacity();
     // With a cache, what it answers goes to the collector, the rest on.
     let mut hand_over = move |batch: Vec<Request>| -> bool {
+        // Stopped (Ctrl-C, the budget): not even what the cache knows is
+        // answered any more, so a stop is prompt.
+        if tx.is_closed() {
+            return false;
+        }
         let batch = match cache.as_mut() {
             Some(cache) => match cache.answer(batch) {
                 Some(misses) => misses,

@@ -66,6 +66,26 @@ async fn a_second_job_sends_only_what_the_first_did_not() {
         "{first:?}"
     );
 
+    // validate says what the cache would answer, and sends nothing.
+    let out = output(sb.command(&["validate", "b.toml", "--cache", "cache", "--json"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let estimate: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(
+        (estimate["to_send"].as_u64(), estimate["cached"].as_u64()),
+        (Some(3), Some(2))
+    );
+    let out = output(sb.command(&["validate", "b.toml", "--cache", "cache"])).await;
+    assert!(
+        stdout(&out).contains("3 to send (2 of them answered from the cache)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = output(sb.command(&["validate", "b.toml", "--cache", "none-yet", "--json"])).await;
+    let estimate: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(estimate["cached"], 0);
+    assert!(!sb.path("none-yet").exists(), "validate makes nothing");
+    assert_eq!(mock.stats().requests(), 3);
+
     let out = output(run(&sb, "b.toml", &["--cache", "cache"])).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(mock.stats().requests(), 4, "only b3 was sent");
