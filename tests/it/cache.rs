@@ -426,6 +426,18 @@ async fn a_store_that_is_not_ours_is_refused_before_sending() {
     let out = output(run(&sb, "a.toml", &["--cache", "a-file"])).await;
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("not a folder"), "{}", stderr(&out));
+    sb.write(
+        "bad.toml",
+        &job(
+            &mock.url(),
+            "a.jsonl",
+            "a.out.jsonl",
+            "[cache]\ndir = \"c\"\nmax_mb = 0\n",
+        ),
+    );
+    let out = output(run(&sb, "bad.toml", &[])).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("[cache] max_mb"), "{}", stderr(&out));
     assert_eq!(mock.stats().requests(), 0);
     assert!(!sb.path("a.out.jsonl").exists() || sb.read("a.out.jsonl").is_empty());
 }
