@@ -3,7 +3,7 @@
 //! and lookups.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use sha2::{Digest, Sha256};
@@ -89,8 +89,29 @@ pub fn open(dir: &Path) -> Result<PathBuf, CacheError> {
     // the database file's mode.
     make_file(&path).map_err(io)?;
     let conn = connect(&path)?;
-    init(&conn, &path)?;
-    Ok(path)
+    // Runs started together (shards) all make the store at once: the
+    // switch to WAL and the first transaction may find the file locked
+    // without SQLite's busy handler being asked, so it is tried again.
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match init(&conn, &path) {
+            Err(e) if busy(&e) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10 + fastrand::u64(0..40)));
+            }
+            done => return done.map(|()| path),
+        }
+    }
+}
+
+/// Another process holds the lock (for now).
+fn busy(e: &CacheError) -> bool {
+    let CacheError::Open { source, .. } = e else {
+        return false;
+    };
+    source
+        .downcast_ref::<rusqlite::Error>()
+        .and_then(rusqlite::Error::sqlite_error_code)
+        .is_some_and(|code| matches!(code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
 }
 
 #[cfg(unix)]
@@ -204,10 +225,15 @@ fn init(conn: &Connection, path: &Path) -> Result<(), CacheError> {
     check_version(conn, path)
 }
 
+/// The file's application id and how many schema entries it has, read in
+/// one statement (one snapshot): read apart, another process making the
+/// store between the two reads would make it look like someone else's.
 fn ids(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
-    let id: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
-    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
-    Ok((id, tables))
+    conn.query_row(
+        "SELECT application_id, (SELECT count(*) FROM sqlite_master) FROM pragma_application_id()",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
 }
 
 fn check_version(conn: &Connection, path: &Path) -> Result<(), CacheError> {

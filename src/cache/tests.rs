@@ -110,3 +110,23 @@ fn past_the_bound_the_least_recently_used_rows_go() {
     );
     assert_eq!(evict(&conn, u64::MAX).unwrap(), 0);
 }
+
+#[test]
+fn runs_started_together_all_open_one_new_store() {
+    for _ in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (dir, barrier) = (dir.path().join("c"), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    open(&dir).map(drop).map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap(), Ok(()));
+        }
+    }
+}
