@@ -47,6 +47,23 @@ pub(super) fn open(job: &Job, config: &CacheConfig) -> Result<Opened, CacheError
     })
 }
 
+/// The writer for the collector, and the planner's side, which tells its
+/// hits on `events`.
+pub(super) fn split(
+    opened: Option<Opened>,
+    events: &mpsc::Sender<Event>,
+) -> (Option<Writer>, Option<Answerer>) {
+    let Some(Opened { writer, lookup }) = opened else {
+        return (None, None);
+    };
+    let answerer = writer.handle().map(|handle| Answerer {
+        lookup,
+        handle: Some(handle),
+        events: events.clone(),
+    });
+    (Some(writer), answerer)
+}
+
 /// The planner's side: answers what the store knows, passes on the rest.
 pub(super) struct Answerer {
     pub lookup: Lookup,

@@ -291,17 +291,7 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     let (event_tx, mut event_rx) = mpsc::channel(4096);
     let send = std::mem::take(&mut scan.send);
     let to_send = scan.to_send();
-    let (cache_writer, answerer) = match cache {
-        Some(cached::Opened { writer, lookup }) => {
-            let answerer = writer.handle().map(|handle| cached::Answerer {
-                lookup,
-                handle: Some(handle),
-                events: event_tx.clone(),
-            });
-            (Some(writer), answerer)
-        }
-        None => (None, None),
-    };
+    let (cache_writer, answerer) = cached::split(cache, &event_tx);
     let out = producer::Out {
         requests: request_tx,
         cache: answerer,

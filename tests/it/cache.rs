@@ -441,3 +441,42 @@ async fn a_store_that_is_not_ours_is_refused_before_sending() {
     assert_eq!(mock.stats().requests(), 0);
     assert!(!sb.path("a.out.jsonl").exists() || sb.read("a.out.jsonl").is_empty());
 }
+
+#[tokio::test]
+async fn a_hit_needs_no_budget() {
+    let mock = priced_mock().await;
+    let sb = Sandbox::new();
+    let pricing = "[pricing]\nm = { input = 1.0, output = 1.0 }\n";
+    sb.write("a.jsonl", &rows(&[("a", "one"), ("b", "two")]));
+    sb.write(
+        "a.toml",
+        &job(&mock.url(), "a.jsonl", "a.out.jsonl", pricing),
+    );
+    let out = output(run(&sb, "a.toml", &["--cache", "c"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // A budget no request fits: only what the cache answers gets a line.
+    sb.write(
+        "b.jsonl",
+        &rows(&[("a", "one"), ("b", "two"), ("c", "three")]),
+    );
+    sb.write(
+        "b.toml",
+        &job(&mock.url(), "b.jsonl", "b.out.jsonl", pricing),
+    );
+    let out = output(run(
+        &sb,
+        "b.toml",
+        &["--cache", "c", "--max-cost", "0.000000001"],
+    ))
+    .await;
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let records = by_key(&sb.records("b.out.jsonl"));
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert!(records
+        .values()
+        .all(|r| r["cached"] == true && r["status"] == "ok"));
+    assert_eq!(mock.stats().requests(), 2);
+    let summary = sb.summary("b.out.summary.json");
+    assert_eq!(summary["requests"]["not_sent"], 1);
+    assert_eq!(summary["stopped"], "budget");
+}
