@@ -130,3 +130,25 @@ fn runs_started_together_all_open_one_new_store() {
         }
     }
 }
+
+#[test]
+fn replies_waiting_on_a_locked_store_are_bounded_in_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = open(dir.path()).unwrap();
+    let writer = Writer::spawn(&path, "e".into(), 1024.0).unwrap();
+    let handle = writer.handle().unwrap();
+    // Another process holds the write lock meanwhile.
+    let other = connect(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    for i in 0..48 {
+        handle.put(vec![entry(&format!("s{i}"), 1024 * 1024)]);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    other.execute_batch("COMMIT").unwrap();
+    drop(handle);
+    let stats = writer.finish();
+    assert_eq!(stats.failed, None);
+    assert!(stats.dropped > 0, "{stats:?}");
+    assert!(stats.dropped <= 48 - 30, "about 32 MiB waited: {stats:?}");
+    assert_eq!(stats.stored + stats.dropped, 48);
+}

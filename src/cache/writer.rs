@@ -22,6 +22,10 @@ use super::store::{connect, CacheError};
 /// burst is a millisecond of answers.
 const QUEUE: usize = 1024;
 
+/// Bytes of replies that may wait for the thread: what a stuck store can
+/// cost in memory, whatever the replies' size (one may be 16 MiB).
+const QUEUE_BYTES: u64 = 32 * 1024 * 1024;
+
 /// Rows written in one transaction at most, so one burst never holds the
 /// write lock long while other processes wait for it.
 const MOST_PER_TRANSACTION: usize = 20_000;
@@ -61,6 +65,7 @@ pub struct Writer {
     tx: Option<SyncSender<Msg>>,
     thread: Option<JoinHandle<WriterStats>>,
     dropped: Arc<AtomicU64>,
+    queued: Arc<AtomicU64>,
 }
 
 /// Hands replies and hits to the writer thread from any thread.
@@ -68,15 +73,23 @@ pub struct Writer {
 pub struct Handle {
     tx: SyncSender<Msg>,
     dropped: Arc<AtomicU64>,
+    /// Bytes of replies handed over and not yet written.
+    queued: Arc<AtomicU64>,
 }
 
 impl Handle {
     /// Queues replies to keep; with the queue full they are not kept.
     pub fn put(&self, entries: Vec<Entry>) {
         let n = entries.len() as u64;
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            self.tx.try_send(Msg::Put(entries))
+        let bytes = size(&entries);
+        let full = self.queued.fetch_add(bytes, Ordering::Relaxed) + bytes > QUEUE_BYTES;
+        if full
+            || matches!(
+                self.tx.try_send(Msg::Put(entries)),
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_))
+            )
         {
+            self.queued.fetch_sub(bytes, Ordering::Relaxed);
             self.dropped.fetch_add(n, Ordering::Relaxed);
         }
     }
@@ -94,11 +107,13 @@ impl Writer {
     pub fn spawn(path: &Path, endpoint: String, max_mb: f64) -> Result<Writer, CacheError> {
         let conn = connect(path)?;
         let (tx, rx) = sync_channel(QUEUE);
+        let queued = Arc::<AtomicU64>::default();
+        let written = queued.clone();
         let max_bytes = (max_mb * 1024.0 * 1024.0) as u64;
         let path = path.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("cache-writer".into())
-            .spawn(move || write_loop(conn, &path, &endpoint, max_bytes, rx))
+            .spawn(move || write_loop(conn, &path, &endpoint, max_bytes, rx, &written))
             .map_err(|e| CacheError::Open {
                 path: PathBuf::new(),
                 source: Box::new(e),
@@ -107,6 +122,7 @@ impl Writer {
             tx: Some(tx),
             thread: Some(thread),
             dropped: Arc::default(),
+            queued,
         })
     }
 
@@ -114,6 +130,7 @@ impl Writer {
         self.tx.as_ref().map(|tx| Handle {
             tx: tx.clone(),
             dropped: self.dropped.clone(),
+            queued: self.queued.clone(),
         })
     }
 
@@ -139,6 +156,7 @@ fn write_loop(
     endpoint: &str,
     max_bytes: u64,
     rx: Receiver<Msg>,
+    queued: &AtomicU64,
 ) -> WriterStats {
     let mut stats = WriterStats::default();
     let mut checked = Instant::now();
@@ -164,6 +182,7 @@ fn write_loop(
             Ok(()) => stats.stored += puts.len() as u64,
             Err(e) => fail(&mut stats, e),
         }
+        queued.fetch_sub(size(&puts), Ordering::Relaxed);
         unchecked |= !puts.is_empty();
         if unchecked && checked.elapsed() >= CHECK_EVERY {
             match evict(&conn, max_bytes) {
@@ -180,6 +199,14 @@ fn write_loop(
         }
     }
     stats
+}
+
+/// The bytes `entries` hold, as the queue counts them.
+fn size(entries: &[Entry]) -> u64 {
+    entries
+        .iter()
+        .map(|e| (e.sha.len() + e.reply.len()) as u64)
+        .sum()
 }
 
 fn now_ms() -> i64 {
