@@ -134,6 +134,23 @@ async fn a_second_job_sends_only_what_the_first_did_not() {
         stderr(&out)
     );
 
+    // The usage report counts them at $0, even with prices of its own.
+    sb.write("prices.toml", "m = { input = 1000, output = 1000 }\n");
+    let out = output(sb.command(&[
+        "report",
+        "b.out.jsonl",
+        "--json",
+        "--pricing",
+        "prices.toml",
+    ]))
+    .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    // b3's provider figure wins over --pricing; b1 and b2 add nothing.
+    let total = report["totals"]["cost_usd"]["total"].as_f64().unwrap();
+    let sent = fresh["cost_usd"].as_f64().unwrap();
+    assert!((total - sent).abs() < 1e-12, "{total} != {sent}: {report}");
+
     // A rerun resumes (a cached line is ok with its request's hash), and
     // --fresh answers every request from the cache again.
     let out = output(run(&sb, "b.toml", &["--cache", "cache"])).await;
