@@ -98,7 +98,7 @@ pub fn resolve(
         return kubernetes(count, env);
     }
     if let Some(text) = env(SHARD_VAR) {
-        return parse(&text).map_err(|m| bad(SHARD_VAR, format!("{SHARD_VAR}={text:?}: {m}")));
+        return parse(&text).map_err(|m| bad(SHARD_VAR, format!("{SHARD_VAR}={m}")));
     }
     if env(SLURM_ID).is_some() {
         return slurm(env);
