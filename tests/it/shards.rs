@@ -293,6 +293,35 @@ async fn every_scheduler_says_the_shard_and_bad_values_exit_2() {
         })
         .sum();
     assert_eq!(counts, 40);
+    // --limit takes the first rows of the job, then they are split.
+    let limited: u64 = (0..4)
+        .map(|k| {
+            let shard = format!("{k}/4");
+            let doc = validate(&sb, &["--shard", &shard, "--limit", "10"], &[]).expect("shard");
+            assert_eq!(doc["rows"], 10);
+            doc["requests"].as_u64().expect("requests")
+        })
+        .sum();
+    assert_eq!(limited, 10);
+    // For people too: the shard, its rows of all those checked, its limits.
+    let out = sb
+        .command(&["validate", "job.toml", "--shard", "1/4", "--rpm", "600"])
+        .output()
+        .expect("validate runs");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("shard 1/4: "))
+        .unwrap_or_else(|| panic!("no shard line in {text}"));
+    assert!(
+        line.contains("of 40 checked whose id hashes to 1"),
+        "{line}"
+    );
+    assert!(
+        line.contains("150 requests/min, the job's divided"),
+        "{line}"
+    );
 
     let bad: &[Refused] = &[
         (&["--shard", "4/4"], &[], "--shard"),
