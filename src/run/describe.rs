@@ -114,8 +114,8 @@ pub fn text(v: &Validated) -> String {
     out
 }
 
-/// This shard's limits, as divided (or not, with `per_shard`).
-fn shard_limits(job: &Job) -> String {
+/// This shard's limits as it runs with them (divided, or not with `per_shard`).
+fn limit_figures(job: &Job) -> Vec<String> {
     let l = &job.limits;
     let mut parts = Vec::new();
     if l.requests_per_minute > 0 {
@@ -127,7 +127,12 @@ fn shard_limits(job: &Job) -> String {
     if l.max_cost_usd > 0.0 {
         parts.push(format!("budget {}", usd(l.max_cost_usd)));
     }
-    let how = match l.per_shard {
+    parts
+}
+
+fn shard_limits(job: &Job) -> String {
+    let parts = limit_figures(job);
+    let how = match job.limits.per_shard {
         true => "each shard's own, per_shard = true",
         false => "the job's divided by the number of shards",
     };
@@ -135,6 +140,29 @@ fn shard_limits(job: &Job) -> String {
         true => "none set".into(),
         false => format!("{}, {how}", parts.join(", ")),
     }
+}
+
+/// The run's start line on a shard: `" in shard 1/4 (8 rows; 150
+/// requests/min: the job's divided by 4)"`; nothing when the job is whole.
+pub(super) fn start_words(job: &Job, scan: &Scan) -> String {
+    if !job.shard.is_split() {
+        return String::new();
+    }
+    let parts = limit_figures(job);
+    let limits = match (parts.is_empty(), job.limits.per_shard) {
+        (true, _) => String::new(),
+        (false, true) => format!("; {} (per_shard)", parts.join(", ")),
+        (false, false) => format!(
+            "; {}: the job's divided by {}",
+            parts.join(", "),
+            job.shard.count
+        ),
+    };
+    format!(
+        " in shard {} ({}{limits})",
+        job.shard,
+        count(scan.shard_rows, "row")
+    )
 }
 
 /// A figure, or "unknown" (never $0 for what is not known).

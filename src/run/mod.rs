@@ -351,7 +351,7 @@ fn say_start(job: &Job, scan: &Scan, checked_s: f64, seeded: Option<&rates::Lear
             "{} checked in {checked_s:.1} s: {}{}, {} already done, {} to send; writing {}{}",
             printer::count(scan.rows, "row"),
             printer::count(scan.requests(), "request"),
-            shard_words(job, scan),
+            describe::start_words(job, scan),
             scan.resumed,
             scan.to_send(),
             job.output.path.display(),
@@ -379,38 +379,6 @@ fn say_start(job: &Job, scan: &Scan, checked_s: f64, seeded: Option<&rates::Lear
             "max_cost_usd": (job.limits.max_cost_usd > 0.0).then_some(job.limits.max_cost_usd),
         })),
     );
-}
-
-/// `" in shard 1/4 (... rows; 150 requests/min of the job's limits)"`, or nothing unsharded.
-fn shard_words(job: &Job, scan: &Scan) -> String {
-    if !job.shard.is_split() {
-        return String::new();
-    }
-    let l = &job.limits;
-    let mut limits = Vec::new();
-    if l.requests_per_minute > 0 {
-        limits.push(format!("{} requests/min", l.requests_per_minute));
-    }
-    if l.tokens_per_minute > 0 {
-        limits.push(format!("{} tokens/min", l.tokens_per_minute));
-    }
-    if l.max_cost_usd > 0.0 {
-        limits.push(format!("budget {}", report::table::usd(l.max_cost_usd)));
-    }
-    let limits = match (limits.is_empty(), l.per_shard) {
-        (true, _) => String::new(),
-        (false, true) => format!("; {} (per_shard)", limits.join(", ")),
-        (false, false) => format!(
-            "; {}: the job's divided by {}",
-            limits.join(", "),
-            job.shard.count
-        ),
-    };
-    format!(
-        " in shard {} ({}{limits})",
-        job.shard,
-        printer::count(scan.shard_rows, "row")
-    )
 }
 
 /// The pace a run starts at: configured, learned by an earlier run, or none
