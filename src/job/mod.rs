@@ -20,6 +20,7 @@ pub mod placeholder;
 mod prices;
 mod problem;
 mod settings;
+pub mod shard;
 
 pub use load::SUMMARY_SUFFIX;
 pub use prices::read_pricing;
@@ -49,6 +50,9 @@ pub struct Job {
     pub row_limit: Option<u64>,
     /// `--simulate`: the endpoint is the built-in mock, no key needed.
     pub simulate: bool,
+    /// The slice of the job this process runs (`0/1`: all of it); the
+    /// limits above are already this shard's share.
+    pub shard: shard::Shard,
 }
 
 #[derive(Debug, Clone)]
@@ -123,6 +127,9 @@ pub struct Limits {
     pub tokens_per_minute: u64,
     /// 0 = no budget.
     pub max_cost_usd: f64,
+    /// `per_shard = true`: the figures above hold for each shard as written,
+    /// instead of being divided among the shards.
+    pub per_shard: bool,
 }
 
 #[derive(Debug, Clone)]
