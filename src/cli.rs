@@ -177,7 +177,7 @@ pub struct JobArgs {
     #[arg(long, help_heading = "Input")]
     pub allow_empty: bool,
 
-    /// Output JSONL, one line per request; {name}, {date} and {datetime} are expanded [default: {name}.jsonl].
+    /// Output JSONL, one line per request; {name}, {date}, {datetime} and {shard} are expanded [default: {name}.jsonl].
     ///
     /// {date} and {datetime} are the run's start in UTC (2026-11-26, 20261126T020005Z), so a
     /// scheduled run writes a new file instead of resuming the last one; e.g. --output 'out/{name}-{date}.jsonl'
@@ -265,6 +265,24 @@ pub struct JobArgs {
     /// by [cache] max_mb (default 1024); off unless given; e.g. --cache ~/.cache/promptbatch
     #[arg(long, value_name = "DIR", help_heading = "Output")]
     pub cache: Option<String>,
+
+    /// Run only shard K of N (0-based): the rows whose id hashes to K.
+    ///
+    /// Beats PROMPTBATCH_SHARD and Slurm's array variables; rpm, tpm and the budget are
+    /// divided by N unless [limits] per_shard = true; e.g. --shard 2/4
+    #[arg(
+        long,
+        value_name = "K/N",
+        help_heading = "Shards",
+        conflicts_with = "shards"
+    )]
+    pub shard: Option<String>,
+
+    /// Run one of N shards, K taken from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job).
+    ///
+    /// e.g. --shards 4 in a Job with completionMode: Indexed and completions: 4
+    #[arg(long, value_name = "N", help_heading = "Shards")]
+    pub shards: Option<u64>,
 
     /// Send to the built-in simulated endpoint on loopback instead; no API key needed.
     ///

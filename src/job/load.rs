@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use super::placeholder::Values;
 use super::problem::{JobError, Problems};
 use super::settings::{self, Settings};
+use super::shard::{self, Shard};
 use super::{
     file, flags, CacheConfig, Format, InputConfig, InputSource, Job, OutputConfig, ParamLayer,
     ParamSet, Pricing,
@@ -62,8 +63,18 @@ impl Job {
 
         let name = job_name(&s, args, &mut problems);
         let input = input_config(&s, &at, &mut problems);
+        let shard = shard::resolve(args.shard.as_deref(), args.shards, &|name| {
+            std::env::var(name).ok()
+        })
+        .unwrap_or_else(|e| {
+            problems.push(e.place, e.message);
+            Shard::default()
+        });
+        divide_limits(&mut s, shard, &at, &mut problems);
+        let shard_text = shard.placeholder();
         let values = Values {
             name: Some(&name),
+            shard: Some(&shard_text),
             at: started,
         };
         let output = output_config(&s, &values, cwd, input.as_ref(), &at, &mut problems);
@@ -110,12 +121,47 @@ impl Job {
             pricing: file.pricing,
             row_limit: args.limit,
             simulate: args.simulate,
+            shard,
             cache: s.cache_dir.map(|dir| CacheConfig {
                 dir,
                 max_mb: s.cache_max_mb,
             }),
         })
     }
+}
+
+/// Each shard's share of the per-run limits: requests and tokens per
+/// minute and the budget divided by the number of shards (rounded down, so
+/// the shards together never pass the figure written), unless `[limits]
+/// per_shard = true` says the figures are each shard's already. A rate that
+/// rounds down to nothing would mean no limit at all: refused instead.
+fn divide_limits(
+    s: &mut Settings,
+    shard: Shard,
+    at: &dyn Fn(&str, &str) -> String,
+    problems: &mut Problems,
+) {
+    let n = shard.count;
+    if n <= 1 || s.limits.per_shard {
+        return;
+    }
+    let l = &mut s.limits;
+    let rpm = u64::from(l.requests_per_minute);
+    if rpm > 0 && rpm < n {
+        problems.push(
+            at("limits.requests_per_minute", "--rpm"),
+            format!("{rpm} requests per minute shared by {n} shards is less than one a minute each; raise it, use fewer shards, or set [limits] per_shard = true if each shard has its own limit"),
+        );
+    }
+    if l.tokens_per_minute > 0 && l.tokens_per_minute < n {
+        problems.push(
+            at("limits.tokens_per_minute", "--tpm"),
+            format!("{} tokens per minute shared by {n} shards is less than one a minute each; raise it or set [limits] per_shard = true", l.tokens_per_minute),
+        );
+    }
+    l.requests_per_minute = u32::try_from(rpm / n).unwrap_or(u32::MAX);
+    l.tokens_per_minute /= n;
+    l.max_cost_usd /= n as f64;
 }
 
 /// `max_backoff_ms` below `initial_backoff_ms` (given or default) could never back off.

@@ -20,6 +20,7 @@ pub mod placeholder;
 mod prices;
 mod problem;
 mod settings;
+pub mod shard;
 
 pub use load::SUMMARY_SUFFIX;
 pub use prices::read_pricing;
@@ -53,6 +54,9 @@ pub struct Job {
     pub simulate: bool,
     /// `--cache DIR` / `[cache]`: None = no cache (the default).
     pub cache: Option<CacheConfig>,
+    /// The slice of the job this process runs (`0/1`: all of it); the
+    /// limits above are already this shard's share.
+    pub shard: shard::Shard,
 }
 
 /// `[cache]`: where the store is and how large it may grow.
@@ -135,6 +139,9 @@ pub struct Limits {
     pub tokens_per_minute: u64,
     /// 0 = no budget.
     pub max_cost_usd: f64,
+    /// `per_shard = true`: the figures above hold for each shard as written,
+    /// instead of being divided among the shards.
+    pub per_shard: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -1,5 +1,5 @@
-//! Placeholders in paths: `{name}`, `{date}` and `{datetime}` in output and
-//! summary paths (and in any other path a command writes, such as a report's
+//! Placeholders in paths: `{name}`, `{date}`, `{datetime}` and `{shard}`
+//! (`K-of-N`, `0-of-1` when the job is not split) in output and summary paths (and in any other path a command writes, such as a report's
 //! `-o`): which exist, checking a path for unknown ones, and expanding them.
 //!
 //! `{date}` and `{datetime}` come from one instant, the run's start, so the
@@ -23,6 +23,8 @@ pub struct Values<'a> {
     /// `{name}`: the job's name; None where there is no job (a report's `-o`),
     /// which makes `{name}` unknown there.
     pub name: Option<&'a str>,
+    /// `{shard}`: `K-of-N`; None where there is no job, as for `name`.
+    pub shard: Option<&'a str>,
     /// `{date}` and `{datetime}`: the run's (or the command's) start.
     pub at: DateTime<Utc>,
 }
@@ -30,17 +32,21 @@ pub struct Values<'a> {
 impl Values<'_> {
     /// The placeholders these values fill, as a path may spell them.
     pub fn known(&self) -> Vec<&'static str> {
-        let mut known = Vec::with_capacity(3);
+        let mut known = Vec::with_capacity(4);
         if self.name.is_some() {
             known.push("name");
         }
         known.extend(["date", "datetime"]);
+        if self.shard.is_some() {
+            known.push("shard");
+        }
         known
     }
 
     fn value(&self, word: &str) -> Option<String> {
         match word {
             "name" => self.name.map(str::to_string),
+            "shard" => self.shard.map(str::to_string),
             "date" => Some(self.at.format(DATE_FORMAT).to_string()),
             "datetime" => Some(self.at.format(DATETIME_FORMAT).to_string()),
             _ => None,
@@ -144,6 +150,7 @@ mod tests {
     fn date_and_datetime_are_one_utc_instant() {
         let values = Values {
             name: Some("nightly"),
+            shard: None,
             // 23:30 the day before in New York, but UTC decides.
             at: at("2026-11-26T02:00:05.999-00:00"),
         };
@@ -153,6 +160,7 @@ mod tests {
         );
         let offset = Values {
             name: None,
+            shard: None,
             at: at("2026-11-25T23:30:00-05:00"),
         };
         assert_eq!(
@@ -165,6 +173,7 @@ mod tests {
     fn expansion_is_one_pass_and_keeps_non_placeholders() {
         let values = Values {
             name: Some("{date}"),
+            shard: None,
             at: at("2026-01-02T03:04:05Z"),
         };
         assert_eq!(expand("{name}.jsonl", &values), Ok("{date}.jsonl".into()));
@@ -175,6 +184,25 @@ mod tests {
         assert_eq!(expand("no braces", &values), Ok("no braces".into()));
         assert_eq!(expand("open { only", &values), Ok("open { only".into()));
         assert_eq!(expand("ünï{date}ç", &values), Ok("ünï2026-01-02ç".into()));
+    }
+
+    #[test]
+    fn shard_renders_k_of_n() {
+        let values = Values {
+            name: Some("faq"),
+            shard: Some("2-of-4"),
+            at: at("2026-01-02T03:04:05Z"),
+        };
+        assert_eq!(
+            expand("out/{name}-{shard}.jsonl", &values),
+            Ok("out/faq-2-of-4.jsonl".into())
+        );
+        assert!(check("{shard}.jsonl", &values.known()).is_ok());
+        let none = Values {
+            shard: None,
+            ..values
+        };
+        assert_eq!(expand("{shard}", &none).expect_err("no job").word, "shard");
     }
 
     #[test]
@@ -193,6 +221,7 @@ mod tests {
     fn without_a_name_name_is_unknown() {
         let values = Values {
             name: None,
+            shard: None,
             at: at("2026-01-02T03:04:05Z"),
         };
         let err = expand("reports/{name}-{date}.html", &values).expect_err("no name here");

@@ -27,7 +27,7 @@ use crate::template::Template;
 pub(crate) const MAX_CONCURRENCY: i64 = 10_000;
 pub(crate) const MAX_ATTEMPTS: i64 = 100;
 
-/// A path that may hold `{name}`, `{date}` and `{datetime}`, expanded once
+/// A path that may hold `{name}`, `{date}`, `{datetime}` and `{shard}`, expanded once
 /// the name is known.
 #[derive(Debug, Clone)]
 pub(crate) struct PathSpec {
@@ -151,6 +151,7 @@ keys! { |v, base|
     "limits.requests_per_minute" => limits.requests_per_minute = whole(v, 0, u32::MAX.into())? as u32;
     "limits.tokens_per_minute" => limits.tokens_per_minute = whole(v, 0, i64::MAX)? as u64;
     "limits.max_cost_usd" => limits.max_cost_usd = usd(v, "a number of USD >= 0 (0 = no budget)")?;
+    "limits.per_shard" => limits.per_shard = boolean(v)?;
     "retry.max_attempts" => retry.max_attempts = whole(v, 1, MAX_ATTEMPTS)? as u32;
     "retry.initial_backoff_ms" => retry.initial_backoff = Duration::from_millis(whole(v, 0, i64::MAX)? as u64);
     "retry.max_backoff_ms" => retry.max_backoff = Duration::from_millis(whole(v, 0, i64::MAX)? as u64);
@@ -265,6 +266,14 @@ pub(crate) fn whole(value: &Value, min: i64, max: i64) -> Result<i64, String> {
         Value::Integer(n) if (min..=max).contains(n) => Ok(*n),
         Value::Integer(n) => Err(format!("must be {range}, got {n}")),
         other => Err(format!("must be {range}, got {}", describe(other))),
+    }
+}
+
+/// `true` or `false`.
+pub(crate) fn boolean(value: &Value) -> Result<bool, String> {
+    match value {
+        Value::Boolean(b) => Ok(*b),
+        other => Err(format!("must be true or false, got {}", describe(other))),
     }
 }
 
@@ -433,7 +442,7 @@ fn megabytes(value: &Value) -> Result<f64, String> {
 }
 
 /// An output or summary path: non-empty, and no placeholder but `{name}`,
-/// `{date}` and `{datetime}` (a typo such as `{data}` would otherwise become
+/// `{date}`, `{datetime}` and `{shard}` (a typo such as `{data}` would otherwise become
 /// a literal file name).
 pub(crate) fn path_spec(text: &str, base: &Path) -> Result<PathSpec, String> {
     if text.is_empty() {
@@ -444,7 +453,7 @@ pub(crate) fn path_spec(text: &str, base: &Path) -> Result<PathSpec, String> {
     if text == "-" {
         return Err("cannot be - (standard output): the output is a file a rerun resumes, and the summary a file beside it; --json prints the summary on standard output".into());
     }
-    placeholder::check(text, &["name", "date", "datetime"]).map_err(|e| e.to_string())?;
+    placeholder::check(text, &["name", "date", "datetime", "shard"]).map_err(|e| e.to_string())?;
     Ok(PathSpec {
         text: text.to_string(),
         base: base.to_path_buf(),
@@ -514,7 +523,10 @@ mod tests {
         assert!(path_spec("out/{}.jsonl", base).is_ok());
         let err = path_spec("out/{data}.jsonl", base).unwrap_err();
         assert!(err.contains("{data}"), "{err}");
-        assert!(err.contains("{name}, {date} and {datetime}"), "{err}");
+        assert!(
+            err.contains("{name}, {date}, {datetime} and {shard}"),
+            "{err}"
+        );
         assert!(path_spec("", base).is_err());
     }
 

@@ -52,6 +52,7 @@ fn job() -> Job {
             requests_per_minute: 0,
             tokens_per_minute: 0,
             max_cost_usd: 0.0,
+            per_shard: false,
         },
         retry: RetryConfig {
             max_attempts: 3,
@@ -67,6 +68,7 @@ fn job() -> Job {
         pricing: Pricing::default(),
         row_limit: None,
         simulate: false,
+        shard: Default::default(),
     }
 }
 

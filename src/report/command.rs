@@ -84,6 +84,7 @@ fn expand(path: &Path) -> Result<PathBuf, ReportError> {
     use crate::job::placeholder::{self, Values};
     let values = Values {
         name: None,
+        shard: None,
         at: chrono::Utc::now(),
     };
     let text = path.to_string_lossy();

@@ -44,11 +44,22 @@ pub fn text(v: &Validated) -> String {
         out,
         "job {:?}: {} x {} = {} from {}",
         job.name,
-        count(scan.rows, "row"),
+        count(scan.shard_rows, "row"),
         count(sets, "parameter set"),
         count(scan.requests(), "request"),
         v.input
     );
+    if job.shard.is_split() {
+        let _ = writeln!(
+            out,
+            "shard {}: the {} of {} checked whose id hashes to {} (limits: {})",
+            job.shard,
+            count(scan.shard_rows, "row"),
+            scan.rows,
+            job.shard.index,
+            shard_limits(job)
+        );
+    }
     let mut table = vec![[
         "set",
         "model",
@@ -106,6 +117,57 @@ pub fn text(v: &Validated) -> String {
     out.push('\n');
     out.push_str("nothing was sent\n");
     out
+}
+
+/// This shard's limits as it runs with them (divided, or not with `per_shard`).
+fn limit_figures(job: &Job) -> Vec<String> {
+    let l = &job.limits;
+    let mut parts = Vec::new();
+    if l.requests_per_minute > 0 {
+        parts.push(format!("{} requests/min", l.requests_per_minute));
+    }
+    if l.tokens_per_minute > 0 {
+        parts.push(format!("{} tokens/min", l.tokens_per_minute));
+    }
+    if l.max_cost_usd > 0.0 {
+        parts.push(format!("budget {}", usd(l.max_cost_usd)));
+    }
+    parts
+}
+
+fn shard_limits(job: &Job) -> String {
+    let parts = limit_figures(job);
+    let how = match job.limits.per_shard {
+        true => "each shard's own, per_shard = true",
+        false => "the job's divided by the number of shards",
+    };
+    match parts.is_empty() {
+        true => "none set".into(),
+        false => format!("{}, {how}", parts.join(", ")),
+    }
+}
+
+/// The run's start line on a shard: `" in shard 1/4 (8 rows; 150
+/// requests/min: the job's divided by 4)"`; nothing when the job is whole.
+pub(super) fn start_words(job: &Job, scan: &Scan) -> String {
+    if !job.shard.is_split() {
+        return String::new();
+    }
+    let parts = limit_figures(job);
+    let limits = match (parts.is_empty(), job.limits.per_shard) {
+        (true, _) => String::new(),
+        (false, true) => format!("; {} (per_shard)", parts.join(", ")),
+        (false, false) => format!(
+            "; {}: the job's divided by {}",
+            parts.join(", "),
+            job.shard.count
+        ),
+    };
+    format!(
+        " in shard {} ({}{limits})",
+        job.shard,
+        count(scan.shard_rows, "row")
+    )
 }
 
 /// A figure, or "unknown" (never $0 for what is not known).
@@ -172,6 +234,8 @@ struct Document<'a> {
     input: &'a str,
     output: String,
     rows: u64,
+    /// `{"index", "count", "rows", "per_shard"}` when the job is split, else null.
+    shard: Option<ShardJson>,
     param_sets: Vec<&'a str>,
     requests: u64,
     resumed: u64,
@@ -183,6 +247,18 @@ struct Document<'a> {
     budget_usd: Option<f64>,
     recorded_cost_usd: f64,
     warnings: &'a [String],
+}
+
+#[derive(Serialize)]
+struct ShardJson {
+    index: u64,
+    count: u64,
+    /// The rows of this shard (`rows` counts every row checked).
+    rows: u64,
+    per_shard: bool,
+    requests_per_minute: Option<u32>,
+    tokens_per_minute: Option<u64>,
+    max_cost_usd: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -234,6 +310,15 @@ pub fn json(v: &Validated) -> String {
         input: v.input,
         output: job.output.path.display().to_string(),
         rows: scan.rows,
+        shard: job.shard.is_split().then(|| ShardJson {
+            index: job.shard.index,
+            count: job.shard.count,
+            rows: scan.shard_rows,
+            per_shard: job.limits.per_shard,
+            requests_per_minute: Some(job.limits.requests_per_minute).filter(|n| *n > 0),
+            tokens_per_minute: Some(job.limits.tokens_per_minute).filter(|n| *n > 0),
+            max_cost_usd: Some(job.limits.max_cost_usd).filter(|n| *n > 0.0),
+        }),
         param_sets: job.param_sets.iter().map(|s| s.name.as_str()).collect(),
         requests: scan.requests(),
         resumed: scan.resumed,

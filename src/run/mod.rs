@@ -370,9 +370,10 @@ fn say_start(job: &Job, scan: &Scan, checked_s: f64, seeded: Option<&rates::Lear
         printer::Level::Info,
         "start",
         format_args!(
-            "{} checked in {checked_s:.1} s: {}, {} already done, {} to send; writing {}{}",
+            "{} checked in {checked_s:.1} s: {}{}, {} already done, {} to send; writing {}{}",
             printer::count(scan.rows, "row"),
             printer::count(scan.requests(), "request"),
+            describe::start_words(job, scan),
             scan.resumed,
             scan.to_send(),
             job.output.path.display(),
@@ -391,6 +392,10 @@ fn say_start(job: &Job, scan: &Scan, checked_s: f64, seeded: Option<&rates::Lear
             "to_send": scan.to_send(),
             "checked_s": checked_s,
             "concurrency": job.limits.concurrency,
+            // "K/N" when the job is split (null otherwise); the limits here are the shard's.
+            "shard": job.shard.is_split().then(|| job.shard.to_string()),
+            "shard_rows": scan.shard_rows,
+            "per_shard": job.limits.per_shard,
             // null: no configured rate, the run paces itself from the endpoint's answers.
             "pace": start_pace(job, seeded),
             "max_cost_usd": (job.limits.max_cost_usd > 0.0).then_some(job.limits.max_cost_usd),
@@ -423,6 +428,12 @@ struct StateFile {
     /// None: `--no-state`, a configured rate, `--simulate`, or no home folder.
     place: Option<(std::path::PathBuf, String)>,
     seeded: Option<rates::Learned>,
+    /// How many shards share the endpoint's limit: the file keeps the
+    /// endpoint's pace (what one shard learned, times this), and each shard
+    /// starts at its share of it. So sharded and whole runs of a job, and
+    /// shards of different counts, read and write one figure. 1 unsharded,
+    /// or with `per_shard = true` (each shard has a limit of its own).
+    share: f64,
 }
 
 impl StateFile {
@@ -437,19 +448,30 @@ impl StateFile {
                 ))
             })
             .flatten();
-        let seeded =
-            place
-                .as_ref()
-                .and_then(|(path, key)| match rates::read(path, key, Utc::now()) {
-                    Ok(seeded) => seeded,
-                    Err(e) => {
-                        if !args.quiet {
-                            printer::warning(e);
-                        }
-                        None
+        let share = match job.limits.per_shard {
+            true => 1.0,
+            false => job.shard.count.max(1) as f64,
+        };
+        let seeded = place
+            .as_ref()
+            .and_then(|(path, key)| match rates::read(path, key, Utc::now()) {
+                Ok(seeded) => seeded,
+                Err(e) => {
+                    if !args.quiet {
+                        printer::warning(e);
                     }
-                });
-        StateFile { place, seeded }
+                    None
+                }
+            })
+            .map(|endpoint| rates::Learned {
+                requests_per_minute: endpoint.requests_per_minute / share,
+                ..endpoint
+            });
+        StateFile {
+            place,
+            seeded,
+            share,
+        }
     }
 
     /// Keeps the pace this run learned from limits (requests per second, window).
@@ -459,7 +481,7 @@ impl StateFile {
         };
         let now = Utc::now();
         let learned = rates::Learned {
-            requests_per_minute: per_s * 60.0,
+            requests_per_minute: per_s * 60.0 * self.share,
             window_s: window.as_secs_f64(),
             learned_at: now,
         };

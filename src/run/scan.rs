@@ -35,7 +35,10 @@ pub struct Seen {
 
 #[derive(Debug, Default)]
 pub struct Scan {
+    /// Rows read and checked (every shard checks every row).
     pub rows: u64,
+    /// Of those, the rows of this run's shard (all of them unsharded).
+    pub shard_rows: u64,
     /// Every key of the job.
     pub keys: KeyTable<Seen>,
     /// The job's keys the output has a line of.
@@ -116,6 +119,10 @@ pub struct Pass {
 const OVER_RATE: u64 = u64::MAX;
 /// A hash no output line has (a [`sha_prefix`] is below 2^62).
 const NO_SHA: u64 = u64::MAX - 1;
+/// In place of a request's hash: the request is another shard's. Checked
+/// like every other (a bad row anywhere stops every shard), then left out
+/// of this shard's keys; kept only to find duplicate keys among them.
+const OTHER_SHARD: u64 = u64::MAX - 2;
 
 impl Pass {
     /// A pass made without the output's table must be made again with it
@@ -201,8 +208,15 @@ pub fn check(job: &Job, file: &InputFile, output: Option<&ResumeState>, hash: bo
                 continue;
             }
         };
+        // Every request of a row has the row's id, so one shard.
+        let mine = requests.first().is_none_or(|req| job.shard.has(&req.id));
+        scan.shard_rows += u64::from(mine);
         for req in requests {
             let id = KeyId::of(&req.key);
+            if !mine {
+                keys.push((id, OTHER_SHARD));
+                continue;
+            }
             let sha = sha_prefix(&req.sha256).unwrap_or(NO_SHA);
             let send = match output {
                 Some(resume) => {
@@ -238,10 +252,16 @@ pub fn join(pass: Pass, job: &Job, file: &InputFile, resume: &mut ResumeState) -
     } = pass;
     let mut send = Bits::default();
     let (mut resumed, mut in_file) = (0u64, 0u64);
+    let mut others = Vec::new();
     // In place: each request's 24 bytes become its key's 24 bytes.
     let keys = requests.filter_map(|order, (id, sha)| {
         if sha == OVER_RATE {
             send.push(false);
+            return None;
+        }
+        if sha == OTHER_SHARD {
+            send.push(false);
+            others.push(id);
             return None;
         }
         let latest = resume.latest.get(&ShortId::from(id)).copied();
@@ -266,8 +286,14 @@ pub fn join(pass: Pass, job: &Job, file: &InputFile, resume: &mut ResumeState) -
     let (table, duplicates) =
         KeyTable::build(keys, Keep::First, Some(|a, b| a.order.cmp(&b.order)));
     scan.keys = table;
+    // A key's rows all have one id, so one shard: the other shards' keys
+    // are checked among themselves, and every shard names every duplicate.
+    let mut duplicates: Vec<KeyId> = duplicates.iter().map(|(id, _)| *id).collect();
+    others.sort_unstable();
+    duplicates.extend(others.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]));
+    drop(others);
     if !duplicates.is_empty() {
-        name_duplicates(&mut scan, job, file, &duplicates);
+        name_duplicates(&mut scan, job, file, duplicates);
     }
     for (message, (first, rows)) in no_model {
         let rows = match rows {
@@ -293,8 +319,7 @@ pub fn join(pass: Pass, job: &Job, file: &InputFile, resume: &mut ResumeState) -
 /// One problem per row whose key an earlier row has, in input order: the
 /// input is read again for the keys themselves and their lines (only on
 /// this error path: the table holds fingerprints, not keys).
-fn name_duplicates(scan: &mut Scan, job: &Job, file: &InputFile, duplicates: &[(KeyId, Seen)]) {
-    let mut ids: Vec<KeyId> = duplicates.iter().map(|(id, _)| *id).collect();
+fn name_duplicates(scan: &mut Scan, job: &Job, file: &InputFile, mut ids: Vec<KeyId>) {
     ids.sort_unstable();
     ids.dedup();
     // The line of each duplicated key's first row, once met.

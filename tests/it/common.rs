@@ -146,6 +146,14 @@ impl Sandbox {
             // Learned paces go to the sandbox, never the user's ~/.local/state
             // (and are checked for secrets with every other file there).
             .env("XDG_STATE_HOME", self.state_home());
+        // A test run inside a Slurm array or Kubernetes Indexed Job is not a shard.
+        for var in [
+            "PROMPTBATCH_SHARD",
+            "SLURM_ARRAY_TASK_ID",
+            "JOB_COMPLETION_INDEX",
+        ] {
+            cmd.env_remove(var);
+        }
         cmd
     }
 

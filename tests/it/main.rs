@@ -24,3 +24,4 @@ mod report;
 mod resume;
 mod retries;
 mod schedule;
+mod shards;

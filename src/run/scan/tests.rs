@@ -273,3 +273,35 @@ fn duplicate_ids_are_reported_with_the_first_line() {
         "{message}"
     );
 }
+
+#[test]
+fn a_shard_keeps_its_rows_and_still_checks_every_other() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Ids q1 and q2 hash to shards 2 and 3 of 4 (pinned in job::shard).
+    let (mut job, file) = csv_job(
+        dir.path(),
+        "id,question\nq1,a\nq2,b\n",
+        "{{question}}",
+        None,
+    );
+    job.shard = crate::job::shard::Shard { index: 3, count: 4 };
+    let s = scan(&job, &file, &mut ResumeState::default());
+    assert_eq!((s.rows, s.shard_rows, s.requests()), (2, 1, 1));
+    assert_eq!(s.problem_count, 0);
+    assert!(!s.send.get(0) && s.send.get(1), "only q2 is sent");
+    // A duplicate among another shard's rows stops this one too.
+    let (mut job, file) = csv_job(
+        dir.path(),
+        "id,question\nq1,a\nq2,b\nq1,c\n",
+        "{{question}}",
+        None,
+    );
+    job.shard = crate::job::shard::Shard { index: 3, count: 4 };
+    let s = scan(&job, &file, &mut ResumeState::default());
+    assert_eq!(s.problem_count, 1);
+    let message = s.problems[0].to_string();
+    assert!(
+        message.contains("duplicate request key \"q1/default\""),
+        "{message}"
+    );
+}

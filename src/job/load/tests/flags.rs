@@ -339,7 +339,7 @@ fn an_unknown_placeholder_is_a_job_error_naming_it_and_the_known_ones() {
     assert_problem(
         &found,
         "j.toml:4:8: [output] path",
-        "unknown placeholder {time} in \"out/{name}-{time}.jsonl\"; the placeholders are {name}, {date} and {datetime}",
+        "unknown placeholder {time} in \"out/{name}-{time}.jsonl\"; the placeholders are {name}, {date}, {datetime} and {shard}",
     );
     let args = JobArgs {
         input: Some("q.jsonl".into()),

@@ -349,3 +349,74 @@ fn an_unreadable_number_in_a_section_is_named_not_called_a_table() {
         "write [[params]] (double brackets)",
     );
 }
+
+#[test]
+fn shards_divide_the_per_run_limits_unless_per_shard() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let limits =
+        "[limits]\nrequests_per_minute = 600\ntokens_per_minute = 10001\nmax_cost_usd = 2\n";
+    let job = format!("[input]\npath = \"q.jsonl\"\n[defaults]\nmodel = \"m\"\nmax_tokens = 8\n[pricing]\nm = {{ input = 1, output = 1 }}\n{limits}");
+    write(dir.path(), "j.toml", &job);
+    let args = JobArgs {
+        shard: Some("1/4".into()),
+        output: Some("out/{name}-{shard}.jsonl".into()),
+        ..job_args(Some("j.toml"))
+    };
+    let split = load(&args, dir.path()).expect("loads");
+    assert_eq!(split.shard.to_string(), "1/4");
+    assert_eq!(split.limits.requests_per_minute, 150);
+    // Rounded down: the shards together never pass the figure written.
+    assert_eq!(split.limits.tokens_per_minute, 2500);
+    assert_eq!(split.limits.max_cost_usd, 0.5);
+    assert!(split.output.path.ends_with("out/j-1-of-4.jsonl"));
+
+    write(dir.path(), "j.toml", &format!("{job}per_shard = true\n"));
+    let own = load(&args, dir.path()).expect("loads");
+    assert!(own.limits.per_shard);
+    assert_eq!(own.limits.requests_per_minute, 600);
+    assert_eq!(own.limits.max_cost_usd, 2.0);
+
+    // Unsharded, {shard} is 0-of-1 and nothing is divided.
+    let whole = load(&job_args(Some("j.toml")), dir.path()).expect("loads");
+    assert_eq!(whole.limits.requests_per_minute, 600);
+    let args = JobArgs {
+        output: Some("{shard}.jsonl".into()),
+        ..job_args(Some("j.toml"))
+    };
+    let whole = load(&args, dir.path()).expect("loads");
+    assert!(whole.output.path.ends_with("0-of-1.jsonl"));
+
+    // A rate below one a minute per shard would be no limit at all.
+    write(dir.path(), "j.toml", &job.replace("= 600", "= 3"));
+    let args = JobArgs {
+        shard: Some("0/4".into()),
+        ..job_args(Some("j.toml"))
+    };
+    let found = problems(&args, dir.path());
+    assert_problem(
+        &found,
+        "j.toml:9:23: [limits] requests_per_minute",
+        "3 requests per minute shared by 4 shards",
+    );
+}
+
+#[test]
+fn per_shard_is_a_boolean_and_a_near_miss_gets_a_hint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "j.toml",
+        "[input]\npath = \"q.jsonl\"\n[limits]\nper_shard = 1\nper_shards = true\n",
+    );
+    let found = problems(&job_args(Some("j.toml")), dir.path());
+    assert_problem(
+        &found,
+        "j.toml:4:13: [limits] per_shard",
+        "must be true or false",
+    );
+    assert_problem(
+        &found,
+        "j.toml:5:1: [limits] per_shards",
+        "did you mean \"per_shard\"?",
+    );
+}
