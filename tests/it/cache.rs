@@ -497,3 +497,24 @@ async fn a_hit_needs_no_budget() {
     assert_eq!(summary["requests"]["not_sent"], 1);
     assert_eq!(summary["stopped"], "budget");
 }
+
+#[tokio::test]
+async fn simulated_runs_share_their_replies_though_the_port_changes() {
+    let sb = Sandbox::new();
+    sb.write("a.jsonl", &rows(&[("x", "hi"), ("y", "ho")]));
+    sb.write(
+        "a.toml",
+        &job("http://127.0.0.1:9/unused", "a.jsonl", "a.out.jsonl", ""),
+    );
+    let out = output(run(&sb, "a.toml", &["--simulate", "--cache", "c"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = output(run(
+        &sb,
+        "a.toml",
+        &["--simulate", "--cache", "c", "--fresh"],
+    ))
+    .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let records = sb.records("a.out.jsonl");
+    assert!(records.iter().all(|r| r["cached"] == true), "{records:?}");
+}
