@@ -259,6 +259,13 @@ pub struct JobArgs {
     #[arg(long, value_name = "USD", help_heading = "Limits")]
     pub max_cost: Option<f64>,
 
+    /// Answer requests answered `ok` before (same body, same endpoint) from a cache in this folder.
+    ///
+    /// A SQLite file made in DIR if missing (owner-only), shared safely by runs at once, bounded
+    /// by [cache] max_mb (default 1024); off unless given; e.g. --cache ~/.cache/promptbatch
+    #[arg(long, value_name = "DIR", help_heading = "Output")]
+    pub cache: Option<String>,
+
     /// Run only shard K of N (0-based): the rows whose id hashes to K.
     ///
     /// Beats PROMPTBATCH_SHARD and Slurm's array variables; rpm, tpm and the budget are

@@ -26,7 +26,7 @@ use super::{ParamLayer, ParamSet, Price, Pricing};
 
 /// The sections of a job file; any other top-level key is a setting of `KEYS`.
 const SECTIONS: &[&str] = &[
-    "endpoint", "input", "output", "limits", "retry", "defaults", "params", "pricing",
+    "endpoint", "input", "output", "limits", "retry", "cache", "defaults", "params", "pricing",
 ];
 /// The keys of a `[pricing]` entry: `"model" = { input = 0.02, output = 0.04 }`.
 pub(super) const PRICE_KEYS: [&str; 2] = ["input", "output"];
@@ -53,6 +53,7 @@ struct JobFile {
     output: Section<Table>,
     limits: Section<Table>,
     retry: Section<Table>,
+    cache: Section<Table>,
     defaults: Section<Table>,
     params: Section<ParamSets>,
     pricing: Section<Prices>,
@@ -151,9 +152,16 @@ pub(crate) fn read(
         places.insert("name".to_string(), doc.lines.at(name.span().start));
         doc.setting(entry, name, base, s);
     }
-    // The first five `SECTIONS` are those of settings.
+    // The first six `SECTIONS` are those of settings.
     let f = &file;
-    let tables = [&f.endpoint, &f.input, &f.output, &f.limits, &f.retry];
+    let tables = [
+        &f.endpoint,
+        &f.input,
+        &f.output,
+        &f.limits,
+        &f.retry,
+        &f.cache,
+    ];
     for (section, node) in SECTIONS.iter().zip(tables) {
         for (key, node) in doc.table(section, node.as_ref()).into_iter().flatten() {
             let path = format!("{section}.{key}");

@@ -53,6 +53,7 @@ pub(crate) const FLAGS: &[(&str, &str, Get)] = &[
     ("--tpm", "limits.tokens_per_minute", |a| whole(a.tpm)),
     ("--max-cost", "limits.max_cost_usd", |a| given(&a.max_cost)),
     ("--max-attempts", "retry.max_attempts", |a| whole(a.max_attempts)),
+    ("--cache", "cache.dir", |a| given(&a.cache)),
 ];
 
 /// Writes the flags over `s` (the job file's settings) and returns the

@@ -20,7 +20,8 @@ use super::problem::{JobError, Problems};
 use super::settings::{self, Settings};
 use super::shard::{self, Shard};
 use super::{
-    file, flags, Format, InputConfig, InputSource, Job, OutputConfig, ParamLayer, ParamSet, Pricing,
+    file, flags, CacheConfig, Format, InputConfig, InputSource, Job, OutputConfig, ParamLayer,
+    ParamSet, Pricing,
 };
 use crate::cli::JobArgs;
 
@@ -121,6 +122,10 @@ impl Job {
             row_limit: args.limit,
             simulate: args.simulate,
             shard,
+            cache: s.cache_dir.map(|dir| CacheConfig {
+                dir,
+                max_mb: s.cache_max_mb,
+            }),
         })
     }
 }

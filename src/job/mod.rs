@@ -29,6 +29,8 @@ pub use settings::endpoint_warning;
 
 pub const DEFAULT_ENDPOINT: &str = "https://api.aimlapi.com/v1/chat/completions";
 pub const DEFAULT_KEY_ENV: &str = "AIMLAPI_API_KEY";
+/// `[cache] max_mb` when unset: room for about a million short replies.
+pub const DEFAULT_CACHE_MAX_MB: f64 = 1024.0;
 
 /// A validated job, ready to plan requests from.
 #[derive(Debug, Clone)]
@@ -50,9 +52,19 @@ pub struct Job {
     pub row_limit: Option<u64>,
     /// `--simulate`: the endpoint is the built-in mock, no key needed.
     pub simulate: bool,
+    /// `--cache DIR` / `[cache]`: None = no cache (the default).
+    pub cache: Option<CacheConfig>,
     /// The slice of the job this process runs (`0/1`: all of it); the
     /// limits above are already this shard's share.
     pub shard: shard::Shard,
+}
+
+/// `[cache]`: where the store is and how large it may grow.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    pub dir: PathBuf,
+    /// `max_mb`: least-recently-used replies go past it.
+    pub max_mb: f64,
 }
 
 #[derive(Debug, Clone)]

@@ -60,6 +60,10 @@ pub(crate) struct Settings {
     pub summary: Option<PathSpec>,
     pub limits: Limits,
     pub retry: RetryConfig,
+    /// `[cache] dir` (`--cache`): None = no cache.
+    pub cache_dir: Option<PathBuf>,
+    /// `[cache] max_mb`.
+    pub cache_max_mb: f64,
     /// The keys given, a bad value included: a key given but bad is not also "missing".
     pub given: Vec<&'static str>,
 }
@@ -94,6 +98,8 @@ impl Default for Settings {
                 initial_backoff: Duration::from_millis(500),
                 max_backoff: Duration::from_millis(60_000),
             },
+            cache_dir: None,
+            cache_max_mb: super::DEFAULT_CACHE_MAX_MB,
             given: Vec::new(),
         }
     }
@@ -149,6 +155,8 @@ keys! { |v, base|
     "retry.max_attempts" => retry.max_attempts = whole(v, 1, MAX_ATTEMPTS)? as u32;
     "retry.initial_backoff_ms" => retry.initial_backoff = Duration::from_millis(whole(v, 0, i64::MAX)? as u64);
     "retry.max_backoff_ms" => retry.max_backoff = Duration::from_millis(whole(v, 0, i64::MAX)? as u64);
+    "cache.dir" => cache_dir = Some(cache_dir(&string(v)?, base)?);
+    "cache.max_mb" => cache_max_mb = megabytes(v)?;
 }
 
 impl Key {
@@ -412,6 +420,24 @@ pub(crate) fn input_source(text: &str, base: &Path) -> Result<InputSource, Strin
         "-" => Ok(InputSource::Stdin),
         "" => Err("must not be empty; give a file, or - for standard input".into()),
         path => Ok(InputSource::File(base.join(path))),
+    }
+}
+
+/// `[cache] dir`: a folder, relative to the job file's (or, as `--cache`, the working directory).
+fn cache_dir(text: &str, base: &Path) -> Result<PathBuf, String> {
+    match text {
+        "" => Err("must not be empty; give a folder (it is made if missing)".into()),
+        dir => Ok(base.join(dir)),
+    }
+}
+
+/// `[cache] max_mb`: a size in MiB above zero (fractions allowed).
+fn megabytes(value: &Value) -> Result<f64, String> {
+    match number(value)? {
+        mb if mb.is_finite() && mb > 0.0 && mb <= 1e9 => Ok(mb),
+        mb => Err(format!(
+            "must be a size in MiB above 0, e.g. 1024; got {mb}"
+        )),
     }
 }
 

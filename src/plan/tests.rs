@@ -24,6 +24,7 @@ fn layer(v: Value) -> ParamLayer {
 /// A job with one set `default`, model `GPT`, JSONL input, no system.
 fn job() -> Job {
     Job {
+        cache: None,
         name: "faq".into(),
         endpoint: EndpointConfig {
             url: crate::job::DEFAULT_ENDPOINT.into(),

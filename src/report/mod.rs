@@ -116,6 +116,7 @@ pub(crate) const FIGURE_FIELDS: &[&[u8]] = &[
     b"\"attempts\"",
     b"\"uncertain_attempts\"",
     b"\"error\"",
+    b"\"cached\"",
 ];
 
 /// The figures of one output line, or None when it does not parse. Only

@@ -29,6 +29,9 @@ pub struct RequestCounts {
     pub failed: u64,
     pub resumed: u64,
     pub not_sent: u64,
+    /// Of `ok`: the keys whose line was answered from the response cache.
+    #[serde(default)]
+    pub cached: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -102,6 +105,11 @@ pub struct Summary {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ThisRun {
     pub sent: u64,
+    /// Requests answered from the response cache (`--cache`): not sent,
+    /// not in `sent`, nothing spent; their tokens are in `tokens` (they are
+    /// the output's tokens).
+    #[serde(default)]
+    pub cached: u64,
     pub attempts: u64,
     pub retries: u64,
     pub uncertain_attempts: u64,
@@ -160,6 +168,8 @@ pub struct LineFigures {
     pub uncertain_attempts: u32,
     #[serde(default)]
     pub error: Option<LineError>,
+    #[serde(default)]
+    pub cached: Option<bool>,
 }
 
 fn usage_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Usage>, D::Error> {
@@ -185,6 +195,7 @@ struct Figures<'a> {
     attempts: u32,
     uncertain: u32,
     error_kind: Option<&'a str>,
+    cached: bool,
 }
 
 /// A record's figures, kept without the record while its line waits to be
@@ -203,6 +214,7 @@ pub struct KeptFigures {
     attempts: u32,
     uncertain: u32,
     error_kind: Option<&'static str>,
+    cached: bool,
 }
 
 impl KeptFigures {
@@ -220,6 +232,7 @@ impl KeptFigures {
             attempts: record.attempts,
             uncertain: record.uncertain_attempts,
             error_kind: record.error.map(|e| e.kind.as_str()),
+            cached: record.cached == Some(true),
         }
     }
 
@@ -303,6 +316,8 @@ pub struct Tally {
     costs: Costs,
     latency: Distribution,
     ttft: Distribution,
+    /// Lines answered from the response cache (part of `ok`).
+    cached: u64,
 }
 
 impl Default for Tally {
@@ -318,6 +333,7 @@ impl Default for Tally {
             costs: Costs::default(),
             latency: Distribution::new(),
             ttft: Distribution::new(),
+            cached: 0,
         }
     }
 }
@@ -338,6 +354,7 @@ macro_rules! figures {
             attempts: $r.attempts,
             uncertain: $r.uncertain_attempts,
             error_kind: $r.error.as_ref().map(|e| e.kind.as_str()),
+            cached: $r.cached == Some(true),
         }
     };
 }
@@ -373,6 +390,7 @@ impl Tally {
             attempts: r.attempts,
             uncertain: r.uncertain,
             error_kind: r.error_kind,
+            cached: r.cached,
         });
     }
 
@@ -384,6 +402,7 @@ impl Tally {
     fn add(&mut self, r: Figures<'_>) {
         self.attempts = self.attempts.saturating_add(u64::from(r.attempts));
         self.uncertain = self.uncertain.saturating_add(u64::from(r.uncertain));
+        self.cached += u64::from(r.cached);
         if r.ok {
             self.ok += 1;
             count_in(&mut self.finish_reasons, r.finish_reason.unwrap_or("none"));
@@ -432,8 +451,13 @@ impl Tally {
         self.tokens.completion
     }
 
+    /// Requests sent: those answered from the cache made no attempt.
+    fn sent(&self) -> u64 {
+        self.requests().saturating_sub(self.cached)
+    }
+
     fn retries(&self) -> u64 {
-        self.attempts.saturating_sub(self.requests())
+        self.attempts.saturating_sub(self.sent())
     }
 
     /// The summary: `self` over the job's lines, `run` over what this run sent.
@@ -461,7 +485,10 @@ impl Tally {
             started_at: crate::sink::record::timestamp(facts.started),
             finished_at: crate::sink::record::timestamp(facts.finished),
             wall_s,
-            requests: facts.requests,
+            requests: RequestCounts {
+                cached: self.cached,
+                ..facts.requests
+            },
             attempts: self.attempts,
             retries: self.retries(),
             uncertain_attempts: self.uncertain,
@@ -474,7 +501,8 @@ impl Tally {
             ttft_ms: self.ttft.spread(),
             throughput: throughput.clone(),
             this_run: ThisRun {
-                sent: run.requests(),
+                sent: run.sent(),
+                cached: run.cached,
                 attempts: run.attempts,
                 retries: run.retries(),
                 uncertain_attempts: run.uncertain,

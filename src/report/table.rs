@@ -43,6 +43,15 @@ pub fn render_styled(s: &Summary, color: bool) -> String {
         r.resumed,
         r.not_sent
     );
+    if r.cached > 0 || s.this_run.cached > 0 {
+        let _ = writeln!(
+            out,
+            "  {}{} of the ok lines answered from the cache, {} of them in this run (nothing sent or spent for those)",
+            head("cached"),
+            r.cached,
+            s.this_run.cached
+        );
+    }
     let _ = writeln!(
         out,
         "  {}{} ({}, {} uncertain: may be billed)",

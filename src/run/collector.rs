@@ -22,7 +22,7 @@ use crate::keys::{KeyId, KeyTable};
 use crate::progress::Progress;
 use crate::report::{KeptFigures, Tally};
 use crate::scheduler::{Event, StopReason, StopSignal};
-use crate::sink::{Record, SinkError, Writer, WriterThread};
+use crate::sink::{Record, SinkError, Status, Writer, WriterThread};
 
 /// Handed to the writer thread once this many bytes of lines are waiting,
 /// even mid-burst.
@@ -75,6 +75,9 @@ pub(super) struct Collector<'a> {
     superseded: u64,
     /// Lines this run put in the file.
     landed: u64,
+    /// `--cache`: where replies to keep go, and those of the lines waiting
+    /// (handed over with them, one burst per transaction).
+    cache: Option<(crate::cache::Handle, Vec<crate::cache::Entry>)>,
 }
 
 /// What the collector saw, once every event is in.
@@ -114,7 +117,14 @@ impl<'a> Collector<'a> {
             queued: VecDeque::new(),
             superseded: 0,
             landed: 0,
+            cache: None,
         }
+    }
+
+    /// `--cache`: keep the `ok` replies of this run in the cache.
+    pub fn cache(mut self, handle: Option<crate::cache::Handle>) -> Self {
+        self.cache = handle.map(|h| (h, Vec::new()));
+        self
     }
 
     /// `-v`: say each retry and each change of pace.
@@ -139,11 +149,29 @@ impl<'a> Collector<'a> {
             }
             Event::Retrying { .. } => return self.progress.on_retry(),
             Event::Done(outcome) => outcome,
+            Event::Cached(hit) => {
+                let record = Record::from_hit(&self.job.name, *hit);
+                return self.take(record, false).await;
+            }
         };
         let record = Record::from_outcome(&self.job.name, *outcome, &self.job.pricing);
+        self.take(record, true).await;
+    }
+
+    /// One ended request's line; `answered`: by the endpoint in this run
+    /// (not from the cache), so an `ok` reply is one for the cache to keep.
+    async fn take(&mut self, record: Record, answered: bool) {
         self.sent.observe(&record);
         self.progress.on_record(&record);
+        let start = self.batch.len();
         record.write_line(&mut self.batch);
+        if let (Some(cache), true) = (&mut self.cache, answered && record.status == Status::Ok) {
+            // The line as written: redacted, and with every field a reply has.
+            if let Some(reply) = crate::cache::reply_part(&self.batch[start..]) {
+                let sha = record.request_sha256.clone();
+                cache.1.push(crate::cache::Entry { sha, reply });
+            }
+        }
         self.records
             .push((KeyId::of(&record.key), KeptFigures::of(record)));
         self.waiting_since.get_or_insert_with(Instant::now);
@@ -172,6 +200,11 @@ impl<'a> Collector<'a> {
             return;
         };
         self.waiting_since = None;
+        if let Some((cache, entries)) = &mut self.cache {
+            if !entries.is_empty() {
+                cache.put(std::mem::take(entries));
+            }
+        }
         if !self.batch.is_empty() {
             let next = writer.buffer();
             writer.send(std::mem::replace(&mut self.batch, next)).await;
@@ -188,6 +221,11 @@ impl<'a> Collector<'a> {
         let mut failed = None;
         let mut lost = 0;
         let mut gone = false;
+        if let Some((cache, entries)) = self.cache.take() {
+            if !entries.is_empty() {
+                cache.put(entries);
+            }
+        }
         if let Some(writer) = self.writer.take() {
             if !self.batch.is_empty() {
                 self.queued.push_back(std::mem::take(&mut self.records));

@@ -31,6 +31,8 @@ pub struct Validated<'a> {
     pub recorded_usd: f64,
     /// Said on stderr too; here as data.
     pub warnings: &'a [String],
+    /// With `--cache`: how many of the requests to send it would answer.
+    pub cached: Option<u64>,
 }
 
 /// The table and the lines around it.
@@ -100,6 +102,9 @@ pub fn text(v: &Validated) -> String {
         count(scan.resumed, "request"),
         scan.to_send()
     );
+    if let Some(n) = v.cached {
+        let _ = write!(out, " ({n} of them answered from the cache)");
+    }
     if scan.resumed > 0 && scan.to_send() > 0 {
         let s = &priced.to_send;
         let _ = write!(
@@ -235,6 +240,9 @@ struct Document<'a> {
     requests: u64,
     resumed: u64,
     to_send: u64,
+    /// With `--cache`: how many of `to_send` it would answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cached: Option<u64>,
     estimate: EstimateJson<'a>,
     budget_usd: Option<f64>,
     recorded_cost_usd: f64,
@@ -315,6 +323,7 @@ pub fn json(v: &Validated) -> String {
         requests: scan.requests(),
         resumed: scan.resumed,
         to_send: scan.to_send(),
+        cached: v.cached,
         estimate: EstimateJson {
             method: PROMPT_ESTIMATE_METHOD,
             bound_method: PROMPT_BOUND_METHOD,

@@ -109,6 +109,8 @@ pub enum StartError {
     Check(tokio::task::JoinError),
     #[error("cannot write to standard output: {0}")]
     Stdout(std::io::Error),
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! Every line for people goes through `crate::printer`.
 
 mod beside;
+mod cached;
 mod collector;
 mod describe;
 mod error;
@@ -23,6 +24,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use crate::cache;
 use crate::cli::{JobArgs, ProgressArg, RunArgs};
 use crate::client::Client;
 use crate::input::{self, Spooled};
@@ -132,7 +134,8 @@ pub async fn validate(args: &JobArgs) -> Result<(), StartError> {
     let job = load(args, Utc::now())?;
     let file = input::resolve(&job.input.source)?;
     let resume = sink::read(&job.output.path, false)?;
-    let (scan, resume) = scan_input(&job, &file, resume, args.allow_empty).await?;
+    let (mut scan, resume) = scan_input(&job, &file, resume, args.allow_empty).await?;
+    let cached = cached::count_hits(&job, &file, &mut scan).await?;
     let mut priced = scan.estimate.price(&job.pricing, &resume.completions);
     // Sets in the job's order, as people wrote them (models by name within each).
     priced
@@ -165,6 +168,7 @@ pub async fn validate(args: &JobArgs) -> Result<(), StartError> {
         priced: &priced,
         recorded_usd: resume.recorded_cost_usd,
         warnings: &warnings,
+        cached,
     };
     let text = if args.json {
         format!("{}\n", describe::json(&validated))
@@ -233,6 +237,11 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         let again = sink::read(output, false).map_err(StartError::from)?;
         (scan, resume) = scan_input(&job, &file, again, allow_empty).await?;
     }
+    // Made (or checked to be ours) before --fresh moves anything aside.
+    let cache = match &job.cache {
+        Some(config) => Some(cached::open(&job, config).map_err(StartError::from)?),
+        None => None,
+    };
     let bak = sink::take_over(output, &resume, args.fresh).map_err(StartError::from)?;
     // Opened before anything is sent: an output that cannot be written is exit 2.
     let writer = Writer::append(output).map_err(StartError::from)?;
@@ -260,6 +269,9 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         for note in &progress_notes {
             printer::notice(note);
         }
+        if let Some(warning) = cache.as_ref().and_then(|_| cached::sampling_warning(&job)) {
+            printer::warning(warning);
+        }
         // JSON logs always open with it: a shipper keys the run on its figures.
         if args.progress != ProgressArg::Off || printer::format() == printer::LogFormat::Json {
             let secs = (Utc::now() - started).num_milliseconds() as f64 / 1000.0;
@@ -279,7 +291,12 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     let (event_tx, mut event_rx) = mpsc::channel(4096);
     let send = std::mem::take(&mut scan.send);
     let to_send = scan.to_send();
-    let producer = producer::spawn(&job, &file, checked, scan.rows, send, to_send, request_tx);
+    let (cache_writer, answerer) = cached::split(cache, &event_tx);
+    let out = producer::Out {
+        requests: request_tx,
+        cache: answerer,
+    };
+    let producer = producer::spawn(&job, &file, checked, scan.rows, send, to_send, out);
     let scheduler = Scheduler::new(
         &job,
         client,
@@ -294,7 +311,8 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     let dispatch = tokio::spawn(scheduler.run(request_rx));
 
     let mut collector = Collector::new(&job, writer, &mut progress, &mut scan.keys, stop.clone())
-        .verbose(args.verbose && !args.quiet);
+        .verbose(args.verbose && !args.quiet)
+        .cache(cache_writer.as_ref().and_then(cache::Writer::handle));
     let busy_from = Utc::now();
     loop {
         let next = match collector.flush_due() {
@@ -327,6 +345,10 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     signals.abort();
     // The producer ends once the scheduler drops its receiver.
     let produced = producer.await.unwrap_or_else(|e| Err(e.into()));
+    // Every reply handed over is written before the run ends.
+    if let Some(writer) = cache_writer {
+        cached::say_end(&writer.finish(), args.quiet);
+    }
     progress.finish();
     let ended = Ended {
         started,

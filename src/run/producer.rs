@@ -17,6 +17,7 @@ use crate::job::Job;
 use crate::plan::Planner;
 use crate::plan::Request;
 
+use super::cached::Answerer;
 use super::scan::Bits;
 
 /// Requests handed to the scheduler at once: one wake-up of each side per
@@ -68,6 +69,12 @@ fn first(problems: &[InputError]) -> String {
         .map_or_else(String::new, ToString::to_string)
 }
 
+/// Where planned requests go: the scheduler, unless the cache answers them.
+pub(super) struct Out {
+    pub requests: mpsc::Sender<Vec<Request>>,
+    pub cache: Option<Answerer>,
+}
+
 /// Spawns the producer; it ends when the `rows` rows the scan checked are
 /// read or the scheduler stops taking requests, and says why it stopped early.
 /// `send` says which requests (numbered in input order) the scan found to
@@ -80,14 +87,36 @@ pub(super) fn spawn(
     rows: u64,
     send: Bits,
     to_send: u64,
-    tx: mpsc::Sender<Vec<Request>>,
+    out: Out,
 ) -> JoinHandle<Result<(), ProducerError>> {
+    let Out {
+        requests: tx,
+        mut cache,
+    } = out;
     let planner = Planner::new(job);
     let format = job.input.format;
     // The scan already stopped at --limit: its count is the smaller bound.
     let limit = usize::try_from(rows).unwrap_or(usize::MAX);
     let file = file.file.clone();
     let per_row = planner.requests_per_row();
+    let waiting = tx.clone();
+    let idle = move || waiting.capacity() == waiting.max_capacity();
+    // With a cache, what it answers goes to the collector, the rest on.
+    let mut hand_over = move |batch: Vec<Request>| -> bool {
+        // Stopped (Ctrl-C, the budget): not even what the cache knows is
+        // answered any more, so a stop is prompt.
+        if tx.is_closed() {
+            return false;
+        }
+        let batch = match cache.as_mut() {
+            Some(cache) => match cache.answer(batch) {
+                Some(misses) => misses,
+                None => return false,
+            },
+            None => batch,
+        };
+        batch.is_empty() || tx.blocking_send(batch).is_ok()
+    };
     tokio::task::spawn_blocking(move || {
         if stamp(file.path()) != checked {
             return Err(ProducerError::Changed {
@@ -120,8 +149,8 @@ pub(super) fn spawn(
             // Whole batches, or at once when the scheduler has nothing left
             // to take (at the start, or when it outruns the reader).
             let full = batch.len() >= BATCH || batch_bytes >= BATCH_BYTES;
-            if full || (!batch.is_empty() && tx.capacity() == tx.max_capacity()) {
-                if tx.blocking_send(std::mem::take(&mut batch)).is_err() {
+            if full || (!batch.is_empty() && idle()) {
+                if !hand_over(std::mem::take(&mut batch)) {
                     // The scheduler stopped taking requests: a stop, not a problem.
                     return Ok(());
                 }
@@ -129,7 +158,7 @@ pub(super) fn spawn(
                 batch_bytes = 0;
             }
         }
-        if !batch.is_empty() && tx.blocking_send(batch).is_err() {
+        if !batch.is_empty() && !hand_over(batch) {
             return Ok(());
         }
         if stamp(file.path()) != checked {

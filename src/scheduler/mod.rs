@@ -72,6 +72,9 @@ pub enum Event {
     Pace(PaceChange),
     /// A request ended; it becomes one output line.
     Done(Box<Outcome>),
+    /// A request answered from the response cache, never sent (told by the
+    /// planner, not the dispatch loop); it becomes one output line too.
+    Cached(Box<crate::cache::Hit>),
 }
 
 /// Why a run stopped before every request was sent.

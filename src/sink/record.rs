@@ -10,7 +10,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::client::{ErrorKind, RawJson, Usage};
+use crate::cache::Hit;
+use crate::client::{ErrorKind, RawJson, Reply, Usage};
 use crate::job::Pricing;
 pub use crate::scheduler::pricing::CostSource;
 use crate::scheduler::Outcome;
@@ -72,6 +73,13 @@ pub struct Record {
     /// the file's total charge never shrinks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prior_charge_usd: Option<f64>,
+    /// Answered from the response cache (`--cache`) without sending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached: Option<bool>,
+    /// Of a line answered from the cache: what its reply cost when it was
+    /// sent (null when that was not known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_cost_usd: Option<f64>,
 }
 
 /// The few fields resume and compaction need; parsing skips the rest
@@ -238,6 +246,8 @@ impl Record {
             refusal: None,
             budget_charge_usd,
             prior_charge_usd: None,
+            cached: None,
+            cached_cost_usd: None,
         };
         match result {
             Ok(reply) => {
@@ -266,6 +276,64 @@ impl Record {
             }
         }
         record
+    }
+
+    /// A request answered from the cache: a fresh `ok` line of the request
+    /// with the stored reply's fields (whatever they are: `json` and any
+    /// field a reply grows ride along), no attempt, nothing spent.
+    /// `latency_ms` is null: nothing was sent, and the lookup's time is no
+    /// latency of an endpoint (it would drag the run's percentiles down).
+    pub fn from_hit(job: &str, hit: Hit) -> Record {
+        let Hit {
+            request,
+            reply,
+            started_at,
+            finished_at,
+        } = hit;
+        let outcome = Outcome {
+            request,
+            result: Ok(Reply::default()),
+            attempts: 0,
+            uncertain_attempts: 0,
+            started_at: Some(started_at),
+            finished_at: Some(finished_at),
+            budget_charge_usd: None,
+        };
+        let mut base = Record::from_outcome(job, outcome, &Pricing::default());
+        base.latency_ms = None;
+        base.cached = Some(true);
+        let merged = (|| {
+            let stored: Map<String, Value> = serde_json::from_str(&reply)?;
+            let cost = stored.get("cost_usd").and_then(Value::as_f64);
+            let mut fields = match serde_json::to_value(&base)? {
+                Value::Object(fields) => fields,
+                _ => Map::new(),
+            };
+            fields.extend(stored);
+            let mut record: Record = serde_json::from_value(Value::Object(fields))?;
+            record.cached_cost_usd = cost;
+            Ok::<_, serde_json::Error>(record)
+        })();
+        match merged {
+            Ok(mut record) => {
+                // Nothing spent: a known 0, from no provider and no price
+                // (`cached_cost_usd` keeps the figure and the stored line
+                // where it came from).
+                record.cost_usd = Some(0.0);
+                record.cost_source = None;
+                record
+            }
+            Err(e) => {
+                // Only a store edited by hand: the line fails, and a rerun sends it.
+                base.status = Status::Error;
+                base.error = Some(RecordError {
+                    kind: ErrorKind::BadResponse,
+                    status: None,
+                    message: format!("the cached reply could not be read ({e}); run again without --cache, or delete the cache"),
+                });
+                base
+            }
+        }
     }
 
     /// Appends the record as one JSON line, newline included, to `out`.

@@ -31,6 +31,7 @@ const TTFT: u16 = 1 << 8;
 const ATTEMPTS: u16 = 1 << 9;
 const UNCERTAIN: u16 = 1 << 10;
 const ERROR: u16 = 1 << 11;
+const CACHED: u16 = 1 << 12;
 
 /// A tally of every line the resume scan reads.
 #[derive(Debug, Default)]
@@ -63,6 +64,8 @@ struct Taken {
     ttft_ms: Option<f64>,
     attempts: u32,
     uncertain: u32,
+    /// Answered from the response cache.
+    cached: bool,
 }
 
 impl ReadBack {
@@ -105,6 +108,7 @@ impl Beside for ReadBack {
             b"\"attempts\"" => ATTEMPTS,
             b"\"uncertain_attempts\"" => UNCERTAIN,
             b"\"error\"" => ERROR,
+            b"\"cached\"" => CACHED,
             // A name with an escape might spell one of the above.
             other if other.contains(&b'\\') => {
                 self.at.lost = true;
@@ -146,6 +150,10 @@ impl Beside for ReadBack {
             TTFT => number(raw, &mut at.ttft_ms),
             ATTEMPTS => count(raw, &mut at.attempts),
             UNCERTAIN => count(raw, &mut at.uncertain),
+            CACHED => {
+                at.cached = raw == b"true";
+                at.cached || raw == b"false" || raw == b"null"
+            }
             // An error's kind is read by serde: failed lines are few.
             _ => raw == b"null",
         };
@@ -182,6 +190,7 @@ impl Beside for ReadBack {
             attempts: at.attempts,
             uncertain: at.uncertain,
             error_kind: None,
+            cached: at.cached,
         });
     }
 }

@@ -40,6 +40,8 @@ fn record(status: Status, latency: f64, cost: Option<f64>, usage: Option<Usage>)
         refusal: None,
         budget_charge_usd: None,
         prior_charge_usd: None,
+        cached: None,
+        cached_cost_usd: None,
     }
 }
 

@@ -193,6 +193,8 @@ impl<'p> Fold<'p> {
             .zip(line.usage.as_ref())
             .and_then(|(p, u)| p.cost(&line.model, Some(&u.as_usage())));
         match (line.cost_source.as_deref(), recorded, flag) {
+            // Answered from the cache: no call was made, nothing to price.
+            _ if line.cached == Some(true) => Priced::Provider(0.0),
             (Some("provider"), Some(provider), flag) => {
                 if let Some(priced) = flag {
                     self.check.requests += 1;

@@ -48,6 +48,9 @@ pub struct UsageLine<'a> {
     pub started_at: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     pub finished_at: Option<Cow<'a, str>>,
+    /// Answered from the response cache: no call, nothing spent.
+    #[serde(default)]
+    pub cached: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
