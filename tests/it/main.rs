@@ -23,3 +23,4 @@ mod report;
 mod resume;
 mod retries;
 mod schedule;
+mod structured;
