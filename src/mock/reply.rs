@@ -9,6 +9,7 @@
 use serde_json::{json, Value};
 
 use super::directives::{self, CostMode, DirectiveError, Directives};
+use super::json_reply;
 use super::MockConfig;
 
 /// USD per 1M tokens used by `[mock:cost=...]` when no price is configured.
@@ -137,6 +138,8 @@ pub(crate) fn plan(body: &Value) -> Result<Plan, BadRequest> {
             "tool_calls",
             Some(tool_calls(body, &echo, h)),
         )
+    } else if let Some(json) = json_reply::for_request(body, &short(&echo)) {
+        (json, "stop", None)
     } else {
         let (content, finish) = cut(body, compose(&echo, h));
         (content, finish, None)
@@ -191,6 +194,14 @@ impl Plan {
         self.reply.completion_tokens = text.split_whitespace().count() as u64;
         self.reply.content = text.clone();
     }
+}
+
+/// The first [`ECHO_WORDS`] words of the echo.
+fn short(echo: &str) -> String {
+    echo.split_whitespace()
+        .take(ECHO_WORDS)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The text of a message: string content, or its text parts joined by newlines.

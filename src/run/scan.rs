@@ -366,6 +366,7 @@ fn missing_columns(
     let mut missing: Vec<&str> = templates
         .into_iter()
         .flatten()
+        .chain(&job.input.images)
         .flat_map(|t| t.fields())
         .filter(|f| !columns.contains_key(*f))
         .collect();

@@ -12,6 +12,7 @@ mod estimate;
 mod files;
 mod hostile;
 mod html;
+mod images;
 mod lifecycle;
 mod logs;
 mod money;
