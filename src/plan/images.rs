@@ -262,4 +262,21 @@ mod tests {
         let problems = imgs.resolve(&row(json!({}))).expect_err("no fields");
         assert_eq!(problems[0].0.as_deref(), Some("a"));
     }
+
+    /// A FIFO would block the check pass on open: it is refused from its metadata.
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_is_refused_without_being_opened() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let fifo = dir.path().join("pipe.png");
+        let c_path =
+            std::ffi::CString::new(fifo.to_str().expect("utf-8").as_bytes()).expect("no NUL");
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates a node.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let imgs = images(dir.path(), &["{{p}}"], 1 << 20);
+        let problems = imgs
+            .resolve(&row(json!({"p": "pipe.png"})))
+            .expect_err("a FIFO");
+        assert!(problems[0].1.contains("not a plain file"), "{problems:?}");
+    }
 }

@@ -227,3 +227,79 @@ async fn an_invalid_schema_is_exit_2_before_anything_is_sent() {
     assert_eq!(mock.stats().requests(), 0);
     mock.shutdown().await;
 }
+
+#[tokio::test]
+async fn every_bad_output_attempt_was_billed_and_counts_against_the_budget() {
+    let mock = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    let out = run_job(&sb)
+        .rows(&replying("broken", &[BROKEN]))
+        .job(&format!(
+            "{}max_tokens = 100\n[limits]\nmax_cost_usd = 1\n[pricing]\nm = {{ input = 1.0, output = 2.0 }}\n",
+            schema_job(&mock.url(), "bad_output_attempts = 3")
+        ))
+        .output()
+        .await;
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let record = &sb.records("t.jsonl")[0];
+    assert_eq!(record["error"]["kind"], "bad_output");
+    assert_eq!(mock.stats().requests(), 3);
+    // Each of the 3 identical attempts cost its usage at the job's prices.
+    let body = &mock.received()[0].body;
+    let reply = promptbatch::mock::expected_reply(body);
+    let one = (reply.prompt_tokens as f64 * 1.0 + reply.completion_tokens as f64 * 2.0) / 1e6;
+    let charge = record["budget_charge_usd"].as_f64().expect("charged");
+    assert!((charge - 3.0 * one).abs() < 1e-12, "{charge} vs 3 x {one}");
+    mock.shutdown().await;
+}
+
+/// Regression guard: 50 identical errors in a row stop a run as an endpoint
+/// that refuses everything; replies that are not the JSON asked for come
+/// from an endpoint that works, and must not.
+#[tokio::test]
+async fn identical_bad_outputs_never_stop_the_run_as_a_refusing_endpoint() {
+    let mock = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    let reply = STANDARD.encode("not json at all");
+    let rows: String = (0..55)
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"id": i.to_string(), "prompt": format!("q [mock:reply={reply}]")})
+            )
+        })
+        .collect();
+    let out = run_job(&sb)
+        .rows(&rows)
+        .job(&prompt_job(
+            &mock.url(),
+            "[output]\njson = true\n[limits]\nconcurrency = 1\n",
+        ))
+        .output()
+        .await;
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let summary = sb.summary("t.summary.json");
+    assert!(summary["stopped"].is_null(), "{summary:#}");
+    assert_eq!(summary["errors"]["bad_output"], 55);
+    assert_eq!(mock.stats().requests(), 55);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_bad_output_message_quotes_the_reply_only_once_redacted() {
+    let mock = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    // The mock's reply quotes the key and the x-api-key header it was sent.
+    let out = run_job(&sb)
+        .rows("{\"id\": \"echo\", \"prompt\": \"[mock:echo-auth] hello\"}\n")
+        .job(&prompt_job(&mock.url(), "[output]\njson = true\n"))
+        .output()
+        .await;
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_printed_no_secret(&out);
+    let record = &sb.records("t.jsonl")[0];
+    let message = record["error"]["message"].as_str().expect("a message");
+    assert!(message.contains("the reply starts:"), "{message}");
+    assert_no_secret("the bad_output message", message.as_bytes());
+    mock.shutdown().await;
+}
