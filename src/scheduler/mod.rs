@@ -291,14 +291,32 @@ impl Ended {
 
 /// The check of a reply that was asked for JSON (`[output] json`,
 /// `response_format`): its `json` filled in, or the `bad_output` failure.
+///
+/// A reply of nothing but tool calls has no content to parse: it stays a
+/// success, its calls kept. A reply cut by `max_tokens` that does not parse
+/// is a `bad_output` never retried (`should_retry: false`): the contract
+/// never retries a `length` reply, and the same cap would cut the next one.
 fn checked(request: &Request, reply: &mut Reply) -> Option<Failure> {
     let check = request.output.as_ref()?;
+    if reply.content.is_none() && reply.tool_calls.is_some() {
+        return None;
+    }
     match check.check(reply.content.as_deref()) {
         Ok(json) => {
             reply.json = Some(json);
             None
         }
-        Err(message) => Some(Failure::new(ErrorKind::BadOutput, None, message)),
+        Err(mut message) => {
+            let cut = reply.finish_reason.as_deref() == Some("length");
+            if cut {
+                message.push_str(
+                    "; the reply was cut by max_tokens (finish_reason length): raise max_tokens",
+                );
+            }
+            let mut failure = Failure::new(ErrorKind::BadOutput, None, message);
+            failure.should_retry = cut.then_some(false);
+            Some(failure)
+        }
     }
 }
 
@@ -364,7 +382,10 @@ impl Shared {
             };
             let give_up = match bad_output {
                 // Its own allowance: see `RetryConfig::bad_output_attempts`.
-                true => bad_outputs >= self.retry.bad_output_attempts,
+                true => {
+                    bad_outputs >= self.retry.bad_output_attempts
+                        || failure.should_retry == Some(false)
+                }
                 false => {
                     if failure.uncertain {
                         uncertain = uncertain.saturating_add(1);

@@ -16,9 +16,9 @@ fn replying(id: &str, replies: &[&str]) -> String {
     format!("{}\n", json!({"id": id, "prompt": prompt}))
 }
 
-/// A job whose requests ask for JSON of the order schema, with `retry` lines in `[retry]`.
-fn schema_job(url: &str, retry: &str) -> String {
-    let schema = r#"{ type = "object", required = ["items"], properties = { items = { type = "array", items = { type = "object", properties = { price = { type = "number" } } } } } }"#;
+/// A job of rows.jsonl for model "m", with `retry` lines in `[retry]` and
+/// `defaults` lines in `[defaults]` (the last section: more may follow).
+fn base_job(url: &str, retry: &str, defaults: &str) -> String {
     format!(
         r#"name = "t"
 [endpoint]
@@ -32,8 +32,20 @@ max_backoff_ms = 20
 {retry}
 [defaults]
 model = "m"
-extra = {{ response_format = {{ type = "json_schema", json_schema = {{ name = "order", schema = {schema} }} }} }}
+{defaults}
 "#
+    )
+}
+
+/// A job whose requests ask for JSON of the order schema, with `retry` lines in `[retry]`.
+fn schema_job(url: &str, retry: &str) -> String {
+    let schema = r#"{ type = "object", required = ["items"], properties = { items = { type = "array", items = { type = "object", properties = { price = { type = "number" } } } } } }"#;
+    base_job(
+        url,
+        retry,
+        &format!(
+            "extra = {{ response_format = {{ type = \"json_schema\", json_schema = {{ name = \"order\", schema = {schema} }} }} }}"
+        ),
     )
 }
 
@@ -301,5 +313,38 @@ async fn a_bad_output_message_quotes_the_reply_only_once_redacted() {
     let message = record["error"]["message"].as_str().expect("a message");
     assert!(message.contains("the reply starts:"), "{message}");
     assert_no_secret("the bad_output message", message.as_bytes());
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cut_reply_is_bad_output_never_retried_and_tool_calls_pass() {
+    let mock = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    let rows = concat!(
+        // The mock's echo is not JSON, and 3 words is less than it says.
+        "{\"id\": \"cut\", \"prompt\": \"hello there\", \"params\": {\"max_tokens\": 3}}\n",
+        "{\"id\": \"tools\", \"prompt\": \"[mock:tools] call it\"}\n",
+    );
+    let out = run_job(&sb)
+        .rows(rows)
+        .job(&format!(
+            "{}[output]\njson = true\n",
+            base_job(&mock.url(), "bad_output_attempts = 3", "")
+        ))
+        .output()
+        .await;
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let records = by_key(&sb.records("t.jsonl"));
+    let cut = &records["cut/default"];
+    assert_eq!(cut["error"]["kind"], "bad_output");
+    assert_eq!(cut["attempts"], 1, "a length reply is never retried: {cut}");
+    assert!(cut["error"]["message"]
+        .as_str()
+        .expect("message")
+        .contains("raise max_tokens"));
+    let tools = &records["tools/default"];
+    assert_eq!(tools["status"], "ok", "{tools}");
+    assert!(tools["tool_calls"].is_array() && tools.get("json").is_none());
+    assert_eq!(mock.stats().requests(), 2);
     mock.shutdown().await;
 }
