@@ -199,3 +199,30 @@ async fn the_sample_image_job_runs_with_simulate() {
     assert!(jpeg.starts_with(&[0xff, 0xd8]) && jpeg.ends_with(&[0xff, 0xd9]));
     assert!(png.len() < 1024 && jpeg.len() < 1024);
 }
+
+#[tokio::test]
+async fn csv_rows_take_images_from_a_column_and_a_missing_column_is_said_once() {
+    let mock = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    write_bytes(&sb, "data/a.webp", &image_bytes(9));
+    sb.write("data/rows.csv", "id,question,photo\n1,what?,a.webp\n2,and?,a.webp\n");
+    let job = image_job(&mock.url(), "template = \"{{question}}\"")
+        .replace("data/rows.jsonl", "data/rows.csv");
+    let out = run_job(&sb).job(&job).output().await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let bodies = bodies(&mock);
+    let url = parts(&bodies, "1")[1]["image_url"]["url"]
+        .as_str()
+        .expect("a url")
+        .to_string();
+    assert!(url.starts_with("data:image/webp;base64,"), "{url:.40}");
+
+    sb.write("data/rows.csv", "id,question\n1,what?\n2,and?\n");
+    let out = run_job(&sb).output().await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.matches("problem").count(), 1, "said once: {err}");
+    assert!(err.contains("needs column \"photo\""), "{err}");
+    assert!(err.contains("rows.csv:1"), "{err}");
+    mock.shutdown().await;
+}
