@@ -205,7 +205,10 @@ async fn csv_rows_take_images_from_a_column_and_a_missing_column_is_said_once() 
     let mock = mock(MockConfig::default()).await;
     let sb = Sandbox::new();
     write_bytes(&sb, "data/a.webp", &image_bytes(9));
-    sb.write("data/rows.csv", "id,question,photo\n1,what?,a.webp\n2,and?,a.webp\n");
+    sb.write(
+        "data/rows.csv",
+        "id,question,photo\n1,what?,a.webp\n2,and?,a.webp\n",
+    );
     let job = image_job(&mock.url(), "template = \"{{question}}\"")
         .replace("data/rows.jsonl", "data/rows.csv");
     let out = run_job(&sb).job(&job).output().await;
