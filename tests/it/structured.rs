@@ -224,11 +224,10 @@ async fn an_invalid_schema_is_exit_2_before_anything_is_sent() {
         &mock.url(),
         "extra = { response_format = { type = \"json_schema\", json_schema = { name = \"x\", schema = { type = 5 } } } }\n",
     );
-    let out = run_job(&sb)
-        .rows("{\"id\": \"a\", \"prompt\": \"hi\"}\n")
-        .job(&job)
-        .output()
-        .await;
+    let rows: String = (0..30)
+        .map(|i| format!("{{\"id\": \"{i}\", \"prompt\": \"hi\"}}\n"))
+        .collect();
+    let out = run_job(&sb).rows(&rows).job(&job).output().await;
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -236,6 +235,9 @@ async fn an_invalid_schema_is_exit_2_before_anything_is_sent() {
         "{err}"
     );
     assert!(err.contains("not a usable JSON Schema"), "{err}");
+    // Said once for every row alike, not once per row.
+    assert_eq!(err.matches("not a usable").count(), 1, "{err}");
+    assert!(err.contains("30 rows, the first at line 1"), "{err}");
     assert_eq!(mock.stats().requests(), 0);
     mock.shutdown().await;
 }
