@@ -48,7 +48,9 @@ impl OutputCheck {
                         "" => "/".to_string(),
                         path => path.to_string(),
                     };
-                    format!("at {at}: {e} (schema rule {})", e.schema_path)
+                    // The rule's text quotes the failing value, which may be long.
+                    let rule = cut(&e.to_string(), QUOTE_CHARS);
+                    format!("at {at}: {rule} (schema rule {})", e.schema_path)
                 })
                 .collect();
             if !errors.is_empty() {
@@ -80,6 +82,14 @@ fn quote(content: &str) -> String {
         ""
     };
     format!("; the reply starts: {start:?}{more}")
+}
+
+/// The first `chars` characters of `text`, with `…` when there was more.
+fn cut(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
 }
 
 /// The JSON text of a reply: the content without surrounding whitespace, or
@@ -258,6 +268,9 @@ mod tests {
             e.contains("/properties/items/items/properties/price/type"),
             "{e}"
         );
+        let long = json!({"items": [{"price": "é".repeat(10_000)}]}).to_string();
+        let e = check.check(Some(&long)).expect_err("violates");
+        assert!(e.len() < 800 && e.contains("…"), "{e}");
         let e = check.check(Some("{}")).expect_err("missing items");
         assert!(e.contains("at /:") && e.contains("required"), "{e}");
     }
