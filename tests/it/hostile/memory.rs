@@ -157,10 +157,12 @@ async fn big_rows_planned_ahead_of_a_slow_server_stay_in_bounded_memory() {
     // Counted, not parsed: 80 MiB of JSON is slow to read in a debug build.
     let lines = std::fs::read(sb.path("t.jsonl")).expect("output");
     assert_eq!(lines.iter().filter(|b| **b == b'\n').count(), ROWS);
-    // All 40 planned ahead: 40 MiB of bodies, their rows as much again;
-    // bounded, a few of them.
+    // All 40 planned ahead: 40 MiB of bodies, their rows as much again
+    // (about 110 MiB measured in a debug build); bounded, a few of them
+    // (about 90, of which 15 are the debug binary at rest, a JSON Schema
+    // validator included).
     let peak = finished.peak_rss_bytes.expect("sampled");
-    assert!(peak < 90 * MIB, "peak {} MiB", peak / MIB);
+    assert!(peak < 100 * MIB, "peak {} MiB", peak / MIB);
     // The sandbox looks for leaked secrets in every file it holds: not in these 120 MiB.
     for big in ["rows.jsonl", "t.jsonl"] {
         std::fs::remove_file(sb.path(big)).expect("remove");
