@@ -91,6 +91,9 @@ pub struct Reply {
     pub tool_calls: Option<RawJson>,
     /// The model's refusal text (OpenAI `message.refusal`), when it gave one.
     pub refusal: Option<String>,
+    /// The content parsed as JSON, when JSON was asked for (set by the
+    /// scheduler's check of the reply, never by the client).
+    pub json: Option<serde_json::Value>,
     /// Send to last byte.
     pub latency_ms: f64,
     /// First content byte; streaming only.

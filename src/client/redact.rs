@@ -229,6 +229,8 @@ impl Redactor {
             response_model,
             tool_calls,
             refusal,
+            // Set after redaction, from the content redacted here.
+            json: _,
             usage: _,
             provider_cost_usd: _,
             latency_ms: _,

@@ -75,6 +75,7 @@ pub fn parse_reply(
         response_model: wire::response_model(completion.model, requested_model),
         tool_calls,
         refusal: wire::string(message.refusal).filter(|r| !r.is_empty()),
+        json: None,
         latency_ms: 0.0,
         ttft_ms: None,
         rate_limits: rate_headers::rate_headers(headers),

@@ -339,6 +339,7 @@ impl StreamAssembler {
             response_model: wire::response_model(self.model, requested_model),
             tool_calls,
             refusal: (!self.refusal.is_empty()).then_some(self.refusal),
+            json: None,
             latency_ms: 0.0,
             ttft_ms: None,
             rate_limits: rate_headers::rate_headers(headers),

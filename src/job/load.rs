@@ -255,6 +255,8 @@ fn input_config(
         system: s.system.clone().filter(|text| !text.is_empty()),
         system_mode: s.system_mode,
         template: s.template.clone(),
+        images: s.images.clone(),
+        max_image_bytes: s.max_image_bytes,
     })
 }
 
@@ -322,7 +324,11 @@ fn output_config(
             ok = false;
         }
     }
-    ok.then_some(OutputConfig { path, summary })
+    ok.then_some(OutputConfig {
+        path,
+        summary,
+        json: s.json,
+    })
 }
 
 /// Whether two paths name the same file: by identity (device and inode) when

@@ -103,7 +103,15 @@ pub struct InputConfig {
     pub system: Option<String>,
     pub system_mode: SystemMode,
     pub template: Option<Template>,
+    /// `[input] images`: one `image_url` part per template, after the text.
+    pub images: Vec<Template>,
+    /// `[input] max_image_bytes`: the largest local image file sent.
+    pub max_image_bytes: u64,
 }
+
+/// `[input] max_image_bytes` when the job names none: 20 MiB, what the
+/// largest providers accept for one image.
+pub const DEFAULT_MAX_IMAGE_BYTES: u64 = 20 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InputSource {
@@ -128,6 +136,8 @@ pub enum SystemMode {
 pub struct OutputConfig {
     pub path: PathBuf,
     pub summary: PathBuf,
+    /// `[output] json`: every reply is parsed as JSON into the record's `json`.
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -150,6 +160,9 @@ pub struct RetryConfig {
     pub max_attempts: u32,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
+    /// Attempts whose reply is not the JSON asked for (`bad_output`), the
+    /// first included; counted apart from `max_attempts` (see `scheduler`).
+    pub bad_output_attempts: u32,
 }
 
 #[derive(Debug, Clone)]

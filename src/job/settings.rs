@@ -56,6 +56,9 @@ pub(crate) struct Settings {
     pub system: Option<String>,
     pub system_mode: SystemMode,
     pub template: Option<Template>,
+    pub images: Vec<Template>,
+    pub max_image_bytes: u64,
+    pub json: bool,
     pub output: Option<PathSpec>,
     pub summary: Option<PathSpec>,
     pub limits: Limits,
@@ -87,6 +90,9 @@ impl Default for Settings {
             system: None,
             system_mode: SystemMode::Auto,
             template: None,
+            images: Vec::new(),
+            max_image_bytes: super::DEFAULT_MAX_IMAGE_BYTES,
+            json: false,
             output: None,
             summary: None,
             limits: Limits {
@@ -97,6 +103,7 @@ impl Default for Settings {
                 max_attempts: 5,
                 initial_backoff: Duration::from_millis(500),
                 max_backoff: Duration::from_millis(60_000),
+                bad_output_attempts: 1,
             },
             cache_dir: None,
             cache_max_mb: super::DEFAULT_CACHE_MAX_MB,
@@ -145,6 +152,9 @@ keys! { |v, base|
     "input.system_mode" => system_mode = choose(v, "a system mode", &[
         ("auto", SystemMode::Auto), ("message", SystemMode::Message), ("fold", SystemMode::Fold)])?;
     "input.template" => template = Some(Template::parse(&string(v)?).map_err(|e| e.to_string())?);
+    "input.images" => images = templates(v)?;
+    "input.max_image_bytes" => max_image_bytes = whole(v, 1, i64::MAX)? as u64;
+    "output.json" => json = boolean(v)?;
     "output.path" => output = Some(path_spec(&string(v)?, base)?);
     "output.summary" => summary = Some(path_spec(&string(v)?, base)?);
     "limits.concurrency" => limits.concurrency = whole(v, 1, MAX_CONCURRENCY)? as usize;
@@ -153,6 +163,7 @@ keys! { |v, base|
     "limits.max_cost_usd" => limits.max_cost_usd = usd(v, "a number of USD >= 0 (0 = no budget)")?;
     "limits.per_shard" => limits.per_shard = boolean(v)?;
     "retry.max_attempts" => retry.max_attempts = whole(v, 1, MAX_ATTEMPTS)? as u32;
+    "retry.bad_output_attempts" => retry.bad_output_attempts = whole(v, 1, MAX_ATTEMPTS)? as u32;
     "retry.initial_backoff_ms" => retry.initial_backoff = Duration::from_millis(whole(v, 0, i64::MAX)? as u64);
     "retry.max_backoff_ms" => retry.max_backoff = Duration::from_millis(whole(v, 0, i64::MAX)? as u64);
     "cache.dir" => cache_dir = Some(cache_dir(&string(v)?, base)?);
@@ -195,6 +206,27 @@ fn set_headers(s: &mut Settings, value: &Value, _: &Path) -> Result<(), String> 
         }
     }
     Ok(())
+}
+
+/// `["{{photo}}", ...]`: a list of templates, each checked.
+fn templates(value: &Value) -> Result<Vec<Template>, String> {
+    let Value::Array(items) = value else {
+        return Err(format!(
+            "must be a list of templates like [\"{{{{photo}}}}\"], got {}",
+            describe(value)
+        ));
+    };
+    items
+        .iter()
+        .map(|item| Template::parse(&string(item)?).map_err(|e| e.to_string()))
+        .collect()
+}
+
+fn boolean(value: &Value) -> Result<bool, String> {
+    match value {
+        Value::Boolean(b) => Ok(*b),
+        other => Err(format!("must be true or false, got {}", describe(other))),
+    }
 }
 
 fn string(value: &Value) -> Result<String, String> {

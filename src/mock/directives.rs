@@ -28,6 +28,9 @@ pub(crate) struct Directives {
     pub tools: bool,
     /// `[mock:echo-auth]`: the reply echoes the credentials it was sent (see `echo.rs`).
     pub echo_auth: bool,
+    /// `[mock:reply=B64,B64]`: the Nth attempt of this body replies exactly the
+    /// Nth text (base64, so that any JSON fits in a directive); later ones the last.
+    pub replies: Vec<String>,
 }
 
 /// One way a provider reports what a request cost.
@@ -217,6 +220,7 @@ enum Kind {
     Model,
     Tools,
     EchoAuth,
+    Reply,
 }
 
 /// One `[mock:NAME]` or `[mock:NAME=VALUE]` directive.
@@ -284,6 +288,12 @@ pub(crate) const DIRECTIVES: &[Directive] = &[
         value: None,
         help: "every string of the reply quotes the credentials it was sent",
         kind: Kind::EchoAuth,
+    },
+    Directive {
+        name: "reply",
+        value: Some("B64,B64,..."),
+        help: "the Nth attempt replies exactly the Nth text (standard base64, any bytes of UTF-8: JSON, fences...); later ones the last",
+        kind: Kind::Reply,
     },
 ];
 
@@ -372,6 +382,8 @@ pub(crate) enum DirectiveError {
     UnknownFault(String),
     #[error("unknown mock cost mode `{0}`; known: {known}", known = names(COST_MODES))]
     UnknownCostMode(String),
+    #[error("mock directive `[mock:reply=...]`: {0:?} is not standard base64 of UTF-8 text")]
+    NotBase64(String),
     #[error(
         "unknown mock directive `[mock:{0}]`; known: {known}",
         known = DIRECTIVES.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
@@ -423,6 +435,17 @@ fn apply(directives: &mut Directives, directive: &str) -> Result<(), DirectiveEr
         Kind::Tools => directives.tools = true,
         Kind::EchoAuth => directives.echo_auth = true,
         Kind::Model => directives.model = Some(need_value()?.to_string()),
+        Kind::Reply => {
+            use base64::Engine;
+            for encoded in need_value()?.split(',').map(str::trim) {
+                let text = base64::engine::general_purpose::STANDARD
+                    .decode(encoded)
+                    .ok()
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+                    .ok_or_else(|| DirectiveError::NotBase64(encoded.to_string()))?;
+                directives.replies.push(text);
+            }
+        }
         Kind::Cost => {
             let mode = need_value()?;
             let found = COST_MODES.iter().find(|(name, _, _)| *name == mode);

@@ -263,14 +263,13 @@ async fn completions(
         Some(RandomFault::ServerError) => return Ok(faults::server_error(body_hash)),
         None => {}
     }
-    let fault = match plan.directives.fails.is_empty() {
-        true => None,
-        false => plan
-            .directives
-            .fails
-            .get(shared.attempt(body_hash) - 1)
-            .copied(),
-    };
+    // Counted once for both: a fault list and a reply list share the attempt number.
+    let attempt = (!plan.directives.fails.is_empty() || plan.directives.replies.len() > 1)
+        .then(|| shared.attempt(body_hash));
+    let fault = attempt.and_then(|n| plan.directives.fails.get(n - 1).copied());
+    if let Some(n) = attempt {
+        plan.reply_for_attempt(n);
+    }
     let mut ctx = ReplyContext {
         id: shared.reply_id(body_hash),
         created: SystemTime::now()

@@ -20,6 +20,7 @@ mod directives;
 mod echo;
 mod faults;
 mod handler;
+mod json_reply;
 mod reply;
 mod server;
 mod stats;

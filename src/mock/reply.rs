@@ -9,6 +9,7 @@
 use serde_json::{json, Value};
 
 use super::directives::{self, CostMode, DirectiveError, Directives};
+use super::json_reply;
 use super::MockConfig;
 
 /// USD per 1M tokens used by `[mock:cost=...]` when no price is configured.
@@ -129,12 +130,16 @@ pub(crate) fn plan(body: &Value) -> Result<Plan, BadRequest> {
     let prompt_bytes: usize = messages.iter().map(message_text_len).sum();
     let prompt_tokens = prompt_bytes.div_ceil(4) as u64 + 4 * messages.len() as u64;
 
-    let (content, finish_reason, tool_calls) = if directives.tools {
+    let (content, finish_reason, tool_calls) = if let Some(first) = directives.replies.first() {
+        (first.clone(), "stop", None)
+    } else if directives.tools {
         (
             String::new(),
             "tool_calls",
             Some(tool_calls(body, &echo, h)),
         )
+    } else if let Some(json) = json_reply::for_request(body, &short(&echo)) {
+        (json, "stop", None)
     } else {
         let (content, finish) = cut(body, compose(&echo, h));
         (content, finish, None)
@@ -176,6 +181,27 @@ pub(crate) fn plan(body: &Value) -> Result<Plan, BadRequest> {
         stream,
         include_usage,
     })
+}
+
+impl Plan {
+    /// The reply of the `attempt`th (1-based) attempt of this body under
+    /// `[mock:reply=...]`: the Nth text, or the last once they run out.
+    pub(crate) fn reply_for_attempt(&mut self, attempt: usize) {
+        let replies = &self.directives.replies;
+        let Some(text) = replies.get(attempt.min(replies.len()).saturating_sub(1)) else {
+            return;
+        };
+        self.reply.completion_tokens = text.split_whitespace().count() as u64;
+        self.reply.content = text.clone();
+    }
+}
+
+/// The first [`ECHO_WORDS`] words of the echo.
+fn short(echo: &str) -> String {
+    echo.split_whitespace()
+        .take(ECHO_WORDS)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The text of a message: string content, or its text parts joined by newlines.

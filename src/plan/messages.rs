@@ -25,8 +25,26 @@ pub(super) struct Built {
     pub count: u64,
 }
 
-/// Messages for a `prompt` or template row: the job's system text, then the user text.
-pub(super) fn from_text(system: Option<&str>, text: &str, fold: bool) -> Built {
+/// Messages for a `prompt` or template row: the job's system text, then the
+/// user text, followed by the row's `image_url` parts (`[input] images`) when
+/// it has any: the user message is then a list of parts, text first.
+/// `image_tokens`: what one image part counts for (`[pricing] image_tokens`).
+pub(super) fn from_text(
+    system: Option<&str>,
+    text: &str,
+    fold: bool,
+    images: &[Value],
+    image_tokens: u64,
+) -> Built {
+    let user = |text: String| match images {
+        [] => user(text),
+        images => {
+            let mut parts = Vec::with_capacity(images.len() + 1);
+            parts.push(json!({"type": "text", "text": text}));
+            parts.extend(images.iter().cloned());
+            json!({"role": "user", "content": parts})
+        }
+    };
     let messages = match system {
         Some(system) if fold => vec![user(format!("{system}\n\n{text}"))],
         Some(system) => vec![
@@ -35,8 +53,7 @@ pub(super) fn from_text(system: Option<&str>, text: &str, fold: bool) -> Built {
         ],
         None => vec![user(text.to_string())],
     };
-    // Text only: no image part to count.
-    built(messages, 0)
+    built(messages, image_tokens)
 }
 
 /// Messages for a row that brings its own (already checked by [`check`]):

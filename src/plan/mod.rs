@@ -18,15 +18,19 @@ use crate::job::{Format, Job, ParamLayer, Pricing, SystemMode};
 use crate::template::Template;
 
 mod body;
+mod images;
 mod messages;
 pub mod request;
 mod request_id;
+pub mod structured;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use body::hex;
+use images::Images;
 use messages::{Built, Problem};
 pub use request::Request;
+use structured::{OutputCheck, Schemas};
 
 /// Builds the requests of each row; made once per run.
 #[derive(Debug)]
@@ -50,6 +54,12 @@ pub struct Planner {
     /// output with no line has nothing to compare a hash with, and the
     /// sending pass builds them again anyway.
     bodies: bool,
+    /// `[output] json`: every reply must be JSON.
+    json: bool,
+    /// Compiled `response_format` schemas, once each.
+    schemas: Schemas,
+    /// `[input] images`, when the job lists any.
+    images: Option<Images>,
 }
 
 #[derive(Debug)]
@@ -76,6 +86,8 @@ struct Resolved {
     /// The record's `params`: what was sent besides model and messages
     /// (shared by every request of a set: a row's own `params` make its own).
     record: Arc<Map<String, Value>>,
+    /// What the reply must be, when JSON is asked for.
+    output: Option<Arc<OutputCheck>>,
 }
 
 /// Where a row's messages come from.
@@ -101,6 +113,9 @@ impl Planner {
             job_part: request_id::sanitize(&job.name),
             include_usage: json!({"include_usage": true}),
             bodies: true,
+            json: job.output.json,
+            schemas: Schemas::default(),
+            images: Images::new(job),
         };
         planner.sets = job
             .param_sets
@@ -145,6 +160,19 @@ impl Planner {
         let id = self.id(&fields, number).map_err(|p| problems.push(p)).ok();
         let content = self.content(&fields).map_err(|p| problems.extend(p)).ok();
         let row_layer = self.row_layer(&fields).map_err(|p| problems.extend(p)).ok();
+        let images = match (&self.images, &content) {
+            (Some(_), Some(Content::Messages(_))) => {
+                problems.push((
+                    Some("messages".into()),
+                    "[input] images adds image parts to the job's user message, and this row brings its own messages: put its image_url parts in them, or give it a prompt".into(),
+                ));
+                None
+            }
+            (Some(images), Some(Content::Text(_))) => {
+                images.resolve(&fields).map_err(|p| problems.extend(p)).ok()
+            }
+            _ => None,
+        };
 
         let mut resolved = Vec::with_capacity(self.sets.len());
         if let Some(row_layer) = &row_layer {
@@ -162,12 +190,21 @@ impl Planner {
             }
         }
 
+        // Read only for a row that will be sent: its other problems stop it anyway.
+        let mut parts = Vec::new();
+        if let (Some(images), Some(checked), true) = (&self.images, &images, problems.is_empty()) {
+            match images.parts(checked, self.bodies) {
+                Ok(read) => parts = read,
+                Err(p) => problems.push(p),
+            }
+        }
+
         // Messages depend on the set only through folding: build each variant once.
         let mut variants: [Option<Built>; 2] = [None, None];
         if let Some(content) = &content {
             for fold in [false, true] {
                 if resolved.iter().any(|r| r.fold == fold) {
-                    match self.messages(content, fold) {
+                    match self.messages(content, fold, &parts) {
                         Ok(built) => variants[usize::from(fold)] = Some(built),
                         Err(p) => problems.push(p),
                     }
@@ -366,6 +403,10 @@ impl Planner {
             .collect();
         record.extend(params.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
         let record = Arc::new(record);
+        let output = self
+            .schemas
+            .for_params(self.json, &params.extra)
+            .map_err(|(field, message)| vec![(Some(field), message)])?;
         Ok(Resolved {
             params,
             model,
@@ -374,13 +415,25 @@ impl Planner {
             max_output_tokens,
             extra_bytes,
             record,
+            output,
         })
     }
 
-    fn messages(&self, content: &Content<'_>, fold: bool) -> Result<Built, Problem> {
+    fn messages(
+        &self,
+        content: &Content<'_>,
+        fold: bool,
+        images: &[Value],
+    ) -> Result<Built, Problem> {
         match content {
             Content::Messages(messages) => messages::from_row(messages, fold, self.image_tokens),
-            Content::Text(text) => Ok(messages::from_text(self.system.as_deref(), text, fold)),
+            Content::Text(text) => Ok(messages::from_text(
+                self.system.as_deref(),
+                text,
+                fold,
+                images,
+                self.image_tokens,
+            )),
         }
     }
 
@@ -413,6 +466,7 @@ impl Planner {
             message_count: built.count,
             max_output_tokens: r.max_output_tokens,
             line,
+            output: r.output.clone(),
         }
     }
 }

@@ -56,6 +56,8 @@ pub struct Request {
     pub max_output_tokens: Option<u64>,
     /// 1-based line of the input file where the row starts.
     pub line: u64,
+    /// What the reply must be when JSON is asked for (`[output] json`, `response_format`).
+    pub output: Option<Arc<crate::plan::structured::OutputCheck>>,
 }
 
 impl Request {
@@ -114,6 +116,7 @@ mod tests {
             message_count,
             max_output_tokens: Some(100),
             line: 1,
+            output: None,
         }
     }
 

@@ -42,10 +42,13 @@ fn job() -> Job {
             system: None,
             system_mode: SystemMode::Auto,
             template: None,
+            images: Vec::new(),
+            max_image_bytes: crate::job::DEFAULT_MAX_IMAGE_BYTES,
         },
         output: OutputConfig {
             path: "faq.jsonl".into(),
             summary: "faq.summary.json".into(),
+            json: false,
         },
         limits: Limits {
             concurrency: 4,
@@ -58,6 +61,7 @@ fn job() -> Job {
             max_attempts: 3,
             initial_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(100),
+            bad_output_attempts: 1,
         },
         defaults: layer(json!({"model": GPT})),
         param_sets: vec![ParamSet {

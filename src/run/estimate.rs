@@ -256,6 +256,7 @@ mod tests {
             message_count: 1,
             max_output_tokens: cap,
             line: 1,
+            output: None,
         }
     }
 

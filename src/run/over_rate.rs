@@ -132,6 +132,7 @@ mod tests {
             message_count: 1,
             max_output_tokens: Some(100),
             line: 1,
+            output: None,
         }
     }
 

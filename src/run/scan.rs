@@ -103,7 +103,8 @@ pub struct Pass {
     scan: Scan,
     /// (key, [`sha_prefix`] of its request, or [`OVER_RATE`]) per request, in input order.
     requests: Gather<(KeyId, u64)>,
-    /// "no model for parameter set ..." -> (first line, rows).
+    /// "no model for parameter set ..." (or a response_format schema that is
+    /// no schema) -> (first line, rows).
     no_model: BTreeMap<String, (u64, u64)>,
     over_rate: OverRate,
     /// The output's table was at hand as the rows were planned: the
@@ -198,9 +199,17 @@ pub fn check(job: &Job, file: &InputFile, output: Option<&ResumeState>, hash: bo
             Ok(requests) => requests,
             Err(problems) => {
                 for p in problems {
-                    // A set without a model fails every row alike: said once, below.
+                    // A set without a model, or with a schema that is no
+                    // schema, fails every row alike: said once, below.
                     if p.field.as_deref() == Some("model") {
                         pass.no_model.entry(p.message).or_insert((line, 0)).1 += 1;
+                    } else if let Some(field) = p
+                        .field
+                        .as_deref()
+                        .filter(|f| f.starts_with("extra.response_format"))
+                    {
+                        let message = format!("{field} {}", p.message);
+                        pass.no_model.entry(message).or_insert((line, 0)).1 += 1;
                     } else {
                         scan.problem(p);
                     }
@@ -391,6 +400,7 @@ fn missing_columns(
     let mut missing: Vec<&str> = templates
         .into_iter()
         .flatten()
+        .chain(&job.input.images)
         .flat_map(|t| t.fields())
         .filter(|f| !columns.contains_key(*f))
         .collect();

@@ -247,6 +247,9 @@ struct Ended {
     /// A panicked task: everything it had booked (every attempt may have
     /// been billed), instead of a charge worked out from its attempts.
     panicked_charge: Option<f64>,
+    /// What the answered attempts whose reply was not the JSON asked for cost
+    /// (their cost, or their worst case when unknown): billed, and no line keeps them.
+    bad_output_charge: f64,
 }
 
 impl Ended {
@@ -266,6 +269,7 @@ impl Ended {
             started_at: now,
             finished_at: now,
             panicked_charge: Some(booked_usd),
+            bad_output_charge: 0.0,
         }
     }
 
@@ -275,7 +279,7 @@ impl Ended {
         if let Some(charge) = self.panicked_charge {
             return charge;
         }
-        match &self.result {
+        let charge = match &self.result {
             Ok(reply) => budget::charge(
                 true,
                 pricing.budget_cost(&request.model, reply),
@@ -283,6 +287,38 @@ impl Ended {
                 self.uncertain,
             ),
             Err(_) => budget::charge(false, None, worst, self.uncertain),
+        };
+        pricing::add_usd(charge, self.bad_output_charge)
+    }
+}
+
+/// The check of a reply that was asked for JSON (`[output] json`,
+/// `response_format`): its `json` filled in, or the `bad_output` failure.
+///
+/// A reply of nothing but tool calls has no content to parse: it stays a
+/// success, its calls kept. A reply cut by `max_tokens` that does not parse
+/// is a `bad_output` never retried (`should_retry: false`): the contract
+/// never retries a `length` reply, and the same cap would cut the next one.
+fn checked(request: &Request, reply: &mut Reply) -> Option<Failure> {
+    let check = request.output.as_ref()?;
+    if reply.content.is_none() && reply.tool_calls.is_some() {
+        return None;
+    }
+    match check.check(reply.content.as_deref()) {
+        Ok(json) => {
+            reply.json = Some(json);
+            None
+        }
+        Err(mut message) => {
+            let cut = reply.finish_reason.as_deref() == Some("length");
+            if cut {
+                message.push_str(
+                    "; the reply was cut by max_tokens (finish_reason length): raise max_tokens",
+                );
+            }
+            let mut failure = Failure::new(ErrorKind::BadOutput, None, message);
+            failure.should_retry = cut.then_some(false);
+            Some(failure)
         }
     }
 }
@@ -298,6 +334,9 @@ impl Shared {
         let started_at = Utc::now();
         let mut attempts = 0u32;
         let mut uncertain = 0u32;
+        // Answered attempts whose reply was not the JSON asked for, and what they cost.
+        let mut bad_outputs = 0u32;
+        let mut bad_output_charge = 0.0f64;
         let mut backoff = Backoff::new(&self.retry);
         let retries = self.stop.retries();
         let in_flight = self.stop.in_flight();
@@ -313,8 +352,8 @@ impl Shared {
                 Err(failure) => failure.rate_limits.as_deref(),
             };
             self.limiter.on_answer(tokens, figures);
-            let failure = match sent {
-                Ok(reply) => {
+            let (failure, bad_output) = match sent {
+                Ok(mut reply) => {
                     self.streak(|s| s.on_attempt(None), None);
                     if let Some(change) = self.limiter.on_success() {
                         let _ = self.events.send(Event::Pace(change)).await;
@@ -324,36 +363,60 @@ impl Shared {
                         // No usage reported: what was reserved counts as used.
                         None => booking.tokens_spent(),
                     }
+                    // The endpoint answered: a reply that is not the JSON asked
+                    // for says nothing of the endpoint, so it ends no streak.
                     self.streak(|s| s.on_end(None), None);
-                    break Ok(reply);
+                    match checked(request, &mut reply) {
+                        None => break Ok(reply),
+                        Some(failure) => {
+                            bad_outputs = bad_outputs.saturating_add(1);
+                            // Answered, so billed: its cost, or the worst case when unknown.
+                            let cost = self.pricing.budget_cost(&request.model, &reply);
+                            bad_output_charge = pricing::add_usd(
+                                bad_output_charge,
+                                cost.filter(|c| crate::client::is_amount(*c))
+                                    .unwrap_or(worst),
+                            );
+                            (failure, true)
+                        }
+                    }
                 }
-                Err(failure) => failure,
+                Err(failure) => (failure, false),
             };
-            if failure.uncertain {
-                uncertain = uncertain.saturating_add(1);
-                booking.tokens_spent();
-            } else {
-                // Answered with an error: no tokens were used.
-                booking.tokens_answered(None);
-            }
-            let verdict = decide(&failure);
-            self.streak(|s| s.on_attempt(Some((&failure, verdict))), Some(&failure));
-            if verdict != Verdict::Refused
-                && (failure.status == Some(429) || failure.kind == ErrorKind::RateLimited)
-            {
-                // A quota 429 is a refusal, not a pace to slow down to.
-                if let Some(change) = self.limiter.on_rate_limited(failure.retry_after) {
-                    let _ = self.events.send(Event::Pace(change)).await;
+            let give_up = match bad_output {
+                // Its own allowance: see `RetryConfig::bad_output_attempts`.
+                true => {
+                    bad_outputs >= self.retry.bad_output_attempts
+                        || failure.should_retry == Some(false)
                 }
-            }
-            if verdict != Verdict::Retry
-                || attempts >= self.retry.max_attempts
-                || retries.is_cancelled()
-            {
+                false => {
+                    if failure.uncertain {
+                        uncertain = uncertain.saturating_add(1);
+                        booking.tokens_spent();
+                    } else {
+                        // Answered with an error: no tokens were used.
+                        booking.tokens_answered(None);
+                    }
+                    let verdict = decide(&failure);
+                    self.streak(|s| s.on_attempt(Some((&failure, verdict))), Some(&failure));
+                    if verdict != Verdict::Refused
+                        && (failure.status == Some(429) || failure.kind == ErrorKind::RateLimited)
+                    {
+                        // A quota 429 is a refusal, not a pace to slow down to.
+                        if let Some(change) = self.limiter.on_rate_limited(failure.retry_after) {
+                            let _ = self.events.send(Event::Pace(change)).await;
+                        }
+                    }
+                    verdict != Verdict::Retry
+                        || attempts.saturating_sub(bad_outputs) >= self.retry.max_attempts
+                }
+            };
+            if give_up || retries.is_cancelled() {
                 break Err(failure);
             }
-            // A retry after an attempt that may have been billed needs room of its own.
-            if failure.uncertain {
+            // A retry after an attempt that may have been billed (or was, with
+            // a reply that was no use) needs room of its own.
+            if failure.uncertain || bad_output {
                 if let Some(budget) = &self.budget {
                     let booked_more = tokio::select! {
                         biased;
@@ -417,7 +480,12 @@ impl Shared {
                 break Err(failure);
             }
         };
-        if let Err(failure) = &result {
+        // A reply that is not the JSON asked for breaks no streak (said above).
+        if let Some(failure) = result
+            .as_ref()
+            .err()
+            .filter(|f| f.kind != ErrorKind::BadOutput)
+        {
             let verdict = decide(failure);
             self.streak(|s| s.on_end(Some((failure, verdict))), Some(failure));
         }
@@ -425,6 +493,7 @@ impl Shared {
             result,
             attempts,
             uncertain,
+            bad_output_charge,
             started_at,
             finished_at: Utc::now(),
             panicked_charge: None,

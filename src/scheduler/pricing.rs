@@ -121,6 +121,7 @@ mod tests {
             message_count: 2,
             max_output_tokens: max,
             line: 1,
+            output: None,
         }
     }
 

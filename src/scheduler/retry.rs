@@ -160,6 +160,7 @@ mod tests {
             max_attempts: 10,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(4),
+            bad_output_attempts: 1,
         }
     }
 
@@ -185,6 +186,7 @@ mod tests {
             max_attempts: 100,
             initial_backoff: Duration::from_millis(u64::MAX),
             max_backoff: Duration::MAX,
+            bad_output_attempts: 100,
         };
         for config in [config(), huge] {
             let mut b = Backoff::new(&config);

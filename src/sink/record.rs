@@ -64,6 +64,9 @@ pub struct Record {
     /// The model's refusal text, when it refused instead of answering.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refusal: Option<String>,
+    /// Structured output: the content parsed as JSON, when JSON was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<Value>,
     /// With a budget: what this request counts against it (its cost, or its
     /// worst case when unknown, plus a worst case per uncertain attempt), so
     /// a rerun charges exactly what this run did.
@@ -244,6 +247,7 @@ impl Record {
             response_model: None,
             tool_calls: None,
             refusal: None,
+            json: None,
             budget_charge_usd,
             prior_charge_usd: None,
             cached: None,
@@ -265,6 +269,7 @@ impl Record {
                 record.response_model = reply.response_model;
                 record.tool_calls = reply.tool_calls;
                 record.refusal = reply.refusal;
+                record.json = reply.json;
             }
             Err(failure) => {
                 record.status = Status::Error;

@@ -153,6 +153,7 @@ fn request(stream: bool) -> Request {
         message_count: 1,
         max_output_tokens: None,
         line: 1,
+        output: None,
     }
 }
 

@@ -423,3 +423,45 @@ name = 3
         "write [[params]] (double brackets)",
     );
 }
+
+#[test]
+fn image_json_and_bad_output_keys_load_and_bad_values_are_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "j.toml",
+        "[input]\npath = \"q.jsonl\"\nimages = [\"{{photo}}\", \"{{ back }}\"]\nmax_image_bytes = 1000\n\
+         [output]\njson = true\n[retry]\nbad_output_attempts = 3\n[defaults]\nmodel = \"m\"\n",
+    );
+    write(dir.path(), "q.jsonl", "{\"prompt\": \"hi\"}\n");
+    let job = load(&job_args(Some("j.toml")), dir.path()).expect("loads");
+    let sources: Vec<&str> = job.input.images.iter().map(|t| t.source()).collect();
+    assert_eq!(sources, ["{{photo}}", "{{ back }}"]);
+    assert_eq!(job.input.max_image_bytes, 1000);
+    assert!(job.output.json);
+    assert_eq!(job.retry.bad_output_attempts, 3);
+
+    write(
+        dir.path(),
+        "j.toml",
+        "[input]\npath = \"q.jsonl\"\nimages = \"{{photo}}\"\nmax_image_bytes = 0\n\
+         [output]\njson = \"yes\"\n[retry]\nbad_output_attempts = 0\n",
+    );
+    let found = problems(&job_args(Some("j.toml")), dir.path());
+    assert_problem(
+        &found,
+        "j.toml:3:10: [input] images",
+        "must be a list of templates",
+    );
+    assert_problem(
+        &found,
+        "j.toml:4:19: [input] max_image_bytes",
+        ">= 1, got 0",
+    );
+    assert_problem(&found, "j.toml:6:8: [output] json", "must be true or false");
+    assert_problem(
+        &found,
+        "j.toml:8:23: [retry] bad_output_attempts",
+        "between 1 and 100, got 0",
+    );
+}

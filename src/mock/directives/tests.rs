@@ -117,7 +117,8 @@ fn mock_server_help_lists_every_directive_fault_and_cost_mode() {
             .replace("F1,F2,...", "429,500")
             .replace("=MS", "=5")
             .replace("=MODE", "=openrouter")
-            .replace("=NAME", "=x/y");
+            .replace("=NAME", "=x/y")
+            .replace("=B64,B64,...", "=e30=,W10=");
         let (parsed, _) = parse(&format!("[mock:{filled}]")).expect(&filled);
         assert_ne!(parsed, Directives::default(), "{filled}");
     }
@@ -141,4 +142,17 @@ fn mock_server_help_lists_every_directive_fault_and_cost_mode() {
     for mode in &modes {
         parse(&format!("[mock:cost={mode}]")).expect(mode);
     }
+}
+
+#[test]
+fn replies_are_base64_texts_in_attempt_order() {
+    // "{}" and "```json\n[1]\n```" in standard base64.
+    let (d, rest) = parse("q [mock:reply=e30=, YGBganNvbgpbMV0KYGBg]").expect("parses");
+    assert_eq!(
+        d.replies,
+        vec!["{}".to_string(), "```json\n[1]\n```".into()]
+    );
+    assert_eq!(rest, "q");
+    let e = parse("[mock:reply=not base64!]").expect_err("not base64");
+    assert!(e.to_string().contains("not standard base64"), "{e}");
 }

@@ -38,6 +38,7 @@ fn record(status: Status, latency: f64, cost: Option<f64>, usage: Option<Usage>)
         response_model: None,
         tool_calls: None,
         refusal: None,
+        json: None,
         budget_charge_usd: None,
         prior_charge_usd: None,
         cached: None,
