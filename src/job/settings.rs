@@ -222,13 +222,6 @@ fn templates(value: &Value) -> Result<Vec<Template>, String> {
         .collect()
 }
 
-fn boolean(value: &Value) -> Result<bool, String> {
-    match value {
-        Value::Boolean(b) => Ok(*b),
-        other => Err(format!("must be true or false, got {}", describe(other))),
-    }
-}
-
 fn string(value: &Value) -> Result<String, String> {
     match value {
         Value::String(s) => Ok(s.clone()),

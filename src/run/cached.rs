@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::Utc;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use super::producer;
@@ -18,6 +18,7 @@ use super::scan::Scan;
 use crate::cache::{self, CacheError, Handle, Hit, Lookup, Writer, WriterStats};
 use crate::input::Spooled;
 use crate::job::{CacheConfig, Job, ParamLayer};
+use crate::plan::structured::OutputCheck;
 use crate::plan::Request;
 use crate::printer;
 use crate::scheduler::Event;
@@ -100,6 +101,13 @@ impl Answerer {
                 misses.push(request);
                 continue;
             };
+            // The store keys the body, and `[output] json` is not in it: a
+            // reply kept by a run that did not ask for JSON is checked as
+            // this request asks, and sent again when it would fail.
+            let Some(reply) = fitted(reply, request.output.as_deref()) else {
+                misses.push(request);
+                continue;
+            };
             used.push(row);
             let hit = Hit {
                 request,
@@ -120,6 +128,25 @@ impl Answerer {
         }
         Some(misses)
     }
+}
+
+/// A stored reply as this request wants it: with `json` parsed from its
+/// content when the request asks for JSON (None when the content would be
+/// `bad_output`), without `json` when it does not.
+fn fitted(reply: String, check: Option<&OutputCheck>) -> Option<String> {
+    let mut fields: Map<String, Value> = serde_json::from_str(&reply).ok()?;
+    match check {
+        Some(check) => {
+            let content = fields.get("content").and_then(Value::as_str);
+            let json = check.check(content).ok()?;
+            fields.insert("json".into(), json);
+        }
+        None if fields.contains_key("json") => {
+            fields.remove("json");
+        }
+        None => return Some(reply),
+    }
+    serde_json::to_string(&fields).ok()
 }
 
 /// `validate`: how many of the requests to send the cache would answer
@@ -217,5 +244,40 @@ pub(super) fn say_end(stats: &WriterStats, quiet: bool) {
             "the cache kept up with all but {} of this run's replies (its writer fell behind)",
             printer::count_as(stats.dropped, "reply", "replies")
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fitted;
+    use crate::plan::structured::OutputCheck;
+    use serde_json::{json, Value};
+
+    fn parsed(text: Option<String>) -> Option<Value> {
+        text.map(|t| serde_json::from_str(&t).unwrap())
+    }
+
+    #[test]
+    fn a_reply_kept_without_json_gains_it_when_the_request_asks_for_json() {
+        let kept =
+            json!({"content": "```json\n{\"a\": 1}\n```", "finish_reason": "stop"}).to_string();
+        let check = OutputCheck::default();
+        let got = parsed(fitted(kept, Some(&check))).unwrap();
+        assert_eq!(got["json"], json!({"a": 1}));
+    }
+
+    #[test]
+    fn a_reply_that_would_be_bad_output_is_no_answer() {
+        let kept = json!({"content": "not json", "finish_reason": "stop"}).to_string();
+        assert_eq!(fitted(kept, Some(&OutputCheck::default())), None);
+    }
+
+    #[test]
+    fn a_request_not_asking_for_json_gets_no_json_field() {
+        let kept = json!({"content": "{}", "json": {}}).to_string();
+        let got = parsed(fitted(kept, None)).unwrap();
+        assert_eq!(got, json!({"content": "{}"}));
+        let plain = json!({"content": "hi"}).to_string();
+        assert_eq!(fitted(plain.clone(), None), Some(plain));
     }
 }

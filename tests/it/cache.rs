@@ -518,3 +518,69 @@ async fn simulated_runs_share_their_replies_though_the_port_changes() {
     let records = sb.records("a.out.jsonl");
     assert!(records.iter().all(|r| r["cached"] == true), "{records:?}");
 }
+
+/// `[output] json` is not part of the body the store keys: a reply kept by a
+/// run that did not ask for JSON is checked as a JSON-asking run would check
+/// it. One that parses is answered with its `json`; one that would be
+/// `bad_output` is sent again, never passed off as `ok`.
+#[tokio::test]
+async fn a_reply_kept_without_json_is_checked_when_json_is_asked_for() {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+
+    let mock = priced_mock().await;
+    let sb = Sandbox::new();
+    let row = |id: &str, reply: &str| {
+        let prompt = format!("q {id} [mock:reply={}]", STANDARD.encode(reply));
+        format!("{}\n", serde_json::json!({"id": id, "prompt": prompt}))
+    };
+    sb.write(
+        "rows.jsonl",
+        &format!(
+            "{}{}",
+            row("good", "{\"a\": 1}"),
+            row("prose", "not JSON at all")
+        ),
+    );
+    sb.write(
+        "plain.toml",
+        &job(&mock.url(), "rows.jsonl", "plain.out.jsonl", ""),
+    );
+    sb.write(
+        "json.toml",
+        &job(&mock.url(), "rows.jsonl", "json.out.jsonl", "")
+            .replace("[output]\n", "[output]\njson = true\n"),
+    );
+
+    let out = output(run(&sb, "plain.toml", &["--cache", "cache"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(mock.stats().requests(), 2);
+
+    let out = output(run(&sb, "json.toml", &["--cache", "cache"])).await;
+    assert_eq!(
+        code(&out),
+        1,
+        "the prose reply is bad_output: {}",
+        stderr(&out)
+    );
+    assert_eq!(
+        mock.stats().requests(),
+        3,
+        "only the prose row was sent again"
+    );
+    let lines = by_key(&sb.records("json.out.jsonl"));
+    let good = &lines["good/default"];
+    assert_eq!(good["cached"], true);
+    assert_eq!(good["json"], serde_json::json!({"a": 1}));
+    let prose = &lines["prose/default"];
+    assert!(prose.get("cached").is_none(), "{prose}");
+    assert_eq!(prose["error"]["kind"], "bad_output");
+
+    // And the other way: a reply kept with `json` carries none for a run
+    // that does not ask for it.
+    let out = output(run(&sb, "plain.toml", &["--cache", "cache", "--fresh"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let lines = by_key(&sb.records("plain.out.jsonl"));
+    assert_eq!(lines["good/default"]["cached"], true);
+    assert!(lines["good/default"].get("json").is_none());
+}
