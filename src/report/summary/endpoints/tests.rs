@@ -31,7 +31,7 @@ fn line(i: usize, endpoint: Option<&str>, failed: bool) -> Value {
         "cost_usd": if i % 5 == 2 { Value::Null } else { json!((i as f64 + 1.0) / 1e6) },
         "cost_source": if i % 5 == 2 { Value::Null } else { json!("provider") },
         "latency_ms": if failed { Value::Null } else { json!(latency) },
-        "ttft_ms": if !failed && i % 4 == 0 { json!((latency / 3.0 * 10.0).round() / 10.0) } else { Value::Null },
+        "ttft_ms": if !failed && i.is_multiple_of(4) { json!((latency / 3.0 * 10.0).round() / 10.0) } else { Value::Null },
         "attempts": if failed { 3 } else { 1 }, "uncertain_attempts": u32::from(failed),
         "client_request_id": format!("t:q{i}:default:1"), "request_sha256": "ab".repeat(32),
         "error": if failed {
@@ -55,7 +55,7 @@ fn output() -> (Vec<Value>, Vec<Value>) {
     let (mut all, mut latest) = (Vec::new(), Vec::new());
     for i in 0..90 {
         let endpoint = (i % 10 != 9).then_some(ENDPOINTS[i % 3]);
-        if i % 6 == 0 {
+        if i.is_multiple_of(6) {
             all.push(line(i, Some(ENDPOINTS[(i + 1) % 3]), true));
         }
         let last = line(i, endpoint, i % 7 == 3);
