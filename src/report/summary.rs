@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::client::Usage;
@@ -19,8 +18,10 @@ use crate::sink::record::round1;
 use crate::sink::record::Lenient;
 use crate::sink::{Record, Status};
 
+mod distribution;
 mod endpoints;
 mod readback;
+use distribution::Distribution;
 pub use endpoints::{EndpointFigures, EndpointRequests, Percentiles, MAX_NAMED, OTHER};
 pub use readback::ReadBack;
 
@@ -259,69 +260,6 @@ impl KeptFigures {
 
     pub fn ok(&self) -> bool {
         self.ok
-    }
-}
-
-/// Exact min, max and mean; percentiles from a histogram of microseconds (3 significant digits).
-#[derive(Debug)]
-struct Distribution {
-    hist: Histogram<u64>,
-    sum: f64,
-    min: f64,
-    max: f64,
-}
-
-impl Distribution {
-    fn new() -> Distribution {
-        Distribution {
-            hist: Histogram::new(3).expect("3 significant digits is a valid precision"),
-            sum: 0.0,
-            min: f64::INFINITY,
-            max: 0.0,
-        }
-    }
-
-    /// Takes in the values `other` recorded.
-    fn merge(&mut self, other: &Distribution) {
-        if other.hist.is_empty() {
-            return;
-        }
-        // Auto-resizing histograms of one precision: adding cannot fail.
-        let _ = self.hist.add(&other.hist);
-        self.sum += other.sum;
-        self.min = self.min.min(other.min);
-        self.max = self.max.max(other.max);
-    }
-
-    fn record(&mut self, ms: f64) {
-        if !ms.is_finite() || ms < 0.0 {
-            return;
-        }
-        // Auto-resizing histogram: recording cannot fail for a finite value.
-        let _ = self.hist.record((ms * 1000.0).round() as u64);
-        self.sum += ms;
-        self.min = self.min.min(ms);
-        self.max = self.max.max(ms);
-    }
-
-    fn spread(&self) -> Option<Spread> {
-        let n = self.hist.len();
-        if n == 0 {
-            return None;
-        }
-        // A histogram bucket reports its upper edge: keep percentiles within the exact range.
-        let q = |q: f64| {
-            round1((self.hist.value_at_quantile(q) as f64 / 1000.0).clamp(self.min, self.max))
-        };
-        Some(Spread {
-            min: round1(self.min),
-            mean: round1(self.sum / n as f64),
-            p50: q(0.50),
-            p90: q(0.90),
-            p95: q(0.95),
-            p99: q(0.99),
-            max: round1(self.max),
-        })
     }
 }
 

@@ -338,3 +338,45 @@ fn a_file_of_a_hundred_thousand_endpoint_names_reads_back_bounded() {
     assert_eq!(by["hostile-000000"].requests.ok, 1);
     assert_eq!(by[OTHER].cost_usd, 0.5 * (N - MAX_NAMED) as f64);
 }
+
+#[test]
+fn the_table_shows_each_endpoint_and_says_what_the_folded_entry_holds() {
+    let mut tally = Tally::default();
+    for i in 0..12 {
+        tally.observe(&record(&line(i, Some(ENDPOINTS[i % 3]), i == 4)));
+    }
+    let text = crate::report::table::render(&tally.summary(&Tally::default(), facts()));
+    assert!(text.contains("\n  by endpoint\n"), "{text}");
+    let row = |name: &str| {
+        (text.lines())
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("no row {name}: {text}"))
+            .to_string()
+    };
+    // key-a: lines 0, 3, 6, 9, all answered; key-b: 1, 4 (failed), 7, 10.
+    assert!(row("key-a").contains("4 ok") && row("key-a").contains("0 failed"));
+    assert!(row("key-b").contains("3 ok") && row("key-b").contains("1 failed"));
+    assert!(
+        row("fallback").contains(" ms · p95 "),
+        "{}",
+        row("fallback")
+    );
+    assert!(!text.contains("past the first"), "{text}");
+    // Past MAX_NAMED names (every tenth line names none): the folded
+    // entry is said for what it is.
+    for i in 0..2 * MAX_NAMED {
+        tally.observe(&record(&line(i, Some(&format!("n{i:03}")), false)));
+    }
+    let text = crate::report::table::render(&tally.summary(&Tally::default(), facts()));
+    assert!(
+        text.contains(&format!(
+            "(other holds the endpoints past the first {MAX_NAMED} names, in sort order)"
+        )),
+        "{text}"
+    );
+    // Without an endpoint on any line: no block.
+    let mut plain = Tally::default();
+    plain.observe(&record(&line(1, None, false)));
+    let text = crate::report::table::render(&plain.summary(&Tally::default(), facts()));
+    assert!(!text.contains("by endpoint"), "{text}");
+}
