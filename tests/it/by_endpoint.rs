@@ -42,7 +42,7 @@ fn expected(lines: &[Value]) -> BTreeMap<String, Value> {
                 "tokens": {"prompt": sum("prompt_tokens"), "completion": sum("completion_tokens"),
                            "total": sum("total_tokens"), "unreported": 0},
                 "cost_usd": mine.iter().map(|l| l["cost_usd"].as_f64().unwrap_or(0.0)).sum::<f64>(),
-                "errors": {},
+                "unpriced_requests": 0, "errors": {},
                 "latency_ms": {"p50": rank(&latencies, 0.5), "p95": rank(&latencies, 0.95), "p99": rank(&latencies, 0.99)},
             }),
         );
@@ -58,7 +58,7 @@ fn assert_matches(got: &Value, want: &BTreeMap<String, Value>) {
     );
     for (name, want) in want {
         let g = &got[name];
-        for part in ["requests", "tokens", "errors"] {
+        for part in ["requests", "tokens", "unpriced_requests", "errors"] {
             assert_eq!(g[part], want[part], "{name} {part}");
         }
         let (gc, wc) = (
@@ -186,7 +186,7 @@ fn the_summary_schema_describes_by_endpoint() {
     let entry = json!({
         "requests": {"ok": 3, "failed": 1},
         "tokens": {"prompt": 10, "completion": 20, "total": 30, "unreported": 0},
-        "cost_usd": 0.25, "errors": {"server": 1},
+        "cost_usd": 0.25, "unpriced_requests": 0, "errors": {"server": 1},
         "latency_ms": {"p50": 12.5, "p95": 40.0, "p99": 41.0},
     });
     let summary = |by_endpoint: Value| {
@@ -218,6 +218,7 @@ fn the_summary_schema_describes_by_endpoint() {
         ("cost_usd", Some(json!(-1.0))),
         ("tokens", Some(json!({"prompt": 1}))),
         ("folded", Some(json!("yes"))),
+        ("unpriced_requests", Some(json!(-1))),
     ] {
         let mut broken = entry.clone();
         match bad {

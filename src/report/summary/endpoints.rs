@@ -31,6 +31,8 @@ pub struct EndpointFigures {
     pub tokens: Tokens,
     /// Sum of the known costs of its lines (unpriced ones add nothing).
     pub cost_usd: f64,
+    /// Its successful lines with no cost: counted, never taken as $0.
+    pub unpriced_requests: u64,
     /// Failed lines by error kind.
     pub errors: BTreeMap<String, u64>,
     /// Over its `ok` lines with a latency; null when there is none.
@@ -39,9 +41,6 @@ pub struct EndpointFigures {
     /// the first [`MAX_NAMED`] names.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub folded: bool,
-    /// Successful lines with no cost, for the table (not in the JSON).
-    #[serde(skip)]
-    pub unpriced_requests: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -137,6 +136,7 @@ impl Endpoint {
             },
             tokens: self.tokens.clone(),
             cost_usd: crate::sink::record::significant(self.cost),
+            unpriced_requests: self.unpriced,
             errors: self.errors.clone(),
             latency_ms: self.latency.spread().map(|s| Percentiles {
                 p50: s.p50,
@@ -144,7 +144,6 @@ impl Endpoint {
                 p99: s.p99,
             }),
             folded,
-            unpriced_requests: self.unpriced,
         }
     }
 }

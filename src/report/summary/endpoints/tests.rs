@@ -83,7 +83,7 @@ fn expected(lines: &[Value]) -> BTreeMap<String, Value> {
     }
     let mut out = BTreeMap::new();
     for (name, lines) in groups {
-        let (mut ok, mut failed, mut cost) = (0u64, 0u64, 0.0f64);
+        let (mut ok, mut failed, mut cost, mut unpriced) = (0u64, 0u64, 0.0f64, 0u64);
         let (mut prompt, mut completion, mut total, mut unreported) = (0u64, 0u64, 0u64, 0u64);
         let mut errors: BTreeMap<String, u64> = BTreeMap::new();
         let mut latencies = Vec::new();
@@ -92,6 +92,7 @@ fn expected(lines: &[Value]) -> BTreeMap<String, Value> {
             if is_ok {
                 ok += 1;
                 latencies.extend(l["latency_ms"].as_f64());
+                unpriced += u64::from(l["cost_usd"].is_null());
                 match l["usage"].as_object() {
                     Some(u) => {
                         prompt += u["prompt_tokens"].as_u64().expect("n");
@@ -115,7 +116,8 @@ fn expected(lines: &[Value]) -> BTreeMap<String, Value> {
             json!({
                 "requests": {"ok": ok, "failed": failed},
                 "tokens": {"prompt": prompt, "completion": completion, "total": total, "unreported": unreported},
-                "cost_usd": cost, "errors": errors, "latency_ms": latency,
+                "cost_usd": cost, "unpriced_requests": unpriced, "errors": errors,
+                "latency_ms": latency,
             }),
         );
     }
@@ -149,7 +151,7 @@ fn assert_matches(got: &BTreeMap<String, EndpointFigures>, want: &BTreeMap<Strin
     );
     for (name, want) in want {
         let g = serde_json::to_value(&got[name]).expect("json");
-        for part in ["requests", "tokens", "errors"] {
+        for part in ["requests", "tokens", "unpriced_requests", "errors"] {
             assert_eq!(g[part], want[part], "{name} {part}");
         }
         let (gc, wc) = (g["cost_usd"].as_f64(), want["cost_usd"].as_f64());
