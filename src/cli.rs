@@ -384,6 +384,8 @@ pub enum ByField {
     ErrorKind,
     /// The output file, as named
     File,
+    /// The endpoint that answered (jobs with [[endpoints]])
+    Endpoint,
 }
 
 /// `report --format`.

@@ -75,6 +75,7 @@ fn field(f: ByField) -> Field {
         ByField::FinishReason => Field::FinishReason,
         ByField::ErrorKind => Field::ErrorKind,
         ByField::File => Field::File,
+        ByField::Endpoint => Field::Endpoint,
     }
 }
 

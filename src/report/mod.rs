@@ -117,6 +117,7 @@ pub(crate) const FIGURE_FIELDS: &[&[u8]] = &[
     b"\"uncertain_attempts\"",
     b"\"error\"",
     b"\"cached\"",
+    b"\"endpoint\"",
 ];
 
 /// The figures of one output line, or None when it does not parse. Only

@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::client::Usage;
@@ -19,7 +18,11 @@ use crate::sink::record::round1;
 use crate::sink::record::Lenient;
 use crate::sink::{Record, Status};
 
+mod distribution;
+mod endpoints;
 mod readback;
+use distribution::Distribution;
+pub use endpoints::{EndpointFigures, EndpointRequests, Percentiles, MAX_NAMED, OTHER};
 pub use readback::ReadBack;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -87,6 +90,10 @@ pub struct Summary {
     pub cost_usd: Costs,
     pub latency_ms: Option<Spread>,
     pub ttft_ms: Option<Spread>,
+    /// Per endpoint name, over the same lines as the top level; absent
+    /// when no line names an endpoint (a job without `[[endpoints]]`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_endpoint: BTreeMap<String, EndpointFigures>,
     pub throughput: Throughput,
     pub this_run: ThisRun,
     /// Lines kept in the output for keys the job no longer has.
@@ -170,6 +177,18 @@ pub struct LineFigures {
     pub error: Option<LineError>,
     #[serde(default)]
     pub cached: Option<bool>,
+    /// The endpoint's name; anything but a string is read as none (a
+    /// hand-edited line still counts, without an endpoint).
+    #[serde(default, deserialize_with = "text_or_none")]
+    pub endpoint: Option<String>,
+}
+
+fn text_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let text: Option<Lenient<String>> = Deserialize::deserialize(d)?;
+    Ok(text.and_then(|t| match t {
+        Lenient::Read(text) => Some(text),
+        Lenient::Other(_) => None,
+    }))
 }
 
 fn usage_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Usage>, D::Error> {
@@ -196,6 +215,7 @@ struct Figures<'a> {
     uncertain: u32,
     error_kind: Option<&'a str>,
     cached: bool,
+    endpoint: Option<&'a str>,
 }
 
 /// A record's figures, kept without the record while its line waits to be
@@ -215,6 +235,7 @@ pub struct KeptFigures {
     uncertain: u32,
     error_kind: Option<&'static str>,
     cached: bool,
+    endpoint: Option<String>,
 }
 
 impl KeptFigures {
@@ -233,62 +254,12 @@ impl KeptFigures {
             uncertain: record.uncertain_attempts,
             error_kind: record.error.map(|e| e.kind.as_str()),
             cached: record.cached == Some(true),
+            endpoint: record.endpoint,
         }
     }
 
     pub fn ok(&self) -> bool {
         self.ok
-    }
-}
-
-/// Exact min, max and mean; percentiles from a histogram of microseconds (3 significant digits).
-#[derive(Debug)]
-struct Distribution {
-    hist: Histogram<u64>,
-    sum: f64,
-    min: f64,
-    max: f64,
-}
-
-impl Distribution {
-    fn new() -> Distribution {
-        Distribution {
-            hist: Histogram::new(3).expect("3 significant digits is a valid precision"),
-            sum: 0.0,
-            min: f64::INFINITY,
-            max: 0.0,
-        }
-    }
-
-    fn record(&mut self, ms: f64) {
-        if !ms.is_finite() || ms < 0.0 {
-            return;
-        }
-        // Auto-resizing histogram: recording cannot fail for a finite value.
-        let _ = self.hist.record((ms * 1000.0).round() as u64);
-        self.sum += ms;
-        self.min = self.min.min(ms);
-        self.max = self.max.max(ms);
-    }
-
-    fn spread(&self) -> Option<Spread> {
-        let n = self.hist.len();
-        if n == 0 {
-            return None;
-        }
-        // A histogram bucket reports its upper edge: keep percentiles within the exact range.
-        let q = |q: f64| {
-            round1((self.hist.value_at_quantile(q) as f64 / 1000.0).clamp(self.min, self.max))
-        };
-        Some(Spread {
-            min: round1(self.min),
-            mean: round1(self.sum / n as f64),
-            p50: q(0.50),
-            p90: q(0.90),
-            p95: q(0.95),
-            p99: q(0.99),
-            max: round1(self.max),
-        })
     }
 }
 
@@ -318,6 +289,8 @@ pub struct Tally {
     ttft: Distribution,
     /// Lines answered from the response cache (part of `ok`).
     cached: u64,
+    /// Per endpoint name, for lines that have one.
+    by_endpoint: endpoints::ByEndpoint,
 }
 
 impl Default for Tally {
@@ -334,6 +307,7 @@ impl Default for Tally {
             latency: Distribution::new(),
             ttft: Distribution::new(),
             cached: 0,
+            by_endpoint: endpoints::ByEndpoint::default(),
         }
     }
 }
@@ -355,6 +329,7 @@ macro_rules! figures {
             uncertain: $r.uncertain_attempts,
             error_kind: $r.error.as_ref().map(|e| e.kind.as_str()),
             cached: $r.cached == Some(true),
+            endpoint: $r.endpoint.as_deref(),
         }
     };
 }
@@ -391,6 +366,7 @@ impl Tally {
             uncertain: r.uncertain,
             error_kind: r.error_kind,
             cached: r.cached,
+            endpoint: r.endpoint.as_deref(),
         });
     }
 
@@ -400,6 +376,9 @@ impl Tally {
     }
 
     fn add(&mut self, r: Figures<'_>) {
+        if let Some(name) = r.endpoint {
+            self.by_endpoint.add(name, &r);
+        }
         self.attempts = self.attempts.saturating_add(u64::from(r.attempts));
         self.uncertain = self.uncertain.saturating_add(u64::from(r.uncertain));
         self.cached += u64::from(r.cached);
@@ -499,6 +478,7 @@ impl Tally {
             cost_usd: self.costs.clone(),
             latency_ms: self.latency.spread(),
             ttft_ms: self.ttft.spread(),
+            by_endpoint: self.by_endpoint.figures(),
             throughput: throughput.clone(),
             this_run: ThisRun {
                 sent: run.sent(),

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::summary::{Spread, Summary};
+use super::summary::{EndpointFigures, Spread, Summary, MAX_NAMED};
 use crate::printer::{count, count_as, heading};
 use crate::scheduler::{PaceReport, StopReason};
 
@@ -120,6 +120,10 @@ pub fn render_styled(s: &Summary, color: bool) -> String {
     if let Some(l) = &s.ttft_ms {
         let _ = writeln!(out, "  {}{}", head("ttft ms"), spread(l));
     }
+    if !s.by_endpoint.is_empty() {
+        let _ = writeln!(out, "  {}", heading("by endpoint", color));
+        out.push_str(&endpoints(&s.by_endpoint));
+    }
     let run = &s.this_run;
     if run.sent != r.ok + r.failed || r.resumed > 0 {
         // A resumed run: the job's totals above, this run's own part here.
@@ -202,6 +206,39 @@ pub fn stop_reason(stopped: StopReason) -> &'static str {
         }
         StopReason::Interrupted => "interrupted; rerun to resume",
     }
+}
+
+/// The "by endpoint" block: one aligned row per endpoint (requests, cost,
+/// latency), then what the folded entry holds, if there is one.
+fn endpoints(by: &BTreeMap<String, EndpointFigures>) -> String {
+    let mut rows = Vec::with_capacity(by.len());
+    for (name, e) in by {
+        let latency = match &e.latency_ms {
+            Some(l) => format!("p50 {} ms · p95 {} ms", l.p50, l.p95),
+            None => "no latency".to_string(),
+        };
+        rows.push(vec![
+            // A name read from a file: made printable, as a server's words are.
+            crate::client::printable(name).into_owned(),
+            format!("{} ok", e.requests.ok),
+            format!("{} failed", e.requests.failed),
+            cost(e.cost_usd, e.unpriced_requests, e.cost_usd == 0.0),
+            latency,
+        ]);
+    }
+    let (lines, _) = columns(&rows, |i| i == 1 || i == 2);
+    let mut out = String::new();
+    for line in lines {
+        let _ = writeln!(out, "    {line}");
+    }
+    if let Some((name, _)) = by.iter().find(|(_, e)| e.folded) {
+        let _ = writeln!(
+            out,
+            "    ({} holds the endpoints past the first {MAX_NAMED} names, in sort order)",
+            crate::client::printable(name)
+        );
+    }
+    out
 }
 
 fn counts(map: &BTreeMap<String, u64>) -> String {

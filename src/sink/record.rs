@@ -83,6 +83,10 @@ pub struct Record {
     /// sent (null when that was not known).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cached_cost_usd: Option<f64>,
+    /// The name of the endpoint that gave the final answer, when the job
+    /// has `[[endpoints]]`; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 /// The few fields resume and compaction need; parsing skips the rest
@@ -252,6 +256,7 @@ impl Record {
             prior_charge_usd: None,
             cached: None,
             cached_cost_usd: None,
+            endpoint: None,
         };
         match result {
             Ok(reply) => {

@@ -280,6 +280,13 @@ fn summary_schema() -> &'static jsonschema::Validator {
     SCHEMA.get_or_init(|| compile(include_str!("../fixtures/summary.schema.json")))
 }
 
+/// What the summary schema finds wrong with `value` (empty when it is valid).
+pub fn summary_schema_errors(value: &Value) -> Vec<String> {
+    (summary_schema().iter_errors(value))
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect()
+}
+
 fn compile(text: &str) -> jsonschema::Validator {
     let schema: Value = serde_json::from_str(text).expect("schema JSON");
     jsonschema::options()

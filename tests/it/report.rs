@@ -51,6 +51,8 @@ fn figures_equal_independent_sums_for_every_grouping_in_json_and_csv() {
         "error_kind",
         "file",
         "day,model",
+        "endpoint",
+        "endpoint,model",
     ] {
         let fields: Vec<&str> = by.split(',').collect();
         let want = expect::groups(&counted, &fields, &prices());
@@ -361,6 +363,58 @@ fn output_files_take_their_format_from_the_extension_and_every_format_holds_the_
     assert!(stderr(&out).contains("folder"), "{}", stderr(&out));
 }
 
+/// `--by endpoint` for people: a row per endpoint with its independent
+/// count, and the lines of a job with one endpoint (no `endpoint`) in a
+/// row of their own, under `-` (— in HTML).
+#[test]
+fn the_table_markdown_and_html_group_by_endpoint_with_lines_without_one_apart() {
+    let sb = Sandbox::new();
+    let (args, files) = outputs(&sb);
+    let counted = expect::counted(&files);
+    let want = expect::groups(&counted, &["endpoint"], &Prices::new());
+    let ok = |name: Value| want[&json!([name]).to_string()]["requests"]["ok"].to_string();
+    assert_eq!(want.len(), 4, "three endpoints and the lines without one");
+    let out = report(&sb, &args, &["--by", "endpoint"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let table = stdout(&out);
+    for (cell, name) in [
+        ("key-a", json!("key-a")),
+        ("key-b", json!("key-b")),
+        ("fallback", json!("fallback")),
+        ("-", Value::Null),
+    ] {
+        let row = (table.lines())
+            .find(|l| l.split_whitespace().next() == Some(cell))
+            .unwrap_or_else(|| panic!("no row {cell}: {table}"));
+        assert_eq!(
+            row.split_whitespace().nth(1),
+            Some(ok(name).as_str()),
+            "{table}"
+        );
+    }
+    let out = report(
+        &sb,
+        &args,
+        &["--by", "endpoint,model", "--format", "markdown"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let md = stdout(&out);
+    assert!(md.starts_with("| endpoint | model |"), "{md}");
+    let pairs = expect::groups(&counted, &["endpoint", "model"], &Prices::new());
+    let want_a = &pairs[&json!(["key-a", "m/b"]).to_string()]["requests"]["ok"];
+    assert!(md.contains(&format!("| key-a | m/b | {want_a} |")), "{md}");
+    let out = report(&sb, &args, &["--by", "endpoint", "--format", "html"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let html = stdout(&out);
+    for name in ["key-a", "key-b", "fallback"] {
+        assert!(
+            html.contains(&format!(r#"<td class="key">{name}</td>"#)),
+            "{name}"
+        );
+    }
+    assert!(html.contains(r#"<td class="key none" title="no value">"#));
+}
+
 #[test]
 fn an_unknown_by_field_lists_the_valid_ones() {
     let sb = Sandbox::new();
@@ -379,6 +433,7 @@ fn an_unknown_by_field_lists_the_valid_ones() {
         "finish_reason",
         "error_kind",
         "file",
+        "endpoint",
     ] {
         assert!(err.contains(field), "{err}");
     }

@@ -32,6 +32,7 @@ const ATTEMPTS: u16 = 1 << 9;
 const UNCERTAIN: u16 = 1 << 10;
 const ERROR: u16 = 1 << 11;
 const CACHED: u16 = 1 << 12;
+const ENDPOINT: u16 = 1 << 13;
 
 /// A tally of every line the resume scan reads.
 #[derive(Debug, Default)]
@@ -43,6 +44,7 @@ pub struct ReadBack {
     model: String,
     param_set: String,
     finish_reason: String,
+    endpoint: String,
     /// For serde's cut-down line ([`line_figures`]).
     slim: Vec<u8>,
     /// Lines whose figures serde read (the tests' witness that the others were not).
@@ -66,6 +68,8 @@ struct Taken {
     uncertain: u32,
     /// Answered from the response cache.
     cached: bool,
+    /// `endpoint` is a string (in the buffer), not null or absent.
+    endpoint: bool,
 }
 
 impl ReadBack {
@@ -109,6 +113,7 @@ impl Beside for ReadBack {
             b"\"uncertain_attempts\"" => UNCERTAIN,
             b"\"error\"" => ERROR,
             b"\"cached\"" => CACHED,
+            b"\"endpoint\"" => ENDPOINT,
             // A name with an escape might spell one of the above.
             other if other.contains(&b'\\') => {
                 self.at.lost = true;
@@ -154,6 +159,10 @@ impl Beside for ReadBack {
                 at.cached = raw == b"true";
                 at.cached || raw == b"false" || raw == b"null"
             }
+            ENDPOINT => {
+                at.endpoint = raw != b"null";
+                !at.endpoint || copy(raw, &mut self.endpoint)
+            }
             // An error's kind is read by serde: failed lines are few.
             _ => raw == b"null",
         };
@@ -191,6 +200,7 @@ impl Beside for ReadBack {
             uncertain: at.uncertain,
             error_kind: None,
             cached: at.cached,
+            endpoint: at.endpoint.then_some(self.endpoint.as_str()),
         });
     }
 }

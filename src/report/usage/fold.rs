@@ -326,6 +326,7 @@ fn value<'l>(
         Field::FinishReason => line.finish_reason.as_deref(),
         Field::ErrorKind => line.error.as_ref().map(|e| e.kind.as_ref()),
         Field::File => Some(file),
+        Field::Endpoint => line.endpoint.as_deref().and_then(nonempty),
     }
 }
 

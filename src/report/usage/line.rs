@@ -51,6 +51,9 @@ pub struct UsageLine<'a> {
     /// Answered from the response cache: no call, nothing spent.
     #[serde(default)]
     pub cached: Option<bool>,
+    /// The endpoint that answered; absent for a job with one endpoint.
+    #[serde(default, borrow)]
+    pub endpoint: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Deserialize)]

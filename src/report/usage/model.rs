@@ -23,6 +23,8 @@ pub enum Field {
     ErrorKind,
     /// The output file the line was read from, as given.
     File,
+    /// The name of the endpoint that answered (jobs with `[[endpoints]]`).
+    Endpoint,
 }
 
 impl Field {
@@ -37,6 +39,7 @@ impl Field {
             Field::FinishReason => "finish_reason",
             Field::ErrorKind => "error_kind",
             Field::File => "file",
+            Field::Endpoint => "endpoint",
         }
     }
 }

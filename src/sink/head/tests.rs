@@ -114,6 +114,17 @@ fn valid_lines() -> Vec<String> {
         ),
         // A line without a hash, fields in another order.
         r#"{"status":"error","key":"n/default","cost_usd":3}"#.to_string(),
+        // The endpoint that answered ([[endpoints]]): plain, escaped, null,
+        // and not a string (read as none by the summary, never refused).
+        record(
+            "f/default",
+            "ok",
+            "f6",
+            r#","model":"m","endpoint":"key-a""#,
+        ),
+        record("f/default", "ok", "f6", r#","endpoint":"k\u00e9y \"b\"""#),
+        record("f/default", "error", "f6", r#","endpoint":null"#),
+        record("f/default", "ok", "f6", r#","endpoint":7"#),
     ]
 }
 

@@ -1,7 +1,7 @@
 //! The outputs the report tests read: varied records of several runs (models,
 //! sets, jobs, days, statuses, finish reasons, error kinds, costs from the
 //! provider, from prices and none, usage missing, streamed, retried,
-//! uncertain), a copy, an overlapping shard, and the side files beside them.
+//! uncertain, three endpoints or none), a copy, an overlapping shard, and the side files beside them.
 
 use serde_json::{json, Value};
 
@@ -10,6 +10,9 @@ use crate::common::Sandbox;
 const MODELS: [&str; 3] = ["m/a", "m/b", "m/c"];
 const SETS: [&str; 2] = ["precise", "creative"];
 const KINDS: [&str; 4] = ["rate_limited", "server", "timeout", "bad_output"];
+/// The endpoints of the `nightly` job (`[[endpoints]]`); `weekly` has one
+/// endpoint, so its lines name none.
+const ENDPOINTS: [&str; 3] = ["key-a", "key-b", "fallback"];
 /// `--pricing`: m/c has no price, so its lines without a cost stay unpriced.
 pub const PRICES: &str =
     "[pricing]\n\"m/a\" = { input = 0.5, output = 1.5 }\n\"m/b\" = { input = 2, output = 6 }\n";
@@ -60,7 +63,7 @@ pub fn records(
                 _ => json!("stop"),
             };
             let attempts = [1, 1, 1, 2, 3][rng.usize(..5)];
-            json!({
+            let mut line = json!({
                 "key": format!("{id}/{set}"), "job": job, "id": id, "param_set": set,
                 "status": if ok { "ok" } else { "error" }, "model": model,
                 "content": if ok { json!("an answer, with \"quotes\" and a\nnewline") } else { Value::Null },
@@ -73,7 +76,11 @@ pub fn records(
                 "response_id": if ok && rng.f64() < 0.7 { json!(format!("chatcmpl-{tag}-{i}")) } else { Value::Null },
                 "provider": null, "started_at": stamp(started), "finished_at": stamp(finished),
                 "params": {"temperature": 0.2}, "input": {"id": id, "prompt": "a question"},
-            })
+            });
+            if job == "nightly" {
+                line["endpoint"] = json!(ENDPOINTS[i % 3]);
+            }
+            line
         })
         .collect()
 }

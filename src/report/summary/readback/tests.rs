@@ -88,6 +88,11 @@ fn the_lines_a_run_writes_are_read_without_serde_to_the_same_figures() {
         ),
         line("error", NONE, r#","cost_usd":0.25,"error":null"#),
         r#"{"status":"ok","key":"n/default","cost_usd":3}"#.to_string(),
+        // The endpoint that answered (jobs with [[endpoints]]), or null.
+        line("ok", NONE, &format!(r#"{RUN},"endpoint":"key-a""#)),
+        line("ok", NONE, r#","endpoint":"fallback é","latency_ms":3.5"#),
+        line("ok", NONE, r#","endpoint":null,"latency_ms":3.5"#),
+        line("error", NONE, r#","endpoint":"key-b","error":null"#),
     ];
     for shape in &shapes {
         let (fast, serde, by_serde) = both_ways(std::slice::from_ref(shape)).expect(shape);
@@ -172,6 +177,18 @@ fn every_other_shape_is_left_to_serde_and_read_as_it_reads_it() {
             ("\"uncertain_attempts\":0", "\"uncertain_attempts\":\"0\""),
             "",
         ),
+        // An endpoint with an escape, or not a string: serde's (a line it
+        // reads without an endpoint, never drops).
+        line("ok", NONE, r#","endpoint":"key-\u0061","latency_ms":1"#),
+        line("ok", NONE, r#","endpoint":5,"latency_ms":1"#),
+        line("ok", NONE, r#","endpoint":{"name":"a"},"latency_ms":1"#),
+        line(
+            "error",
+            NONE,
+            r#","endpoint":"key-b","error":{"kind":"server","status":500,"message":"x"}"#,
+        ),
+        line("ok", NONE, r#","endpoint":"a","endpoint":"b""#),
+        line("ok", NONE, r#","\u0065ndpoint":"a""#),
         // A figure's field twice, or its name escaped.
         line("ok", NONE, r#","latency_ms":1,"latency_ms":2"#),
         line("ok", NONE, r#","param_set":"again""#),
@@ -223,4 +240,18 @@ fn the_read_back_leaves_out_a_torn_last_line_as_the_scan_does() {
     let late = by_serde(&path);
     assert_eq!(format!("{early:?}"), format!("{late:?}"));
     assert_eq!((early.ok, early.failed), (50, 1));
+}
+
+/// Regression guard: an endpoint that is not a string (a hand-edited line)
+/// leaves the line counted, without an endpoint, on both paths.
+#[test]
+fn an_endpoint_that_is_no_string_is_read_as_none_and_the_line_still_counts() {
+    let shape = line("ok", NONE, r#","endpoint":5,"latency_ms":1"#);
+    let (fast, serde, _) = both_ways(std::slice::from_ref(&shape)).expect("scans");
+    assert_eq!(fast, serde);
+    let figures: super::super::LineFigures = serde_json::from_str(&shape).expect("figures");
+    assert_eq!(figures.endpoint, None);
+    let named: super::super::LineFigures =
+        serde_json::from_str(&line("ok", NONE, r#","endpoint":"key-\u0061""#)).expect("figures");
+    assert_eq!(named.endpoint.as_deref(), Some("key-a"));
 }
