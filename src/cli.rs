@@ -134,7 +134,7 @@ pub struct JobArgs {
     #[arg(long, value_name = "PATH|-", help_heading = "Input")]
     pub input: Option<String>,
 
-    /// Input format [default: from the file extension; jsonl for standard input].
+    /// Input format [default: from the file extension (a .jsonl of OpenAI Batch request lines is openai-batch); jsonl for standard input].
     ///
     /// e.g. --format csv
     #[arg(long, value_enum, value_name = "FORMAT", help_heading = "Input")]
@@ -423,6 +423,8 @@ pub struct MockArgs {
 pub enum FormatArg {
     Jsonl,
     Csv,
+    /// OpenAI Batch API request lines (`custom_id`, `method`, `url`, `body`).
+    OpenaiBatch,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

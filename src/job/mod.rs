@@ -99,6 +99,8 @@ pub enum InputSource {
 pub enum Format {
     Jsonl,
     Csv,
+    /// OpenAI Batch API request lines: `{"custom_id","method","url","body"}`.
+    OpenaiBatch,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +114,8 @@ pub enum SystemMode {
 pub struct OutputConfig {
     pub path: PathBuf,
     pub summary: PathBuf,
+    /// `[output] batch_output`: the output also written in the Batch API's output format.
+    pub batch: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default)]

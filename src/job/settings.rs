@@ -58,6 +58,7 @@ pub(crate) struct Settings {
     pub template: Option<Template>,
     pub output: Option<PathSpec>,
     pub summary: Option<PathSpec>,
+    pub batch_output: Option<PathSpec>,
     pub limits: Limits,
     pub retry: RetryConfig,
     /// The keys given, a bad value included: a key given but bad is not also "missing".
@@ -85,6 +86,7 @@ impl Default for Settings {
             template: None,
             output: None,
             summary: None,
+            batch_output: None,
             limits: Limits {
                 concurrency: 16,
                 ..Limits::default()
@@ -133,7 +135,7 @@ keys! { |v, base|
     "endpoint.max_attempt_secs" => endpoint.max_attempt = Duration::from_secs(whole(v, 1, i64::MAX)? as u64);
     "endpoint.http" => endpoint.http = http_version(v)?;
     "input.path" => input = Some(input_source(&string(v)?, base)?);
-    "input.format" => format = Some(choose(v, "a format", &[("jsonl", Format::Jsonl), ("csv", Format::Csv)])?);
+    "input.format" => format = Some(choose(v, "a format", &[("jsonl", Format::Jsonl), ("csv", Format::Csv), ("openai-batch", Format::OpenaiBatch)])?);
     "input.id" => id = Some(Template::parse(&string(v)?).map_err(|e| e.to_string())?);
     "input.system" => system = Some(string(v)?);
     "input.system_mode" => system_mode = choose(v, "a system mode", &[
@@ -141,6 +143,7 @@ keys! { |v, base|
     "input.template" => template = Some(Template::parse(&string(v)?).map_err(|e| e.to_string())?);
     "output.path" => output = Some(path_spec(&string(v)?, base)?);
     "output.summary" => summary = Some(path_spec(&string(v)?, base)?);
+    "output.batch_output" => batch_output = Some(path_spec(&string(v)?, base)?);
     "limits.concurrency" => limits.concurrency = whole(v, 1, MAX_CONCURRENCY)? as usize;
     "limits.requests_per_minute" => limits.requests_per_minute = whole(v, 0, u32::MAX.into())? as u32;
     "limits.tokens_per_minute" => limits.tokens_per_minute = whole(v, 0, i64::MAX)? as u64;

@@ -45,6 +45,7 @@ fn job() -> Job {
         output: OutputConfig {
             path: "faq.jsonl".into(),
             summary: "faq.summary.json".into(),
+            batch: None,
         },
         limits: Limits {
             concurrency: 4,

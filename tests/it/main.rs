@@ -2,6 +2,7 @@
 //! mock on 127.0.0.1:0, a fresh temp dir per test, and every record and summary
 //! validated against the contract's JSON Schemas (tests/fixtures).
 
+mod batch;
 mod budget;
 mod cli;
 mod common;
