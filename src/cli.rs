@@ -417,6 +417,11 @@ pub struct MockArgs {
     /// Require this bearer key (401 otherwise), e.g. --require-key test-key
     #[arg(long)]
     pub require_key: Option<String>,
+
+    /// Answer with recorded server answers: every NAME.http file in DIR (status line, headers,
+    /// blank line, body), chosen by the request's model, e.g. --replay tests/fixtures/compat/openai
+    #[arg(long, value_name = "DIR")]
+    pub replay: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -6,6 +6,7 @@ mod batch;
 mod budget;
 mod cli;
 mod common;
+mod compat;
 mod connections;
 mod conventions;
 mod estimate;
