@@ -387,11 +387,16 @@ pub(crate) fn summary_for(output: &Path) -> PathBuf {
 /// Whether the first non-blank line of a `.jsonl` file is an OpenAI Batch
 /// request line (an object with `custom_id` and `body`). A file that cannot
 /// be read, or whose first line is too long to look at, is plain JSONL (the
-/// check pass then says what is wrong with it).
+/// check pass then says what is wrong with it). Only a plain file is looked
+/// at: reading a FIFO or `<(...)` here would take lines the run never sees
+/// (or wait for a writer); such an input says `--format openai-batch`.
 fn batch_lines(path: &Path) -> bool {
     use std::io::{BufRead, Read};
     /// Enough for any request line worth sniffing; a longer one is read as JSONL.
     const MOST: u64 = 16 * 1024 * 1024;
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
     let Ok(file) = std::fs::File::open(path) else {
         return false;
     };
