@@ -2,11 +2,13 @@
 //! mock on 127.0.0.1:0, a fresh temp dir per test, and every record and summary
 //! validated against the contract's JSON Schemas (tests/fixtures).
 
+mod batch;
 mod budget;
 mod by_endpoint;
 mod cache;
 mod cli;
 mod common;
+mod compat;
 mod connections;
 mod conventions;
 mod estimate;
