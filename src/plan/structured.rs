@@ -5,7 +5,8 @@
 //! `response_format` asks for `json_object` or `json_schema`. The schema (in
 //! `response_format.json_schema.schema`) is compiled before anything is
 //! sent, once per distinct schema: a row's own `params` may name one, and a
-//! million rows naming the same one must not compile it a million times.
+//! million rows naming the same one must not compile it a million times,
+//! and a million rows each naming its own must not keep a million compiled.
 //! The check is pure (content in, JSON or a message out); the scheduler
 //! decides what a failed check means for retries.
 
@@ -128,6 +129,12 @@ pub fn unfenced(content: &str) -> &str {
     body.trim()
 }
 
+/// Distinct schemas kept compiled at most. A job whose rows each bring a
+/// schema of their own (an `enum` of the row's labels) would otherwise keep
+/// one compiled validator per row, a few KB each: gigabytes over millions of
+/// rows. Past the bound the kept ones are let go and compiled again as met.
+const MOST_SCHEMAS: usize = 256;
+
 /// Compiled schemas by their compact JSON text, shared by every request that names one.
 #[derive(Debug, Default)]
 pub(super) struct Schemas {
@@ -176,6 +183,10 @@ impl Schemas {
         let check = Arc::new(OutputCheck {
             schema: Some(validator),
         });
+        if compiled.len() >= MOST_SCHEMAS {
+            // Requests planned already hold their own Arc of their check.
+            compiled.clear();
+        }
         compiled.insert(text, Arc::clone(&check));
         Ok(Some(check))
     }
@@ -230,6 +241,24 @@ mod tests {
         // JSON whose strings quote a block is JSON as it stands.
         let quoting = "{\"md\": \"```json\\n{}\\n```\"}";
         assert_eq!(unfenced(quoting), quoting);
+    }
+
+    /// Rows that each bring their own schema keep memory bounded: at most
+    /// [`MOST_SCHEMAS`] compiled at once, and each row's check is its own.
+    #[test]
+    fn a_schema_per_row_keeps_a_bounded_number_compiled() {
+        let schemas = Schemas::default();
+        for i in 0..3 * MOST_SCHEMAS {
+            let schema = json!({"enum": [format!("label{i}")]});
+            let extra = json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}});
+            let check = schemas
+                .for_params(false, extra.as_object().expect("an object"))
+                .expect("a schema")
+                .expect("a check");
+            assert!(check.check(Some(&format!("\"label{i}\""))).is_ok());
+            assert!(check.check(Some("\"other\"")).is_err());
+            assert!(schemas.compiled() <= MOST_SCHEMAS, "{}", schemas.compiled());
+        }
     }
 
     #[test]
