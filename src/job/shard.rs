@@ -116,6 +116,27 @@ pub fn resolve(
     Ok(Shard::default())
 }
 
+/// Where [`resolve`] found the shard, as the start line names it: a shard
+/// taken from the environment may be a surprise (a Slurm array whose tasks
+/// each run a different job would run a slice of each), so it is said.
+pub fn source(
+    shard: Option<&str>,
+    shards: Option<u64>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> &'static str {
+    if shard.is_some() {
+        "--shard"
+    } else if shards.is_some() {
+        "--shards and JOB_COMPLETION_INDEX"
+    } else if env(SHARD_VAR).is_some() {
+        SHARD_VAR
+    } else if env(SLURM_ID).is_some() {
+        "the Slurm array's variables: --shard 0/1 runs the whole job in each task"
+    } else {
+        "nothing: the whole job"
+    }
+}
+
 /// `K/N`, 0-based K below N.
 pub fn parse(text: &str) -> Result<Shard, String> {
     let usage =

@@ -531,3 +531,30 @@ async fn shards_on_one_output_without_shard_in_its_path_are_told_how_to_split_it
     assert_eq!(code(&first.await.expect("the run")), 0);
     mock.shutdown().await;
 }
+
+/// A Slurm array whose tasks each run a different job would run a slice of
+/// each: the start line says where the shard came from, and how to run all.
+#[tokio::test]
+async fn a_shard_from_the_environment_is_said_with_how_to_run_the_whole_job() {
+    let mock = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    sb.write("rows.jsonl", &rows(8));
+    sb.write("job.toml", &sharded_job(&mock.url(), ""));
+    let mut cmd = sb.command(&["run", "job.toml"]);
+    cmd.env("SLURM_ARRAY_TASK_ID", "1")
+        .env("SLURM_ARRAY_TASK_MIN", "0")
+        .env("SLURM_ARRAY_TASK_COUNT", "2");
+    let out = output(cmd).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("in shard 1/2 (")
+            && err.contains(
+                "from the Slurm array's variables: --shard 0/1 runs the whole job in each task)"
+            ),
+        "{err}"
+    );
+    let out = output(sb.command(&["run", "job.toml", "--shard", "0/2"])).await;
+    assert!(stderr(&out).contains("; from --shard)"), "{}", stderr(&out));
+    mock.shutdown().await;
+}
