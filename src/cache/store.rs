@@ -148,6 +148,19 @@ pub(super) fn connect(path: &Path) -> Result<Connection, CacheError> {
     Ok(conn)
 }
 
+/// What an error of SQLite on the store at `path` means for the user: a
+/// damaged file (truncated or overwritten by something else) fails every
+/// later run the same way until it is deleted, so that is said.
+pub fn explain(path: &Path, e: &rusqlite::Error) -> String {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => format!(
+            "{}: {e}; the file is damaged: delete it (the cache is refilled as requests are answered)",
+            path.display()
+        ),
+        _ => format!("{}: {e}", path.display()),
+    }
+}
+
 /// An error of SQLite on `path`: a file that is not a database (or a
 /// damaged one) is not ours; anything else is a failure to open.
 pub(super) fn failed(path: &Path, e: rusqlite::Error) -> CacheError {
@@ -281,6 +294,7 @@ pub fn existing(dir: &Path) -> Result<Option<PathBuf>, CacheError> {
 pub struct Lookup {
     conn: Connection,
     endpoint: String,
+    path: PathBuf,
 }
 
 impl Lookup {
@@ -288,7 +302,13 @@ impl Lookup {
         Ok(Lookup {
             conn: connect(path)?,
             endpoint,
+            path: path.to_path_buf(),
         })
+    }
+
+    /// A lookup's error, said with what to do about it.
+    pub fn explain(&self, e: &rusqlite::Error) -> String {
+        explain(&self.path, e)
     }
 
     /// The stored reply (and its row id, to mark it used) of each of

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
-use super::store::{connect, CacheError};
+use super::store::{connect, explain, CacheError};
 
 /// Bursts that may wait for the thread; with the collector's coalescing, a
 /// burst is a millisecond of answers.
@@ -162,9 +162,7 @@ fn write_loop(
     let mut checked = Instant::now();
     let mut unchecked = false;
     let fail = |stats: &mut WriterStats, e: rusqlite::Error| {
-        stats
-            .failed
-            .get_or_insert_with(|| format!("{}: {e}", path.display()));
+        stats.failed.get_or_insert_with(|| explain(path, &e));
     };
     while let Ok(first) = rx.recv() {
         let (mut puts, mut touches) = (Vec::new(), Vec::new());

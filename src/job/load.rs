@@ -63,10 +63,9 @@ impl Job {
 
         let name = job_name(&s, args, &mut problems);
         let input = input_config(&s, &at, &mut problems);
-        let shard = shard::resolve(args.shard.as_deref(), args.shards, &|name| {
-            std::env::var(name).ok()
-        })
-        .unwrap_or_else(|e| {
+        let env = |name: &str| std::env::var(name).ok();
+        let shard_from = shard::source(args.shard.as_deref(), args.shards, &env);
+        let shard = shard::resolve(args.shard.as_deref(), args.shards, &env).unwrap_or_else(|e| {
             problems.push(e.place, e.message);
             Shard::default()
         });
@@ -122,6 +121,7 @@ impl Job {
             row_limit: args.limit,
             simulate: args.simulate,
             shard,
+            shard_from,
             cache: s.cache_dir.map(|dir| CacheConfig {
                 dir,
                 max_mb: s.cache_max_mb,

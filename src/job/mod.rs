@@ -57,6 +57,8 @@ pub struct Job {
     /// The slice of the job this process runs (`0/1`: all of it); the
     /// limits above are already this shard's share.
     pub shard: shard::Shard,
+    /// Where the shard was said ([`shard::source`]), for the start line.
+    pub shard_from: &'static str,
 }
 
 /// `[cache]`: where the store is and how large it may grow.

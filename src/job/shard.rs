@@ -84,8 +84,9 @@ fn bad(place: &str, message: impl Into<String>) -> ShardError {
 /// (`env` looks a variable up). The order, first that is given wins:
 /// `--shard K/N`; `--shards N` with K from `JOB_COMPLETION_INDEX`;
 /// `PROMPTBATCH_SHARD=K/N`; a Slurm job array (`SLURM_ARRAY_TASK_ID` set).
-/// `JOB_COMPLETION_INDEX` alone says nothing (it has no N: `--shards` gives
-/// it). None of them: the whole job, `0/1`.
+/// `JOB_COMPLETION_INDEX` alone has no N (`--shards` gives it): above 0 it
+/// is refused (every pod would run the whole job), 0 is the whole job. None
+/// of them: the whole job, `0/1`.
 pub fn resolve(
     shard: Option<&str>,
     shards: Option<u64>,
@@ -103,7 +104,37 @@ pub fn resolve(
     if env(SLURM_ID).is_some() {
         return slurm(env);
     }
+    // An index above 0 is a pod among several: without --shards it would run
+    // the whole job, as would every other pod, each paying for all of it.
+    // (Index 0 alone may be a Job of one completion: the whole job is right.)
+    if let Some(index) = env(K8S_INDEX).filter(|i| i.trim().parse::<u64>().is_ok_and(|i| i > 0)) {
+        return Err(bad(
+            K8S_INDEX,
+            format!("{K8S_INDEX}={index} says this is one pod of a Kubernetes Indexed Job, and no --shards says how many: every pod would run the whole job (and pay for it); pass --shards N with N the Job's completions, or --shard 0/1 to run the whole job in this pod"),
+        ));
+    }
     Ok(Shard::default())
+}
+
+/// Where [`resolve`] found the shard, as the start line names it: a shard
+/// taken from the environment may be a surprise (a Slurm array whose tasks
+/// each run a different job would run a slice of each), so it is said.
+pub fn source(
+    shard: Option<&str>,
+    shards: Option<u64>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> &'static str {
+    if shard.is_some() {
+        "--shard"
+    } else if shards.is_some() {
+        "--shards and JOB_COMPLETION_INDEX"
+    } else if env(SHARD_VAR).is_some() {
+        SHARD_VAR
+    } else if env(SLURM_ID).is_some() {
+        "the Slurm array's variables: --shard 0/1 runs the whole job in each task"
+    } else {
+        "nothing: the whole job"
+    }
 }
 
 /// `K/N`, 0-based K below N.

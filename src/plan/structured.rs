@@ -5,7 +5,8 @@
 //! `response_format` asks for `json_object` or `json_schema`. The schema (in
 //! `response_format.json_schema.schema`) is compiled before anything is
 //! sent, once per distinct schema: a row's own `params` may name one, and a
-//! million rows naming the same one must not compile it a million times.
+//! million rows naming the same one must not compile it a million times,
+//! and a million rows each naming its own must not keep a million compiled.
 //! The check is pure (content in, JSON or a message out); the scheduler
 //! decides what a failed check means for retries.
 
@@ -93,31 +94,46 @@ fn cut(text: &str, chars: usize) -> String {
 }
 
 /// The JSON text of a reply: the content without surrounding whitespace, or
-/// the inside of the one fenced block (```` ```json ```` or bare ```` ``` ````)
-/// that is the whole content, as models often write it.
+/// the inside of its one fenced block (```` ```json ```` or bare ```` ``` ````)
+/// as models often write it: the whole content, or set off on lines of its
+/// own amid prose ("Here is the JSON:" before it, a remark after). Two
+/// blocks, or a fence inside a line, leave the content as it is: which one
+/// was meant is no guess to make.
 pub fn unfenced(content: &str) -> &str {
     let text = content.trim();
-    let Some(rest) = text.strip_prefix("```") else {
+    if text.starts_with(['{', '[']) {
+        // JSON as it stands (its strings may quote fences of their own).
+        return text;
+    }
+    let mut fences = text.match_indices("```").map(|(at, _)| at);
+    let (Some(open), Some(close), None) = (fences.next(), fences.next(), fences.next()) else {
         return text;
     };
-    let Some(inner) = rest.strip_suffix("```") else {
+    let on_own_line = |at: usize| at == 0 || text[..at].ends_with('\n');
+    if !on_own_line(open) || !on_own_line(close) {
         return text;
-    };
-    // The info string runs to the end of the first line: `json`, `JSON` or nothing.
-    let Some((info, body)) = inner.split_once('\n') else {
+    }
+    // The info string runs to the end of the opening fence's line: `json`, `JSON` or nothing.
+    let Some((info, body)) = text[open + 3..close].split_once('\n') else {
         return text;
     };
     let info = info.trim();
     if !(info.is_empty() || info.eq_ignore_ascii_case("json")) {
         return text;
     }
-    let body = body.trim();
-    if body.contains("```") {
-        // More than one block: not "one fenced block around it".
+    // The closing fence ends its line.
+    let after = &text[close + 3..];
+    if !(after.is_empty() || after.starts_with(['\n', '\r'])) {
         return text;
     }
-    body
+    body.trim()
 }
+
+/// Distinct schemas kept compiled at most. A job whose rows each bring a
+/// schema of their own (an `enum` of the row's labels) would otherwise keep
+/// one compiled validator per row, a few KB each: gigabytes over millions of
+/// rows. Past the bound the kept ones are let go and compiled again as met.
+const MOST_SCHEMAS: usize = 256;
 
 /// Compiled schemas by their compact JSON text, shared by every request that names one.
 #[derive(Debug, Default)]
@@ -167,6 +183,10 @@ impl Schemas {
         let check = Arc::new(OutputCheck {
             schema: Some(validator),
         });
+        if compiled.len() >= MOST_SCHEMAS {
+            // Requests planned already hold their own Arc of their check.
+            compiled.clear();
+        }
         compiled.insert(text, Arc::clone(&check));
         Ok(Some(check))
     }
@@ -212,6 +232,33 @@ mod tests {
         assert_eq!(unfenced(two), two);
         assert_eq!(unfenced("```python\n{}\n```"), "```python\n{}\n```");
         assert_eq!(unfenced("Here: ```json\n{}\n```"), "Here: ```json\n{}\n```");
+        // Prose around the one block on lines of its own, as models write it.
+        let prose = "Here is the JSON:\n\n```json\n{\"a\": 1}\n```\n\nHope this helps!";
+        assert_eq!(unfenced(prose), "{\"a\": 1}");
+        assert_eq!(unfenced("Sure.\n```\n[1]\n```"), "[1]");
+        let two_amid_prose = "A:\n```json\n1\n```\nB:\n```json\n2\n```\n";
+        assert_eq!(unfenced(two_amid_prose), two_amid_prose.trim());
+        // JSON whose strings quote a block is JSON as it stands.
+        let quoting = "{\"md\": \"```json\\n{}\\n```\"}";
+        assert_eq!(unfenced(quoting), quoting);
+    }
+
+    /// Rows that each bring their own schema keep memory bounded: at most
+    /// [`MOST_SCHEMAS`] compiled at once, and each row's check is its own.
+    #[test]
+    fn a_schema_per_row_keeps_a_bounded_number_compiled() {
+        let schemas = Schemas::default();
+        for i in 0..3 * MOST_SCHEMAS {
+            let schema = json!({"enum": [format!("label{i}")]});
+            let extra = json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}});
+            let check = schemas
+                .for_params(false, extra.as_object().expect("an object"))
+                .expect("a schema")
+                .expect("a check");
+            assert!(check.check(Some(&format!("\"label{i}\""))).is_ok());
+            assert!(check.check(Some("\"other\"")).is_err());
+            assert!(schemas.compiled() <= MOST_SCHEMAS, "{}", schemas.compiled());
+        }
     }
 
     #[test]

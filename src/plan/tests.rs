@@ -74,6 +74,7 @@ fn job() -> Job {
         row_limit: None,
         simulate: false,
         shard: Default::default(),
+        shard_from: "nothing: the whole job",
     }
 }
 

@@ -87,7 +87,8 @@ impl Answerer {
             Err(e) => {
                 if !LOOKUP_FAILED.swap(true, Ordering::Relaxed) {
                     printer::warning(format_args!(
-                        "the cache could not be read ({e}); those requests are sent instead"
+                        "the cache could not be read ({}); those requests are sent instead",
+                        self.lookup.explain(&e)
                     ));
                 }
                 return Some(batch);

@@ -148,7 +148,7 @@ fn shard_limits(job: &Job) -> String {
 }
 
 /// The run's start line on a shard: `" in shard 1/4 (8 rows; 150
-/// requests/min: the job's divided by 4)"`; nothing when the job is whole.
+/// requests/min: the job's divided by 4; from --shard)"`; nothing when the job is whole.
 pub(super) fn start_words(job: &Job, scan: &Scan) -> String {
     if !job.shard.is_split() {
         return String::new();
@@ -164,9 +164,10 @@ pub(super) fn start_words(job: &Job, scan: &Scan) -> String {
         ),
     };
     format!(
-        " in shard {} ({}{limits})",
+        " in shard {} ({}{limits}; from {})",
         job.shard,
-        count(scan.shard_rows, "row")
+        count(scan.shard_rows, "row"),
+        job.shard_from,
     )
 }
 

@@ -98,6 +98,12 @@ pub enum StartError {
     EmptyInput { input: String },
     #[error(transparent)]
     Output(#[from] SinkError),
+    /// The output is another run's, and its path has no `{shard}`: the
+    /// shards of one job are queueing on one file.
+    #[error(
+        "{source}; shard {shard} writes an output whose path has no {{shard}}, so the job's shards wait on one file: put {{shard}} in it (e.g. --output 'out-{{shard}}.jsonl') to give each shard its own, then `report` them together"
+    )]
+    ShardsShareOutput { source: SinkError, shard: String },
     #[error(transparent)]
     Endpoint(#[from] ClientError),
     #[error("the summary cannot be written to {}: {source}; choose another --summary", .path.display())]

@@ -181,8 +181,13 @@ pub(super) fn finish(
             printer::heading("summary      ", color)
         ));
         if other_keys > 0 {
+            let why = match job.shard.is_split() {
+                // Most likely the other shards' rows: this shard has only its own.
+                true => "other shards' rows (put {shard} in the output path to give each shard its own), rows removed, or --limit",
+                false => "rows removed, --limit, or another input written to it",
+            };
             printer::notice(format_args!(
-                "{output} also holds {} of keys this job no longer has (rows removed, --limit, or another input written to it); they are kept, and not counted above",
+                "{output} also holds {} of keys this job no longer has ({why}); they are kept, and not counted above",
                 printer::count(other_keys, "line")
             ));
         }

@@ -128,6 +128,11 @@ fn checked(
     Ok((scan, resume))
 }
 
+/// Whether `output` was made with `{shard}` (it holds this shard's `K-of-N`).
+fn shard_in(output: &std::path::Path, job: &Job) -> bool {
+    output.to_string_lossy().contains(&job.shard.placeholder())
+}
+
 /// `promptbatch validate`: every check a run makes before sending, and the estimate on stdout.
 pub async fn validate(args: &JobArgs) -> Result<(), StartError> {
     // Nothing is sent, so a simulated endpoint is not started either.
@@ -243,7 +248,15 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         source,
     })?;
     check_batch_path(&job)?;
-    let _lock = OutputLock::acquire(output).map_err(StartError::from)?;
+    let _lock = OutputLock::acquire(output).map_err(|e| match e {
+        sink::SinkError::Locked { .. } if job.shard.is_split() && !shard_in(output, &job) => {
+            StartError::ShardsShareOutput {
+                source: e,
+                shard: job.shard.to_string(),
+            }
+        }
+        e => StartError::from(e),
+    })?;
     if !args.fresh && !resume.unchanged(output) {
         // Another run wrote the output before this one took the lock.
         prefold = None;

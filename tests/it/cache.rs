@@ -459,6 +459,37 @@ async fn a_store_that_is_not_ours_is_refused_before_sending() {
     assert!(!sb.path("a.out.jsonl").exists() || sb.read("a.out.jsonl").is_empty());
 }
 
+/// A store damaged after it was made (truncated or overwritten by something
+/// else, its first page intact) fails every later run the same way: the run
+/// still sends and writes every line, and says to delete the file.
+#[tokio::test]
+async fn a_store_damaged_later_is_said_with_what_to_do() {
+    let mock = priced_mock().await;
+    let sb = Sandbox::new();
+    sb.write("a.jsonl", &rows(&[("x", "hi"), ("y", "there")]));
+    sb.write("a.toml", &job(&mock.url(), "a.jsonl", "a.out.jsonl", ""));
+    let out = output(run(&sb, "a.toml", &["--cache", "c"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // Every page past the first (the header and the list of tables) overwritten.
+    let db = sb.path(&format!("c/{DB}"));
+    let mut bytes = std::fs::read(&db).expect("the store");
+    assert!(bytes.len() > 4096, "{} bytes", bytes.len());
+    bytes[4096..].fill(0xAB);
+    std::fs::write(&db, &bytes).expect("overwritten");
+
+    sb.write("b.toml", &job(&mock.url(), "a.jsonl", "b.out.jsonl", ""));
+    let out = output(run(&sb, "b.toml", &["--cache", "c"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("could not be read"), "{err}");
+    assert!(
+        err.contains(DB) && err.contains("damaged: delete it"),
+        "{err}"
+    );
+    assert_eq!(sb.records("b.out.jsonl").len(), 2);
+    assert_eq!(mock.stats().requests(), 4, "both sent again");
+}
+
 #[tokio::test]
 async fn a_hit_needs_no_budget() {
     let mock = priced_mock().await;

@@ -8,9 +8,17 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
-/// Bytes no text encoding would survive: every byte value, twice.
-fn image_bytes(seed: u8) -> Vec<u8> {
-    (0..512u32).map(|i| (i as u8).wrapping_mul(seed)).collect()
+/// An image of type `mime` by its first bytes (what promptbatch checks),
+/// then bytes no text encoding would survive: every byte value, twice.
+fn image_bytes(mime: &str, seed: u8) -> Vec<u8> {
+    let mut bytes: Vec<u8> = match mime {
+        "image/png" => b"\x89PNG\r\n\x1a\n".to_vec(),
+        "image/jpeg" => vec![0xFF, 0xD8, 0xFF, 0xE0],
+        "image/webp" => b"RIFF\0\0\0\0WEBP".to_vec(),
+        other => panic!("no test image of type {other}"),
+    };
+    bytes.extend((0..512u32).map(|i| (i as u8).wrapping_mul(seed)));
+    bytes
 }
 
 /// A job reading `data/rows.jsonl` (so images are relative to `data/`, not
@@ -53,8 +61,8 @@ fn parts(bodies: &std::collections::HashMap<String, Value>, id: &str) -> Vec<Val
 async fn local_files_arrive_byte_for_byte_and_urls_unchanged() {
     let mock = mock(MockConfig::default()).await;
     let sb = Sandbox::new();
-    write_bytes(&sb, "data/img/a.png", &image_bytes(3));
-    write_bytes(&sb, "data/img/b.JPG", &image_bytes(7));
+    write_bytes(&sb, "data/img/a.png", &image_bytes("image/png", 3));
+    write_bytes(&sb, "data/img/b.JPG", &image_bytes("image/jpeg", 7));
     let data_url = "data:image/gif;base64,R0lGODlhAQABAAAAACw=";
     let rows = [
         json!({"id": "a", "prompt": "what is in a?", "photo": "img/a.png"}),
@@ -77,7 +85,10 @@ async fn local_files_arrive_byte_for_byte_and_urls_unchanged() {
         let encoded = url
             .strip_prefix(&format!("data:{mime};base64,"))
             .unwrap_or_else(|| panic!("a {mime} data URL: {url:.60}"));
-        assert_eq!(STANDARD.decode(encoded).expect("base64"), image_bytes(seed));
+        assert_eq!(
+            STANDARD.decode(encoded).expect("base64"),
+            image_bytes(mime, seed)
+        );
     }
     assert_eq!(
         parts(&bodies, "u")[1],
@@ -88,7 +99,7 @@ async fn local_files_arrive_byte_for_byte_and_urls_unchanged() {
 
     // request_sha256 covers the image: an edited file is resent, nothing else.
     let before = mock.stats().requests();
-    write_bytes(&sb, "data/img/a.png", &image_bytes(5));
+    write_bytes(&sb, "data/img/a.png", &image_bytes("image/png", 5));
     let out = run_job(&sb).output().await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(mock.stats().requests(), before + 1);
@@ -101,7 +112,7 @@ async fn local_files_arrive_byte_for_byte_and_urls_unchanged() {
         STANDARD
             .decode(url.trim_start_matches("data:image/png;base64,"))
             .expect("base64"),
-        image_bytes(5)
+        image_bytes("image/png", 5)
     );
     mock.shutdown().await;
 }
@@ -110,8 +121,8 @@ async fn local_files_arrive_byte_for_byte_and_urls_unchanged() {
 async fn a_missing_or_oversized_image_is_exit_2_with_file_line_and_field() {
     let mock = mock(MockConfig::default()).await;
     let sb = Sandbox::new();
-    write_bytes(&sb, "data/ok.png", &image_bytes(1)[..100]);
-    write_bytes(&sb, "data/big.png", &image_bytes(2));
+    write_bytes(&sb, "data/ok.png", &image_bytes("image/png", 1)[..100]);
+    write_bytes(&sb, "data/big.png", &image_bytes("image/png", 2));
     let rows = concat!(
         "{\"id\": \"1\", \"prompt\": \"p\", \"photo\": \"ok.png\"}\n",
         "{\"id\": \"2\", \"prompt\": \"p\", \"photo\": \"gone.png\"}\n",
@@ -131,7 +142,7 @@ async fn a_missing_or_oversized_image_is_exit_2_with_file_line_and_field() {
     );
     assert!(err.contains("rows.jsonl:3"), "{err}");
     assert!(
-        err.contains("512 bytes, more than [input] max_image_bytes (511)"),
+        err.contains("520 bytes, more than [input] max_image_bytes (511)"),
         "{err}"
     );
     assert!(
@@ -158,10 +169,67 @@ async fn a_missing_or_oversized_image_is_exit_2_with_file_line_and_field() {
     mock.shutdown().await;
 }
 
+/// A file named like an image whose content is none (an unpacked dataset's
+/// `cat.png` linking to a key file) is never uploaded: a row error before
+/// sending. A picture under another type's name goes as the type it is, and
+/// a data: URL is bounded like a file.
+#[cfg(unix)]
+#[tokio::test]
+async fn only_image_content_is_uploaded_whatever_the_name_says() {
+    let mock = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    sb.write("secret/id_key", "-----BEGIN PRIVATE KEY----- hunter2\n");
+    write_bytes(&sb, "data/real.jpg", &image_bytes("image/png", 4));
+    std::os::unix::fs::symlink(sb.path("secret/id_key"), sb.path("data/cat.png")).expect("link");
+    let big = format!("data:image/png;base64,{}", "A".repeat(1024));
+    let rows = [
+        json!({"id": "cat", "prompt": "p", "photo": "cat.png"}),
+        json!({"id": "big", "prompt": "p", "photo": big}),
+    ]
+    .iter()
+    .map(|r| format!("{r}\n"))
+    .collect::<String>();
+    sb.write("data/rows.jsonl", &rows);
+    let job = image_job(&mock.url(), "max_image_bytes = 700");
+    let out = run_job(&sb).job(&job).output().await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("rows.jsonl:1") && err.contains("no PNG, JPEG, GIF or WebP image"),
+        "{err}"
+    );
+    assert!(
+        err.contains("rows.jsonl:2")
+            && err.contains("768 bytes, more than [input] max_image_bytes (700)"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+    assert_eq!(mock.stats().requests(), 0, "nothing sent");
+
+    sb.write(
+        "data/rows.jsonl",
+        "{\"id\": \"r\", \"prompt\": \"p\", \"photo\": \"real.jpg\"}\n",
+    );
+    let out = run_job(&sb).output().await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let url = parts(&bodies(&mock), "r")[1]["image_url"]["url"]
+        .as_str()
+        .expect("a url")
+        .to_string();
+    let encoded = url
+        .strip_prefix("data:image/png;base64,")
+        .expect("sent as the PNG it is");
+    assert_eq!(
+        STANDARD.decode(encoded).expect("base64"),
+        image_bytes("image/png", 4)
+    );
+    mock.shutdown().await;
+}
+
 #[tokio::test]
 async fn the_worst_case_counts_each_image_at_its_token_bound() {
     let sb = Sandbox::new();
-    write_bytes(&sb, "data/a.png", &image_bytes(1));
+    write_bytes(&sb, "data/a.png", &image_bytes("image/png", 1));
     sb.write(
         "data/rows.jsonl",
         "{\"id\": \"a\", \"prompt\": \"abcdefgh\", \"photo\": \"a.png\", \"other\": \"https://x.test/b.png\"}\n",
@@ -204,7 +272,7 @@ async fn the_sample_image_job_runs_with_simulate() {
 async fn csv_rows_take_images_from_a_column_and_a_missing_column_is_said_once() {
     let mock = mock(MockConfig::default()).await;
     let sb = Sandbox::new();
-    write_bytes(&sb, "data/a.webp", &image_bytes(9));
+    write_bytes(&sb, "data/a.webp", &image_bytes("image/webp", 9));
     sb.write(
         "data/rows.csv",
         "id,question,photo\n1,what?,a.webp\n2,and?,a.webp\n",

@@ -480,3 +480,81 @@ async fn a_shard_keeps_the_endpoints_pace_not_its_share() {
     assert!((3600.0..=4800.0).contains(&rpm), "{kept}");
     mock.shutdown().await;
 }
+
+/// Shards of one job given one output path (no `{shard}` in it) queue on
+/// its lock: the one refused says why and how to give each its own file.
+#[tokio::test]
+async fn shards_on_one_output_without_shard_in_its_path_are_told_how_to_split_it() {
+    let mock = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    let rows: String = (1..=8)
+        .map(|i| format!("{{\"id\": \"r{i}\", \"prompt\": \"q{i} [mock:latency=3000]\"}}\n"))
+        .collect();
+    sb.write("rows.jsonl", &rows);
+    sb.write(
+        "job.toml",
+        &prompt_job(&mock.url(), "[output]\npath = \"all.jsonl\"\n"),
+    );
+    let first = tokio::spawn(output(sb.command(&["run", "job.toml", "--shard", "0/2"])));
+    wait_until("the first shard sending", || mock.stats().requests() > 0).await;
+    let out = output(sb.command(&["run", "job.toml", "--shard", "1/2"])).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("is being written by another promptbatch run"),
+        "{err}"
+    );
+    assert!(
+        err.contains("shard 1/2 writes an output whose path has no {shard}")
+            && err.contains("--output 'out-{shard}.jsonl'"),
+        "{err}"
+    );
+    let first = first.await.expect("the first shard");
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    // One after the other they run, each told whose the other lines are.
+    let out = output(sb.command(&["run", "job.toml", "--shard", "1/2"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("other shards' rows"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sb.records("all.jsonl").len(), 8);
+
+    // Unsharded, the refusal is as it always was.
+    let before = mock.stats().requests();
+    let first = tokio::spawn(output(sb.command(&["run", "job.toml", "--fresh"])));
+    wait_until("the whole run sending", || mock.stats().requests() > before).await;
+    let out = output(sb.command(&["run", "job.toml"])).await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(!stderr(&out).contains("{shard}"), "{}", stderr(&out));
+    assert_eq!(code(&first.await.expect("the run")), 0);
+    mock.shutdown().await;
+}
+
+/// A Slurm array whose tasks each run a different job would run a slice of
+/// each: the start line says where the shard came from, and how to run all.
+#[tokio::test]
+async fn a_shard_from_the_environment_is_said_with_how_to_run_the_whole_job() {
+    let mock = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    sb.write("rows.jsonl", &rows(8));
+    sb.write("job.toml", &sharded_job(&mock.url(), ""));
+    let mut cmd = sb.command(&["run", "job.toml"]);
+    cmd.env("SLURM_ARRAY_TASK_ID", "1")
+        .env("SLURM_ARRAY_TASK_MIN", "0")
+        .env("SLURM_ARRAY_TASK_COUNT", "2");
+    let out = output(cmd).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("in shard 1/2 (")
+            && err.contains(
+                "from the Slurm array's variables: --shard 0/1 runs the whole job in each task)"
+            ),
+        "{err}"
+    );
+    let out = output(sb.command(&["run", "job.toml", "--shard", "0/2"])).await;
+    assert!(stderr(&out).contains("; from --shard)"), "{}", stderr(&out));
+    mock.shutdown().await;
+}

@@ -149,6 +149,35 @@ async fn json_replies_are_parsed_checked_against_the_schema_and_retried() {
     mock.shutdown().await;
 }
 
+/// Models often write a lead-in line and a remark around the block: the one
+/// block on lines of its own is the JSON, sent once; two blocks are a guess
+/// not made.
+#[tokio::test]
+async fn one_fenced_block_amid_prose_is_the_json() {
+    let mock = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    let amid_prose = format!("Here is the order:\n```json\n{GOOD}\n```\nLet me know!");
+    let two = format!("A:\n```json\n{GOOD}\n```\nB:\n```json\n{{}}\n```");
+    let rows = [replying("prose", &[&amid_prose]), replying("two", &[&two])].concat();
+    let out = run_job(&sb)
+        .rows(&rows)
+        .job(&schema_job(&mock.url(), ""))
+        .output()
+        .await;
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let records = by_key(&sb.records("t.jsonl"));
+    let prose = &records["prose/default"];
+    assert_eq!(prose["status"], "ok", "{prose}");
+    assert_eq!(
+        prose["json"],
+        json!({"items": [{"price": 1}, {"price": 2.5}]})
+    );
+    assert_eq!(prose["content"], amid_prose.as_str());
+    assert_eq!(records["two/default"]["error"]["kind"], "bad_output");
+    assert_eq!(mock.stats().requests(), 2, "nothing retried");
+    mock.shutdown().await;
+}
+
 #[tokio::test]
 async fn bad_output_alone_is_not_retried_by_default_and_json_true_asks_every_reply() {
     let mock = mock(MockConfig::default()).await;

@@ -75,11 +75,29 @@ fn k_of_n_parses_and_bad_values_say_what_to_do() {
 #[test]
 fn nothing_said_is_the_whole_job() {
     assert_eq!(resolve(None, None, &env(&[])), Ok(Shard::default()));
-    // An index without --shards has no N: ignored.
+    // Index 0 without --shards may be a Job of one completion: the whole job.
     assert_eq!(
-        resolve(None, None, &env(&[(K8S_INDEX, "2")])),
+        resolve(None, None, &env(&[(K8S_INDEX, "0")])),
         Ok(Shard::default())
     );
+}
+
+/// A pod above index 0 with no --shards is one of several: run as the whole
+/// job, every pod would send (and pay for) every row. Refused, saying what to pass.
+#[test]
+fn a_kubernetes_index_above_0_without_shards_is_refused() {
+    let e = env(&[(K8S_INDEX, "2")]);
+    let err = resolve(None, None, &e).expect_err("one pod of several");
+    assert_eq!(err.place, K8S_INDEX);
+    assert!(
+        err.message.contains("--shards N") && err.message.contains("--shard 0/1"),
+        "{err}"
+    );
+    // Said any other way, the shard is what was said.
+    assert_eq!(resolve(Some("0/1"), None, &e), Ok(Shard::default()));
+    assert_eq!(resolve(None, Some(3), &e), Ok(shard(2, 3)));
+    let with_var = env(&[(K8S_INDEX, "2"), (SHARD_VAR, "1/4")]);
+    assert_eq!(resolve(None, None, &with_var), Ok(shard(1, 4)));
 }
 
 #[test]

@@ -186,7 +186,8 @@ async fn big_images_are_read_as_requests_are_built_and_never_all_held() {
     .expect("mock starts");
     let sb = Sandbox::new();
     // 4.5 MiB of bytes, 6 MiB once in base64; one file shared by every row.
-    let image: Vec<u8> = (0..9 * MIB / 2).map(|i| (i % 251) as u8).collect();
+    let mut image = b"\x89PNG\r\n\x1a\n".to_vec();
+    image.extend((0..9 * MIB / 2).map(|i| (i % 251) as u8));
     std::fs::write(sb.path("big.png"), &image).expect("written");
     let rows: String = (0..ROWS)
         .map(|i| format!("{{\"id\": \"r{i}\", \"prompt\": \"p\", \"photo\": \"big.png\"}}\n"))
