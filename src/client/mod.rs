@@ -92,8 +92,9 @@ pub struct Reply {
     /// The model's refusal text (OpenAI `message.refusal`), when it gave one.
     pub refusal: Option<String>,
     /// The content parsed as JSON, when JSON was asked for (set by the
-    /// scheduler's check of the reply, never by the client).
-    pub json: Option<serde_json::Value>,
+    /// scheduler's check of the reply, never by the client), as compact
+    /// text: a tree would cost about 20 times a reply's size.
+    pub json: Option<RawJson>,
     /// Send to last byte.
     pub latency_ms: f64,
     /// First content byte; streaming only.

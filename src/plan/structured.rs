@@ -25,13 +25,19 @@ pub struct OutputCheck {
 }
 
 impl OutputCheck {
-    /// The reply's content as JSON, or why it is not usable (the `bad_output` message).
-    pub fn check(&self, content: Option<&str>) -> Result<Value, String> {
+    /// The reply's JSON text (its content, unfenced), or why it is not
+    /// usable (the `bad_output` message).
+    ///
+    /// Without a schema the text is only checked to be JSON, with no tree
+    /// built: a tree costs about 20 times its text, and a reply may hold
+    /// 16 MiB. A schema needs the tree: [`Self::is_large`] says when the
+    /// caller should build it off the async workers, one at a time.
+    pub fn check<'a>(&self, content: Option<&'a str>) -> Result<&'a str, String> {
         let Some(content) = content else {
             return Err("JSON was asked for, and the reply has no content".into());
         };
         let text = unfenced(content);
-        let value: Value = serde_json::from_str(text).map_err(|e| {
+        let not_json = |e: serde_json::Error| {
             format!(
                 "the reply is not JSON: {} at line {} column {}{}",
                 category(&e),
@@ -39,31 +45,44 @@ impl OutputCheck {
                 e.column(),
                 quote(content)
             )
-        })?;
-        if let Some(schema) = &self.schema {
-            let errors: Vec<String> = schema
-                .iter_errors(&value)
-                .take(3)
-                .map(|e| {
-                    let at = match e.instance_path.as_str() {
-                        "" => "/".to_string(),
-                        path => path.to_string(),
-                    };
-                    // The rule's text quotes the failing value, which may be long.
-                    let rule = cut(&e.to_string(), QUOTE_CHARS);
-                    format!("at {at}: {rule} (schema rule {})", e.schema_path)
-                })
-                .collect();
-            if !errors.is_empty() {
-                return Err(format!(
-                    "the reply fails the response_format JSON Schema {}",
-                    errors.join("; ")
-                ));
-            }
+        };
+        let Some(schema) = &self.schema else {
+            serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(not_json)?;
+            return Ok(text);
+        };
+        let value: Value = serde_json::from_str(text).map_err(not_json)?;
+        let errors: Vec<String> = schema
+            .iter_errors(&value)
+            .take(3)
+            .map(|e| {
+                let at = match e.instance_path.as_str() {
+                    "" => "/".to_string(),
+                    path => path.to_string(),
+                };
+                // The rule's text quotes the failing value, which may be long.
+                let rule = cut(&e.to_string(), QUOTE_CHARS);
+                format!("at {at}: {rule} (schema rule {})", e.schema_path)
+            })
+            .collect();
+        if !errors.is_empty() {
+            return Err(format!(
+                "the reply fails the response_format JSON Schema {}",
+                errors.join("; ")
+            ));
         }
-        Ok(value)
+        Ok(text)
+    }
+
+    /// Whether checking `content` builds a tree big enough to matter
+    /// (a schema, and more than [`LARGE_CONTENT`] bytes).
+    pub fn is_large(&self, content: Option<&str>) -> bool {
+        self.schema.is_some() && content.is_some_and(|c| c.len() > LARGE_CONTENT)
     }
 }
+
+/// Content past which a schema check's tree (about 20 times the text) is
+/// built one at a time, off the async workers.
+pub const LARGE_CONTENT: usize = 1024 * 1024;
 
 fn category(e: &serde_json::Error) -> String {
     // serde_json's text ends with its own " at line L column C": say it once, in our words.
@@ -274,7 +293,7 @@ mod tests {
             .expect("asks for JSON");
         assert_eq!(
             check.check(Some("```json\n{\"a\": 1}\n```")),
-            Ok(json!({"a": 1}))
+            Ok("{\"a\": 1}")
         );
         let text = json!({"response_format": {"type": "text"}});
         assert!(schemas

@@ -10,12 +10,16 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::Utc;
-use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::producer;
 use super::scan::Scan;
 use crate::cache::{self, CacheError, Handle, Hit, Lookup, Writer, WriterStats};
+use crate::client::RawJson;
 use crate::input::Spooled;
 use crate::job::{CacheConfig, Job, ParamLayer};
 use crate::plan::structured::OutputCheck;
@@ -135,12 +139,17 @@ impl Answerer {
 /// content when the request asks for JSON (None when the content would be
 /// `bad_output`), without `json` when it does not.
 fn fitted(reply: String, check: Option<&OutputCheck>) -> Option<String> {
-    let mut fields: Map<String, Value> = serde_json::from_str(&reply).ok()?;
+    // Fields as text, never as trees: a stored `json` may be megabytes.
+    let mut fields: BTreeMap<String, Box<RawValue>> = serde_json::from_str(&reply).ok()?;
     match check {
         Some(check) => {
-            let content = fields.get("content").and_then(Value::as_str);
-            let json = check.check(content).ok()?;
-            fields.insert("json".into(), json);
+            let content: Option<String> = match fields.get("content") {
+                Some(raw) => serde_json::from_str(raw.get()).ok()?,
+                None => None,
+            };
+            let text = check.check(content.as_deref()).ok()?;
+            let json = RawJson::compacted(serde_json::from_str::<&RawValue>(text).ok()?);
+            fields.insert("json".into(), serde_json::value::to_raw_value(&json).ok()?);
         }
         None if fields.contains_key("json") => {
             fields.remove("json");

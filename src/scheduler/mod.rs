@@ -18,6 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use tokio::sync::{mpsc, Semaphore};
 
 use booking::Booking;
@@ -25,8 +26,9 @@ pub use budget::Budget;
 pub use limiter::{Limiter, PaceChange, PaceReport, PaceSource, PaceWhy};
 pub use stop::{shorten, StopSignal, IDENTICAL_TO_STOP, REFUSALS_TO_STOP, UNREACHABLE_TO_STOP};
 
-use crate::client::{Client, ErrorKind, Failure, Reply};
+use crate::client::{Client, ErrorKind, Failure, RawJson, Reply};
 use crate::job::{Job, Pricing, RetryConfig};
+use crate::plan::structured::OutputCheck;
 use crate::plan::Request;
 use retry::{decide, Backoff, Verdict};
 use stop::Streaks;
@@ -299,14 +301,18 @@ impl Ended {
 /// success, its calls kept. A reply cut by `max_tokens` that does not parse
 /// is a `bad_output` never retried (`should_retry: false`): the contract
 /// never retries a `length` reply, and the same cap would cut the next one.
-fn checked(request: &Request, reply: &mut Reply) -> Option<Failure> {
+async fn checked(request: &Request, reply: &mut Reply) -> Option<Failure> {
     let check = request.output.as_ref()?;
     if reply.content.is_none() && reply.tool_calls.is_some() {
         return None;
     }
-    match check.check(reply.content.as_deref()) {
+    let verdict = match check.is_large(reply.content.as_deref()) {
+        false => check.check(reply.content.as_deref()).map(json_of),
+        true => large_check(Arc::clone(check), reply.content.clone()).await,
+    };
+    match verdict {
         Ok(json) => {
-            reply.json = Some(json);
+            reply.json = json;
             None
         }
         Err(mut message) => {
@@ -321,6 +327,31 @@ fn checked(request: &Request, reply: &mut Reply) -> Option<Failure> {
             Some(failure)
         }
     }
+}
+
+/// Checked JSON text as the record keeps it: compact text, never a tree.
+fn json_of(text: &str) -> Option<RawJson> {
+    serde_json::from_str::<&RawValue>(text)
+        .ok()
+        .map(RawJson::compacted)
+}
+
+/// One schema check of a large reply at a time, on a blocking thread: its
+/// tree is about 20 times the text, and building it must neither stall the
+/// async workers nor happen for every large reply in flight at once.
+async fn large_check(
+    check: Arc<OutputCheck>,
+    content: Option<String>,
+) -> Result<Option<RawJson>, String> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let checked = tokio::task::spawn_blocking(move || {
+        let _turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        check.check(content.as_deref()).map(json_of)
+    })
+    .await;
+    checked.unwrap_or_else(|e| Err(format!("the reply's JSON check failed: {e}")))
 }
 
 impl Shared {
@@ -366,7 +397,7 @@ impl Shared {
                     // The endpoint answered: a reply that is not the JSON asked
                     // for says nothing of the endpoint, so it ends no streak.
                     self.streak(|s| s.on_end(None), None);
-                    match checked(request, &mut reply) {
+                    match checked(request, &mut reply).await {
                         None => break Ok(reply),
                         Some(failure) => {
                             bad_outputs = bad_outputs.saturating_add(1);

@@ -4,10 +4,12 @@
 //! the resume scan and the usage report.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::cache::Hit;
@@ -66,7 +68,7 @@ pub struct Record {
     pub refusal: Option<String>,
     /// Structured output: the content parsed as JSON, when JSON was asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub json: Option<Value>,
+    pub json: Option<RawJson>,
     /// With a budget: what this request counts against it (its cost, or its
     /// worst case when unknown, plus a worst case per uncertain attempt), so
     /// a rerun charges exactly what this run did.
@@ -312,15 +314,17 @@ impl Record {
         let mut base = Record::from_outcome(job, outcome, &Pricing::default());
         base.latency_ms = None;
         base.cached = Some(true);
+        // Fields as text, never as trees: a stored `json` may be megabytes.
         let merged = (|| {
-            let stored: Map<String, Value> = serde_json::from_str(&reply)?;
-            let cost = stored.get("cost_usd").and_then(Value::as_f64);
-            let mut fields = match serde_json::to_value(&base)? {
-                Value::Object(fields) => fields,
-                _ => Map::new(),
-            };
+            let stored: BTreeMap<String, Box<RawValue>> = serde_json::from_str(&reply)?;
+            let cost = stored
+                .get("cost_usd")
+                .and_then(|raw| serde_json::from_str::<Option<f64>>(raw.get()).ok())
+                .flatten();
+            let mut fields: BTreeMap<String, Box<RawValue>> =
+                serde_json::from_str(&serde_json::to_string(&base)?)?;
             fields.extend(stored);
-            let mut record: Record = serde_json::from_value(Value::Object(fields))?;
+            let mut record: Record = serde_json::from_str(&serde_json::to_string(&fields)?)?;
             record.cached_cost_usd = cost;
             Ok::<_, serde_json::Error>(record)
         })();

@@ -35,6 +35,8 @@ struct Scenario {
     timeout_secs: u64,
     max_attempt_secs: u64,
     max_reply_bytes: Option<u64>,
+    /// `[output] json = true`: the reply must be JSON.
+    json: bool,
 }
 
 impl Default for Scenario {
@@ -44,6 +46,7 @@ impl Default for Scenario {
             timeout_secs: 30,
             max_attempt_secs: 60,
             max_reply_bytes: Some(MIB),
+            json: false,
         }
     }
 }
@@ -72,10 +75,13 @@ stream = {stream}
 [retry]
 initial_backoff_ms = 1
 max_backoff_ms = 10
+[output]
+json = {json}
 "#,
         timeout = scenario.timeout_secs,
         deadline = scenario.max_attempt_secs,
         stream = scenario.stream,
+        json = scenario.json,
     );
     let cmd = run_job(&sb)
         .rows("{\"id\": \"a\", \"prompt\": \"hello\"}\n")

@@ -52,6 +52,31 @@ async fn tool_calls_of_millions_of_tiny_nodes_are_kept_exactly_in_bounded_memory
     assert_peak_below(&finished, BOUND_MIB);
 }
 
+/// A reply asked to be JSON is checked, and kept in `json`, as text: its
+/// tree (about 20 times the text) is never built when no schema needs it.
+#[tokio::test]
+async fn a_json_reply_of_millions_of_tiny_nodes_is_checked_and_kept_in_bounded_memory() {
+    let content = format!("[{}]", nodes(nodes_in_cap(4096)));
+    let body = format!(
+        r#"{{"id":"r1","choices":[{{"index":0,"message":{{"content":"{content}"}},"finish_reason":"stop"}}]}}"#
+    );
+    assert!(body.len() as u64 <= CAP);
+    let server = Hostile::start(json_200(body)).await;
+    let scenario = Scenario {
+        json: true,
+        ..capped(false)
+    };
+    let (finished, record) = run(&server.url, scenario).await;
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert_eq!(record["status"], "ok");
+    assert_eq!(
+        record["json"].as_array().map(Vec::len),
+        Some(nodes_in_cap(4096))
+    );
+    assert_eq!(server.requests(), 1);
+    assert_peak_below(&finished, BOUND_MIB);
+}
+
 #[tokio::test]
 async fn content_parts_of_millions_of_tiny_items_are_joined_in_bounded_memory() {
     let body = format!(
