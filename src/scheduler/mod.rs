@@ -9,10 +9,11 @@ mod budget;
 mod limiter;
 pub mod pricing;
 pub mod retry;
+mod routes;
 mod stop;
 
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -23,12 +24,14 @@ use tokio::sync::{mpsc, Semaphore};
 use booking::Booking;
 pub use budget::Budget;
 pub use limiter::{Limiter, PaceChange, PaceReport, PaceSource, PaceWhy};
+pub use routes::{EndpointNote, Route, FAILING_TO_AVOID};
 pub use stop::{shorten, StopSignal, IDENTICAL_TO_STOP, REFUSALS_TO_STOP, UNREACHABLE_TO_STOP};
 
-use crate::client::{Client, ErrorKind, Failure, Reply};
+use crate::client::{ErrorKind, Failure, Reply};
 use crate::job::{Job, Pricing, RetryConfig};
 use crate::plan::Request;
 use retry::{decide, Backoff, Verdict};
+use routes::{Picked, Routes};
 use stop::Streaks;
 
 /// How one request ended.
@@ -42,6 +45,8 @@ pub struct Outcome {
     pub finished_at: Option<DateTime<Utc>>,
     /// With a budget: what the request counts against it (see `budget::charge`).
     pub budget_charge_usd: Option<f64>,
+    /// With `[[endpoints]]`: the name of the endpoint that gave the last answer.
+    pub endpoint: Option<String>,
 }
 
 /// An attempt failed and the request will be tried again after `wait`.
@@ -70,6 +75,9 @@ pub enum Event {
     Retrying { kind: ErrorKind },
     /// The pace learned from 429s changed (for `-v`).
     Pace(PaceChange),
+    /// With `[[endpoints]]`: an endpoint was taken out of rotation, or is
+    /// failing (a warning).
+    Endpoint(EndpointNote),
     /// A request ended; it becomes one output line.
     Done(Box<Outcome>),
     /// A request answered from the response cache, never sent (told by the
@@ -92,13 +100,14 @@ pub enum StopReason {
 }
 
 struct Shared {
-    client: Client,
+    /// Where attempts go: one route, or one per `[[endpoints]]` entry.
+    routes: Routes,
     retry: RetryConfig,
     pricing: Pricing,
+    /// The job-wide limiter (`[limits]` rates); with one endpoint, its own.
     limiter: Arc<Limiter>,
     budget: Option<Arc<Budget>>,
     stop: Arc<StopSignal>,
-    streaks: Mutex<Streaks>,
     events: mpsc::Sender<Event>,
 }
 
@@ -109,9 +118,11 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// `recorded_cost_usd`: the cost already in the output (for the budget).
+    /// `routes`: one unnamed route (a job of one endpoint: its limiter is
+    /// the job's, of `[limits]` rates), or one named route per endpoint.
     pub fn new(
         job: &Job,
-        client: Client,
+        routes: Vec<Route>,
         stop: Arc<StopSignal>,
         recorded_cost_usd: f64,
         events: mpsc::Sender<Event>,
@@ -119,18 +130,22 @@ impl Scheduler {
         let limits = &job.limits;
         let budget = (limits.max_cost_usd > 0.0)
             .then(|| Arc::new(Budget::new(limits.max_cost_usd, recorded_cost_usd)));
+        let routes = Routes::new(routes);
+        let limiter = match (routes.several(), routes.routes.first()) {
+            (false, Some(route)) => route.limiter.clone(),
+            _ => Arc::new(Limiter::configured(
+                limits.requests_per_minute,
+                limits.tokens_per_minute,
+            )),
+        };
         Scheduler {
             shared: Arc::new(Shared {
-                client,
+                routes,
                 retry: job.retry.clone(),
                 pricing: job.pricing.clone(),
-                limiter: Arc::new(Limiter::new(
-                    limits.requests_per_minute,
-                    limits.tokens_per_minute,
-                )),
+                limiter,
                 budget,
                 stop,
-                streaks: Mutex::new(Streaks::default()),
                 events,
             }),
             concurrency: limits.concurrency.max(1),
@@ -140,6 +155,13 @@ impl Scheduler {
     /// The run's rate limiter: seeded before the run, asked for its pace after.
     pub fn limiter(&self) -> Arc<Limiter> {
         self.shared.limiter.clone()
+    }
+
+    /// Each endpoint's name (None for one endpoint), url and limiter.
+    pub fn route_limiters(&self) -> Vec<(Option<String>, String, Arc<Limiter>)> {
+        (self.shared.routes.routes.iter())
+            .map(|r| (r.name.clone(), r.url.clone(), r.limiter.clone()))
+            .collect()
     }
 
     /// Dispatches every request from `requests` (batches, in order) until it
@@ -198,12 +220,35 @@ impl Scheduler {
                 _ = dispatching.cancelled() => break,
                 _ = shared.limiter.acquire(tokens) => booking.reserved_tokens(tokens),
             }
+            let mut route = Some(0);
+            if shared.routes.several() {
+                let picked = tokio::select! {
+                    biased;
+                    _ = dispatching.cancelled() => break,
+                    picked = shared.routes.pick(&request.model, tokens, None) => picked,
+                };
+                route = match picked {
+                    Picked::Route(i) => {
+                        booking.reserved_at(shared.routes.routes[i].limiter.clone());
+                        Some(i)
+                    }
+                    // Recorded as this request's failure, never sent.
+                    Picked::Unserved => {
+                        shared.limiter.on_answer(tokens, None);
+                        None
+                    }
+                    Picked::AllOut(reason, detail) => {
+                        shared.stop.stop_quoting(reason, detail);
+                        break;
+                    }
+                };
+            }
             let task = shared.clone();
             tokio::spawn(async move {
                 // A bug that panics still ends as a line, and frees its booking.
                 // Boxed: the attempt's state is kilobytes, which the task
                 // would otherwise copy in when spawned and over when done.
-                let execute = Box::pin(task.execute(&request, worst, tokens, &mut booking));
+                let execute = Box::pin(task.execute(&request, worst, tokens, &mut booking, route));
                 let ended = AssertUnwindSafe(execute)
                     .catch_unwind()
                     .await
@@ -218,6 +263,7 @@ impl Scheduler {
                     started_at: Some(ended.started_at),
                     finished_at: Some(ended.finished_at),
                     budget_charge_usd,
+                    endpoint: ended.endpoint,
                 };
                 // A closed channel means the collector is gone; nothing left to tell.
                 let _ = task.events.send(Event::Done(Box::new(outcome))).await;
@@ -247,6 +293,8 @@ struct Ended {
     /// A panicked task: everything it had booked (every attempt may have
     /// been billed), instead of a charge worked out from its attempts.
     panicked_charge: Option<f64>,
+    /// With `[[endpoints]]`: the endpoint of the last attempt.
+    endpoint: Option<String>,
 }
 
 impl Ended {
@@ -266,6 +314,7 @@ impl Ended {
             started_at: now,
             finished_at: now,
             panicked_charge: Some(booked_usd),
+            endpoint: None,
         }
     }
 
@@ -288,35 +337,62 @@ impl Ended {
 }
 
 impl Shared {
+    /// The attempts of one request, the first at `route` (None: no endpoint
+    /// serves its model, so it fails unsent).
     async fn execute(
         &self,
         request: &Request,
         worst: f64,
         tokens: u64,
         booking: &mut Booking,
+        route: Option<usize>,
     ) -> Ended {
         let started_at = Utc::now();
+        let Some(mut route) = route else {
+            let message = format!(
+                "no endpoint of the job serves the model {:?}; add it to an endpoint's models",
+                request.model
+            );
+            return Ended {
+                result: Err(Failure::new(ErrorKind::InvalidRequest, None, message)),
+                attempts: 0,
+                uncertain: 0,
+                started_at,
+                finished_at: Utc::now(),
+                panicked_charge: None,
+                endpoint: None,
+            };
+        };
+        let several = self.routes.several();
         let mut attempts = 0u32;
+        // Attempts an endpoint refused (its key or account, not the request)
+        // before the request went elsewhere: not counted against max_attempts.
+        let mut refused_elsewhere = 0u32;
         let mut uncertain = 0u32;
         let mut backoff = Backoff::new(&self.retry);
         let retries = self.stop.retries();
         let in_flight = self.stop.in_flight();
         let result = loop {
             attempts = attempts.saturating_add(1);
+            let at = &self.routes.routes[route];
             let sent = tokio::select! {
                 biased;
                 _ = in_flight.cancelled() => Err(self.stop.abandoned()),
-                result = self.client.send(request, attempts) => result,
+                result = at.client.send(request, attempts) => result,
             };
             let figures = match &sent {
                 Ok(reply) => reply.rate_limits.as_ref(),
                 Err(failure) => failure.rate_limits.as_deref(),
             };
-            self.limiter.on_answer(tokens, figures);
+            at.limiter.on_answer(tokens, figures);
+            if several {
+                self.limiter.on_answer(tokens, None);
+            }
             let failure = match sent {
                 Ok(reply) => {
-                    self.streak(|s| s.on_attempt(None), None);
-                    if let Some(change) = self.limiter.on_success() {
+                    self.streak(route, |s| s.on_attempt(None), None).await;
+                    self.routes.succeeded(route);
+                    if let Some(change) = at.limiter.on_success() {
                         let _ = self.events.send(Event::Pace(change)).await;
                     }
                     match reply.usage {
@@ -324,7 +400,7 @@ impl Shared {
                         // No usage reported: what was reserved counts as used.
                         None => booking.tokens_spent(),
                     }
-                    self.streak(|s| s.on_end(None), None);
+                    self.streak(route, |s| s.on_end(None), None).await;
                     break Ok(reply);
                 }
                 Err(failure) => failure,
@@ -337,17 +413,29 @@ impl Shared {
                 booking.tokens_answered(None);
             }
             let verdict = decide(&failure);
-            self.streak(|s| s.on_attempt(Some((&failure, verdict))), Some(&failure));
+            self.streak(route, |s| s.on_attempt(Some((&failure, verdict))), Some(&failure))
+                .await;
             if verdict != Verdict::Refused
                 && (failure.status == Some(429) || failure.kind == ErrorKind::RateLimited)
             {
                 // A quota 429 is a refusal, not a pace to slow down to.
-                if let Some(change) = self.limiter.on_rate_limited(failure.retry_after) {
+                if let Some(change) = at.limiter.on_rate_limited(failure.retry_after) {
                     let _ = self.events.send(Event::Pace(change)).await;
                 }
             }
-            if verdict != Verdict::Retry
-                || attempts >= self.retry.max_attempts
+            // Another endpoint serving the model may take the next attempt.
+            let elsewhere = several && self.routes.other_serving(&request.model, route);
+            if several && verdict == Verdict::Retry {
+                if let Some(note) = self.routes.failed(route) {
+                    let _ = self.events.send(Event::Endpoint(note)).await;
+                }
+            }
+            let refused_here = elsewhere && verdict == Verdict::Refused;
+            if refused_here {
+                refused_elsewhere = refused_elsewhere.saturating_add(1);
+            }
+            if (verdict != Verdict::Retry && !refused_here)
+                || attempts.saturating_sub(refused_elsewhere) >= self.retry.max_attempts
                 || retries.is_cancelled()
             {
                 break Err(failure);
@@ -375,7 +463,18 @@ impl Shared {
                     booking.booked_more(worst);
                 }
             }
-            let mut delay = backoff.next_delay(&failure, fastrand::f64());
+            let mut delay = if refused_here {
+                // The endpoint's account refused, not the request: straight on.
+                Duration::ZERO
+            } else if elsewhere {
+                // The next attempt goes elsewhere: the failed endpoint's
+                // Retry-After is its own, not the next one's.
+                let mut general = failure.clone();
+                general.retry_after = None;
+                backoff.next_delay(&general, fastrand::f64())
+            } else {
+                backoff.next_delay(&failure, fastrand::f64())
+            };
             if stop::unreachable(&failure) {
                 delay = delay.min(stop::UNREACHABLE_MAX_BACKOFF);
             }
@@ -395,15 +494,34 @@ impl Shared {
             let _ = self.events.send(Event::RetryPlanned(Box::new(note))).await;
             let resumed = tokio::select! {
                 biased;
-                _ = retries.cancelled() => false,
-                _ = async {
+                _ = retries.cancelled() => None,
+                next = async {
                     tokio::time::sleep(delay).await;
                     self.limiter.acquire(tokens).await;
                     booking.reserved_tokens(tokens);
-                } => true,
+                    if !several {
+                        return Picked::Route(route);
+                    }
+                    let picked = self.routes.pick(&request.model, tokens, Some(route)).await;
+                    if let Picked::Route(i) = picked {
+                        booking.reserved_at(self.routes.routes[i].limiter.clone());
+                    }
+                    picked
+                } => Some(next),
             };
-            if !resumed {
-                break Err(failure);
+            match resumed {
+                Some(Picked::Route(next)) => route = next,
+                Some(Picked::AllOut(reason, detail)) => {
+                    self.limiter.on_answer(tokens, None);
+                    self.stop.stop_quoting(reason, detail);
+                    break Err(failure);
+                }
+                Some(Picked::Unserved) | None => {
+                    if several {
+                        self.limiter.on_answer(tokens, None);
+                    }
+                    break Err(failure);
+                }
             }
             // Told only now: a retry cut short by a stop never happened.
             let _ = self
@@ -413,13 +531,17 @@ impl Shared {
             // That send may have waited; an interrupt meanwhile still stops the retry.
             if retries.is_cancelled() {
                 // Booked with the limiter, never sent.
-                self.limiter.on_answer(tokens, None);
+                self.routes.routes[route].limiter.on_answer(tokens, None);
+                if several {
+                    self.limiter.on_answer(tokens, None);
+                }
                 break Err(failure);
             }
         };
         if let Err(failure) = &result {
             let verdict = decide(failure);
-            self.streak(|s| s.on_end(Some((failure, verdict))), Some(failure));
+            self.streak(route, |s| s.on_end(Some((failure, verdict))), Some(failure))
+                .await;
         }
         Ended {
             result,
@@ -428,23 +550,32 @@ impl Shared {
             started_at,
             finished_at: Utc::now(),
             panicked_charge: None,
+            endpoint: self.routes.routes[route].name.clone(),
         }
     }
 
-    /// Updates the streaks; one that says no further request can succeed stops
-    /// dispatch, quoting the failure's message.
-    fn streak(
+    /// Updates `route`'s streaks. One that says no further request can
+    /// succeed there stops dispatch, quoting the failure's message; with
+    /// several endpoints it takes that one out of rotation instead (the run
+    /// stops once no endpoint serving a model is left: see `Routes::pick`).
+    async fn streak(
         &self,
+        route: usize,
         update: impl FnOnce(&mut Streaks) -> Option<StopReason>,
         failure: Option<&Failure>,
     ) {
-        let stop = update(&mut self.streaks.lock().unwrap_or_else(|e| e.into_inner()));
-        if let Some(reason) = stop {
-            let detail = failure.map(|f| match f.status {
-                Some(status) => format!("HTTP {status}: {}", f.message),
-                None => f.message.clone(),
-            });
+        let stop = update(&mut self.routes.routes[route].streaks());
+        let Some(reason) = stop else { return };
+        let detail = failure.map(|f| match f.status {
+            Some(status) => format!("HTTP {status}: {}", f.message),
+            None => f.message.clone(),
+        });
+        if !self.routes.several() {
             self.stop.stop_because(reason, detail);
+            return;
+        }
+        if let Some(note) = self.routes.take_out(route, reason, detail) {
+            let _ = self.events.send(Event::Endpoint(note)).await;
         }
     }
 }

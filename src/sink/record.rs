@@ -80,6 +80,9 @@ pub struct Record {
     /// sent (null when that was not known).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cached_cost_usd: Option<f64>,
+    /// With `[[endpoints]]`: the name of the endpoint that gave the final answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 /// The few fields resume and compaction need; parsing skips the rest
@@ -214,6 +217,7 @@ impl Record {
             started_at,
             finished_at,
             budget_charge_usd,
+            endpoint,
         } = outcome;
         let client_request_id = req.client_request_id(attempts.max(1));
         let mut record = Record {
@@ -248,6 +252,7 @@ impl Record {
             prior_charge_usd: None,
             cached: None,
             cached_cost_usd: None,
+            endpoint,
         };
         match result {
             Ok(reply) => {
@@ -298,6 +303,7 @@ impl Record {
             started_at: Some(started_at),
             finished_at: Some(finished_at),
             budget_charge_usd: None,
+            endpoint: None,
         };
         let mut base = Record::from_outcome(job, outcome, &Pricing::default());
         base.latency_ms = None;
