@@ -8,6 +8,7 @@ mod cli;
 mod common;
 mod connections;
 mod conventions;
+mod endpoints;
 mod estimate;
 #[cfg(unix)]
 mod files;
