@@ -103,6 +103,7 @@ impl Places {
 fn display(path: &str) -> String {
     match path.split_once('.') {
         Some((section, key)) => format!("[{section}] {key}"),
+        None if path == "endpoints" => "[[endpoints]]".to_string(),
         None if SECTIONS.contains(&path) => format!("[{path}]"),
         None => path.to_string(),
     }

@@ -4,6 +4,8 @@
 //! lists, resume, and `endpoint` on records only when the job has several.
 
 use std::collections::HashMap;
+use std::time::Duration;
+
 use crate::common::*;
 use serde_json::Value;
 
@@ -90,13 +92,17 @@ async fn a_5xx_is_retried_on_another_endpoint() {
     let sb = Sandbox::new();
     let entries = [entry("broken", &broken.url(), ""), entry("good", &good.url(), "")];
     let out = run_job(&sb)
-        .rows(&rows(30))
+        .rows(&rows(60))
         .job(&job(&entries, "[limits]\nconcurrency = 2\n"))
         .output()
         .await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("endpoint \"broken\" failed 20 attempts in a row"), "{err}");
+    // Past that it is tried only when the good one is busy (it never is).
+    assert!(broken.stats().requests() <= 22, "{}", broken.stats().requests());
     let records = sb.records("t.jsonl");
-    assert_eq!(records.len(), 30);
+    assert_eq!(records.len(), 60);
     assert!(records.iter().all(|r| r["status"] == "ok" && r["endpoint"] == "good"));
     assert!(broken.stats().requests() > 0, "the broken one was tried");
     // Never retried on the broken one: one attempt there, one on the good one.
@@ -319,4 +325,52 @@ async fn a_simulated_run_keeps_every_endpoint_apart() {
     // answer's rate figures may be passed over for a moment).
     assert_eq!(by["a"] + by["b"], 40, "{by:?}");
     assert!(by["a"].abs_diff(10) <= 3, "{by:?}");
+}
+
+#[tokio::test]
+async fn an_endpoint_at_a_third_of_the_others_rate_adds_its_share_and_bounces_at_most_1_percent() {
+    // Limits announced in rate headers, as OpenAI does: "slow" allows 5
+    // requests per 250 ms, the two others 15 each.
+    let limited = |n: u64| MockConfig {
+        limit_requests: n,
+        limit_window: Duration::from_millis(250),
+        rate_headers: true,
+        ..MockConfig::default()
+    };
+    let mocks = [
+        mock(limited(5)).await,
+        mock(limited(15)).await,
+        mock(limited(15)).await,
+    ];
+    let sb = Sandbox::new();
+    let entries = [
+        entry("slow", &mocks[0].url(), ""),
+        entry("fast1", &mocks[1].url(), ""),
+        entry("fast2", &mocks[2].url(), ""),
+    ];
+    let started = std::time::Instant::now();
+    let out = run_job(&sb)
+        .rows(&rows(300))
+        .job(&job(&entries, "[limits]\nconcurrency = 32\n"))
+        .output()
+        .await;
+    let took = started.elapsed();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(sb.records("t.jsonl").len(), 300);
+    // One fast endpoint alone needs at least 300 / 15 windows less one: 4.75 s.
+    assert!(
+        took < Duration::from_millis(4_750),
+        "{took:?}: no faster than a single endpoint"
+    );
+    let slow = &mocks[0].stats();
+    assert!(slow.successes() >= 20, "the slow one took its share: {}", slow.successes());
+    assert!(
+        slow.limited() * 100 <= slow.requests().max(100),
+        "{} of {} bounced at the slow endpoint",
+        slow.limited(),
+        slow.requests()
+    );
+    for m in mocks {
+        m.shutdown().await;
+    }
 }
