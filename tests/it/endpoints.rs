@@ -374,3 +374,87 @@ async fn an_endpoint_at_a_third_of_the_others_rate_adds_its_share_and_bounces_at
         m.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn a_retry_on_another_endpoint_does_not_wait_for_the_failed_ones_retry_after() {
+    // Every answer of "busy" is a 429 asking for a second's wait.
+    let busy = mock(MockConfig {
+        rate_429: 1.0,
+        ..MockConfig::default()
+    })
+    .await;
+    let good = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    let entries = [entry("busy", &busy.url(), ""), entry("good", &good.url(), "")];
+    let out = run_job(&sb)
+        .rows(&rows(1))
+        .job(&job(&entries, ""))
+        .output()
+        .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let records = sb.records("t.jsonl");
+    let r = &records[0];
+    assert_eq!((r["endpoint"].as_str(), r["attempts"].as_u64()), (Some("good"), Some(2)), "{r}");
+    assert_eq!(busy.stats().requests(), 1, "the first choice of equal weights");
+    let at = |field: &str| {
+        chrono::DateTime::parse_from_rfc3339(r[field].as_str().expect(field)).expect(field)
+    };
+    let took = at("finished_at") - at("started_at");
+    assert!(
+        took < chrono::Duration::milliseconds(900),
+        "{took:?}: waited for the busy endpoint's Retry-After"
+    );
+}
+
+#[tokio::test]
+async fn several_keys_of_one_url_keep_a_learned_pace_each_in_the_state_file() {
+    // One provider, two keys: 20 requests per 500 ms, told by 429s only.
+    let m = mock(MockConfig {
+        limit_requests: 20,
+        limit_window: Duration::from_millis(500),
+        ..MockConfig::default()
+    })
+    .await;
+    let sb = Sandbox::new();
+    let entries = [entry("key-a", &m.url(), ""), entry("key-b", &m.url(), "")];
+    let out = run_job(&sb)
+        .rows(&rows(200))
+        .job(&job(&entries, "[limits]\nconcurrency = 32\n"))
+        .output()
+        .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(m.stats().limited() > 0, "the limit was met");
+    let kept: Value =
+        serde_json::from_str(&sb.read(".state/promptbatch/rates.json")).expect("state JSON");
+    let port = m.addr().port();
+    let entries_kept = kept["entries"].as_object().expect("entries");
+    let key = |name: &str| format!("http://127.0.0.1:{port} m @{name}");
+    assert!(
+        entries_kept.contains_key(&key("key-a")) && entries_kept.contains_key(&key("key-b")),
+        "{kept}"
+    );
+    assert!(
+        !entries_kept.contains_key(&format!("http://127.0.0.1:{port} m")),
+        "no entry of a single endpoint: {kept}"
+    );
+    // The next run starts each at its own pace, and says so.
+    let out = run_job(&sb)
+        .args(&["--fresh", "--log-format", "json"])
+        .output()
+        .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let start = stderr(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["event"] == "start")
+        .expect("a start event");
+    let listed = start["endpoints"].as_array().expect("endpoints listed");
+    assert_eq!(listed.len(), 2, "{start}");
+    assert_eq!(listed[0]["name"], "key-a");
+    assert_eq!(listed[0]["host"], format!("127.0.0.1:{port}"));
+    assert!(
+        listed.iter().any(|e| e["pace"]["source"] == "state_file"),
+        "{start}"
+    );
+    m.shutdown().await;
+}
