@@ -160,7 +160,10 @@ fn models(value: &toml::Value) -> Result<Vec<String>, String> {
         .map(|item| match item.as_str() {
             Some(id) if !id.trim().is_empty() => Ok(id.to_string()),
             Some(_) => Err("a model id must not be empty".to_string()),
-            None => Err(format!("a model id must be a string, got {}", describe(item))),
+            None => Err(format!(
+                "a model id must be a string, got {}",
+                describe(item)
+            )),
         })
         .collect()
 }
@@ -215,7 +218,9 @@ pub(super) fn resolve(
         }
         if shards > 1 && !s.limits.per_shard {
             let rpm = u64::from(e.requests_per_minute);
-            if (rpm > 0 && rpm < shards) || (e.tokens_per_minute > 0 && e.tokens_per_minute < shards) {
+            if (rpm > 0 && rpm < shards)
+                || (e.tokens_per_minute > 0 && e.tokens_per_minute < shards)
+            {
                 problems.push(
                     at("endpoints", "--shards"),
                     format!("endpoint {:?}: its rate shared by {shards} shards is less than one a minute each; raise it, use fewer shards, or set [limits] per_shard = true if each shard has its own limit", e.name),

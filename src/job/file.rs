@@ -26,7 +26,15 @@ use super::{ParamLayer, ParamSet, Price, Pricing};
 
 /// The sections of a job file; any other top-level key is a setting of `KEYS`.
 const SECTIONS: &[&str] = &[
-    "endpoint", "input", "output", "limits", "retry", "cache", "defaults", "params", "pricing",
+    "endpoint",
+    "input",
+    "output",
+    "limits",
+    "retry",
+    "cache",
+    "defaults",
+    "params",
+    "pricing",
     "endpoints",
 ];
 /// The keys of a `[pricing]` entry: `"model" = { input = 0.02, output = 0.04 }`.

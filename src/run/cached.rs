@@ -34,7 +34,11 @@ fn endpoint(job: &Job) -> String {
     if job.endpoints.is_empty() {
         return cache::endpoint_key(&job.endpoint.url);
     }
-    let mut urls: Vec<&str> = job.endpoints.iter().map(|e| e.config.url.as_str()).collect();
+    let mut urls: Vec<&str> = job
+        .endpoints
+        .iter()
+        .map(|e| e.config.url.as_str())
+        .collect();
     urls.sort_unstable();
     urls.dedup();
     cache::endpoint_key(&format!("endpoints: {}", urls.join(" ")))

@@ -264,7 +264,8 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     }
 
     if !args.quiet {
-        let urls = std::iter::once(&job.endpoint.url).chain(job.endpoints.iter().skip(1).map(|e| &e.config.url));
+        let urls = std::iter::once(&job.endpoint.url)
+            .chain(job.endpoints.iter().skip(1).map(|e| &e.config.url));
         for warning in urls.filter_map(|url| crate::job::endpoint_warning(url)) {
             printer::warning(warning);
         }
@@ -468,7 +469,12 @@ impl StateFile {
                 .map(|e| {
                     let served = models.iter().filter(|m| e.serves(m)).cloned().collect();
                     let configured = e.requests_per_minute > 0 || e.tokens_per_minute > 0;
-                    (e.config.url.as_str(), Some(e.name.as_str()), configured, served)
+                    (
+                        e.config.url.as_str(),
+                        Some(e.name.as_str()),
+                        configured,
+                        served,
+                    )
                 })
                 .collect(),
         };

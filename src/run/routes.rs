@@ -154,7 +154,10 @@ pub fn start_list(job: &Job, paces: &[Option<f64>]) -> Value {
         .map(|(i, e)| {
             let limit = |n: u64| (n > 0).then_some(n);
             let learned = paces.get(i).copied().flatten();
-            let source = match (e.requests_per_minute > 0 || e.tokens_per_minute > 0, learned) {
+            let source = match (
+                e.requests_per_minute > 0 || e.tokens_per_minute > 0,
+                learned,
+            ) {
                 (true, _) => "configured",
                 (false, Some(_)) => "state_file",
                 (false, None) => "none",

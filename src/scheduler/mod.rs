@@ -413,8 +413,12 @@ impl Shared {
                 booking.tokens_answered(None);
             }
             let verdict = decide(&failure);
-            self.streak(route, |s| s.on_attempt(Some((&failure, verdict))), Some(&failure))
-                .await;
+            self.streak(
+                route,
+                |s| s.on_attempt(Some((&failure, verdict))),
+                Some(&failure),
+            )
+            .await;
             if verdict != Verdict::Refused
                 && (failure.status == Some(429) || failure.kind == ErrorKind::RateLimited)
             {

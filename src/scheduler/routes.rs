@@ -118,7 +118,8 @@ impl Routes {
     /// Whether an endpoint other than `not` serves `model` and is in rotation.
     pub fn other_serving(&self, model: &str, not: usize) -> bool {
         let s = self.lock();
-        (0..self.routes.len()).any(|i| i != not && s.out[i].is_none() && self.routes[i].serves(model))
+        (0..self.routes.len())
+            .any(|i| i != not && s.out[i].is_none() && self.routes[i].serves(model))
     }
 
     /// Waits for an endpoint serving `model` that can send now and books the
@@ -128,7 +129,9 @@ impl Routes {
         loop {
             match self.try_pick(model, tokens, avoid) {
                 Ok(picked) => return picked,
-                Err(wait) => tokio::time::sleep(wait.clamp(Duration::from_millis(1), LOOK_AGAIN)).await,
+                Err(wait) => {
+                    tokio::time::sleep(wait.clamp(Duration::from_millis(1), LOOK_AGAIN)).await
+                }
             }
         }
     }
@@ -142,7 +145,11 @@ impl Routes {
         if serving.is_empty() {
             return Ok(Picked::Unserved);
         }
-        let live: Vec<usize> = serving.iter().copied().filter(|&i| s.out[i].is_none()).collect();
+        let live: Vec<usize> = serving
+            .iter()
+            .copied()
+            .filter(|&i| s.out[i].is_none())
+            .collect();
         if live.is_empty() {
             let reason = serving
                 .iter()
@@ -210,7 +217,12 @@ impl Routes {
     }
 
     /// Takes `route` out of rotation; the note the first time.
-    pub fn take_out(&self, route: usize, reason: StopReason, detail: Option<String>) -> Option<EndpointNote> {
+    pub fn take_out(
+        &self,
+        route: usize,
+        reason: StopReason,
+        detail: Option<String>,
+    ) -> Option<EndpointNote> {
         let mut s = self.lock();
         if s.out[route].is_some() {
             return None;
@@ -225,7 +237,11 @@ impl Routes {
 }
 
 /// Smooth weighted round-robin over `candidates` (indices into `credit`).
-fn smooth_pick(credit: &mut [i64], candidates: &[usize], weight: impl Fn(usize) -> u32) -> Option<usize> {
+fn smooth_pick(
+    credit: &mut [i64],
+    candidates: &[usize],
+    weight: impl Fn(usize) -> u32,
+) -> Option<usize> {
     let mut total = 0i64;
     let mut best: Option<usize> = None;
     for &i in candidates {

@@ -25,7 +25,9 @@ fn job(entries: &[String], extra: &str) -> String {
 }
 
 fn rows(n: usize) -> String {
-    (1..=n).map(|i| format!("{{\"prompt\": \"q{i}\"}}\n")).collect()
+    (1..=n)
+        .map(|i| format!("{{\"prompt\": \"q{i}\"}}\n"))
+        .collect()
 }
 
 /// How many records each endpoint answered.
@@ -90,7 +92,10 @@ async fn a_5xx_is_retried_on_another_endpoint() {
     .await;
     let good = mock(MockConfig::default()).await;
     let sb = Sandbox::new();
-    let entries = [entry("broken", &broken.url(), ""), entry("good", &good.url(), "")];
+    let entries = [
+        entry("broken", &broken.url(), ""),
+        entry("good", &good.url(), ""),
+    ];
     let out = run_job(&sb)
         .rows(&rows(60))
         .job(&job(&entries, "[limits]\nconcurrency = 2\n"))
@@ -98,12 +103,21 @@ async fn a_5xx_is_retried_on_another_endpoint() {
         .await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("endpoint \"broken\" failed 20 attempts in a row"), "{err}");
+    assert!(
+        err.contains("endpoint \"broken\" failed 20 attempts in a row"),
+        "{err}"
+    );
     // Past that it is tried only when the good one is busy (it never is).
-    assert!(broken.stats().requests() <= 22, "{}", broken.stats().requests());
+    assert!(
+        broken.stats().requests() <= 22,
+        "{}",
+        broken.stats().requests()
+    );
     let records = sb.records("t.jsonl");
     assert_eq!(records.len(), 60);
-    assert!(records.iter().all(|r| r["status"] == "ok" && r["endpoint"] == "good"));
+    assert!(records
+        .iter()
+        .all(|r| r["status"] == "ok" && r["endpoint"] == "good"));
     assert!(broken.stats().requests() > 0, "the broken one was tried");
     // Never retried on the broken one: one attempt there, one on the good one.
     assert!(records.iter().all(|r| r["attempts"].as_u64() <= Some(2)));
@@ -125,7 +139,9 @@ async fn a_connection_error_is_retried_on_another_endpoint() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let records = sb.records("t.jsonl");
     assert_eq!(records.len(), 30);
-    assert!(records.iter().all(|r| r["status"] == "ok" && r["endpoint"] == "good"));
+    assert!(records
+        .iter()
+        .all(|r| r["status"] == "ok" && r["endpoint"] == "good"));
     assert_eq!(good.stats().requests(), 30);
     good.shutdown().await;
 }
@@ -152,13 +168,20 @@ async fn an_endpoint_refusing_its_key_is_taken_out_and_the_run_ends_ok_on_the_ot
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("endpoint \"refusing\" refuses every request") && err.contains("taken out of rotation"),
+        err.contains("endpoint \"refusing\" refuses every request")
+            && err.contains("taken out of rotation"),
         "{err}"
     );
-    assert_eq!(refusing.stats().requests(), 3, "out after 3 refusals in a row");
+    assert_eq!(
+        refusing.stats().requests(),
+        3,
+        "out after 3 refusals in a row"
+    );
     let records = sb.records("t.jsonl");
     assert_eq!(records.len(), 30);
-    assert!(records.iter().all(|r| r["status"] == "ok" && r["endpoint"] == "good"));
+    assert!(records
+        .iter()
+        .all(|r| r["status"] == "ok" && r["endpoint"] == "good"));
     let summary = sb.summary("t.summary.json");
     assert_eq!(summary["stopped"], Value::Null);
     refusing.shutdown().await;
@@ -186,10 +209,16 @@ async fn every_endpoint_of_a_model_refusing_stops_the_run_with_exit_4() {
         .await;
     assert_eq!(code(&out), 4, "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("a: HTTP 401") && err.contains("b: HTTP 401"), "{err}");
+    assert!(
+        err.contains("a: HTTP 401") && err.contains("b: HTTP 401"),
+        "{err}"
+    );
     let summary = sb.summary("t.summary.json");
     assert_eq!(summary["stopped"], "endpoint_refused");
-    assert!(summary["requests"]["not_sent"].as_u64() > Some(30), "{summary}");
+    assert!(
+        summary["requests"]["not_sent"].as_u64() > Some(30),
+        "{summary}"
+    );
     assert!(a.stats().requests() <= 6 && b.stats().requests() <= 6);
     a.shutdown().await;
     b.shutdown().await;
@@ -214,7 +243,11 @@ async fn models_lists_send_each_model_only_where_it_is_served() {
     let records = sb.records("t.jsonl");
     assert_eq!(records.len(), 20);
     for r in &records {
-        let want = if r["model"] == "small" { "cheap" } else { "big" };
+        let want = if r["model"] == "small" {
+            "cheap"
+        } else {
+            "big"
+        };
         assert_eq!(r["endpoint"], want, "{r}");
     }
     assert_eq!(cheap.stats().requests(), 10);
@@ -228,7 +261,10 @@ async fn models_lists_send_each_model_only_where_it_is_served() {
         .await;
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("\"other\"") && err.contains("\"cheap\" serves [\"small\"]"), "{err}");
+    assert!(
+        err.contains("\"other\"") && err.contains("\"cheap\" serves [\"small\"]"),
+        "{err}"
+    );
     assert_eq!(cheap.stats().requests() + big.stats().requests(), 20);
     cheap.shutdown().await;
     big.shutdown().await;
@@ -245,13 +281,12 @@ async fn a_rerun_resends_nothing_and_keeps_one_line_per_key() {
     let sb = Sandbox::new();
     let entries = [entry("a", &a.url(), ""), entry("b", &b.url(), "")];
     // With a budget, so its promise is checked over several endpoints too.
-    let budgeted = job(&entries, "[limits]\nmax_cost_usd = 1\n[pricing]\nm = { input = 1, output = 1 }\n")
-        .replace("model = \"m\"\n", "model = \"m\"\nmax_tokens = 50\n");
-    let out = run_job(&sb)
-        .rows(&rows(40))
-        .job(&budgeted)
-        .output()
-        .await;
+    let budgeted = job(
+        &entries,
+        "[limits]\nmax_cost_usd = 1\n[pricing]\nm = { input = 1, output = 1 }\n",
+    )
+    .replace("model = \"m\"\n", "model = \"m\"\nmax_tokens = 50\n");
+    let out = run_job(&sb).rows(&rows(40)).job(&budgeted).output().await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let sent = a.stats().successes() + b.stats().successes();
     assert_eq!(sent, 40);
@@ -260,7 +295,11 @@ async fn a_rerun_resends_nothing_and_keeps_one_line_per_key() {
     assert!(records.iter().all(|r| r["budget_charge_usd"].is_number()));
     let out = run_job(&sb).output().await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert_eq!(a.stats().successes() + b.stats().successes(), 40, "nothing sent again");
+    assert_eq!(
+        a.stats().successes() + b.stats().successes(),
+        40,
+        "nothing sent again"
+    );
     let records = sb.records("t.jsonl");
     assert_eq!(records.len(), 40, "one line per key");
     a.shutdown().await;
@@ -274,18 +313,31 @@ async fn job_file_mistakes_are_exit_2_naming_the_key_or_endpoint() {
     let both = format!("{}{}", job_toml(url, ""), entry("a", url, ""));
     let cases = [
         (both, "[endpoint] and [[endpoints]] are exclusive"),
-        (job(&[entry("a", url, "wieght = 2")], ""), "did you mean \"weight\""),
-        (job(&[entry("a", url, ""), entry("a", url, "")], ""), "names must be unique"),
+        (
+            job(&[entry("a", url, "wieght = 2")], ""),
+            "did you mean \"weight\"",
+        ),
+        (
+            job(&[entry("a", url, ""), entry("a", url, "")], ""),
+            "names must be unique",
+        ),
         (job(&[entry("a", url, "weight = 0")], ""), "weight"),
         (
-            job(&[entry("a", url, "").replace("\"AIMLAPI_API_KEY\"", "\"UNSET_KEY_VAR\"")], ""),
+            job(
+                &[entry("a", url, "").replace("\"AIMLAPI_API_KEY\"", "\"UNSET_KEY_VAR\"")],
+                "",
+            ),
             "endpoint \"a\": the API key variable UNSET_KEY_VAR",
         ),
     ];
     for (toml, want) in cases {
         let out = run_job(&sb).rows(&rows(2)).job(&toml).output().await;
         assert_eq!(code(&out), 2, "{toml}\n{}", stderr(&out));
-        assert!(stderr(&out).contains(want), "want {want:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(want),
+            "want {want:?}: {}",
+            stderr(&out)
+        );
     }
 }
 
@@ -301,7 +353,10 @@ async fn records_name_no_endpoint_for_a_job_of_one() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let records = sb.records("t.jsonl");
     assert_eq!(records.len(), 3);
-    assert!(records.iter().all(|r| r.get("endpoint").is_none()), "{records:?}");
+    assert!(
+        records.iter().all(|r| r.get("endpoint").is_none()),
+        "{records:?}"
+    );
     m.shutdown().await;
 }
 
@@ -363,7 +418,11 @@ async fn an_endpoint_at_a_third_of_the_others_rate_adds_its_share_and_bounces_at
         "{took:?}: no faster than a single endpoint"
     );
     let slow = &mocks[0].stats();
-    assert!(slow.successes() >= 20, "the slow one took its share: {}", slow.successes());
+    assert!(
+        slow.successes() >= 20,
+        "the slow one took its share: {}",
+        slow.successes()
+    );
     assert!(
         slow.limited() * 100 <= slow.requests().max(100),
         "{} of {} bounced at the slow endpoint",
@@ -385,7 +444,10 @@ async fn a_retry_on_another_endpoint_does_not_wait_for_the_failed_ones_retry_aft
     .await;
     let good = mock(MockConfig::default()).await;
     let sb = Sandbox::new();
-    let entries = [entry("busy", &busy.url(), ""), entry("good", &good.url(), "")];
+    let entries = [
+        entry("busy", &busy.url(), ""),
+        entry("good", &good.url(), ""),
+    ];
     let out = run_job(&sb)
         .rows(&rows(1))
         .job(&job(&entries, ""))
@@ -394,8 +456,16 @@ async fn a_retry_on_another_endpoint_does_not_wait_for_the_failed_ones_retry_aft
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let records = sb.records("t.jsonl");
     let r = &records[0];
-    assert_eq!((r["endpoint"].as_str(), r["attempts"].as_u64()), (Some("good"), Some(2)), "{r}");
-    assert_eq!(busy.stats().requests(), 1, "the first choice of equal weights");
+    assert_eq!(
+        (r["endpoint"].as_str(), r["attempts"].as_u64()),
+        (Some("good"), Some(2)),
+        "{r}"
+    );
+    assert_eq!(
+        busy.stats().requests(),
+        1,
+        "the first choice of equal weights"
+    );
     let at = |field: &str| {
         chrono::DateTime::parse_from_rfc3339(r[field].as_str().expect(field)).expect(field)
     };
@@ -457,4 +527,31 @@ async fn several_keys_of_one_url_keep_a_learned_pace_each_in_the_state_file() {
         "{start}"
     );
     m.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_samples_run_with_simulate_and_show_the_split() {
+    let sb = Sandbox::new();
+    for (sample, names) in [
+        ("several-keys", &["key-a", "key-b", "team"][..]),
+        ("failover", &["aimlapi", "openrouter"][..]),
+    ] {
+        let job = format!("{}/samples/{sample}.toml", env!("CARGO_MANIFEST_DIR"));
+        let output = format!("{sample}.jsonl");
+        let out = output_of(&sb, &["run", &job, "--simulate", "--output", &output]).await;
+        assert_eq!(code(&out), 0, "{sample}: {}", stderr(&out));
+        let records = sb.records(&output);
+        assert_eq!(records.len(), 25, "{sample}");
+        let by = answered_by(&records);
+        for name in names {
+            assert!(by.get(*name).is_some_and(|n| *n > 0), "{sample}: {by:?}");
+        }
+    }
+}
+
+/// `promptbatch ARGS` in the sandbox, progress off.
+async fn output_of(sb: &Sandbox, args: &[&str]) -> std::process::Output {
+    let mut args = args.to_vec();
+    args.extend(["--progress", "off"]);
+    output(sb.command(&args)).await
 }

@@ -67,7 +67,10 @@ async fn weights_split_requests_exactly() {
 #[tokio::test(start_paused = true)]
 async fn each_endpoint_limit_holds_over_any_window_and_the_others_take_the_rest() {
     // "slow" may send 60 a minute (one a second), "fast" 600.
-    let routes = Routes::new(vec![route("slow", 1, 60, None), route("fast", 1, 600, None)]);
+    let routes = Routes::new(vec![
+        route("slow", 1, 60, None),
+        route("fast", 1, 600, None),
+    ]);
     let start = Instant::now();
     let mut sent: Vec<(Duration, usize)> = Vec::new();
     while start.elapsed() < Duration::from_secs(30) {
@@ -77,7 +80,11 @@ async fn each_endpoint_limit_holds_over_any_window_and_the_others_take_the_rest(
         }
     }
     for (who, per_s) in [(0, 1.0), (1, 10.0)] {
-        let times: Vec<Duration> = sent.iter().filter(|(_, i)| *i == who).map(|(t, _)| *t).collect();
+        let times: Vec<Duration> = sent
+            .iter()
+            .filter(|(_, i)| *i == who)
+            .map(|(t, _)| *t)
+            .collect();
         // Any window of w seconds holds at most rate x w plus the small burst.
         for (k, from) in times.iter().enumerate() {
             for w in [1.0f64, 5.0, 10.0] {
@@ -92,7 +99,11 @@ async fn each_endpoint_limit_holds_over_any_window_and_the_others_take_the_rest(
             }
         }
         // And the limit is used, not left idle.
-        assert!(times.len() as f64 >= per_s * 30.0 * 0.9, "route {who}: {}", times.len());
+        assert!(
+            times.len() as f64 >= per_s * 30.0 * 0.9,
+            "route {who}: {}",
+            times.len()
+        );
     }
     // Together faster than the fast one alone.
     assert!(sent.len() > 300, "{}", sent.len());
@@ -117,12 +128,27 @@ async fn a_failed_endpoint_is_avoided_and_one_out_of_rotation_is_never_chosen() 
     for _ in 0..5 {
         assert_eq!(routes.pick("m", 1, Some(0)).await, Picked::Route(1));
     }
-    let note = routes.take_out(1, StopReason::EndpointRefused, Some("HTTP 401: bad key".into()));
-    assert!(matches!(note, Some(EndpointNote::Out { ref name, .. }) if name == "b"), "{note:?}");
-    assert_eq!(routes.take_out(1, StopReason::EndpointRefused, None), None, "said once");
+    let note = routes.take_out(
+        1,
+        StopReason::EndpointRefused,
+        Some("HTTP 401: bad key".into()),
+    );
+    assert!(
+        matches!(note, Some(EndpointNote::Out { ref name, .. }) if name == "b"),
+        "{note:?}"
+    );
+    assert_eq!(
+        routes.take_out(1, StopReason::EndpointRefused, None),
+        None,
+        "said once"
+    );
     // The only one left is chosen even when it is the one that failed.
     assert_eq!(routes.pick("m", 1, Some(0)).await, Picked::Route(0));
-    routes.take_out(0, StopReason::EndpointUnreachable, Some("connection refused".into()));
+    routes.take_out(
+        0,
+        StopReason::EndpointUnreachable,
+        Some("connection refused".into()),
+    );
     match routes.pick("m", 1, None).await {
         Picked::AllOut(reason, detail) => {
             assert_eq!(reason, StopReason::EndpointUnreachable);
@@ -141,7 +167,10 @@ async fn an_endpoint_failing_again_and_again_is_tried_only_when_the_others_are_b
     for _ in 0..FAILING_TO_AVOID {
         note = routes.failed(0).or(note);
     }
-    assert!(matches!(note, Some(EndpointNote::Failing { .. })), "{note:?}");
+    assert!(
+        matches!(note, Some(EndpointNote::Failing { .. })),
+        "{note:?}"
+    );
     // b first while it can send; a only while b waits.
     assert_eq!(routes.pick("m", 1, None).await, Picked::Route(1));
     assert_eq!(routes.pick("m", 1, None).await, Picked::Route(0));

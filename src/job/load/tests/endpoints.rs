@@ -62,14 +62,21 @@ fn entry_mistakes_are_each_a_problem_at_their_key() {
     write(dir.path(), "j.toml", &bad);
     let found = problems(&job_args(Some("j.toml")), dir.path());
     let all = format!("{found:#?}");
-    assert_problem(&found, "j.toml:10:10: [[endpoints]] #1 (\"key-a\") weight", "between 1 and 1000000, got 0");
+    assert_problem(
+        &found,
+        "j.toml:10:10: [[endpoints]] #1 (\"key-a\") weight",
+        "between 1 and 1000000, got 0",
+    );
     assert!(all.contains("did you mean \\\"weight\\\""), "{all}");
     assert!(all.contains("endpoint names must be unique"), "{all}");
     assert!(all.contains("leave it out to serve every model"), "{all}");
     let nameless = TWO.replace("name = \"fallback\"\n", "");
     write(dir.path(), "j.toml", &nameless);
     let found = problems(&job_args(Some("j.toml")), dir.path());
-    assert!(format!("{found:?}").contains("every endpoint needs a name"), "{found:?}");
+    assert!(
+        format!("{found:?}").contains("every endpoint needs a name"),
+        "{found:?}"
+    );
     let both = format!("[endpoint]\nurl = \"http://127.0.0.1:9/v1/chat/completions\"\n{TWO}");
     write(dir.path(), "j.toml", &both);
     let found = problems(&job_args(Some("j.toml")), dir.path());
@@ -79,9 +86,10 @@ fn entry_mistakes_are_each_a_problem_at_their_key() {
 #[test]
 fn a_model_no_endpoint_serves_is_refused_naming_each_list() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let job = TWO
-        .replace("model = \"m1\"", "model = \"m9\"")
-        .replace("api_key_env = \"KEY_A\"", "api_key_env = \"KEY_A\"\nmodels = [\"m1\"]");
+    let job = TWO.replace("model = \"m1\"", "model = \"m9\"").replace(
+        "api_key_env = \"KEY_A\"",
+        "api_key_env = \"KEY_A\"\nmodels = [\"m1\"]",
+    );
     write(dir.path(), "j.toml", &job);
     let found = problems(&job_args(Some("j.toml")), dir.path());
     assert_problem(
@@ -103,7 +111,11 @@ fn flags_endpoint_replaces_the_list_and_timeout_applies_to_each() {
     let job = load(&args, dir.path()).expect("valid");
     for e in &job.endpoints {
         assert_eq!(e.config.timeout, Duration::from_secs(7), "{}", e.name);
-        assert!(e.config.headers.contains(&("X-Run".into(), "1".into())), "{}", e.name);
+        assert!(
+            e.config.headers.contains(&("X-Run".into(), "1".into())),
+            "{}",
+            e.name
+        );
     }
     let args = JobArgs {
         endpoint: Some("http://127.0.0.1:8000/v1/chat/completions".into()),
@@ -111,7 +123,10 @@ fn flags_endpoint_replaces_the_list_and_timeout_applies_to_each() {
     };
     let job = load(&args, dir.path()).expect("valid");
     assert!(job.endpoints.is_empty());
-    assert_eq!(job.endpoint.url, "http://127.0.0.1:8000/v1/chat/completions");
+    assert_eq!(
+        job.endpoint.url,
+        "http://127.0.0.1:8000/v1/chat/completions"
+    );
 }
 
 #[test]
