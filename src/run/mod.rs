@@ -140,6 +140,7 @@ pub async fn validate(args: &JobArgs) -> Result<(), StartError> {
     let file = input::resolve(&job.input.source)?;
     let resume = sink::read(&job.output.path, false)?;
     let (mut scan, resume) = scan_input(&job, &file, resume, args.allow_empty).await?;
+    routes::check_models(&job, scan.models.iter().map(String::as_str))?;
     let cached = cached::count_hits(&job, &file, &mut scan).await?;
     let mut priced = scan.estimate.price(&job.pricing, &resume.completions);
     // Sets in the job's order, as people wrote them (models by name within each).
@@ -216,6 +217,7 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     // Kept only if every line of the output is read back: nothing to send,
     // and no line of a key the job lacks.
     let mut prefold = prefold.filter(|_| scan.to_send() == 0 && scan.other_keys(&resume) == 0);
+    routes::check_models(&job, scan.models.iter().map(String::as_str))?;
     let endpoint_routes = match job.endpoints.is_empty() {
         true => {
             let endpoint = routes::client_endpoint(&job.endpoint);
@@ -264,9 +266,13 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     }
 
     if !args.quiet {
-        let urls = std::iter::once(&job.endpoint.url)
-            .chain(job.endpoints.iter().skip(1).map(|e| &e.config.url));
-        for warning in urls.filter_map(|url| crate::job::endpoint_warning(url)) {
+        // Several keys of one url are warned about once.
+        let mut urls: Vec<&str> = std::iter::once(job.endpoint.url.as_str())
+            .chain(job.endpoints.iter().map(|e| e.config.url.as_str()))
+            .collect();
+        urls.sort_unstable();
+        urls.dedup();
+        for warning in urls.into_iter().filter_map(crate::job::endpoint_warning) {
             printer::warning(warning);
         }
         for note in &progress_notes {

@@ -57,6 +57,30 @@ pub fn keys(job: &Job) -> Result<Vec<Option<String>>, StartError> {
         .collect()
 }
 
+/// With `[[endpoints]]`: every model the requests to send ask for (a row's
+/// own `params` included) is served by some endpoint, checked before
+/// anything is sent.
+pub fn check_models<'m>(
+    job: &Job,
+    models: impl IntoIterator<Item = &'m str>,
+) -> Result<(), StartError> {
+    if job.endpoints.is_empty() {
+        return Ok(());
+    }
+    for model in models {
+        if !job.endpoints.iter().any(|e| e.serves(model)) {
+            let lists: Vec<String> = (job.endpoints.iter())
+                .map(|e| format!("{:?} serves {}", e.name, e.models_text()))
+                .collect();
+            return Err(StartError::Unserved {
+                model: model.to_string(),
+                lists: lists.join("; "),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The routes of a job of several endpoints, with their keys (from [`keys`]).
 pub fn several(job: &Job, keys: &[Option<String>]) -> Result<Vec<Route>, StartError> {
     let pool = job.limits.concurrency;

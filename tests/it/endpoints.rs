@@ -265,6 +265,18 @@ async fn models_lists_send_each_model_only_where_it_is_served() {
         err.contains("\"other\"") && err.contains("\"cheap\" serves [\"small\"]"),
         "{err}"
     );
+    // So is one a row asks for in its own params.
+    let out = run_job(&sb)
+        .rows("{\"prompt\": \"q\", \"params\": {\"model\": \"rowmodel\"}}\n")
+        .job(&job(&entries, sets))
+        .output()
+        .await;
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("\"rowmodel\" that rows of the input ask for"),
+        "{err}"
+    );
     assert_eq!(cheap.stats().requests() + big.stats().requests(), 20);
     cheap.shutdown().await;
     big.shutdown().await;
