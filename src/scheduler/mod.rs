@@ -390,7 +390,8 @@ impl Shared {
             }
             let failure = match sent {
                 Ok(reply) => {
-                    self.streak(route, |s| s.on_attempt(None), None).await;
+                    self.streak(&request.model, route, |s| s.on_attempt(None), None)
+                        .await;
                     self.routes.succeeded(route);
                     if let Some(change) = at.limiter.on_success() {
                         let _ = self.events.send(Event::Pace(change)).await;
@@ -400,7 +401,8 @@ impl Shared {
                         // No usage reported: what was reserved counts as used.
                         None => booking.tokens_spent(),
                     }
-                    self.streak(route, |s| s.on_end(None), None).await;
+                    self.streak(&request.model, route, |s| s.on_end(None), None)
+                        .await;
                     break Ok(reply);
                 }
                 Err(failure) => failure,
@@ -414,6 +416,7 @@ impl Shared {
             }
             let verdict = decide(&failure);
             self.streak(
+                &request.model,
                 route,
                 |s| s.on_attempt(Some((&failure, verdict))),
                 Some(&failure),
@@ -544,8 +547,13 @@ impl Shared {
         };
         if let Err(failure) = &result {
             let verdict = decide(failure);
-            self.streak(route, |s| s.on_end(Some((failure, verdict))), Some(failure))
-                .await;
+            self.streak(
+                &request.model,
+                route,
+                |s| s.on_end(Some((failure, verdict))),
+                Some(failure),
+            )
+            .await;
         }
         Ended {
             result,
@@ -564,6 +572,7 @@ impl Shared {
     /// stops once no endpoint serving a model is left: see `Routes::pick`).
     async fn streak(
         &self,
+        model: &str,
         route: usize,
         update: impl FnOnce(&mut Streaks) -> Option<StopReason>,
         failure: Option<&Failure>,
@@ -580,6 +589,11 @@ impl Shared {
         }
         if let Some(note) = self.routes.take_out(route, reason, detail) {
             let _ = self.events.send(Event::Endpoint(note)).await;
+        }
+        // No endpoint left for this model: the run stops now, as a job of
+        // one endpoint does (the last request of the input included).
+        if let Some(Picked::AllOut(reason, detail)) = self.routes.none_left(model) {
+            self.stop.stop_quoting(reason, detail);
         }
     }
 }

@@ -145,31 +145,11 @@ impl Routes {
         if serving.is_empty() {
             return Ok(Picked::Unserved);
         }
-        let live: Vec<usize> = serving
-            .iter()
-            .copied()
+        let live: Vec<usize> = (serving.iter().copied())
             .filter(|&i| s.out[i].is_none())
             .collect();
         if live.is_empty() {
-            let reason = serving
-                .iter()
-                .find_map(|&i| s.out[i].as_ref().map(|(r, _)| *r))
-                .unwrap_or(StopReason::EndpointRefused);
-            let quoted: Vec<String> = serving
-                .iter()
-                .map(|&i| {
-                    let name = self.routes[i].name.as_deref().unwrap_or("endpoint");
-                    match s.out[i].as_ref().and_then(|(_, d)| d.as_deref()) {
-                        Some(detail) => format!("{name}: {}", shorten(detail)),
-                        None => name.to_string(),
-                    }
-                })
-                .collect();
-            let detail = format!(
-                "every endpoint serving {model} is out of rotation: {}",
-                quoted.join("; ")
-            );
-            return Ok(Picked::AllOut(reason, detail));
+            return Ok(self.all_out(&s, model, &serving));
         }
         let elsewhere: Vec<usize> = match avoid {
             Some(a) if live.len() > 1 => live.iter().copied().filter(|&i| i != a).collect(),
@@ -197,6 +177,38 @@ impl Routes {
             }
         }
         Err(earliest)
+    }
+
+    /// [`Picked::AllOut`] for `model`, whose endpoints are `serving`, all out.
+    fn all_out(&self, s: &State, model: &str, serving: &[usize]) -> Picked {
+        let reason = (serving.iter())
+            .find_map(|&i| s.out[i].as_ref().map(|(r, _)| *r))
+            .unwrap_or(StopReason::EndpointRefused);
+        let quoted: Vec<String> = serving
+            .iter()
+            .map(|&i| {
+                let name = self.routes[i].name.as_deref().unwrap_or("endpoint");
+                match s.out[i].as_ref().and_then(|(_, d)| d.as_deref()) {
+                    Some(detail) => format!("{name}: {}", shorten(detail)),
+                    None => name.to_string(),
+                }
+            })
+            .collect();
+        let detail = format!(
+            "every endpoint serving {model} is out of rotation: {}",
+            quoted.join("; ")
+        );
+        Picked::AllOut(reason, detail)
+    }
+
+    /// [`Picked::AllOut`] when every endpoint serving `model` is out.
+    pub fn none_left(&self, model: &str) -> Option<Picked> {
+        let s = self.lock();
+        let serving: Vec<usize> = (0..self.routes.len())
+            .filter(|&i| self.routes[i].serves(model))
+            .collect();
+        let out = !serving.is_empty() && serving.iter().all(|&i| s.out[i].is_some());
+        out.then(|| self.all_out(&s, model, &serving))
     }
 
     /// An attempt at `route` succeeded.

@@ -220,6 +220,16 @@ async fn every_endpoint_of_a_model_refusing_stops_the_run_with_exit_4() {
         "{summary}"
     );
     assert!(a.stats().requests() <= 6 && b.stats().requests() <= 6);
+    // Taken out on the input's last request, the run still stops with exit 4.
+    let sb = Sandbox::new();
+    let out = run_job(&sb)
+        .rows(&rows(1))
+        .job(&job(&entries, ""))
+        .output()
+        .await;
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    let record = &sb.records("t.jsonl")[0];
+    assert_eq!(record["error"]["kind"], "auth", "{record}");
     a.shutdown().await;
     b.shutdown().await;
 }
