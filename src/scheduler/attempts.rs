@@ -10,7 +10,7 @@ use super::booking::Booking;
 use super::retry::{decide, Backoff, Verdict};
 use super::routes::Picked;
 use super::stop::{self, Streaks};
-use super::{limiter, Ended, Event, RetryNote, Shared, StopReason};
+use super::{limiter, Ended, Event, RetryNote, Shared, StopReason, REFUSALS_TO_STOP};
 use crate::client::{ErrorKind, Failure};
 use crate::plan::Request;
 
@@ -115,7 +115,15 @@ impl Shared {
                     let _ = self.events.send(Event::Endpoint(note)).await;
                 }
             }
-            let refused_here = elsewhere && verdict == Verdict::Refused;
+            // Bounded: an account that refuses only now and then (its streak
+            // broken by successes) must not bounce one request forever.
+            let bounces = self
+                .routes
+                .routes
+                .len()
+                .saturating_mul(REFUSALS_TO_STOP as usize);
+            let refused_here =
+                elsewhere && verdict == Verdict::Refused && (refused_elsewhere as usize) < bounces;
             if refused_here {
                 refused_elsewhere = refused_elsewhere.saturating_add(1);
             }
@@ -175,6 +183,7 @@ impl Shared {
                 retry_after: failure
                     .retry_after
                     .filter(|asked| (*asked).min(limiter::MAX_WAIT) == delay),
+                endpoint: at.name.clone(),
             };
             let _ = self.events.send(Event::RetryPlanned(Box::new(note))).await;
             let resumed = tokio::select! {

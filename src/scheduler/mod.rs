@@ -63,6 +63,8 @@ pub struct RetryNote {
     pub wait: Duration,
     /// What the server asked for, when that set the wait.
     pub retry_after: Option<Duration>,
+    /// With `[[endpoints]]`: the endpoint the failed attempt went to.
+    pub endpoint: Option<String>,
 }
 
 /// What the core tells its consumers (sink, summary, progress).

@@ -577,3 +577,39 @@ async fn output_of(sb: &Sandbox, args: &[&str]) -> std::process::Output {
     args.extend(["--progress", "off"]);
     output(sb.command(&args)).await
 }
+
+#[tokio::test]
+async fn the_cache_answers_a_request_any_endpoint_of_the_job_answered_before() {
+    let a = mock(MockConfig::default()).await;
+    let b = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    let entries = [entry("a", &a.url(), ""), entry("b", &b.url(), "")];
+    let out = run_job(&sb)
+        .rows(&rows(6))
+        .job(&job(&entries, ""))
+        .args(&["--cache", "cache"])
+        .output()
+        .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let sent = a.stats().requests() + b.stats().requests();
+    assert_eq!(sent, 6);
+    // The same job with the endpoints listed the other way round: every
+    // reply comes from the cache, whichever endpoint gave it.
+    let swapped = [entries[1].clone(), entries[0].clone()];
+    let out = run_job(&sb)
+        .job(&job(&swapped, ""))
+        .args(&["--cache", "cache", "--fresh"])
+        .output()
+        .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let records = sb.records("t.jsonl");
+    assert_eq!(records.len(), 6);
+    assert!(records.iter().all(|r| r["cached"] == true), "{records:?}");
+    assert_eq!(
+        a.stats().requests() + b.stats().requests(),
+        6,
+        "nothing sent"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
