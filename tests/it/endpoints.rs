@@ -99,13 +99,21 @@ async fn a_5xx_is_retried_on_another_endpoint() {
     let out = run_job(&sb)
         .rows(&rows(60))
         .job(&job(&entries, "[limits]\nconcurrency = 2\n"))
+        .args(&["--log-format", "json"])
         .output()
         .await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let err = stderr(&out);
+    let warned = err
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["event"] == "endpoint_failing")
+        .unwrap_or_else(|| panic!("no endpoint_failing event in {err}"));
+    assert_eq!(warned["endpoint"], "broken", "{warned}");
+    assert_eq!(warned["level"], "warn", "{warned}");
     assert!(
-        err.contains("endpoint \"broken\" failed 20 attempts in a row"),
-        "{err}"
+        (warned["message"].as_str()).is_some_and(|m| m.contains("failed 20 attempts in a row")),
+        "{warned}"
     );
     // Past that it is tried only when the good one is busy (it never is).
     assert!(
@@ -610,6 +618,31 @@ async fn the_cache_answers_a_request_any_endpoint_of_the_job_answered_before() {
         6,
         "nothing sent"
     );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_jobs_own_rate_holds_over_all_its_endpoints_together() {
+    let a = mock(MockConfig::default()).await;
+    let b = mock(MockConfig::default()).await;
+    let sb = Sandbox::new();
+    let entries = [entry("a", &a.url(), ""), entry("b", &b.url(), "")];
+    let started = std::time::Instant::now();
+    // 1,200 a minute is one request per 50 ms, whichever endpoint takes it.
+    let out = run_job(&sb)
+        .rows(&rows(21))
+        .job(&job(&entries, ""))
+        .args(&["--rpm", "1200"])
+        .output()
+        .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "{took:?}: faster than --rpm"
+    );
+    assert!(a.stats().requests() > 0 && b.stats().requests() > 0);
     a.shutdown().await;
     b.shutdown().await;
 }
