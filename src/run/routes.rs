@@ -157,7 +157,7 @@ pub fn warn(note: &EndpointNote) {
         }
         EndpointNote::Failing { name, in_a_row } => (
             "endpoint_failing",
-            format!("endpoint {name:?} failed {in_a_row} attempts in a row with retryable errors: it is tried only when the other endpoints are busy"),
+            format!("endpoint {name:?} failed {in_a_row} attempts in a row with retryable errors: it is tried only when the other endpoints are busy (and once every 30 s, until it answers again)"),
             json!({"endpoint": name, "in_a_row": in_a_row}),
         ),
     };

@@ -16,6 +16,8 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use super::stop::{shorten, Streaks};
 use super::{Limiter, StopReason};
 use crate::client::Client;
@@ -23,6 +25,9 @@ use crate::client::Client;
 /// Requests in a row failing with retryable errors after which an endpoint
 /// is warned about and tried only when the others are busy.
 pub const FAILING_TO_AVOID: u32 = 20;
+/// How often an endpoint avoided for failing is tried once anyway (while
+/// the others could take every request), so one that recovered is found.
+pub const PROBE_EVERY: Duration = Duration::from_secs(30);
 /// The longest a choice sleeps before looking again: a refund or an
 /// answer elsewhere may free an endpoint before its limiter's estimate.
 const LOOK_AGAIN: Duration = Duration::from_millis(250);
@@ -86,6 +91,8 @@ struct State {
     out: Vec<Option<(StopReason, Option<String>)>>,
     /// Retryable failures in a row.
     failing: Vec<u32>,
+    /// When each failing endpoint was last tried anyway (see [`PROBE_EVERY`]).
+    probed: Vec<Instant>,
 }
 
 pub struct Routes {
@@ -102,6 +109,7 @@ impl Routes {
                 credit: vec![0; n],
                 out: vec![None; n],
                 failing: vec![0; n],
+                probed: vec![Instant::now(); n],
             }),
         }
     }
@@ -159,6 +167,15 @@ impl Routes {
             .iter()
             .partition(|&&i| s.failing[i] < FAILING_TO_AVOID);
         let mut earliest = LOOK_AGAIN;
+        let now = Instant::now();
+        let due = (failing.iter().copied())
+            .find(|&i| now.saturating_duration_since(s.probed[i]) >= PROBE_EVERY);
+        if let Some(i) = due {
+            if self.routes[i].limiter.try_acquire(tokens).is_ok() {
+                s.probed[i] = now;
+                return Ok(Picked::Route(i));
+            }
+        }
         for tier in [healthy, failing] {
             let ready: Vec<usize> = tier
                 .iter()
@@ -221,6 +238,9 @@ impl Routes {
     pub fn failed(&self, route: usize) -> Option<EndpointNote> {
         let mut s = self.lock();
         s.failing[route] = s.failing[route].saturating_add(1);
+        if s.failing[route] == FAILING_TO_AVOID {
+            s.probed[route] = Instant::now();
+        }
         let name = self.routes[route].name.clone()?;
         (s.failing[route] == FAILING_TO_AVOID).then_some(EndpointNote::Failing {
             name,

@@ -176,6 +176,10 @@ async fn an_endpoint_failing_again_and_again_is_tried_only_when_the_others_are_b
     assert_eq!(routes.pick("m", 1, None).await, Picked::Route(0));
     tokio::time::advance(Duration::from_secs(1)).await;
     assert_eq!(routes.pick("m", 1, None).await, Picked::Route(1));
+    // Every PROBE_EVERY it is tried once anyway, though b could send.
+    tokio::time::advance(PROBE_EVERY).await;
+    assert_eq!(routes.pick("m", 1, None).await, Picked::Route(0), "a probe");
+    assert_eq!(routes.pick("m", 1, None).await, Picked::Route(1));
     // A success puts it back among the healthy: the split is even again.
     routes.succeeded(0);
     tokio::time::advance(Duration::from_secs(1)).await;
