@@ -192,6 +192,7 @@ pub struct JobArgs {
 
     /// Chat-completions URL [default: https://api.aimlapi.com/v1/chat/completions].
     ///
+    /// One endpoint: it replaces a job file's [[endpoints]] list.
     /// e.g. --endpoint http://127.0.0.1:8000/v1/chat/completions
     #[arg(long, value_name = "URL", help_heading = "Endpoint")]
     pub endpoint: Option<String>,

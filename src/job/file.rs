@@ -26,7 +26,16 @@ use super::{ParamLayer, ParamSet, Price, Pricing};
 
 /// The sections of a job file; any other top-level key is a setting of `KEYS`.
 const SECTIONS: &[&str] = &[
-    "endpoint", "input", "output", "limits", "retry", "cache", "defaults", "params", "pricing",
+    "endpoint",
+    "input",
+    "output",
+    "limits",
+    "retry",
+    "cache",
+    "defaults",
+    "params",
+    "pricing",
+    "endpoints",
 ];
 /// The keys of a `[pricing]` entry: `"model" = { input = 0.02, output = 0.04 }`.
 pub(super) const PRICE_KEYS: [&str; 2] = ["input", "output"];
@@ -57,6 +66,7 @@ struct JobFile {
     defaults: Section<Table>,
     params: Section<ParamSets>,
     pricing: Section<Prices>,
+    endpoints: Option<Spanned<Lenient<super::endpoints::Entries>>>,
 }
 
 /// What the job file says besides its settings (which went into [`Settings`]).
@@ -71,6 +81,8 @@ pub(crate) struct FileJob {
     pub params_ok: bool,
     /// Where each key is written; `None` when there is no job file.
     pub places: Option<Places>,
+    /// `[[endpoints]]`; empty when the file has none (one `[endpoint]`).
+    pub endpoints: Vec<super::NamedEndpoint>,
 }
 
 /// Where the keys of the job file are, for problems found after reading it.
@@ -99,6 +111,7 @@ impl Places {
 fn display(path: &str) -> String {
     match path.split_once('.') {
         Some((section, key)) => format!("[{section}] {key}"),
+        None if path == "endpoints" => "[[endpoints]]".to_string(),
         None if SECTIONS.contains(&path) => format!("[{path}]"),
         None => path.to_string(),
     }
@@ -184,6 +197,13 @@ pub(crate) fn read(
     }
     // A bad parameter or price leaves the layers incomplete.
     job.params_ok = doc.found.len() == before;
+    if let Some(endpoints) = &file.endpoints {
+        if let (Some(_), Some(span)) = (&file.endpoint, doc.key_span(&["endpoints"])) {
+            let message = "[endpoint] and [[endpoints]] are exclusive: write one endpoint as [endpoint], or every endpoint (this one included) as [[endpoints]]";
+            doc.push(span, "[[endpoints]]", message);
+        }
+        job.endpoints = doc.endpoints(endpoints, base);
+    }
     for path in &unknown {
         doc.unknown(path);
     }

@@ -102,6 +102,16 @@ impl Job {
                 &mut problems,
             );
         }
+        let models = super::set_models(&file.defaults, &param_sets, &overrides);
+        let endpoints = super::endpoints::resolve(
+            std::mem::take(&mut file.endpoints),
+            &s,
+            args,
+            shard.count,
+            &models,
+            &mut problems,
+            &at,
+        );
         let (Some(input), Some(output), true) = (input, output, problems.0.is_empty()) else {
             return Err(JobError {
                 problems: problems.0,
@@ -109,7 +119,8 @@ impl Job {
         };
         Ok(Job {
             name,
-            endpoint: s.endpoint,
+            endpoint: endpoints.first().map_or(s.endpoint, |e| e.config.clone()),
+            endpoints,
             input,
             output,
             limits: s.limits,

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::template::Template;
 
+mod endpoints;
 mod file;
 mod flags;
 mod lenient;
@@ -59,6 +60,54 @@ pub struct Job {
     pub shard: shard::Shard,
     /// Where the shard was said ([`shard::source`]), for the start line.
     pub shard_from: &'static str,
+    /// `[[endpoints]]`: empty for a job of one endpoint (`[endpoint]`, or
+    /// `--endpoint`), which is `endpoint` above. With several, `endpoint`
+    /// is a copy of the first.
+    pub endpoints: Vec<NamedEndpoint>,
+}
+
+impl Job {
+    /// The models the job's parameter sets request (a row's own `params` aside).
+    pub fn models(&self) -> Vec<String> {
+        set_models(&self.defaults, &self.param_sets, &self.overrides)
+    }
+}
+
+/// The model each set requests after merging (`--model` > set > `[defaults]`).
+pub(crate) fn set_models(
+    defaults: &ParamLayer,
+    sets: &[ParamSet],
+    overrides: &ParamLayer,
+) -> Vec<String> {
+    let model = |layer: &ParamLayer| {
+        layer
+            .named
+            .get("model")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    sets.iter()
+        .filter_map(|set| {
+            model(overrides)
+                .or_else(|| model(&set.layer))
+                .or_else(|| model(defaults))
+        })
+        .collect()
+}
+
+/// One entry of `[[endpoints]]`.
+#[derive(Debug, Clone)]
+pub struct NamedEndpoint {
+    /// Unique and non-empty: records, warnings and the state file name it.
+    pub name: String,
+    pub config: EndpointConfig,
+    /// Its share of the requests, relative to the others' (>= 1).
+    pub weight: u32,
+    /// Its own limits (0 = none), on top of the job's `[limits]`.
+    pub requests_per_minute: u32,
+    pub tokens_per_minute: u64,
+    /// The model ids it serves; None = every model.
+    pub models: Option<Vec<String>>,
 }
 
 /// `[cache]`: where the store is and how large it may grow.

@@ -25,6 +25,7 @@ fn layer(v: Value) -> ParamLayer {
 fn job() -> Job {
     Job {
         cache: None,
+        endpoints: Vec::new(),
         name: "faq".into(),
         endpoint: EndpointConfig {
             url: crate::job::DEFAULT_ENDPOINT.into(),

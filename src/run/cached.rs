@@ -29,12 +29,24 @@ use crate::scheduler::Event;
 
 /// The key of the endpoint in the store. `--simulate` starts the mock on a
 /// new port every run: its replies are keyed by one name, not the URL, so a
-/// simulated run finds what the last one kept.
+/// simulated run finds what the last one kept. With `[[endpoints]]` the key
+/// is the sorted set of the job's urls: a reply from any of them answers
+/// the same body (the body names the model), whichever endpoint gave it.
 fn endpoint(job: &Job) -> String {
-    match job.simulate {
-        true => cache::endpoint_key("promptbatch:simulate"),
-        false => cache::endpoint_key(&job.endpoint.url),
+    if job.simulate {
+        return cache::endpoint_key("promptbatch:simulate");
     }
+    if job.endpoints.is_empty() {
+        return cache::endpoint_key(&job.endpoint.url);
+    }
+    let mut urls: Vec<&str> = job
+        .endpoints
+        .iter()
+        .map(|e| e.config.url.as_str())
+        .collect();
+    urls.sort_unstable();
+    urls.dedup();
+    cache::endpoint_key(&format!("endpoints: {}", urls.join(" ")))
 }
 
 /// The open store: its writer thread, and a lookup for the planner.

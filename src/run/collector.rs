@@ -147,6 +147,7 @@ impl<'a> Collector<'a> {
                 }
                 return;
             }
+            Event::Endpoint(note) => return super::routes::warn(&note),
             Event::Retrying { .. } => return self.progress.on_retry(),
             Event::Done(outcome) => outcome,
             Event::Cached(hit) => {

@@ -87,6 +87,16 @@ pub enum StartError {
          \"\" for servers without a key, or try the job with --simulate)"
     )]
     KeyUnset { name: String },
+    #[error(
+        "endpoint {endpoint:?}: the API key variable {name} is not set (or empty): export {name}=... (or set its api_key_env in [[endpoints]], \
+         \"\" for servers without a key, or try the job with --simulate)"
+    )]
+    EndpointKeyUnset { endpoint: String, name: String },
+    /// Rows ask (in their own `params`) for a model no `[[endpoints]]` entry serves.
+    #[error(
+        "no endpoint serves the model {model:?} that rows of the input ask for ({lists}); add it to an endpoint's models, or leave models out to serve every model"
+    )]
+    Unserved { model: String, lists: String },
     #[error(transparent)]
     Input(#[from] InputError),
     /// Rows that cannot be sent: the first few, and how many in all.

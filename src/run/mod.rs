@@ -14,7 +14,9 @@ mod finish;
 mod over_rate;
 mod producer;
 mod rates;
+mod routes;
 pub mod scan;
+mod state;
 mod verbose;
 
 use std::sync::Arc;
@@ -40,6 +42,7 @@ use collector::Collector;
 pub use error::{Finished, RunError, StartError};
 use finish::{finish, Ended};
 use scan::{scan, Scan};
+use state::StateFile;
 
 /// How long requests in flight may still finish after Ctrl-C or SIGTERM.
 const GRACE: Duration = Duration::from_secs(10);
@@ -50,35 +53,39 @@ fn load(args: &JobArgs, started: DateTime<Utc>) -> Result<Job, StartError> {
     Ok(Job::load(args, &cwd, started)?)
 }
 
-/// Loads the job; `--simulate` swaps the endpoint for the built-in mock.
+/// Loads the job; `--simulate` swaps the endpoint (each of several) for the built-in mock.
 async fn prepare(
     args: &JobArgs,
     started: DateTime<Utc>,
-) -> Result<(Job, Option<MockServer>), StartError> {
+) -> Result<(Job, Vec<MockServer>), StartError> {
     let mut job = load(args, started)?;
-    let mock = if job.simulate {
-        // Realistic enough to watch: some latency, and a cost figure the way the
-        // AI/ML API reports it (a nominal simulated price, not a real one).
-        let mock = MockServer::start(MockConfig {
-            latency: Duration::from_millis(20),
-            jitter: Duration::from_millis(30),
-            usd_per_million: Some(crate::mock::DEFAULT_USD_PER_MILLION),
-            ..MockConfig::default()
-        })
+    if !job.simulate {
+        return Ok((job, Vec::new()));
+    }
+    // Realistic enough to watch: some latency, and a cost figure the way the
+    // AI/ML API reports it (a nominal simulated price, not a real one).
+    let config = MockConfig {
+        latency: Duration::from_millis(20),
+        jitter: Duration::from_millis(30),
+        usd_per_million: Some(crate::mock::DEFAULT_USD_PER_MILLION),
+        ..MockConfig::default()
+    };
+    if !job.endpoints.is_empty() {
+        let mocks = routes::simulate(&mut job, &config).await?;
+        return Ok((job, mocks));
+    }
+    let mock = MockServer::start(config)
         .await
         .map_err(StartError::Simulate)?;
-        job.endpoint.url = mock.url();
-        Some(mock)
-    } else {
-        None
-    };
-    Ok((job, mock))
+    job.endpoint.url = mock.url();
+    Ok((job, vec![mock]))
 }
 
-/// The API key from the variable the job names; None for "" or `--simulate`.
+/// The API key from the variable the job names; None for "" or `--simulate`
+/// (and for a job of several endpoints, whose keys [`routes::keys`] reads).
 fn api_key(job: &Job) -> Result<Option<String>, StartError> {
     let name = &job.endpoint.api_key_env;
-    if job.simulate || name.is_empty() {
+    if job.simulate || name.is_empty() || !job.endpoints.is_empty() {
         return Ok(None);
     }
     match std::env::var(name) {
@@ -140,6 +147,7 @@ pub async fn validate(args: &JobArgs) -> Result<(), StartError> {
     let file = input::resolve(&job.input.source)?;
     let resume = sink::read(&job.output.path, false)?;
     let (mut scan, resume) = scan_input(&job, &file, resume, args.allow_empty).await?;
+    routes::check_models(&job, scan.models.iter().map(String::as_str))?;
     let cached = cached::count_hits(&job, &file, &mut scan).await?;
     let mut priced = scan.estimate.price(&job.pricing, &resume.completions);
     // Sets in the job's order, as people wrote them (models by name within each).
@@ -196,6 +204,7 @@ pub async fn validate(args: &JobArgs) -> Result<(), StartError> {
     })?;
     check_batch_path(&job)?;
     api_key(&job)?;
+    routes::keys(&job)?;
     Ok(())
 }
 
@@ -215,6 +224,7 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     let started = Utc::now();
     let (job, _mock) = prepare(&args.job, started).await?;
     let key = api_key(&job)?;
+    let keys = routes::keys(&job)?;
     let file = input::resolve(&job.input.source).map_err(StartError::from)?;
     // Nothing is written before every check has passed and the lock is held:
     // a run refused for bad input leaves no lock file, and --fresh no backup.
@@ -226,21 +236,16 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     // Kept only if every line of the output is read back: nothing to send,
     // and no line of a key the job lacks.
     let mut prefold = prefold.filter(|_| scan.to_send() == 0 && scan.other_keys(&resume) == 0);
-    let endpoint = crate::client::Endpoint {
-        url: job.endpoint.url.clone(),
-        api_key_env: job.endpoint.api_key_env.clone(),
-        timeout: job.endpoint.timeout,
-        headers: job.endpoint.headers.clone(),
-        max_reply_bytes: job.endpoint.max_reply_bytes,
-        max_attempt: job.endpoint.max_attempt,
-        http: match job.endpoint.http {
-            crate::job::HttpSetting::Auto => crate::client::HttpVersion::Auto,
-            crate::job::HttpSetting::Http1 => crate::client::HttpVersion::Http1,
-            crate::job::HttpSetting::Http2 => crate::client::HttpVersion::Http2,
-        },
+    routes::check_models(&job, scan.models.iter().map(String::as_str))?;
+    let endpoint_routes = match job.endpoints.is_empty() {
+        true => {
+            let endpoint = routes::client_endpoint(&job.endpoint);
+            let client = Client::new(&endpoint, key.as_deref(), job.limits.concurrency)
+                .map_err(StartError::from)?;
+            routes::single(&job, client)
+        }
+        false => routes::several(&job, &keys)?,
     };
-    let client =
-        Client::new(&endpoint, key.as_deref(), job.limits.concurrency).map_err(StartError::from)?;
     // The last checks that can fail before sending: the output opens for
     // appending and the summary can be written where it goes.
     report::check_summary_path(&job.output.summary).map_err(|source| StartError::SummaryPath {
@@ -289,7 +294,13 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     }
 
     if !args.quiet {
-        if let Some(warning) = crate::job::endpoint_warning(&job.endpoint.url) {
+        // Several keys of one url are warned about once.
+        let mut urls: Vec<&str> = std::iter::once(job.endpoint.url.as_str())
+            .chain(job.endpoints.iter().map(|e| e.config.url.as_str()))
+            .collect();
+        urls.sort_unstable();
+        urls.dedup();
+        for warning in urls.into_iter().filter_map(crate::job::endpoint_warning) {
             printer::warning(warning);
         }
         for note in &progress_notes {
@@ -301,7 +312,7 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         // JSON logs always open with it: a shipper keys the run on its figures.
         if args.progress != ProgressArg::Off || printer::format() == printer::LogFormat::Json {
             let secs = (Utc::now() - started).num_milliseconds() as f64 / 1000.0;
-            say_start(&job, &scan, secs, state.seeded.as_ref());
+            say_start(&job, &scan, secs, &state);
         }
     }
     let mut progress = Progress::new(args.progress, args.quiet, scan.to_send());
@@ -325,14 +336,19 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     let producer = producer::spawn(&job, &file, checked, scan.rows, send, to_send, out);
     let scheduler = Scheduler::new(
         &job,
-        client,
+        endpoint_routes,
         stop.clone(),
         resume.recorded_cost_usd,
         event_tx,
     );
     let limiter = scheduler.limiter();
-    if let Some(seeded) = &state.seeded {
-        limiter.seed(seeded.per_second(), seeded.window());
+    let route_limiters: Vec<_> = (scheduler.route_limiters().into_iter())
+        .map(|(_, _, limiter)| limiter)
+        .collect();
+    for (entry, limiter) in state.entries.iter().zip(&route_limiters) {
+        if let Some(seeded) = &entry.seeded {
+            limiter.seed(seeded.per_second(), seeded.window());
+        }
     }
     let dispatch = tokio::spawn(scheduler.run(request_rx));
 
@@ -385,18 +401,20 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         prefolded: prefold,
     };
     if scan.to_send() > 0 {
-        state.keep(limiter.learned(), args.quiet);
+        let learned = route_limiters.iter().map(|l| l.learned()).collect();
+        state.keep(learned, args.quiet);
     }
     finish(&job, args, &resume, &scan, collected, ended, produced)
 }
 
 /// The `start` event: what the run is about to do, and where it writes.
-fn say_start(job: &Job, scan: &Scan, checked_s: f64, seeded: Option<&rates::Learned>) {
+fn say_start(job: &Job, scan: &Scan, checked_s: f64, state: &StateFile) {
+    let seeded = state.seeded();
     printer::event(
         printer::Level::Info,
         "start",
         format_args!(
-            "{} checked in {checked_s:.1} s: {}{}, {} already done, {} to send; writing {}{}",
+            "{} checked in {checked_s:.1} s: {}{}, {} already done, {} to send; writing {}{}{}",
             printer::count(scan.rows, "row"),
             printer::count(scan.requests(), "request"),
             describe::start_words(job, scan),
@@ -407,6 +425,7 @@ fn say_start(job: &Job, scan: &Scan, checked_s: f64, seeded: Option<&rates::Lear
                 "; starting at {:.1} requests/min, the pace an earlier run learned",
                 l.requests_per_minute
             )),
+            routes::start_words(job),
         ),
         figures(json!({
             "job": job.name,
@@ -425,6 +444,8 @@ fn say_start(job: &Job, scan: &Scan, checked_s: f64, seeded: Option<&rates::Lear
             // null: no configured rate, the run paces itself from the endpoint's answers.
             "pace": start_pace(job, seeded),
             "max_cost_usd": (job.limits.max_cost_usd > 0.0).then_some(job.limits.max_cost_usd),
+            // null for a job of one endpoint.
+            "endpoints": routes::start_list(job, &state.paces()),
         })),
     );
 }
@@ -446,99 +467,6 @@ fn start_pace(job: &Job, seeded: Option<&rates::Learned>) -> serde_json::Value {
         "tokens_per_minute": tpm,
         "learned_at": seeded.filter(|_| source == PaceSource::StateFile).map(|l| l.learned_at.to_rfc3339()),
     })
-}
-
-/// The state file of learned paces, as this run uses it: where it is, this
-/// job's entry, and what an earlier run kept there.
-struct StateFile {
-    /// None: `--no-state`, a configured rate, `--simulate`, or no home folder.
-    place: Option<(std::path::PathBuf, String)>,
-    seeded: Option<rates::Learned>,
-    /// How many shards share the endpoint's limit: the file keeps the
-    /// endpoint's pace (what one shard learned, times this), and each shard
-    /// starts at its share of it. So sharded and whole runs of a job, and
-    /// shards of different counts, read and write one figure. 1 unsharded,
-    /// or with `per_shard = true` (each shard has a limit of its own).
-    share: f64,
-}
-
-impl StateFile {
-    fn open(job: &Job, args: &RunArgs) -> StateFile {
-        let configured = job.limits.requests_per_minute > 0 || job.limits.tokens_per_minute > 0;
-        // A simulated endpoint's port changes every run: nothing worth keeping.
-        let place = (!args.no_state && !configured && !job.simulate)
-            .then(|| {
-                Some((
-                    rates::path()?,
-                    rates::key(&job.endpoint.url, &job_models(job))?,
-                ))
-            })
-            .flatten();
-        let share = match job.limits.per_shard {
-            true => 1.0,
-            false => job.shard.count.max(1) as f64,
-        };
-        let seeded = place
-            .as_ref()
-            .and_then(|(path, key)| match rates::read(path, key, Utc::now()) {
-                Ok(seeded) => seeded,
-                Err(e) => {
-                    if !args.quiet {
-                        printer::warning(e);
-                    }
-                    None
-                }
-            })
-            .map(|endpoint| rates::Learned {
-                requests_per_minute: endpoint.requests_per_minute / share,
-                ..endpoint
-            });
-        StateFile {
-            place,
-            seeded,
-            share,
-        }
-    }
-
-    /// Keeps the pace this run learned from limits (requests per second, window).
-    fn keep(&self, learned: Option<(f64, Duration)>, quiet: bool) {
-        let (Some((path, key)), Some((per_s, window))) = (&self.place, learned) else {
-            return;
-        };
-        let now = Utc::now();
-        let learned = rates::Learned {
-            requests_per_minute: per_s * 60.0 * self.share,
-            window_s: window.as_secs_f64(),
-            learned_at: now,
-        };
-        match rates::write(path, key, learned, now) {
-            Ok(None) => {}
-            Ok(Some(replaced)) | Err(replaced) => {
-                if !quiet {
-                    printer::warning(replaced);
-                }
-            }
-        }
-    }
-}
-
-/// The models a job's requests name (a row's own `params` aside).
-fn job_models(job: &Job) -> Vec<String> {
-    let model = |layer: &crate::job::ParamLayer| {
-        layer
-            .named
-            .get("model")
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_owned)
-    };
-    job.param_sets
-        .iter()
-        .filter_map(|set| {
-            model(&job.overrides)
-                .or_else(|| model(&set.layer))
-                .or_else(|| model(&job.defaults))
-        })
-        .collect()
 }
 
 /// The fields of a JSON event, from a `json!` object.

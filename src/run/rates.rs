@@ -136,6 +136,14 @@ pub fn key(url: &str, models: &[String]) -> Option<String> {
     ))
 }
 
+/// The entry's key for one of several endpoints (`[[endpoints]]`): several
+/// keys of one provider share a url, and each has a limit of its own, so the
+/// endpoint's name is part of the key, e.g. `https://api.openai.com:443
+/// gpt-4o-mini @key-a`. A job of one endpoint keeps [`key`].
+pub fn named_key(url: &str, name: &str, models: &[String]) -> Option<String> {
+    key(url, models).map(|key| format!("{key} @{name}"))
+}
+
 /// The pace kept for `key`, if one is there and still usable.
 pub fn read(path: &Path, key: &str, now: DateTime<Utc>) -> Result<Option<Learned>, RatesError> {
     Ok(load(path)?

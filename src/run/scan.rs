@@ -50,6 +50,8 @@ pub struct Scan {
     /// What the requests may cost, per parameter set and model (only from a
     /// pass judged against the output as it planned: `validate`'s).
     pub estimate: Estimate,
+    /// The models this shard's requests ask for (rows' own `params` included).
+    pub models: std::collections::BTreeSet<String>,
     /// Keys whose latest output line is `ok` for the same request: not sent again.
     pub resumed: u64,
     pub problems: Vec<InputError>,
@@ -225,6 +227,10 @@ pub fn check(job: &Job, file: &InputFile, output: Option<&ResumeState>, hash: bo
             if !mine {
                 keys.push((id, OTHER_SHARD));
                 continue;
+            }
+            // Looked up first: no string allocated per request.
+            if !scan.models.contains(&req.model) {
+                scan.models.insert(req.model.clone());
             }
             let sha = sha_prefix(&req.sha256).unwrap_or(NO_SHA);
             let send = match output {

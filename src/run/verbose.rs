@@ -37,8 +37,9 @@ fn retry_line(n: &RetryNote) -> (String, Map<String, Value>) {
     // The key is the row's id, from the input: a line break in it would
     // forge a log line and an escape would act on the terminal. The JSON
     // field keeps it as it is (escaped there).
+    let at = (n.endpoint.as_deref()).map_or(String::new(), |e| format!(" at endpoint {e:?}"));
     let message = format!(
-        "retry {}: attempt {} of {} failed ({why}); next attempt in {wait}",
+        "retry {}: attempt {} of {} failed{at} ({why}); next attempt in {wait}",
         printable(&n.key),
         n.attempt,
         n.max_attempts
@@ -53,7 +54,11 @@ fn retry_line(n: &RetryNote) -> (String, Map<String, Value>) {
         "wait_s": n.wait.as_secs_f64(),
         "retry_after_s": n.retry_after.map(|d| d.as_secs_f64()),
     });
-    (message, object(fields))
+    let mut fields = object(fields);
+    if let Some(endpoint) = &n.endpoint {
+        fields.insert("endpoint".into(), json!(endpoint));
+    }
+    (message, fields)
 }
 
 fn pace_line(c: &PaceChange) -> (String, Map<String, Value>) {
@@ -161,6 +166,7 @@ mod tests {
             uncertain: false,
             wait: Duration::from_millis(1500),
             retry_after: Some(Duration::from_millis(1500)),
+            endpoint: None,
         }
     }
 
@@ -191,6 +197,20 @@ mod tests {
             "retry q17/precise: attempt 2 of 5 failed (timeout, no answer: may have been billed); next attempt in 0.25 s (backoff)"
         );
         assert_eq!(fields["retry_after_s"], Value::Null);
+        assert!(fields.get("endpoint").is_none(), "one endpoint: not named");
+
+        let elsewhere = RetryNote {
+            endpoint: Some("key-b".into()),
+            ..note()
+        };
+        let (text, fields) = retry_line(&elsewhere);
+        assert!(
+            text.starts_with(
+                "retry q17/precise: attempt 1 of 5 failed at endpoint \"key-b\" (rate_limited"
+            ),
+            "{text}"
+        );
+        assert_eq!(fields["endpoint"], "key-b");
     }
 
     /// Regression: a row id with a line break forged a log line under -v,

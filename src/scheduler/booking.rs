@@ -18,6 +18,9 @@ use crate::scheduler::pricing::add_usd;
 pub struct Booking {
     budget: Option<Arc<Budget>>,
     limiter: Arc<Limiter>,
+    /// With several endpoints: the limiter of the endpoint the attempt
+    /// under way goes to, which reserved its tokens too.
+    route: Option<Arc<Limiter>>,
     /// The budget's worst cases booked for this request and not yet settled.
     booked_usd: f64,
     /// Tokens reserved with the limiter for the attempt under way, not yet settled.
@@ -39,6 +42,7 @@ impl Booking {
         Booking {
             budget,
             limiter,
+            route: None,
             booked_usd,
             tokens,
             _slot: slot,
@@ -59,12 +63,25 @@ impl Booking {
         self.tokens = tokens;
     }
 
+    /// The endpoint `route` (of several) reserved the attempt's tokens too.
+    pub fn reserved_at(&mut self, route: Arc<Limiter>) {
+        self.route = Some(route);
+    }
+
+    /// Gives `tokens` back to the job's limiter and the endpoint's.
+    fn refund(&self, tokens: u64) {
+        self.limiter.refund(tokens);
+        if let Some(route) = &self.route {
+            route.refund(tokens);
+        }
+    }
+
     /// The attempt was answered: the tokens it did not use (`used` when
     /// reported, none when it failed with an answer) go back to the limiter.
     pub fn tokens_answered(&mut self, used: Option<u64>) {
         let unused = self.tokens.saturating_sub(used.unwrap_or(0));
         self.tokens = 0;
-        self.limiter.refund(unused);
+        self.refund(unused);
     }
 
     /// The attempt may have been billed without an answer: its tokens count as used.
@@ -87,7 +104,8 @@ impl Drop for Booking {
             budget.release(self.booked_usd);
         }
         if self.tokens > 0 {
-            self.limiter.refund(std::mem::take(&mut self.tokens));
+            let tokens = std::mem::take(&mut self.tokens);
+            self.refund(tokens);
         }
     }
 }

@@ -263,6 +263,16 @@ pub struct Limiter {
 
 impl Limiter {
     pub fn new(requests_per_minute: u32, tokens_per_minute: u64) -> Limiter {
+        Limiter::with_headers(requests_per_minute, tokens_per_minute, true)
+    }
+
+    /// A limiter of configured rates only: the job-wide limit over several
+    /// endpoints, each of which paces itself from its own answers.
+    pub fn configured(requests_per_minute: u32, tokens_per_minute: u64) -> Limiter {
+        Limiter::with_headers(requests_per_minute, tokens_per_minute, false)
+    }
+
+    fn with_headers(requests_per_minute: u32, tokens_per_minute: u64, headers: bool) -> Limiter {
         let now = Instant::now();
         Limiter {
             state: Mutex::new(State {
@@ -275,7 +285,7 @@ impl Limiter {
                 successes: 0,
                 evidence: Evidence::default(),
                 configured: (requests_per_minute, tokens_per_minute),
-                headers: (requests_per_minute == 0 && tokens_per_minute == 0)
+                headers: (headers && requests_per_minute == 0 && tokens_per_minute == 0)
                     .then(HeaderPace::default),
                 in_flight: (0, 0),
             }),
@@ -292,36 +302,47 @@ impl Limiter {
     /// Waits until one request of `tokens` estimated tokens may be sent, and books it.
     pub async fn acquire(&self, tokens: u64) {
         loop {
-            let wait = {
-                let mut s = self.lock();
-                let now = Instant::now();
-                let wait = s.wait(now);
-                if let Some(l) = s.learned.as_mut() {
-                    if !l.schedule.wait(now).is_zero() {
-                        l.last_paced = Some(now);
-                    }
-                }
-                if wait.is_zero() {
-                    if let Some(g) = s.requests.as_mut() {
-                        g.take(now, 1);
-                    }
-                    if let Some(g) = s.tokens.as_mut() {
-                        g.take(now, tokens);
-                    }
-                    if let Some(l) = s.learned.as_mut() {
-                        l.schedule.take(now, 1);
-                    }
-                    if let Some(h) = s.headers.as_mut() {
-                        h.take(now, tokens);
-                    }
-                    s.in_flight.0 = s.in_flight.0.saturating_add(1);
-                    s.in_flight.1 = s.in_flight.1.saturating_add(tokens);
-                    return;
-                }
-                wait
-            };
-            tokio::time::sleep(wait).await;
+            match self.try_acquire(tokens) {
+                Ok(()) => return,
+                Err(wait) => tokio::time::sleep(wait).await,
+            }
         }
+    }
+
+    /// Books one request of `tokens` estimated tokens if it may be sent now;
+    /// else how long until it may (another may book that time first).
+    pub fn try_acquire(&self, tokens: u64) -> Result<(), Duration> {
+        let mut s = self.lock();
+        let now = Instant::now();
+        let wait = s.wait(now);
+        if let Some(l) = s.learned.as_mut() {
+            if !l.schedule.wait(now).is_zero() {
+                l.last_paced = Some(now);
+            }
+        }
+        if !wait.is_zero() {
+            return Err(wait);
+        }
+        if let Some(g) = s.requests.as_mut() {
+            g.take(now, 1);
+        }
+        if let Some(g) = s.tokens.as_mut() {
+            g.take(now, tokens);
+        }
+        if let Some(l) = s.learned.as_mut() {
+            l.schedule.take(now, 1);
+        }
+        if let Some(h) = s.headers.as_mut() {
+            h.take(now, tokens);
+        }
+        s.in_flight.0 = s.in_flight.0.saturating_add(1);
+        s.in_flight.1 = s.in_flight.1.saturating_add(tokens);
+        Ok(())
+    }
+
+    /// How long until a request could be sent (zero: now); books nothing.
+    pub fn ready_in(&self) -> Duration {
+        self.lock().wait(Instant::now())
     }
 
     /// Returns tokens booked but not used (the reply was shorter than its cap).

@@ -4,15 +4,17 @@
 //! leave as [`Event`]s on another: every request that was sent ends as exactly
 //! one `Event::Done`, whatever happens.
 
+mod attempts;
 mod booking;
 mod budget;
 mod limiter;
 pub mod pricing;
 pub mod retry;
+mod routes;
 mod stop;
 
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -24,14 +26,14 @@ use tokio::sync::{mpsc, Semaphore};
 use booking::Booking;
 pub use budget::Budget;
 pub use limiter::{Limiter, PaceChange, PaceReport, PaceSource, PaceWhy};
+pub use routes::{EndpointNote, Route, FAILING_TO_AVOID};
 pub use stop::{shorten, StopSignal, IDENTICAL_TO_STOP, REFUSALS_TO_STOP, UNREACHABLE_TO_STOP};
 
-use crate::client::{Client, ErrorKind, Failure, RawJson, Reply};
+use crate::client::{ErrorKind, Failure, RawJson, Reply};
 use crate::job::{Job, Pricing, RetryConfig};
 use crate::plan::structured::OutputCheck;
 use crate::plan::Request;
-use retry::{decide, Backoff, Verdict};
-use stop::Streaks;
+use routes::{Picked, Routes};
 
 /// How one request ended.
 #[derive(Debug)]
@@ -44,6 +46,8 @@ pub struct Outcome {
     pub finished_at: Option<DateTime<Utc>>,
     /// With a budget: what the request counts against it (see `budget::charge`).
     pub budget_charge_usd: Option<f64>,
+    /// With `[[endpoints]]`: the name of the endpoint that gave the last answer.
+    pub endpoint: Option<String>,
 }
 
 /// An attempt failed and the request will be tried again after `wait`.
@@ -61,6 +65,8 @@ pub struct RetryNote {
     pub wait: Duration,
     /// What the server asked for, when that set the wait.
     pub retry_after: Option<Duration>,
+    /// With `[[endpoints]]`: the endpoint the failed attempt went to.
+    pub endpoint: Option<String>,
 }
 
 /// What the core tells its consumers (sink, summary, progress).
@@ -72,6 +78,9 @@ pub enum Event {
     Retrying { kind: ErrorKind },
     /// The pace learned from 429s changed (for `-v`).
     Pace(PaceChange),
+    /// With `[[endpoints]]`: an endpoint was taken out of rotation, or is
+    /// failing (a warning).
+    Endpoint(EndpointNote),
     /// A request ended; it becomes one output line.
     Done(Box<Outcome>),
     /// A request answered from the response cache, never sent (told by the
@@ -94,13 +103,14 @@ pub enum StopReason {
 }
 
 struct Shared {
-    client: Client,
+    /// Where attempts go: one route, or one per `[[endpoints]]` entry.
+    routes: Routes,
     retry: RetryConfig,
     pricing: Pricing,
+    /// The job-wide limiter (`[limits]` rates); with one endpoint, its own.
     limiter: Arc<Limiter>,
     budget: Option<Arc<Budget>>,
     stop: Arc<StopSignal>,
-    streaks: Mutex<Streaks>,
     events: mpsc::Sender<Event>,
 }
 
@@ -111,9 +121,11 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// `recorded_cost_usd`: the cost already in the output (for the budget).
+    /// `routes`: one unnamed route (a job of one endpoint: its limiter is
+    /// the job's, of `[limits]` rates), or one named route per endpoint.
     pub fn new(
         job: &Job,
-        client: Client,
+        routes: Vec<Route>,
         stop: Arc<StopSignal>,
         recorded_cost_usd: f64,
         events: mpsc::Sender<Event>,
@@ -121,18 +133,22 @@ impl Scheduler {
         let limits = &job.limits;
         let budget = (limits.max_cost_usd > 0.0)
             .then(|| Arc::new(Budget::new(limits.max_cost_usd, recorded_cost_usd)));
+        let routes = Routes::new(routes);
+        let limiter = match (routes.several(), routes.routes.first()) {
+            (false, Some(route)) => route.limiter.clone(),
+            _ => Arc::new(Limiter::configured(
+                limits.requests_per_minute,
+                limits.tokens_per_minute,
+            )),
+        };
         Scheduler {
             shared: Arc::new(Shared {
-                client,
+                routes,
                 retry: job.retry.clone(),
                 pricing: job.pricing.clone(),
-                limiter: Arc::new(Limiter::new(
-                    limits.requests_per_minute,
-                    limits.tokens_per_minute,
-                )),
+                limiter,
                 budget,
                 stop,
-                streaks: Mutex::new(Streaks::default()),
                 events,
             }),
             concurrency: limits.concurrency.max(1),
@@ -142,6 +158,13 @@ impl Scheduler {
     /// The run's rate limiter: seeded before the run, asked for its pace after.
     pub fn limiter(&self) -> Arc<Limiter> {
         self.shared.limiter.clone()
+    }
+
+    /// Each endpoint's name (None for one endpoint), url and limiter.
+    pub fn route_limiters(&self) -> Vec<(Option<String>, String, Arc<Limiter>)> {
+        (self.shared.routes.routes.iter())
+            .map(|r| (r.name.clone(), r.url.clone(), r.limiter.clone()))
+            .collect()
     }
 
     /// Dispatches every request from `requests` (batches, in order) until it
@@ -200,12 +223,35 @@ impl Scheduler {
                 _ = dispatching.cancelled() => break,
                 _ = shared.limiter.acquire(tokens) => booking.reserved_tokens(tokens),
             }
+            let mut route = Some(0);
+            if shared.routes.several() {
+                let picked = tokio::select! {
+                    biased;
+                    _ = dispatching.cancelled() => break,
+                    picked = shared.routes.pick(&request.model, tokens, None) => picked,
+                };
+                route = match picked {
+                    Picked::Route(i) => {
+                        booking.reserved_at(shared.routes.routes[i].limiter.clone());
+                        Some(i)
+                    }
+                    // Recorded as this request's failure, never sent.
+                    Picked::Unserved => {
+                        shared.limiter.on_answer(tokens, None);
+                        None
+                    }
+                    Picked::AllOut(reason, detail) => {
+                        shared.stop.stop_quoting(reason, detail);
+                        break;
+                    }
+                };
+            }
             let task = shared.clone();
             tokio::spawn(async move {
                 // A bug that panics still ends as a line, and frees its booking.
                 // Boxed: the attempt's state is kilobytes, which the task
                 // would otherwise copy in when spawned and over when done.
-                let execute = Box::pin(task.execute(&request, worst, tokens, &mut booking));
+                let execute = Box::pin(task.execute(&request, worst, tokens, &mut booking, route));
                 let ended = AssertUnwindSafe(execute)
                     .catch_unwind()
                     .await
@@ -220,6 +266,7 @@ impl Scheduler {
                     started_at: Some(ended.started_at),
                     finished_at: Some(ended.finished_at),
                     budget_charge_usd,
+                    endpoint: ended.endpoint,
                 };
                 // A closed channel means the collector is gone; nothing left to tell.
                 let _ = task.events.send(Event::Done(Box::new(outcome))).await;
@@ -252,6 +299,8 @@ struct Ended {
     /// What the answered attempts whose reply was not the JSON asked for cost
     /// (their cost, or their worst case when unknown): billed, and no line keeps them.
     bad_output_charge: f64,
+    /// With `[[endpoints]]`: the endpoint of the last attempt.
+    endpoint: Option<String>,
 }
 
 impl Ended {
@@ -272,6 +321,7 @@ impl Ended {
             finished_at: now,
             panicked_charge: Some(booked_usd),
             bad_output_charge: 0.0,
+            endpoint: None,
         }
     }
 
@@ -352,199 +402,4 @@ async fn large_check(
     })
     .await;
     checked.unwrap_or_else(|e| Err(format!("the reply's JSON check failed: {e}")))
-}
-
-impl Shared {
-    async fn execute(
-        &self,
-        request: &Request,
-        worst: f64,
-        tokens: u64,
-        booking: &mut Booking,
-    ) -> Ended {
-        let started_at = Utc::now();
-        let mut attempts = 0u32;
-        let mut uncertain = 0u32;
-        // Answered attempts whose reply was not the JSON asked for, and what they cost.
-        let mut bad_outputs = 0u32;
-        let mut bad_output_charge = 0.0f64;
-        let mut backoff = Backoff::new(&self.retry);
-        let retries = self.stop.retries();
-        let in_flight = self.stop.in_flight();
-        let result = loop {
-            attempts = attempts.saturating_add(1);
-            let sent = tokio::select! {
-                biased;
-                _ = in_flight.cancelled() => Err(self.stop.abandoned()),
-                result = self.client.send(request, attempts) => result,
-            };
-            let figures = match &sent {
-                Ok(reply) => reply.rate_limits.as_ref(),
-                Err(failure) => failure.rate_limits.as_deref(),
-            };
-            self.limiter.on_answer(tokens, figures);
-            let (failure, bad_output) = match sent {
-                Ok(mut reply) => {
-                    self.streak(|s| s.on_attempt(None), None);
-                    if let Some(change) = self.limiter.on_success() {
-                        let _ = self.events.send(Event::Pace(change)).await;
-                    }
-                    match reply.usage {
-                        Some(usage) => booking.tokens_answered(Some(usage.total_tokens)),
-                        // No usage reported: what was reserved counts as used.
-                        None => booking.tokens_spent(),
-                    }
-                    // The endpoint answered: a reply that is not the JSON asked
-                    // for says nothing of the endpoint, so it ends no streak.
-                    self.streak(|s| s.on_end(None), None);
-                    match checked(request, &mut reply).await {
-                        None => break Ok(reply),
-                        Some(failure) => {
-                            bad_outputs = bad_outputs.saturating_add(1);
-                            // Answered, so billed: its cost, or the worst case when unknown.
-                            let cost = self.pricing.budget_cost(&request.model, &reply);
-                            bad_output_charge = pricing::add_usd(
-                                bad_output_charge,
-                                cost.filter(|c| crate::client::is_amount(*c))
-                                    .unwrap_or(worst),
-                            );
-                            (failure, true)
-                        }
-                    }
-                }
-                Err(failure) => (failure, false),
-            };
-            let give_up = match bad_output {
-                // Its own allowance: see `RetryConfig::bad_output_attempts`.
-                true => {
-                    bad_outputs >= self.retry.bad_output_attempts
-                        || failure.should_retry == Some(false)
-                }
-                false => {
-                    if failure.uncertain {
-                        uncertain = uncertain.saturating_add(1);
-                        booking.tokens_spent();
-                    } else {
-                        // Answered with an error: no tokens were used.
-                        booking.tokens_answered(None);
-                    }
-                    let verdict = decide(&failure);
-                    self.streak(|s| s.on_attempt(Some((&failure, verdict))), Some(&failure));
-                    if verdict != Verdict::Refused
-                        && (failure.status == Some(429) || failure.kind == ErrorKind::RateLimited)
-                    {
-                        // A quota 429 is a refusal, not a pace to slow down to.
-                        if let Some(change) = self.limiter.on_rate_limited(failure.retry_after) {
-                            let _ = self.events.send(Event::Pace(change)).await;
-                        }
-                    }
-                    verdict != Verdict::Retry
-                        || attempts.saturating_sub(bad_outputs) >= self.retry.max_attempts
-                }
-            };
-            if give_up || retries.is_cancelled() {
-                break Err(failure);
-            }
-            // A retry after an attempt that may have been billed (or was, with
-            // a reply that was no use) needs room of its own.
-            if failure.uncertain || bad_output {
-                if let Some(budget) = &self.budget {
-                    let booked_more = tokio::select! {
-                        biased;
-                        _ = retries.cancelled() => false,
-                        booked_more = budget.reserve_more(worst) => booked_more,
-                    };
-                    if !booked_more {
-                        if retries.is_cancelled() {
-                            break Err(failure);
-                        }
-                        self.stop.stop(StopReason::Budget);
-                        // The denied attempt was never sent: it is charged nothing.
-                        let mut failure = failure;
-                        failure.message.push_str(
-                            "; not retried: max_cost_usd leaves no room for another attempt",
-                        );
-                        break Err(failure);
-                    }
-                    booking.booked_more(worst);
-                }
-            }
-            let mut delay = backoff.next_delay(&failure, fastrand::f64());
-            if stop::unreachable(&failure) {
-                delay = delay.min(stop::UNREACHABLE_MAX_BACKOFF);
-            }
-            let note = RetryNote {
-                key: request.key.clone(),
-                attempt: attempts,
-                max_attempts: self.retry.max_attempts,
-                kind: failure.kind,
-                status: failure.status,
-                uncertain: failure.uncertain,
-                wait: delay,
-                // The server's word set the wait when the wait is what it asked.
-                retry_after: failure
-                    .retry_after
-                    .filter(|asked| (*asked).min(limiter::MAX_WAIT) == delay),
-            };
-            let _ = self.events.send(Event::RetryPlanned(Box::new(note))).await;
-            let resumed = tokio::select! {
-                biased;
-                _ = retries.cancelled() => false,
-                _ = async {
-                    tokio::time::sleep(delay).await;
-                    self.limiter.acquire(tokens).await;
-                    booking.reserved_tokens(tokens);
-                } => true,
-            };
-            if !resumed {
-                break Err(failure);
-            }
-            // Told only now: a retry cut short by a stop never happened.
-            let _ = self
-                .events
-                .send(Event::Retrying { kind: failure.kind })
-                .await;
-            // That send may have waited; an interrupt meanwhile still stops the retry.
-            if retries.is_cancelled() {
-                // Booked with the limiter, never sent.
-                self.limiter.on_answer(tokens, None);
-                break Err(failure);
-            }
-        };
-        // A reply that is not the JSON asked for breaks no streak (said above).
-        if let Some(failure) = result
-            .as_ref()
-            .err()
-            .filter(|f| f.kind != ErrorKind::BadOutput)
-        {
-            let verdict = decide(failure);
-            self.streak(|s| s.on_end(Some((failure, verdict))), Some(failure));
-        }
-        Ended {
-            result,
-            attempts,
-            uncertain,
-            bad_output_charge,
-            started_at,
-            finished_at: Utc::now(),
-            panicked_charge: None,
-        }
-    }
-
-    /// Updates the streaks; one that says no further request can succeed stops
-    /// dispatch, quoting the failure's message.
-    fn streak(
-        &self,
-        update: impl FnOnce(&mut Streaks) -> Option<StopReason>,
-        failure: Option<&Failure>,
-    ) {
-        let stop = update(&mut self.streaks.lock().unwrap_or_else(|e| e.into_inner()));
-        if let Some(reason) = stop {
-            let detail = failure.map(|f| match f.status {
-                Some(status) => format!("HTTP {status}: {}", f.message),
-                None => f.message.clone(),
-            });
-            self.stop.stop_because(reason, detail);
-        }
-    }
 }

@@ -93,6 +93,20 @@ impl StopSignal {
         }
     }
 
+    /// Stops dispatching for `reason`, quoting `detail` whole (already
+    /// shortened part by part: one message per endpoint).
+    pub fn stop_quoting(&self, reason: StopReason, detail: String) {
+        let mut current = self.reason.lock().expect("stop lock is never poisoned");
+        if current
+            .as_ref()
+            .is_none_or(|(c, _)| reason.rank() > c.rank())
+        {
+            *current = Some((reason, Some(detail)));
+        }
+        drop(current);
+        self.dispatching.cancel();
+    }
+
     /// Ctrl-C or SIGTERM: the first stops dispatching and starts the grace
     /// period; a second abandons the requests in flight at once.
     /// Returns true for the second interrupt.

@@ -223,6 +223,7 @@ impl Record {
             started_at,
             finished_at,
             budget_charge_usd,
+            endpoint,
         } = outcome;
         let client_request_id = req.client_request_id(attempts.max(1));
         let mut record = Record {
@@ -258,7 +259,7 @@ impl Record {
             prior_charge_usd: None,
             cached: None,
             cached_cost_usd: None,
-            endpoint: None,
+            endpoint,
         };
         match result {
             Ok(reply) => {
@@ -310,6 +311,7 @@ impl Record {
             started_at: Some(started_at),
             finished_at: Some(finished_at),
             budget_charge_usd: None,
+            endpoint: None,
         };
         let mut base = Record::from_outcome(job, outcome, &Pricing::default());
         base.latency_ms = None;

@@ -11,6 +11,7 @@ mod common;
 mod compat;
 mod connections;
 mod conventions;
+mod endpoints;
 mod estimate;
 #[cfg(unix)]
 mod files;

@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::cli::JobArgs;
 use crate::job::{Format, InputSource, Job, JobError, Price, Problem, SystemMode};
 
+mod endpoints;
 mod flags;
 mod limits;
 
