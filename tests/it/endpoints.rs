@@ -78,6 +78,39 @@ async fn weights_1_1_2_split_the_requests_25_25_50() {
     assert_eq!(by["a"] as u64, counts[0]);
     assert_eq!(by["b"] as u64, counts[1]);
     assert_eq!(by["c"] as u64, counts[2]);
+    // The summary's per-endpoint figures are the same counts, and the report's groups too.
+    let summary = sb.summary("t.summary.json");
+    for (name, count) in ["a", "b", "c"].iter().zip(&counts) {
+        assert_eq!(
+            summary["by_endpoint"][name]["requests"]["ok"], *count,
+            "{name}"
+        );
+        assert_eq!(
+            summary["by_endpoint"][name]["requests"]["failed"], 0,
+            "{name}"
+        );
+    }
+    let out = sb
+        .command(&["report", "t.jsonl", "--by", "endpoint", "--format", "json"])
+        .output()
+        .expect("report runs");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    let groups: Vec<(String, u64)> = report["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .map(|g| {
+            let name = g["endpoint"].as_str().expect("named").to_string();
+            (name, g["requests"]["ok"].as_u64().expect("count"))
+        })
+        .collect();
+    let expected: Vec<(String, u64)> = ["a", "b", "c"]
+        .iter()
+        .map(|n| n.to_string())
+        .zip(counts.iter().copied())
+        .collect();
+    assert_eq!(groups, expected);
     for m in mocks {
         m.shutdown().await;
     }
