@@ -106,6 +106,10 @@ pub struct Summary {
     /// `end` event; not part of the summary file.
     #[serde(skip)]
     pub pace: Option<PaceReport>,
+    /// With `[[endpoints]]`: each endpoint's own pace, by name, in the job's
+    /// order (`pace` is then the job-wide `[limits]` one).
+    #[serde(skip)]
+    pub endpoint_paces: Vec<(String, PaceReport)>,
 }
 
 /// What this run did: the requests it sent and what they cost.
@@ -495,6 +499,7 @@ impl Tally {
             other_keys_in_output: facts.other_keys_in_output,
             stopped_because: facts.stopped_because,
             pace: None,
+            endpoint_paces: Vec::new(),
         }
     }
 }

@@ -155,6 +155,9 @@ pub fn render_styled(s: &Summary, color: bool) -> String {
     if let Some(pace) = &s.pace {
         let _ = writeln!(out, "  {}{}", head("pace"), pace_text(pace));
     }
+    for (name, pace) in &s.endpoint_paces {
+        let _ = writeln!(out, "  {}{}: {}", head(""), name, pace_text(pace));
+    }
     out
 }
 

@@ -29,6 +29,8 @@ pub(super) struct Ended {
     pub stopped_because: Option<String>,
     /// The pace the run used and where it came from.
     pub pace: PaceReport,
+    /// With `[[endpoints]]`: each endpoint's pace, by name.
+    pub endpoint_paces: Vec<(String, PaceReport)>,
     /// Every line of the output folded beside the check pass, when the run
     /// found nothing to send and no key the job lacks (read in the resume
     /// scan's own pass: `report::ReadBack`).
@@ -157,6 +159,7 @@ pub(super) fn finish(
     };
     let mut summary = tally.summary(&sent, facts);
     summary.pace = Some(ended.pace);
+    summary.endpoint_paces = ended.endpoint_paces;
     if let Err(error) = report::write_summary(&job.output.summary, &summary) {
         local.push(LocalFailure::Summary {
             path: summary_path.clone(),
@@ -255,6 +258,12 @@ fn end_event(summary: &Summary, status: ExitStatus, output: &str, path: &str, li
             "pace".into(),
             serde_json::to_value(pace).unwrap_or_default(),
         );
+    }
+    if !summary.endpoint_paces.is_empty() {
+        let paces: serde_json::Map<String, serde_json::Value> = (summary.endpoint_paces.iter())
+            .map(|(name, pace)| (name.clone(), serde_json::to_value(pace).unwrap_or_default()))
+            .collect();
+        fields.insert("endpoint_paces".into(), paces.into());
     }
     printer::event(level, "end", message, fields);
 }

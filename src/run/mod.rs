@@ -342,8 +342,9 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         event_tx,
     );
     let limiter = scheduler.limiter();
-    let route_limiters: Vec<_> = (scheduler.route_limiters().into_iter())
-        .map(|(_, _, limiter)| limiter)
+    let scheduler_routes = scheduler.route_limiters();
+    let route_limiters: Vec<_> = (scheduler_routes.iter())
+        .map(|(_, _, limiter)| limiter.clone())
         .collect();
     for (entry, limiter) in state.entries.iter().zip(&route_limiters) {
         if let Some(seeded) = &entry.seeded {
@@ -398,6 +399,9 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         stopped,
         stopped_because: stop.detail(),
         pace: limiter.report(),
+        endpoint_paces: (scheduler_routes.iter())
+            .filter_map(|(name, _, limiter)| Some((name.clone()?, limiter.report())))
+            .collect(),
         prefolded: prefold,
     };
     if scan.to_send() > 0 {

@@ -679,3 +679,39 @@ async fn the_jobs_own_rate_holds_over_all_its_endpoints_together() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// With several endpoints the run's end says each one's pace: the table a
+/// line per endpoint, the JSON `end` event `endpoint_paces` by name.
+#[tokio::test]
+async fn the_end_says_each_endpoints_pace() {
+    let mocks = [
+        mock(MockConfig::default()).await,
+        mock(MockConfig::default()).await,
+    ];
+    let sb = Sandbox::new();
+    let entries = [
+        entry("slow", &mocks[0].url(), "requests_per_minute = 6000"),
+        entry("free", &mocks[1].url(), ""),
+    ];
+    sb.write("t.toml", &job(&entries, ""));
+    sb.write("rows.jsonl", &rows(20));
+    let out =
+        output(sb.command(&["run", "t.toml", "--progress", "off", "--log-format", "json"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let end: Value = (stderr(&out).lines())
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["event"] == "end")
+        .expect("an end event");
+    let paces = &end["endpoint_paces"];
+    assert_eq!(paces["slow"]["requests_per_minute"], 6000.0, "{end:#}");
+    assert_eq!(paces["free"]["requests_per_minute"], Value::Null, "{end:#}");
+
+    let out = output(sb.command(&["run", "t.toml", "--progress", "off", "--fresh"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(text.contains("slow: 6000 requests/min"), "{text}");
+    assert!(text.contains("free: none"), "{text}");
+    for m in mocks {
+        m.shutdown().await;
+    }
+}
