@@ -28,6 +28,12 @@ const OWN_KEYS: [&str; 5] = [
 /// The largest weight: past this it can only be a typo, and the weighted
 /// round-robin sums weights in an i64.
 const MAX_WEIGHT: i64 = 1_000_000;
+/// The most endpoints a job may list. Each holds a connection pool and a
+/// TLS setup (about 30 KB: 10,000 took 300 MB before a request was sent),
+/// and each choice looks at every one; no real job spreads over more keys.
+pub const MAX_ENDPOINTS: usize = 1_000;
+/// The longest endpoint name: it is printed in warnings, tables and records.
+const MAX_NAME_CHARS: usize = 100;
 
 type Node = Spanned<toml::Value>;
 pub(super) type Entries = Vec<Spanned<Lenient<std::collections::BTreeMap<String, Node>>>>;
@@ -62,6 +68,17 @@ impl Doc<'_, '_> {
                 "is empty: give at least one [[endpoints]] table",
             );
         }
+        if items.len() > MAX_ENDPOINTS {
+            self.push(
+                node.span(),
+                "endpoints",
+                format!(
+                    "lists {} endpoints; at most {MAX_ENDPOINTS} are allowed (several keys of one provider each need an entry, but not thousands)",
+                    items.len()
+                ),
+            );
+            return Vec::new();
+        }
         let mut names = HashSet::new();
         let mut endpoints = Vec::new();
         for (i, item) in items.iter().enumerate() {
@@ -91,6 +108,15 @@ impl Doc<'_, '_> {
                     "name" => match value.as_str() {
                         None => Err(format!("must be a string, got {}", describe(value))),
                         Some(n) if n.trim().is_empty() => Err("must not be empty".to_string()),
+                        // Printed on stderr and in tables: an escape or a line
+                        // break there would repaint or split the terminal's lines.
+                        Some(n) if n.chars().any(char::is_control) => Err(format!(
+                            "{n:?} holds a control character (a line break, tab or escape); use letters, digits and punctuation"
+                        )),
+                        Some(n) if n.chars().count() > MAX_NAME_CHARS => Err(format!(
+                            "is {} characters long; at most {MAX_NAME_CHARS}",
+                            n.chars().count()
+                        )),
                         Some(n) if !names.insert(n.to_string()) => Err(format!(
                             "{n:?} is the name of an earlier endpoint; endpoint names must be unique"
                         )),

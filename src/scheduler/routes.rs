@@ -237,6 +237,12 @@ impl Routes {
     /// that makes [`FAILING_TO_AVOID`] in a row.
     pub fn failed(&self, route: usize) -> Option<EndpointNote> {
         let mut s = self.lock();
+        // Out of rotation already (its warning said so): "tried only when the
+        // others are busy" would contradict it. Requests in flight when it
+        // was taken out still fail there.
+        if s.out[route].is_some() {
+            return None;
+        }
         s.failing[route] = s.failing[route].saturating_add(1);
         if s.failing[route] == FAILING_TO_AVOID {
             s.probed[route] = Instant::now();

@@ -187,3 +187,19 @@ async fn an_endpoint_failing_again_and_again_is_tried_only_when_the_others_are_b
     let second = routes.pick("m", 1, None).await;
     assert_ne!(first, second, "one each: {first:?} {second:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_endpoint_out_of_rotation_is_not_warned_about_as_failing_too() {
+    // Requests in flight at an unreachable endpoint when it was taken out
+    // keep failing there: its one warning said it is out, and no second one
+    // may say it is still tried when the others are busy.
+    let routes = Routes::new(vec![route("a", 1, 0, None), route("b", 1, 0, None)]);
+    for _ in 0..5 {
+        assert_eq!(routes.failed(0), None);
+    }
+    let out = routes.take_out(0, StopReason::EndpointUnreachable, None);
+    assert!(matches!(out, Some(EndpointNote::Out { .. })), "{out:?}");
+    for _ in 0..FAILING_TO_AVOID * 2 {
+        assert_eq!(routes.failed(0), None, "no failing note once out");
+    }
+}

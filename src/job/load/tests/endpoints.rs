@@ -147,3 +147,45 @@ fn shards_divide_each_endpoints_rates_unless_per_shard() {
     let a = &job.endpoints[0];
     assert_eq!((a.requests_per_minute, a.tokens_per_minute), (600, 90_000));
 }
+
+#[test]
+fn a_name_with_a_control_character_or_too_long_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, says) in [
+        ("a\\u001b[31mred", "holds a control character"),
+        ("two\\nlines", "holds a control character"),
+        ("tab\\there", "holds a control character"),
+        (&"x".repeat(101), "is 101 characters long; at most 100"),
+    ] {
+        let job = TWO.replace("name = \"fallback\"", &format!("name = \"{name}\""));
+        write(dir.path(), "j.toml", &job);
+        let found = problems(&job_args(Some("j.toml")), dir.path());
+        assert!(format!("{found:?}").contains(says), "{name}: {found:?}");
+    }
+    // Odd but printable names are fine.
+    let job = TWO.replace("name = \"fallback\"", "name = \"clé · #2 (EU)\"");
+    write(dir.path(), "j.toml", &job);
+    load(&job_args(Some("j.toml")), dir.path()).expect("a printable name is fine");
+}
+
+#[test]
+fn more_endpoints_than_the_bound_are_refused_saying_the_bound() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let entry = |i: usize| {
+        format!(
+            "[[endpoints]]\nname = \"e{i}\"\nurl = \"http://127.0.0.1:9/v1/chat/completions\"\n"
+        )
+    };
+    let head = "[input]\npath = \"q.jsonl\"\n[defaults]\nmodel = \"m1\"\n";
+    let at_bound: String = (0..1000).map(entry).collect();
+    write(dir.path(), "j.toml", &format!("{head}{at_bound}"));
+    let job = load(&job_args(Some("j.toml")), dir.path()).expect("1000 endpoints are fine");
+    assert_eq!(job.endpoints.len(), 1000);
+    let past: String = (0..1001).map(entry).collect();
+    write(dir.path(), "j.toml", &format!("{head}{past}"));
+    let found = problems(&job_args(Some("j.toml")), dir.path());
+    assert!(
+        format!("{found:?}").contains("lists 1001 endpoints; at most 1000 are allowed"),
+        "{found:?}"
+    );
+}
