@@ -134,7 +134,7 @@ pub struct JobArgs {
     #[arg(long, value_name = "PATH|-", help_heading = "Input")]
     pub input: Option<String>,
 
-    /// Input format [default: from the file extension; jsonl for standard input].
+    /// Input format [default: from the file extension (a .jsonl of OpenAI Batch request lines is openai-batch); jsonl for standard input].
     ///
     /// e.g. --format csv
     #[arg(long, value_enum, value_name = "FORMAT", help_heading = "Input")]
@@ -442,12 +442,19 @@ pub struct MockArgs {
     /// Require this bearer key (401 otherwise), e.g. --require-key test-key
     #[arg(long)]
     pub require_key: Option<String>,
+
+    /// Answer with recorded server answers: every NAME.http file in DIR (status line, headers,
+    /// blank line, body), chosen by the request's model, e.g. --replay tests/fixtures/compat/openai
+    #[arg(long, value_name = "DIR")]
+    pub replay: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FormatArg {
     Jsonl,
     Csv,
+    /// OpenAI Batch API request lines (`custom_id`, `method`, `url`, `body`).
+    OpenaiBatch,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -42,7 +42,8 @@ pub fn open(file: &InputFile, format: Format) -> Result<Rows, InputError> {
     let reader = BufReader::with_capacity(READ_BUFFER, handle);
     match format {
         Format::Csv => csv::rows(reader, &file.display),
-        Format::Jsonl => Ok(jsonl::rows(reader, &file.display)),
+        // A Batch request line is a JSON object too: the planner reads its fields.
+        Format::Jsonl | Format::OpenaiBatch => Ok(jsonl::rows(reader, &file.display)),
     }
 }
 

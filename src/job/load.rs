@@ -226,6 +226,7 @@ fn input_config(
         // Given but bad: that problem is reported already.
         (None, _) if s.given.contains(&"input.format") => return None,
         (None, InputSource::File(path)) => match format_from_extension(path) {
+            Some(Format::Jsonl) if batch_lines(path) => Format::OpenaiBatch,
             Some(f) => f,
             None => {
                 problems.push(
@@ -296,6 +297,10 @@ fn output_config(
         Some(spec) => expanded(spec, "output.summary", "--summary"),
         None => summary_for(&path),
     };
+    let batch = s
+        .batch_output
+        .as_ref()
+        .map(|spec| expanded(spec, "output.batch_output", "[output] batch_output"));
     let mut ok = true;
     // By identity, not spelling (`dir/../out.jsonl`, a linked folder): the
     // summary replaces its file at the end, which would be the output's lines
@@ -324,10 +329,29 @@ fn output_config(
             ok = false;
         }
     }
+    if let Some(batch) = &batch {
+        // Replaced whole at the end of every run: it must not be a file the run keeps.
+        let taken = [Some(&path), Some(&summary), input_path]
+            .into_iter()
+            .flatten()
+            .any(|other| same_file(other, batch))
+            || same_file(Path::new(&lock), batch);
+        if taken {
+            problems.push(
+                at("output.batch_output", "[output] batch_output"),
+                format!(
+                    "the batch output path {} is the input, the output, its lock or the summary; pick another",
+                    batch.display()
+                ),
+            );
+            ok = false;
+        }
+    }
     ok.then_some(OutputConfig {
         path,
         summary,
         json: s.json,
+        batch,
     })
 }
 
@@ -411,6 +435,36 @@ pub(crate) fn summary_for(output: &Path) -> PathBuf {
             PathBuf::from(format!("{stem}{SUMMARY_SUFFIX}"))
         }
         _ => PathBuf::from(format!("{text}{SUMMARY_SUFFIX}")),
+    }
+}
+
+/// Whether the first non-blank line of a `.jsonl` file is an OpenAI Batch
+/// request line (an object with `custom_id` and `body`). A file that cannot
+/// be read, or whose first line is too long to look at, is plain JSONL (the
+/// check pass then says what is wrong with it).
+fn batch_lines(path: &Path) -> bool {
+    use std::io::{BufRead, Read};
+    /// Enough for any request line worth sniffing; a longer one is read as JSONL.
+    const MOST: u64 = 16 * 1024 * 1024;
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut reader = std::io::BufReader::new(file).take(MOST);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return false,
+            Ok(_) if line.iter().all(u8::is_ascii_whitespace) => continue,
+            Ok(_) => break,
+        }
+    }
+    let text = line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&line);
+    match serde_json::from_slice::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(map)) => {
+            map.contains_key("custom_id") && map.contains_key("body")
+        }
+        _ => false,
     }
 }
 

@@ -123,6 +123,8 @@ pub enum InputSource {
 pub enum Format {
     Jsonl,
     Csv,
+    /// OpenAI Batch API request lines: `{"custom_id","method","url","body"}`.
+    OpenaiBatch,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +140,8 @@ pub struct OutputConfig {
     pub summary: PathBuf,
     /// `[output] json`: every reply is parsed as JSON into the record's `json`.
     pub json: bool,
+    /// `[output] batch_output`: the output also written in the Batch API's output format.
+    pub batch: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -61,6 +61,7 @@ pub(crate) struct Settings {
     pub json: bool,
     pub output: Option<PathSpec>,
     pub summary: Option<PathSpec>,
+    pub batch_output: Option<PathSpec>,
     pub limits: Limits,
     pub retry: RetryConfig,
     /// `[cache] dir` (`--cache`): None = no cache.
@@ -95,6 +96,7 @@ impl Default for Settings {
             json: false,
             output: None,
             summary: None,
+            batch_output: None,
             limits: Limits {
                 concurrency: 16,
                 ..Limits::default()
@@ -146,7 +148,7 @@ keys! { |v, base|
     "endpoint.max_attempt_secs" => endpoint.max_attempt = Duration::from_secs(whole(v, 1, i64::MAX)? as u64);
     "endpoint.http" => endpoint.http = http_version(v)?;
     "input.path" => input = Some(input_source(&string(v)?, base)?);
-    "input.format" => format = Some(choose(v, "a format", &[("jsonl", Format::Jsonl), ("csv", Format::Csv)])?);
+    "input.format" => format = Some(choose(v, "a format", &[("jsonl", Format::Jsonl), ("csv", Format::Csv), ("openai-batch", Format::OpenaiBatch)])?);
     "input.id" => id = Some(Template::parse(&string(v)?).map_err(|e| e.to_string())?);
     "input.system" => system = Some(string(v)?);
     "input.system_mode" => system_mode = choose(v, "a system mode", &[
@@ -157,6 +159,7 @@ keys! { |v, base|
     "output.json" => json = boolean(v)?;
     "output.path" => output = Some(path_spec(&string(v)?, base)?);
     "output.summary" => summary = Some(path_spec(&string(v)?, base)?);
+    "output.batch_output" => batch_output = Some(path_spec(&string(v)?, base)?);
     "limits.concurrency" => limits.concurrency = whole(v, 1, MAX_CONCURRENCY)? as usize;
     "limits.requests_per_minute" => limits.requests_per_minute = whole(v, 0, u32::MAX.into())? as u32;
     "limits.tokens_per_minute" => limits.tokens_per_minute = whole(v, 0, i64::MAX)? as u64;

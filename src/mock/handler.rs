@@ -27,7 +27,7 @@ use super::completion::{self, ReplyContext, StreamEnd};
 use super::directives::Fault;
 use super::echo::{self, Credentials};
 use super::reply::{self, hash_bytes, mix, Plan};
-use super::{faults, MockConfig, MockStats, ReceivedRequest};
+use super::{faults, MockConfig, MockStats, ReceivedRequest, Replay};
 
 const MODELS: &str = r#"{"object":"list","data":[{"id":"google/gemma-3-4b-it","object":"model","created":1741824000,"owned_by":"google"},{"id":"google/gemma-3-12b-it","object":"model","created":1741824000,"owned_by":"google"},{"id":"google/gemma-3-27b-it","object":"model","created":1741824000,"owned_by":"google"},{"id":"google/gemma-3-4b-it:free","object":"model","created":1741824000,"owned_by":"google"}]}"#;
 
@@ -233,6 +233,9 @@ async fn completions(
             return Ok(faults::unauthorized());
         }
     }
+    if let Some(replay) = &shared.config.replay {
+        return Ok(replayed(replay, parsed.as_ref().ok()));
+    }
     let mut plan = match parsed
         .as_ref()
         .map_err(|e| reply::BadRequest::NotJson(e.to_string()))
@@ -289,6 +292,24 @@ async fn completions(
     respond(shared, &plan, &ctx, fault, body_hash)
         .await
         .map(announce)
+}
+
+/// The recorded answer the request's `model` names, or a 404 listing the names there are.
+fn replayed(replay: &Replay, body: Option<&Value>) -> Response<MockBody> {
+    let model = body
+        .and_then(|b| b.get("model"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    replay.answer(model).unwrap_or_else(|| {
+        let names: Vec<&str> = replay.names().collect();
+        faults::invalid_request(
+            404,
+            &format!(
+                "no recorded answer named {model:?}; the request's model chooses one of: {}",
+                names.join(", ")
+            ),
+        )
+    })
 }
 
 /// One request counted in the enforced window.

@@ -21,6 +21,7 @@ mod echo;
 mod faults;
 mod handler;
 mod json_reply;
+mod replay;
 mod reply;
 mod server;
 mod stats;
@@ -31,6 +32,7 @@ mod tests;
 use std::time::Duration;
 
 pub use directives::{help as directives_help, CostMode};
+pub use replay::{Replay, ReplayError};
 pub use reply::{expected_reply, ExpectedReply, DEFAULT_USD_PER_MILLION};
 pub use server::{MockServer, H2_STREAMS};
 pub use stats::MockStats;
@@ -64,6 +66,8 @@ pub struct MockConfig {
     pub record: bool,
     /// Seed of the random jitter and random faults.
     pub seed: u64,
+    /// Recorded answers served verbatim, chosen by the request's `model` (see `replay.rs`).
+    pub replay: Option<std::sync::Arc<Replay>>,
 }
 
 impl Default for MockConfig {
@@ -81,6 +85,7 @@ impl Default for MockConfig {
             require_key: None,
             record: false,
             seed: 0x5eed,
+            replay: None,
         }
     }
 }
@@ -145,6 +150,8 @@ pub enum MockError {
         "could not start the mock server on 127.0.0.1:{port}; pick a free port with --port (0 = any): {source}"
     )]
     Start { port: u16, source: std::io::Error },
+    #[error("--replay: {0}")]
+    Replay(#[from] ReplayError),
     #[error("could not listen for Ctrl-C or SIGTERM: {0}")]
     Signal(std::io::Error),
 }
@@ -170,7 +177,17 @@ impl ReceivedRequest {
 
 /// `promptbatch mock-server`: serve until Ctrl-C (or SIGTERM), then print what was served.
 pub async fn serve(args: &MockArgs) -> Result<(), MockError> {
-    let server = MockServer::start(MockConfig::from_args(args))
+    let mut config = MockConfig::from_args(args);
+    if let Some(dir) = &args.replay {
+        let replay = Replay::load(dir)?;
+        printer::notice(format_args!(
+            "replaying {} (the request's model chooses one): {}",
+            dir.display(),
+            replay.names().collect::<Vec<_>>().join(", ")
+        ));
+        config.replay = Some(std::sync::Arc::new(replay));
+    }
+    let server = MockServer::start(config)
         .await
         .map_err(|source| MockError::Start {
             port: args.port,

@@ -17,6 +17,7 @@ use crate::job::params::{self, describe, UnknownKeys};
 use crate::job::{Format, Job, ParamLayer, Pricing, SystemMode};
 use crate::template::Template;
 
+mod batch;
 mod body;
 mod images;
 mod messages;
@@ -156,6 +157,9 @@ impl Planner {
             }
         };
         let mut problems: Vec<Problem> = Vec::new();
+        if self.format == Format::OpenaiBatch {
+            problems.extend(batch::envelope(&fields));
+        }
 
         let id = self.id(&fields, number).map_err(|p| problems.push(p)).ok();
         let content = self.content(&fields).map_err(|p| problems.extend(p)).ok();
@@ -231,6 +235,10 @@ impl Planner {
 
     /// The row's id: the job's id template, else the field `id`, else the row number.
     fn id(&self, fields: &Map<String, Value>, number: u64) -> Result<String, Problem> {
+        if self.format == Format::OpenaiBatch {
+            // The id that matches the provider's outputs to its inputs.
+            return batch::custom_id(fields);
+        }
         let id = match (&self.id_template, fields.get("id")) {
             (Some(template), _) => template.render(fields).map_err(|e| {
                 (
@@ -270,6 +278,9 @@ impl Planner {
     /// and every column is a template field: the template, else `prompt`.
     fn content<'a>(&self, fields: &'a Map<String, Value>) -> Result<Content<'a>, Vec<Problem>> {
         let present = |key: &str| fields.get(key).filter(|v| !v.is_null());
+        if self.format == Format::OpenaiBatch {
+            return batch::messages(fields).map(Content::Messages);
+        }
         if self.format == Format::Jsonl {
             if let Some(value) = present("messages") {
                 return messages::check(value).map(Content::Messages);
@@ -277,7 +288,7 @@ impl Planner {
         }
         // CSV: every column is a template field; no column name is special.
         let prompt = match (self.format, present("prompt")) {
-            (Format::Csv, _) | (_, None) => None,
+            (Format::Csv | Format::OpenaiBatch, _) | (_, None) => None,
             (Format::Jsonl, Some(Value::String(text))) => Some(text),
             (Format::Jsonl, Some(other)) => {
                 return Err(vec![(
@@ -311,6 +322,9 @@ impl Planner {
 
     /// A JSONL row's own `params`; `Ok(None)` when it has none.
     fn row_layer(&self, fields: &Map<String, Value>) -> Result<Option<ParamLayer>, Vec<Problem>> {
+        if self.format == Format::OpenaiBatch {
+            return batch::params(fields);
+        }
         if self.format != Format::Jsonl {
             return Ok(None);
         }

@@ -49,6 +49,7 @@ fn job() -> Job {
             path: "faq.jsonl".into(),
             summary: "faq.summary.json".into(),
             json: false,
+            batch: None,
         },
         limits: Limits {
             concurrency: 4,

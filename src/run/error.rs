@@ -105,6 +105,11 @@ pub enum StartError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the batch output cannot be written to {}: {source}; choose another [output] batch_output", .path.display())]
+    BatchPath {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("internal error: the input check stopped: {0}")]
     Check(tokio::task::JoinError),
     #[error("cannot write to standard output: {0}")]

@@ -15,6 +15,7 @@ use super::scan::{Scan, Seen};
 use crate::cli::RunArgs;
 use crate::exit::ExitStatus;
 use crate::job::Job;
+use crate::keys::KeyId;
 use crate::printer::{self, Level, LogFormat};
 use crate::report::{self, RequestCounts, RunFacts, Summary, Tally};
 use crate::scheduler::{PaceReport, StopReason};
@@ -62,6 +63,10 @@ enum LocalFailure {
         "writing the summary to {path} failed: {error}; the output holds every line written, and a rerun writes the summary again"
     )]
     Summary { path: String, error: std::io::Error },
+    #[error(
+        "writing the batch output {path} failed: {error}; the output holds every line, and the next run writes it again"
+    )]
+    BatchOutput { path: String, error: std::io::Error },
     #[error("printing the summary on standard output (--json) failed: {error}; it is in {path}")]
     Stdout { path: String, error: std::io::Error },
 }
@@ -121,6 +126,20 @@ pub(super) fn finish(
         if let Err(error) = report::fold_output(&job.output.path, &mut tally, keep, dedupe) {
             local.push(LocalFailure::ReadBack {
                 output: output.clone(),
+                error,
+            });
+        }
+    }
+    if let (Some(dest), false) = (&job.output.batch, gone) {
+        // Made again whole from the output, so it matches it whatever happened before.
+        let custom_id = match job.param_sets.len() {
+            1 => sink::CustomId::Id,
+            _ => sink::CustomId::Key,
+        };
+        let keep = |key: &str| scan.keys.contains_key(&KeyId::of(key));
+        if let Err(error) = sink::write_batch_output(&job.output.path, dest, custom_id, keep) {
+            local.push(LocalFailure::BatchOutput {
+                path: dest.display().to_string(),
                 error,
             });
         }

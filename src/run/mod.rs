@@ -189,8 +189,20 @@ pub async fn validate(args: &JobArgs) -> Result<(), StartError> {
         path: job.output.summary.clone(),
         source,
     })?;
+    check_batch_path(&job)?;
     api_key(&job)?;
     Ok(())
+}
+
+/// `[output] batch_output` can be written where it goes (checked like the summary path).
+fn check_batch_path(job: &Job) -> Result<(), StartError> {
+    match &job.output.batch {
+        Some(path) => report::check_summary_path(path).map_err(|source| StartError::BatchPath {
+            path: path.clone(),
+            source,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// `promptbatch run`: `Ok` once every request is judged, else why not.
@@ -230,6 +242,7 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         path: job.output.summary.clone(),
         source,
     })?;
+    check_batch_path(&job)?;
     let _lock = OutputLock::acquire(output).map_err(StartError::from)?;
     if !args.fresh && !resume.unchanged(output) {
         // Another run wrote the output before this one took the lock.

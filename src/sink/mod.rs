@@ -3,6 +3,7 @@
 //! A run only appends while it runs (a crash loses at most a half line, which
 //! the next scan cuts off) and compacts atomically when it ends.
 
+mod batch;
 mod compact;
 pub mod head;
 pub mod lines;
@@ -16,6 +17,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+pub use batch::{write_batch_output, CustomId};
 pub use compact::compact;
 pub use lines::{BadLine, Line, Lines, Torn};
 pub use lock::{holder, OutputLock};

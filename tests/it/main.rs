@@ -2,10 +2,12 @@
 //! mock on 127.0.0.1:0, a fresh temp dir per test, and every record and summary
 //! validated against the contract's JSON Schemas (tests/fixtures).
 
+mod batch;
 mod budget;
 mod cache;
 mod cli;
 mod common;
+mod compat;
 mod connections;
 mod conventions;
 mod estimate;
