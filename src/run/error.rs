@@ -100,6 +100,9 @@ pub enum StartError {
     Output(#[from] SinkError),
     #[error(transparent)]
     Endpoint(#[from] ClientError),
+    /// Batch mode could not start: its batches file, its client.
+    #[error("batch mode: {0}")]
+    Batches(String),
     #[error("the summary cannot be written to {}: {source}; choose another --summary", .path.display())]
     SummaryPath {
         path: PathBuf,

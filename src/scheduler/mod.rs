@@ -42,6 +42,8 @@ pub struct Outcome {
     pub finished_at: Option<DateTime<Utc>>,
     /// With a budget: what the request counts against it (see `budget::charge`).
     pub budget_charge_usd: Option<f64>,
+    /// Batch mode: the provider batch that answered it.
+    pub batch_id: Option<String>,
 }
 
 /// An attempt failed and the request will be tried again after `wait`.
@@ -137,6 +139,11 @@ impl Scheduler {
         }
     }
 
+    /// Where ended requests go (batch mode sends its own there instead).
+    pub fn events(&self) -> mpsc::Sender<Event> {
+        self.shared.events.clone()
+    }
+
     /// The run's rate limiter: seeded before the run, asked for its pace after.
     pub fn limiter(&self) -> Arc<Limiter> {
         self.shared.limiter.clone()
@@ -218,6 +225,7 @@ impl Scheduler {
                     started_at: Some(ended.started_at),
                     finished_at: Some(ended.finished_at),
                     budget_charge_usd,
+                    batch_id: None,
                 };
                 // A closed channel means the collector is gone; nothing left to tell.
                 let _ = task.events.send(Event::Done(Box::new(outcome))).await;

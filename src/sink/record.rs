@@ -83,6 +83,9 @@ pub struct Record {
     /// sent (null when that was not known).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cached_cost_usd: Option<f64>,
+    /// Batch mode: the provider batch that answered the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<String>,
 }
 
 /// The few fields resume and compaction need; parsing skips the rest
@@ -217,6 +220,7 @@ impl Record {
             started_at,
             finished_at,
             budget_charge_usd,
+            batch_id,
         } = outcome;
         let client_request_id = req.client_request_id(attempts.max(1));
         let mut record = Record {
@@ -252,6 +256,7 @@ impl Record {
             prior_charge_usd: None,
             cached: None,
             cached_cost_usd: None,
+            batch_id: batch_id.clone(),
         };
         match result {
             Ok(reply) => {
@@ -262,7 +267,8 @@ impl Record {
                 record.usage = reply.usage;
                 record.cost_usd = cost;
                 record.cost_source = source;
-                record.latency_ms = Some(round1(reply.latency_ms));
+                // A batch answers no request on its own: no latency to tell.
+                record.latency_ms = batch_id.is_none().then(|| round1(reply.latency_ms));
                 record.ttft_ms = reply.ttft_ms.map(round1);
                 record.response_id = reply.response_id;
                 record.provider = reply.provider;
@@ -303,6 +309,7 @@ impl Record {
             started_at: Some(started_at),
             finished_at: Some(finished_at),
             budget_charge_usd: None,
+            batch_id: None,
         };
         let mut base = Record::from_outcome(job, outcome, &Pricing::default());
         base.latency_ms = None;
