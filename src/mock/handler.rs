@@ -208,7 +208,11 @@ pub(crate) async fn handle(
         }
         (&Method::GET, "/v1/models" | "/models") => Ok(body::reply(200, JSON, MODELS)),
         (_, path) if super::batch::is_batch_path(path) => {
-            super::batch::route(&shared.batch, request).await
+            let given = request.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
+            match &shared.expected_auth {
+                Some(expected) if given != Some(expected.as_bytes()) => Ok(faults::unauthorized()),
+                _ => super::batch::route(&shared.batch, request).await,
+            }
         }
         (_, path) => Ok(faults::invalid_request(
             404,

@@ -145,6 +145,7 @@ async fn a_run_killed_with_a_batch_in_flight_is_resumed_without_a_second_batch()
     let mut child = run_job(&sb)
         .job(&with_output(batch_job(&mock.url(), "", "")))
         .command()
+        .stderr(std::process::Stdio::null())
         .spawn()
         .expect("the binary starts");
     wait_until("a batch id in batches.json", || {
@@ -273,4 +274,105 @@ async fn the_budget_holds_a_submitted_batch_at_its_worst_case() {
     let out = run_job(&sb).job(&job(worst * 1.5)).output().await;
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     assert_eq!(mock.batch_stats().batches_created(), 1);
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_while_polling_keeps_the_batch_and_exits_130() {
+    let mock = batch_mock(10_000, None).await;
+    let sb = Sandbox::new();
+    sb.write("rows.jsonl", &rows(2));
+    let mut cmd = run_job(&sb)
+        .job(&with_output(batch_job(&mock.url(), "", "")))
+        .command();
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("spawn");
+    let pid = child.id();
+    wait_until("a batch id in batches.json", || {
+        state(&sb).is_some_and(|s| s["batches"][0]["batch_id"].is_string())
+    })
+    .await;
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait"))
+        .await
+        .expect("join");
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    let stats = mock.batch_stats();
+    assert_eq!((stats.batches_created(), stats.batches_cancelled()), (1, 0));
+    assert!(state(&sb).is_some(), "the batch stays for the next run");
+}
+
+#[tokio::test]
+async fn the_batch_sample_runs_under_simulate() {
+    let sb = Sandbox::new();
+    sb.write("batch.toml", include_str!("../../samples/batch.toml"));
+    sb.write("questions.csv", include_str!("../../samples/questions.csv"));
+    let mut cmd = sb.command(&[
+        "run",
+        "batch.toml",
+        "--simulate",
+        "--progress",
+        "off",
+        "--no-state",
+    ]);
+    cmd.env_remove("OPENAI_API_KEY");
+    let out = output(cmd).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let records = sb.records("out/batch-nightly.jsonl");
+    assert_eq!(records.len(), 25);
+    assert!(records
+        .iter()
+        .all(|r| r["batch_id"].is_string() && r["status"] == "ok"));
+}
+
+#[tokio::test]
+async fn a_refused_key_stops_the_run_and_no_secret_is_kept_anywhere() {
+    let mock = mock(MockConfig {
+        require_key: Some("another-key".into()),
+        batch_complete: Duration::from_millis(100),
+        ..MockConfig::default()
+    })
+    .await;
+    let sb = Sandbox::new();
+    sb.write("rows.jsonl", &rows(2));
+    // Secrets printed (stderr, stdout) are checked by `output` itself.
+    let out = run_job(&sb)
+        .job(&with_output(batch_job(&mock.url(), "", "")))
+        .output()
+        .await;
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    assert!(stderr(&out).contains("401"), "{}", stderr(&out));
+    assert_eq!(mock.batch_stats().files_uploaded(), 0);
+    for name in ["out.jsonl", "out.summary.json", "out.jsonl.batches.json"] {
+        if exists(&sb.path(name)) {
+            assert_no_secret(name, sb.read(name).as_bytes());
+        }
+    }
+}
+
+#[tokio::test]
+async fn batches_json_names_no_secret() {
+    let mock = batch_mock(5_000, None).await;
+    let sb = Sandbox::new();
+    sb.write("rows.jsonl", &rows(2));
+    let job = with_output(batch_job(&mock.url(), "batch_wait_secs = 0\n", ""));
+    let out = run_job(&sb).job(&job).output().await;
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let text = sb.read("out.jsonl.batches.json");
+    assert!(text.contains("batch_mock_"), "{text}");
+    assert_no_secret("batches.json", text.as_bytes());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(sb.path("out.jsonl.batches.json"))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
 }

@@ -43,6 +43,7 @@ fn record(status: Status, latency: f64, cost: Option<f64>, usage: Option<Usage>)
         prior_charge_usd: None,
         cached: None,
         cached_cost_usd: None,
+        batch_id: None,
     }
 }
 
