@@ -64,6 +64,11 @@ pub struct BatchRun {
     pub cancel: bool,
     pub stop: Arc<StopSignal>,
     pub events: mpsc::Sender<Event>,
+    /// Settled batches whose lines this run handed over (kept listed as
+    /// [`state::RECORDED`] until the run's end prunes them).
+    pub recorded: Vec<Entry>,
+    /// What the lines this run recorded charge the budget.
+    pub charged: f64,
 }
 
 /// A batch whose requests this run may record.
@@ -84,11 +89,6 @@ impl BatchRun {
             }
         }
         drop(requests);
-        let held: std::collections::HashSet<String> = (self.state.batches.iter())
-            .flat_map(|e| e.requests.iter())
-            .filter(|(key, sha)| pending.get(key).is_some_and(|r| &r.sha256 == sha))
-            .map(|(key, _)| key.clone())
-            .collect();
         let mut live: Vec<Live> = std::mem::take(&mut self.state.batches)
             .into_iter()
             .map(|entry| Live { entry })
@@ -109,7 +109,20 @@ impl BatchRun {
                 }
             }
         } else {
-            let to_submit: Vec<String> = order.into_iter().filter(|k| !held.contains(k)).collect();
+            // Batches an earlier run left that have settled are recorded
+            // before anything new is submitted.
+            if let Err(stop) = self.poll(&mut live, &mut pending).await {
+                return Some(stop);
+            }
+            // Keys a batch in flight holds as they are now (an edited request is sent anew).
+            let held: std::collections::HashSet<&String> = (live.iter())
+                .flat_map(|l| l.entry.requests.iter())
+                .filter(|(key, sha)| pending.get(key).is_some_and(|r| &r.sha256 == sha))
+                .map(|(key, _)| key)
+                .collect();
+            let to_submit: Vec<String> = (order.into_iter())
+                .filter(|k| pending.contains_key(k) && !held.contains(k))
+                .collect();
             if let Err(stop) = self.submit(&to_submit, &pending, &mut live).await {
                 self.settle_all(&mut live, &mut pending).await;
                 return Some(stop);
@@ -165,7 +178,7 @@ impl BatchRun {
             })?;
             if self.budget > 0.0 {
                 let held: f64 = live.iter().map(|l| l.entry.worst_case_usd).sum();
-                if self.recorded_usd + held + worst > self.budget {
+                if self.recorded_usd + self.charged + held + worst > self.budget {
                     self.stop.stop(StopReason::Budget);
                     return Err(StopReason::Budget);
                 }
@@ -264,39 +277,13 @@ impl BatchRun {
         let dispatching = self.stop.dispatching();
         let mut stopped = None;
         loop {
-            let mut i = 0;
-            while i < live.len() {
-                let Some(id) = live[i].entry.batch_id.clone() else {
-                    // Never made (cancelled before its batch): its requests go next run.
-                    live.remove(i);
-                    self.save(live);
-                    continue;
-                };
-                match self.api.get(&id).await {
-                    Ok(info) if info.is_settled() => {
-                        say_status(&info);
-                        if self.record(&info, &live[i].entry, pending).await.is_ok() {
-                            live.remove(i);
-                            self.save(live);
-                            continue;
-                        }
-                    }
-                    Ok(info) => {
-                        if info.status != live[i].entry.status {
-                            say_status(&info);
-                            live[i].entry.status = info.status.clone();
-                            self.save(live);
-                        }
-                    }
-                    Err(e) if e.is_transient() => {
-                        delay = delay.max(e.retry_after.unwrap_or_default());
-                    }
-                    Err(e) => {
-                        stopped = Some(self.refused(&e));
-                        break;
-                    }
+            match self.poll(live, pending).await {
+                // The server's Retry-After, when it asked for a longer wait.
+                Ok(asked) => delay = delay.max(asked.unwrap_or_default()),
+                Err(stop) => {
+                    stopped = Some(stop);
+                    break;
                 }
-                i += 1;
             }
             if live.is_empty() || stopped.is_some() {
                 break;
@@ -322,10 +309,53 @@ impl BatchRun {
         stopped
     }
 
+    /// One look at every batch: settled ones recorded (and listed as
+    /// recorded), changed statuses said and kept. Some(why) when the API
+    /// refuses; a transient failure waits for the next look.
+    async fn poll(
+        &mut self,
+        live: &mut Vec<Live>,
+        pending: &mut HashMap<String, Request>,
+    ) -> Result<Option<Duration>, StopReason> {
+        let mut wait = None;
+        let mut i = 0;
+        while i < live.len() {
+            let Some(id) = live[i].entry.batch_id.clone() else {
+                // Never made (cancelled before its batch): its requests go next run.
+                live.remove(i);
+                self.save(live);
+                continue;
+            };
+            match self.api.get(&id).await {
+                Ok(info) if info.is_settled() => {
+                    say_status(&info);
+                    if self.record(&info, &live[i].entry, pending).await.is_ok() {
+                        let mut entry = live.remove(i).entry;
+                        entry.status = state::RECORDED.into();
+                        self.recorded.push(entry);
+                        self.save(live);
+                        continue;
+                    }
+                }
+                Ok(info) => {
+                    if info.status != live[i].entry.status {
+                        say_status(&info);
+                        live[i].entry.status = info.status.clone();
+                        self.save(live);
+                    }
+                }
+                Err(e) if e.is_transient() => wait = wait.max(e.retry_after),
+                Err(e) => return Err(self.refused(&e)),
+            }
+            i += 1;
+        }
+        Ok(wait)
+    }
+
     /// Downloads a settled batch's output and error files: one line per
     /// request it holds that this run still has to record.
     async fn record(
-        &self,
+        &mut self,
         info: &BatchInfo,
         entry: &Entry,
         pending: &mut HashMap<String, Request>,
@@ -361,7 +391,7 @@ impl BatchRun {
     }
 
     async fn read_results(
-        &self,
+        &mut self,
         file: &str,
         ours: &HashMap<&str, &str>,
         pending: &mut HashMap<String, Request>,
@@ -383,7 +413,7 @@ impl BatchRun {
     }
 
     async fn done(
-        &self,
+        &mut self,
         req: Request,
         result: Result<crate::client::Reply, crate::client::Failure>,
         batch: &str,
@@ -396,6 +426,7 @@ impl BatchRun {
                 .unwrap_or_else(|| self.pricing.worst_case(&req).unwrap_or(0.0)),
             Err(_) => 0.0,
         });
+        self.charged += charge.unwrap_or(0.0);
         let outcome = Outcome {
             request: req,
             result,
@@ -413,7 +444,9 @@ impl BatchRun {
     /// (the batches still settle; only a rerun's view of them is at risk).
     fn save(&self, live: &[Live]) {
         let state = State {
-            batches: live.iter().map(|l| l.entry.clone()).collect(),
+            batches: (self.recorded.iter().cloned())
+                .chain(live.iter().map(|l| l.entry.clone()))
+                .collect(),
         };
         if let Err(e) = state::save(&self.state_path, &state) {
             printer::error(format_args!("cannot keep the batches in flight: {e}"));

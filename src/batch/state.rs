@@ -84,6 +84,23 @@ pub fn load(path: &Path) -> Result<State, StateError> {
     })
 }
 
+/// The status of a settled batch whose lines were handed to the output: it
+/// stays listed until the run's lines are known to be in the file (then
+/// [`prune`] removes it), so a crash before that re-reads its results
+/// instead of losing them.
+pub const RECORDED: &str = "recorded";
+
+/// Drops the batches whose lines are in the output (run once the output is written).
+pub fn prune(path: &Path) -> Result<(), StateError> {
+    let mut state = load(path)?;
+    let before = state.batches.len();
+    state.batches.retain(|e| e.status != RECORDED);
+    if state.batches.len() == before {
+        return Ok(());
+    }
+    save(path, &state)
+}
+
 /// Writes `state` atomically; with no batch left, removes the file.
 pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
     let io = |error| StateError::Io {

@@ -364,6 +364,8 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
                 cancel: args.cancel_batches,
                 stop: stop.clone(),
                 events: scheduler.events(),
+                recorded: Vec::new(),
+                charged: 0.0,
             };
             drop(scheduler);
             tokio::spawn(batch.run(request_rx))
@@ -398,6 +400,12 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     }
     let busy_to = Utc::now();
     let collected = collector.finish();
+    if batching && collected.failed.is_none() && collected.lost == 0 {
+        // Every line of the settled batches is in the file: they can go.
+        if let Err(e) = crate::batch::state::prune(&crate::batch::state::path(output)) {
+            printer::error(e);
+        }
+    }
     // Requests were sent: from here on nothing is exit 2.
     // The signal's reason, not the scheduler's: the collector may stop the
     // run after the scheduler returned (the output found gone at the end).
