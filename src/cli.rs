@@ -291,6 +291,13 @@ pub struct JobArgs {
     #[arg(long, help_heading = "Endpoint")]
     pub simulate: bool,
 
+    /// Send the job through the endpoint's Batch API (about half the price, results within 24 h).
+    ///
+    /// The same as [endpoint] mode = "batch"; batch ids are kept in <output>.batches.json,
+    /// so a rerun resumes polling; e.g. promptbatch run job.toml --batch-api
+    #[arg(long, help_heading = "Endpoint")]
+    pub batch_api: bool,
+
     /// How messages on stderr are written: text for people, json for log shippers.
     ///
     /// json is one object per line: ts, level, event, message and figures; e.g. --log-format json
@@ -341,6 +348,13 @@ pub struct RunArgs {
     /// for the same endpoint and model, and keeps what it learned; e.g. --no-state
     #[arg(long, help_heading = "Limits")]
     pub no_state: bool,
+
+    /// Cancel every batch of <output>.batches.json still in flight, record what they finished, and exit.
+    ///
+    /// Batch mode only; the requests they had not finished are sent by the next run;
+    /// e.g. promptbatch run job.toml --cancel-batches
+    #[arg(long, help_heading = "Endpoint")]
+    pub cancel_batches: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -450,6 +464,14 @@ pub struct MockArgs {
     /// blank line, body), chosen by the request's model, e.g. --replay tests/fixtures/compat/openai
     #[arg(long, value_name = "DIR")]
     pub replay: Option<std::path::PathBuf>,
+
+    /// Batch API: how long a batch takes from creation to completed, in milliseconds, e.g. --batch-complete-ms 60000
+    #[arg(long, default_value_t = 1_000)]
+    pub batch_complete_ms: u64,
+
+    /// Batch API: batches still unfinished this long after creation expire (0 = never), e.g. --batch-expire-ms 5000
+    #[arg(long, default_value_t = 0)]
+    pub batch_expire_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -7,6 +7,7 @@
 //! `run` wires them, and every line for people goes through `printer`.
 //! This file declares the modules and the entry point, nothing else.
 
+pub mod batch;
 pub mod cache;
 pub mod cli;
 pub mod client;

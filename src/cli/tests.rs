@@ -26,7 +26,14 @@ fn job_flags() -> Vec<String> {
         })
         .filter(|(id, _)| {
             ![
-                "fresh", "progress", "quiet", "verbose", "no_state", "help", "version",
+                "fresh",
+                "progress",
+                "quiet",
+                "verbose",
+                "no_state",
+                "cancel_batches",
+                "help",
+                "version",
             ]
             .contains(id)
         })

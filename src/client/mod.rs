@@ -21,10 +21,13 @@ mod stream;
 mod transport;
 mod wire;
 
+pub use classify::status_kind;
 pub(crate) use error_body::printable;
 pub use http::Client;
 pub use rate_headers::{RateHeaders, RateWindow};
 pub use raw_json::RawJson;
+pub use redact::Redactor;
+pub use reply::parse_reply;
 pub use sse::{SseEvent, SseParser};
 pub use wire::is_amount;
 

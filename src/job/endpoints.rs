@@ -228,6 +228,16 @@ pub(super) fn resolve(
     if endpoints.is_empty() || args.endpoint.is_some() {
         return Vec::new();
     }
+    let batch = s.endpoint.mode == super::EndpointMode::Batch
+        || endpoints
+            .iter()
+            .any(|e| e.config.mode == super::EndpointMode::Batch);
+    if batch {
+        problems.push(
+            at("endpoints", "--batch-api"),
+            "batch mode sends a job through one endpoint's Batch API, and [[endpoints]] spreads it over several: give one [endpoint] with mode = \"batch\", or drop batch mode".to_string(),
+        );
+    }
     for e in &mut endpoints {
         if args.timeout.is_some() {
             e.config.timeout = s.endpoint.timeout;

@@ -39,6 +39,8 @@ const SECTIONS: &[&str] = &[
 ];
 /// The keys of a `[pricing]` entry: `"model" = { input = 0.02, output = 0.04 }`.
 pub(super) const PRICE_KEYS: [&str; 2] = ["input", "output"];
+/// The optional keys of a `[pricing]` entry: the Batch API's prices.
+pub(super) const BATCH_PRICE_KEYS: [&str; 2] = ["batch_input", "batch_output"];
 /// The largest `[pricing] image_tokens`: like a token cap, past 2^31 it can only be a typo.
 const MAX_IMAGE_TOKENS: i64 = 1 << 31;
 
@@ -461,7 +463,8 @@ impl Doc<'_, '_> {
                     continue;
                 }
             };
-            for key in price.keys().filter(|k| !PRICE_KEYS.contains(&k.as_str())) {
+            let known = |k: &str| PRICE_KEYS.contains(&k) || BATCH_PRICE_KEYS.contains(&k);
+            for key in price.keys().filter(|k| !known(k.as_str())) {
                 unknown.push([at, &[model.as_str(), key.as_str()]].concat());
             }
             let usd = PRICE_KEYS.map(|key| {
@@ -482,6 +485,22 @@ impl Doc<'_, '_> {
                 pricing
                     .models
                     .insert(model.clone(), Price { input, output });
+                // Each batch price falls back to its chat price (an upper bound).
+                let batch = BATCH_PRICE_KEYS.map(|key| {
+                    let node = price.get(key)?;
+                    self.report(
+                        node.span(),
+                        &format!("{what} {key}"),
+                        settings::price(node.get_ref()),
+                    )
+                });
+                if batch.iter().any(Option::is_some) {
+                    let price = Price {
+                        input: batch[0].unwrap_or(input),
+                        output: batch[1].unwrap_or(output),
+                    };
+                    pricing.batch.insert(model.clone(), price);
+                }
             }
         }
         pricing

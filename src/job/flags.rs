@@ -54,6 +54,7 @@ pub(crate) const FLAGS: &[(&str, &str, Get)] = &[
     ("--max-cost", "limits.max_cost_usd", |a| given(&a.max_cost)),
     ("--max-attempts", "retry.max_attempts", |a| whole(a.max_attempts)),
     ("--cache", "cache.dir", |a| given(&a.cache)),
+    ("--batch-api", "endpoint.mode", |a| a.batch_api.then(|| "batch".into())),
 ];
 
 /// Writes the flags over `s` (the job file's settings) and returns the

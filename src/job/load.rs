@@ -459,6 +459,8 @@ fn batch_lines(path: &Path) -> bool {
     use std::io::{BufRead, Read};
     /// Enough for any request line worth sniffing; a longer one is read as JSONL.
     const MOST: u64 = 16 * 1024 * 1024;
+    // Only a plain file is looked at: reading a FIFO here would take the
+    // rows the run then waits for (it is spooled once, later).
     if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
         return false;
     }

@@ -131,6 +131,21 @@ pub struct EndpointConfig {
     pub max_attempt: Duration,
     /// `http`: "auto" (default), "1.1" or "2".
     pub http: HttpSetting,
+    /// `mode`: request by request (`chat`, the default) or through the
+    /// provider's Batch API (`batch`, or `--batch-api`).
+    pub mode: EndpointMode,
+    /// `batch_wait_secs`: in batch mode, how long a run waits for its
+    /// batches to settle before it leaves them to the next run (None: until
+    /// they settle).
+    pub batch_wait: Option<Duration>,
+}
+
+/// `[endpoint] mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EndpointMode {
+    #[default]
+    Chat,
+    Batch,
 }
 
 /// `[endpoint] http` as the job says it; the run hands it to the client as
@@ -242,6 +257,25 @@ pub struct Pricing {
     /// `[pricing] image_tokens`: the most tokens one image part of a prompt
     /// can take (the model's image token bound; 1,024 for Gemma 3).
     pub image_tokens: u64,
+    /// `batch_input` / `batch_output`: the Batch API's prices, by model
+    /// (batch mode charges these; a model without them its chat prices).
+    pub batch: BTreeMap<String, Price>,
+}
+
+impl Pricing {
+    /// The prices a batch-mode run charges: each model's batch prices where
+    /// `[pricing]` gives them, its chat prices (an upper bound) elsewhere.
+    pub fn for_batches(&self) -> Pricing {
+        let mut models = self.models.clone();
+        for (model, price) in &self.batch {
+            models.insert(model.clone(), *price);
+        }
+        Pricing {
+            models,
+            image_tokens: self.image_tokens,
+            batch: self.batch.clone(),
+        }
+    }
 }
 
 /// The image token bound when `[pricing]` names none (Gemma 3's).
@@ -252,6 +286,7 @@ impl Default for Pricing {
         Pricing {
             models: BTreeMap::new(),
             image_tokens: DEFAULT_IMAGE_TOKENS,
+            batch: BTreeMap::new(),
         }
     }
 }

@@ -15,11 +15,11 @@ use toml::Value;
 
 use super::placeholder::{self, UnknownPlaceholder, Values};
 use super::problem::describe;
-use super::HttpSetting;
 use super::{
     EndpointConfig, Format, InputSource, Limits, RetryConfig, SystemMode, DEFAULT_ENDPOINT,
     DEFAULT_KEY_ENV,
 };
+use super::{EndpointMode, HttpSetting};
 use crate::template::Template;
 
 /// Most requests in flight that a job may ask for: beyond this, sockets and
@@ -84,6 +84,8 @@ impl Default for Settings {
                 max_reply_bytes: 16 * 1024 * 1024,
                 max_attempt: Duration::from_secs(1800),
                 http: HttpSetting::Auto,
+                mode: EndpointMode::Chat,
+                batch_wait: None,
             },
             input: None,
             format: None,
@@ -147,6 +149,8 @@ keys! { |v, base|
     "endpoint.max_reply_bytes" => endpoint.max_reply_bytes = whole(v, 1, i64::MAX)? as u64;
     "endpoint.max_attempt_secs" => endpoint.max_attempt = Duration::from_secs(whole(v, 1, i64::MAX)? as u64);
     "endpoint.http" => endpoint.http = http_version(v)?;
+    "endpoint.mode" => endpoint.mode = choose(v, "a mode", &[("chat", EndpointMode::Chat), ("batch", EndpointMode::Batch)])?;
+    "endpoint.batch_wait_secs" => endpoint.batch_wait = Some(Duration::from_secs(whole(v, 0, i64::MAX)? as u64));
     "input.path" => input = Some(input_source(&string(v)?, base)?);
     "input.format" => format = Some(choose(v, "a format", &[("jsonl", Format::Jsonl), ("csv", Format::Csv), ("openai-batch", Format::OpenaiBatch)])?);
     "input.id" => id = Some(Template::parse(&string(v)?).map_err(|e| e.to_string())?);

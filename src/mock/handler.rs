@@ -58,6 +58,8 @@ pub(crate) struct Shared {
     /// Attempts seen per body hash; touched only by requests with a fault list.
     attempts: Mutex<HashMap<u64, u32>>,
     pub recorded: Mutex<Vec<ReceivedRequest>>,
+    /// The Batch API's files and batches.
+    pub batch: super::batch::Store,
 }
 
 enum RandomFault {
@@ -68,6 +70,11 @@ enum RandomFault {
 impl Shared {
     pub fn new(config: MockConfig) -> Shared {
         Shared {
+            batch: super::batch::Store::new(
+                config.batch_complete,
+                config.batch_expire,
+                config.usd_per_million,
+            ),
             expected_auth: config
                 .require_key
                 .as_ref()
@@ -200,6 +207,13 @@ pub(crate) async fn handle(
             completions(&shared, request).await
         }
         (&Method::GET, "/v1/models" | "/models") => Ok(body::reply(200, JSON, MODELS)),
+        (_, path) if super::batch::is_batch_path(path) => {
+            let given = request.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
+            match &shared.expected_auth {
+                Some(expected) if given != Some(expected.as_bytes()) => Ok(faults::unauthorized()),
+                _ => super::batch::route(&shared.batch, request).await,
+            }
+        }
         (_, path) => Ok(faults::invalid_request(
             404,
             &format!(

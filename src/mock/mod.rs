@@ -14,6 +14,7 @@
 //! reply's head is sent, so in a stream it is the time to the first chunk;
 //! `[mock:chunk-ms=MS]` spaces the chunks of a stream.
 
+mod batch;
 mod body;
 mod completion;
 mod directives;
@@ -31,6 +32,7 @@ mod tests;
 
 use std::time::Duration;
 
+pub use batch::{BatchStats, LATE as BATCH_LATE};
 pub use directives::{help as directives_help, CostMode};
 pub use replay::{Replay, ReplayError};
 pub use reply::{expected_reply, ExpectedReply, DEFAULT_USD_PER_MILLION};
@@ -68,6 +70,10 @@ pub struct MockConfig {
     pub seed: u64,
     /// Recorded answers served verbatim, chosen by the request's `model` (see `replay.rs`).
     pub replay: Option<std::sync::Arc<Replay>>,
+    /// Batch API: how long a batch takes from creation to `completed`.
+    pub batch_complete: Duration,
+    /// Batch API: a batch not completed this long after creation expires.
+    pub batch_expire: Option<Duration>,
 }
 
 impl Default for MockConfig {
@@ -86,6 +92,8 @@ impl Default for MockConfig {
             record: false,
             seed: 0x5eed,
             replay: None,
+            batch_complete: Duration::from_millis(1_000),
+            batch_expire: None,
         }
     }
 }
@@ -104,6 +112,9 @@ impl MockConfig {
             rate_headers: args.rate_headers,
             usd_per_million: args.usd_per_million,
             require_key: args.require_key.clone(),
+            batch_complete: Duration::from_millis(args.batch_complete_ms),
+            batch_expire: (args.batch_expire_ms > 0)
+                .then(|| Duration::from_millis(args.batch_expire_ms)),
             ..MockConfig::default()
         }
     }

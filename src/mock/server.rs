@@ -67,6 +67,11 @@ impl MockServer {
         &self.shared.stats
     }
 
+    /// The Batch API's counters (files uploaded, batches created, results downloaded).
+    pub fn batch_stats(&self) -> Arc<super::BatchStats> {
+        self.shared.batch.stats.clone()
+    }
+
     /// The counters, to keep after the server is gone.
     pub fn stats_handle(&self) -> Arc<MockStats> {
         self.shared.stats.clone()

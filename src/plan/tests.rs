@@ -35,6 +35,8 @@ fn job() -> Job {
             max_reply_bytes: 1 << 20,
             max_attempt: Duration::from_secs(60),
             http: Default::default(),
+            mode: Default::default(),
+            batch_wait: None,
         },
         input: InputConfig {
             source: InputSource::File(PathBuf::from("q.jsonl")),

@@ -116,6 +116,9 @@ pub enum StartError {
     ShardsShareOutput { source: SinkError, shard: String },
     #[error(transparent)]
     Endpoint(#[from] ClientError),
+    /// Batch mode could not start: its batches file, its client.
+    #[error("batch mode: {0}")]
+    Batches(String),
     #[error("the summary cannot be written to {}: {source}; choose another --summary", .path.display())]
     SummaryPath {
         path: PathBuf,

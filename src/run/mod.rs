@@ -50,7 +50,12 @@ const GRACE: Duration = Duration::from_secs(10);
 /// Loads the job; `started` (the run's start) is what `{date}` and `{datetime}` say.
 fn load(args: &JobArgs, started: DateTime<Utc>) -> Result<Job, StartError> {
     let cwd = std::env::current_dir().map_err(StartError::WorkingDir)?;
-    Ok(Job::load(args, &cwd, started)?)
+    let mut job = Job::load(args, &cwd, started)?;
+    if job.endpoint.mode == crate::job::EndpointMode::Batch {
+        // Records, estimates and the budget all count at batch prices.
+        job.pricing = job.pricing.for_batches();
+    }
+    Ok(job)
 }
 
 /// Loads the job; `--simulate` swaps the endpoint (each of several) for the built-in mock.
@@ -253,6 +258,26 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         source,
     })?;
     check_batch_path(&job)?;
+    let batching = job.endpoint.mode == crate::job::EndpointMode::Batch || args.cancel_batches;
+    let batch_state = match batching {
+        true => Some(
+            crate::batch::state::load(&crate::batch::state::path(output))
+                .map_err(|e| StartError::Batches(e.to_string()))?,
+        ),
+        false => None,
+    };
+    let batch_api = match batching {
+        true => Some(
+            crate::batch::api::Api::new(
+                &job.endpoint.url,
+                key.as_deref(),
+                &job.endpoint.headers,
+                job.endpoint.timeout,
+            )
+            .map_err(StartError::Batches)?,
+        ),
+        false => None,
+    };
     let _lock = OutputLock::acquire(output).map_err(|e| match e {
         sink::SinkError::Locked { .. } if job.shard.is_split() && !shard_in(output, &job) => {
             StartError::ShardsShareOutput {
@@ -351,7 +376,32 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
             limiter.seed(seeded.per_second(), seeded.window());
         }
     }
-    let dispatch = tokio::spawn(scheduler.run(request_rx));
+    let dispatch = match (batch_api, batch_state) {
+        (Some(api), Some(state)) => {
+            let batch = crate::batch::BatchRun {
+                api,
+                job: job.name.clone(),
+                pricing: job.pricing.clone(),
+                budget: job.limits.max_cost_usd,
+                recorded_usd: resume.recorded_cost_usd,
+                state_path: crate::batch::state::path(output),
+                // Re-read after the lock: another run may have changed it.
+                state: crate::batch::state::load(&crate::batch::state::path(output))
+                    .unwrap_or(state),
+                upload_path: batch_upload_path(output),
+                max_lines: batch_max_lines(),
+                wait: job.endpoint.batch_wait,
+                cancel: args.cancel_batches,
+                stop: stop.clone(),
+                events: scheduler.events(),
+                recorded: Vec::new(),
+                charged: 0.0,
+            };
+            drop(scheduler);
+            tokio::spawn(batch.run(request_rx))
+        }
+        _ => tokio::spawn(scheduler.run(request_rx)),
+    };
 
     let mut collector = Collector::new(&job, writer, &mut progress, &mut scan.keys, stop.clone())
         .verbose(args.verbose && !args.quiet)
@@ -380,6 +430,12 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
     }
     let busy_to = Utc::now();
     let collected = collector.finish();
+    if batching && collected.failed.is_none() && collected.lost == 0 {
+        // Every line of the settled batches is in the file: they can go.
+        if let Err(e) = crate::batch::state::prune(&crate::batch::state::path(output)) {
+            printer::error(e);
+        }
+    }
     // Requests were sent: from here on nothing is exit 2.
     // The signal's reason, not the scheduler's: the collector may stop the
     // run after the scheduler returned (the output found gone at the end).
@@ -409,6 +465,23 @@ pub async fn run(args: &RunArgs) -> Result<Finished, RunError> {
         state.keep(learned, args.quiet);
     }
     finish(&job, args, &resume, &scan, collected, ended, produced)
+}
+
+/// Where batch mode writes a batch file before uploading it.
+fn batch_upload_path(output: &std::path::Path) -> std::path::PathBuf {
+    let mut name = output.as_os_str().to_owned();
+    name.push(".batch-upload.tmp");
+    name.into()
+}
+
+/// Requests per batch file: the Batch API's 50,000, or fewer when
+/// `PROMPTBATCH_BATCH_MAX_REQUESTS` says so (tests split files at a few lines).
+fn batch_max_lines() -> usize {
+    std::env::var("PROMPTBATCH_BATCH_MAX_REQUESTS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .map_or(crate::batch::MAX_LINES, |n| n.min(crate::batch::MAX_LINES))
 }
 
 /// The `start` event: what the run is about to do, and where it writes.

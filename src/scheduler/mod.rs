@@ -48,6 +48,8 @@ pub struct Outcome {
     pub budget_charge_usd: Option<f64>,
     /// With `[[endpoints]]`: the name of the endpoint that gave the last answer.
     pub endpoint: Option<String>,
+    /// Batch mode: the provider batch that answered it.
+    pub batch_id: Option<String>,
 }
 
 /// An attempt failed and the request will be tried again after `wait`.
@@ -153,6 +155,11 @@ impl Scheduler {
             }),
             concurrency: limits.concurrency.max(1),
         }
+    }
+
+    /// Where ended requests go (batch mode sends its own there instead).
+    pub fn events(&self) -> mpsc::Sender<Event> {
+        self.shared.events.clone()
     }
 
     /// The run's rate limiter: seeded before the run, asked for its pace after.
@@ -267,6 +274,7 @@ impl Scheduler {
                     finished_at: Some(ended.finished_at),
                     budget_charge_usd,
                     endpoint: ended.endpoint,
+                    batch_id: None,
                 };
                 // A closed channel means the collector is gone; nothing left to tell.
                 let _ = task.events.send(Event::Done(Box::new(outcome))).await;

@@ -89,6 +89,9 @@ pub struct Record {
     /// has `[[endpoints]]`; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// Batch mode: the provider batch that answered the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<String>,
 }
 
 /// The few fields resume and compaction need; parsing skips the rest
@@ -224,6 +227,7 @@ impl Record {
             finished_at,
             budget_charge_usd,
             endpoint,
+            batch_id,
         } = outcome;
         let client_request_id = req.client_request_id(attempts.max(1));
         let mut record = Record {
@@ -260,6 +264,7 @@ impl Record {
             cached: None,
             cached_cost_usd: None,
             endpoint,
+            batch_id: batch_id.clone(),
         };
         match result {
             Ok(reply) => {
@@ -270,7 +275,8 @@ impl Record {
                 record.usage = reply.usage;
                 record.cost_usd = cost;
                 record.cost_source = source;
-                record.latency_ms = Some(round1(reply.latency_ms));
+                // A batch answers no request on its own: no latency to tell.
+                record.latency_ms = batch_id.is_none().then(|| round1(reply.latency_ms));
                 record.ttft_ms = reply.ttft_ms.map(round1);
                 record.response_id = reply.response_id;
                 record.provider = reply.provider;
@@ -312,6 +318,7 @@ impl Record {
             finished_at: Some(finished_at),
             budget_charge_usd: None,
             endpoint: None,
+            batch_id: None,
         };
         let mut base = Record::from_outcome(job, outcome, &Pricing::default());
         base.latency_ms = None;

@@ -3,6 +3,7 @@
 //! validated against the contract's JSON Schemas (tests/fixtures).
 
 mod batch;
+mod batch_api;
 mod budget;
 mod by_endpoint;
 mod cache;

@@ -44,6 +44,7 @@ fn record(status: Status, latency: f64, cost: Option<f64>, usage: Option<Usage>)
         cached: None,
         cached_cost_usd: None,
         endpoint: None,
+        batch_id: None,
     }
 }
 

@@ -189,3 +189,28 @@ fn more_endpoints_than_the_bound_are_refused_saying_the_bound() {
         "{found:?}"
     );
 }
+
+#[test]
+fn batch_mode_with_several_endpoints_is_refused_saying_what_to_do() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let batch = TWO.replace("http = \"1.1\"", "http = \"1.1\"\nmode = \"batch\"");
+    write(dir.path(), "j.toml", &batch);
+    let found = problems(&job_args(Some("j.toml")), dir.path());
+    assert!(
+        format!("{found:?}").contains("give one [endpoint] with mode = \\\"batch\\\""),
+        "{found:?}"
+    );
+    write(dir.path(), "j.toml", TWO);
+    let mut args = job_args(Some("j.toml"));
+    args.batch_api = true;
+    let found = problems(&args, dir.path());
+    assert!(
+        format!("{found:?}").contains("batch mode sends a job through one endpoint"),
+        "{found:?}"
+    );
+    // One endpoint in batch mode is fine.
+    let one =
+        "[input]\npath = \"q.jsonl\"\n[defaults]\nmodel = \"m1\"\n[endpoint]\nmode = \"batch\"\n";
+    write(dir.path(), "j.toml", one);
+    assert!(load(&job_args(Some("j.toml")), dir.path()).is_ok());
+}
