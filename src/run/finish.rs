@@ -9,9 +9,9 @@ use chrono::Utc;
 
 use super::collector::Collected;
 use super::error::{Finished, RunError};
-use super::figures;
 use super::producer::ProducerError;
 use super::scan::{Scan, Seen};
+use super::start::figures;
 use crate::cli::RunArgs;
 use crate::exit::ExitStatus;
 use crate::job::Job;

@@ -16,6 +16,8 @@ mod producer;
 mod rates;
 mod routes;
 pub mod scan;
+mod signals;
+mod start;
 mod state;
 mod verbose;
 
@@ -23,7 +25,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::cache;
@@ -35,13 +36,15 @@ use crate::mock::{MockConfig, MockServer};
 use crate::printer;
 use crate::progress::Progress;
 use crate::report;
-use crate::scheduler::{PaceSource, Scheduler, StopSignal};
+use crate::scheduler::{Scheduler, StopSignal};
 use crate::sink::{self, OutputLock, ResumeState, Writer};
 use beside::scan_beside_output;
 use collector::Collector;
 pub use error::{Finished, RunError, StartError};
 use finish::{finish, Ended};
 use scan::{scan, Scan};
+use signals::watch_signals;
+use start::say_start;
 use state::StateFile;
 
 /// How long requests in flight may still finish after Ctrl-C or SIGTERM.
@@ -482,108 +485,4 @@ fn batch_max_lines() -> usize {
         .and_then(|n| n.parse::<usize>().ok())
         .filter(|n| *n > 0)
         .map_or(crate::batch::MAX_LINES, |n| n.min(crate::batch::MAX_LINES))
-}
-
-/// The `start` event: what the run is about to do, and where it writes.
-fn say_start(job: &Job, scan: &Scan, checked_s: f64, state: &StateFile) {
-    let seeded = state.seeded();
-    printer::event(
-        printer::Level::Info,
-        "start",
-        format_args!(
-            "{} checked in {checked_s:.1} s: {}{}, {} already done, {} to send; writing {}{}{}",
-            printer::count(scan.rows, "row"),
-            printer::count(scan.requests(), "request"),
-            describe::start_words(job, scan),
-            scan.resumed,
-            scan.to_send(),
-            job.output.path.display(),
-            seeded.map_or(String::new(), |l| format!(
-                "; starting at {:.1} requests/min, the pace an earlier run learned",
-                l.requests_per_minute
-            )),
-            routes::start_words(job),
-        ),
-        figures(json!({
-            "job": job.name,
-            "output": job.output.path.display().to_string(),
-            "summary_path": job.output.summary.display().to_string(),
-            "rows": scan.rows,
-            "requests": scan.requests(),
-            "resumed": scan.resumed,
-            "to_send": scan.to_send(),
-            "checked_s": checked_s,
-            "concurrency": job.limits.concurrency,
-            // "K/N" when the job is split (null otherwise); the limits here are the shard's.
-            "shard": job.shard.is_split().then(|| job.shard.to_string()),
-            "shard_rows": scan.shard_rows,
-            "per_shard": job.limits.per_shard,
-            // null: no configured rate, the run paces itself from the endpoint's answers.
-            "pace": start_pace(job, seeded),
-            "max_cost_usd": (job.limits.max_cost_usd > 0.0).then_some(job.limits.max_cost_usd),
-            // null for a job of one endpoint.
-            "endpoints": routes::start_list(job, &state.paces()),
-        })),
-    );
-}
-
-/// The pace a run starts at: configured, learned by an earlier run, or none
-/// yet (then it paces itself from the endpoint's answers).
-fn start_pace(job: &Job, seeded: Option<&rates::Learned>) -> serde_json::Value {
-    let limit = |n: u64| (n > 0).then_some(n);
-    let rpm = limit(u64::from(job.limits.requests_per_minute));
-    let tpm = limit(job.limits.tokens_per_minute);
-    let (source, rpm) = match (rpm.or(tpm), seeded) {
-        (Some(_), _) => (PaceSource::Configured, json!(rpm)),
-        (None, Some(learned)) => (PaceSource::StateFile, json!(learned.requests_per_minute)),
-        (None, None) => (PaceSource::None, json!(null)),
-    };
-    json!({
-        "source": source,
-        "requests_per_minute": rpm,
-        "tokens_per_minute": tpm,
-        "learned_at": seeded.filter(|_| source == PaceSource::StateFile).map(|l| l.learned_at.to_rfc3339()),
-    })
-}
-
-/// The fields of a JSON event, from a `json!` object.
-fn figures(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
-    match value {
-        serde_json::Value::Object(map) => map,
-        _ => serde_json::Map::new(),
-    }
-}
-
-async fn watch_signals(stop: Arc<StopSignal>, quiet: bool) {
-    #[cfg(unix)]
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    loop {
-        #[cfg(unix)]
-        let terminated = async {
-            match term.as_mut() {
-                Some(t) => {
-                    t.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let terminated = std::future::pending::<()>();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminated => {}
-        }
-        let second = stop.interrupt();
-        if quiet {
-            continue;
-        }
-        if second {
-            printer::notice("stopping at once: requests in flight are recorded as abandoned");
-        } else {
-            printer::notice(format_args!(
-                "stopping: nothing new is sent; requests in flight get {} s (press Ctrl-C again to stop at once)",
-                GRACE.as_secs()
-            ));
-        }
-    }
 }
