@@ -89,10 +89,18 @@ impl BatchRun {
             }
         }
         drop(requests);
-        let mut live: Vec<Live> = std::mem::take(&mut self.state.batches)
+        // A batch recorded by a run killed before it pruned the file, none of
+        // whose requests still needs a line: nothing to ask the server (which
+        // may have forgotten it by now, or would send its whole output again).
+        let (done, left): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut self.state.batches)
             .into_iter()
-            .map(|entry| Live { entry })
-            .collect();
+            .partition(|e| {
+                e.status == state::RECORDED
+                    && !(e.requests.iter())
+                        .any(|(key, sha)| pending.get(key).is_some_and(|r| &r.sha256 == sha))
+            });
+        self.recorded = done;
+        let mut live: Vec<Live> = left.into_iter().map(|entry| Live { entry }).collect();
         self.state.batches = live.iter().map(|l| l.entry.clone()).collect();
         if let Err(stop) = self.resolve(&mut live).await {
             return Some(stop);
