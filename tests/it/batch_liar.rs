@@ -17,6 +17,8 @@ enum Output {
     Gone,
     /// One good line per request uploaded, then lines of unknown custom_ids forever.
     Endless,
+    /// Never reached: every poll answers 429 with a Retry-After of u64::MAX seconds.
+    Throttled,
 }
 
 struct Liar {
@@ -92,13 +94,15 @@ async fn serve(
         json(r#"{"object":"list","data":[]}"#)
     } else if line.starts_with("POST /v1/batches") {
         json(r#"{"id":"batch_1","input_file_id":"file-in","status":"validating"}"#)
+    } else if line.starts_with("GET /v1/batches/batch_1") && matches!(output, Output::Throttled) {
+        "HTTP/1.1 429 Too Many Requests\r\nretry-after: 18446744073709551615\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string()
     } else if line.starts_with("GET /v1/batches/batch_1") {
         json(
             r#"{"id":"batch_1","input_file_id":"file-in","status":"completed","output_file_id":"file-out","request_counts":{"total":2,"completed":2,"failed":0}}"#,
         )
     } else if line.starts_with("GET /v1/files/file-out/content") {
         match output {
-            Output::Gone => "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 36\r\nconnection: close\r\n\r\n{\"error\":{\"message\":\"No such File\"}}".to_string(),
+            Output::Gone | Output::Throttled => "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 36\r\nconnection: close\r\n\r\n{\"error\":{\"message\":\"No such File\"}}".to_string(),
             Output::Endless => {
                 stream
                     .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/jsonl\r\nconnection: close\r\n\r\n")
@@ -193,4 +197,20 @@ async fn a_result_file_that_is_gone_stops_the_run_keeping_the_batch() {
     assert!(stderr(&out).contains("404"), "{}", stderr(&out));
     let kept = sb.read("out.jsonl.batches.json");
     assert!(kept.contains("batch_1"), "{kept}");
+}
+
+#[tokio::test]
+async fn a_huge_retry_after_while_polling_is_waited_for_within_reason() {
+    let server = liar(Output::Throttled).await;
+    let sb = Sandbox::new();
+    two_rows(&sb);
+    let job = job(server.port).replace(
+        "mode = \"batch\"\n",
+        "mode = \"batch\"\nbatch_wait_secs = 2\n",
+    );
+    let out = run_bounded(&sb, &job, "the run ends when its wait does").await;
+    // Still in flight when the wait ended: kept for the next run, not a crash.
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    assert!(sb.read("out.jsonl.batches.json").contains("batch_1"));
 }
