@@ -364,7 +364,17 @@ impl BatchRun {
                     }
                 }
                 Err(e) if e.is_transient() => wait = wait.max(e.retry_after),
-                Err(e) => return Err(self.refused(&e)),
+                Err(mut e) => {
+                    if e.status == Some(404) {
+                        // Said how to get out: every rerun would stop here the same way.
+                        e.message = format!(
+                            "{}; batch {id} stays listed in {}: if it is gone for good, move that file aside and the next run sends its requests again",
+                            e.message,
+                            self.state_path.display()
+                        );
+                    }
+                    return Err(self.refused(&e));
+                }
             }
             i += 1;
         }

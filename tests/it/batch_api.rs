@@ -402,3 +402,26 @@ async fn a_recorded_batch_whose_lines_are_in_the_output_is_not_asked_for_again()
     assert_eq!((stats.files_uploaded(), stats.batches_created()), (1, 1));
     assert_eq!(sb.records("out.jsonl").len(), 2);
 }
+
+#[tokio::test]
+async fn a_batch_the_server_no_longer_knows_stops_the_run_saying_how_to_drop_it() {
+    let mock = batch_mock(100, None).await;
+    let sb = Sandbox::new();
+    sb.write("rows.jsonl", &rows(1));
+    let job = with_output(batch_job(&mock.url(), "", ""));
+    let left = serde_json::json!({"batches": [{
+        "input_file_id": "file-gone", "batch_id": "batch_unknown", "status": "in_progress",
+        "created_at": "2026-11-26T00:00:00Z", "worst_case_usd": 0.0, "requests": [],
+    }]});
+    sb.write("out.jsonl.batches.json", &left.to_string());
+    let out = run_job(&sb).job(&job).output().await;
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("batch_unknown") && err.contains("out.jsonl.batches.json"),
+        "{err}"
+    );
+    // Nothing submitted behind the user's back.
+    assert_eq!(mock.batch_stats().batches_created(), 0);
+    assert!(state(&sb).is_some());
+}
