@@ -157,12 +157,10 @@ impl Api {
     async fn json(&self, what: &str, request: reqwest::RequestBuilder) -> Result<Value, ApiError> {
         let response = request.send().await.map_err(|e| self.unreached(what, &e))?;
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        // The chat client's reading: seconds or a date, at most an hour (a
+        // bigger number overflowed the poll's backoff arithmetic).
+        let retry_after =
+            crate::client::retry_after::retry_after(response.headers(), chrono::Utc::now());
         let bytes = response
             .bytes()
             .await

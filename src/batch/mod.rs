@@ -89,10 +89,18 @@ impl BatchRun {
             }
         }
         drop(requests);
-        let mut live: Vec<Live> = std::mem::take(&mut self.state.batches)
+        // A batch recorded by a run killed before it pruned the file, none of
+        // whose requests still needs a line: nothing to ask the server (which
+        // may have forgotten it by now, or would send its whole output again).
+        let (done, left): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut self.state.batches)
             .into_iter()
-            .map(|entry| Live { entry })
-            .collect();
+            .partition(|e| {
+                e.status == state::RECORDED
+                    && !(e.requests.iter())
+                        .any(|(key, sha)| pending.get(key).is_some_and(|r| &r.sha256 == sha))
+            });
+        self.recorded = done;
+        let mut live: Vec<Live> = left.into_iter().map(|entry| Live { entry }).collect();
         self.state.batches = live.iter().map(|l| l.entry.clone()).collect();
         if let Err(stop) = self.resolve(&mut live).await {
             return Some(stop);
@@ -329,12 +337,23 @@ impl BatchRun {
             match self.api.get(&id).await {
                 Ok(info) if info.is_settled() => {
                     say_status(&info);
-                    if self.record(&info, &live[i].entry, pending).await.is_ok() {
-                        let mut entry = live.remove(i).entry;
-                        entry.status = state::RECORDED.into();
-                        self.recorded.push(entry);
-                        self.save(live);
-                        continue;
+                    match self.record(&info, &live[i].entry, pending).await {
+                        Ok(()) => {
+                            let mut entry = live.remove(i).entry;
+                            entry.status = state::RECORDED.into();
+                            self.recorded.push(entry);
+                            self.save(live);
+                            continue;
+                        }
+                        // Said, and read again at the next look.
+                        Err(e) if e.is_transient() => {
+                            printer::warning(format_args!("batch {id}: {e}; trying again"));
+                            wait = wait.max(e.retry_after);
+                        }
+                        // A result file that cannot be read (gone, refused) stays
+                        // unread however long the run polls: it stops, the batch
+                        // kept for the next run.
+                        Err(e) => return Err(self.refused(&e)),
                     }
                 }
                 Ok(info) => {
@@ -345,7 +364,17 @@ impl BatchRun {
                     }
                 }
                 Err(e) if e.is_transient() => wait = wait.max(e.retry_after),
-                Err(e) => return Err(self.refused(&e)),
+                Err(mut e) => {
+                    if e.status == Some(404) {
+                        // Said how to get out: every rerun would stop here the same way.
+                        e.message = format!(
+                            "{}; batch {id} stays listed in {}: if it is gone for good, move that file aside and the next run sends its requests again",
+                            e.message,
+                            self.state_path.display()
+                        );
+                    }
+                    return Err(self.refused(&e));
+                }
             }
             i += 1;
         }
@@ -363,15 +392,23 @@ impl BatchRun {
         let ours: HashMap<&str, &str> = (entry.requests.iter())
             .map(|(k, s)| (k.as_str(), s.as_str()))
             .collect();
+        // Requests of this batch still to record: once none is left the rest
+        // of a result file is not read (a file that never ends ends there).
+        let mut left = (ours.iter())
+            .filter(|(k, s)| pending.get(**k).is_some_and(|r| r.sha256 == **s))
+            .count();
         for file in [&info.output_file_id, &info.error_file_id]
             .into_iter()
             .flatten()
         {
+            if left == 0 {
+                break;
+            }
             // A download that breaks off is read again from the start: lines
             // already recorded find their request gone and are skipped.
             let mut tries = 0;
             loop {
-                match self.read_results(file, &ours, pending, &info.id).await {
+                match (self.read_results(file, &ours, pending, &info.id, &mut left)).await {
                     Ok(()) => break,
                     Err(e) if e.is_transient() && tries + 1 < CALL_TRIES => {
                         tries += 1;
@@ -396,9 +433,13 @@ impl BatchRun {
         ours: &HashMap<&str, &str>,
         pending: &mut HashMap<String, Request>,
         batch: &str,
+        left: &mut usize,
     ) -> Result<(), ApiError> {
         let mut lines = self.api.lines(file).await?;
-        while let Some(line) = lines.next().await? {
+        while *left > 0 {
+            let Some(line) = lines.next().await? else {
+                break;
+            };
             let Ok(value) = serde_json::from_slice::<Value>(&line) else {
                 continue;
             };
@@ -407,6 +448,7 @@ impl BatchRun {
                 continue;
             };
             let result = results::outcome(&value, &req.model);
+            *left -= 1;
             self.done(req, result, batch).await;
         }
         Ok(())

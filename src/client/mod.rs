@@ -15,7 +15,7 @@ mod rate_headers;
 mod raw_json;
 mod redact;
 mod reply;
-mod retry_after;
+pub(crate) mod retry_after;
 mod sse;
 mod stream;
 mod transport;

@@ -376,3 +376,52 @@ async fn batches_json_names_no_secret() {
         assert_eq!(mode & 0o777, 0o600);
     }
 }
+
+#[tokio::test]
+async fn a_recorded_batch_whose_lines_are_in_the_output_is_not_asked_for_again() {
+    let mock = batch_mock(100, None).await;
+    let sb = Sandbox::new();
+    sb.write("rows.jsonl", &rows(2));
+    let job = with_output(batch_job(&mock.url(), "", ""));
+    let out = run_job(&sb).job(&job).output().await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // As a run killed after writing its lines and before pruning leaves it,
+    // the batch since forgotten by the server (a 404 when asked).
+    let requests: Vec<Value> = (sb.records("out.jsonl").iter())
+        .map(|r| serde_json::json!([r["key"], r["request_sha256"]]))
+        .collect();
+    let left = serde_json::json!({"batches": [{
+        "input_file_id": "file-gone", "batch_id": "batch_gone", "status": "recorded",
+        "created_at": "2026-11-26T00:00:00Z", "worst_case_usd": 0.0, "requests": requests,
+    }]});
+    sb.write("out.jsonl.batches.json", &left.to_string());
+    let out = run_job(&sb).output().await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(state(&sb).is_none(), "the recorded batch is pruned");
+    let stats = mock.batch_stats();
+    assert_eq!((stats.files_uploaded(), stats.batches_created()), (1, 1));
+    assert_eq!(sb.records("out.jsonl").len(), 2);
+}
+
+#[tokio::test]
+async fn a_batch_the_server_no_longer_knows_stops_the_run_saying_how_to_drop_it() {
+    let mock = batch_mock(100, None).await;
+    let sb = Sandbox::new();
+    sb.write("rows.jsonl", &rows(1));
+    let job = with_output(batch_job(&mock.url(), "", ""));
+    let left = serde_json::json!({"batches": [{
+        "input_file_id": "file-gone", "batch_id": "batch_unknown", "status": "in_progress",
+        "created_at": "2026-11-26T00:00:00Z", "worst_case_usd": 0.0, "requests": [],
+    }]});
+    sb.write("out.jsonl.batches.json", &left.to_string());
+    let out = run_job(&sb).job(&job).output().await;
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("batch_unknown") && err.contains("out.jsonl.batches.json"),
+        "{err}"
+    );
+    // Nothing submitted behind the user's back.
+    assert_eq!(mock.batch_stats().batches_created(), 0);
+    assert!(state(&sb).is_some());
+}

@@ -4,6 +4,7 @@
 
 mod batch;
 mod batch_api;
+mod batch_liar;
 mod budget;
 mod by_endpoint;
 mod cache;
