@@ -46,6 +46,20 @@ pub struct Tokens {
     pub unreported: u64,
 }
 
+impl Tokens {
+    /// One successful request's usage, or its absence (counted as unreported).
+    pub(crate) fn add(&mut self, usage: Option<&Usage>) {
+        match usage {
+            Some(u) => {
+                self.prompt = self.prompt.saturating_add(u.prompt_tokens);
+                self.completion = self.completion.saturating_add(u.completion_tokens);
+                self.total = self.total.saturating_add(u.total_tokens);
+            }
+            None => self.unreported += 1,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Costs {
     pub total: f64,
@@ -389,15 +403,7 @@ impl Tally {
         if r.ok {
             self.ok += 1;
             count_in(&mut self.finish_reasons, r.finish_reason.unwrap_or("none"));
-            match r.usage {
-                Some(u) => {
-                    let t = &mut self.tokens;
-                    t.prompt = t.prompt.saturating_add(u.prompt_tokens);
-                    t.completion = t.completion.saturating_add(u.completion_tokens);
-                    t.total = t.total.saturating_add(u.total_tokens);
-                }
-                None => self.tokens.unreported += 1,
-            }
+            self.tokens.add(r.usage);
             if !r.cost_usd.is_some_and(is_amount) {
                 self.costs.unpriced_requests += 1;
             }

@@ -87,15 +87,7 @@ impl Endpoint {
     fn add(&mut self, r: &Figures<'_>) {
         if r.ok {
             self.ok += 1;
-            match r.usage {
-                Some(u) => {
-                    let t = &mut self.tokens;
-                    t.prompt = t.prompt.saturating_add(u.prompt_tokens);
-                    t.completion = t.completion.saturating_add(u.completion_tokens);
-                    t.total = t.total.saturating_add(u.total_tokens);
-                }
-                None => self.tokens.unreported += 1,
-            }
+            self.tokens.add(r.usage);
             if !r.cost_usd.is_some_and(is_amount) {
                 self.unpriced += 1;
             }
