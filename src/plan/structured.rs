@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// How much of a bad reply's start its error message quotes (already redacted by the client).
@@ -25,14 +26,14 @@ pub struct OutputCheck {
 }
 
 impl OutputCheck {
-    /// The reply's JSON text (its content, unfenced), or why it is not
+    /// The reply's JSON (its content, unfenced, as text), or why it is not
     /// usable (the `bad_output` message).
     ///
     /// Without a schema the text is only checked to be JSON, with no tree
     /// built: a tree costs about 20 times its text, and a reply may hold
     /// 16 MiB. A schema needs the tree: [`Self::is_large`] says when the
     /// caller should build it off the async workers, one at a time.
-    pub fn check<'a>(&self, content: Option<&'a str>) -> Result<&'a str, String> {
+    pub fn check<'a>(&self, content: Option<&'a str>) -> Result<&'a RawValue, String> {
         let Some(content) = content else {
             return Err("JSON was asked for, and the reply has no content".into());
         };
@@ -46,9 +47,10 @@ impl OutputCheck {
                 quote(content)
             )
         };
+        // Read once as text: valid JSON, borrowed, no tree.
+        let raw: &RawValue = serde_json::from_str(text).map_err(not_json)?;
         let Some(schema) = &self.schema else {
-            serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(not_json)?;
-            return Ok(text);
+            return Ok(raw);
         };
         let value: Value = serde_json::from_str(text).map_err(not_json)?;
         let errors: Vec<String> = schema
@@ -70,7 +72,7 @@ impl OutputCheck {
                 errors.join("; ")
             ));
         }
-        Ok(text)
+        Ok(raw)
     }
 
     /// Whether checking `content` builds a tree big enough to matter
@@ -292,7 +294,9 @@ mod tests {
             .expect("ok")
             .expect("asks for JSON");
         assert_eq!(
-            check.check(Some("```json\n{\"a\": 1}\n```")),
+            check
+                .check(Some("```json\n{\"a\": 1}\n```"))
+                .map(RawValue::get),
             Ok("{\"a\": 1}")
         );
         let text = json!({"response_format": {"type": "text"}});

@@ -159,8 +159,7 @@ fn fitted(reply: String, check: Option<&OutputCheck>) -> Option<String> {
                 Some(raw) => serde_json::from_str(raw.get()).ok()?,
                 None => None,
             };
-            let text = check.check(content.as_deref()).ok()?;
-            let json = RawJson::compacted(serde_json::from_str::<&RawValue>(text).ok()?);
+            let json = RawJson::compacted(check.check(content.as_deref()).ok()?);
             fields.insert("json".into(), serde_json::value::to_raw_value(&json).ok()?);
         }
         None if fields.contains_key("json") => {

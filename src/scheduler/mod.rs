@@ -20,7 +20,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use tokio::sync::{mpsc, Semaphore};
 
 use booking::Booking;
@@ -365,12 +364,14 @@ async fn checked(request: &Request, reply: &mut Reply) -> Option<Failure> {
         return None;
     }
     let verdict = match check.is_large(reply.content.as_deref()) {
-        false => check.check(reply.content.as_deref()).map(json_of),
+        false => check
+            .check(reply.content.as_deref())
+            .map(RawJson::compacted),
         true => large_check(Arc::clone(check), reply.content.clone()).await,
     };
     match verdict {
         Ok(json) => {
-            reply.json = json;
+            reply.json = Some(json);
             None
         }
         Err(mut message) => {
@@ -387,26 +388,16 @@ async fn checked(request: &Request, reply: &mut Reply) -> Option<Failure> {
     }
 }
 
-/// Checked JSON text as the record keeps it: compact text, never a tree.
-fn json_of(text: &str) -> Option<RawJson> {
-    serde_json::from_str::<&RawValue>(text)
-        .ok()
-        .map(RawJson::compacted)
-}
-
 /// One schema check of a large reply at a time, on a blocking thread: its
 /// tree is about 20 times the text, and building it must neither stall the
 /// async workers nor happen for every large reply in flight at once.
-async fn large_check(
-    check: Arc<OutputCheck>,
-    content: Option<String>,
-) -> Result<Option<RawJson>, String> {
+async fn large_check(check: Arc<OutputCheck>, content: Option<String>) -> Result<RawJson, String> {
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let checked = tokio::task::spawn_blocking(move || {
         let _turn = ONE_AT_A_TIME
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        check.check(content.as_deref()).map(json_of)
+        check.check(content.as_deref()).map(RawJson::compacted)
     })
     .await;
     checked.unwrap_or_else(|e| Err(format!("the reply's JSON check failed: {e}")))
